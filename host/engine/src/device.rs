@@ -1,0 +1,175 @@
+//! The interface every backend implements (CPU reference, CUDA, and the mock device of the
+//! plugin conformance kit).
+//!
+//! A step takes a *batch of sequences*: each sequence contributes a run of new tokens (a prefill
+//! chunk, or one token while decoding) that is appended to its KV-cache slot. The backend computes
+//! the whole batch in one pass (weights are read once for all tokens) and keeps the requested
+//! logits rows on the device. Samplers then ask for what they need through the `logits_*`
+//! operations (argmax, top-k, penalties, or the full row), so on the GPU only a few bytes come
+//! back per token.
+
+use crate::EngineError;
+
+/// A sequence's KV-cache slot on the device.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeqSlot(pub u32);
+
+/// Which logits a step produces for one sequence.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum LogitsWanted {
+    /// None (a prefill chunk that is not the prompt's last).
+    None,
+    /// The logits after the sequence's last new token (decode, or the end of a prompt).
+    Last,
+    /// The logits after every new token (teacher-forced scoring).
+    All,
+}
+
+/// One sequence's part of a batched step.
+#[derive(Clone, Debug)]
+pub struct SeqInput<'a> {
+    pub slot: SeqSlot,
+    /// Position of `tokens[0]` in the sequence; equals the number of tokens already cached.
+    pub start_pos: usize,
+    /// The new tokens, appended to the slot's KV cache.
+    pub tokens: &'a [u32],
+    pub logits: LogitsWanted,
+}
+
+/// Static facts about a backend, for `/health` and logs.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceInfo {
+    /// "cpu", "cuda" or "mock".
+    pub backend: &'static str,
+    /// Human name, e.g. "NVIDIA H100 80GB HBM3" or "CPU (2 threads)".
+    pub name: String,
+    /// Bytes held for weights, KV cache and scratch (device memory on CUDA, RAM on CPU).
+    pub weights_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub scratch_bytes: u64,
+    /// Compute capability, e.g. "9.0" (CUDA only).
+    pub sm: Option<String>,
+    pub runtime_version: Option<String>,
+}
+
+/// A model loaded on a backend, ready to run batched steps.
+///
+/// Logits rows are numbered in batch order: for each [`SeqInput`] with `Last` one row, with
+/// `All` one row per new token, with `None` nothing. They stay valid until the next `forward`.
+pub trait Device: Send {
+    fn info(&self) -> DeviceInfo;
+    /// Vocabulary size (length of a logits row).
+    fn vocab_size(&self) -> usize;
+    /// Longest sequence (prompt + generated tokens) one slot can hold.
+    fn context_length(&self) -> usize;
+
+    /// Reserve a KV-cache slot for a sequence of up to `max_tokens` tokens.
+    /// Fails with [`EngineError::KvCacheExhausted`] when the KV budget cannot hold it; nothing is
+    /// left allocated then.
+    fn alloc_seq(&mut self, max_tokens: usize) -> Result<SeqSlot, EngineError>;
+    /// Release a slot. Releasing an unknown slot is a no-op.
+    fn free_seq(&mut self, slot: SeqSlot);
+    /// KV-cache tokens not yet reserved by any slot.
+    fn free_kv_tokens(&self) -> usize;
+
+    /// Run one step over the batch and return the number of logits rows produced.
+    fn forward(&mut self, batch: &[SeqInput<'_>]) -> Result<usize, EngineError>;
+
+    /// The best token of a row and its logit (ties go to the lower id).
+    fn logits_argmax(&self, row: usize) -> Result<(u32, f32), EngineError>;
+    /// The `k` best tokens of a row with their logits, best first (ties: lower id first).
+    fn logits_top_k(&self, row: usize, k: usize) -> Result<Vec<(u32, f32)>, EngineError>;
+    /// The whole row, copied to the host.
+    fn logits_row(&self, row: usize) -> Result<Vec<f32>, EngineError>;
+    /// Apply repetition / presence / frequency penalties in place, llama.cpp's way: for each
+    /// distinct token in `history` with count c, a positive logit is divided by `repeat` (a
+    /// negative one multiplied), then `c * frequency + presence` is subtracted.
+    fn logits_penalize(
+        &mut self,
+        row: usize,
+        history: &[u32],
+        repeat: f32,
+        frequency: f32,
+        presence: f32,
+    ) -> Result<(), EngineError>;
+}
+
+/// Reference implementations of the logits operations over a host row; backends that keep
+/// logits on the host use them directly, the others test against them.
+pub mod host_logits {
+    /// Best token and logit; NaN never wins; ties go to the lower id.
+    pub fn argmax(row: &[f32]) -> (u32, f32) {
+        let mut best = (0u32, f32::NEG_INFINITY);
+        let mut found = false;
+        for (i, &v) in row.iter().enumerate() {
+            if v.is_nan() {
+                continue;
+            }
+            if !found || v > best.1 {
+                best = (i as u32, v);
+                found = true;
+            }
+        }
+        best
+    }
+
+    /// The `k` best (id, logit) pairs, best first, ties by lower id, NaN excluded.
+    pub fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
+        let mut all: Vec<(u32, f32)> = row
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_nan())
+            .map(|(i, &v)| (i as u32, v))
+            .collect();
+        let k = k.min(all.len());
+        let cmp = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if k < all.len() && k > 0 {
+            all.select_nth_unstable_by(k - 1, cmp);
+        }
+        all.truncate(k);
+        all.sort_by(cmp);
+        all
+    }
+
+    /// See [`super::Device::logits_penalize`].
+    pub fn penalize(row: &mut [f32], history: &[u32], repeat: f32, frequency: f32, presence: f32) {
+        let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        for &t in history {
+            if (t as usize) < row.len() {
+                *counts.entry(t).or_default() += 1;
+            }
+        }
+        for (&t, &c) in &counts {
+            let v = &mut row[t as usize];
+            if repeat != 1.0 && repeat > 0.0 {
+                *v = if *v > 0.0 { *v / repeat } else { *v * repeat };
+            }
+            *v -= c as f32 * frequency + presence;
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn argmax_skips_nan_and_prefers_lower_id() {
+            assert_eq!(argmax(&[f32::NAN, 1.0, 3.0, 3.0]), (2, 3.0));
+            assert_eq!(argmax(&[f32::NEG_INFINITY, f32::NEG_INFINITY]).0, 0);
+        }
+
+        #[test]
+        fn top_k_orders_best_first() {
+            let r = [0.5, 2.0, f32::NAN, 2.0, -1.0];
+            assert_eq!(top_k(&r, 3), vec![(1, 2.0), (3, 2.0), (0, 0.5)]);
+            assert_eq!(top_k(&r, 10).len(), 4);
+        }
+
+        #[test]
+        fn penalties_follow_llama_cpp() {
+            let mut r = [2.0, -2.0, 1.0];
+            penalize(&mut r, &[0, 1, 1], 2.0, 0.5, 0.25);
+            assert_eq!(r, [2.0 / 2.0 - 0.75, -2.0 * 2.0 - 1.25, 1.0]);
+        }
+    }
+}

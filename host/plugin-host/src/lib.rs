@@ -1,0 +1,1 @@
+//! The Wasm plugin runtime (see the plugin-platform issue).

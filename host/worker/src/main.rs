@@ -1,0 +1,5 @@
+//! `worker-orcd`: the inference worker and its command-line tools.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

