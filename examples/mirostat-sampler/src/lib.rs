@@ -1,0 +1,1 @@
+//! mirostat-sampler (being written).

@@ -1,0 +1,1 @@
+//! orcd-handler (being written).

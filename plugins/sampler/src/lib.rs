@@ -1,0 +1,1 @@
+//! orcd-sampler-standard (being written).

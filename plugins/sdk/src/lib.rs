@@ -1,0 +1,1 @@
+//! orcd-plugin-sdk (being written).
