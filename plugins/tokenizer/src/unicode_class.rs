@@ -1,0 +1,81 @@
+//! The Unicode character classes the pre-tokenizers need, with llama.cpp's meanings:
+//! letters are general category `L*` (`\p{L}`), numbers `N*` (`\p{N}`), punctuation `P*`
+//! (`\p{P}`), and whitespace is the Unicode `White_Space` property (`\s`).
+
+use unicode_general_category::{GeneralCategory, get_general_category};
+
+/// Whether `c` is a letter (`\p{L}`: Lu, Ll, Lt, Lm, Lo).
+pub fn is_letter(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphabetic();
+    }
+    matches!(
+        get_general_category(c),
+        GeneralCategory::UppercaseLetter
+            | GeneralCategory::LowercaseLetter
+            | GeneralCategory::TitlecaseLetter
+            | GeneralCategory::ModifierLetter
+            | GeneralCategory::OtherLetter
+    )
+}
+
+/// Whether `c` is a number (`\p{N}`: Nd, Nl, No), e.g. `7`, `½`, `Ⅻ`.
+pub fn is_number(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_digit();
+    }
+    matches!(
+        get_general_category(c),
+        GeneralCategory::DecimalNumber | GeneralCategory::LetterNumber | GeneralCategory::OtherNumber
+    )
+}
+
+/// Whether `c` is punctuation (`\p{P}`: Pc, Pd, Ps, Pe, Pi, Pf, Po).
+pub fn is_punctuation(c: char) -> bool {
+    matches!(
+        get_general_category(c),
+        GeneralCategory::ConnectorPunctuation
+            | GeneralCategory::DashPunctuation
+            | GeneralCategory::OpenPunctuation
+            | GeneralCategory::ClosePunctuation
+            | GeneralCategory::InitialPunctuation
+            | GeneralCategory::FinalPunctuation
+            | GeneralCategory::OtherPunctuation
+    )
+}
+
+/// Whether `c` has the Unicode `White_Space` property (llama.cpp's `unicode_set_whitespace`).
+/// Unlike `char::is_whitespace` this is exactly the property list, spelled out.
+pub fn is_whitespace(c: char) -> bool {
+    matches!(
+        c,
+        '\u{09}'..='\u{0D}'
+            | ' '
+            | '\u{85}'
+            | '\u{A0}'
+            | '\u{1680}'
+            | '\u{2000}'..='\u{200A}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202F}'
+            | '\u{205F}'
+            | '\u{3000}'
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_follow_unicode_categories() {
+        assert!(is_letter('a') && is_letter('Ä') && is_letter('н') && is_letter('我'));
+        assert!(!is_letter('1') && !is_letter(' ') && !is_letter('🦙'));
+        assert!(is_number('3') && is_number('½') && is_number('٣'));
+        assert!(!is_number('a'));
+        assert!(is_punctuation('!') && is_punctuation('(') && is_punctuation('～') == is_punctuation('～'));
+        assert!(!is_punctuation('$') && !is_punctuation('+'));
+        assert!(is_whitespace(' ') && is_whitespace('\n') && is_whitespace('\u{3000}'));
+        assert!(!is_whitespace('\u{200B}') && !is_whitespace('\u{1C}'));
+    }
+}
