@@ -1,0 +1,93 @@
+//! The unquantized element types: F32, F16 and BF16 (one element per "block", little-endian).
+//!
+//! Also the f16 scale helpers every quantized block uses: ggml stores block scales as IEEE
+//! half floats, little-endian, at byte (not 2-byte) alignment.
+
+use half::{bf16, f16};
+
+/// The f32 value of a little-endian IEEE half (exact: every f16 is an f32).
+#[inline(always)]
+pub(crate) fn f16_to_f32(b: [u8; 2]) -> f32 {
+    f16::from_le_bytes(b).to_f32()
+}
+
+/// `v` rounded to the nearest IEEE half (ties to even, as ggml's `GGML_FP32_TO_FP16`), as LE bytes.
+#[inline(always)]
+pub(crate) fn f32_to_f16(v: f32) -> [u8; 2] {
+    f16::from_f32(v).to_le_bytes()
+}
+
+/// The f32 value of a little-endian bfloat16 (its bits are the top half of an f32: exact).
+#[inline(always)]
+fn bf16_to_f32(b: [u8; 2]) -> f32 {
+    f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16)
+}
+
+/// F32 row: `src` is `dst.len()` LE f32 values (4 bytes each).
+pub(super) fn dequantize_f32(src: &[u8], dst: &mut [f32]) {
+    for (o, b) in dst.iter_mut().zip(src.as_chunks::<4>().0) {
+        *o = f32::from_le_bytes(*b);
+    }
+}
+
+/// F16 row: `src` is `dst.len()` LE halves (2 bytes each).
+pub(super) fn dequantize_f16(src: &[u8], dst: &mut [f32]) {
+    for (o, b) in dst.iter_mut().zip(src.as_chunks::<2>().0) {
+        *o = f16_to_f32(*b);
+    }
+}
+
+/// BF16 row: `src` is `dst.len()` LE bfloat16 values (2 bytes each).
+pub(super) fn dequantize_bf16(src: &[u8], dst: &mut [f32]) {
+    for (o, b) in dst.iter_mut().zip(src.as_chunks::<2>().0) {
+        *o = bf16_to_f32(*b);
+    }
+}
+
+/// `sum_i w_i * x_i` for an F32 row, accumulated in order in f32.
+pub(super) fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
+    row.as_chunks::<4>()
+        .0
+        .iter()
+        .zip(x)
+        .map(|(b, &x)| f32::from_le_bytes(*b) * x)
+        .sum()
+}
+
+/// `sum_i w_i * x_i` for an F16 row.
+pub(super) fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
+    row.as_chunks::<2>()
+        .0
+        .iter()
+        .zip(x)
+        .map(|(b, &x)| f16_to_f32(*b) * x)
+        .sum()
+}
+
+/// `sum_i w_i * x_i` for a BF16 row.
+pub(super) fn dot_bf16(row: &[u8], x: &[f32]) -> f32 {
+    row.as_chunks::<2>()
+        .0
+        .iter()
+        .zip(x)
+        .map(|(b, &x)| bf16_to_f32(*b) * x)
+        .sum()
+}
+
+/// F32 row bytes of `src`.
+pub(super) fn quantize_f32(src: &[f32]) -> Vec<u8> {
+    src.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// F16 row bytes of `src`, each value rounded to nearest even (overflow becomes infinity).
+pub(super) fn quantize_f16(src: &[f32]) -> Vec<u8> {
+    src.iter().flat_map(|&v| f32_to_f16(v)).collect()
+}
+
+/// BF16 row bytes of `src`, rounded to nearest even like ggml's `ggml_compute_fp32_to_bf16`
+/// (NaN stays NaN).
+pub(super) fn quantize_bf16(src: &[f32]) -> Vec<u8> {
+    src.iter()
+        .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
+        .collect()
+}

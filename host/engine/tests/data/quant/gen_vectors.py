@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Reference vectors for the engine's quantized tensor types (host/engine/tests/quant_vectors.rs).
+
+For every type NAME this writes, next to this script:
+  NAME.bin      raw row bytes (whole blocks, ggml layout)
+  NAME.deq.f32  gguf-py's dequantization of NAME.bin, little-endian f32
+  NAME.src.f32  (types gguf-py can quantize: the floats and legacy quants) the f32 input that
+                gguf-py's quantize turned into NAME.bin, so quantize_row can be checked too
+
+gguf-py 0.19 has no quantizers for the K-quants (quantize raises NotImplementedError), so their
+blocks are random bytes with sane f16 super-scales; every bit pattern of the other fields is a
+valid block, and gguf-py's dequantize is the reference.
+
+Run: python3 gen_vectors.py   (needs `pip install gguf numpy`; deterministic, seed fixed)
+"""
+
+import os
+
+import numpy as np
+from gguf import GGMLQuantizationType as T
+from gguf import quants
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+rng = np.random.default_rng(20261127)
+
+
+def legacy_source(n_blocks: int) -> np.ndarray:
+    """n_blocks blocks of 32 with varied magnitudes, one all-zero and one constant block."""
+    scales = np.exp(rng.uniform(np.log(1e-3), np.log(10.0), size=(n_blocks, 1)))
+    x = (rng.standard_normal((n_blocks, 32)) * scales).astype(np.float32)
+    x[1] = 0.0
+    x[2] = np.float32(-0.75)
+    return x.reshape(-1)
+
+
+def float_source() -> np.ndarray:
+    """64 values: normal ones, f16 subnormals, values past f16's range, signed zeros."""
+    x = (rng.standard_normal(64) * 3.0).astype(np.float32)
+    x[0:4] = [0.0, -0.0, 1e-6, -3e-7]  # f16 subnormals
+    x[4:8] = [70000.0, -1e5, 65504.0, 3.0e38]  # beyond f16 / near f32 max
+    x[8:10] = [np.inf, -np.inf]
+    return x
+
+
+def k_blocks(qtype: T, n_blocks: int) -> np.ndarray:
+    """Random K-quant blocks whose f16 super-scales are sane (positive, not huge)."""
+    _, type_size = quants.GGML_QUANT_SIZES[qtype]
+    raw = rng.integers(0, 256, size=(n_blocks, type_size), dtype=np.uint8)
+    # byte offsets of the f16 super-scales: Q4_K/Q5_K d, dmin at 0, 2; Q6_K d at 208
+    offsets = [208] if qtype == T.Q6_K else [0, 2]
+    for off in offsets:
+        d = np.exp(rng.uniform(np.log(1e-4), np.log(1e-1), size=n_blocks)).astype(np.float16)
+        raw[:, off:off + 2] = d.view(np.uint8).reshape(n_blocks, 2)
+    return raw.reshape(-1)
+
+
+def write(name: str, data: np.ndarray, deq: np.ndarray, src: np.ndarray | None) -> None:
+    with open(os.path.join(HERE, f"{name}.bin"), "wb") as f:
+        f.write(np.ascontiguousarray(data).view(np.uint8).tobytes())
+    with open(os.path.join(HERE, f"{name}.deq.f32"), "wb") as f:
+        f.write(deq.astype("<f4").tobytes())
+    if src is not None:
+        with open(os.path.join(HERE, f"{name}.src.f32"), "wb") as f:
+            f.write(src.astype("<f4").tobytes())
+
+
+def main() -> None:
+    for qtype, name in [(T.F32, "f32"), (T.F16, "f16"), (T.BF16, "bf16")]:
+        src = float_source()
+        with np.errstate(over="ignore"):  # f16 overflow to infinity is part of the test
+            data = quants.quantize(src.reshape(1, -1), qtype).reshape(-1).view(np.uint8)
+        deq = quants.dequantize(data, qtype).reshape(-1)
+        write(name, data, deq, src)
+    for qtype, name in [(T.Q4_0, "q4_0"), (T.Q4_1, "q4_1"), (T.Q5_0, "q5_0"),
+                        (T.Q5_1, "q5_1"), (T.Q8_0, "q8_0")]:
+        src = legacy_source(8)
+        data = quants.quantize(src.reshape(1, -1), qtype).reshape(-1)
+        deq = quants.dequantize(data, qtype).reshape(-1)
+        write(name, data, deq, src)
+    for qtype, name in [(T.Q4_K, "q4_K"), (T.Q5_K, "q5_K"), (T.Q6_K, "q6_K")]:
+        data = k_blocks(qtype, 4)
+        deq = quants.dequantize(data, qtype).reshape(-1)
+        write(name, data, deq, None)
+
+
+if __name__ == "__main__":
+    main()
