@@ -4,6 +4,7 @@
 
 pub mod device;
 pub mod error;
+pub mod mock;
 pub mod quant;
 
 pub use device::{Device, DeviceInfo, LogitsWanted, SeqInput, SeqSlot};

@@ -1,1 +1,67 @@
-//! The Wasm plugin runtime (see the plugin-platform issue).
+//! The Wasm plugin runtime: loads tokenizer, sampler and request-handler components
+//! (contract `worker:plugin@0.1.0`, see `wit/`) and runs them sandboxed.
+//!
+//! # Model
+//! One wasmtime [`Engine`](wasmtime::Engine) per worker. Every plugin is compiled once (through
+//! an on-disk cache keyed by its hash), linked once into an `InstancePre`, and instantiated per
+//! session (~tens of µs). Sessions hold an `Arc` to the plugin they started with, so loading a
+//! new version of a plugin ([`PluginHost::load_file`], [`PluginHost::rescan`]) affects new
+//! sessions only.
+//!
+//! # Sandbox
+//! - WASI with nothing granted: no preopened directory, environment, arguments or sockets;
+//!   imports outside the WASI 0.2 families and the plugin kind's host interfaces are refused at
+//!   load ([`PluginError::LoadFailed`]).
+//! - Per instance: linear memory capped ([`PluginHostConfig::memory_limit_bytes`]), Wasm stack
+//!   capped, every call bounded in time by epoch interruption (a ticker thread), optionally by
+//!   fuel too (deterministic conformance runs).
+//! - A trap, timeout, exhausted memory or invalid output ends only that call's session with a
+//!   stable code ([`PluginError::code`]: `PLUGIN_TRAP`, `PLUGIN_TIMEOUT`, `PLUGIN_MEMORY`,
+//!   `PLUGIN_INVALID_OUTPUT`, ...) naming the plugin and its version; the trapped instance is
+//!   dropped, never reused.
+//!
+//! # API
+//! ```ignore
+//! let host = PluginHost::new(PluginHostConfig::default(), facts, &vocab_data)?;
+//! let mut handler = host.request_handler()?;
+//! let job = handler.parse_execute(body, "application/json", &limits)?;
+//! let mut tok = host.tokenizer()?;
+//! let prompt = tok.encode(&job.prompt, true, true)?;
+//! let mut sampler = host.sampler(&job.sampler, &job.params, seed)?;
+//! // per token, after device.forward(..):
+//! let id = sampler.sample(&mut device, row, &history)?;   // any orcd_engine::Device
+//! let bytes = tok.piece(id)?;
+//! let sse = handler.render_event(&StreamEvent::Token(TokenEvent { text, index }))?;
+//! ```
+
+mod bindings;
+mod builtin;
+mod cache;
+mod config;
+mod error;
+mod handler_session;
+mod host;
+mod host_api;
+mod logits;
+mod plugin;
+mod sampler_session;
+mod state;
+mod tokenizer_session;
+mod vocab_view;
+
+pub use config::PluginHostConfig;
+pub use error::PluginError;
+pub use handler_session::{HandlerSession, MAX_BODY_BYTES};
+pub use host::PluginHost;
+pub use logits::{LogitsHandle, LogitsSource};
+pub use plugin::{CONTRACT_VERSION, PluginInfo, PluginKind, PluginSource};
+pub use sampler_session::SamplerSession;
+pub use tokenizer_session::TokenizerSession;
+pub use vocab_view::VocabData;
+
+/// Records of the WIT contract, as the host sees them.
+pub use bindings::handler::exports::worker::plugin::handler_plugin::{
+    EndEvent, ErrorEvent, Invalid, Job as ExecuteJob, Limits, MetricsEvent, StartedEvent, StopHit,
+    StreamEvent, TokenEvent,
+};
+pub use bindings::types::{ModelFacts, SamplingParams};
