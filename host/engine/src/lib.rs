@@ -2,10 +2,14 @@
 //! CPU reference backend. The CUDA backend (`orcd-cuda`) implements the same [`device::Device`]
 //! interface and is checked against the CPU one.
 
+pub mod cpu;
 pub mod device;
 pub mod error;
+pub mod gguf;
 pub mod mock;
+pub mod model;
 pub mod quant;
+pub mod vocab;
 
 pub use device::{Device, DeviceInfo, LogitsWanted, SeqInput, SeqSlot};
 pub use error::EngineError;
