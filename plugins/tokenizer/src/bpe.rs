@@ -44,7 +44,10 @@ impl MergeTable {
 
     /// The piece id of `text`, if any rule mentions it or it is a token.
     fn piece(&self, text: &[u8], token_id: &FastMap<Box<[u8]>, u32>) -> Option<u32> {
-        token_id.get(text).or_else(|| self.extra_pieces.get(text)).copied()
+        token_id
+            .get(text)
+            .or_else(|| self.extra_pieces.get(text))
+            .copied()
     }
 
     fn rank(&self, left: Option<u32>, right: Option<u32>) -> Option<u32> {
@@ -67,7 +70,11 @@ struct Symbol {
 type Candidate = Reverse<(u32, usize, usize, usize, usize)>; // (rank, left, right, left len, right len)
 
 /// Merges the byte-level encoded `word` and returns its symbols' byte ranges in order.
-pub fn merge_word(word: &str, merges: &MergeTable, token_id: &FastMap<Box<[u8]>, u32>) -> Vec<(usize, usize)> {
+pub fn merge_word(
+    word: &str,
+    merges: &MergeTable,
+    token_id: &FastMap<Box<[u8]>, u32>,
+) -> Vec<(usize, usize)> {
     let bytes = word.as_bytes();
     let mut symbols: Vec<Symbol> = Vec::with_capacity(word.len());
     for (i, (start, c)) in word.char_indices().enumerate() {
@@ -99,7 +106,11 @@ pub fn merge_word(word: &str, merges: &MergeTable, token_id: &FastMap<Box<[u8]>,
     while let Some(Reverse((_, left, right, left_len, right_len))) = heap.pop() {
         // Skip pairs made stale by an earlier merge (symbol starts never move, so equal
         // lengths mean equal texts).
-        if symbols[left].len != left_len || symbols[right].len != right_len || left_len == 0 || right_len == 0 {
+        if symbols[left].len != left_len
+            || symbols[right].len != right_len
+            || left_len == 0
+            || right_len == 0
+        {
             continue;
         }
         let merged_len = left_len + right_len;

@@ -38,7 +38,8 @@ const NON_PRINTABLE: [u8; 68] = {
     let mut n = 0;
     let mut b = 0u32;
     while b < 256 {
-        let printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        let printable =
+            (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
         if !printable {
             out[n] = b as u8;
             n += 1;
@@ -53,7 +54,8 @@ const BYTE_TO_CHAR: [char; 256] = {
     let mut out = ['\0'; 256];
     let mut b = 0u32;
     while b < 256 {
-        let printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        let printable =
+            (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
         if printable {
             out[b as usize] = match char::from_u32(b) {
                 Some(c) => c,

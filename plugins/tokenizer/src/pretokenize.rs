@@ -40,23 +40,36 @@ impl PreTokenizer {
         match *self {
             PreTokenizer::Gpt2 => pieces = stage(&chars, &pieces, split_gpt2),
             PreTokenizer::Llama3 { max_digits } => {
-                pieces = stage(&chars, &pieces, |c, p, out| split_llama3(c, p, max_digits, out))
+                pieces = stage(&chars, &pieces, |c, p, out| {
+                    split_llama3(c, p, max_digits, out)
+                })
             }
             PreTokenizer::IsolatedDigitsGpt2 => {
-                pieces = stage(&chars, &pieces, |c, p, out| split_runs(c, p, is_number, Run::One, out));
+                pieces = stage(&chars, &pieces, |c, p, out| {
+                    split_runs(c, p, is_number, Run::One, out)
+                });
                 pieces = stage(&chars, &pieces, split_gpt2);
             }
             PreTokenizer::Default => {
-                let punct = |c: char| is_punctuation(c) || matches!(c, '$' | '+' | '<' | '=' | '>' | '^' | '~' | '|');
-                pieces = stage(&chars, &pieces, |c, p, out| split_runs(c, p, punct, Run::OneOrMore, out));
+                let punct = |c: char| {
+                    is_punctuation(c) || matches!(c, '$' | '+' | '<' | '=' | '>' | '^' | '~' | '|')
+                };
+                pieces = stage(&chars, &pieces, |c, p, out| {
+                    split_runs(c, p, punct, Run::OneOrMore, out)
+                });
                 pieces = stage(&chars, &pieces, split_gpt2);
-                pieces = stage(&chars, &pieces, |c, p, out| split_runs(c, p, is_number, Run::OneOrMore, out));
+                pieces = stage(&chars, &pieces, |c, p, out| {
+                    split_runs(c, p, is_number, Run::OneOrMore, out)
+                });
                 pieces = stage(&chars, &pieces, |c, p, out| {
                     split_runs(c, p, |c| c.is_ascii_digit(), Run::Exactly(3), out)
                 });
             }
         }
-        pieces.iter().map(|&(s, e)| &text[byte_at[s]..byte_at[e]]).collect()
+        pieces
+            .iter()
+            .map(|&(s, e)| &text[byte_at[s]..byte_at[e]])
+            .collect()
     }
 }
 
@@ -64,7 +77,11 @@ impl PreTokenizer {
 type Piece = (usize, usize);
 
 /// Runs `split` on every piece, collecting the finer pieces.
-fn stage(chars: &[char], pieces: &[Piece], split: impl Fn(&[char], Piece, &mut Vec<Piece>)) -> Vec<Piece> {
+fn stage(
+    chars: &[char],
+    pieces: &[Piece],
+    split: impl Fn(&[char], Piece, &mut Vec<Piece>),
+) -> Vec<Piece> {
     let mut out = Vec::with_capacity(pieces.len());
     for &p in pieces {
         split(chars, p, &mut out);
@@ -84,7 +101,12 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn new(chars: &'a [char], (start, end): Piece) -> Self {
-        Cursor { chars, start, end, prev_end: start }
+        Cursor {
+            chars,
+            start,
+            end,
+            prev_end: start,
+        }
     }
     fn get(&self, pos: usize) -> Option<char> {
         (self.start <= pos && pos < self.end).then(|| self.chars[pos])
@@ -100,7 +122,8 @@ impl<'a> Cursor<'a> {
     }
     /// `[^\s\p{L}\p{N}]`: in the piece and neither whitespace, letter nor number.
     fn other(&self, pos: usize) -> bool {
-        self.get(pos).is_some_and(|c| !(is_whitespace(c) || is_letter(c) || is_number(c)))
+        self.get(pos)
+            .is_some_and(|c| !(is_whitespace(c) || is_letter(c) || is_number(c)))
     }
     /// Emits the word `prev_end..end` (if not empty) and returns its length.
     fn emit(&mut self, end: usize, out: &mut Vec<Piece>) -> usize {
@@ -116,14 +139,25 @@ impl<'a> Cursor<'a> {
         if self.get(pos) != Some('\'') || pos + 1 >= self.end {
             return None;
         }
-        let fold = |c: Option<char>| c.map(|c| if ignore_case { c.to_ascii_lowercase() } else { c });
+        let fold = |c: Option<char>| {
+            c.map(|c| {
+                if ignore_case {
+                    c.to_ascii_lowercase()
+                } else {
+                    c
+                }
+            })
+        };
         let next = fold(self.get(pos + 1));
         if matches!(next, Some('s' | 't' | 'm' | 'd')) {
             return Some(2);
         }
         if pos + 2 < self.end {
             let pair = (next, fold(self.get(pos + 2)));
-            if matches!(pair, (Some('r'), Some('e')) | (Some('v'), Some('e')) | (Some('l'), Some('l'))) {
+            if matches!(
+                pair,
+                (Some('r'), Some('e')) | (Some('v'), Some('e')) | (Some('l'), Some('l'))
+            ) {
                 return Some(3);
             }
         }
@@ -274,7 +308,13 @@ enum Run {
 
 /// A regex stage that matches a character class: matches and the text between them become
 /// pieces.
-fn split_runs(chars: &[char], piece: Piece, class: impl Fn(char) -> bool, run: Run, out: &mut Vec<Piece>) {
+fn split_runs(
+    chars: &[char],
+    piece: Piece,
+    class: impl Fn(char) -> bool,
+    run: Run,
+    out: &mut Vec<Piece>,
+) {
     let (start, end) = piece;
     let mut gap_start = start;
     let mut pos = start;
@@ -316,13 +356,23 @@ mod tests {
     #[test]
     fn gpt2_words() {
         let words = PreTokenizer::Gpt2.split("Hello,  world's 123 !!\n\n x");
-        assert_eq!(words, ["Hello", ",", " ", " world", "'s", " 123", " !!", "\n\n", " x"]);
+        assert_eq!(
+            words,
+            [
+                "Hello", ",", " ", " world", "'s", " 123", " !!", "\n\n", " x"
+            ]
+        );
     }
 
     #[test]
     fn llama3_words() {
         let words = PreTokenizer::Llama3 { max_digits: 3 }.split("I'VE 12345 apples\n\n  ok  ");
-        assert_eq!(words, ["I", "'VE", " ", "123", "45", " apples", "\n\n", " ", " ok", "  "]);
+        assert_eq!(
+            words,
+            [
+                "I", "'VE", " ", "123", "45", " apples", "\n\n", " ", " ok", "  "
+            ]
+        );
         let words = PreTokenizer::Llama3 { max_digits: 1 }.split("x 123");
         assert_eq!(words, ["x", " ", "1", "2", "3"]);
     }

@@ -60,7 +60,13 @@ impl SpecialTokens {
         let mut entries: Vec<Entry> = tokens
             .into_iter()
             .filter(|t| !t.text.is_empty())
-            .map(|t| Entry { id: t.id, text: t.text, control: t.control, lstrip: t.lstrip, rstrip: t.rstrip })
+            .map(|t| Entry {
+                id: t.id,
+                text: t.text,
+                control: t.control,
+                lstrip: t.lstrip,
+                rstrip: t.rstrip,
+            })
             .collect();
         entries.sort_by(|a, b| b.text.len().cmp(&a.text.len()).then(a.id.cmp(&b.id)));
         let mut trie = vec![Node::default()];
@@ -114,7 +120,10 @@ impl SpecialTokens {
         for start in 0..bytes.len() {
             let mut node = 0usize;
             for &b in &bytes[start..] {
-                match self.trie[node].children.binary_search_by_key(&b, |&(k, _)| k) {
+                match self.trie[node]
+                    .children
+                    .binary_search_by_key(&b, |&(k, _)| k)
+                {
                     Ok(i) => node = self.trie[node].children[i].1 as usize,
                     Err(_) => break,
                 }
@@ -123,7 +132,9 @@ impl SpecialTokens {
                 }
             }
         }
-        (0..self.entries.len()).filter(|&i| found[i] && (parse_special || !self.entries[i].control)).collect()
+        (0..self.entries.len())
+            .filter(|&i| found[i] && (parse_special || !self.entries[i].control))
+            .collect()
     }
 }
 
@@ -175,19 +186,39 @@ mod tests {
     use super::*;
 
     fn tok(id: u32, text: &str, control: bool) -> SpecialToken {
-        SpecialToken { id, text: text.into(), control, lstrip: false, rstrip: false }
+        SpecialToken {
+            id,
+            text: text.into(),
+            control,
+            lstrip: false,
+            rstrip: false,
+        }
     }
 
     #[test]
     fn longest_token_wins_and_control_needs_parse_special() {
-        let st = SpecialTokens::new(vec![tok(1, "<a>", true), tok(2, "<a><a>", true), tok(3, "\n\n", false)]);
+        let st = SpecialTokens::new(vec![
+            tok(1, "<a>", true),
+            tok(2, "<a><a>", true),
+            tok(3, "\n\n", false),
+        ]);
         let text = "x<a><a>y<a>\n\nz";
         use Fragment::*;
         assert_eq!(
             st.partition(text, true),
-            [Text(0, 1), Token(2), Text(7, 8), Token(1), Token(3), Text(13, 14)]
+            [
+                Text(0, 1),
+                Token(2),
+                Text(7, 8),
+                Token(1),
+                Token(3),
+                Text(13, 14)
+            ]
         );
-        assert_eq!(st.partition(text, false), [Text(0, 11), Token(3), Text(13, 14)]);
+        assert_eq!(
+            st.partition(text, false),
+            [Text(0, 11), Token(3), Text(13, 14)]
+        );
         assert!(st.partition("", true).is_empty());
     }
 
@@ -196,6 +227,13 @@ mod tests {
         let mut t = tok(7, "<|end|>", true);
         t.rstrip = true;
         let st = SpecialTokens::new(vec![t]);
-        assert_eq!(st.partition("a<|end|>  b", true), [Fragment::Text(0, 1), Fragment::Token(7), Fragment::Text(10, 11)]);
+        assert_eq!(
+            st.partition("a<|end|>  b", true),
+            [
+                Fragment::Text(0, 1),
+                Fragment::Token(7),
+                Fragment::Text(10, 11)
+            ]
+        );
     }
 }

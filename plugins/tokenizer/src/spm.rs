@@ -53,12 +53,21 @@ struct Symbol {
 
 /// Merges `text` (spaces already escaped to `▁`) and returns the byte ranges of the final
 /// symbols in order. A range is either a vocabulary token or a single character without one.
-pub fn merge(text: &str, token_id: &FastMap<Box<[u8]>, u32>, scores: &[f32]) -> Vec<(usize, usize)> {
+pub fn merge(
+    text: &str,
+    token_id: &FastMap<Box<[u8]>, u32>,
+    scores: &[f32],
+) -> Vec<(usize, usize)> {
     let bytes = text.as_bytes();
     let mut symbols: Vec<Symbol> = text
         .char_indices()
         .enumerate()
-        .map(|(i, (start, c))| Symbol { start, len: c.len_utf8(), prev: i.checked_sub(1), next: None })
+        .map(|(i, (start, c))| Symbol {
+            start,
+            len: c.len_utf8(),
+            prev: i.checked_sub(1),
+            next: None,
+        })
         .collect();
     let n = symbols.len();
     for i in 0..n.saturating_sub(1) {
@@ -66,14 +75,20 @@ pub fn merge(text: &str, token_id: &FastMap<Box<[u8]>, u32>, scores: &[f32]) -> 
     }
 
     let mut heap = BinaryHeap::new();
-    let try_add = |heap: &mut BinaryHeap<Candidate>, symbols: &[Symbol], left: usize, right: usize| {
-        let start = symbols[left].start;
-        let size = symbols[left].len + symbols[right].len;
-        if let Some(&id) = token_id.get(&bytes[start..start + size]) {
-            let score = scores.get(id as usize).copied().unwrap_or(0.0);
-            heap.push(Candidate { score, left, right, size });
-        }
-    };
+    let try_add =
+        |heap: &mut BinaryHeap<Candidate>, symbols: &[Symbol], left: usize, right: usize| {
+            let start = symbols[left].start;
+            let size = symbols[left].len + symbols[right].len;
+            if let Some(&id) = token_id.get(&bytes[start..start + size]) {
+                let score = scores.get(id as usize).copied().unwrap_or(0.0);
+                heap.push(Candidate {
+                    score,
+                    left,
+                    right,
+                    size,
+                });
+            }
+        };
     for i in 1..n {
         try_add(&mut heap, &symbols, i - 1, i);
     }

@@ -107,25 +107,45 @@ impl Tokenizer {
     pub fn new(spec: VocabSpec) -> Result<Tokenizer, TokenizerError> {
         let n = spec.tokens.len();
         if n == 0 || n > MAX_VOCAB_TOKENS {
-            return Err(TokenizerError::InvalidVocab(format!("{n} tokens (expected 1..={MAX_VOCAB_TOKENS})")));
+            return Err(TokenizerError::InvalidVocab(format!(
+                "{n} tokens (expected 1..={MAX_VOCAB_TOKENS})"
+            )));
         }
         if !spec.scores.is_empty() && spec.scores.len() < n {
-            return Err(TokenizerError::InvalidVocab(format!("{} scores for {n} tokens", spec.scores.len())));
+            return Err(TokenizerError::InvalidVocab(format!(
+                "{} scores for {n} tokens",
+                spec.scores.len()
+            )));
         }
         if !spec.token_types.is_empty() && spec.token_types.len() < n {
-            return Err(TokenizerError::InvalidVocab(format!("{} token types for {n} tokens", spec.token_types.len())));
+            return Err(TokenizerError::InvalidVocab(format!(
+                "{} token types for {n} tokens",
+                spec.token_types.len()
+            )));
         }
         let n_u32 = n as u32;
-        for (what, id) in [("bos", spec.bos), ("eos", spec.eos), ("eot", spec.eot), ("unk", spec.unk), ("pad", spec.pad)] {
+        for (what, id) in [
+            ("bos", spec.bos),
+            ("eos", spec.eos),
+            ("eot", spec.eot),
+            ("unk", spec.unk),
+            ("pad", spec.pad),
+        ] {
             if let Some(id) = id.filter(|&id| id >= n_u32) {
-                return Err(TokenizerError::InvalidVocab(format!("{what} token id {id} outside {n} tokens")));
+                return Err(TokenizerError::InvalidVocab(format!(
+                    "{what} token id {id} outside {n} tokens"
+                )));
             }
         }
         if spec.add_bos && spec.bos.is_none() {
-            return Err(TokenizerError::InvalidVocab("add_bos is set but there is no BOS token".into()));
+            return Err(TokenizerError::InvalidVocab(
+                "add_bos is set but there is no BOS token".into(),
+            ));
         }
         if spec.add_eos && spec.eos.is_none() {
-            return Err(TokenizerError::InvalidVocab("add_eos is set but there is no EOS token".into()));
+            return Err(TokenizerError::InvalidVocab(
+                "add_eos is set but there is no EOS token".into(),
+            ));
         }
 
         let mut tokens = Vec::with_capacity(n);
@@ -133,7 +153,11 @@ impl Tokenizer {
         token_id.reserve(n);
         for (i, t) in spec.tokens.into_iter().enumerate() {
             // llama.cpp names empty tokens instead of rejecting the file.
-            let text: Box<[u8]> = if t.is_empty() { format!("[EMPTY_{i}]").into_bytes().into() } else { t.into() };
+            let text: Box<[u8]> = if t.is_empty() {
+                format!("[EMPTY_{i}]").into_bytes().into()
+            } else {
+                t.into()
+            };
             if token_id.insert(text.clone(), i as u32).is_some() {
                 return Err(TokenizerError::InvalidVocab(format!(
                     "duplicate token {:?} (id {i})",
@@ -144,14 +168,21 @@ impl Tokenizer {
         }
 
         let mut attrs: Vec<u16> = (0..n)
-            .map(|i| match spec.token_types.get(i).copied().unwrap_or(TokenType::Normal) {
-                TokenType::Undefined => 0,
-                TokenType::Normal => attr::NORMAL,
-                TokenType::Unknown => attr::UNKNOWN,
-                TokenType::Control => attr::CONTROL,
-                TokenType::UserDefined => attr::USER_DEFINED,
-                TokenType::Unused => attr::UNUSED,
-                TokenType::Byte => attr::BYTE,
+            .map(|i| {
+                match spec
+                    .token_types
+                    .get(i)
+                    .copied()
+                    .unwrap_or(TokenType::Normal)
+                {
+                    TokenType::Undefined => 0,
+                    TokenType::Normal => attr::NORMAL,
+                    TokenType::Unknown => attr::UNKNOWN,
+                    TokenType::Control => attr::CONTROL,
+                    TokenType::UserDefined => attr::USER_DEFINED,
+                    TokenType::Unused => attr::UNUSED,
+                    TokenType::Byte => attr::BYTE,
+                }
             })
             .collect();
         for text in EOG_TEXTS {
@@ -164,13 +195,21 @@ impl Tokenizer {
                 attrs[id as usize] = attr::USER_DEFINED;
             }
         }
-        let scores = if spec.scores.is_empty() { vec![0.0; n] } else { spec.scores };
+        let scores = if spec.scores.is_empty() {
+            vec![0.0; n]
+        } else {
+            spec.scores
+        };
 
         let algorithm = match spec.model.as_str() {
             "gpt2" => {
                 let (pre, ignore_merges) = byte_level_pre_tokenizer(&spec.pre)?;
                 let merges = MergeTable::new(&spec.merges, &token_id, n_u32);
-                Algorithm::Bpe { pre, ignore_merges, merges }
+                Algorithm::Bpe {
+                    pre,
+                    ignore_merges,
+                    merges,
+                }
             }
             "llama" => Algorithm::Spm,
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
@@ -248,7 +287,9 @@ impl Tokenizer {
     /// Whether `id` is a control or unknown token (its piece is empty unless special tokens
     /// are rendered).
     pub fn is_control(&self, id: u32) -> bool {
-        self.attrs.get(id as usize).is_some_and(|&a| a & (attr::CONTROL | attr::UNKNOWN) != 0)
+        self.attrs
+            .get(id as usize)
+            .is_some_and(|&a| a & (attr::CONTROL | attr::UNKNOWN) != 0)
     }
 
     /// Turns text into token ids.
@@ -256,9 +297,17 @@ impl Tokenizer {
     /// With `parse_special`, control texts such as `<|im_start|>` become their ids (user-defined
     /// tokens always do). With `add_special`, BOS (and EOS) are added where the vocabulary
     /// asks for them.
-    pub fn encode(&self, text: &str, parse_special: bool, add_special: bool) -> Result<Vec<u32>, TokenizerError> {
+    pub fn encode(
+        &self,
+        text: &str,
+        parse_special: bool,
+        add_special: bool,
+    ) -> Result<Vec<u32>, TokenizerError> {
         if text.len() > MAX_TEXT_BYTES {
-            return Err(TokenizerError::TextTooLong { len: text.len(), max: MAX_TEXT_BYTES });
+            return Err(TokenizerError::TextTooLong {
+                len: text.len(),
+                max: MAX_TEXT_BYTES,
+            });
         }
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if add_special && self.add_bos {
@@ -276,15 +325,24 @@ impl Tokenizer {
                             prev_special = true;
                         }
                         Fragment::Text(start, end) => {
-                            let prefix = if self.add_space_prefix && prev_special { " " } else { "" };
-                            let escaped = format!("{prefix}{}", &text[start..end]).replace(' ', SPM_SPACE);
+                            let prefix = if self.add_space_prefix && prev_special {
+                                " "
+                            } else {
+                                ""
+                            };
+                            let escaped =
+                                format!("{prefix}{}", &text[start..end]).replace(' ', SPM_SPACE);
                             self.encode_spm(&escaped, &mut out);
                             prev_special = false;
                         }
                     }
                 }
             }
-            Algorithm::Bpe { pre, ignore_merges, merges } => {
+            Algorithm::Bpe {
+                pre,
+                ignore_merges,
+                merges,
+            } => {
                 let mut word = String::new();
                 for frag in fragments {
                     match frag {
@@ -320,7 +378,13 @@ impl Tokenizer {
         }
     }
 
-    fn encode_bpe_word(&self, word: &str, ignore_merges: bool, merges: &MergeTable, out: &mut Vec<u32>) {
+    fn encode_bpe_word(
+        &self,
+        word: &str,
+        ignore_merges: bool,
+        merges: &MergeTable,
+        out: &mut Vec<u32>,
+    ) {
         if ignore_merges && let Some(&id) = self.token_id.get(word.as_bytes()) {
             out.push(id);
             return;
@@ -390,7 +454,10 @@ impl Tokenizer {
         if (id as usize) < self.tokens.len() {
             Ok(())
         } else {
-            Err(TokenizerError::UnknownToken { id, vocab_size: self.vocab_size() })
+            Err(TokenizerError::UnknownToken {
+                id,
+                vocab_size: self.vocab_size(),
+            })
         }
     }
 }
@@ -400,18 +467,18 @@ impl Tokenizer {
 fn byte_level_pre_tokenizer(pre: &str) -> Result<(PreTokenizer, bool), TokenizerError> {
     let llama3 = PreTokenizer::Llama3 { max_digits: 3 };
     Ok(match pre {
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2"
-        | "jina-v5-nano" => (llama3, true),
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
+        | "lfm2" | "jina-v5-nano" => (llama3, true),
         "dbrx" | "smaug-bpe" | "chatglm-bpe" | "glm4" => (llama3, false),
-        "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "stablelm2" | "hunyuan" | "megrez" | "solar-open" => {
-            (PreTokenizer::Llama3 { max_digits: 1 }, false)
+        "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "stablelm2" | "hunyuan" | "megrez"
+        | "solar-open" => (PreTokenizer::Llama3 { max_digits: 1 }, false),
+        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de"
+        | "a.x-4.0" | "mellum" | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe"
+        | "mpt" | "olmo" | "jais" | "trillion" | "granite-docling" | "exaone4" => {
+            (PreTokenizer::Gpt2, false)
         }
-        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0" | "mellum"
-        | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe" | "mpt" | "olmo" | "jais" | "trillion"
-        | "granite-docling" | "exaone4" => (PreTokenizer::Gpt2, false),
-        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" | "mellum2" => {
-            (PreTokenizer::IsolatedDigitsGpt2, false)
-        }
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b"
+        | "mellum2" => (PreTokenizer::IsolatedDigitsGpt2, false),
         "" | "default" => (PreTokenizer::Default, false),
         other => return Err(TokenizerError::UnsupportedPreTokenizer(other.to_string())),
     })
@@ -517,38 +584,73 @@ mod tests {
         let hi = t.token_id("▁hi").unwrap();
         assert_eq!(t.encode("hi", false, true).unwrap(), [1, hi]);
         // `é` has no token: its two UTF-8 bytes become byte tokens.
-        assert_eq!(t.encode("é", false, false).unwrap(), [t.token_id("▁").unwrap(), 3 + 0xC3, 3 + 0xA9]);
-        assert_eq!(t.decode(&t.encode("hi é", false, false).unwrap(), false).unwrap(), "hi é".as_bytes());
+        assert_eq!(
+            t.encode("é", false, false).unwrap(),
+            [t.token_id("▁").unwrap(), 3 + 0xC3, 3 + 0xA9]
+        );
+        assert_eq!(
+            t.decode(&t.encode("hi é", false, false).unwrap(), false)
+                .unwrap(),
+            "hi é".as_bytes()
+        );
         assert_eq!(t.encode("</s>hi", true, false).unwrap(), [2, hi]);
     }
 
     #[test]
     fn bad_vocabularies_are_refused() {
-        let err = Tokenizer::new(VocabSpec { model: "llama".into(), ..VocabSpec::default() }).unwrap_err();
+        let err = Tokenizer::new(VocabSpec {
+            model: "llama".into(),
+            ..VocabSpec::default()
+        })
+        .unwrap_err();
         assert!(matches!(err, TokenizerError::InvalidVocab(_)));
-        let spec = VocabSpec { model: "bert".into(), tokens: vec![b"a".to_vec()], ..VocabSpec::default() };
-        assert_eq!(Tokenizer::new(spec).unwrap_err(), TokenizerError::UnsupportedModel("bert".into()));
+        let spec = VocabSpec {
+            model: "bert".into(),
+            tokens: vec![b"a".to_vec()],
+            ..VocabSpec::default()
+        };
+        assert_eq!(
+            Tokenizer::new(spec).unwrap_err(),
+            TokenizerError::UnsupportedModel("bert".into())
+        );
         let spec = VocabSpec {
             model: "gpt2".into(),
             pre: "nonesuch".into(),
             tokens: vec![b"a".to_vec()],
             ..VocabSpec::default()
         };
-        assert!(matches!(Tokenizer::new(spec).unwrap_err(), TokenizerError::UnsupportedPreTokenizer(_)));
+        assert!(matches!(
+            Tokenizer::new(spec).unwrap_err(),
+            TokenizerError::UnsupportedPreTokenizer(_)
+        ));
         let spec = VocabSpec {
             model: "llama".into(),
             tokens: vec![b"a".to_vec(), b"a".to_vec()],
             ..VocabSpec::default()
         };
-        assert!(matches!(Tokenizer::new(spec).unwrap_err(), TokenizerError::InvalidVocab(_)));
-        let spec = VocabSpec { model: "llama".into(), tokens: vec![b"a".to_vec()], bos: Some(5), ..VocabSpec::default() };
-        assert!(matches!(Tokenizer::new(spec).unwrap_err(), TokenizerError::InvalidVocab(_)));
+        assert!(matches!(
+            Tokenizer::new(spec).unwrap_err(),
+            TokenizerError::InvalidVocab(_)
+        ));
+        let spec = VocabSpec {
+            model: "llama".into(),
+            tokens: vec![b"a".to_vec()],
+            bos: Some(5),
+            ..VocabSpec::default()
+        };
+        assert!(matches!(
+            Tokenizer::new(spec).unwrap_err(),
+            TokenizerError::InvalidVocab(_)
+        ));
     }
 
     #[test]
     fn unknown_ids_are_errors() {
         let t = tiny_spm();
-        assert!(matches!(t.token_to_piece(99_999, false), Err(TokenizerError::UnknownToken { .. })));
+        assert!(matches!(
+            t.token_to_piece(99_999, false),
+            Err(TokenizerError::UnknownToken { .. })
+        ));
         assert!(t.decode(&[99_999], false).is_err());
         assert_eq!(t.token_to_piece(1, false).unwrap(), b"");
         assert_eq!(t.token_to_piece(1, true).unwrap(), b"<s>");

@@ -26,7 +26,9 @@ pub fn is_number(c: char) -> bool {
     }
     matches!(
         get_general_category(c),
-        GeneralCategory::DecimalNumber | GeneralCategory::LetterNumber | GeneralCategory::OtherNumber
+        GeneralCategory::DecimalNumber
+            | GeneralCategory::LetterNumber
+            | GeneralCategory::OtherNumber
     )
 }
 
@@ -73,7 +75,11 @@ mod tests {
         assert!(!is_letter('1') && !is_letter(' ') && !is_letter('🦙'));
         assert!(is_number('3') && is_number('½') && is_number('٣'));
         assert!(!is_number('a'));
-        assert!(is_punctuation('!') && is_punctuation('(') && is_punctuation('～') == is_punctuation('～'));
+        assert!(
+            is_punctuation('!')
+                && is_punctuation('(')
+                && is_punctuation('～') == is_punctuation('～')
+        );
         assert!(!is_punctuation('$') && !is_punctuation('+'));
         assert!(is_whitespace(' ') && is_whitespace('\n') && is_whitespace('\u{3000}'));
         assert!(!is_whitespace('\u{200B}') && !is_whitespace('\u{1C}'));
