@@ -1,0 +1,115 @@
+//! The shipped tokenizer plugin end to end: the component built into `orcd-plugin-host` (this
+//! crate compiled for `wasm32-wasip2`) runs every llama.cpp suite through the plugin host's
+//! `TokenizerSession`, with the vocabulary handed over the WIT `vocab` interface.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Case, SUITES, json_cases, model_path, suite_cases, suite_vocab};
+use orcd_engine::vocab::Vocab;
+use orcd_plugin_host::{
+    ModelFacts, PluginHost, PluginHostConfig, PluginKind, TokenizerSession, VocabData,
+};
+
+/// The plugin host's view of a vocabulary read by the engine.
+fn vocab_data(v: &Vocab) -> VocabData {
+    VocabData {
+        model: v.model.clone(),
+        pre: v.pre.clone(),
+        tokens: v.tokens.iter().map(|t| t.as_bytes().to_vec()).collect(),
+        scores: v.scores.clone(),
+        token_types: v.token_types.clone(),
+        merges: v.merges.iter().map(|m| m.as_bytes().to_vec()).collect(),
+        add_bos: v.add_bos,
+        add_eos: v.add_eos,
+        add_space_prefix: v.add_space_prefix,
+        bos: v.bos,
+        eos: v.eos,
+        eot: v.eot,
+        unk: v.unk,
+        pad: v.pad,
+    }
+}
+
+/// A plugin host with the built-in plugins for the vocabulary of the GGUF file at `path`.
+fn host_for(path: &Path) -> PluginHost {
+    let v = Vocab::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let facts = ModelFacts {
+        architecture: String::new(),
+        name: v.name.clone(),
+        vocab_size: v.len() as u32,
+        context_length: 2048,
+        bos: v.bos,
+        eos: v.eos,
+        eot: v.eot,
+    };
+    PluginHost::new(PluginHostConfig::default(), facts, &vocab_data(&v))
+        .expect("plugin host starts")
+}
+
+fn session(host: &PluginHost) -> TokenizerSession {
+    let tokenizers: Vec<_> = host
+        .plugins()
+        .into_iter()
+        .filter(|p| p.kind == PluginKind::Tokenizer)
+        .collect();
+    assert_eq!(
+        tokenizers.len(),
+        1,
+        "the built-in tokenizer plugin is missing: {tokenizers:?}"
+    );
+    host.tokenizer().expect("tokenizer plugin initialises")
+}
+
+fn check(name: &str, tok: &mut TokenizerSession, cases: &[Case]) {
+    let mut failures = Vec::new();
+    for c in cases {
+        let got = tok.encode(&c.text, false, false).expect("encode");
+        if got != c.ids {
+            failures.push(format!("{:?}: want {:?} got {:?}", c.text, c.ids, got));
+        }
+        let back = tok.decode(&got, false).expect("decode");
+        assert_eq!(String::from_utf8_lossy(&back), c.text, "{name}: round trip");
+    }
+    assert!(
+        failures.is_empty(),
+        "{name} through the plugin:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_vocab_suite_through_the_plugin() {
+    for name in SUITES {
+        let host = host_for(&suite_vocab(name));
+        let mut tok = session(&host);
+        check(name, &mut tok, &suite_cases(name));
+    }
+}
+
+#[test]
+fn real_model_vocabularies_through_the_plugin() {
+    for (which, file) in [
+        ("smollm2", "smollm2-135m.json"),
+        ("gemma3", "gemma3-270m.json"),
+    ] {
+        let host = host_for(&model_path(which));
+        let mut tok = session(&host);
+        check(which, &mut tok, &json_cases(file));
+    }
+}
+
+#[test]
+fn plugin_reports_bad_ids_and_parses_special_tokens() {
+    let host = host_for(&model_path("smollm2"));
+    let mut tok = session(&host);
+    let ids = tok.encode("<|im_start|>user", true, false).expect("encode");
+    assert_eq!(ids[0], 1);
+    assert!(tok.piece(1_000_000).is_err());
+    // The session survives a reported error.
+    assert_eq!(tok.decode(&ids[1..], false).expect("decode"), b"user");
+    // A piece of a control token is empty; a byte-level piece is its bytes.
+    assert_eq!(tok.piece(1).expect("piece"), b"");
+    assert_eq!(tok.piece(ids[1]).expect("piece"), b"user");
+}
