@@ -1,1 +1,16 @@
-//! The CUDA backend.
+//! The CUDA backend: the model's quantized GGUF weights held in VRAM, kernels compiled at
+//! startup with NVRTC for the device's architecture (cached on disk), and the batched forward
+//! pass of llama/qwen2/gemma3 over a paged KV cache, implementing [`orcd_engine::Device`].
+//! Logits stay on the GPU; argmax, top-k and penalties run there and return a few bytes.
+//!
+//! `cudarc` loads the driver and NVRTC at run time, so this crate builds on machines without
+//! CUDA; there [`GpuContext::new`] answers [`orcd_engine::EngineError::BackendUnavailable`].
+
+pub mod compile;
+pub mod driver;
+pub mod kernels;
+pub mod ops;
+pub mod vram;
+
+pub use driver::{GpuContext, driver_available};
+pub use vram::{DeviceBuffer, Purpose, VramLedger, VramReport};

@@ -1,0 +1,26 @@
+// Gated feed-forward activations: out[i] = act(gate[i]) * up[i]  (out may alias gate).
+// gate, up, out: (n) f32.  Grid: ceil(n / ACT_THREADS); block: ACT_THREADS.
+
+#define ACT_THREADS 256
+
+// SwiGLU (llama, qwen2): silu(g) = g / (1 + exp(-g)).
+extern "C" __global__ void silu_mul_f32(const float* gate, const float* __restrict__ up, float* out,
+                                        int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+// GeGLU with the tanh approximation (gemma3):
+// gelu(g) = 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))).
+extern "C" __global__ void gelu_tanh_mul_f32(const float* gate, const float* __restrict__ up,
+                                             float* out, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        const float g = gate[i];
+        const float k = 0.7978845608028654f;  // sqrt(2/pi)
+        out[i] = 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g))) * up[i];
+    }
+}

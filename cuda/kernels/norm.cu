@@ -1,0 +1,41 @@
+// RMS normalization and the residual add.
+
+#define NORM_THREADS 256
+
+// out[r][i] = x[r][i] / sqrt(mean_i(x[r]^2) + eps) * w[i]   (out may alias x)
+// x, out: (rows, n) f32;  w: (n) f32.  Grid: (rows); block: NORM_THREADS.
+// Used per token (n = dim) and per head (rows = tokens * heads, n = head_dim) for gemma3's
+// q/k norms. The sum of squares is reduced in a fixed order.
+extern "C" __global__ void rms_norm_f32(const float* x, const float* __restrict__ w, float* out,
+                                        int n, float eps) {
+    __shared__ float scratch[32];
+    const float* xr = x + (u64)blockIdx.x * n;
+    float* orow = out + (u64)blockIdx.x * n;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    ss = block_sum(ss, scratch);
+    const float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = xr[i] * inv * w[i];
+}
+
+// x[i] += y[i] for i < n.  Grid: ceil(n / NORM_THREADS); block: NORM_THREADS.
+extern "C" __global__ void add_f32(float* x, const float* __restrict__ y, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] += y[i];
+}
+
+// x[t][i] += b[i]: a bias row added to every token (qwen2's q/k/v biases).
+// x: (ntok, n);  b: (n).  Grid: ceil(ntok * n / NORM_THREADS); block: NORM_THREADS.
+extern "C" __global__ void add_bias_f32(float* x, const float* __restrict__ b, int n, int total) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total) x[i] += b[i % n];
+}
+
+// Copy selected rows: out[r][:] = x[rows[r]][:].  x: (ntok, n); rows: (nrows) i32;
+// out: (nrows, n).  Grid: (nrows); block: NORM_THREADS.
+extern "C" __global__ void gather_rows_f32(const float* __restrict__ x, const i32* __restrict__ rows,
+                                           float* __restrict__ out, int n) {
+    const float* src = x + (u64)rows[blockIdx.x] * n;
+    float* dst = out + (u64)blockIdx.x * n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
+}

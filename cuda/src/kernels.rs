@@ -1,0 +1,334 @@
+//! The kernel modules: sources embedded from `cuda/kernels/*.cu`, compiled through
+//! [`crate::compile::KernelCompiler`] at startup, loaded into the context, and their functions
+//! looked up once. [`launch`] is the one place a kernel is started; every launch is checked.
+
+use std::collections::HashMap;
+use std::ffi::{CString, c_void};
+
+use cudarc::driver::{result, sys};
+use orcd_engine::EngineError;
+use orcd_engine::quant::GgmlType;
+
+use crate::compile::{CacheOutcome, KernelCompiler};
+use crate::driver::{GpuContext, check};
+
+const COMMON: &str = include_str!("../kernels/common.cuh");
+const QUANT: &str = include_str!("../kernels/quant.cuh");
+
+/// (module name, source, needs the quant header).
+const SOURCES: [(&str, &str, bool); 7] = [
+    ("norm", include_str!("../kernels/norm.cu"), false),
+    ("rope", include_str!("../kernels/rope.cu"), false),
+    (
+        "activation",
+        include_str!("../kernels/activation.cu"),
+        false,
+    ),
+    ("attention", include_str!("../kernels/attention.cu"), false),
+    ("logits", include_str!("../kernels/logits.cu"), false),
+    ("embed", include_str!("../kernels/embed.cu"), true),
+    ("mmvq", include_str!("../kernels/mmvq.cu"), true),
+];
+
+/// Launch shapes; they must match the `#define`s of the same names in the `.cu` files.
+pub(crate) mod shape {
+    /// mmvq.cu: warps (= weight rows) per block and activation columns per block.
+    pub const MMV_ROWS_PER_BLOCK: u32 = 4;
+    pub const MMV_COLS: u32 = 8;
+    /// embed.cu.
+    pub const EMBED_THREADS: u32 = 128;
+    /// norm.cu (also the residual add and row gather).
+    pub const NORM_THREADS: u32 = 256;
+    /// rope.cu.
+    pub const ROPE_THREADS: u32 = 64;
+    /// activation.cu.
+    pub const ACT_THREADS: u32 = 256;
+    /// attention.cu.
+    pub const KV_THREADS: u32 = 128;
+    pub const ATT_WARPS: u32 = 4;
+    pub const ATT_MAX_HEAD_DIM: usize = 256;
+    /// logits.cu.
+    pub const LOGITS_THREADS: u32 = 1024;
+}
+
+/// The full source NVRTC sees for module `name`.
+fn full_source(body: &str, quant: bool) -> String {
+    let mut s = String::with_capacity(COMMON.len() + QUANT.len() + body.len() + 2);
+    s.push_str(COMMON);
+    s.push('\n');
+    if quant {
+        s.push_str(QUANT);
+        s.push('\n');
+    }
+    s.push_str(body);
+    s
+}
+
+/// Every loaded kernel, by name.
+#[derive(Debug)]
+pub struct Kernels {
+    modules: Vec<sys::CUmodule>,
+    functions: HashMap<String, sys::CUfunction>,
+    /// How many modules came from the disk cache, for logs and the cache test.
+    pub cache_hits: usize,
+}
+
+// SAFETY: module and function handles are plain driver handles, valid in the context they were
+// loaded in; the driver API is thread-safe and the owner binds the context before use.
+unsafe impl Send for Kernels {}
+// SAFETY: as above; lookups only read the map.
+unsafe impl Sync for Kernels {}
+
+impl Kernels {
+    /// Compile (or take from the cache) and load every module for `gpu`.
+    pub fn load(gpu: &GpuContext, compiler: &KernelCompiler) -> Result<Kernels, EngineError> {
+        gpu.bind()?;
+        let mut k = Kernels {
+            modules: Vec::new(),
+            functions: HashMap::new(),
+            cache_hits: 0,
+        };
+        for (name, body, quant) in SOURCES {
+            let src = full_source(body, quant);
+            let (cubin, outcome) = compiler.cubin(name, &src)?;
+            let module = match load_module(&cubin, name) {
+                Ok(m) => m,
+                Err(e) if outcome == CacheOutcome::Hit => {
+                    tracing::warn!(module = name, error = %e, "cached kernel failed to load; recompiling");
+                    compiler.evict(name, &src);
+                    let (cubin, _) = compiler.cubin(name, &src)?;
+                    load_module(&cubin, name)?
+                }
+                Err(e) => return Err(e),
+            };
+            if outcome == CacheOutcome::Hit {
+                k.cache_hits += 1;
+            }
+            k.modules.push(module);
+            for fname in kernel_names(body) {
+                let cname = CString::new(fname.clone()).expect("kernel names have no NUL");
+                // SAFETY: `module` was just loaded and stays loaded until drop.
+                let f = check(
+                    unsafe { result::module::get_function(module, cname) },
+                    &format!("cuModuleGetFunction({fname})"),
+                )?;
+                k.functions.insert(fname, f);
+            }
+        }
+        Ok(k)
+    }
+
+    /// The kernel called `name`.
+    pub fn get(&self, name: &str) -> Result<sys::CUfunction, EngineError> {
+        self.functions
+            .get(name)
+            .copied()
+            .ok_or_else(|| EngineError::Cuda(format!("no kernel named {name}")))
+    }
+
+    /// The kernel `<prefix>_<type>`, e.g. `mmv_q4_k_f32` for ("mmv", Q4K, "_f32").
+    pub fn for_type(
+        &self,
+        prefix: &str,
+        ty: GgmlType,
+        suffix: &str,
+    ) -> Result<sys::CUfunction, EngineError> {
+        self.get(&format!(
+            "{prefix}_{}{suffix}",
+            ty.name().to_ascii_lowercase()
+        ))
+    }
+}
+
+impl Drop for Kernels {
+    fn drop(&mut self) {
+        for &m in &self.modules {
+            // SAFETY: loaded by us, unloaded once; teardown errors cannot be handled.
+            unsafe {
+                let _ = result::module::unload(m);
+            }
+        }
+    }
+}
+
+fn load_module(cubin: &[u8], name: &str) -> Result<sys::CUmodule, EngineError> {
+    // SAFETY: `cubin` is a complete CUBIN image produced by NVRTC (or read back from the cache
+    // and then validated by the driver, which rejects malformed images with an error).
+    check(
+        unsafe { result::module::load_data(cubin.as_ptr() as *const c_void) },
+        &format!("cuModuleLoadData({name})"),
+    )
+}
+
+/// The `extern "C" __global__` function names defined in a source: the kernels named directly
+/// (`... __global__ void name(` or with launch bounds on the next line) and those made by the
+/// `*_KERNEL(name, T)` macros.
+fn kernel_names(body: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut pending_global = false;
+    let mut in_macro = false;
+    for line in body.lines() {
+        let line = line.trim();
+        // Skip comments and `#define`s with their continuation lines.
+        let continued = line.ends_with('\\');
+        if in_macro || line.starts_with("#define") || line.starts_with("//") {
+            in_macro = continued && !line.starts_with("//");
+            continue;
+        }
+        if let Some(rest) = line
+            .strip_prefix("MMV_KERNEL(")
+            .or_else(|| line.strip_prefix("EMBED_KERNEL("))
+        {
+            if let Some(name) = rest.split(',').next() {
+                names.push(name.trim().to_string());
+            }
+            continue;
+        }
+        if line.starts_with("extern \"C\" __global__") {
+            pending_global = true;
+        }
+        if pending_global && let Some(open) = line.find('(') {
+            // `... void name(` or, after a `__launch_bounds__(..)` line, `name(` alone.
+            if let Some(name) = line[..open].split_whitespace().last()
+                && name != "__launch_bounds__"
+            {
+                names.push(name.to_string());
+                pending_global = false;
+            }
+        }
+    }
+    names
+}
+
+/// One kernel argument, passed by value.
+#[derive(Copy, Clone, Debug)]
+pub(crate) enum Arg {
+    /// A device address.
+    Ptr(u64),
+    I32(i32),
+    F32(f32),
+}
+
+/// Launch `f` on `gpu`'s stream with `args` (in the kernel's parameter order); `what` names
+/// the kernel in errors.
+pub(crate) fn launch(
+    gpu: &GpuContext,
+    f: sys::CUfunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    args: &[Arg],
+    what: &str,
+) -> Result<(), EngineError> {
+    if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
+        return Ok(()); // nothing to do
+    }
+    // Each argument's bytes sit at the start of an 8-byte slot (little-endian), which is how
+    // cuLaunchKernel reads a parameter of 4 or 8 bytes through its pointer.
+    let mut slots: Vec<u64> = args
+        .iter()
+        .map(|a| match *a {
+            Arg::Ptr(p) => p,
+            Arg::I32(v) => u64::from(v as u32),
+            Arg::F32(v) => u64::from(v.to_bits()),
+        })
+        .collect();
+    let mut params: Vec<*mut c_void> = slots
+        .iter_mut()
+        .map(|s| s as *mut u64 as *mut c_void)
+        .collect();
+    // SAFETY: `f` is a loaded kernel whose parameter list matches `args` (each launcher is
+    // written against its kernel's signature); `params` outlives the call, which copies them.
+    check(
+        unsafe { result::launch_kernel(f, grid, block, 0, gpu.stream(), &mut params) },
+        what,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_names_are_found_in_every_source() {
+        let names: Vec<String> = SOURCES
+            .iter()
+            .flat_map(|(_, b, _)| kernel_names(b))
+            .collect();
+        for want in [
+            "rms_norm_f32",
+            "add_f32",
+            "add_bias_f32",
+            "gather_rows_f32",
+            "rope_f32",
+            "silu_mul_f32",
+            "gelu_tanh_mul_f32",
+            "kv_write_f32",
+            "attention_f32",
+            "argmax_f32",
+            "top_k_f32",
+            "penalize_f32",
+            "embed_q4_k",
+            "mmv_q4_k_f32",
+            "mmv_q6_k_f32",
+            "mmv_bf16_f32",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} missing from {names:?}"
+            );
+        }
+        // Every supported type has a matrix and an embedding kernel.
+        for t in GgmlType::ALL {
+            let n = t.name().to_ascii_lowercase();
+            assert!(names.contains(&format!("mmv_{n}_f32")), "mmv for {n}");
+            assert!(names.contains(&format!("embed_{n}")), "embed for {n}");
+        }
+    }
+
+    /// Compiles every module with NVRTC (no GPU needed, only libnvrtc) into a fresh cache
+    /// directory, then again: the second pass must come entirely from the cache.
+    #[test]
+    #[ignore = "needs libnvrtc (run on the GPU machine, or with LD_LIBRARY_PATH pointing at it)"]
+    fn every_module_compiles_and_the_second_start_compiles_nothing() {
+        let dir = std::env::temp_dir().join(format!("orcd-kcache-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let compiler = KernelCompiler::new((9, 0), &dir).expect("nvrtc");
+        for (name, body, quant) in SOURCES {
+            let src = full_source(body, quant);
+            let (cubin, outcome) = compiler.cubin(name, &src).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(outcome, CacheOutcome::Compiled, "{name}");
+            assert_eq!(&cubin[..4], b"\x7fELF", "{name} is a CUBIN (ELF) image");
+        }
+        for (name, body, quant) in SOURCES {
+            let (_, outcome) = compiler.cubin(name, &full_source(body, quant)).unwrap();
+            assert_eq!(outcome, CacheOutcome::Hit, "{name}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn launch_shapes_match_the_sources() {
+        let all: String = SOURCES
+            .iter()
+            .map(|(_, b, _)| *b)
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (name, value) in [
+            ("MMV_ROWS_PER_BLOCK", shape::MMV_ROWS_PER_BLOCK),
+            ("MMV_COLS", shape::MMV_COLS),
+            ("EMBED_THREADS", shape::EMBED_THREADS),
+            ("NORM_THREADS", shape::NORM_THREADS),
+            ("ROPE_THREADS", shape::ROPE_THREADS),
+            ("ACT_THREADS", shape::ACT_THREADS),
+            ("KV_THREADS", shape::KV_THREADS),
+            ("ATT_WARPS", shape::ATT_WARPS),
+            ("ATT_MAX_HEAD_DIM", shape::ATT_MAX_HEAD_DIM as u32),
+            ("LOGITS_THREADS", shape::LOGITS_THREADS),
+        ] {
+            assert!(
+                all.contains(&format!("#define {name} {value}\n")),
+                "{name} is not {value} in the kernels"
+            );
+        }
+    }
+}
