@@ -1,0 +1,250 @@
+//! [`CpuBackend`]: the reference implementation of [`Device`], running the quantized weights in
+//! place from the mapped GGUF file on a rayon pool of its own.
+
+use std::collections::BTreeSet;
+
+use super::forward::{CpuWeights, RunState, forward};
+use super::kv_cache::KvCache;
+use super::matmul::DotPath;
+use crate::EngineError;
+use crate::device::{Device, DeviceInfo, LogitsWanted, SeqInput, SeqSlot, host_logits};
+use crate::model::Model;
+
+/// KV-cache positions a backend reserves by default (all slots together).
+pub const DEFAULT_KV_TOKENS: usize = 16_384;
+
+/// How to run the CPU backend.
+#[derive(Clone, Debug)]
+pub struct CpuOptions {
+    /// Worker threads of the backend's rayon pool (0: one per available core).
+    pub threads: usize,
+    /// KV-cache positions all slots together may reserve.
+    pub kv_tokens_budget: usize,
+    /// Exact f32 dot products instead of llama.cpp-style 8-bit quantized activations.
+    pub exact: bool,
+}
+
+impl Default for CpuOptions {
+    fn default() -> Self {
+        CpuOptions {
+            threads: 0,
+            kv_tokens_budget: DEFAULT_KV_TOKENS,
+            exact: false,
+        }
+    }
+}
+
+/// A model loaded for the CPU.
+pub struct CpuBackend {
+    model: Model,
+    weights: CpuWeights,
+    kv: KvCache,
+    state: RunState,
+    /// Logits rows of the last step.
+    n_rows: usize,
+    path: DotPath,
+    pool: rayon::ThreadPool,
+}
+
+impl std::fmt::Debug for CpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuBackend")
+            .field("arch", &self.model.config.arch)
+            .field("threads", &self.pool.current_num_threads())
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl CpuBackend {
+    pub fn new(model: Model, opts: CpuOptions) -> Result<CpuBackend, EngineError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.threads)
+            .thread_name(|i| format!("orcd-cpu-{i}"))
+            .build()
+            .map_err(|e| EngineError::BackendUnavailable(format!("CPU thread pool: {e}")))?;
+        let c = &model.config;
+        Ok(CpuBackend {
+            weights: CpuWeights::new(&model),
+            kv: KvCache::new(c.n_layers, c.kv_dim(), opts.kv_tokens_budget),
+            state: RunState::default(),
+            n_rows: 0,
+            path: if opts.exact {
+                DotPath::Exact
+            } else {
+                DotPath::Q8
+            },
+            pool,
+            model,
+        })
+    }
+
+    /// The model this backend runs.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The dot-product path in use.
+    pub fn dot_path(&self) -> DotPath {
+        self.path
+    }
+
+    /// Threads of the backend's pool.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Check a batch against the model and the slots before anything is computed.
+    fn validate(&self, batch: &[SeqInput<'_>]) -> Result<(), EngineError> {
+        let vocab = self.model.config.vocab_size;
+        let mut seen = BTreeSet::new();
+        for seq in batch {
+            let id = seq.slot.0;
+            if !seen.insert(seq.slot) {
+                return Err(invalid(format!("slot {id} appears twice in one batch")));
+            }
+            let slot = self
+                .kv
+                .get(seq.slot)
+                .ok_or_else(|| invalid(format!("unknown KV slot {id}")))?;
+            if seq.tokens.is_empty() {
+                return Err(invalid(format!("slot {id}: no new tokens")));
+            }
+            if seq.start_pos != slot.len {
+                return Err(invalid(format!(
+                    "slot {id}: start_pos {} but {} tokens are cached",
+                    seq.start_pos, slot.len
+                )));
+            }
+            if seq.start_pos + seq.tokens.len() > slot.max_tokens {
+                return Err(invalid(format!(
+                    "slot {id}: {} + {} tokens overflow the slot's {} positions",
+                    seq.start_pos,
+                    seq.tokens.len(),
+                    slot.max_tokens
+                )));
+            }
+            if let Some(&t) = seq.tokens.iter().find(|&&t| t as usize >= vocab) {
+                return Err(invalid(format!(
+                    "token id {t} is outside the vocabulary of {vocab}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn row(&self, row: usize) -> Result<&[f32], EngineError> {
+        if row >= self.n_rows {
+            return Err(invalid(format!(
+                "logits row {row} of a step that produced {}",
+                self.n_rows
+            )));
+        }
+        let v = self.model.config.vocab_size;
+        Ok(&self.state.logits[row * v..(row + 1) * v])
+    }
+}
+
+fn invalid(msg: String) -> EngineError {
+    EngineError::InvalidInput(msg)
+}
+
+impl Device for CpuBackend {
+    fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            backend: "cpu",
+            name: format!("CPU ({} threads)", self.threads()),
+            weights_bytes: self.model.weights.total_bytes(),
+            kv_cache_bytes: (self.kv.reserved_tokens() * self.kv.bytes_per_token()) as u64,
+            scratch_bytes: 0,
+            sm: None,
+            runtime_version: None,
+        }
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.model.config.vocab_size
+    }
+
+    fn context_length(&self) -> usize {
+        self.model.config.context_length
+    }
+
+    fn alloc_seq(&mut self, max_tokens: usize) -> Result<SeqSlot, EngineError> {
+        let ctx = self.context_length();
+        if max_tokens == 0 || max_tokens > ctx {
+            return Err(invalid(format!(
+                "a sequence of {max_tokens} tokens: must be 1..={ctx} (the model's context)"
+            )));
+        }
+        self.kv.alloc(max_tokens)
+    }
+
+    fn free_seq(&mut self, slot: SeqSlot) {
+        self.kv.free(slot);
+    }
+
+    fn free_kv_tokens(&self) -> usize {
+        self.kv.free_tokens()
+    }
+
+    fn forward(&mut self, batch: &[SeqInput<'_>]) -> Result<usize, EngineError> {
+        self.n_rows = 0;
+        self.validate(batch)?;
+        let (model, weights, kv, state, path) = (
+            &self.model,
+            &self.weights,
+            &mut self.kv,
+            &mut self.state,
+            self.path,
+        );
+        let rows = self
+            .pool
+            .install(|| forward(model, weights, kv, state, batch, path))?;
+        for seq in batch {
+            if let Some(slot) = self.kv.get_mut(seq.slot) {
+                slot.len += seq.tokens.len();
+            }
+        }
+        debug_assert_eq!(
+            rows,
+            batch
+                .iter()
+                .map(|s| match s.logits {
+                    LogitsWanted::None => 0,
+                    LogitsWanted::Last => 1,
+                    LogitsWanted::All => s.tokens.len(),
+                })
+                .sum::<usize>()
+        );
+        self.n_rows = rows;
+        Ok(rows)
+    }
+
+    fn logits_argmax(&self, row: usize) -> Result<(u32, f32), EngineError> {
+        Ok(host_logits::argmax(self.row(row)?))
+    }
+
+    fn logits_top_k(&self, row: usize, k: usize) -> Result<Vec<(u32, f32)>, EngineError> {
+        Ok(host_logits::top_k(self.row(row)?, k))
+    }
+
+    fn logits_row(&self, row: usize) -> Result<Vec<f32>, EngineError> {
+        Ok(self.row(row)?.to_vec())
+    }
+
+    fn logits_penalize(
+        &mut self,
+        row: usize,
+        history: &[u32],
+        repeat: f32,
+        frequency: f32,
+        presence: f32,
+    ) -> Result<(), EngineError> {
+        self.row(row)?;
+        let v = self.model.config.vocab_size;
+        let r = &mut self.state.logits[row * v..(row + 1) * v];
+        host_logits::penalize(r, history, repeat, frequency, presence);
+        Ok(())
+    }
+}

@@ -1,0 +1,424 @@
+//! The forward pass of one batched step on the CPU, written after llama2.c's `run.c`: the
+//! weights ([`CpuWeights`] plus the mapped matrices), the run state ([`RunState`], one buffer per
+//! activation with its shape) and [`forward`], a list of small ops.
+//!
+//! All new tokens of all sequences of the batch travel together through every matrix product
+//! (rows `0..n_tok` of the activation buffers, in batch order); attention is per sequence, over
+//! its own KV slot.
+
+use rayon::prelude::*;
+
+use super::kv_cache::{KvCache, SlotCache};
+use super::matmul::{DotPath, QMatrix, matmul};
+use super::ops;
+use crate::EngineError;
+use crate::device::{LogitsWanted, SeqInput};
+use crate::gguf::{GgufFile, TensorInfo};
+use crate::model::{Activation, Model, ModelConfig};
+
+/// One layer's vectors (norm weights and biases), copied out of the file as f32. The matrices
+/// stay in the mapped file and are read through [`QMatrix`].
+#[derive(Debug)]
+pub struct LayerVectors {
+    /// (dim)
+    pub attn_norm: Vec<f32>,
+    /// (q_dim), (kv_dim), (kv_dim): Qwen2's projection biases.
+    pub q_bias: Option<Vec<f32>>,
+    pub k_bias: Option<Vec<f32>>,
+    pub v_bias: Option<Vec<f32>>,
+    /// (head_dim), (head_dim): Gemma 3's per-head query/key norms.
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
+    /// (dim): Gemma 3's norm of the attention output.
+    pub post_attention_norm: Option<Vec<f32>>,
+    /// (dim)
+    pub ffn_norm: Vec<f32>,
+    /// (dim): Gemma 3's norm of the FFN output.
+    pub post_ffw_norm: Option<Vec<f32>>,
+}
+
+/// The f32 vectors of the whole model (a few KB per layer).
+#[derive(Debug)]
+pub struct CpuWeights {
+    pub layers: Vec<LayerVectors>,
+    /// (dim)
+    pub output_norm: Vec<f32>,
+}
+
+impl CpuWeights {
+    pub fn new(model: &Model) -> CpuWeights {
+        let g = &*model.gguf;
+        let vec = |t: &TensorInfo| ops::f32_vec(g.tensor_data(t));
+        let opt = |t: &Option<TensorInfo>| t.as_ref().map(vec);
+        CpuWeights {
+            layers: model
+                .weights
+                .layers
+                .iter()
+                .map(|l| LayerVectors {
+                    attn_norm: vec(&l.attn_norm),
+                    q_bias: opt(&l.attn_q_bias),
+                    k_bias: opt(&l.attn_k_bias),
+                    v_bias: opt(&l.attn_v_bias),
+                    q_norm: opt(&l.attn_q_norm),
+                    k_norm: opt(&l.attn_k_norm),
+                    post_attention_norm: opt(&l.post_attention_norm),
+                    ffn_norm: vec(&l.ffn_norm),
+                    post_ffw_norm: opt(&l.post_ffw_norm),
+                })
+                .collect(),
+            output_norm: vec(&model.weights.output_norm),
+        }
+    }
+}
+
+/// The activations of one step. Buffers keep their capacity between steps.
+#[derive(Debug, Default)]
+pub struct RunState {
+    /// (n_tok) the batch's tokens, batch order.
+    tokens: Vec<u32>,
+    /// (n_tok) index into the batch of each token's sequence.
+    token_seq: Vec<usize>,
+    /// (n_tok) each token's position in its sequence.
+    token_pos: Vec<usize>,
+    /// (2, n_tok, rope_dims / 2) RoPE cosines: global base, then local (sliding) base.
+    rope_cos: Vec<f32>,
+    /// (2, n_tok, rope_dims / 2) RoPE sines, same layout.
+    rope_sin: Vec<f32>,
+    /// (n_tok, dim) the residual stream.
+    x: Vec<f32>,
+    /// (n_tok, dim) a sublayer's normed input.
+    xb: Vec<f32>,
+    /// (n_tok, dim) a sublayer's output.
+    xb2: Vec<f32>,
+    /// (n_tok, q_dim) queries.
+    q: Vec<f32>,
+    /// (n_tok, kv_dim) keys of the new tokens.
+    k: Vec<f32>,
+    /// (n_tok, kv_dim) values of the new tokens.
+    v: Vec<f32>,
+    /// (n_tok, q_dim) attention output, heads side by side.
+    att: Vec<f32>,
+    /// (n_tok, ffn_dim) FFN gate, then the gated hidden activation.
+    hb: Vec<f32>,
+    /// (n_tok, ffn_dim) FFN up projection.
+    hb2: Vec<f32>,
+    /// (n_out) which token rows produce logits.
+    out_rows: Vec<usize>,
+    /// (n_out, dim) final hidden states of those rows, normed.
+    out_x: Vec<f32>,
+    /// (n_out, vocab) the logits of this step.
+    pub logits: Vec<f32>,
+    /// Matmul scratch: (rows, n_tok) transposed products.
+    scratch: Vec<f32>,
+}
+
+/// Run one step: append every sequence's new tokens to its KV slot and compute the requested
+/// logits into `s.logits`. Returns the number of logits rows. The batch must have been
+/// validated (tokens in vocabulary, slots present and distinct, positions contiguous, room left).
+pub fn forward(
+    model: &Model,
+    w: &CpuWeights,
+    kv: &mut KvCache,
+    s: &mut RunState,
+    batch: &[SeqInput<'_>],
+    path: DotPath,
+) -> Result<usize, EngineError> {
+    let c = &model.config;
+    let g = &*model.gguf;
+    let mw = &model.weights;
+    let mat = |t: &TensorInfo| QMatrix::new(g, t);
+    let (dim, q_dim, kv_dim, hd, ffn) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim, c.ffn_dim);
+
+    // The batch, flattened to token rows.
+    s.tokens.clear();
+    s.token_seq.clear();
+    s.token_pos.clear();
+    s.out_rows.clear();
+    for (i, seq) in batch.iter().enumerate() {
+        for (j, &tok) in seq.tokens.iter().enumerate() {
+            s.tokens.push(tok);
+            s.token_seq.push(i);
+            s.token_pos.push(seq.start_pos + j);
+        }
+        let last = s.tokens.len();
+        match seq.logits {
+            LogitsWanted::None => {}
+            LogitsWanted::Last => s.out_rows.push(last - 1),
+            LogitsWanted::All => s.out_rows.extend(last - seq.tokens.len()..last),
+        }
+    }
+    let n = s.tokens.len();
+    resize_state(s, c, n);
+
+    // token embedding: dequantize each token's row, scaled (Gemma)
+    embed(g, &mw.token_embd, &s.tokens, c.embed_scale, &mut s.x)?;
+    // RoPE angles of every token, for both bases
+    rope_tables(s, c);
+
+    for (l, (lw, lv)) in mw.layers.iter().zip(&w.layers).enumerate() {
+        // attention norm
+        rmsnorm_rows(&mut s.xb, &s.x, &lv.attn_norm, c.rms_eps);
+        // q, k, v projections
+        matmul(&mut s.q, &s.xb, &mat(&lw.attn_q)?, path, &mut s.scratch)?;
+        matmul(&mut s.k, &s.xb, &mat(&lw.attn_k)?, path, &mut s.scratch)?;
+        matmul(&mut s.v, &s.xb, &mat(&lw.attn_v)?, path, &mut s.scratch)?;
+        // projection biases (Qwen2)
+        add_bias_rows(&mut s.q, lv.q_bias.as_deref());
+        add_bias_rows(&mut s.k, lv.k_bias.as_deref());
+        add_bias_rows(&mut s.v, lv.v_bias.as_deref());
+        // per-head query/key norms (Gemma 3)
+        norm_heads(&mut s.q, lv.q_norm.as_deref(), hd, c.rms_eps);
+        norm_heads(&mut s.k, lv.k_norm.as_deref(), hd, c.rms_eps);
+        // RoPE on queries and keys
+        let table = usize::from(c.rope_base_local.is_some() && c.sliding_layers[l]);
+        rope_rows(s, c, table);
+        // append the new keys and values to each sequence's cache
+        store_kv(kv, batch, s, l, kv_dim)?;
+        // attention of every new token over its sequence's cache
+        attention(kv, batch, s, c, l)?;
+        // output projection
+        matmul(
+            &mut s.xb2,
+            &s.att,
+            &mat(&lw.attn_output)?,
+            path,
+            &mut s.scratch,
+        )?;
+        // post-attention norm (Gemma 3)
+        norm_rows_inplace(
+            &mut s.xb2,
+            lv.post_attention_norm.as_deref(),
+            dim,
+            c.rms_eps,
+        );
+        // residual
+        ops::add_inplace(&mut s.x, &s.xb2);
+
+        // FFN norm
+        rmsnorm_rows(&mut s.xb, &s.x, &lv.ffn_norm, c.rms_eps);
+        // gate and up projections
+        matmul(&mut s.hb, &s.xb, &mat(&lw.ffn_gate)?, path, &mut s.scratch)?;
+        matmul(&mut s.hb2, &s.xb, &mat(&lw.ffn_up)?, path, &mut s.scratch)?;
+        // gated activation: act(gate) * up
+        glu(&mut s.hb, &s.hb2, c.activation);
+        // down projection
+        matmul(&mut s.xb2, &s.hb, &mat(&lw.ffn_down)?, path, &mut s.scratch)?;
+        // post-FFN norm (Gemma 3)
+        norm_rows_inplace(&mut s.xb2, lv.post_ffw_norm.as_deref(), dim, c.rms_eps);
+        // residual
+        ops::add_inplace(&mut s.x, &s.xb2);
+    }
+    debug_assert_eq!((s.q.len(), s.hb.len()), (n * q_dim, n * ffn));
+
+    // final norm of the rows that want logits
+    let n_out = s.out_rows.len();
+    s.out_x.resize(n_out * dim, 0.0);
+    for (o, &r) in s.out_rows.iter().enumerate() {
+        ops::rmsnorm(
+            &mut s.out_x[o * dim..(o + 1) * dim],
+            &s.x[r * dim..(r + 1) * dim],
+            &w.output_norm,
+            c.rms_eps,
+        );
+    }
+    // classifier into logits
+    s.logits.resize(n_out * c.vocab_size, 0.0);
+    matmul(
+        &mut s.logits,
+        &s.out_x,
+        &mat(&mw.output)?,
+        path,
+        &mut s.scratch,
+    )?;
+    Ok(n_out)
+}
+
+/// Size every per-token buffer for `n` tokens.
+fn resize_state(s: &mut RunState, c: &ModelConfig, n: usize) {
+    s.x.resize(n * c.dim, 0.0);
+    s.xb.resize(n * c.dim, 0.0);
+    s.xb2.resize(n * c.dim, 0.0);
+    s.q.resize(n * c.q_dim(), 0.0);
+    s.k.resize(n * c.kv_dim(), 0.0);
+    s.v.resize(n * c.kv_dim(), 0.0);
+    s.att.resize(n * c.q_dim(), 0.0);
+    s.hb.resize(n * c.ffn_dim, 0.0);
+    s.hb2.resize(n * c.ffn_dim, 0.0);
+    s.rope_cos.resize(2 * n * c.rope_dims / 2, 0.0);
+    s.rope_sin.resize(2 * n * c.rope_dims / 2, 0.0);
+}
+
+/// `x (n, dim)`: row `t` is the embedding of `tokens[t]` times `scale`.
+fn embed(
+    g: &GgufFile,
+    table: &TensorInfo,
+    tokens: &[u32],
+    scale: f32,
+    x: &mut [f32],
+) -> Result<(), EngineError> {
+    let m = QMatrix::new(g, table)?;
+    for (row, &tok) in x.chunks_mut(m.cols).zip(tokens) {
+        m.dequantize_row(tok as usize, row)?;
+        if scale != 1.0 {
+            ops::scale_inplace(row, scale);
+        }
+    }
+    Ok(())
+}
+
+/// Fill the two RoPE tables (global and local base) for every token's position.
+fn rope_tables(s: &mut RunState, c: &ModelConfig) {
+    let half = c.rope_dims / 2;
+    let n = s.tokens.len();
+    let bases = [c.rope_base, c.rope_base_local.unwrap_or(c.rope_base)];
+    for (b, base) in bases.into_iter().enumerate() {
+        for (t, &pos) in s.token_pos.iter().enumerate() {
+            let at = (b * n + t) * half;
+            ops::rope_angles(
+                &mut s.rope_cos[at..at + half],
+                &mut s.rope_sin[at..at + half],
+                pos,
+                base,
+                c.rope_dims,
+            );
+        }
+    }
+}
+
+/// `out (n, d) = rmsnorm(x (n, d)) * w`, row by row.
+fn rmsnorm_rows(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let d = w.len();
+    for (o, r) in out.chunks_mut(d).zip(x.chunks(d)) {
+        ops::rmsnorm(o, r, w, eps);
+    }
+}
+
+/// RMSNorm each `d`-wide row of `x` in place, when `w` is present.
+fn norm_rows_inplace(x: &mut [f32], w: Option<&[f32]>, d: usize, eps: f32) {
+    if let Some(w) = w {
+        for r in x.chunks_mut(d) {
+            ops::rmsnorm_inplace(r, w, eps);
+        }
+    }
+}
+
+/// RMSNorm each head (`hd`-wide chunk) of `x (n, heads * hd)` in place, when `w` is present.
+fn norm_heads(x: &mut [f32], w: Option<&[f32]>, hd: usize, eps: f32) {
+    norm_rows_inplace(x, w, hd, eps);
+}
+
+/// Add `bias` to every row of `x`, when present.
+fn add_bias_rows(x: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(b) = bias {
+        for r in x.chunks_mut(b.len()) {
+            ops::add_inplace(r, b);
+        }
+    }
+}
+
+/// Rotate every head of `s.q` and `s.k` by its token's angles from RoPE table `table`.
+fn rope_rows(s: &mut RunState, c: &ModelConfig, table: usize) {
+    let half = c.rope_dims / 2;
+    let n = s.tokens.len();
+    for t in 0..n {
+        let at = (table * n + t) * half;
+        let (cos, sin) = (&s.rope_cos[at..at + half], &s.rope_sin[at..at + half]);
+        let q = &mut s.q[t * c.q_dim()..(t + 1) * c.q_dim()];
+        for head in q.chunks_mut(c.head_dim) {
+            ops::rope(head, cos, sin, c.rope_style);
+        }
+        let k = &mut s.k[t * c.kv_dim()..(t + 1) * c.kv_dim()];
+        for head in k.chunks_mut(c.head_dim) {
+            ops::rope(head, cos, sin, c.rope_style);
+        }
+    }
+}
+
+/// Write the new tokens' keys and values of layer `l` into their slots.
+fn store_kv(
+    kv: &mut KvCache,
+    batch: &[SeqInput<'_>],
+    s: &RunState,
+    l: usize,
+    kv_dim: usize,
+) -> Result<(), EngineError> {
+    for t in 0..s.tokens.len() {
+        let id = batch[s.token_seq[t]].slot;
+        let slot = kv
+            .get_mut(id)
+            .ok_or_else(|| EngineError::InvalidInput(format!("unknown KV slot {}", id.0)))?;
+        let pos = s.token_pos[t];
+        slot.k_mut(l, pos)
+            .copy_from_slice(&s.k[t * kv_dim..(t + 1) * kv_dim]);
+        slot.v_mut(l, pos)
+            .copy_from_slice(&s.v[t * kv_dim..(t + 1) * kv_dim]);
+    }
+    Ok(())
+}
+
+/// `s.att (n, q_dim)`: for each new token and query head, softmax(q·K / scale) · V over the
+/// positions its sequence has cached (causal; the last `window` positions on sliding layers).
+/// In parallel over (token, head) pairs.
+fn attention(
+    kv: &KvCache,
+    batch: &[SeqInput<'_>],
+    s: &mut RunState,
+    c: &ModelConfig,
+    l: usize,
+) -> Result<(), EngineError> {
+    let slots: Vec<&SlotCache> = batch
+        .iter()
+        .map(|seq| {
+            kv.get(seq.slot)
+                .ok_or_else(|| EngineError::InvalidInput(format!("unknown KV slot {}", seq.slot.0)))
+        })
+        .collect::<Result<_, _>>()?;
+    let (hd, n_heads, kv_dim) = (c.head_dim, c.n_heads, c.kv_dim());
+    let group = c.n_heads / c.n_kv_heads;
+    let window = c.window_of(l);
+    let (q, token_seq, token_pos) = (&s.q, &s.token_seq, &s.token_pos);
+    s.att.par_chunks_mut(hd).enumerate().for_each_init(
+        Vec::new,
+        |scores: &mut Vec<f32>, (i, out)| {
+            let (t, h) = (i / n_heads, i % n_heads);
+            let pos = token_pos[t];
+            let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let len = pos + 1 - lo;
+            let slot = slots[token_seq[t]];
+            let keys = slot.keys(l, lo, len);
+            let values = slot.values(l, lo, len);
+            let qh = &q[i * hd..(i + 1) * hd];
+            let kvh = (h / group) * hd;
+            // scores of the query against every visible key
+            scores.clear();
+            scores.extend(
+                keys.chunks(kv_dim)
+                    .map(|k| ops::dot_f32(qh, &k[kvh..kvh + hd]) * c.attn_scale),
+            );
+            ops::softmax(scores);
+            // weighted sum of the values
+            out.fill(0.0);
+            for (p, v) in scores.iter().zip(values.chunks(kv_dim)) {
+                ops::axpy(out, *p, &v[kvh..kvh + hd]);
+            }
+        },
+    );
+    Ok(())
+}
+
+/// `gate (n, ffn) = act(gate) * up`, elementwise.
+fn glu(gate: &mut [f32], up: &[f32], act: Activation) {
+    match act {
+        Activation::Silu => {
+            for (g, &u) in gate.iter_mut().zip(up) {
+                *g = ops::silu(*g) * u;
+            }
+        }
+        Activation::GeluTanh => {
+            for (g, &u) in gate.iter_mut().zip(up) {
+                *g = ops::gelu_tanh(*g) * u;
+            }
+        }
+    }
+}
