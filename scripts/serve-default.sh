@@ -3,7 +3,7 @@
 # Uses the CUDA backend when an NVIDIA GPU is visible, the CPU backend otherwise
 # (chosen explicitly: the worker never falls back on its own). Extra arguments go to the worker.
 #
-#   scripts/serve-default.sh [--port 8080] [...]
+#   PORT=8080 scripts/serve-default.sh [worker flags...]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 model="$("$root/scripts/fetch-models.sh" smollm2)"
@@ -16,4 +16,4 @@ cd "$root"
 cargo build --release -p worker-orcd
 worker_id="$(python3 -c 'import uuid; print(uuid.uuid4())')"
 echo "serving $model on the $backend backend (worker $worker_id)" >&2
-exec target/release/worker-orcd --worker-id "$worker_id" --model "$model" --backend "$backend" --port 8080 "$@"
+exec target/release/worker-orcd --worker-id "$worker_id" --model "$model" --backend "$backend" --port "${PORT:-8080}" "$@"
