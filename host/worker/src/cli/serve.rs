@@ -1,10 +1,244 @@
-//! `worker-orcd serve` (being written).
+//! `worker-orcd serve` (the default without a subcommand): load the model onto the chosen
+//! backend, load the plugins, serve the HTTP API until `POST /shutdown` or SIGTERM.
+//!
+//! Startup order (worker spec): init device, load model, start the HTTP server, then the ready
+//! callback. A startup failure logs its code, the GPU id, the model path and memory figures, and
+//! exits non-zero.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use orcd_engine::Device;
+use orcd_engine::cpu::{CpuBackend, CpuOptions};
+use orcd_engine::model::Model;
+use tracing::{error, info};
+use worker_orcd::lifecycle::{self, WorkerOptions, WorkerParts};
+use worker_orcd::model_facts::model_facts;
+use worker_orcd::plugin_bridge;
+use worker_orcd::plugins::RequestLimits;
+use worker_orcd::scheduler::SchedulerConfig;
+use worker_orcd::server::ServerLimits;
+
+/// Longest prompt in characters (worker spec).
+const MAX_PROMPT_CHARS: usize = 32_768;
+/// Largest request body accepted, in bytes.
+const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The compute backend.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The GPU (fails at startup when CUDA is not available; there is no CPU fallback).
+    Cuda,
+    /// The CPU reference backend.
+    Cpu,
+}
 
 #[derive(clap::Args, Debug)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// This worker's id (a UUID), reported in logs and the ready callback.
+    #[arg(long)]
+    pub worker_id: Option<String>,
+    /// Path to the GGUF model file.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// GPU index (CUDA backend).
+    #[arg(long, default_value_t = 0)]
+    pub gpu_device: u32,
+    /// Port to listen on (0 picks a free one; the ready log and callback report it).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, alias = "host", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// `POST {"worker_id","model_ref","vram_bytes","uri"}` here once ready; failure is fatal.
+    #[arg(long)]
+    pub callback_url: Option<String>,
+    /// Longest prompt in tokens (default: the model's context minus one).
+    #[arg(long)]
+    pub max_tokens_in: Option<usize>,
+    /// Largest `max_tokens` a request may ask for.
+    #[arg(long, default_value_t = 2048)]
+    pub max_tokens_out: u32,
+    /// A job still running this many seconds after it arrived ends with INFERENCE_TIMEOUT.
+    #[arg(long, default_value_t = 300)]
+    pub inference_timeout_sec: u64,
+    /// KV-cache budget in MiB for all sequences together (default: the backend's default).
+    #[arg(long)]
+    pub kv_cache_size_mb: Option<u64>,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value_t = Backend::Cuda)]
+    pub backend: Backend,
+    /// Directory with the plugin components (default: the ones built into the worker).
+    #[arg(long)]
+    pub plugin_dir: Option<PathBuf>,
+    /// CPU backend threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Sequences decoded together at most.
+    #[arg(long, default_value_t = 32)]
+    pub max_batch: usize,
+    /// Jobs that may wait beyond the running batch; more get 503 WORKER_BUSY.
+    #[arg(long, default_value_t = 64)]
+    pub queue_capacity: usize,
+    /// Tokens one device step computes at most (prefill chunks plus decode tokens).
+    #[arg(long)]
+    pub step_tokens: Option<usize>,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    pub log_json: bool,
+}
 
-pub fn run(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`serve` is not built yet")
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// A worker id from the flag (it must be a UUID) or a fresh random one.
+fn worker_id(flag: Option<&str>) -> anyhow::Result<String> {
+    match flag {
+        Some(id) => {
+            let parsed = uuid::Uuid::parse_str(id)
+                .with_context(|| format!("--worker-id `{id}` is not a UUID"))?;
+            Ok(parsed.hyphenated().to_string())
+        }
+        None => Ok(uuid::Builder::from_random_bytes(rand::random())
+            .into_uuid()
+            .hyphenated()
+            .to_string()),
+    }
+}
+
+/// KV tokens that `mb` MiB hold on the CPU backend (f32 keys and values for every layer).
+fn cpu_kv_tokens(model: &Model, mb: u64) -> usize {
+    let c = &model.config;
+    let per_token = (2 * c.n_layers * c.kv_dim() * std::mem::size_of::<f32>()).max(1) as u64;
+    (mb.saturating_mul(1 << 20) / per_token) as usize
+}
+
+fn open_device(args: &ServeArgs, model: Model) -> anyhow::Result<Box<dyn Device>> {
+    match args.backend {
+        Backend::Cpu => {
+            let mut opts = CpuOptions {
+                threads: args.threads,
+                ..CpuOptions::default()
+            };
+            if let Some(mb) = args.kv_cache_size_mb {
+                opts.kv_tokens_budget = cpu_kv_tokens(&model, mb);
+            }
+            Ok(Box::new(CpuBackend::new(model, opts)?))
+        }
+        Backend::Cuda => anyhow::bail!(
+            "CUDA_ERROR: the CUDA backend is not available in this build (GPU {}); use --backend cpu",
+            args.gpu_device
+        ),
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_json);
+    let worker_id = worker_id(args.worker_id.as_deref())?;
+    let Some(model_path) = args.model.clone() else {
+        anyhow::bail!("--model is required (path to a .gguf file)");
+    };
+    info!(
+        event = "startup",
+        worker_id = %worker_id,
+        model = %model_path.display(),
+        backend = ?args.backend,
+        gpu_device = args.gpu_device,
+        "starting"
+    );
+    info!(event = "model_load_start", worker_id = %worker_id, model = %model_path.display(), "loading model");
+    let loaded = Model::open(&model_path).map(|model| {
+        let facts = model_facts(&model, &model_path);
+        (model, facts)
+    });
+    let (model, facts) = match loaded {
+        Ok(m) => m,
+        Err(e) => {
+            error!(event = "error", worker_id = %worker_id, code = e.code(), model = %model_path.display(), gpu_device = args.gpu_device, "model load failed: {e}");
+            return Err(anyhow::anyhow!("{}: {e}", e.code()));
+        }
+    };
+    let plugins = plugin_bridge::load(args.plugin_dir.as_deref(), &model)
+        .map_err(|f| anyhow::anyhow!("{}: {f}", f.code))?;
+    let device = match open_device(&args, model) {
+        Ok(d) => d,
+        Err(e) => {
+            error!(event = "error", worker_id = %worker_id, model = %model_path.display(), gpu_device = args.gpu_device, "device init failed: {e:#}");
+            return Err(e);
+        }
+    };
+    let info = device.info();
+    info!(
+        event = "model_load_complete",
+        worker_id = %worker_id,
+        model = %facts.name,
+        device = %info.name,
+        weights_bytes = info.weights_bytes,
+        kv_cache_bytes = info.kv_cache_bytes,
+        kv_tokens = device.free_kv_tokens(),
+        "model loaded"
+    );
+    let default_step = if args.backend == Backend::Cpu {
+        64
+    } else {
+        512
+    };
+    let options = WorkerOptions {
+        worker_id: worker_id.clone(),
+        model_ref: model_path.display().to_string(),
+        scheduler: SchedulerConfig {
+            max_running: args.max_batch.max(1),
+            queue_capacity: args.queue_capacity,
+            step_token_budget: args.step_tokens.unwrap_or(default_step).max(1),
+            inference_timeout: Duration::from_secs(args.inference_timeout_sec.max(1)),
+            ..SchedulerConfig::default()
+        },
+        limits: ServerLimits {
+            request: RequestLimits {
+                max_prompt_chars: MAX_PROMPT_CHARS,
+                max_tokens_out: args.max_tokens_out.max(1),
+                vocab_size: facts.vocab_size as u32,
+            },
+            max_tokens_in: args.max_tokens_in,
+            max_body_bytes: MAX_BODY_BYTES,
+        },
+        callback_url: args.callback_url.clone(),
+        handle_sigterm: true,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("orcd-http")
+        .build()
+        .context("cannot start the async runtime")?;
+    let bind = format!("{}:{}", args.bind, args.port);
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind}"))?;
+        let worker = lifecycle::start(
+            WorkerParts {
+                device,
+                plugins,
+                model: facts,
+            },
+            options,
+            listener,
+        )
+        .await?;
+        worker.wait().await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,173 @@
+//! The stable public error codes of the worker API, with their HTTP status and whether a client
+//! may retry. These strings are part of the API (worker spec, "Errors"); never rename one.
+
+use serde::Serialize;
+
+/// A stable error code as it reaches a client (HTTP body or SSE `error` event).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The request body or a parameter is invalid (400).
+    InvalidRequest,
+    /// The model file could not be loaded (500, startup only).
+    ModelLoadFailed,
+    /// Not enough device memory for the model (503, startup only).
+    InsufficientVram,
+    /// The KV cache for a request cannot be had (500 / SSE; retriable).
+    VramOom,
+    /// A device failure during a step (500).
+    CudaError,
+    /// The job ran past `--inference-timeout-sec` (504).
+    InferenceTimeout,
+    /// The job was cancelled by `/cancel` or by the client going away (499).
+    Cancelled,
+    /// A bug in the worker (500).
+    Internal,
+    /// A plugin trapped (a plugin bug); the job ends, the worker keeps serving (500).
+    PluginTrap,
+    /// A plugin reported an expected failure through its `result` (500).
+    PluginError,
+    /// A plugin ran past its time bound (500).
+    PluginTimeout,
+    /// A plugin went past its memory limit (500).
+    PluginMemory,
+    /// A plugin returned something the host cannot accept, e.g. a token id outside the
+    /// vocabulary (500).
+    PluginInvalidOutput,
+    /// A request named a plugin that is not loaded (400).
+    PluginNotFound,
+    /// A plugin could not be loaded (startup).
+    PluginLoadFailed,
+    /// The queue is full; retry later (503, retriable).
+    WorkerBusy,
+    /// The worker is draining for shutdown and takes no new jobs (503).
+    ShuttingDown,
+    /// No such route (404).
+    NotFound,
+}
+
+impl ErrorCode {
+    /// The code's wire spelling, e.g. `"VRAM_OOM"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::ModelLoadFailed => "MODEL_LOAD_FAILED",
+            ErrorCode::InsufficientVram => "INSUFFICIENT_VRAM",
+            ErrorCode::VramOom => "VRAM_OOM",
+            ErrorCode::CudaError => "CUDA_ERROR",
+            ErrorCode::InferenceTimeout => "INFERENCE_TIMEOUT",
+            ErrorCode::Cancelled => "CANCELLED",
+            ErrorCode::Internal => "INTERNAL",
+            ErrorCode::PluginTrap => "PLUGIN_TRAP",
+            ErrorCode::PluginError => "PLUGIN_ERROR",
+            ErrorCode::PluginTimeout => "PLUGIN_TIMEOUT",
+            ErrorCode::PluginMemory => "PLUGIN_MEMORY",
+            ErrorCode::PluginInvalidOutput => "PLUGIN_INVALID_OUTPUT",
+            ErrorCode::PluginNotFound => "PLUGIN_NOT_FOUND",
+            ErrorCode::PluginLoadFailed => "PLUGIN_LOAD_FAILED",
+            ErrorCode::WorkerBusy => "WORKER_BUSY",
+            ErrorCode::ShuttingDown => "SHUTTING_DOWN",
+            ErrorCode::NotFound => "NOT_FOUND",
+        }
+    }
+
+    /// The HTTP status a response with this code carries.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidRequest | ErrorCode::PluginNotFound => 400,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Cancelled => 499,
+            ErrorCode::InsufficientVram | ErrorCode::WorkerBusy | ErrorCode::ShuttingDown => 503,
+            ErrorCode::InferenceTimeout => 504,
+            ErrorCode::ModelLoadFailed
+            | ErrorCode::VramOom
+            | ErrorCode::CudaError
+            | ErrorCode::Internal
+            | ErrorCode::PluginTrap
+            | ErrorCode::PluginError
+            | ErrorCode::PluginTimeout
+            | ErrorCode::PluginMemory
+            | ErrorCode::PluginInvalidOutput
+            | ErrorCode::PluginLoadFailed => 500,
+        }
+    }
+
+    /// Whether the same request may succeed later: capacity errors only.
+    pub fn retriable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::VramOom | ErrorCode::InsufficientVram | ErrorCode::WorkerBusy
+        )
+    }
+
+    /// Every code, for lookups and documentation checks.
+    pub const ALL: [ErrorCode; 18] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::ModelLoadFailed,
+        ErrorCode::InsufficientVram,
+        ErrorCode::VramOom,
+        ErrorCode::CudaError,
+        ErrorCode::InferenceTimeout,
+        ErrorCode::Cancelled,
+        ErrorCode::Internal,
+        ErrorCode::PluginTrap,
+        ErrorCode::PluginError,
+        ErrorCode::PluginTimeout,
+        ErrorCode::PluginMemory,
+        ErrorCode::PluginInvalidOutput,
+        ErrorCode::PluginNotFound,
+        ErrorCode::PluginLoadFailed,
+        ErrorCode::WorkerBusy,
+        ErrorCode::ShuttingDown,
+        ErrorCode::NotFound,
+    ];
+
+    /// The code with this wire spelling; unknown spellings (a code added by a newer engine or
+    /// plugin runtime) become `INTERNAL`.
+    pub fn from_wire(code: &str) -> ErrorCode {
+        ErrorCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == code)
+            .unwrap_or(ErrorCode::Internal)
+    }
+
+    /// The code of an engine error (the engine's `code()` strings are the same set).
+    pub fn from_engine(err: &orcd_engine::EngineError) -> ErrorCode {
+        ErrorCode::from_wire(err.code())
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_codes_have_spec_statuses() {
+        let spec = [
+            (ErrorCode::InvalidRequest, "INVALID_REQUEST", 400, false),
+            (ErrorCode::ModelLoadFailed, "MODEL_LOAD_FAILED", 500, false),
+            (ErrorCode::InsufficientVram, "INSUFFICIENT_VRAM", 503, true),
+            (ErrorCode::VramOom, "VRAM_OOM", 500, true),
+            (ErrorCode::CudaError, "CUDA_ERROR", 500, false),
+            (ErrorCode::InferenceTimeout, "INFERENCE_TIMEOUT", 504, false),
+            (ErrorCode::Cancelled, "CANCELLED", 499, false),
+            (ErrorCode::Internal, "INTERNAL", 500, false),
+        ];
+        for (code, name, status, retriable) in spec {
+            assert_eq!(code.as_str(), name);
+            assert_eq!(serde_json::to_value(code).unwrap(), name);
+            assert_eq!(code.http_status(), status);
+            assert_eq!(code.retriable(), retriable, "{name}");
+            assert_eq!(ErrorCode::from_wire(name), code);
+        }
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_wire(code.as_str()), code);
+        }
+    }
+}

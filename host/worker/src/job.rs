@@ -1,0 +1,169 @@
+//! A job: one generation request as the scheduler sees it, and the events it streams back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::error_code::ErrorCode;
+
+/// Sampling and length parameters of one request (worker spec 1420-1422), already validated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GenParams {
+    /// Tokens to generate at most (before the context bound).
+    pub max_tokens: u32,
+    /// 0.0 = greedy.
+    pub temperature: f32,
+    /// 1.0 = off.
+    pub top_p: f32,
+    /// 0 = off.
+    pub top_k: u32,
+    /// 1.0 = off.
+    pub repetition_penalty: f32,
+    /// 0.0 = off.
+    pub min_p: f32,
+    /// OpenAI-style penalties (0.0 = off); `/execute` leaves them off.
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    /// At most 4 stop sequences.
+    pub stop: Vec<String>,
+    /// The RNG seed; `None` lets the worker pick one (reported in `end`).
+    pub seed: Option<u64>,
+}
+
+impl Default for GenParams {
+    fn default() -> Self {
+        GenParams {
+            max_tokens: 2048,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            repetition_penalty: 1.0,
+            min_p: 0.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            stop: Vec::new(),
+            seed: None,
+        }
+    }
+}
+
+/// Why a generation ended normally.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// `max_tokens` reached.
+    MaxTokens,
+    /// The model produced an end-of-generation token.
+    Eos,
+    /// The output ended with a stop sequence (cut before it).
+    #[serde(rename = "stop")]
+    StopSequence,
+    /// The sequence filled the model's context.
+    ContextLength,
+}
+
+impl StopReason {
+    /// The wire spelling (`end.stop_reason`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::Eos => "eos",
+            StopReason::StopSequence => "stop",
+            StopReason::ContextLength => "context_length",
+        }
+    }
+
+    /// The OpenAI `finish_reason` for this stop.
+    pub fn openai_finish_reason(self) -> &'static str {
+        match self {
+            StopReason::MaxTokens | StopReason::ContextLength => "length",
+            StopReason::Eos | StopReason::StopSequence => "stop",
+        }
+    }
+}
+
+/// What a job streams back to its HTTP task, in order: `Started`, `Token`*, `Metrics`*, then
+/// exactly one of `End` / `Error`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum JobEvent {
+    Started {
+        job_id: String,
+        model: String,
+        /// RFC 3339.
+        started_at: String,
+    },
+    Token {
+        /// Complete UTF-8 text (never a split character).
+        t: String,
+        /// Index of this `token` event in the job's stream (0-based).
+        i: u32,
+    },
+    Metrics {
+        job_id: String,
+        tokens_out: u32,
+        decode_time_ms: u64,
+        vram_bytes: u64,
+    },
+    End {
+        tokens_out: u32,
+        /// Prompt tokens (not in the spec's event; the OpenAI usage block needs it).
+        tokens_in: u32,
+        decode_time_ms: u64,
+        stop_reason: StopReason,
+        seed: u64,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        retriable: bool,
+    },
+}
+
+impl JobEvent {
+    /// An `error` event for `code`.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> JobEvent {
+        JobEvent::Error {
+            code,
+            message: message.into(),
+            retriable: code.retriable(),
+        }
+    }
+
+    /// `end` and `error` close the stream.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, JobEvent::End { .. } | JobEvent::Error { .. })
+    }
+}
+
+/// Set by `/cancel`, by a client that went away, or by shutdown; read by the scheduler between
+/// steps.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// A tokenized request handed to the scheduler.
+#[derive(Debug)]
+pub struct Job {
+    pub id: String,
+    pub prompt_tokens: Vec<u32>,
+    pub params: GenParams,
+    /// The seed in force (the request's or one the worker picked).
+    pub seed: u64,
+    pub cancel: CancelFlag,
+    /// When the HTTP request was accepted; the inference timeout counts from here.
+    pub accepted_at: Instant,
+    pub events: mpsc::UnboundedSender<JobEvent>,
+}

@@ -1,0 +1,64 @@
+//! The facts about a loaded model that the HTTP layer reports (`/health`, events, `/v1/models`,
+//! the chat template), read once from the GGUF metadata.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use orcd_engine::model::Model;
+use orcd_engine::quant::GgmlType;
+
+use crate::server::ModelFacts;
+
+/// Gather [`ModelFacts`] from a validated model; `path` names it when the file has no
+/// `general.name`.
+pub fn model_facts(model: &Model, path: &Path) -> ModelFacts {
+    let gguf = &model.gguf;
+    let name = gguf
+        .get_str_opt("general.name")
+        .ok()
+        .flatten()
+        .filter(|n| !n.trim().is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".to_string())
+        });
+    let tokens = gguf.get_str_array("tokenizer.ggml.tokens").ok();
+    let token_text = |key: &str| -> String {
+        let id = gguf.get_u32_opt(key).ok().flatten();
+        match (id, tokens) {
+            (Some(id), Some(t)) => t.get(id as usize).cloned().unwrap_or_default(),
+            _ => String::new(),
+        }
+    };
+    ModelFacts {
+        name,
+        quant_kind: quant_kind(model),
+        vocab_size: model.config.vocab_size,
+        context_length: model.config.context_length,
+        chat_template: gguf
+            .get_str_opt("tokenizer.chat_template")
+            .ok()
+            .flatten()
+            .map(str::to_string),
+        bos_token: token_text("tokenizer.ggml.bos_token_id"),
+        eos_token: token_text("tokenizer.ggml.eos_token_id"),
+    }
+}
+
+/// The weight type holding most of the model's bytes among the matrices (e.g. `Q4_1`; a
+/// `Q4_K_M` file reports `Q4_K`).
+fn quant_kind(model: &Model) -> String {
+    let mut bytes: HashMap<GgmlType, u64> = HashMap::new();
+    for t in model.gguf.tensors() {
+        if t.dims.len() >= 2 {
+            *bytes.entry(t.ty).or_default() += t.size;
+        }
+    }
+    bytes
+        .into_iter()
+        .max_by_key(|&(ty, b)| (b, ty.name()))
+        .map(|(ty, _)| ty.name().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}

@@ -1,0 +1,383 @@
+//! The step loop of the scheduler thread: admit, build one batch, run one device step, sample
+//! every row, stream, retire.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::Instant;
+
+use orcd_engine::{Device, EngineError, LogitsWanted, SeqInput};
+use tracing::{debug, info, warn};
+
+use super::queue::Admission;
+use super::sequence::{Progress, Sequence};
+use super::{Command, SchedulerConfig};
+use crate::error_code::ErrorCode;
+use crate::job::{Job, JobEvent};
+use crate::plugins::Plugins;
+use crate::telemetry::{self, outcome};
+
+struct Batcher {
+    device: Box<dyn Device>,
+    plugins: Plugins,
+    config: SchedulerConfig,
+    admission: Admission,
+    /// KV-cache tokens the device holds when no slot is reserved.
+    kv_total: usize,
+    context_length: usize,
+    waiting: VecDeque<Job>,
+    running: Vec<Sequence>,
+}
+
+/// The scheduler thread's body: runs until `Command::Stop` or until every handle is gone.
+pub(super) fn run(
+    device: Box<dyn Device>,
+    plugins: Plugins,
+    config: SchedulerConfig,
+    commands: Receiver<Command>,
+    admission: Admission,
+) {
+    let kv_total = device.free_kv_tokens();
+    let context_length = device.context_length();
+    let mut b = Batcher {
+        device,
+        plugins,
+        config,
+        admission,
+        kv_total,
+        context_length,
+        waiting: VecDeque::new(),
+        running: Vec::new(),
+    };
+    loop {
+        // Block only when there is nothing to do.
+        let first = if b.waiting.is_empty() && b.running.is_empty() {
+            match commands.recv() {
+                Ok(c) => Some(c),
+                Err(_) => break,
+            }
+        } else {
+            None
+        };
+        let mut stop = false;
+        for cmd in first
+            .into_iter()
+            .chain(std::iter::from_fn(|| match commands.try_recv() {
+                Ok(c) => Some(c),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => Some(Command::Stop),
+            }))
+        {
+            match cmd {
+                Command::Submit(job) => b.waiting.push_back(job),
+                Command::Wake => {}
+                Command::Stop => stop = true,
+            }
+        }
+        if stop {
+            b.abort_all();
+            break;
+        }
+        b.retire_cancelled_and_expired();
+        b.admit();
+        metrics::gauge!(telemetry::QUEUE_DEPTH).set(b.waiting.len() as f64);
+        metrics::gauge!(telemetry::RUNNING_SEQUENCES).set(b.running.len() as f64);
+        if !b.running.is_empty() {
+            b.step();
+        }
+    }
+    info!(event = "shutdown", "scheduler stopped");
+}
+
+impl Batcher {
+    /// End a job that never got a slot or whose sequence is already freed.
+    fn end_job(&self, job: &Job, event: JobEvent) {
+        let label = match &event {
+            JobEvent::End { .. } => outcome::SUCCESS,
+            JobEvent::Error {
+                code: ErrorCode::Cancelled,
+                ..
+            } => outcome::CANCELLED,
+            JobEvent::Error {
+                code: ErrorCode::InferenceTimeout,
+                ..
+            } => outcome::TIMEOUT,
+            _ => outcome::ERROR,
+        };
+        metrics::counter!(telemetry::REQUESTS_TOTAL, "outcome" => label).increment(1);
+        metrics::histogram!(telemetry::INFERENCE_DURATION_MS)
+            .record(job.accepted_at.elapsed().as_secs_f64() * 1000.0);
+        match &event {
+            JobEvent::End {
+                tokens_out,
+                stop_reason,
+                ..
+            } => {
+                info!(event = "execute_end", job_id = %job.id, tokens_out, stop_reason = ?stop_reason, "job finished")
+            }
+            JobEvent::Error { code, message, .. } => {
+                info!(event = "execute_end", job_id = %job.id, code = %code, message = %message, "job ended with an error")
+            }
+            _ => {}
+        }
+        let _ = job.events.send(event);
+        self.admission.finish(&job.id);
+    }
+
+    fn finish_seq(&mut self, idx: usize, event: JobEvent) {
+        let seq = self.running.swap_remove(idx);
+        self.device.free_seq(seq.slot);
+        self.end_job(&seq.job, event);
+    }
+
+    /// Why a job must stop now, if it must.
+    fn interruption(&self, job: &Job) -> Option<JobEvent> {
+        if job.cancel.is_cancelled() || job.events.is_closed() {
+            Some(JobEvent::error(
+                ErrorCode::Cancelled,
+                "the job was cancelled",
+            ))
+        } else if job.accepted_at.elapsed() >= self.config.inference_timeout {
+            Some(JobEvent::error(
+                ErrorCode::InferenceTimeout,
+                format!(
+                    "the job ran past the inference timeout of {} s",
+                    self.config.inference_timeout.as_secs_f64()
+                ),
+            ))
+        } else {
+            None
+        }
+    }
+
+    fn retire_cancelled_and_expired(&mut self) {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            if let Some(ev) = self.interruption(&self.waiting[i]) {
+                if let Some(job) = self.waiting.remove(i) {
+                    self.end_job(&job, ev);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        let mut i = 0;
+        while i < self.running.len() {
+            if let Some(ev) = self.interruption(&self.running[i].job) {
+                self.finish_seq(i, ev);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Move waiting jobs into the running batch, first come first served, while their KV-cache
+    /// slots can be reserved.
+    fn admit(&mut self) {
+        while self.running.len() < self.config.max_running {
+            let Some(job) = self.waiting.front() else {
+                break;
+            };
+            let prompt_len = job.prompt_tokens.len();
+            if prompt_len == 0 || prompt_len >= self.context_length {
+                let job = self.waiting.pop_front().expect("front exists");
+                let msg = format!(
+                    "prompt: {prompt_len} tokens, the model's context holds {}",
+                    self.context_length
+                );
+                self.end_job(&job, JobEvent::error(ErrorCode::InvalidRequest, msg));
+                continue;
+            }
+            let room = self.context_length - prompt_len;
+            let max_new = (job.params.max_tokens as usize).min(room);
+            let need = prompt_len + max_new;
+            if need > self.kv_total {
+                let job = self.waiting.pop_front().expect("front exists");
+                let msg = format!(
+                    "the KV cache cannot hold this request: {need} tokens needed, the cache holds {} in all",
+                    self.kv_total
+                );
+                warn!(event = "error", job_id = %job.id, code = "VRAM_OOM", "{msg}");
+                self.end_job(&job, JobEvent::error(ErrorCode::VramOom, msg));
+                continue;
+            }
+            let slot = match self.device.alloc_seq(need) {
+                Ok(slot) => slot,
+                Err(EngineError::KvCacheExhausted { .. }) if !self.running.is_empty() => {
+                    // Others hold the cache; this job waits for them to finish.
+                    break;
+                }
+                Err(e) => {
+                    let job = self.waiting.pop_front().expect("front exists");
+                    warn!(event = "error", job_id = %job.id, code = e.code(), "{e}");
+                    self.end_job(
+                        &job,
+                        JobEvent::error(ErrorCode::from_engine(&e), e.to_string()),
+                    );
+                    continue;
+                }
+            };
+            let job = self.waiting.pop_front().expect("front exists");
+            let sessions = self
+                .plugins
+                .sampler
+                .session(&job.params, job.seed)
+                .and_then(|s| Ok((s, self.plugins.tokenizer.decoder()?)));
+            let (sampler, decoder) = match sessions {
+                Ok(s) => s,
+                Err(f) => {
+                    self.device.free_seq(slot);
+                    warn!(event = "error", job_id = %job.id, code = %f.code, "{f}");
+                    self.end_job(&job, JobEvent::error(f.code, f.to_string()));
+                    continue;
+                }
+            };
+            metrics::counter!(telemetry::TOKENS_IN_TOTAL).increment(prompt_len as u64);
+            debug!(job_id = %job.id, prompt_len, max_new, slot = slot.0, "admitted");
+            let now = Instant::now();
+            self.running.push(Sequence {
+                tokens: job.prompt_tokens.clone(),
+                prompt_len,
+                cached: 0,
+                max_new,
+                context_bound: max_new < job.params.max_tokens as usize,
+                sampler,
+                decoder,
+                text: String::new(),
+                emitted: 0,
+                token_events: 0,
+                admitted_at: now,
+                first_token_at: None,
+                last_token_at: None,
+                last_metrics_at: now,
+                slot,
+                job,
+            });
+        }
+    }
+
+    /// One device step over the running batch: every decoding sequence contributes its last
+    /// token, prefilling sequences contribute chunks while the token budget lasts.
+    fn step(&mut self) {
+        let mut budget = self.config.step_token_budget.max(1);
+        // (index into running, token range, logits wanted)
+        let mut plan: Vec<(usize, std::ops::Range<usize>, LogitsWanted)> = Vec::new();
+        for (i, seq) in self.running.iter().enumerate() {
+            if seq.tokens.len() - seq.cached == 1 && seq.generated() > 0 {
+                plan.push((i, seq.cached..seq.tokens.len(), LogitsWanted::Last));
+                budget = budget.saturating_sub(1);
+            }
+        }
+        // Prefill in admission order (older sequences first).
+        let mut prefill: Vec<usize> = (0..self.running.len())
+            .filter(|&i| !plan.iter().any(|p| p.0 == i))
+            .collect();
+        prefill.sort_by_key(|&i| self.running[i].admitted_at);
+        for i in prefill {
+            if budget == 0 {
+                break;
+            }
+            let (range, logits) = self.running[i].step_tokens(budget);
+            budget -= range.len();
+            plan.push((i, range, logits));
+        }
+        if plan.is_empty() {
+            return;
+        }
+        let inputs: Vec<SeqInput<'_>> = plan
+            .iter()
+            .map(|(i, range, logits)| {
+                let seq = &self.running[*i];
+                SeqInput {
+                    slot: seq.slot,
+                    start_pos: range.start,
+                    tokens: &seq.tokens[range.clone()],
+                    logits: *logits,
+                }
+            })
+            .collect();
+        let step_tokens: usize = plan.iter().map(|p| p.1.len()).sum();
+        metrics::histogram!(telemetry::STEP_TOKENS).record(step_tokens as f64);
+        let result = self.device.forward(&inputs);
+        drop(inputs);
+        if let Err(e) = result {
+            // The step failed for the whole batch: end every sequence in it, keep serving.
+            warn!(event = "error", code = e.code(), "device step failed: {e}");
+            let mut idx: Vec<usize> = plan.iter().map(|p| p.0).collect();
+            idx.sort_unstable_by(|a, b| b.cmp(a));
+            for i in idx {
+                self.finish_seq(
+                    i,
+                    JobEvent::error(ErrorCode::from_engine(&e), e.to_string()),
+                );
+            }
+            return;
+        }
+        // Sample every row before the next step (rows live until then).
+        let mut row = 0;
+        let mut done: Vec<(usize, JobEvent)> = Vec::new();
+        for (i, range, logits) in &plan {
+            let seq = &mut self.running[*i];
+            seq.cached = range.end;
+            if *logits != LogitsWanted::Last {
+                continue;
+            }
+            let this_row = row;
+            row += 1;
+            let sampled = seq
+                .sampler
+                .sample(self.device.as_mut(), this_row, &seq.tokens);
+            let progress = sampled.and_then(|token| {
+                let eog = self.plugins.tokenizer.is_end_of_generation(token);
+                seq.push_token(token, eog, self.plugins.handler.as_ref())
+            });
+            match progress {
+                Ok(Progress::Continue) => {
+                    if seq.last_metrics_at.elapsed() >= self.config.metrics_interval {
+                        seq.last_metrics_at = Instant::now();
+                        let _ = seq.job.events.send(JobEvent::Metrics {
+                            job_id: seq.job.id.clone(),
+                            tokens_out: seq.generated() as u32,
+                            decode_time_ms: seq.decode_ms(),
+                            vram_bytes: self.config.vram_bytes,
+                        });
+                    }
+                }
+                Ok(Progress::Finished(stop_reason)) => done.push((
+                    *i,
+                    JobEvent::End {
+                        tokens_out: seq.generated() as u32,
+                        tokens_in: seq.prompt_len as u32,
+                        decode_time_ms: seq.decode_ms(),
+                        stop_reason,
+                        seed: seq.job.seed,
+                    },
+                )),
+                Err(f) => {
+                    warn!(event = "error", job_id = %seq.job.id, code = %f.code, "{f}");
+                    done.push((*i, JobEvent::error(f.code, f.to_string())));
+                }
+            }
+        }
+        done.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
+        for (i, ev) in done {
+            self.finish_seq(i, ev);
+        }
+    }
+
+    /// Shutdown of the thread itself: whatever is left ends with `CANCELLED`.
+    fn abort_all(&mut self) {
+        while let Some(job) = self.waiting.pop_front() {
+            self.end_job(
+                &job,
+                JobEvent::error(ErrorCode::Cancelled, "the worker stopped"),
+            );
+        }
+        while !self.running.is_empty() {
+            let i = self.running.len() - 1;
+            self.finish_seq(
+                i,
+                JobEvent::error(ErrorCode::Cancelled, "the worker stopped"),
+            );
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! One running sequence: a job that holds a KV-cache slot, its prefill progress, its sampler and
+//! detokenizer sessions, and the text it has streamed.
+
+use std::time::Instant;
+
+use orcd_engine::{LogitsWanted, SeqSlot};
+
+use crate::job::{Job, JobEvent, StopReason};
+use crate::plugins::{PluginFailure, RequestHandler, SamplerSession, StreamDecoder};
+
+/// What pushing a sampled token did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// Keep decoding.
+    Continue,
+    /// The sequence is done; send `end` with this reason.
+    Finished(StopReason),
+}
+
+pub(crate) struct Sequence {
+    pub job: Job,
+    pub slot: SeqSlot,
+    /// Prompt tokens followed by generated tokens: `(prompt_len + generated,)`.
+    pub tokens: Vec<u32>,
+    pub prompt_len: usize,
+    /// Tokens of `tokens` already in the KV cache.
+    pub cached: usize,
+    /// Generated tokens allowed: `min(max_tokens, context - prompt_len)`.
+    pub max_new: usize,
+    /// Whether `max_new` was cut by the context rather than by `max_tokens`.
+    pub context_bound: bool,
+    pub sampler: Box<dyn SamplerSession>,
+    pub decoder: Box<dyn StreamDecoder>,
+    /// Everything decoded so far (complete characters only).
+    pub text: String,
+    /// Bytes of `text` already sent as `token` events.
+    pub emitted: usize,
+    /// `token` events sent so far.
+    pub token_events: u32,
+    pub admitted_at: Instant,
+    pub first_token_at: Option<Instant>,
+    pub last_token_at: Option<Instant>,
+    pub last_metrics_at: Instant,
+}
+
+impl Sequence {
+    pub fn generated(&self) -> usize {
+        self.tokens.len() - self.prompt_len
+    }
+
+    /// The tokens this sequence contributes to a step of at most `budget` tokens, and which
+    /// logits it wants back.
+    pub fn step_tokens(&self, budget: usize) -> (std::ops::Range<usize>, LogitsWanted) {
+        let end = (self.cached + budget).min(self.tokens.len());
+        let logits = if end == self.tokens.len() {
+            LogitsWanted::Last
+        } else {
+            LogitsWanted::None
+        };
+        (self.cached..end, logits)
+    }
+
+    pub fn decode_ms(&self) -> u64 {
+        self.admitted_at.elapsed().as_millis() as u64
+    }
+
+    /// Append a sampled token: detokenize, look for stop sequences, stream what is safe to
+    /// send. Returns whether the sequence goes on.
+    pub fn push_token(
+        &mut self,
+        token: u32,
+        end_of_generation: bool,
+        handler: &dyn RequestHandler,
+    ) -> Result<Progress, PluginFailure> {
+        let now = Instant::now();
+        if self.first_token_at.is_none() {
+            self.first_token_at = Some(now);
+            metrics::histogram!(crate::telemetry::TIME_TO_FIRST_TOKEN_MS)
+                .record(ms(now - self.job.accepted_at));
+        }
+        if let Some(prev) = self.last_token_at {
+            metrics::histogram!(crate::telemetry::INTER_TOKEN_LATENCY_MS).record(ms(now - prev));
+        }
+        self.last_token_at = Some(now);
+        if end_of_generation {
+            self.flush_text();
+            return Ok(Progress::Finished(StopReason::Eos));
+        }
+        self.tokens.push(token);
+        metrics::counter!(crate::telemetry::TOKENS_GENERATED_TOTAL).increment(1);
+        let piece = self.decoder.push(token)?;
+        if !piece.is_empty() {
+            self.text.push_str(&piece);
+            if !self.job.params.stop.is_empty()
+                && let Some(cut) = handler.find_stop(&self.text, &self.job.params.stop)?
+            {
+                let cut = floor_char_boundary(&self.text, cut.max(self.emitted));
+                self.text.truncate(cut);
+                self.flush_text();
+                return Ok(Progress::Finished(StopReason::StopSequence));
+            }
+            let safe = self.text.len()
+                - stop_prefix_holdback(&self.text[self.emitted..], &self.job.params.stop);
+            self.send_text(safe);
+        }
+        if self.generated() >= self.max_new {
+            self.flush_text();
+            let reason = if self.context_bound {
+                StopReason::ContextLength
+            } else {
+                StopReason::MaxTokens
+            };
+            return Ok(Progress::Finished(reason));
+        }
+        Ok(Progress::Continue)
+    }
+
+    /// Send everything decoded and not yet sent (at the end of a generation).
+    fn flush_text(&mut self) {
+        self.send_text(self.text.len());
+    }
+
+    fn send_text(&mut self, upto: usize) {
+        if upto > self.emitted {
+            let t = self.text[self.emitted..upto].to_string();
+            self.emitted = upto;
+            let i = self.token_events;
+            self.token_events += 1;
+            // A closed receiver means the client went away; the scheduler notices it through
+            // `events.is_closed()` before the next step.
+            let _ = self.job.events.send(JobEvent::Token { t, i });
+        }
+    }
+}
+
+/// Bytes at the end of `unsent` to hold back because they could be the start of a stop
+/// sequence that the next tokens complete.
+fn stop_prefix_holdback(unsent: &str, stops: &[String]) -> usize {
+    let mut hold = 0;
+    for (start, _) in unsent.char_indices() {
+        let tail = &unsent[start..];
+        if tail.len() <= hold {
+            break;
+        }
+        if stops
+            .iter()
+            .any(|s| s.len() > tail.len() && s.starts_with(tail))
+        {
+            hold = tail.len();
+            break;
+        }
+    }
+    hold
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_back_a_possible_stop_prefix() {
+        let stops = vec!["\n\nUser:".to_string(), "END".to_string()];
+        assert_eq!(stop_prefix_holdback("hello\n\nUs", &stops), 4);
+        assert_eq!(stop_prefix_holdback("hello EN", &stops), 2);
+        assert_eq!(stop_prefix_holdback("hello", &stops), 0);
+        assert_eq!(stop_prefix_holdback("héllo", &[]), 0);
+        assert_eq!(
+            stop_prefix_holdback("日本", &["本当".to_string()]),
+            "本".len()
+        );
+    }
+
+    #[test]
+    fn floor_char_boundary_never_splits_a_character() {
+        let s = "a日b";
+        assert_eq!(floor_char_boundary(s, 2), 1);
+        assert_eq!(floor_char_boundary(s, 4), 4);
+        assert_eq!(floor_char_boundary(s, 99), s.len());
+    }
+}

@@ -1,0 +1,41 @@
+//! The router: every route of the worker API (see `docs/openapi.yaml`).
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use super::error::AppError;
+use super::state::AppState;
+use super::{control, execute, health, metrics, openai};
+use crate::error_code::ErrorCode;
+
+/// The OpenAPI description served at `GET /openapi.yaml`.
+pub const OPENAPI_YAML: &str = include_str!("../../../../docs/openapi.yaml");
+
+/// Build the worker's router over `state`.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.limits.max_body_bytes;
+    Router::new()
+        .route("/execute", post(execute::execute))
+        .route("/cancel", post(control::cancel))
+        .route("/shutdown", post(control::shutdown))
+        .route("/health", get(health::health))
+        .route("/metrics", get(metrics::metrics))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/models", get(openai::models))
+        .route("/openapi.yaml", get(openapi))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(CONTENT_TYPE, "application/yaml")], OPENAPI_YAML)
+}
+
+async fn not_found() -> AppError {
+    AppError::new(ErrorCode::NotFound, "no such route")
+}

@@ -1,0 +1,195 @@
+//! Chat templates: the model's `tokenizer.chat_template` (a Hugging Face Jinja template) rendered
+//! with `minijinja`, with the globals HF templates expect (`messages`, `add_generation_prompt`,
+//! `bos_token`, `eos_token`, `raise_exception`, `strftime_now`) and Python string methods
+//! (`.strip()`, `.startswith()`, ...) through `minijinja-contrib`'s pycompat layer.
+
+use minijinja::{Environment, Error, ErrorKind, context};
+use serde::{Deserialize, Serialize};
+
+/// Largest template accepted from a model file.
+pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
+/// Longest rendered prompt (bytes); a template that loops past it is stopped.
+pub const MAX_RENDERED_BYTES: usize = 4 * 1024 * 1024;
+
+/// One chat message. `content` is plain text (the OpenAI list-of-parts form is flattened to its
+/// text parts before rendering).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// A compiled chat template.
+#[derive(Debug)]
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+/// Why a template could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("the chat template is {0} bytes, at most {MAX_TEMPLATE_BYTES} allowed")]
+    TooLarge(usize),
+    #[error("the chat template does not compile: {0}")]
+    Compile(String),
+    /// The template refused the conversation (`raise_exception`) or failed while rendering.
+    #[error("the chat template rejected the conversation: {0}")]
+    Render(String),
+}
+
+fn raise_exception(msg: String) -> Result<String, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, msg))
+}
+
+fn strftime_now(format: String) -> String {
+    chrono::Local::now().format(&format).to_string()
+}
+
+impl ChatTemplate {
+    /// Compile `source`; `bos_token` / `eos_token` are the texts of those special tokens.
+    pub fn new(
+        source: &str,
+        bos_token: &str,
+        eos_token: &str,
+    ) -> Result<ChatTemplate, TemplateError> {
+        if source.len() > MAX_TEMPLATE_BYTES {
+            return Err(TemplateError::TooLarge(source.len()));
+        }
+        let mut env = Environment::new();
+        // `apply_chat_template` in transformers renders with these two on.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_fuel(Some(10_000_000));
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_function("strftime_now", strftime_now);
+        env.add_template_owned("chat", source.to_string())
+            .map_err(|e| TemplateError::Compile(e.to_string()))?;
+        Ok(ChatTemplate {
+            env,
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+        })
+    }
+
+    /// Render a conversation; with `add_generation_prompt` the text ends where the assistant's
+    /// answer starts.
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
+        let tmpl = self
+            .env
+            .get_template("chat")
+            .map_err(|e| TemplateError::Compile(e.to_string()))?;
+        let out = tmpl
+            .render(context! {
+                messages => messages,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => self.bos_token,
+                eos_token => self.eos_token,
+            })
+            .map_err(|e| TemplateError::Render(render_message(&e)))?;
+        if out.len() > MAX_RENDERED_BYTES {
+            return Err(TemplateError::Render(format!(
+                "the rendered prompt is {} bytes, at most {MAX_RENDERED_BYTES} allowed",
+                out.len()
+            )));
+        }
+        Ok(out)
+    }
+
+    /// The rendered text minus a leading BOS text: the tokenizer adds BOS itself when the model
+    /// wants one, and a second one would change the model's input.
+    pub fn strip_bos<'a>(&self, rendered: &'a str) -> &'a str {
+        if self.bos_token.is_empty() {
+            return rendered;
+        }
+        rendered
+            .strip_prefix(self.bos_token.as_str())
+            .unwrap_or(rendered)
+    }
+}
+
+fn render_message(e: &Error) -> String {
+    match e.detail() {
+        Some(d) if e.kind() == ErrorKind::InvalidOperation => d.to_string(),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMOLLM2: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    fn user(text: &str) -> ChatMessage {
+        ChatMessage {
+            role: "user".into(),
+            content: text.into(),
+        }
+    }
+
+    #[test]
+    fn renders_smollm2_chatml() {
+        let t = ChatTemplate::new(SMOLLM2, "<|im_start|>", "<|im_end|>").unwrap();
+        let out = t.render(&[user("Hi")], true).unwrap();
+        assert_eq!(
+            out,
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert!(
+            !t.render(&[user("Hi")], false)
+                .unwrap()
+                .ends_with("assistant\n")
+        );
+    }
+
+    #[test]
+    fn raise_exception_and_python_methods_work() {
+        let src = "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{{ bos_token }}{% for m in messages %}{{ m['content'] | trim }}|{{ m.content.strip().upper() }}{% endfor %}";
+        let t = ChatTemplate::new(src, "<bos>", "<eos>").unwrap();
+        assert_eq!(t.render(&[user("  hey ")], true).unwrap(), "<bos>hey|HEY");
+        let sys = ChatMessage {
+            role: "system".into(),
+            content: "x".into(),
+        };
+        let err = t.render(&[sys], true).unwrap_err();
+        assert!(
+            err.to_string().contains("System role not supported"),
+            "{err}"
+        );
+        assert_eq!(t.strip_bos("<bos>hey"), "hey");
+    }
+
+    #[test]
+    fn strftime_now_formats_the_date() {
+        let t = ChatTemplate::new("{{ strftime_now('%Y') }}", "", "").unwrap();
+        let year: i32 = t.render(&[], false).unwrap().parse().unwrap();
+        assert!(year >= 2024);
+    }
+
+    #[test]
+    fn bad_templates_are_errors_not_panics() {
+        assert!(matches!(
+            ChatTemplate::new("{% for %}", "", ""),
+            Err(TemplateError::Compile(_))
+        ));
+        let huge = "x".repeat(MAX_TEMPLATE_BYTES + 1);
+        assert!(matches!(
+            ChatTemplate::new(&huge, "", ""),
+            Err(TemplateError::TooLarge(_))
+        ));
+        let looping = ChatTemplate::new(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            "",
+            "",
+        )
+        .unwrap();
+        assert!(looping.render(&[], false).is_err());
+    }
+}

@@ -1,0 +1,84 @@
+//! `AppError`: every failure a route returns before a stream starts, rendered as
+//! `{"code","message","retriable"}` with the code's HTTP status. Internals go to the log; the
+//! client gets a safe message.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::error_code::ErrorCode;
+use crate::plugins::{InvalidField, PluginFailure};
+use crate::scheduler::SubmitError;
+
+#[derive(Debug, Clone)]
+pub struct AppError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The request field at fault, for `INVALID_REQUEST`.
+    pub field: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: ErrorCode,
+    message: &'a str,
+    retriable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl AppError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> AppError {
+        AppError {
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// `INVALID_REQUEST` naming `field`.
+    pub fn invalid(field: &str, message: impl std::fmt::Display) -> AppError {
+        AppError {
+            code: ErrorCode::InvalidRequest,
+            message: format!("{field}: {message}"),
+            field: Some(field.to_string()),
+        }
+    }
+}
+
+impl From<InvalidField> for AppError {
+    fn from(f: InvalidField) -> AppError {
+        AppError::invalid(&f.field, f.message)
+    }
+}
+
+impl From<PluginFailure> for AppError {
+    fn from(f: PluginFailure) -> AppError {
+        tracing::warn!(event = "error", code = %f.code, plugin = %f.plugin, "{}", f.message);
+        AppError::new(f.code, format!("plugin {} failed", f.plugin))
+    }
+}
+
+impl From<SubmitError> for AppError {
+    fn from(e: SubmitError) -> AppError {
+        match &e {
+            SubmitError::DuplicateJobId(_) => AppError::invalid("job_id", &e),
+            _ => AppError::new(e.code(), e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = Body {
+            code: self.code,
+            message: &self.message,
+            retriable: self.code.retriable(),
+            field: self.field.as_deref(),
+        };
+        (status, Json(body)).into_response()
+    }
+}

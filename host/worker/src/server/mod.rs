@@ -1,0 +1,19 @@
+//! The HTTP API (axum): `/execute` with its SSE stream, `/cancel`, `/health`, `/metrics`,
+//! `/shutdown`, and the OpenAI-compatible `/v1/*` routes.
+
+mod app;
+pub mod chat_template;
+mod control;
+mod error;
+mod execute;
+mod health;
+mod metrics;
+mod openai;
+mod sse;
+mod state;
+mod submit;
+
+pub use app::{OPENAPI_YAML, app};
+pub use error::AppError;
+pub use health::Health;
+pub use state::{AppState, HealthCache, ModelFacts, ServerLimits};

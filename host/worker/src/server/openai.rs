@@ -1,0 +1,538 @@
+//! OpenAI-compatible endpoints: `POST /v1/completions`, `POST /v1/chat/completions` (streaming
+//! and not) and `GET /v1/models`. They map onto the same jobs as `/execute`; chat requests are
+//! turned into a prompt by the model's chat template.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::chat_template::{ChatMessage, ChatTemplate};
+use super::error::AppError;
+use super::state::AppState;
+use super::submit::{Submitted, submit};
+use crate::error_code::ErrorCode;
+use crate::job::{GenParams, JobEvent, StopReason};
+
+/// `max_tokens` of a completion request that gives none (OpenAI's default).
+const DEFAULT_COMPLETION_TOKENS: u32 = 16;
+const MAX_STOPS: usize = 4;
+
+/// An error in OpenAI's shape: `{"error":{"message","type","param","code"}}`.
+#[derive(Debug)]
+pub struct OpenAiError(pub AppError);
+
+impl From<AppError> for OpenAiError {
+    fn from(e: AppError) -> Self {
+        OpenAiError(e)
+    }
+}
+
+fn error_json(code: ErrorCode, message: &str, param: Option<&str>) -> Value {
+    let kind = match code {
+        ErrorCode::InvalidRequest => "invalid_request_error",
+        ErrorCode::WorkerBusy | ErrorCode::ShuttingDown | ErrorCode::VramOom => "server_busy",
+        _ => "server_error",
+    };
+    json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status =
+            StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            Json(error_json(e.code, &e.message, e.field.as_deref())),
+        )
+            .into_response()
+    }
+}
+
+/// `stop`: one string or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StopField {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The sampling fields both endpoints share (OpenAI's, plus llama.cpp-style extensions).
+#[derive(Debug, Deserialize)]
+struct SamplingFields {
+    max_tokens: Option<u32>,
+    /// The newer name of `max_tokens` in chat requests.
+    max_completion_tokens: Option<u32>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    n: Option<u32>,
+    stop: Option<StopField>,
+    seed: Option<u64>,
+    frequency_penalty: Option<f32>,
+    presence_penalty: Option<f32>,
+    top_k: Option<u32>,
+    min_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PromptField {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompletionRequest {
+    #[serde(default)]
+    model: Option<String>,
+    prompt: PromptField,
+    #[serde(default)]
+    stream: bool,
+    #[serde(flatten)]
+    sampling: SamplingFields,
+}
+
+/// OpenAI chat content: a string or a list of parts (`{"type":"text","text":...}`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ChatContent {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Debug, Deserialize)]
+struct ContentPart {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<ChatContent>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    #[serde(default)]
+    model: Option<String>,
+    messages: Vec<InMessage>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(flatten)]
+    sampling: SamplingFields,
+}
+
+fn in_range(field: &str, v: Option<f32>, lo: f32, hi: f32, default: f32) -> Result<f32, AppError> {
+    match v {
+        None => Ok(default),
+        Some(x) if x.is_finite() && (lo..=hi).contains(&x) => Ok(x),
+        Some(x) => Err(AppError::invalid(
+            field,
+            format!("{x} is outside {lo}..={hi}"),
+        )),
+    }
+}
+
+impl SamplingFields {
+    fn into_params(self, state: &AppState, default_max: u32) -> Result<GenParams, AppError> {
+        let limit = state.limits.request.max_tokens_out;
+        if let Some(n) = self.n
+            && n != 1
+        {
+            return Err(AppError::invalid("n", "only n = 1 is supported"));
+        }
+        let max_tokens = match self.max_completion_tokens.or(self.max_tokens) {
+            None => default_max.min(limit),
+            Some(0) => return Err(AppError::invalid("max_tokens", "must be at least 1")),
+            Some(m) if m > limit => {
+                return Err(AppError::invalid(
+                    "max_tokens",
+                    format!("{m} is above the limit {limit}"),
+                ));
+            }
+            Some(m) => m,
+        };
+        let stop = match self.stop {
+            None => Vec::new(),
+            Some(StopField::One(s)) => vec![s],
+            Some(StopField::Many(v)) => v,
+        };
+        if stop.len() > MAX_STOPS {
+            return Err(AppError::invalid(
+                "stop",
+                format!("at most {MAX_STOPS} stop sequences"),
+            ));
+        }
+        if stop.iter().any(String::is_empty) {
+            return Err(AppError::invalid(
+                "stop",
+                "stop sequences must not be empty",
+            ));
+        }
+        let top_k = self.top_k.unwrap_or(0);
+        if top_k as usize > state.model.vocab_size {
+            return Err(AppError::invalid("top_k", "larger than the vocabulary"));
+        }
+        Ok(GenParams {
+            max_tokens,
+            temperature: in_range("temperature", self.temperature, 0.0, 2.0, 1.0)?,
+            top_p: in_range("top_p", self.top_p, 0.0, 1.0, 1.0)?,
+            top_k,
+            repetition_penalty: in_range(
+                "repetition_penalty",
+                self.repetition_penalty,
+                0.0,
+                2.0,
+                1.0,
+            )?,
+            min_p: in_range("min_p", self.min_p, 0.0, 1.0, 0.0)?,
+            frequency_penalty: in_range(
+                "frequency_penalty",
+                self.frequency_penalty,
+                -2.0,
+                2.0,
+                0.0,
+            )?,
+            presence_penalty: in_range("presence_penalty", self.presence_penalty, -2.0, 2.0, 0.0)?,
+            stop,
+            seed: self.seed,
+        })
+    }
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{:032x}", rand::random::<u128>())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn check_model(state: &AppState, model: &Option<String>) -> Result<(), AppError> {
+    match model {
+        Some(m) if !m.is_empty() && *m != state.model.name => Err(AppError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "model: this worker serves `{}`, not `{m}`",
+                state.model.name
+            ),
+        )
+        .with_field("model")),
+        _ => Ok(()),
+    }
+}
+
+impl AppError {
+    fn with_field(mut self, field: &str) -> AppError {
+        self.field = Some(field.to_string());
+        self
+    }
+}
+
+fn reject_json(e: JsonRejection) -> AppError {
+    AppError::invalid("body", e.body_text())
+}
+
+fn refuse_when_draining(state: &AppState) -> Result<(), AppError> {
+    if state.shutting_down() {
+        Err(AppError::new(
+            ErrorCode::ShuttingDown,
+            "the worker is shutting down",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The two response flavours.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Flavour {
+    Completion,
+    Chat,
+}
+
+/// `POST /v1/completions`.
+pub async fn completions(
+    State(state): State<AppState>,
+    body: Result<Json<CompletionRequest>, JsonRejection>,
+) -> Result<Response, OpenAiError> {
+    refuse_when_draining(&state)?;
+    let Json(req) = body.map_err(reject_json)?;
+    check_model(&state, &req.model)?;
+    let prompt = match req.prompt {
+        PromptField::One(p) => p,
+        PromptField::Many(mut v) if v.len() == 1 => v.remove(0),
+        PromptField::Many(_) => {
+            return Err(
+                AppError::invalid("prompt", "exactly one prompt per request is supported").into(),
+            );
+        }
+    };
+    if prompt.is_empty() {
+        return Err(AppError::invalid("prompt", "must not be empty").into());
+    }
+    if prompt.chars().count() > state.limits.request.max_prompt_chars {
+        return Err(AppError::invalid("prompt", "too long").into());
+    }
+    let params = req
+        .sampling
+        .into_params(&state, DEFAULT_COMPLETION_TOKENS)?;
+    let id = new_id("cmpl");
+    let sub = submit(&state, id.clone(), prompt, params).await?;
+    respond(state, sub, id, Flavour::Completion, req.stream).await
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    body: Result<Json<ChatRequest>, JsonRejection>,
+) -> Result<Response, OpenAiError> {
+    refuse_when_draining(&state)?;
+    let Json(req) = body.map_err(reject_json)?;
+    check_model(&state, &req.model)?;
+    if req.messages.is_empty() {
+        return Err(AppError::invalid("messages", "at least one message is required").into());
+    }
+    let messages: Vec<ChatMessage> = req
+        .messages
+        .into_iter()
+        .map(|m| ChatMessage {
+            role: m.role,
+            content: match m.content {
+                None => String::new(),
+                Some(ChatContent::Text(t)) => t,
+                Some(ChatContent::Parts(parts)) => parts
+                    .into_iter()
+                    .filter(|p| p.kind == "text")
+                    .filter_map(|p| p.text)
+                    .collect::<Vec<_>>()
+                    .join(""),
+            },
+        })
+        .collect();
+    let total_chars: usize = messages.iter().map(|m| m.content.chars().count()).sum();
+    if total_chars > state.limits.request.max_prompt_chars {
+        return Err(AppError::invalid("messages", "too long").into());
+    }
+    let Some(source) = state.model.chat_template.as_deref() else {
+        return Err(AppError::invalid("messages", "the model has no chat template").into());
+    };
+    let template = ChatTemplate::new(source, &state.model.bos_token, &state.model.eos_token)
+        .map_err(|e| AppError::new(ErrorCode::Internal, e.to_string()))?;
+    let rendered = template
+        .render(&messages, true)
+        .map_err(|e| AppError::invalid("messages", e))?;
+    let prompt = template.strip_bos(&rendered).to_string();
+    let default_max = state.limits.request.max_tokens_out;
+    let params = req.sampling.into_params(&state, default_max)?;
+    let id = new_id("chatcmpl");
+    let sub = submit(&state, id.clone(), prompt, params).await?;
+    respond(state, sub, id, Flavour::Chat, req.stream).await
+}
+
+async fn respond(
+    state: AppState,
+    sub: Submitted,
+    id: String,
+    flavour: Flavour,
+    stream: bool,
+) -> Result<Response, OpenAiError> {
+    let meta = ChunkMeta {
+        id,
+        created: unix_now(),
+        model: state.model.name.clone(),
+        flavour,
+    };
+    if stream {
+        Ok(stream_response(meta, sub).into_response())
+    } else {
+        whole_response(meta, sub).await
+    }
+}
+
+struct ChunkMeta {
+    id: String,
+    created: u64,
+    model: String,
+    flavour: Flavour,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    total_tokens: u32,
+}
+
+impl ChunkMeta {
+    fn object(&self, chunk: bool) -> &'static str {
+        match (self.flavour, chunk) {
+            (Flavour::Completion, _) => "text_completion",
+            (Flavour::Chat, false) => "chat.completion",
+            (Flavour::Chat, true) => "chat.completion.chunk",
+        }
+    }
+
+    /// One streamed chunk carrying `text` (and, on the last one, the finish reason).
+    fn chunk(&self, text: Option<&str>, first: bool, finish: Option<&str>) -> Value {
+        let choice = match self.flavour {
+            Flavour::Completion => json!({
+                "index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish,
+            }),
+            Flavour::Chat => {
+                let mut delta = serde_json::Map::new();
+                if first {
+                    delta.insert("role".into(), json!("assistant"));
+                }
+                if let Some(t) = text {
+                    delta.insert("content".into(), json!(t));
+                }
+                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
+            }
+        };
+        json!({
+            "id": self.id, "object": self.object(true), "created": self.created,
+            "model": self.model, "choices": [choice],
+        })
+    }
+
+    fn whole(&self, text: String, finish: &str, usage: Usage) -> Value {
+        let choice = match self.flavour {
+            Flavour::Completion => {
+                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish})
+            }
+            Flavour::Chat => json!({
+                "index": 0, "message": {"role": "assistant", "content": text},
+                "logprobs": null, "finish_reason": finish,
+            }),
+        };
+        json!({
+            "id": self.id, "object": self.object(false), "created": self.created,
+            "model": self.model, "choices": [choice], "usage": usage,
+        })
+    }
+}
+
+fn usage(tokens_in: u32, tokens_out: u32) -> Usage {
+    Usage {
+        prompt_tokens: tokens_in,
+        completion_tokens: tokens_out,
+        total_tokens: tokens_in + tokens_out,
+    }
+}
+
+async fn whole_response(meta: ChunkMeta, mut sub: Submitted) -> Result<Response, OpenAiError> {
+    let mut text = String::new();
+    while let Some(ev) = sub.events.recv().await {
+        match ev {
+            JobEvent::Token { t, .. } => text.push_str(&t),
+            JobEvent::End {
+                tokens_out,
+                tokens_in,
+                stop_reason,
+                ..
+            } => {
+                sub.guard.disarm();
+                let body = meta.whole(
+                    text,
+                    finish_reason(stop_reason),
+                    usage(tokens_in, tokens_out),
+                );
+                return Ok(Json(body).into_response());
+            }
+            JobEvent::Error { code, message, .. } => {
+                sub.guard.disarm();
+                return Err(AppError::new(code, message).into());
+            }
+            JobEvent::Started { .. } | JobEvent::Metrics { .. } => {}
+        }
+    }
+    Err(AppError::new(ErrorCode::Internal, "the scheduler stopped").into())
+}
+
+fn finish_reason(r: StopReason) -> &'static str {
+    r.openai_finish_reason()
+}
+
+fn stream_response(
+    meta: ChunkMeta,
+    sub: Submitted,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    // States: 0 = role chunk pending (chat), 1 = streaming, 2 = send [DONE], 3 = done.
+    let first_phase = if meta.flavour == Flavour::Chat {
+        0u8
+    } else {
+        1
+    };
+    let stream = futures_util::stream::unfold(
+        (meta, sub, first_phase),
+        |(meta, mut sub, phase)| async move {
+            match phase {
+                0 => {
+                    let ev = Event::default().data(meta.chunk(Some(""), true, None).to_string());
+                    Some((Ok(ev), (meta, sub, 1)))
+                }
+                1 => loop {
+                    let ev = sub.events.recv().await;
+                    let data = match ev {
+                        Some(JobEvent::Token { t, .. }) => meta.chunk(Some(&t), false, None),
+                        Some(JobEvent::End { stop_reason, .. }) => {
+                            sub.guard.disarm();
+                            meta.chunk(None, false, Some(finish_reason(stop_reason)))
+                        }
+                        Some(JobEvent::Error { code, message, .. }) => {
+                            sub.guard.disarm();
+                            error_json(code, &message, None)
+                        }
+                        Some(JobEvent::Started { .. } | JobEvent::Metrics { .. }) => continue,
+                        None => error_json(ErrorCode::Internal, "the scheduler stopped", None),
+                    };
+                    let next = if data.get("error").is_some()
+                        || data["choices"][0]["finish_reason"].is_string()
+                    {
+                        2
+                    } else {
+                        1
+                    };
+                    break Some((
+                        Ok(Event::default().data(data.to_string())),
+                        (meta, sub, next),
+                    ));
+                },
+                2 => Some((Ok(Event::default().data("[DONE]")), (meta, sub, 3))),
+                _ => None,
+            }
+        },
+    );
+    Sse::new(stream)
+}
+
+/// `GET /v1/models`: the one model this worker serves.
+pub async fn models(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "object": "list",
+        "data": [{
+            "id": state.model.name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "worker-orcd",
+            "context_length": state.model.context_length,
+        }],
+    }))
+}

@@ -1,0 +1,91 @@
+//! What every route handler can reach: the scheduler handle, the plugins, the model's facts and
+//! the cached health state. Nothing here calls the device.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::plugins::{Plugins, RequestLimits};
+use crate::scheduler::Scheduler;
+
+/// Facts about the loaded model, read once at startup.
+#[derive(Debug, Clone, Default)]
+pub struct ModelFacts {
+    /// Model name reported in events and `/health` (the GGUF `general.name` or the file stem).
+    pub name: String,
+    /// Weight quantization, e.g. `Q4_1`.
+    pub quant_kind: String,
+    pub vocab_size: usize,
+    pub context_length: usize,
+    /// `tokenizer.chat_template`, when the file has one.
+    pub chat_template: Option<String>,
+    /// Text of the BOS / EOS tokens (the chat template's `bos_token` / `eos_token`).
+    pub bos_token: String,
+    pub eos_token: String,
+}
+
+/// Device facts for `/health`, gathered at startup and updated by the residency check.
+#[derive(Debug)]
+pub struct HealthCache {
+    pub backend: String,
+    pub vram_bytes_used: u64,
+    pub sm: Option<String>,
+    pub cuda_runtime_version: Option<String>,
+    /// False once a residency check failed (the worker reports `unhealthy`).
+    pub resident: AtomicBool,
+}
+
+impl HealthCache {
+    pub fn is_resident(&self) -> bool {
+        self.resident.load(Ordering::Acquire)
+    }
+
+    pub fn set_resident(&self, ok: bool) {
+        self.resident.store(ok, Ordering::Release)
+    }
+}
+
+/// Request limits beyond what the handler plugin checks.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub request: RequestLimits,
+    /// Longest prompt in tokens (`--max-tokens-in`); `None` = the model's context.
+    pub max_tokens_in: Option<usize>,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Shared by all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub worker_id: String,
+    pub scheduler: Scheduler,
+    pub plugins: Plugins,
+    pub model: Arc<ModelFacts>,
+    pub health: Arc<HealthCache>,
+    pub limits: ServerLimits,
+    pub started: Instant,
+    /// Flipped to true by `POST /shutdown` (SIGTERM flips it from the lifecycle).
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("worker_id", &self.worker_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn request_shutdown(&self) {
+        self.scheduler.close();
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}

@@ -1,0 +1,125 @@
+//! The path every generation request takes before its stream starts: reserve the job id, tokenize
+//! the prompt (off the async threads), check the token limits, pick the seed, hand the job to the
+//! scheduler. Shared by `/execute` and the OpenAI endpoints.
+
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tracing::info;
+
+use super::error::AppError;
+use super::state::AppState;
+use crate::error_code::ErrorCode;
+use crate::job::{CancelFlag, GenParams, Job, JobEvent};
+
+/// A submitted job as its HTTP task holds it: the event stream, and a guard that cancels the
+/// job if the task goes away before the terminal event (client disconnect).
+pub struct Submitted {
+    pub job_id: String,
+    pub events: mpsc::UnboundedReceiver<JobEvent>,
+    pub guard: CancelOnDrop,
+}
+
+/// Cancels its job when dropped, unless disarmed after the terminal event.
+pub struct CancelOnDrop {
+    flag: CancelFlag,
+    state: AppState,
+    armed: bool,
+}
+
+impl CancelOnDrop {
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flag.cancel();
+            self.state.scheduler.wake();
+        }
+    }
+}
+
+/// Releases a reservation unless the job reached the scheduler.
+struct Reservation<'a> {
+    state: &'a AppState,
+    job_id: &'a str,
+    kept: bool,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.state.scheduler.release(self.job_id);
+        }
+    }
+}
+
+/// Reserve, tokenize, submit. Errors here are answered as plain HTTP errors.
+pub async fn submit(
+    state: &AppState,
+    job_id: String,
+    prompt: String,
+    params: GenParams,
+) -> Result<Submitted, AppError> {
+    let accepted_at = Instant::now();
+    let flag = state.scheduler.reserve(&job_id)?;
+    let mut reservation = Reservation {
+        state,
+        job_id: &job_id,
+        kept: false,
+    };
+    let tokenizer = state.plugins.tokenizer.clone();
+    let tokens = tokio::task::spawn_blocking(move || tokenizer.encode(&prompt))
+        .await
+        .map_err(|e| AppError::new(ErrorCode::Internal, format!("tokenizer task failed: {e}")))??;
+    let max_in = state
+        .limits
+        .max_tokens_in
+        .unwrap_or(usize::MAX)
+        .min(state.model.context_length.saturating_sub(1));
+    if tokens.is_empty() {
+        return Err(AppError::invalid("prompt", "tokenizes to no tokens"));
+    }
+    if tokens.len() > max_in {
+        return Err(AppError::invalid(
+            "prompt",
+            format!("{} tokens, at most {max_in} allowed", tokens.len()),
+        ));
+    }
+    let seed = params.seed.unwrap_or_else(rand::random);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let prompt_tokens = tokens.len();
+    info!(
+        event = "execute_start",
+        worker_id = %state.worker_id,
+        job_id = %job_id,
+        prompt_tokens,
+        max_tokens = params.max_tokens,
+        seed,
+        "job accepted"
+    );
+    let job = Job {
+        id: job_id.clone(),
+        prompt_tokens: tokens,
+        params,
+        seed,
+        cancel: flag.clone(),
+        accepted_at,
+        events: tx,
+    };
+    state.scheduler.submit(job)?;
+    reservation.kept = true;
+    drop(reservation);
+    Ok(Submitted {
+        job_id,
+        events: rx,
+        guard: CancelOnDrop {
+            flag,
+            state: state.clone(),
+            armed: true,
+        },
+    })
+}

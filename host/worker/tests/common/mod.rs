@@ -1,0 +1,223 @@
+//! Shared helpers of the worker's HTTP tests: start a worker in-process on port 0, read SSE
+//! streams with a real SSE client, fetch the test model.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use orcd_engine::Device;
+use serde_json::Value;
+use worker_orcd::lifecycle::{self, RunningWorker, WorkerOptions, WorkerParts};
+use worker_orcd::plugins::{Plugins, RequestLimits};
+use worker_orcd::scheduler::SchedulerConfig;
+use worker_orcd::server::{ModelFacts, ServerLimits};
+
+/// Path of SmolLM2-135M-Instruct Q4_1, fetched by the project's script when missing.
+pub fn smollm2_path() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new("bash")
+        .arg(root.join("scripts/fetch-models.sh"))
+        .arg("smollm2")
+        .output()
+        .expect("run scripts/fetch-models.sh");
+    assert!(
+        out.status.success(),
+        "fetch-models.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8(out.stdout).expect("utf-8 path");
+    PathBuf::from(path.lines().last().expect("a path").trim())
+}
+
+/// Scheduler and limits for tests: small queue, fast metrics events.
+pub fn test_options(max_running: usize, queue_capacity: usize) -> WorkerOptions {
+    WorkerOptions {
+        worker_id: "00000000-0000-4000-8000-000000000001".into(),
+        model_ref: "test-model".into(),
+        scheduler: SchedulerConfig {
+            max_running,
+            queue_capacity,
+            step_token_budget: 32,
+            inference_timeout: Duration::from_secs(120),
+            metrics_interval: Duration::from_millis(200),
+            vram_bytes: 0,
+        },
+        limits: ServerLimits {
+            request: RequestLimits {
+                max_prompt_chars: 32_768,
+                max_tokens_out: 2048,
+                vocab_size: 0,
+            },
+            max_tokens_in: None,
+            max_body_bytes: 1 << 20,
+        },
+        callback_url: None,
+        handle_sigterm: false,
+    }
+}
+
+/// A worker serving on 127.0.0.1:0.
+pub struct TestWorker {
+    pub base: String,
+    pub worker: RunningWorker,
+    pub client: reqwest::Client,
+}
+
+pub async fn start(
+    device: Box<dyn Device>,
+    plugins: Plugins,
+    model: ModelFacts,
+    mut options: WorkerOptions,
+) -> TestWorker {
+    options.limits.request.vocab_size = model.vocab_size as u32;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let worker = lifecycle::start(
+        WorkerParts {
+            device,
+            plugins,
+            model,
+        },
+        options,
+        listener,
+    )
+    .await
+    .expect("worker starts");
+    TestWorker {
+        base: format!("http://{}", worker.addr),
+        worker,
+        client: reqwest::Client::new(),
+    }
+}
+
+/// One SSE event: its name and parsed data.
+#[derive(Debug, Clone)]
+pub struct Sse {
+    pub event: String,
+    pub data: Value,
+}
+
+impl TestWorker {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POST `/execute` and read the whole SSE stream.
+    pub async fn execute(&self, body: &Value) -> Vec<Sse> {
+        let resp = self
+            .client
+            .post(self.url("/execute"))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+        read_sse(resp).await
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+}
+
+/// Read an SSE response to its end.
+pub async fn read_sse(resp: reqwest::Response) -> Vec<Sse> {
+    let mut stream = resp.bytes_stream().eventsource();
+    let mut out = Vec::new();
+    while let Some(ev) = stream.next().await {
+        let ev = ev.expect("well-formed SSE");
+        let data = serde_json::from_str(&ev.data).unwrap_or(Value::String(ev.data.clone()));
+        out.push(Sse {
+            event: ev.event,
+            data,
+        });
+    }
+    out
+}
+
+/// The generated text of a stream.
+pub fn text_of(events: &[Sse]) -> String {
+    events
+        .iter()
+        .filter(|e| e.event == "token")
+        .map(|e| e.data["t"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Check the spec's event order: `started`, `token`*/`metrics`*, exactly one terminal last.
+pub fn assert_well_formed(events: &[Sse]) {
+    assert!(!events.is_empty(), "empty stream");
+    assert_eq!(events[0].event, "started", "{events:?}");
+    let last = events.last().unwrap();
+    assert!(last.event == "end" || last.event == "error", "{events:?}");
+    for e in &events[1..events.len() - 1] {
+        assert!(e.event == "token" || e.event == "metrics", "{events:?}");
+    }
+    for (expect_i, e) in events.iter().filter(|e| e.event == "token").enumerate() {
+        assert_eq!(e.data["i"], expect_i, "{events:?}");
+    }
+}
+
+pub fn terminal(events: &[Sse]) -> &Sse {
+    events.last().expect("non-empty stream")
+}
+
+/// The real plugins for SmolLM2's vocabulary, and the model's facts.
+pub fn smollm2_plugins() -> (Plugins, ModelFacts, orcd_engine::model::Model) {
+    let path = smollm2_path();
+    let model = orcd_engine::model::Model::open(&path).expect("SmolLM2 loads");
+    let facts = worker_orcd::model_facts::model_facts(&model, &path);
+    let plugins = worker_orcd::plugin_bridge::load(None, &model).expect("plugins load");
+    (plugins, facts, model)
+}
+
+/// A worker over the mock device (deterministic logits, no model compute) with SmolLM2's real
+/// plugins: the whole request path at test speed.
+pub async fn mock_worker(
+    max_running: usize,
+    queue_capacity: usize,
+    kv_tokens: usize,
+) -> TestWorker {
+    let (plugins, facts, _model) = smollm2_plugins();
+    let opts = orcd_engine::mock::MockOptions {
+        context_length: 2048,
+        kv_tokens,
+        ..Default::default()
+    };
+    let device = orcd_engine::mock::MockDevice::with_options(facts.vocab_size, 7, opts)
+        .expect("mock device");
+    let mut facts = facts;
+    facts.context_length = 2048;
+    start(
+        Box::new(device),
+        plugins,
+        facts,
+        test_options(max_running, queue_capacity),
+    )
+    .await
+}
+
+/// A worker over the CPU backend running SmolLM2.
+pub async fn cpu_worker(max_running: usize, queue_capacity: usize, kv_tokens: usize) -> TestWorker {
+    let (plugins, facts, model) = smollm2_plugins();
+    let device = orcd_engine::cpu::CpuBackend::new(
+        model,
+        orcd_engine::cpu::CpuOptions {
+            threads: 2,
+            kv_tokens_budget: kv_tokens,
+            ..Default::default()
+        },
+    )
+    .expect("CPU backend");
+    start(
+        Box::new(device),
+        plugins,
+        facts,
+        test_options(max_running, queue_capacity),
+    )
+    .await
+}

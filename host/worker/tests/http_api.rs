@@ -1,0 +1,439 @@
+//! The worker's HTTP API over the mock device with the real plugins (SmolLM2's vocabulary):
+//! event order, errors and codes, cancel, disconnects, back-pressure, OOM recovery, shutdown,
+//! health, metrics, the OpenAPI document.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+fn job(id: &str, max_tokens: u32, seed: u64) -> Value {
+    json!({"job_id": id, "prompt": "Write a story about a robot.", "max_tokens": max_tokens,
+           "temperature": 0.8, "seed": seed})
+}
+
+/// Open an `/execute` stream and return it after its first `token` event.
+type EventStream = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<
+                Item = Result<
+                    eventsource_stream::Event,
+                    eventsource_stream::EventStreamError<reqwest::Error>,
+                >,
+            > + Send,
+    >,
+>;
+
+async fn open_until_first_token(w: &TestWorker, body: &Value) -> EventStream {
+    let resp = w
+        .client
+        .post(w.url("/execute"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut s = Box::pin(eventsource_stream::Eventsource::eventsource(
+        resp.bytes_stream(),
+    ));
+    loop {
+        let ev = s.next().await.expect("stream goes on").expect("valid SSE");
+        if ev.event == "token" {
+            break;
+        }
+        assert!(ev.event == "started" || ev.event == "metrics", "{ev:?}");
+    }
+    s
+}
+
+async fn wait_idle(w: &TestWorker) {
+    for _ in 0..200 {
+        if w.get_json("/health").await["jobs_in_flight"] == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("jobs still in flight: {}", w.get_json("/health").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_streams_started_tokens_end_and_seed_fixes_tokens() {
+    let w = mock_worker(4, 4, 1 << 16).await;
+    let a = w.execute(&job("a", 12, 42)).await;
+    assert_well_formed(&a);
+    assert_eq!(a[0].data["job_id"], "a");
+    assert!(a[0].data["started_at"].as_str().unwrap().contains('T'));
+    let end = terminal(&a);
+    assert_eq!(end.event, "end", "{a:?}");
+    assert_eq!(end.data["seed"], 42);
+    assert!(end.data["tokens_out"].as_u64().unwrap() <= 12);
+    let b = w.execute(&job("b", 12, 42)).await;
+    assert_eq!(text_of(&a), text_of(&b));
+    assert_eq!(terminal(&b).data["tokens_out"], end.data["tokens_out"]);
+    // No seed: the worker picks one and reports it; replaying it gives the same text.
+    let c = w
+        .execute(&json!({"job_id": "c", "prompt": "Hello", "max_tokens": 6}))
+        .await;
+    let seed = terminal(&c).data["seed"].as_u64().expect("seed reported");
+    let d = w
+        .execute(&json!({"job_id": "d", "prompt": "Hello", "max_tokens": 6, "seed": seed}))
+        .await;
+    assert_eq!(text_of(&c), text_of(&d));
+    for e in [&a, &b, &c, &d] {
+        assert!(!text_of(e).contains('\u{FFFD}'));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_bodies_get_400_naming_the_field() {
+    let w = mock_worker(2, 2, 1 << 16).await;
+    let mut cases: Vec<(String, String)> = vec![
+        ("{}".into(), "job_id".into()),
+        ("not json".into(), "body".into()),
+        (r#"{"job_id":"x"}"#.into(), "prompt".into()),
+        (r#"{"job_id":"","prompt":"hi"}"#.into(), "job_id".into()),
+        (r#"{"job_id":"x","prompt":""}"#.into(), "prompt".into()),
+        (
+            r#"{"job_id":"x","prompt":"hi","max_tokens":0}"#.into(),
+            "max_tokens".into(),
+        ),
+        (
+            r#"{"job_id":"x","prompt":"hi","max_tokens":99999}"#.into(),
+            "max_tokens".into(),
+        ),
+        (
+            r#"{"job_id":"x","prompt":"hi","temperature":2.5}"#.into(),
+            "temperature".into(),
+        ),
+        (
+            r#"{"job_id":"x","prompt":"hi","top_p":1.5}"#.into(),
+            "top_p".into(),
+        ),
+        (
+            r#"{"job_id":"x","prompt":"hi","seed":-1}"#.into(),
+            "seed".into(),
+        ),
+        (
+            r#"{"job_id":"x","prompt":"hi","stop":["a","b","c","d","e"]}"#.into(),
+            "stop".into(),
+        ),
+        (
+            format!(r#"{{"job_id":"x","prompt":"{}"}}"#, "a".repeat(32_769)),
+            "prompt".into(),
+        ),
+    ];
+    // The conformance corpus of the request-handler plugin, when present.
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/conformance/data/execute_invalid.json");
+    if let Ok(text) = std::fs::read_to_string(&corpus) {
+        let v: Value = serde_json::from_str(&text).expect("corpus is JSON");
+        let list = v
+            .get("cases")
+            .unwrap_or(&v)
+            .as_array()
+            .expect("a list of cases")
+            .clone();
+        for c in list {
+            let body = match (&c["body_raw"], &c["body"]) {
+                (Value::String(raw), _) => raw.clone(),
+                (_, b) => b.to_string(),
+            };
+            let field = c["field"].as_str().unwrap_or("").to_string();
+            cases.push((body, field));
+        }
+    }
+    for (body, field) in &cases {
+        let r = w
+            .client
+            .post(w.url("/execute"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, 400, "{body:.200} -> {v}");
+        assert_eq!(v["code"], "INVALID_REQUEST", "{v}");
+        assert_eq!(v["retriable"], false);
+        let msg = v["message"].as_str().unwrap();
+        if !field.is_empty() {
+            assert!(
+                msg.contains(field.as_str()) || v["field"] == field.as_str(),
+                "{body:.200}: message `{msg}` does not name `{field}`"
+            );
+        }
+    }
+    // A duplicate job id while the first still runs is refused too.
+    let _running = open_until_first_token(&w, &job("dup", 2000, 1)).await;
+    let r = w
+        .client
+        .post(w.url("/execute"))
+        .json(&job("dup", 4, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_ends_the_stream_with_cancelled_and_is_idempotent() {
+    let w = mock_worker(2, 2, 1 << 16).await;
+    let mut s = open_until_first_token(&w, &job("long", 2000, 3)).await;
+    let r = w
+        .client
+        .post(w.url("/cancel"))
+        .json(&json!({"job_id": "long"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let mut last = None;
+    while let Some(ev) = s.next().await {
+        last = Some(ev.unwrap());
+    }
+    let last = last.unwrap();
+    assert_eq!(last.event, "error");
+    let data: Value = serde_json::from_str(&last.data).unwrap();
+    assert_eq!(data["code"], "CANCELLED");
+    assert_eq!(data["retriable"], false);
+    for id in ["long", "never-seen"] {
+        let r = w
+            .client
+            .post(w.url("/cancel"))
+            .json(&json!({"job_id": id}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let r = w
+        .client
+        .post(w.url("/cancel"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    wait_idle(&w).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_cancels_its_job_running_or_queued() {
+    let w = mock_worker(1, 4, 1 << 16).await;
+    let running = open_until_first_token(&w, &job("run", 2000, 5)).await;
+    // Queued behind `run` (one sequence at a time): read only `started`, then go away.
+    let queued = w
+        .client
+        .post(w.url("/execute"))
+        .json(&job("queued", 2000, 6))
+        .send()
+        .await;
+    let queued = queued.unwrap();
+    assert_eq!(queued.status(), 200);
+    assert_eq!(w.get_json("/health").await["jobs_in_flight"], 2);
+    drop(queued);
+    drop(running);
+    wait_idle(&w).await;
+    // The worker serves the next request normally.
+    let ev = w.execute(&job("after", 4, 1)).await;
+    assert_eq!(terminal(&ev).event, "end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_worker_answers_503_retriable_and_recovers() {
+    let w = mock_worker(1, 0, 1 << 16).await;
+    let _running = open_until_first_token(&w, &job("a", 2000, 1)).await;
+    let r = w
+        .client
+        .post(w.url("/execute"))
+        .json(&job("b", 4, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "WORKER_BUSY");
+    assert_eq!(v["retriable"], true);
+    w.client
+        .post(w.url("/cancel"))
+        .json(&json!({"job_id": "a"}))
+        .send()
+        .await
+        .unwrap();
+    wait_idle(&w).await;
+    let ev = w.execute(&job("b", 4, 1)).await;
+    assert_eq!(terminal(&ev).event, "end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_kv_cache_cannot_fit_gets_vram_oom_and_the_next_succeeds() {
+    // 256 KV tokens in all: a 2000-token generation cannot be held.
+    let w = mock_worker(4, 4, 256).await;
+    let ev = w.execute(&job("big", 2000, 1)).await;
+    assert_well_formed(&ev);
+    let end = terminal(&ev);
+    assert_eq!(end.event, "error");
+    assert_eq!(end.data["code"], "VRAM_OOM");
+    assert_eq!(end.data["retriable"], true);
+    let ev = w.execute(&job("small", 8, 1)).await;
+    assert_eq!(terminal(&ev).event, "end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_two_concurrent_streams_complete_and_match_their_solo_runs() {
+    let w = std::sync::Arc::new(mock_worker(32, 8, 1 << 16).await);
+    let solo = w.execute(&job("solo", 16, 11)).await;
+    let mut tasks = Vec::new();
+    for i in 0..32u64 {
+        let w = w.clone();
+        tasks.push(tokio::spawn(async move {
+            w.execute(&job(&format!("c{i}"), 16, 11)).await
+        }));
+    }
+    for t in tasks {
+        let ev = t.await.unwrap();
+        assert_well_formed(&ev);
+        assert_eq!(terminal(&ev).event, "end", "{ev:?}");
+        // Batch invariance: the same seeded request gives the same tokens among 31 others.
+        assert_eq!(text_of(&ev), text_of(&solo));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_job_past_the_inference_timeout_gets_inference_timeout() {
+    let (plugins, mut facts, _m) = smollm2_plugins();
+    facts.context_length = 4096;
+    let device = orcd_engine::mock::MockDevice::new(facts.vocab_size, 1).unwrap();
+    let mut opts = test_options(1, 4);
+    opts.scheduler.inference_timeout = Duration::from_millis(300);
+    let w = start(Box::new(device), plugins, facts, opts).await;
+    let h = {
+        let body = job("first", 2048, 1);
+        let client = w.client.clone();
+        let url = w.url("/execute");
+        tokio::spawn(
+            async move { read_sse(client.post(url).json(&body).send().await.unwrap()).await },
+        )
+    };
+    let second = w.execute(&job("second", 2048, 1)).await;
+    let first = h.await.unwrap();
+    for ev in [&first, &second] {
+        assert_well_formed(ev);
+        let t = terminal(ev);
+        // A job either finished within 300 ms or was stopped by the timeout.
+        if t.event == "error" {
+            assert_eq!(t.data["code"], "INFERENCE_TIMEOUT", "{t:?}");
+            assert_eq!(t.data["retriable"], false);
+        }
+    }
+    assert!(
+        [&first, &second]
+            .iter()
+            .any(|e| terminal(e).data["code"] == "INFERENCE_TIMEOUT"),
+        "two 2048-token jobs one after the other within 300 ms"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_every_field_from_cache() {
+    let w = mock_worker(2, 2, 1 << 16).await;
+    let h = w.get_json("/health").await;
+    for key in [
+        "status",
+        "model",
+        "resident",
+        "quant_kind",
+        "vram_bytes_used",
+        "tokenizer_kind",
+        "vocab_size",
+        "context_length",
+        "uptime_seconds",
+    ] {
+        assert!(h.get(key).is_some(), "missing {key}: {h}");
+    }
+    assert_eq!(h["status"], "healthy");
+    assert_eq!(h["resident"], true);
+    assert_eq!(h["vocab_size"], 49152);
+    assert_eq!(h["quant_kind"], "Q4_1");
+    assert_eq!(h["backend"], "mock");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_expose_the_spec_series() {
+    let w = mock_worker(2, 2, 1 << 16).await;
+    w.execute(&job("m", 4, 1)).await;
+    let text = w
+        .client
+        .get(w.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "worker_vram_bytes",
+        "worker_requests_total{outcome=\"success\"}",
+        "worker_requests_total{outcome=\"cancelled\"}",
+        "worker_requests_total{outcome=\"timeout\"}",
+        "worker_requests_total{outcome=\"error\"}",
+        "worker_tokens_generated_total",
+        "worker_tokens_in_total",
+        "worker_inference_duration_ms_bucket",
+        "worker_time_to_first_token_ms_bucket",
+        "worker_inter_token_latency_ms_bucket",
+        "worker_uptime_seconds",
+    ] {
+        assert!(text.contains(series), "missing {series} in\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_refuses_new_jobs_and_lets_running_ones_finish() {
+    let w = mock_worker(2, 2, 1 << 16).await;
+    let body = job("running", 300, 9);
+    let resp = w
+        .client
+        .post(w.url("/execute"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let r = w.client.post(w.url("/shutdown")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let r = w
+        .client
+        .post(w.url("/execute"))
+        .json(&job("late", 4, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "SHUTTING_DOWN");
+    let events = read_sse(resp).await;
+    assert_well_formed(&events);
+    assert_eq!(
+        terminal(&events).event,
+        "end",
+        "the running job was lost: {events:?}"
+    );
+    let TestWorker { worker, .. } = w;
+    tokio::time::timeout(Duration::from_secs(30), worker.wait())
+        .await
+        .expect("the worker stops after draining")
+        .expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_get_a_json_404() {
+    let w = mock_worker(1, 1, 1 << 16).await;
+    let r = w.client.get(w.url("/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "NOT_FOUND");
+}

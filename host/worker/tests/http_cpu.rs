@@ -1,0 +1,144 @@
+//! The spec's acceptance scenarios on a real model: SmolLM2-135M-Instruct (Q4_1) on the CPU
+//! backend behind the HTTP API. Generations are short: the CPU here decodes a few dozen tokens a
+//! second.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::Timelike;
+use common::*;
+use serde_json::{Value, json};
+
+/// English words for 0..=59, as a speaker would say a minute ("twenty-nine", "oh five").
+fn minute_words(m: u32) -> String {
+    const ONES: [&str; 20] = [
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+    ];
+    const TENS: [&str; 6] = ["", "", "twenty", "thirty", "forty", "fifty"];
+    match m {
+        0..=19 => ONES[m as usize].to_string(),
+        _ if m.is_multiple_of(10) => TENS[(m / 10) as usize].to_string(),
+        _ => format!("{}-{}", TENS[(m / 10) as usize], ONES[(m % 10) as usize]),
+    }
+}
+
+#[test]
+fn minutes_are_spoken_words() {
+    assert_eq!(minute_words(29), "twenty-nine");
+    assert_eq!(minute_words(7), "seven");
+    assert_eq!(minute_words(40), "forty");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haiku_with_the_spoken_minute_is_reproducible_with_seed_42() {
+    let w = cpu_worker(4, 4, 4096).await;
+    let minute = minute_words(chrono::Local::now().minute());
+    let prompt = format!("Write a haiku about GPU computing that mentions the word \"{minute}\".");
+    let body = |id: &str| json!({"job_id": id, "prompt": prompt, "max_tokens": 50, "temperature": 0.7, "seed": 42});
+    let first = w.execute(&body("haiku-1")).await;
+    let second = w.execute(&body("haiku-2")).await;
+    for ev in [&first, &second] {
+        assert_well_formed(ev);
+        assert_eq!(terminal(ev).event, "end", "{ev:?}");
+        assert_eq!(terminal(ev).data["seed"], 42);
+        assert!(ev.iter().any(|e| e.event == "token"));
+    }
+    assert_eq!(text_of(&first), text_of(&second));
+    assert_eq!(
+        terminal(&first).data["tokens_out"],
+        terminal(&second).data["tokens_out"]
+    );
+    eprintln!("haiku ({minute}): {}", text_of(&first));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn utf8_streams_without_replacement_characters() {
+    let w = cpu_worker(4, 4, 4096).await;
+    for (i, prompt) in [
+        "请用中文回答：你好吗？🙂",
+        "Répète exactement: 日本語テキスト 🚀🔥 Ελληνικά русский",
+        "Emoji only please: 😀😃😄😁",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let ev = w
+            .execute(
+                &json!({"job_id": format!("utf8-{i}"), "prompt": prompt, "max_tokens": 24,
+                             "temperature": 0.9, "seed": 7}),
+            )
+            .await;
+        assert_well_formed(&ev);
+        assert_eq!(terminal(&ev).event, "end");
+        for e in ev.iter().filter(|e| e.event == "token") {
+            let t = e.data["t"].as_str().unwrap();
+            assert!(!t.is_empty());
+            assert!(!t.contains('\u{FFFD}'), "U+FFFD in {t:?} for {prompt}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greedy_with_seed_42_repeats_exactly() {
+    let w = cpu_worker(4, 4, 4096).await;
+    let body = |id: &str| {
+        json!({"job_id": id, "prompt": "The capital of France is", "max_tokens": 12,
+               "temperature": 0.0, "seed": 42})
+    };
+    let a = w.execute(&body("g1")).await;
+    let b = w.execute(&body("g2")).await;
+    assert_eq!(terminal(&a).event, "end");
+    assert!(!text_of(&a).is_empty());
+    assert_eq!(text_of(&a), text_of(&b));
+    assert!(text_of(&a).contains("Paris"), "{}", text_of(&a));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_gives_the_same_tokens_alone_and_inside_a_batch() {
+    let w = Arc::new(cpu_worker(8, 8, 8192).await);
+    let probe = |id: &str| {
+        json!({"job_id": id, "prompt": "Once upon a time, in a small village,", "max_tokens": 16,
+               "temperature": 0.8, "top_p": 0.95, "seed": 1234})
+    };
+    let alone = w.execute(&probe("alone")).await;
+    assert_eq!(terminal(&alone).event, "end");
+    let mut others = Vec::new();
+    for (i, p) in [
+        "Explain gravity.",
+        "List three fruits:",
+        "def fibonacci(n):",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let w = w.clone();
+        let body: Value = json!({"job_id": format!("other-{i}"), "prompt": p,
+                                 "max_tokens": 20, "temperature": 1.0, "seed": i});
+        others.push(tokio::spawn(async move { w.execute(&body).await }));
+    }
+    let batched = w.execute(&probe("batched")).await;
+    for o in others {
+        assert_eq!(terminal(&o.await.unwrap()).event, "end");
+    }
+    assert_eq!(text_of(&alone), text_of(&batched));
+}

@@ -1,0 +1,149 @@
+//! `docs/openapi.yaml` against the running server: every documented path answers with a
+//! documented status, JSON bodies carry the schema's required fields, the error codes listed
+//! are the worker's.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use worker_orcd::error_code::ErrorCode;
+
+fn doc() -> Value {
+    serde_yaml::from_str(worker_orcd::server::OPENAPI_YAML).expect("openapi.yaml parses")
+}
+
+/// Resolve a `$ref` inside the document.
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let mut cur = doc;
+            for part in r.trim_start_matches("#/").split('/') {
+                cur = &cur[part];
+            }
+            resolve(doc, cur)
+        }
+        None => v,
+    }
+}
+
+/// Check `body` against the required fields (recursively through objects and arrays).
+fn check_shape(doc: &Value, schema: &Value, body: &Value, at: &str) {
+    let schema = resolve(doc, schema);
+    if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+        for s in all {
+            check_shape(doc, s, body, at);
+        }
+        return;
+    }
+    if let Some(req) = schema.get("required").and_then(Value::as_array) {
+        for r in req {
+            let k = r.as_str().unwrap();
+            assert!(
+                body.get(k).is_some(),
+                "{at}: missing required `{k}` in {body}"
+            );
+        }
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (k, s) in props {
+            if let Some(v) = body.get(k) {
+                check_shape(doc, s, v, &format!("{at}.{k}"));
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (schema.get("items"), body.as_array()) {
+        for (i, v) in arr.iter().enumerate() {
+            check_shape(doc, items, v, &format!("{at}[{i}]"));
+        }
+    }
+    if let (Some(en), Some(s)) = (schema.get("enum").and_then(Value::as_array), body.as_str()) {
+        assert!(en.iter().any(|e| e == s), "{at}: `{s}` not in {en:?}");
+    }
+}
+
+/// A valid request body for each documented POST path.
+fn example_body(path: &str) -> Value {
+    match path {
+        "/execute" => json!({"job_id": "openapi", "prompt": "Hi", "max_tokens": 3, "seed": 1}),
+        "/cancel" => json!({"job_id": "openapi"}),
+        "/v1/completions" => json!({"prompt": "Hi", "max_tokens": 3, "seed": 1}),
+        "/v1/chat/completions" => {
+            json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "seed": 1})
+        }
+        _ => json!({}),
+    }
+}
+
+#[test]
+fn documented_error_codes_are_the_workers() {
+    let d = doc();
+    let listed: Vec<String> = d["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let ours: Vec<String> = ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect();
+    assert_eq!(listed, ours);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_path_answers_as_documented() {
+    let d = doc();
+    let w = mock_worker(4, 4, 1 << 16).await;
+    let mut paths: Vec<(String, Value)> = d["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    // `/shutdown` last: it stops the worker.
+    paths.sort_by_key(|(p, _)| p == "/shutdown");
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            let req = match method.as_str() {
+                "get" => w.client.get(w.url(&path)),
+                "post" => w.client.post(w.url(&path)).json(&example_body(&path)),
+                m => panic!("undocumented method {m}"),
+            };
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16().to_string();
+            let documented = &op["responses"][&status];
+            assert!(
+                !documented.is_null(),
+                "{method} {path} answered undocumented {status}"
+            );
+            let ctype = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            let documented = resolve(&d, documented);
+            let content = documented["content"]
+                .as_object()
+                .expect("content documented");
+            let media = content
+                .keys()
+                .find(|k| ctype.starts_with(k.as_str()))
+                .unwrap_or_else(|| panic!("{method} {path}: content type {ctype} not documented"))
+                .clone();
+            let body = resp.text().await.unwrap();
+            if media == "application/json" {
+                let v: Value = serde_json::from_str(&body).unwrap();
+                check_shape(
+                    &d,
+                    &content[&media]["schema"],
+                    &v,
+                    &format!("{method} {path}"),
+                );
+            }
+            if media == "text/event-stream" && path == "/execute" {
+                assert!(body.starts_with("event: started"), "{body}");
+                assert!(body.contains("event: end"), "{body}");
+            }
+        }
+    }
+}
