@@ -208,3 +208,12 @@ fn check_job(job: &Job, limits: &Limits) -> Result<(), String> {
         None => Ok(()),
     }
 }
+
+impl std::fmt::Debug for HandlerSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerSession")
+            .field("plugin", &self.plugin.label)
+            .field("live", &self.live.is_some())
+            .finish()
+    }
+}

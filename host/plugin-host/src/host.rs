@@ -481,3 +481,12 @@ fn spawn_ticker(inner: Weak<Inner>) -> Result<(), PluginError> {
         .map(drop)
         .map_err(|e| PluginError::Runtime(format!("cannot start the epoch ticker: {e}")))
 }
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let labels: Vec<String> = self.plugins().iter().map(PluginInfo::label).collect();
+        f.debug_struct("PluginHost")
+            .field("plugins", &labels)
+            .finish()
+    }
+}

@@ -145,3 +145,13 @@ impl Drop for SamplerSession {
         }
     }
 }
+
+impl std::fmt::Debug for SamplerSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SamplerSession")
+            .field("plugin", &self.plugin.label)
+            .field("live", &self.live.is_some())
+            .field("calls", &self.calls)
+            .finish()
+    }
+}

@@ -209,3 +209,12 @@ pub(crate) fn cap(s: &str, max: usize) -> String {
     }
     s[..end].to_string()
 }
+
+impl std::fmt::Debug for TokenizerSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenizerSession")
+            .field("plugin", &self.plugin.label)
+            .field("live", &self.instance.is_some())
+            .finish()
+    }
+}

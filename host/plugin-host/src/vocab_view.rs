@@ -208,6 +208,28 @@ impl Host for PluginState {
     }
 }
 
+impl From<&orcd_engine::vocab::Vocab> for VocabData {
+    /// The engine's vocabulary (read from the GGUF file) as plain bytes.
+    fn from(v: &orcd_engine::vocab::Vocab) -> Self {
+        VocabData {
+            model: v.model.clone(),
+            pre: v.pre.clone(),
+            tokens: v.tokens.iter().map(|t| t.as_bytes().to_vec()).collect(),
+            scores: v.scores.clone(),
+            token_types: v.token_types.clone(),
+            merges: v.merges.iter().map(|m| m.as_bytes().to_vec()).collect(),
+            add_bos: v.add_bos,
+            add_eos: v.add_eos,
+            add_space_prefix: v.add_space_prefix,
+            bos: v.bos,
+            eos: v.eos,
+            eot: v.eot,
+            unk: v.unk,
+            pad: v.pad,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,217 @@
+//! Per-token cost of the sampler plugin: the built-in `standard` sampler at batch 1 over a
+//! 128k vocabulary on the mock device.
+//!
+//! Three figures per sampling setup, median µs per token:
+//! - `plugin`: `sample()` against a logits source whose operations cost nothing (answers
+//!   precomputed from the row): the Wasm call, the guest's policy and the host-call boundary.
+//!   This is the cost the plugin design adds per token, whatever the device.
+//! - `host ops`: the same logits operations called directly on the mock device (CPU reference
+//!   over 128k floats; on CUDA they run on the GPU instead).
+//! - `end to end`: `sample()` on the mock device (plugin + host ops).
+//!
+//! Run: `cargo bench -p orcd-plugin-host --bench plugin_cost`.
+
+use std::time::{Duration, Instant};
+
+use orcd_engine::EngineError;
+use orcd_engine::device::host_logits;
+use orcd_engine::mock::MockDevice;
+use orcd_engine::{Device, LogitsWanted, SeqInput};
+use orcd_plugin_host::{
+    LogitsSource, ModelFacts, PluginHost, PluginHostConfig, PluginKind, SamplingParams, VocabData,
+};
+
+/// Vocabulary size of the benchmark (Qwen-class 128k).
+const VOCAB: usize = 131_072;
+/// Timed samples per setup.
+const ITERS: usize = 2000;
+/// Untimed samples before timing.
+const WARMUP: usize = 200;
+
+/// A logits source that answers from precomputed results: argmax and top-k of one row, and a
+/// penalty that only counts tokens. It isolates the plugin's own cost.
+struct Precomputed {
+    row: Vec<f32>,
+    best: (u32, f32),
+    /// The 256 best (id, logit), best first; top-k for k <= 256 is a prefix copy.
+    top: Vec<(u32, f32)>,
+}
+
+impl Precomputed {
+    fn new(row: Vec<f32>) -> Self {
+        Precomputed {
+            best: host_logits::argmax(&row),
+            top: host_logits::top_k(&row, 256),
+            row,
+        }
+    }
+}
+
+impl LogitsSource for Precomputed {
+    fn vocab_size(&self) -> usize {
+        self.row.len()
+    }
+    fn argmax(&self, _row: usize) -> Result<(u32, f32), EngineError> {
+        Ok(self.best)
+    }
+    fn top_k(&self, _row: usize, k: usize) -> Result<Vec<(u32, f32)>, EngineError> {
+        if k <= self.top.len() {
+            Ok(self.top[..k].to_vec())
+        } else {
+            Ok(host_logits::top_k(&self.row, k))
+        }
+    }
+    fn row(&self, _row: usize) -> Result<Vec<f32>, EngineError> {
+        Ok(self.row.clone())
+    }
+    fn penalize(
+        &mut self,
+        _: usize,
+        history: &[u32],
+        _: f32,
+        _: f32,
+        _: f32,
+    ) -> Result<(), EngineError> {
+        std::hint::black_box(history.len());
+        Ok(())
+    }
+}
+
+fn params(temperature: f32, top_k: u32, top_p: f32, penalties: bool) -> SamplingParams {
+    SamplingParams {
+        temperature,
+        top_k,
+        top_p,
+        min_p: 0.0,
+        repetition_penalty: if penalties { 1.1 } else { 1.0 },
+        presence_penalty: if penalties { 0.1 } else { 0.0 },
+        frequency_penalty: if penalties { 0.1 } else { 0.0 },
+        penalty_window: if penalties { 64 } else { 0 },
+        extra: Vec::new(),
+    }
+}
+
+/// Median and 90th percentile of `f`'s duration, in µs.
+fn measure(mut f: impl FnMut()) -> (f64, f64) {
+    for _ in 0..WARMUP {
+        f();
+    }
+    let mut times: Vec<Duration> = (0..ITERS)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    (us(times[ITERS / 2]), us(times[ITERS * 9 / 10]))
+}
+
+fn main() {
+    let vocab = VocabData {
+        model: "gpt2".into(),
+        tokens: (0..VOCAB).map(|i| format!("tok{i}").into_bytes()).collect(),
+        eos: Some(1),
+        ..VocabData::default()
+    };
+    let facts = ModelFacts {
+        architecture: "llama".into(),
+        name: "bench".into(),
+        vocab_size: VOCAB as u32,
+        context_length: 8192,
+        bos: None,
+        eos: Some(1),
+        eot: None,
+    };
+    let host = match PluginHost::new(PluginHostConfig::default(), facts, &vocab) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("plugin host failed to start: {e}");
+            std::process::exit(1);
+        }
+    };
+    let standard = host
+        .plugins()
+        .into_iter()
+        .find(|p| p.kind == PluginKind::Sampler && p.name == "standard");
+    let Some(standard) = standard else {
+        eprintln!("the built-in `standard` sampler is not in this build (see build.rs warnings)");
+        std::process::exit(1);
+    };
+
+    let mut dev = MockDevice::new(VOCAB, 7).expect("mock device");
+    let slot = dev.alloc_seq(128).expect("slot");
+    let prompt: Vec<u32> = (0..64).map(|i| (i * 2029 % VOCAB) as u32).collect();
+    dev.forward(&[SeqInput {
+        slot,
+        start_pos: 0,
+        tokens: &prompt,
+        logits: LogitsWanted::Last,
+    }])
+    .expect("forward");
+    let mut fixed = Precomputed::new(dev.logits_row(0).expect("row"));
+
+    println!(
+        "sampler {} over a {VOCAB}-token vocabulary, batch 1, median (p90) µs per token, {ITERS} tokens",
+        standard.label()
+    );
+    println!(
+        "{:<44} {:>16} {:>16} {:>16}",
+        "setup", "plugin", "host ops", "end to end"
+    );
+    let setups = [
+        ("greedy", params(0.0, 0, 1.0, false)),
+        (
+            "top-k 40, top-p 0.9, temperature 0.8",
+            params(0.8, 40, 0.9, false),
+        ),
+        (
+            "same + repeat/freq/presence penalties (64)",
+            params(0.8, 40, 0.9, true),
+        ),
+        ("greedy + penalties (64)", params(0.0, 0, 1.0, true)),
+    ];
+    for (name, p) in setups {
+        let mut session = host.sampler("standard", &p, 42).expect("session");
+        let plugin = measure(|| {
+            session.sample(&mut fixed, 0, &prompt).expect("sample");
+        });
+        let host_ops = measure(|| {
+            if p.penalty_window > 0 {
+                dev.logits_penalize(
+                    0,
+                    &prompt,
+                    p.repetition_penalty,
+                    p.frequency_penalty,
+                    p.presence_penalty,
+                )
+                .expect("penalize");
+            }
+            if p.temperature == 0.0 {
+                std::hint::black_box(dev.logits_argmax(0).expect("argmax"));
+            } else {
+                std::hint::black_box(dev.logits_top_k(0, p.top_k as usize).expect("top-k"));
+            }
+        });
+        let mut session = host.sampler("standard", &p, 42).expect("session");
+        let end_to_end = measure(|| {
+            session.sample(&mut dev, 0, &prompt).expect("sample");
+        });
+        let cell = |(m, p9): (f64, f64)| format!("{m:.2} ({p9:.2})");
+        println!(
+            "{name:<44} {:>16} {:>16} {:>16}",
+            cell(plugin),
+            cell(host_ops),
+            cell(end_to_end)
+        );
+    }
+
+    let (open, _) = measure(|| {
+        std::hint::black_box(
+            host.sampler("standard", &params(0.8, 40, 0.9, true), 1)
+                .expect("session"),
+        );
+    });
+    println!("session open (instantiate + open + drop): {open:.1} µs median");
+}
