@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use orcd_engine::quant::{
-    GgmlType, QuantizedActs, dequantize_row, dot_row, dot_row_q8, dot_row_q8_portable, quantize_row,
+    GgmlType, QuantizedActs, dequantize_row, dot_row, dot_row_q8, dot_row_q8_portable,
+    dot_row_q8_scalar, quantize_row,
 };
 
 /// The reference vectors of `ty`: (row bytes, dequantized values, quantizer input if any).
@@ -268,16 +269,24 @@ fn dot_row_q8_matches_the_reference_within_the_activation_rounding() {
 }
 
 #[test]
-fn dot_row_q8_simd_build_equals_the_portable_build() {
-    // The AVX2 build runs the same source: integer block sums are exact and the f32 work is
-    // done in the same order, so the results are bit-identical.
+fn dot_row_q8_simd_kernels_equal_the_scalar_kernel() {
+    // Integer block sums are exact whatever the kernel, and the f32 work is the same source
+    // in the same order, so the dispatched (AVX2 where present), portable (SSE2) and
+    // plain-Rust builds are bit-identical.
     for ty in GgmlType::ALL {
         for (r, row) in test_rows(ty).iter().enumerate() {
             let n = row.len() / ty.block_bytes() * ty.block_size();
             let acts = QuantizedActs::new(&random_row(n, 300 + r as u64)).unwrap();
-            let fast = dot_row_q8(ty, row, &acts);
+            let scalar = dot_row_q8_scalar(ty, row, &acts);
             let portable = dot_row_q8_portable(ty, row, &acts);
-            assert_eq!(fast.to_bits(), portable.to_bits(), "{} row {r}", ty.name());
+            let fast = dot_row_q8(ty, row, &acts);
+            assert_eq!(
+                portable.to_bits(),
+                scalar.to_bits(),
+                "{} row {r}",
+                ty.name()
+            );
+            assert_eq!(fast.to_bits(), scalar.to_bits(), "{} row {r}", ty.name());
         }
     }
 }

@@ -6,9 +6,29 @@
 use half::{bf16, f16};
 
 /// The f32 value of a little-endian IEEE half (exact: every f16 is an f32).
+///
+/// Bit arithmetic rather than `half`'s conversion, so that it inlines into the block loops
+/// (`half` calls out to a runtime-detected F16C routine): move the 5-bit exponent and 10-bit
+/// mantissa into f32 position and rebias the exponent by 127 - 15; infinities and NaNs get
+/// the f32 all-ones exponent; subnormals (exponent 0) are renormalised exactly by an f32
+/// subtraction of the implicit bit.
 #[inline(always)]
 pub(crate) fn f16_to_f32(b: [u8; 2]) -> f32 {
-    f16::from_le_bytes(b).to_f32()
+    const EXP_F16: u32 = 0x7C00 << 13; // the f16 exponent field, in f32 position
+    const REBIAS: u32 = (127 - 15) << 23;
+    let h = u32::from(u16::from_le_bytes(b));
+    let magnitude = (h & 0x7FFF) << 13;
+    let exp = magnitude & EXP_F16;
+    let bits = if exp == EXP_F16 {
+        magnitude + REBIAS + ((128 - 16) << 23)
+    } else if exp == 0 {
+        // m * 2^-24 = (2^-14 + m * 2^-24) - 2^-14, both terms exact in f32
+        let two_pow_m14 = f32::from_bits((127 - 14) << 23);
+        (f32::from_bits(magnitude + REBIAS + (1 << 23)) - two_pow_m14).to_bits()
+    } else {
+        magnitude + REBIAS
+    };
+    f32::from_bits(bits | ((h & 0x8000) << 16))
 }
 
 /// `v` rounded to the nearest IEEE half (ties to even, as ggml's `GGML_FP32_TO_FP16`), as LE bytes.
@@ -90,4 +110,22 @@ pub(super) fn quantize_bf16(src: &[f32]) -> Vec<u8> {
     src.iter()
         .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_to_f32_is_exact_for_every_half() {
+        for h in 0..=u16::MAX {
+            let want = f16::from_bits(h).to_f32();
+            let got = f16_to_f32(h.to_le_bytes());
+            if want.is_nan() {
+                assert!(got.is_nan(), "{h:#06x}");
+            } else {
+                assert_eq!(got.to_bits(), want.to_bits(), "{h:#06x}");
+            }
+        }
+    }
 }

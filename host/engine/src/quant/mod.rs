@@ -9,9 +9,10 @@
 //! reference dot product), [`quantize_row`] (ggml's reference quantizers for the legacy types,
 //! a simpler documented one for the K-quants) and the fast path [`dot_row_q8`]: activations
 //! quantized once per row into [`QuantizedActs`] and an integer dot per block, as llama.cpp
-//! does it. The fast path is written to auto-vectorize (fixed blocks of 32, `i32`
-//! accumulators) and is compiled twice: portable (baseline x86-64) and, chosen at runtime, for
-//! AVX2; both run the same source, so they give bit-identical results.
+//! does it. Each type unpacks its weights into 16-byte lanes with whole-register bit
+//! operations; the lanes go to a small integer kernel (`simd.rs`): SSE2 (the x86-64 baseline),
+//! AVX2 (chosen at runtime) or plain Rust (the reference). Integer sums are exact and the f32
+//! work is the same source in every build, so all three give bit-identical results.
 //!
 //! Blocks are read from unaligned bytes (an mmap only guarantees 32-byte file alignment) by
 //! copying their fields; the `#[repr(C)]` block structs document ggml's layouts and are
@@ -27,6 +28,7 @@ mod q5_k;
 mod q6_k;
 mod q8_0;
 mod q8_act;
+mod simd;
 
 pub use q4_0::BlockQ4_0;
 pub use q4_1::BlockQ4_1;
@@ -218,38 +220,49 @@ pub fn quantize_row(ty: GgmlType, src: &[f32]) -> Result<Vec<u8>, EngineError> {
 /// `row` must be `ty.row_bytes(x.len())` bytes (as for [`dot_row`]).
 pub fn dot_row_q8(ty: GgmlType, row: &[u8], x: &QuantizedActs) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { dot_row_q8_avx2(ty, row, x) };
+    if let Some(avx2) = simd::Avx2::detect() {
+        return dot_row_q8_avx2(avx2, ty, row, x);
     }
     dot_row_q8_portable(ty, row, x)
 }
 
-/// [`dot_row_q8`] compiled for baseline x86-64 (SSE2) only: the reference for the AVX2 build.
+/// [`dot_row_q8`] without AVX2: SSE2 kernels on x86-64 (its baseline), plain Rust elsewhere.
 pub fn dot_row_q8_portable(ty: GgmlType, row: &[u8], x: &QuantizedActs) -> f32 {
-    dot_row_q8_any(ty, row, x)
+    #[cfg(target_arch = "x86_64")]
+    return dot_row_q8_with(simd::Sse2, ty, row, x);
+    #[cfg(not(target_arch = "x86_64"))]
+    return dot_row_q8_with(simd::Scalar, ty, row, x);
 }
 
-/// [`dot_row_q8_any`] compiled with AVX2 enabled (everything below is `#[inline(always)]`).
+/// [`dot_row_q8`] with the plain-Rust kernel: the reference the SIMD kernels are tested against.
+pub fn dot_row_q8_scalar(ty: GgmlType, row: &[u8], x: &QuantizedActs) -> f32 {
+    dot_row_q8_with(simd::Scalar, ty, row, x)
+}
+
+/// [`dot_row_q8_with`] compiled with AVX2 enabled (everything it calls is inlined into it).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn dot_row_q8_avx2(ty: GgmlType, row: &[u8], x: &QuantizedActs) -> f32 {
-    dot_row_q8_any(ty, row, x)
+fn dot_row_q8_avx2(k: simd::Avx2, ty: GgmlType, row: &[u8], x: &QuantizedActs) -> f32 {
+    #[target_feature(enable = "avx2")]
+    fn with_avx2(k: simd::Avx2, ty: GgmlType, row: &[u8], x: &QuantizedActs) -> f32 {
+        dot_row_q8_with(k, ty, row, x)
+    }
+    // SAFETY: an `Avx2` kernel exists only when the CPU has AVX2.
+    unsafe { with_avx2(k, ty, row, x) }
 }
 
 #[inline(always)]
-fn dot_row_q8_any(ty: GgmlType, row: &[u8], x: &QuantizedActs) -> f32 {
+fn dot_row_q8_with<K: simd::Kernel>(k: K, ty: GgmlType, row: &[u8], x: &QuantizedActs) -> f32 {
     debug_assert_eq!(ty.row_bytes(x.len()).ok(), Some(row.len()));
     match ty {
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => dot_row(ty, row, x.values()),
-        GgmlType::Q4_0 => q4_0::dot_q8(row, x),
-        GgmlType::Q4_1 => q4_1::dot_q8(row, x),
-        GgmlType::Q5_0 => q5_0::dot_q8(row, x),
-        GgmlType::Q5_1 => q5_1::dot_q8(row, x),
-        GgmlType::Q8_0 => q8_0::dot_q8(row, x),
-        GgmlType::Q4K => q4_k::dot_q8(row, x),
-        GgmlType::Q5K => q5_k::dot_q8(row, x),
-        GgmlType::Q6K => q6_k::dot_q8(row, x),
+        GgmlType::Q4_0 => q4_0::dot_q8(k, row, x),
+        GgmlType::Q4_1 => q4_1::dot_q8(k, row, x),
+        GgmlType::Q5_0 => q5_0::dot_q8(k, row, x),
+        GgmlType::Q5_1 => q5_1::dot_q8(k, row, x),
+        GgmlType::Q8_0 => q8_0::dot_q8(k, row, x),
+        GgmlType::Q4K => q4_k::dot_q8(k, row, x),
+        GgmlType::Q5K => q5_k::dot_q8(k, row, x),
+        GgmlType::Q6K => q6_k::dot_q8(k, row, x),
     }
 }
 
@@ -269,21 +282,6 @@ fn check_row_bytes(ty: GgmlType, bytes: usize, n: usize) -> Result<(), EngineErr
 #[inline(always)]
 fn field<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
     std::array::from_fn(|i| b[at + i])
-}
-
-/// `sum_i a_i * b_i` of 32 `i8` pairs in `i32` (the shape LLVM turns into `pmaddwd`).
-#[inline(always)]
-fn dot_i8_32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
-    dot_i8_16(&a[..16], &b[..16]) + dot_i8_16(&a[16..], &b[16..])
-}
-
-/// `sum_i a_i * b_i` of up to 16 `i8` pairs in `i32`.
-#[inline(always)]
-fn dot_i8_16(a: &[i8], b: &[i8]) -> i32 {
-    a.iter()
-        .zip(b)
-        .map(|(&a, &b)| i32::from(i16::from(a) * i16::from(b)))
-        .sum()
 }
 
 /// `sum_i a_i * b_i` in f32, in order.

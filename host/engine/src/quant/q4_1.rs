@@ -3,7 +3,8 @@
 
 use super::float::{f16_to_f32, f32_to_f16};
 use super::q8_act::QuantizedActs;
-use super::{dot_f32_32, dot_i8_32, field};
+use super::simd::{Kernel, LOW_NIBBLES, act_lanes, lane};
+use super::{dot_f32_32, field};
 
 /// Weights per block.
 const QK: usize = 32;
@@ -77,13 +78,17 @@ pub(super) fn dot(row: &[u8], x: &[f32]) -> f32 {
     acc
 }
 
+/// Per block `d * dx * sum(q * qx) + m * dx * sum(qx)`, the nibbles unpacked as two lanes.
 #[inline(always)]
-pub(super) fn dot_q8(row: &[u8], acts: &QuantizedActs) -> f32 {
+pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
     let mut acc = 0.0f32;
     let x = acts.qs.iter().zip(&acts.d).zip(&acts.s);
     for (b, ((qx, &dx), &sx)) in row.as_chunks().0.iter().zip(x) {
         let b = BlockQ4_1::from_bytes(b);
-        acc += f16_to_f32(b.d) * dx * dot_i8_32(&b.values(), qx) as f32 + f16_to_f32(b.m) * sx;
+        let v = lane(&b.qs);
+        let w = [v & LOW_NIBBLES, (v >> 4) & LOW_NIBBLES];
+        let isum = k.dot32(w, act_lanes(qx));
+        acc += f16_to_f32(b.d) * dx * isum as f32 + f16_to_f32(b.m) * sx;
     }
     acc
 }

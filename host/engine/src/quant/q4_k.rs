@@ -6,7 +6,8 @@
 
 use super::float::{f16_to_f32, f32_to_f16};
 use super::q8_act::QuantizedActs;
-use super::{dot_f32_32, dot_i8_32, field};
+use super::simd::{Kernel, LOW_NIBBLES, act_lanes, lane};
+use super::{dot_f32_32, field};
 
 /// Weights per super-block.
 pub(super) const QK_K: usize = 256;
@@ -124,8 +125,9 @@ pub(super) fn dot(row: &[u8], x: &[f32]) -> f32 {
     acc
 }
 
+/// Per sub-block `d * sc * dx * sum(q * qx) - dmin * m * dx * sum(qx)`.
 #[inline(always)]
-pub(super) fn dot_q8(row: &[u8], acts: &QuantizedActs) -> f32 {
+pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
     let mut acc = 0.0f32;
     let subs = QK_K / SUB;
     let x_blocks = acts.qs.chunks_exact(subs).zip(acts.d.chunks_exact(subs));
@@ -137,9 +139,15 @@ pub(super) fn dot_q8(row: &[u8], acts: &QuantizedActs) -> f32 {
         .zip(acts.s.chunks_exact(subs))
     {
         let b = BlockQ4K::from_bytes(b);
+        let chunks: &[[u8; 16]] = b.qs.as_chunks().0;
         for j in 0..subs {
             let (d, m) = b.sub_scale(j);
-            acc += d * dx[j] * dot_i8_32(&b.values(j), &qx[j]) as f32 - m * sx[j];
+            let shift = 4 * (j % 2);
+            let w = [
+                (lane(&chunks[j / 2 * 2]) >> shift) & LOW_NIBBLES,
+                (lane(&chunks[j / 2 * 2 + 1]) >> shift) & LOW_NIBBLES,
+            ];
+            acc += d * dx[j] * k.dot32(w, act_lanes(&qx[j])) as f32 - m * sx[j];
         }
     }
     acc

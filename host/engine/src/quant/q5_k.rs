@@ -5,7 +5,8 @@
 use super::float::{f16_to_f32, f32_to_f16};
 use super::q4_k::{QK_K, pack_scales, scale_min, super_scale};
 use super::q8_act::QuantizedActs;
-use super::{dot_f32_32, dot_i8_32, field};
+use super::simd::{Kernel, LOW_BITS, LOW_NIBBLES, act_lanes, lane};
+use super::{dot_f32_32, field};
 
 /// Weights per sub-block.
 const SUB: usize = 32;
@@ -100,8 +101,9 @@ pub(super) fn dot(row: &[u8], x: &[f32]) -> f32 {
     acc
 }
 
+/// Per sub-block `d * sc * dx * sum(q * qx) - dmin * m * dx * sum(qx)`.
 #[inline(always)]
-pub(super) fn dot_q8(row: &[u8], acts: &QuantizedActs) -> f32 {
+pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
     let mut acc = 0.0f32;
     let subs = QK_K / SUB;
     let x_blocks = acts.qs.chunks_exact(subs).zip(acts.d.chunks_exact(subs));
@@ -113,9 +115,17 @@ pub(super) fn dot_q8(row: &[u8], acts: &QuantizedActs) -> f32 {
         .zip(acts.s.chunks_exact(subs))
     {
         let b = BlockQ5K::from_bytes(b);
+        let chunks: &[[u8; 16]] = b.qs.as_chunks().0;
+        let qh: &[[u8; 16]] = b.qh.as_chunks().0;
+        let qh = [lane(&qh[0]), lane(&qh[1])];
         for j in 0..subs {
             let (d, m) = b.sub_scale(j);
-            acc += d * dx[j] * dot_i8_32(&b.values(j), &qx[j]) as f32 - m * sx[j];
+            let shift = 4 * (j % 2);
+            let w = [0, 1].map(|h| {
+                ((lane(&chunks[j / 2 * 2 + h]) >> shift) & LOW_NIBBLES)
+                    | (((qh[h] >> j) & LOW_BITS) << 4)
+            });
+            acc += d * dx[j] * k.dot32(w, act_lanes(&qx[j])) as f32 - m * sx[j];
         }
     }
     acc

@@ -4,7 +4,8 @@
 use super::float::{f16_to_f32, f32_to_f16};
 use super::q4_k::QK_K;
 use super::q8_act::QuantizedActs;
-use super::{dot_f32, dot_i8_16, field};
+use super::simd::{Kernel, LOW_2_BITS, LOW_BITS, LOW_NIBBLES, act_lanes, lane};
+use super::{dot_f32, field};
 
 /// Weights per sub-block (one scale each).
 const SUB: usize = 16;
@@ -97,8 +98,10 @@ pub(super) fn dot(row: &[u8], x: &[f32]) -> f32 {
     acc
 }
 
+/// Per group of 32 `d * dx * (sc_lo * sum_lo(q * qx) + sc_hi * sum_hi(q * qx))`, the
+/// 6-bit values built as two lanes (one per sub-block) and made signed in place.
 #[inline(always)]
-pub(super) fn dot_q8(row: &[u8], acts: &QuantizedActs) -> f32 {
+pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
     let mut acc = 0.0f32;
     let groups = QK_K / G;
     let x_blocks = acts
@@ -108,17 +111,32 @@ pub(super) fn dot_q8(row: &[u8], acts: &QuantizedActs) -> f32 {
     for (b, (qx, dx)) in row.as_chunks().0.iter().zip(x_blocks) {
         let b = BlockQ6K::from_bytes(b);
         let d = f16_to_f32(b.d);
+        let ql: &[[u8; 16]] = b.ql.as_chunks().0;
+        let qh: &[[u8; 16]] = b.qh.as_chunks().0;
         for g in 0..groups {
-            let q = b.values(g);
-            let (q_lo, q_hi) = q.split_at(SUB);
-            let (x_lo, x_hi) = qx[g].split_at(SUB);
+            let (n, k4) = (g / 4, g % 4);
+            let (lo_shift, hi_shift) = (4 * (k4 / 2), 2 * k4);
+            let w = [0, 1].map(|h| {
+                let lo = (lane(&ql[(2 * n + k4 % 2) * 2 + h]) >> lo_shift) & LOW_NIBBLES;
+                let hi = (lane(&qh[2 * n + h]) >> hi_shift) & LOW_2_BITS;
+                minus_32(lo | (hi << 4))
+            });
+            let x = act_lanes(&qx[g]);
             let sc_lo = i32::from(b.scales[2 * g] as i8);
             let sc_hi = i32::from(b.scales[2 * g + 1] as i8);
-            let isum = sc_lo * dot_i8_16(q_lo, x_lo) + sc_hi * dot_i8_16(q_hi, x_hi);
+            let isum = sc_lo * k.dot16(w[0], x[0]) + sc_hi * k.dot16(w[1], x[1]);
             acc += d * dx[g] * isum as f32;
         }
     }
     acc
+}
+
+/// Each byte `q` (6 bits, 0..=63) of a lane replaced by the `i8` `q - 32`: flip bit 5, and
+/// where bit 5 was clear (the result is negative) set bits 6 and 7.
+#[inline(always)]
+fn minus_32(q: u128) -> u128 {
+    let clear5 = ((q >> 5) & LOW_BITS) ^ LOW_BITS;
+    q ^ (LOW_BITS << 5) ^ (clear5 << 7) ^ (clear5 << 6)
 }
 
 /// A simple (not ggml's iterative) Q6_K quantizer: each sub-block's step is `max|x| / 31`,

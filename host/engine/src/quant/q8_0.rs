@@ -2,7 +2,8 @@
 
 use super::float::{f16_to_f32, f32_to_f16};
 use super::q8_act::QuantizedActs;
-use super::{dot_f32_32, dot_i8_32, field};
+use super::simd::{Kernel, act_lanes, lane};
+use super::{dot_f32_32, field};
 
 /// Weights per block.
 const QK: usize = 32;
@@ -64,12 +65,15 @@ pub(super) fn dot(row: &[u8], x: &[f32]) -> f32 {
     acc
 }
 
+/// Per block `d * dx * sum(q * qx)`.
 #[inline(always)]
-pub(super) fn dot_q8(row: &[u8], acts: &QuantizedActs) -> f32 {
+pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
     let mut acc = 0.0f32;
     for ((b, qx), &dx) in row.as_chunks().0.iter().zip(&acts.qs).zip(&acts.d) {
         let b = BlockQ8_0::from_bytes(b);
-        acc += f16_to_f32(b.d) * dx * dot_i8_32(&b.values(), qx) as f32;
+        let (lo, hi) = b.qs.as_chunks::<16>().0.split_at(1);
+        let isum = k.dot32([lane(&lo[0]), lane(&hi[0])], act_lanes(qx));
+        acc += f16_to_f32(b.d) * dx * isum as f32;
     }
     acc
 }

@@ -18,6 +18,8 @@ pub struct QuantizedActs {
     pub(crate) d: Vec<f32>,
     /// (n / 32) per block `d * sum(qs)`.
     pub(crate) s: Vec<f32>,
+    /// (n / 32) per block `sum(qs)`.
+    pub(crate) sum: Vec<i32>,
     /// (n / 32, 32) the quantized values, `round(x_i / d)` in -127..=127.
     pub(crate) qs: Vec<[i8; QK8]>,
     /// (n) the activations as given, for the float weight types.
@@ -43,10 +45,12 @@ impl QuantizedActs {
         let blocks = x.len() / QK8;
         self.d.clear();
         self.s.clear();
+        self.sum.clear();
         self.qs.clear();
         self.x.clear();
         self.d.reserve(blocks);
         self.s.reserve(blocks);
+        self.sum.reserve(blocks);
         self.qs.reserve(blocks);
         self.x.extend_from_slice(x);
         for chunk in x.as_chunks::<QK8>().0 {
@@ -54,6 +58,7 @@ impl QuantizedActs {
             let sum: i32 = qs.iter().map(|&q| i32::from(q)).sum();
             self.d.push(d);
             self.s.push(d * sum as f32);
+            self.sum.push(sum);
             self.qs.push(qs);
         }
         Ok(())
@@ -114,6 +119,7 @@ mod tests {
                 );
             }
             assert_eq!(acts.s[b], d * sum as f32);
+            assert_eq!(acts.sum[b], sum);
         }
         assert!(QuantizedActs::new(&x[..40]).is_err());
     }
