@@ -4,13 +4,18 @@
 //! Logits stay on the GPU; argmax, top-k and penalties run there and return a few bytes.
 //!
 //! `cudarc` loads the driver and NVRTC at run time, so this crate builds on machines without
-//! CUDA; there [`GpuContext::new`] answers [`orcd_engine::EngineError::BackendUnavailable`].
+//! CUDA; there [`CudaBackend::new`] answers [`orcd_engine::EngineError::BackendUnavailable`].
 
+pub mod backend;
 pub mod compile;
 pub mod driver;
 pub mod kernels;
+pub mod kv_cache;
 pub mod ops;
+pub mod scratch;
 pub mod vram;
+pub mod weights;
 
+pub use backend::{CudaBackend, CudaOptions};
 pub use driver::{GpuContext, driver_available};
 pub use vram::{DeviceBuffer, Purpose, VramLedger, VramReport};

@@ -1,0 +1,712 @@
+//! [`CudaBackend`]: a model on one GPU, implementing [`orcd_engine::Device`].
+//!
+//! Startup: open the GPU, compile/load the kernels, check that weights + KV cache + scratch fit
+//! in free VRAM (else [`EngineError::InsufficientVram`]), upload the weights, allocate the KV
+//! page pool and the scratch once, and verify every allocation's residency.
+//!
+//! A step ([`Device::forward`]) flattens the batch into chunks of at most `max_batch_tokens`
+//! tokens, uploads each chunk's metadata in one copy and queues the forward pass, which reads
+//! like the CPU one (`orcd_engine::cpu::forward`): a list of launches, no host synchronization
+//! and no allocation. Logits stay on the GPU; the `logits_*` operations run kernels on them
+//! and copy back a few bytes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cudarc::driver::result;
+use orcd_engine::EngineError;
+use orcd_engine::device::{Device, DeviceInfo, LogitsWanted, SeqInput, SeqSlot};
+use orcd_engine::model::{Activation, Model, ModelConfig};
+
+use crate::compile::{KernelCompiler, default_cache_dir};
+use crate::driver::{GpuContext, check};
+use crate::kernels::Kernels;
+use crate::kv_cache::{PAGE_TOKENS, PagePool};
+use crate::ops::{KvGeometry, Ops, RopeStyle};
+use crate::scratch::Scratch;
+use crate::vram::{DeviceBuffer, PinnedBuffer, Purpose, VramLedger, VramReport};
+use crate::weights::{GpuWeights, weights_bytes};
+
+/// Default tokens per chunk of a step.
+pub const DEFAULT_MAX_BATCH_TOKENS: usize = 512;
+/// Default KV-cache positions (all slots together) when no budget is given.
+pub const DEFAULT_KV_TOKENS: usize = 65_536;
+/// Default number of sequences that can hold a KV slot at once.
+pub const DEFAULT_MAX_SLOTS: usize = 256;
+/// Share of the VRAM left after weights and scratch that an automatic KV budget may take.
+const AUTO_KV_SHARE: f64 = 0.5;
+
+/// How to start the CUDA backend.
+#[derive(Clone, Debug)]
+pub struct CudaOptions {
+    /// GPU index.
+    pub gpu: usize,
+    /// KV-cache budget in bytes; `None`: [`DEFAULT_KV_TOKENS`] positions, or less when that
+    /// would take more than half of the VRAM left after weights and scratch.
+    pub kv_cache_bytes: Option<u64>,
+    /// KV-cache budget in positions (overrides `kv_cache_bytes`).
+    pub kv_tokens_budget: Option<usize>,
+    /// Tokens per chunk of a step (a larger batch is run in several chunks).
+    pub max_batch_tokens: usize,
+    /// Logits rows one forward may produce.
+    pub max_logits_rows: usize,
+    /// Sequences holding a KV slot at once.
+    pub max_slots: usize,
+    /// Where compiled kernels are cached; `None`: [`default_cache_dir`].
+    pub kernel_cache_dir: Option<PathBuf>,
+}
+
+impl Default for CudaOptions {
+    fn default() -> Self {
+        CudaOptions {
+            gpu: 0,
+            kv_cache_bytes: None,
+            kv_tokens_budget: None,
+            max_batch_tokens: DEFAULT_MAX_BATCH_TOKENS,
+            max_logits_rows: DEFAULT_MAX_BATCH_TOKENS,
+            max_slots: DEFAULT_MAX_SLOTS,
+            kernel_cache_dir: None,
+        }
+    }
+}
+
+/// A model loaded on one GPU. Field order is drop order: device memory and modules go before
+/// the context that owns them.
+pub struct CudaBackend {
+    config: ModelConfig,
+    weights: GpuWeights,
+    /// Per layer K and V: (n_pages, PAGE_TOKENS, kv_dim) f32 each, back to back.
+    kv: DeviceBuffer,
+    /// (max_slots, pages_per_slot) i32.
+    page_table: DeviceBuffer,
+    pages: PagePool,
+    scratch: Scratch,
+    /// Host side of the chunk metadata copy.
+    meta_host: PinnedBuffer,
+    max_batch_tokens: usize,
+    max_logits_rows: usize,
+    /// Logits rows of the last forward.
+    n_rows: usize,
+    kernels: Kernels,
+    ledger: Arc<VramLedger>,
+    gpu: Arc<GpuContext>,
+}
+
+impl std::fmt::Debug for CudaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaBackend")
+            .field("gpu", &self.gpu.name())
+            .field("arch", &self.config.arch)
+            .field("vram", &self.ledger.report())
+            .finish()
+    }
+}
+
+fn invalid(msg: String) -> EngineError {
+    EngineError::InvalidInput(msg)
+}
+
+impl CudaBackend {
+    /// Load `model` onto GPU `opts.gpu`.
+    pub fn new(model: Model, opts: CudaOptions) -> Result<CudaBackend, EngineError> {
+        let c = model.config.clone();
+        if opts.max_batch_tokens == 0 || opts.max_logits_rows == 0 || opts.max_slots == 0 {
+            return Err(invalid(
+                "max_batch_tokens, max_logits_rows and max_slots must be positive".into(),
+            ));
+        }
+        if !c.head_dim.is_multiple_of(32) || c.head_dim > crate::kernels::shape::ATT_MAX_HEAD_DIM {
+            return Err(EngineError::BadMetadata {
+                key: format!("{}.attention.key_length", c.arch.name()),
+                problem: format!(
+                    "head dimension {} is not supported by the CUDA attention (multiple of 32, at most {})",
+                    c.head_dim,
+                    crate::kernels::shape::ATT_MAX_HEAD_DIM
+                ),
+            });
+        }
+        for (what, n) in [("dim", c.dim), ("ffn_dim", c.ffn_dim), ("q_dim", c.q_dim())] {
+            if !n.is_multiple_of(32) {
+                return Err(EngineError::BadMetadata {
+                    key: what.into(),
+                    problem: format!("{n} is not a multiple of 32"),
+                });
+            }
+        }
+        let gpu = Arc::new(GpuContext::new(opts.gpu)?);
+        let (cc_major, cc_minor) = gpu.compute_capability();
+        let dir = opts
+            .kernel_cache_dir
+            .clone()
+            .unwrap_or_else(default_cache_dir);
+        let compiler = KernelCompiler::new((cc_major, cc_minor), &dir)?;
+        let kernels = Kernels::load(&gpu, &compiler)?;
+        tracing::info!(
+            gpu = gpu.name(),
+            sm = %format!("{cc_major}.{cc_minor}"),
+            cached_modules = kernels.cache_hits,
+            cache = %dir.display(),
+            "CUDA kernels ready"
+        );
+
+        // What the model needs, against what the device has free.
+        let t = opts.max_batch_tokens;
+        let r = opts.max_logits_rows;
+        let w_bytes = weights_bytes(&model);
+        let s_bytes = Scratch::bytes(&c, t, r);
+        let kv_token_bytes = (c.n_layers * 2 * c.kv_dim() * 4) as u64;
+        let page_bytes = kv_token_bytes * PAGE_TOKENS as u64;
+        let (free, _total) = gpu.mem_info()?;
+        let kv_bytes = match (opts.kv_tokens_budget, opts.kv_cache_bytes) {
+            (Some(tokens), _) => tokens.div_ceil(PAGE_TOKENS) as u64 * page_bytes,
+            (None, Some(bytes)) => bytes / page_bytes * page_bytes,
+            (None, None) => {
+                let want = DEFAULT_KV_TOKENS as u64 / PAGE_TOKENS as u64 * page_bytes;
+                let room = free.saturating_sub(w_bytes + s_bytes) as f64 * AUTO_KV_SHARE;
+                want.min((room as u64) / page_bytes * page_bytes)
+            }
+        };
+        let n_pages = (kv_bytes / page_bytes) as usize;
+        let required = w_bytes + s_bytes + kv_bytes;
+        if n_pages == 0 || required > free {
+            return Err(EngineError::InsufficientVram {
+                required: required.max(w_bytes + s_bytes + page_bytes),
+                available: free,
+            });
+        }
+
+        let ledger = VramLedger::new(Arc::clone(&gpu));
+        let weights = GpuWeights::upload(&model, &ledger)?;
+        let pages = PagePool::new(n_pages, opts.max_slots, c.context_length);
+        let kv = ledger.alloc(kv_bytes, Purpose::KvCache)?;
+        let page_table = ledger.alloc(
+            (opts.max_slots * pages.pages_per_slot() * 4) as u64,
+            Purpose::KvCache,
+        )?;
+        page_table.fill_sync(0)?;
+        let scratch = Scratch::new(&c, t, r, &ledger)?;
+        let meta_host = PinnedBuffer::new(&gpu, scratch.meta_bytes)?;
+        let checked = ledger.verify_residency()?;
+        let report = ledger.report();
+        tracing::info!(
+            event = "model_load_complete",
+            weights_bytes = report.weights_bytes,
+            kv_cache_bytes = report.kv_cache_bytes,
+            scratch_bytes = report.scratch_bytes,
+            kv_tokens = n_pages * PAGE_TOKENS,
+            allocations_verified = checked,
+            "model resident in VRAM"
+        );
+        Ok(CudaBackend {
+            config: c,
+            weights,
+            kv,
+            page_table,
+            pages,
+            scratch,
+            meta_host,
+            max_batch_tokens: t,
+            max_logits_rows: r,
+            n_rows: 0,
+            kernels,
+            ledger,
+            gpu,
+        })
+    }
+
+    /// The model's hyper-parameters.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Device bytes held per purpose (for `/health`).
+    pub fn vram_report(&self) -> VramReport {
+        self.ledger.report()
+    }
+
+    /// Check with the driver that every allocation is plain device memory (spec 1012).
+    pub fn verify_residency(&self) -> Result<usize, EngineError> {
+        self.ledger.verify_residency()
+    }
+
+    /// The GPU's name, e.g. "NVIDIA H100 80GB HBM3".
+    pub fn gpu_name(&self) -> &str {
+        self.gpu.name()
+    }
+
+    /// Wait for all queued work (for benchmarks; the `logits_*` calls synchronize themselves).
+    pub fn synchronize(&self) -> Result<(), EngineError> {
+        self.gpu.synchronize()
+    }
+
+    fn ops(&self) -> Ops<'_> {
+        Ops::new(&self.gpu, &self.kernels)
+    }
+
+    /// Check a batch against the model and the slots before anything is queued.
+    fn validate(&self, batch: &[SeqInput<'_>]) -> Result<usize, EngineError> {
+        let vocab = self.config.vocab_size;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut rows = 0usize;
+        for seq in batch {
+            let id = seq.slot.0;
+            if !seen.insert(seq.slot) {
+                return Err(invalid(format!("slot {id} appears twice in one batch")));
+            }
+            let slot = self
+                .pages
+                .get(seq.slot)
+                .ok_or_else(|| invalid(format!("unknown KV slot {id}")))?;
+            if seq.tokens.is_empty() {
+                return Err(invalid(format!("slot {id}: no new tokens")));
+            }
+            if seq.start_pos != slot.len {
+                return Err(invalid(format!(
+                    "slot {id}: start_pos {} but {} tokens are cached",
+                    seq.start_pos, slot.len
+                )));
+            }
+            if seq.start_pos + seq.tokens.len() > slot.max_tokens {
+                return Err(invalid(format!(
+                    "slot {id}: {} + {} tokens overflow the slot's {} positions",
+                    seq.start_pos,
+                    seq.tokens.len(),
+                    slot.max_tokens
+                )));
+            }
+            if let Some(&t) = seq.tokens.iter().find(|&&t| t as usize >= vocab) {
+                return Err(invalid(format!(
+                    "token id {t} is outside the vocabulary of {vocab}"
+                )));
+            }
+            rows += match seq.logits {
+                LogitsWanted::None => 0,
+                LogitsWanted::Last => 1,
+                LogitsWanted::All => seq.tokens.len(),
+            };
+        }
+        if rows > self.max_logits_rows {
+            return Err(invalid(format!(
+                "the step asks for {rows} logits rows; this backend keeps at most {}",
+                self.max_logits_rows
+            )));
+        }
+        Ok(rows)
+    }
+
+    /// Queue one chunk: `tokens`, `pos`, `slot` per token, `out_rows` = chunk-local indices of
+    /// the tokens whose logits go to rows `row0..row0 + out_rows.len()`.
+    fn run_chunk(
+        &mut self,
+        tokens: &[u32],
+        pos: &[i32],
+        slot: &[i32],
+        out_rows: &[i32],
+        row0: usize,
+    ) -> Result<(), EngineError> {
+        let n = tokens.len();
+        let t = self.max_batch_tokens;
+        // Metadata: four arrays of T 4-byte values, one copy. The pinned buffer is reused, so
+        // the previous chunk's copy out of it must be done.
+        self.gpu.synchronize()?;
+        {
+            let m = self.meta_host.as_mut_slice();
+            let put = |m: &mut [u8], at: usize, vals: &mut dyn Iterator<Item = [u8; 4]>| {
+                for (i, b) in vals.enumerate() {
+                    m[(at + i) * 4..(at + i) * 4 + 4].copy_from_slice(&b);
+                }
+            };
+            put(m, 0, &mut tokens.iter().map(|v| v.to_le_bytes()));
+            put(m, t, &mut pos.iter().map(|v| v.to_le_bytes()));
+            put(m, 2 * t, &mut slot.iter().map(|v| v.to_le_bytes()));
+            put(m, 3 * t, &mut out_rows.iter().map(|v| v.to_le_bytes()));
+        }
+        // SAFETY: the scratch's metadata block is `meta_bytes` long, the pinned source too, and
+        // it is not written again before the next synchronize.
+        check(
+            unsafe {
+                result::memcpy_htod_async(
+                    self.scratch.meta,
+                    &self.meta_host.as_slice()[..self.scratch.meta_bytes],
+                    self.gpu.stream(),
+                )
+            },
+            "cuMemcpyHtoDAsync(step metadata)",
+        )?;
+        self.queue_forward(n, out_rows.len(), row0)
+    }
+
+    /// The forward pass of `n` tokens whose metadata is on the device; `r` logits rows go to
+    /// rows `row0..` of the logits buffer.
+    fn queue_forward(&self, n: usize, r: usize, row0: usize) -> Result<(), EngineError> {
+        let c = &self.config;
+        let s = &self.scratch;
+        let w = &self.weights;
+        let ops = self.ops();
+        let (dim, q_dim, kv_dim, hd, ffn) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim, c.ffn_dim);
+        let eps = c.rms_eps;
+        let style = match c.rope_style {
+            orcd_engine::model::RopeStyle::Normal => RopeStyle::Norm,
+            orcd_engine::model::RopeStyle::Neox => RopeStyle::Neox,
+        };
+        let geo = KvGeometry {
+            page_table: self.page_table.ptr(),
+            pages_per_slot: self.pages.pages_per_slot(),
+            page_tokens: PAGE_TOKENS,
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: hd,
+        };
+        let layer_kv_bytes = (self.pages.n_pages() * PAGE_TOKENS * kv_dim * 4) as u64;
+
+        // token embedding (scaled on Gemma)
+        let e = &w.token_embd;
+        ops.embed(e.ty, e.ptr, s.tokens, s.x, n, dim, c.embed_scale)?;
+        for (l, lw) in w.layers.iter().enumerate() {
+            let kc = self.kv.ptr_at(2 * l as u64 * layer_kv_bytes)?;
+            let vc = self.kv.ptr_at((2 * l as u64 + 1) * layer_kv_bytes)?;
+            // attention norm
+            ops.rms_norm(s.x, lw.attn_norm.ptr, s.xb, n, dim, eps)?;
+            // q, k, v projections
+            ops.matmul(lw.attn_q.ty, lw.attn_q.ptr, s.xb, s.q, q_dim, dim, n, q_dim)?;
+            ops.matmul(
+                lw.attn_k.ty,
+                lw.attn_k.ptr,
+                s.xb,
+                s.k,
+                kv_dim,
+                dim,
+                n,
+                kv_dim,
+            )?;
+            ops.matmul(
+                lw.attn_v.ty,
+                lw.attn_v.ptr,
+                s.xb,
+                s.v,
+                kv_dim,
+                dim,
+                n,
+                kv_dim,
+            )?;
+            // projection biases (Qwen2)
+            if let Some(b) = &lw.attn_q_bias {
+                ops.add_bias(s.q, b.ptr, n, q_dim)?;
+            }
+            if let Some(b) = &lw.attn_k_bias {
+                ops.add_bias(s.k, b.ptr, n, kv_dim)?;
+            }
+            if let Some(b) = &lw.attn_v_bias {
+                ops.add_bias(s.v, b.ptr, n, kv_dim)?;
+            }
+            // per-head query/key norms (Gemma 3)
+            if let Some(qn) = &lw.attn_q_norm {
+                ops.rms_norm(s.q, qn.ptr, s.q, n * c.n_heads, hd, eps)?;
+            }
+            if let Some(kn) = &lw.attn_k_norm {
+                ops.rms_norm(s.k, kn.ptr, s.k, n * c.n_kv_heads, hd, eps)?;
+            }
+            // RoPE on queries and keys
+            let base = c.rope_base_of(l);
+            ops.rope(s.q, s.pos, n, c.n_heads, hd, c.rope_dims, base, style)?;
+            ops.rope(s.k, s.pos, n, c.n_kv_heads, hd, c.rope_dims, base, style)?;
+            // append the new keys and values to the cache
+            ops.kv_write(&geo, s.k, s.v, kc, vc, s.slot, s.pos, n)?;
+            // attention of every new token over its slot (causal, windowed on sliding layers)
+            let window = c.window_of(l).unwrap_or(0);
+            ops.attention(
+                &geo,
+                s.q,
+                kc,
+                vc,
+                s.slot,
+                s.pos,
+                s.att,
+                n,
+                window,
+                c.attn_scale,
+            )?;
+            // output projection
+            let o = &lw.attn_output;
+            ops.matmul(o.ty, o.ptr, s.att, s.xb2, dim, q_dim, n, dim)?;
+            // post-attention norm (Gemma 3)
+            if let Some(pn) = &lw.post_attention_norm {
+                ops.rms_norm(s.xb2, pn.ptr, s.xb2, n, dim, eps)?;
+            }
+            // residual
+            ops.add(s.x, s.xb2, n * dim)?;
+
+            // FFN norm
+            ops.rms_norm(s.x, lw.ffn_norm.ptr, s.xb, n, dim, eps)?;
+            // gate and up projections
+            ops.matmul(
+                lw.ffn_gate.ty,
+                lw.ffn_gate.ptr,
+                s.xb,
+                s.hb,
+                ffn,
+                dim,
+                n,
+                ffn,
+            )?;
+            ops.matmul(lw.ffn_up.ty, lw.ffn_up.ptr, s.xb, s.hb2, ffn, dim, n, ffn)?;
+            // gated activation: act(gate) * up
+            match c.activation {
+                Activation::Silu => ops.silu_mul(s.hb, s.hb2, s.hb, n * ffn)?,
+                Activation::GeluTanh => ops.gelu_tanh_mul(s.hb, s.hb2, s.hb, n * ffn)?,
+            }
+            // down projection
+            let d = &lw.ffn_down;
+            ops.matmul(d.ty, d.ptr, s.hb, s.xb2, dim, ffn, n, dim)?;
+            // post-FFN norm (Gemma 3)
+            if let Some(pn) = &lw.post_ffw_norm {
+                ops.rms_norm(s.xb2, pn.ptr, s.xb2, n, dim, eps)?;
+            }
+            // residual
+            ops.add(s.x, s.xb2, n * dim)?;
+        }
+        if r > 0 {
+            // final norm of the rows that want logits
+            ops.gather_rows(s.x, s.out_rows, s.out_x, r, dim)?;
+            ops.rms_norm(s.out_x, w.output_norm.ptr, s.out_x, r, dim, eps)?;
+            // classifier into logits rows row0..row0 + r
+            let out = &w.output;
+            let dst = s.logits + (row0 * c.vocab_size * 4) as u64;
+            ops.matmul(
+                out.ty,
+                out.ptr,
+                s.out_x,
+                dst,
+                c.vocab_size,
+                dim,
+                r,
+                c.vocab_size,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn check_row(&self, row: usize) -> Result<(), EngineError> {
+        if row >= self.n_rows {
+            return Err(invalid(format!(
+                "logits row {row} of a step that produced {}",
+                self.n_rows
+            )));
+        }
+        Ok(())
+    }
+
+    /// Copy `dst.len()` values from device address `src` after the queued work.
+    fn download<T: Copy>(&self, src: u64, dst: &mut [T]) -> Result<(), EngineError> {
+        self.gpu.synchronize()?;
+        // SAFETY: every caller passes an address inside the scratch with room for `dst`.
+        check(
+            unsafe { result::memcpy_dtoh_sync(dst, src) },
+            "cuMemcpyDtoH",
+        )
+    }
+}
+
+impl Device for CudaBackend {
+    fn info(&self) -> DeviceInfo {
+        let r = self.ledger.report();
+        let (maj, min) = self.gpu.compute_capability();
+        let v = self.gpu.driver_version();
+        DeviceInfo {
+            backend: "cuda",
+            name: self.gpu.name().to_string(),
+            weights_bytes: r.weights_bytes,
+            kv_cache_bytes: r.kv_cache_bytes,
+            scratch_bytes: r.scratch_bytes,
+            sm: Some(format!("{maj}.{min}")),
+            runtime_version: Some(format!("{}.{}", v / 1000, (v % 1000) / 10)),
+        }
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn context_length(&self) -> usize {
+        self.config.context_length
+    }
+
+    fn alloc_seq(&mut self, max_tokens: usize) -> Result<SeqSlot, EngineError> {
+        let ctx = self.config.context_length;
+        if max_tokens == 0 || max_tokens > ctx {
+            return Err(invalid(format!(
+                "a sequence of {max_tokens} tokens: must be 1..={ctx} (the model's context)"
+            )));
+        }
+        let (slot, pages) = self.pages.alloc(max_tokens)?;
+        let page_list = pages.pages.clone();
+        let row = self.pages.table_row(&page_list);
+        let at = (slot.0 as usize * self.pages.pages_per_slot() * 4) as u64;
+        if let Err(e) = self.page_table.write_sync(at, &row) {
+            self.pages.free(slot);
+            return Err(e);
+        }
+        Ok(slot)
+    }
+
+    fn free_seq(&mut self, slot: SeqSlot) {
+        self.pages.free(slot);
+    }
+
+    fn free_kv_tokens(&self) -> usize {
+        self.pages.free_tokens()
+    }
+
+    fn forward(&mut self, batch: &[SeqInput<'_>]) -> Result<usize, EngineError> {
+        self.n_rows = 0;
+        self.gpu.bind()?;
+        let rows = self.validate(batch)?;
+        let t = self.max_batch_tokens;
+        let (mut tokens, mut pos, mut slot, mut out_rows) = (
+            Vec::with_capacity(t),
+            Vec::with_capacity(t),
+            Vec::with_capacity(t),
+            Vec::new(),
+        );
+        let mut row0 = 0usize;
+        for seq in batch {
+            for (j, &tok) in seq.tokens.iter().enumerate() {
+                let last = j + 1 == seq.tokens.len();
+                let wants = match seq.logits {
+                    LogitsWanted::None => false,
+                    LogitsWanted::Last => last,
+                    LogitsWanted::All => true,
+                };
+                if wants {
+                    out_rows.push(tokens.len() as i32);
+                }
+                tokens.push(tok);
+                pos.push((seq.start_pos + j) as i32);
+                slot.push(seq.slot.0 as i32);
+                if tokens.len() == t {
+                    self.run_chunk(&tokens, &pos, &slot, &out_rows, row0)?;
+                    row0 += out_rows.len();
+                    tokens.clear();
+                    pos.clear();
+                    slot.clear();
+                    out_rows.clear();
+                }
+            }
+        }
+        if !tokens.is_empty() {
+            self.run_chunk(&tokens, &pos, &slot, &out_rows, row0)?;
+            row0 += out_rows.len();
+        }
+        debug_assert_eq!(row0, rows);
+        for seq in batch {
+            if let Some(s) = self.pages.get_mut(seq.slot) {
+                s.len += seq.tokens.len();
+            }
+        }
+        self.n_rows = rows;
+        Ok(rows)
+    }
+
+    fn logits_argmax(&self, row: usize) -> Result<(u32, f32), EngineError> {
+        self.check_row(row)?;
+        self.gpu.bind()?;
+        let s = &self.scratch;
+        self.ops()
+            .argmax(s.logits, row, self.config.vocab_size, s.argmax)?;
+        let mut out = [0u32; 2];
+        self.download(s.argmax, &mut out)?;
+        Ok((out[0], f32::from_bits(out[1])))
+    }
+
+    fn logits_top_k(&self, row: usize, k: usize) -> Result<Vec<(u32, f32)>, EngineError> {
+        self.check_row(row)?;
+        let vocab = self.config.vocab_size;
+        let k = k.min(vocab);
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        self.gpu.bind()?;
+        let s = &self.scratch;
+        self.ops().top_k(
+            s.logits,
+            row,
+            vocab,
+            k,
+            s.topk_ids,
+            s.topk_vals,
+            s.topk_count,
+        )?;
+        let mut count = [0u32; 1];
+        self.download(s.topk_count, &mut count)?;
+        let n = (count[0] as usize).min(k);
+        let mut ids = vec![0u32; n];
+        let mut vals = vec![0f32; n];
+        if n > 0 {
+            self.download(s.topk_ids, &mut ids)?;
+            self.download(s.topk_vals, &mut vals)?;
+        }
+        let mut out: Vec<(u32, f32)> = ids.into_iter().zip(vals).collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    fn logits_row(&self, row: usize) -> Result<Vec<f32>, EngineError> {
+        self.check_row(row)?;
+        self.gpu.bind()?;
+        let vocab = self.config.vocab_size;
+        let mut out = vec![0f32; vocab];
+        self.download(self.scratch.logits + (row * vocab * 4) as u64, &mut out)?;
+        Ok(out)
+    }
+
+    fn logits_penalize(
+        &mut self,
+        row: usize,
+        history: &[u32],
+        repeat: f32,
+        frequency: f32,
+        presence: f32,
+    ) -> Result<(), EngineError> {
+        self.check_row(row)?;
+        self.gpu.bind()?;
+        let vocab = self.config.vocab_size;
+        let mut counts: BTreeMap<u32, u32> = BTreeMap::new();
+        for &t in history {
+            if (t as usize) < vocab {
+                *counts.entry(t).or_default() += 1;
+            }
+        }
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<u32> = counts.keys().copied().collect();
+        let cnt: Vec<u32> = counts.values().copied().collect();
+        let s = &self.scratch;
+        self.upload(s.pen_ids, &ids)?;
+        self.upload(s.pen_counts, &cnt)?;
+        self.ops().penalize(
+            s.logits,
+            row,
+            vocab,
+            s.pen_ids,
+            s.pen_counts,
+            ids.len(),
+            repeat,
+            frequency,
+            presence,
+        )
+    }
+}
+
+impl CudaBackend {
+    /// Copy `src` to device address `dst` (inside the scratch) after the queued work.
+    fn upload(&self, dst: u64, src: &[u32]) -> Result<(), EngineError> {
+        self.gpu.synchronize()?;
+        // SAFETY: `dst` is a scratch array of `vocab` u32 and `src` holds distinct ids < vocab.
+        check(
+            unsafe { result::memcpy_htod_sync(dst, src) },
+            "cuMemcpyHtoD(penalties)",
+        )
+    }
+}

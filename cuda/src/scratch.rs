@@ -1,0 +1,137 @@
+//! The activation buffers of a step, carved out of one scratch allocation made at startup
+//! (no allocation inside a step). Shapes are for `T` = tokens per chunk and `R` = logits rows
+//! per forward; every buffer starts 256-byte aligned.
+
+use std::sync::Arc;
+
+use orcd_engine::EngineError;
+use orcd_engine::model::ModelConfig;
+
+use crate::vram::{DeviceBuffer, Purpose, VramLedger};
+
+const ALIGN: u64 = 256;
+
+/// Device addresses of the step's buffers.
+#[derive(Debug)]
+pub struct Scratch {
+    _buffer: DeviceBuffer,
+    /// Per-chunk metadata, uploaded in one copy: tokens (T) u32, pos (T) i32, slot (T) i32,
+    /// out_rows (T) i32, laid out back to back at these addresses.
+    pub meta: u64,
+    pub tokens: u64,
+    pub pos: u64,
+    pub slot: u64,
+    pub out_rows: u64,
+    /// (T, dim) the residual stream.
+    pub x: u64,
+    /// (T, dim) a sublayer's normed input.
+    pub xb: u64,
+    /// (T, dim) a sublayer's output.
+    pub xb2: u64,
+    /// (T, q_dim) queries.
+    pub q: u64,
+    /// (T, kv_dim) new keys / values.
+    pub k: u64,
+    pub v: u64,
+    /// (T, q_dim) attention output.
+    pub att: u64,
+    /// (T, ffn_dim) gate (then the gated activation) and up projections.
+    pub hb: u64,
+    pub hb2: u64,
+    /// (T, dim) final hidden states of the rows that want logits.
+    pub out_x: u64,
+    /// (R, vocab) the forward's logits.
+    pub logits: u64,
+    /// argmax result: 2 u32 (id, logit bits).
+    pub argmax: u64,
+    /// top-k results: (vocab) u32 ids, (vocab) f32 values, 1 u32 count.
+    pub topk_ids: u64,
+    pub topk_vals: u64,
+    pub topk_count: u64,
+    /// penalty inputs: (vocab) u32 distinct ids, (vocab) u32 counts.
+    pub pen_ids: u64,
+    pub pen_counts: u64,
+    /// Bytes of the metadata block (4 arrays of T 4-byte values).
+    pub meta_bytes: usize,
+}
+
+impl Scratch {
+    /// Bytes needed for `t` tokens per chunk and `r` logits rows.
+    pub fn bytes(c: &ModelConfig, t: usize, r: usize) -> u64 {
+        Self::layout(c, t, r)
+            .iter()
+            .map(|&b| b.next_multiple_of(ALIGN))
+            .sum()
+    }
+
+    /// Buffer sizes in the order of the fields.
+    fn layout(c: &ModelConfig, t: usize, r: usize) -> [u64; 18] {
+        let f = |n: usize| (n * 4) as u64;
+        [
+            f(4 * t),            // meta
+            f(t * c.dim),        // x
+            f(t * c.dim),        // xb
+            f(t * c.dim),        // xb2
+            f(t * c.q_dim()),    // q
+            f(t * c.kv_dim()),   // k
+            f(t * c.kv_dim()),   // v
+            f(t * c.q_dim()),    // att
+            f(t * c.ffn_dim),    // hb
+            f(t * c.ffn_dim),    // hb2
+            f(t * c.dim),        // out_x
+            f(r * c.vocab_size), // logits
+            f(2),                // argmax
+            f(c.vocab_size),     // topk ids
+            f(c.vocab_size),     // topk vals
+            f(1),                // topk count
+            f(c.vocab_size),     // penalty ids
+            f(c.vocab_size),     // penalty counts
+        ]
+    }
+
+    /// Allocate the scratch for `t` tokens per chunk and `r` logits rows, poisoned with NaN.
+    pub fn new(
+        c: &ModelConfig,
+        t: usize,
+        r: usize,
+        ledger: &Arc<VramLedger>,
+    ) -> Result<Scratch, EngineError> {
+        let sizes = Self::layout(c, t, r);
+        let buffer = ledger.alloc(Self::bytes(c, t, r), Purpose::Scratch)?;
+        buffer.fill_sync(0xFF)?;
+        let mut at = [0u64; 18];
+        let mut off = buffer.ptr();
+        for (a, s) in at.iter_mut().zip(sizes) {
+            *a = off;
+            off += s.next_multiple_of(ALIGN);
+        }
+        let meta = at[0];
+        let t4 = (t * 4) as u64;
+        Ok(Scratch {
+            meta,
+            tokens: meta,
+            pos: meta + t4,
+            slot: meta + 2 * t4,
+            out_rows: meta + 3 * t4,
+            x: at[1],
+            xb: at[2],
+            xb2: at[3],
+            q: at[4],
+            k: at[5],
+            v: at[6],
+            att: at[7],
+            hb: at[8],
+            hb2: at[9],
+            out_x: at[10],
+            logits: at[11],
+            argmax: at[12],
+            topk_ids: at[13],
+            topk_vals: at[14],
+            topk_count: at[15],
+            pen_ids: at[16],
+            pen_counts: at[17],
+            meta_bytes: 4 * t * 4,
+            _buffer: buffer,
+        })
+    }
+}

@@ -1,0 +1,176 @@
+//! The model's weights in VRAM, in their GGUF formats (no dequantized copy; spec 1201): one
+//! device allocation holds every tensor at a 256-byte aligned offset. Uploaded from the
+//! memory-mapped file in chunks through a pinned staging buffer, with progress logged at
+//! 0/25/50/75/100 % (spec 1221-1222, 1621).
+
+use std::sync::Arc;
+
+use cudarc::driver::result;
+use orcd_engine::EngineError;
+use orcd_engine::gguf::TensorInfo;
+use orcd_engine::model::Model;
+use orcd_engine::quant::GgmlType;
+
+use crate::driver::check;
+use crate::vram::{DeviceBuffer, PinnedBuffer, Purpose, VramLedger};
+
+/// Alignment of each tensor in the weights allocation (bytes).
+const TENSOR_ALIGN: u64 = 256;
+/// Size of the pinned staging buffer (bytes).
+const STAGING_BYTES: usize = 16 << 20;
+
+/// A weight tensor on the device.
+#[derive(Copy, Clone, Debug)]
+pub struct DevTensor {
+    /// Device address of the first block.
+    pub ptr: u64,
+    pub ty: GgmlType,
+    /// Elements per row (`ne[0]`).
+    pub cols: usize,
+    pub rows: usize,
+}
+
+/// One layer's tensors on the device (see `orcd_engine::model::LayerWeights` for shapes).
+#[derive(Clone, Debug)]
+pub struct GpuLayer {
+    pub attn_norm: DevTensor,
+    pub attn_q: DevTensor,
+    pub attn_k: DevTensor,
+    pub attn_v: DevTensor,
+    pub attn_q_bias: Option<DevTensor>,
+    pub attn_k_bias: Option<DevTensor>,
+    pub attn_v_bias: Option<DevTensor>,
+    pub attn_q_norm: Option<DevTensor>,
+    pub attn_k_norm: Option<DevTensor>,
+    pub attn_output: DevTensor,
+    pub post_attention_norm: Option<DevTensor>,
+    pub ffn_norm: DevTensor,
+    pub ffn_gate: DevTensor,
+    pub ffn_up: DevTensor,
+    pub ffn_down: DevTensor,
+    pub post_ffw_norm: Option<DevTensor>,
+}
+
+/// All weights on the device.
+#[derive(Debug)]
+pub struct GpuWeights {
+    /// The one allocation holding every tensor.
+    _buffer: DeviceBuffer,
+    pub token_embd: DevTensor,
+    pub output_norm: DevTensor,
+    pub output: DevTensor,
+    pub layers: Vec<GpuLayer>,
+}
+
+/// Bytes the weights take on the device (each tensor aligned).
+pub fn weights_bytes(model: &Model) -> u64 {
+    model
+        .weights
+        .all()
+        .iter()
+        .map(|t| t.size.next_multiple_of(TENSOR_ALIGN))
+        .sum()
+}
+
+impl GpuWeights {
+    /// Allocate and upload every tensor of `model`.
+    pub fn upload(model: &Model, ledger: &Arc<VramLedger>) -> Result<GpuWeights, EngineError> {
+        let all = model.weights.all();
+        let total = weights_bytes(model);
+        let buffer = ledger.alloc(total, Purpose::Weights)?;
+        let mut staging = PinnedBuffer::new(ledger.gpu(), STAGING_BYTES)?;
+        let mut offsets: Vec<(String, u64)> = Vec::with_capacity(all.len());
+        let mut offset = 0u64;
+        let mut done = 0u64;
+        let mut next_report = 0u64; // next percentage to log
+        let gpu = ledger.gpu();
+        let raw_total: u64 = all.iter().map(|t| t.size).sum();
+        tracing::info!(
+            event = "model_load_progress",
+            percent = 0,
+            bytes = total,
+            "uploading weights"
+        );
+        next_report += 25;
+        for t in &all {
+            let data = model.tensor_data(t);
+            for chunk in data.chunks(STAGING_BYTES) {
+                // The staging buffer is reused: wait for the previous copy out of it.
+                gpu.synchronize()?;
+                staging.as_mut_slice()[..chunk.len()].copy_from_slice(chunk);
+                let dst = buffer.ptr_at(offset + (chunk.as_ptr() as u64 - data.as_ptr() as u64))?;
+                // SAFETY: `dst..dst+len` lies inside `buffer` (offsets sum to `total`); the
+                // source is pinned memory that stays untouched until the next synchronize.
+                check(
+                    unsafe {
+                        result::memcpy_htod_async(
+                            dst,
+                            &staging.as_slice()[..chunk.len()],
+                            gpu.stream(),
+                        )
+                    },
+                    "cuMemcpyHtoDAsync(weights)",
+                )?;
+                done += chunk.len() as u64;
+                while next_report <= 100 && done * 100 >= next_report * raw_total.max(1) {
+                    tracing::info!(
+                        event = "model_load_progress",
+                        percent = next_report,
+                        "uploading weights"
+                    );
+                    next_report += 25;
+                }
+            }
+            offsets.push((t.name.clone(), offset));
+            offset += t.size.next_multiple_of(TENSOR_ALIGN);
+        }
+        gpu.synchronize()?;
+        let base = buffer.ptr();
+        let find = |t: &TensorInfo| -> Result<DevTensor, EngineError> {
+            let off = offsets
+                .iter()
+                .find(|(n, _)| *n == t.name)
+                .map(|(_, o)| *o)
+                .ok_or_else(|| EngineError::BadTensor {
+                    tensor: t.name.clone(),
+                    problem: "not uploaded".into(),
+                })?;
+            Ok(DevTensor {
+                ptr: base + off,
+                ty: t.ty,
+                cols: t.row_len(),
+                rows: t.n_rows(),
+            })
+        };
+        let opt = |t: &Option<TensorInfo>| t.as_ref().map(&find).transpose();
+        let w = &model.weights;
+        let mut layers = Vec::with_capacity(w.layers.len());
+        for l in &w.layers {
+            layers.push(GpuLayer {
+                attn_norm: find(&l.attn_norm)?,
+                attn_q: find(&l.attn_q)?,
+                attn_k: find(&l.attn_k)?,
+                attn_v: find(&l.attn_v)?,
+                attn_q_bias: opt(&l.attn_q_bias)?,
+                attn_k_bias: opt(&l.attn_k_bias)?,
+                attn_v_bias: opt(&l.attn_v_bias)?,
+                attn_q_norm: opt(&l.attn_q_norm)?,
+                attn_k_norm: opt(&l.attn_k_norm)?,
+                attn_output: find(&l.attn_output)?,
+                post_attention_norm: opt(&l.post_attention_norm)?,
+                ffn_norm: find(&l.ffn_norm)?,
+                ffn_gate: find(&l.ffn_gate)?,
+                ffn_up: find(&l.ffn_up)?,
+                ffn_down: find(&l.ffn_down)?,
+                post_ffw_norm: opt(&l.post_ffw_norm)?,
+            });
+        }
+        Ok(GpuWeights {
+            token_embd: find(&w.token_embd)?,
+            output_norm: find(&w.output_norm)?,
+            output: find(&w.output)?,
+            layers,
+            _buffer: buffer,
+        })
+    }
+}

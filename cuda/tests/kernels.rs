@@ -1,0 +1,525 @@
+//! Every kernel against its CPU twin, on fresh random inputs each run (the seed is printed).
+//! Outputs are poisoned (NaN) before each launch, so an element a kernel fails to write fails
+//! the comparison. GPU tests: `#[ignore]`d here, run on the GPU machine by `scripts/gpu-test.sh`.
+//!
+//! Tolerances (relative error ‖gpu − cpu‖ / ‖cpu‖ unless stated): matrix products against an
+//! f64 dot of the engine's own dequantized rows 1e-5 for every weight type (f32 accumulation in
+//! another order); embedding rows exact to 1e-6; norms, RoPE and activations 1e-5; attention
+//! against an f64 softmax 1e-5; argmax/top-k/penalties exact.
+
+use std::sync::Arc;
+
+use orcd_cuda::compile::KernelCompiler;
+use orcd_cuda::kernels::Kernels;
+use orcd_cuda::ops::{KvGeometry, Ops, RopeStyle};
+use orcd_cuda::{DeviceBuffer, GpuContext, Purpose, VramLedger};
+use orcd_engine::cpu::ops as cpu;
+use orcd_engine::device::host_logits;
+use orcd_engine::model::RopeStyle as CpuRope;
+use orcd_engine::quant::{GgmlType, dequantize_row, quantize_row};
+
+/// xorshift64*: small, seedable, good enough for test data.
+struct Rng(u64);
+
+impl Rng {
+    fn fresh(what: &str) -> Rng {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9e37_79b9)
+            | 1;
+        eprintln!("{what}: seed {seed}");
+        Rng(seed)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in [-1, 1).
+    fn f(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.f() * scale).collect()
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+struct Gpu {
+    kernels: Kernels,
+    ledger: Arc<VramLedger>,
+    gpu: Arc<GpuContext>,
+}
+
+impl Gpu {
+    fn new() -> Gpu {
+        let gpu = Arc::new(GpuContext::new(0).expect("GPU 0"));
+        let dir = std::env::temp_dir().join("orcd-kernel-tests");
+        let compiler = KernelCompiler::new(gpu.compute_capability(), &dir).expect("nvrtc");
+        let kernels = Kernels::load(&gpu, &compiler).expect("kernels");
+        let ledger = VramLedger::new(Arc::clone(&gpu));
+        Gpu {
+            kernels,
+            ledger,
+            gpu,
+        }
+    }
+    fn ops(&self) -> Ops<'_> {
+        Ops::new(&self.gpu, &self.kernels)
+    }
+    fn up<T: Copy>(&self, data: &[T]) -> DeviceBuffer {
+        let b = self
+            .ledger
+            .alloc(std::mem::size_of_val(data) as u64, Purpose::Scratch)
+            .expect("alloc");
+        b.write_sync(0, data).expect("upload");
+        b
+    }
+    /// A buffer of n f32 filled with NaN.
+    fn poisoned(&self, n: usize) -> DeviceBuffer {
+        let b = self
+            .ledger
+            .alloc((n * 4) as u64, Purpose::Scratch)
+            .expect("alloc");
+        b.fill_sync(0xFF).expect("poison");
+        b
+    }
+    fn down<T: Copy + Default>(&self, b: &DeviceBuffer, n: usize) -> Vec<T> {
+        let mut v = vec![T::default(); n];
+        b.read_sync(0, &mut v).expect("download");
+        v
+    }
+}
+
+/// ‖a − b‖ / ‖b‖ (NaN anywhere gives infinity).
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    if a.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum();
+    let den: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
+    (num / den.max(1e-30)).sqrt()
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn matmul_matches_the_cpu_for_every_weight_type() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("matmul");
+    let (n, k) = (37, 512);
+    for ty in GgmlType::ALL {
+        // Quantize random weights with the engine, and dequantize them back as the reference.
+        let mut bytes = Vec::new();
+        let mut deq = vec![0f32; n * k];
+        for r in 0..n {
+            let row = rng.vec(k, 1.0);
+            let q = quantize_row(ty, &row).expect("quantize");
+            dequantize_row(ty, &q, &mut deq[r * k..(r + 1) * k]).expect("dequantize");
+            bytes.extend(q);
+        }
+        let w = g.up(&bytes);
+        for ncols in [1usize, 3, 9] {
+            let x = rng.vec(ncols * k, 1.0);
+            let stride = n + 5;
+            let xd = g.up(&x);
+            let yd = g.poisoned(ncols * stride);
+            g.ops()
+                .matmul(ty, w.ptr(), xd.ptr(), yd.ptr(), n, k, ncols, stride)
+                .expect("launch");
+            let y: Vec<f32> = g.down(&yd, ncols * stride);
+            let mut got = Vec::new();
+            let mut want = Vec::new();
+            for c in 0..ncols {
+                for r in 0..n {
+                    got.push(y[c * stride + r]);
+                    let dot: f64 = (0..k)
+                        .map(|i| f64::from(deq[r * k + i]) * f64::from(x[c * k + i]))
+                        .sum();
+                    want.push(dot as f32);
+                }
+            }
+            let e = rel_err(&got, &want);
+            eprintln!("mmv {} ncols {ncols}: rel err {e:.2e}", ty.name());
+            assert!(e < 1e-5, "{} ncols {ncols}: rel err {e}", ty.name());
+            // The padding between columns is never written.
+            assert!(y[n].is_nan(), "{}: wrote past the rows", ty.name());
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn embedding_rows_match_the_cpu_for_every_type() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("embed");
+    let (vocab, dim) = (50, 256);
+    for ty in GgmlType::ALL {
+        let mut bytes = Vec::new();
+        let mut deq = vec![0f32; vocab * dim];
+        for r in 0..vocab {
+            let q = quantize_row(ty, &rng.vec(dim, 2.0)).expect("quantize");
+            dequantize_row(ty, &q, &mut deq[r * dim..(r + 1) * dim]).expect("dequantize");
+            bytes.extend(q);
+        }
+        let tokens: Vec<u32> = (0..7).map(|_| rng.below(vocab) as u32).collect();
+        let w = g.up(&bytes);
+        let td = g.up(&tokens);
+        let out = g.poisoned(tokens.len() * dim);
+        g.ops()
+            .embed(ty, w.ptr(), td.ptr(), out.ptr(), tokens.len(), dim, 1.5)
+            .expect("launch");
+        let got: Vec<f32> = g.down(&out, tokens.len() * dim);
+        let want: Vec<f32> = tokens
+            .iter()
+            .flat_map(|&t| {
+                deq[t as usize * dim..(t as usize + 1) * dim]
+                    .iter()
+                    .map(|v| v * 1.5)
+            })
+            .collect();
+        let e = rel_err(&got, &want);
+        eprintln!("embed {}: rel err {e:.2e}", ty.name());
+        assert!(e < 1e-6, "{}: {e}", ty.name());
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn norms_adds_and_gathers_match_the_cpu() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("norm");
+    let (rows, n) = (5, 640);
+    let x = rng.vec(rows * n, 3.0);
+    let w = rng.vec(n, 1.0);
+    let (xd, wd) = (g.up(&x), g.up(&w));
+    let out = g.poisoned(rows * n);
+    g.ops()
+        .rms_norm(xd.ptr(), wd.ptr(), out.ptr(), rows, n, 1e-6)
+        .unwrap();
+    let mut want = vec![0f32; rows * n];
+    for r in 0..rows {
+        cpu::rmsnorm(
+            &mut want[r * n..(r + 1) * n],
+            &x[r * n..(r + 1) * n],
+            &w,
+            1e-6,
+        );
+    }
+    let e = rel_err(&g.down(&out, rows * n), &want);
+    eprintln!("rms_norm: rel err {e:.2e}");
+    assert!(e < 1e-5);
+
+    // In place (out = x), per head.
+    g.ops()
+        .rms_norm(xd.ptr(), wd.ptr(), xd.ptr(), rows * 10, 64, 1e-6)
+        .unwrap();
+    let mut want = x.clone();
+    for h in want.chunks_mut(64) {
+        cpu::rmsnorm_inplace(h, &w[..64], 1e-6);
+    }
+    let e = rel_err(&g.down(&xd, rows * n), &want);
+    eprintln!("rms_norm per head, in place: rel err {e:.2e}");
+    assert!(e < 1e-5);
+
+    // Residual add and bias add.
+    let a = rng.vec(rows * n, 1.0);
+    let b = rng.vec(rows * n, 1.0);
+    let bias = rng.vec(n, 1.0);
+    let (ad, bd, biasd) = (g.up(&a), g.up(&b), g.up(&bias));
+    g.ops().add(ad.ptr(), bd.ptr(), rows * n).unwrap();
+    g.ops().add_bias(ad.ptr(), biasd.ptr(), rows, n).unwrap();
+    let want: Vec<f32> = (0..rows * n).map(|i| a[i] + b[i] + bias[i % n]).collect();
+    assert_eq!(g.down::<f32>(&ad, rows * n), want);
+
+    // Row gather.
+    let pick = [3i32, 0, 3];
+    let pd = g.up(&pick);
+    let out = g.poisoned(pick.len() * n);
+    g.ops()
+        .gather_rows(bd.ptr(), pd.ptr(), out.ptr(), pick.len(), n)
+        .unwrap();
+    let want: Vec<f32> = pick
+        .iter()
+        .flat_map(|&r| b[r as usize * n..(r as usize + 1) * n].to_vec())
+        .collect();
+    assert_eq!(g.down::<f32>(&out, pick.len() * n), want);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn rope_matches_the_cpu_in_both_styles() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("rope");
+    let (ntok, heads, hd) = (6, 3, 64);
+    for (style, cpu_style, n_rot, base) in [
+        (RopeStyle::Norm, CpuRope::Normal, 64, 100_000.0f32),
+        (RopeStyle::Neox, CpuRope::Neox, 64, 1_000_000.0),
+        (RopeStyle::Neox, CpuRope::Neox, 32, 10_000.0),
+    ] {
+        let x = rng.vec(ntok * heads * hd, 2.0);
+        let pos: Vec<i32> = (0..ntok).map(|_| rng.below(8192) as i32).collect();
+        let (xd, pd) = (g.up(&x), g.up(&pos));
+        g.ops()
+            .rope(xd.ptr(), pd.ptr(), ntok, heads, hd, n_rot, base, style)
+            .unwrap();
+        let mut want = x.clone();
+        let (mut cos, mut sin) = (vec![0f32; n_rot / 2], vec![0f32; n_rot / 2]);
+        for t in 0..ntok {
+            cpu::rope_angles(&mut cos, &mut sin, pos[t] as usize, base, n_rot);
+            for h in 0..heads {
+                let at = (t * heads + h) * hd;
+                cpu::rope(&mut want[at..at + hd], &cos, &sin, cpu_style);
+            }
+        }
+        let e = rel_err(&g.down(&xd, x.len()), &want);
+        eprintln!("rope {style:?} n_rot {n_rot}: rel err {e:.2e}");
+        assert!(e < 1e-5, "{style:?}: {e}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gated_activations_match_the_cpu() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("activation");
+    let n = 3000;
+    let gate = rng.vec(n, 6.0);
+    let up = rng.vec(n, 2.0);
+    for silu in [true, false] {
+        let (gd, ud) = (g.up(&gate), g.up(&up));
+        let out = g.poisoned(n);
+        if silu {
+            g.ops().silu_mul(gd.ptr(), ud.ptr(), out.ptr(), n).unwrap();
+        } else {
+            g.ops()
+                .gelu_tanh_mul(gd.ptr(), ud.ptr(), out.ptr(), n)
+                .unwrap();
+        }
+        let want: Vec<f32> = (0..n)
+            .map(|i| if silu { cpu::silu(gate[i]) } else { cpu::gelu_tanh(gate[i]) } * up[i])
+            .collect();
+        let e = rel_err(&g.down(&out, n), &want);
+        eprintln!(
+            "{}: rel err {e:.2e}",
+            if silu { "silu" } else { "gelu_tanh" }
+        );
+        assert!(e < 1e-5);
+    }
+}
+
+/// Paged KV write + attention with grouped heads, several sequences, windows on and off,
+/// against an f64 reference over the same logical cache.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn paged_attention_matches_the_cpu() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("attention");
+    for (n_heads, n_kv_heads, hd, window) in [(9, 3, 64, 0usize), (4, 1, 256, 5), (8, 8, 128, 0)] {
+        let kv_dim = n_kv_heads * hd;
+        let (page_tokens, pages_per_slot, n_pages) = (16usize, 4usize, 12usize);
+        // Two sequences with scattered pages; sequence 0 has 37 cached positions, 1 has 20.
+        let tables: [Vec<i32>; 2] = [vec![7, 2, 9, 0], vec![4, 11, 0, 0]];
+        let lens = [37usize, 20];
+        let table_flat: Vec<i32> = tables.iter().flatten().copied().collect();
+        // All positions are written through kv_write: tokens (slot, pos) for every position.
+        let mut slot = Vec::new();
+        let mut pos = Vec::new();
+        for (s, &len) in lens.iter().enumerate() {
+            for p in 0..len {
+                slot.push(s as i32);
+                pos.push(p as i32);
+            }
+        }
+        let ntok = slot.len();
+        let k = rng.vec(ntok * kv_dim, 1.0);
+        let v = rng.vec(ntok * kv_dim, 1.0);
+        let q = rng.vec(ntok * n_heads * hd, 1.0);
+        let cache_len = n_pages * page_tokens * kv_dim;
+        let kc = g.poisoned(cache_len);
+        let vc = g.poisoned(cache_len);
+        let (td, sd, pd) = (g.up(&table_flat), g.up(&slot), g.up(&pos));
+        let (kd, vd, qd) = (g.up(&k), g.up(&v), g.up(&q));
+        let geo = KvGeometry {
+            page_table: td.ptr(),
+            pages_per_slot,
+            page_tokens,
+            n_heads,
+            n_kv_heads,
+            head_dim: hd,
+        };
+        g.ops()
+            .kv_write(
+                &geo,
+                kd.ptr(),
+                vd.ptr(),
+                kc.ptr(),
+                vc.ptr(),
+                sd.ptr(),
+                pd.ptr(),
+                ntok,
+            )
+            .unwrap();
+        let out = g.poisoned(ntok * n_heads * hd);
+        let scale = 1.0 / (hd as f32).sqrt();
+        g.ops()
+            .attention(
+                &geo,
+                qd.ptr(),
+                kc.ptr(),
+                vc.ptr(),
+                sd.ptr(),
+                pd.ptr(),
+                out.ptr(),
+                ntok,
+                window,
+                scale,
+            )
+            .unwrap();
+        let got: Vec<f32> = g.down(&out, ntok * n_heads * hd);
+        // Reference: token t attends to the tokens of its sequence at positions lo..=pos.
+        let mut want = vec![0f32; ntok * n_heads * hd];
+        let group = n_heads / n_kv_heads;
+        for t in 0..ntok {
+            let p = pos[t] as usize;
+            let lo = if window > 0 {
+                (p + 1).saturating_sub(window)
+            } else {
+                0
+            };
+            let base = t - p; // first token of the sequence in this layout
+            for h in 0..n_heads {
+                let kvh = h / group;
+                let qh = &q[(t * n_heads + h) * hd..(t * n_heads + h + 1) * hd];
+                let scores: Vec<f64> = (lo..=p)
+                    .map(|j| {
+                        let kj = &k[(base + j) * kv_dim + kvh * hd..][..hd];
+                        qh.iter()
+                            .zip(kj)
+                            .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                            .sum::<f64>()
+                            * f64::from(scale)
+                    })
+                    .collect();
+                let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for d in 0..hd {
+                    let acc: f64 = (lo..=p)
+                        .zip(&e)
+                        .map(|(j, w)| w * f64::from(v[(base + j) * kv_dim + kvh * hd + d]))
+                        .sum();
+                    want[(t * n_heads + h) * hd + d] = (acc / z) as f32;
+                }
+            }
+        }
+        let e = rel_err(&got, &want);
+        eprintln!(
+            "attention {n_heads}/{n_kv_heads} heads, head_dim {hd}, window {window}: rel err {e:.2e}"
+        );
+        assert!(e < 1e-5, "{e}");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn logits_argmax_top_k_and_penalties_match_the_host() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("logits");
+    let (rows, vocab) = (3, 50_000);
+    let mut logits = rng.vec(rows * vocab, 10.0);
+    // Ties (including a tie for the maximum), NaN and -inf in row 1.
+    let r1 = vocab;
+    logits[r1 + 17] = 50.0;
+    logits[r1 + 4] = 50.0;
+    logits[r1 + 9] = f32::NAN;
+    logits[r1 + 100] = f32::NEG_INFINITY;
+    for i in 200..260 {
+        logits[r1 + i] = 20.0;
+    }
+    let ld = g.up(&logits);
+    let out = g.up(&[0u32; 2]);
+    let ids = g.up(&vec![0u32; vocab]);
+    let vals = g.up(&vec![0f32; vocab]);
+    let count = g.up(&[0u32; 1]);
+    for row in 0..rows {
+        let host = &logits[row * vocab..(row + 1) * vocab];
+        g.ops().argmax(ld.ptr(), row, vocab, out.ptr()).unwrap();
+        let o: Vec<u32> = g.down(&out, 2);
+        let want = host_logits::argmax(host);
+        assert_eq!((o[0], f32::from_bits(o[1])), want, "argmax row {row}");
+        for k in [1usize, 2, 10, 40, 61, 1000] {
+            g.ops()
+                .top_k(ld.ptr(), row, vocab, k, ids.ptr(), vals.ptr(), count.ptr())
+                .unwrap();
+            let n = g.down::<u32>(&count, 1)[0] as usize;
+            let i: Vec<u32> = g.down(&ids, n);
+            let v: Vec<f32> = g.down(&vals, n);
+            let mut got: Vec<(u32, f32)> = i.into_iter().zip(v).collect();
+            got.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            assert_eq!(got, host_logits::top_k(host, k), "top-{k} row {row}");
+        }
+    }
+    // Penalties on row 2.
+    let history = [5u32, 5, 9, 49_999, 5, 123];
+    let mut counts = std::collections::BTreeMap::new();
+    for &t in &history {
+        *counts.entry(t).or_insert(0u32) += 1;
+    }
+    let pid: Vec<u32> = counts.keys().copied().collect();
+    let pcnt: Vec<u32> = counts.values().copied().collect();
+    let (pidd, pcntd) = (g.up(&pid), g.up(&pcnt));
+    g.ops()
+        .penalize(
+            ld.ptr(),
+            2,
+            vocab,
+            pidd.ptr(),
+            pcntd.ptr(),
+            pid.len(),
+            1.3,
+            0.2,
+            0.1,
+        )
+        .unwrap();
+    let mut want = logits[2 * vocab..].to_vec();
+    host_logits::penalize(&mut want, &history, 1.3, 0.2, 0.1);
+    let all: Vec<f32> = g.down(&ld, rows * vocab);
+    assert_eq!(&all[2 * vocab..], &want[..]);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn every_allocation_is_device_memory_and_accounted() {
+    let g = Gpu::new();
+    let a = g.ledger.alloc(1 << 20, Purpose::Weights).unwrap();
+    let b = g.ledger.alloc(3 << 20, Purpose::KvCache).unwrap();
+    let c = g.ledger.alloc(5, Purpose::Scratch).unwrap();
+    let r = g.ledger.report();
+    assert_eq!(
+        (r.weights_bytes, r.kv_cache_bytes, r.scratch_bytes),
+        (1 << 20, 3 << 20, 5)
+    );
+    assert_eq!(g.ledger.verify_residency().unwrap(), 3);
+    drop((a, b, c));
+    assert_eq!(g.ledger.report().total(), 0);
+    // Far more than any card has: a typed error, not a panic.
+    match g.ledger.alloc(1 << 50, Purpose::Scratch) {
+        Err(orcd_engine::EngineError::InsufficientVram {
+            required,
+            available,
+        }) => {
+            assert_eq!(required, 1 << 50);
+            assert!(available > 0);
+        }
+        other => panic!("{other:?}"),
+    }
+}

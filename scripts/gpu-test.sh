@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Build the CUDA backend's test binaries here (no CUDA toolkit needed: cudarc loads the driver
+# and NVRTC at run time) and pack everything a GPU run needs into .gpu/ (ignored by git through
+# .git/info/exclude), then print the device calls to make.
+#
+#   scripts/gpu-test.sh            # binaries + SmolLM2 in two parts
+#   scripts/gpu-test.sh --gemma    # also Gemma 3 in five parts
+#   scripts/gpu-test.sh --worker   # also the worker binary (builds wasmtime: slow the first time)
+#
+# Layout (each folder is one `carry` entry; a device call carries at most 64 MiB):
+#   .gpu/bin/      run.sh, the gzipped stripped test binaries (and the worker, if it builds),
+#                  llama.cpp's golden files
+#   .gpu/smolN/    part N of SmolLM2-135M-Instruct.Q4_1.gguf (< 60 MB each)
+#   .gpu/gemmaN/   part N of gemma-3-270m-q4_k_m.gguf
+# On the GPU machine each call copies its parts to /tmp/models; .gpu/bin/run.sh joins them,
+# checks their sha256, runs every GPU test, compute-sanitizer on one model test, and prints a
+# table. /tmp there survives only while the machine stays warm (~30 s idle): chain the calls.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+gemma=0
+worker=0
+for a in "$@"; do
+    case "$a" in
+        --gemma) gemma=1 ;;
+        --worker) worker=1 ;;
+        *) echo "usage: $0 [--gemma] [--worker]" >&2; exit 2 ;;
+    esac
+done
+
+grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+rm -rf .gpu
+mkdir -p .gpu/bin/reference
+
+echo "building the orcd-cuda test binaries..." >&2
+cargo test --release -p orcd-cuda --no-run --message-format=json 2>/dev/null |
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        name = m["target"]["name"]
+        print(("lib" if name == "orcd_cuda" else name) + " " + m["executable"])
+' > .gpu/bin.list
+[ -s .gpu/bin.list ] || { echo "no test binaries were built" >&2; exit 1; }
+
+pack() { # name path
+    strip -o ".gpu/$1" "$2"
+    gzip -9 -c ".gpu/$1" > ".gpu/bin/$1.gz"
+    rm -f ".gpu/$1"
+}
+while read -r name exe; do pack "$name" "$exe"; done < .gpu/bin.list
+rm -f .gpu/bin.list
+
+if [ "$worker" = 1 ]; then
+    echo "building worker-orcd..." >&2
+    if cargo build --release -p orcd-worker >/dev/null 2>&1 && [ -x target/release/worker-orcd ]; then
+        pack worker-orcd target/release/worker-orcd
+    else
+        echo "worker-orcd did not build; packing the tests only" >&2
+    fi
+fi
+
+ref="${ORCD_REFERENCE_DIR:-/work/shared/reference}"
+cp "$ref"/*.greedy.json .gpu/bin/reference/
+
+split_model() { # prefix file part-bytes
+    local i=0 f
+    split -b "$3" -d -a 1 "$2" ".gpu/$1."
+    for f in .gpu/"$1".?; do
+        mkdir -p ".gpu/$1$i"
+        mv "$f" ".gpu/$1$i/part"
+        i=$((i + 1))
+    done
+}
+smol="$(scripts/fetch-models.sh smollm2)"
+split_model smol "$smol" 58M
+if [ "$gemma" = 1 ]; then
+    split_model gemma "$(scripts/fetch-models.sh gemma3)" 55M
+fi
+
+cat > .gpu/bin/run.sh <<'RUN'
+#!/usr/bin/env bash
+# Runs on the GPU machine from the repository root: join the model parts, run every GPU test,
+# compute-sanitizer on one model test, print a table. Logs go to $OUT.
+set -uo pipefail
+root="$(pwd)"
+OUT="${OUT:-/tmp/orcd-out}"
+mkdir -p "$OUT" /tmp/models /tmp/orcd-bin
+for d in .gpu/smol? .gpu/gemma?; do
+    [ -f "$d/part" ] && cp "$d/part" "/tmp/models/$(basename "$d").part"
+done
+join() { # prefix file sha nparts
+    local f="/tmp/models/$2" i parts=()
+    [ -f "$f" ] && return 0
+    for ((i = 0; i < $4; i++)); do
+        [ -f "/tmp/models/$1$i.part" ] || { echo "$2: part $i missing" >&2; return 1; }
+        parts+=("/tmp/models/$1$i.part")
+    done
+    cat "${parts[@]}" > "$f.tmp"
+    if [ "$(sha256sum "$f.tmp" | cut -d' ' -f1)" = "$3" ]; then mv "$f.tmp" "$f"; else
+        echo "$2: sha256 mismatch" >&2; rm -f "$f.tmp"; return 1; fi
+}
+join smol SmolLM2-135M-Instruct.Q4_1.gguf b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53 2
+have_gemma=0
+join gemma gemma-3-270m-q4_k_m.gguf a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818 5 2>/dev/null && have_gemma=1
+# The test binaries find scripts/fetch-models.sh under the path they were built in.
+[ -e /work/main ] || { mkdir -p /work && ln -s "$root" /work/main; }
+export ORCD_MODEL_CACHE=/tmp/models ORCD_REFERENCE_DIR="$root/.gpu/bin/reference" RUST_BACKTRACE=1
+for f in .gpu/bin/*.gz; do
+    b="/tmp/orcd-bin/$(basename "$f" .gz)"
+    gunzip -c "$f" > "$b" && chmod +x "$b"
+done
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+skip=()
+[ "$have_gemma" = 1 ] || skip=(--skip gemma3)
+declare -A rc
+t0=$(date +%s)
+for t in lib kernels model; do
+    [ -x "/tmp/orcd-bin/$t" ] || continue
+    args=(--include-ignored --test-threads=1 --nocapture)
+    [ "$t" = model ] && args+=("${skip[@]}")
+    "/tmp/orcd-bin/$t" "${args[@]}" > "$OUT/$t.log" 2>&1
+    rc[$t]=$?
+done
+t1=$(date +%s)
+compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
+    /tmp/orcd-bin/model --ignored --exact kv_exhaustion_is_typed_and_the_device_keeps_serving \
+    > "$OUT/memcheck.log" 2>&1
+rc[memcheck]=$?
+t2=$(date +%s)
+echo "================ summary ($(cat "$OUT/gpu.txt"); tests $((t1 - t0)) s, memcheck $((t2 - t1)) s)"
+for t in lib kernels model memcheck; do
+    [ -n "${rc[$t]:-}" ] || continue
+    printf '%-9s rc=%-3s %s\n' "$t" "${rc[$t]}" "$(grep -h 'test result' "$OUT/$t.log" | tail -1)"
+done
+grep -h 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1
+grep -hE 'FAILED|panicked' "$OUT"/*.log | head -20
+grep -hE 'rel err|tok/s|max \|diff\||largest|max \|gpu' "$OUT"/kernels.log "$OUT"/model.log | head -80
+RUN
+chmod +x .gpu/bin/run.sh
+
+du -sh .gpu/* >&2
+parts=$(ls -d .gpu/smol? .gpu/gemma? 2>/dev/null | sort)
+last=$(echo "$parts" | grep smol | tail -1)
+echo
+echo "Device calls, back to back (the machine keeps /tmp only while warm):"
+for p in $parts; do
+    [ "$p" = "$last" ] && continue
+    echo "  run carry=[\"$p\"] command: mkdir -p /tmp/models && cp $p/part /tmp/models/$(basename "$p").part && ls -l /tmp/models"
+done
+echo "  run carry=[\"$last\", \".gpu/bin\"] command: bash .gpu/bin/run.sh"
