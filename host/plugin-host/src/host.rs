@@ -344,6 +344,27 @@ impl PluginHost {
         results
     }
 
+    /// Rescan the plugin folder every `interval` on a background thread until the host and
+    /// its sessions are dropped; load results are logged. Does nothing without a folder.
+    pub fn watch(&self, interval: Duration) -> Result<(), PluginError> {
+        if self.inner.cfg.plugin_dir.is_none() {
+            return Ok(());
+        }
+        let weak = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("plugin-watch".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(interval);
+                    let Some(inner) = weak.upgrade() else { break };
+                    // `rescan` logs each load and failure.
+                    let _ = PluginHost { inner }.rescan();
+                }
+            })
+            .map(drop)
+            .map_err(|e| PluginError::Runtime(format!("cannot start the plugin watcher: {e}")))
+    }
+
     /// A tokenizer session on the active tokenizer plugin (an initialised instance from the
     /// pool, or a new one).
     pub fn tokenizer(&self) -> Result<TokenizerSession, PluginError> {

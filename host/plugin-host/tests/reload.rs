@@ -69,6 +69,29 @@ fn new_version_replaces_old_for_new_sessions_only() {
 }
 
 #[test]
+fn watcher_picks_up_new_files() {
+    let dir = scratch_dir("watch");
+    let cfg = PluginHostConfig {
+        plugin_dir: Some(dir.clone()),
+        ..config()
+    };
+    let host = PluginHost::new(cfg, facts(VOCAB), &vocab(VOCAB)).unwrap();
+    assert!(host.plugins().is_empty());
+    host.watch(std::time::Duration::from_millis(20)).unwrap();
+    std::fs::copy(guest("hostile_sampler"), dir.join("hostile.wasm")).unwrap();
+    // Wait (bounded) for the watcher's scan; no timing is asserted, only the outcome.
+    let mut seen = false;
+    for _ in 0..500 {
+        if host.plugins().iter().any(|p| p.name == "hostile") {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(seen, "the watcher did not load the new plugin");
+}
+
+#[test]
 fn compile_cache_is_written_checked_and_reused() {
     let cache = scratch_dir("cache");
     let cfg = PluginHostConfig {
