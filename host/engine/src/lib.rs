@@ -9,6 +9,7 @@ pub mod gguf;
 pub mod mock;
 pub mod model;
 pub mod quant;
+pub mod synth;
 pub mod vocab;
 
 pub use device::{Device, DeviceInfo, LogitsWanted, SeqInput, SeqSlot};

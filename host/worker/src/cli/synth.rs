@@ -1,10 +1,78 @@
-//! `worker-orcd synth` (being written).
+//! `worker-orcd synth`: write a random-weight GGUF with a real model's shape and tokenizer.
+//!
+//! ```text
+//! worker-orcd synth --shape llama3-8b --type q4_0 \
+//!     --vocab-from ggml-vocab-llama-bpe.gguf --out llama3-8b-synth.gguf [--seed N]
+//! ```
+//!
+//! The work is [`orcd_engine::synth`]; this file parses the flags and reports what was written.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use orcd_engine::gguf::GgufFile;
+use orcd_engine::quant::GgmlType;
+use orcd_engine::synth::{SynthOptions, shape, shape_names, synthesize};
 
 #[derive(clap::Args, Debug)]
-pub struct SynthArgs {}
+pub struct SynthArgs {
+    /// Model shape: llama3-8b, llama3.2-1b, qwen2.5-0.5b, qwen2.5-7b, smollm2-135m, gemma3-270m.
+    #[arg(long)]
+    shape: String,
+    /// Type of the layer matrices: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k.
+    #[arg(long = "type", value_parser = parse_type)]
+    ty: GgmlType,
+    /// GGUF file whose `tokenizer.*` keys (and so vocabulary size) the model takes.
+    #[arg(long)]
+    vocab_from: PathBuf,
+    /// Where to write the model.
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of the random weights; the same seed gives the same file.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Type of `token_embd.weight` and `output.weight` (default: --type).
+    #[arg(long, value_parser = parse_type)]
+    embed_type: Option<GgmlType>,
+    /// Keep only the first N layers.
+    #[arg(long)]
+    layers: Option<u32>,
+}
 
-pub fn run(_args: SynthArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`synth` is not built yet")
+fn parse_type(s: &str) -> Result<GgmlType, String> {
+    GgmlType::parse(s).ok_or_else(|| {
+        let names: Vec<_> = GgmlType::ALL.iter().map(|t| t.name()).collect();
+        format!("unknown type `{s}` (known: {})", names.join(", "))
+    })
+}
+
+pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
+    let shape = shape(&args.shape)
+        .with_context(|| format!("unknown shape `{}` (known: {})", args.shape, shape_names()))?;
+    let vocab = GgufFile::open(&args.vocab_from)
+        .with_context(|| format!("reading the vocabulary from {}", args.vocab_from.display()))?;
+    let opts = SynthOptions {
+        shape,
+        ty: args.ty,
+        embed_ty: args.embed_type,
+        layers: args.layers,
+        seed: args.seed,
+    };
+    let start = Instant::now();
+    let summary = synthesize(&opts, &vocab, &args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "wrote {}: {} ({}), {} tensors, {:.3} B parameters, vocab {}, {:.2} GB in {:.1} s",
+        args.out.display(),
+        shape.name,
+        args.ty.name(),
+        summary.n_tensors,
+        summary.n_params as f64 / 1e9,
+        summary.vocab_size,
+        summary.bytes as f64 / 1e9,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
