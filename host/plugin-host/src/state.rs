@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use orcd_engine::EngineError;
@@ -21,6 +22,10 @@ const MAX_WASM_TABLE_ELEMENTS: usize = 100_000;
 pub(crate) const MAX_LOG_BYTES: usize = 4096;
 /// Log lines one instance may write before the host drops the rest.
 pub(crate) const MAX_LOG_LINES: u32 = 1000;
+/// Bytes of an instance's stderr kept (later writes fail); its tail explains a panic.
+const STDERR_CAPACITY: usize = 64 << 10;
+/// Bytes of stderr quoted in a trap's message.
+const STDERR_QUOTED: usize = 400;
 
 /// A failure detected on the host side of a guest call; it is reported instead of the trap it
 /// causes.
@@ -76,8 +81,11 @@ impl ResourceLimiter for MemoryLimiter {
 /// The data of one plugin instance's `Store`.
 pub(crate) struct PluginState {
     /// A WASI context with nothing granted: no preopened directories, no environment, no
-    /// arguments, no sockets, stdio closed. std still gets clocks and random numbers.
+    /// arguments, no sockets, no stdin, stdout discarded. std still gets clocks and random
+    /// numbers.
     pub wasi: WasiCtx,
+    /// The instance's stderr (a panic message lands here), kept in memory.
+    pub stderr: MemoryOutputPipe,
     pub table: ResourceTable,
     pub limiter: MemoryLimiter,
     /// `name@version` of the plugin, for logs and errors.
@@ -111,8 +119,10 @@ impl PluginState {
     ) -> Self {
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_TABLE_ENTRIES);
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         PluginState {
-            wasi: WasiCtx::builder().build(),
+            wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
+            stderr,
             table,
             limiter: MemoryLimiter {
                 limit_bytes: memory_limit,
@@ -209,11 +219,26 @@ fn classify(
         },
         Some(trap) => PluginError::Trap {
             plugin,
-            reason: trap.to_string(),
+            reason: with_stderr(trap.to_string(), state),
         },
         None => PluginError::Trap {
             plugin,
-            reason: format!("{err:#}"),
+            reason: with_stderr(format!("{err:#}"), state),
         },
     }
+}
+
+/// `reason` followed by the tail of the instance's stderr, when it wrote any.
+fn with_stderr(reason: String, state: &PluginState) -> String {
+    let bytes = state.stderr.contents();
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim_end();
+    if text.is_empty() {
+        return reason;
+    }
+    let mut start = text.len().saturating_sub(STDERR_QUOTED);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("{reason}; stderr: {}", &text[start..])
 }

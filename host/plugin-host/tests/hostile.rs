@@ -116,6 +116,8 @@ fn panic_is_a_trap() {
     let host = hostile_host(config());
     let err = attack(&host, 3);
     assert_eq!(err.code(), "PLUGIN_TRAP", "{err}");
+    // The panic message the guest wrote to stderr explains the trap.
+    assert!(err.to_string().contains("panics on purpose"), "{err}");
     assert_healthy(&host);
 }
 
