@@ -291,36 +291,46 @@ fn dot_row_q8_simd_kernels_equal_the_scalar_kernel() {
     }
 }
 
-/// Throughput of the fast dot over SmolLM2-135M's FFN shapes in Q4_1, one thread.
+/// One thread's fast dot over a `rows x cols` matrix of `ty`: (microseconds per
+/// matrix-vector product, GB/s of weights read).
+fn matvec_speed(ty: GgmlType, rows: usize, cols: usize, portable: bool) -> (f64, f64) {
+    let w = quantize_row(ty, &random_row(rows * cols, 7)).unwrap();
+    let acts = QuantizedActs::new(&random_row(cols, 8)).unwrap();
+    let row_bytes = ty.row_bytes(cols).unwrap();
+    let mut out = vec![0.0f32; rows];
+    let iters = 300;
+    let start = std::time::Instant::now();
+    for _ in 0..iters {
+        for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
+            *o = if portable {
+                dot_row_q8_portable(ty, row, &acts)
+            } else {
+                dot_row_q8(ty, row, &acts)
+            };
+        }
+        std::hint::black_box(&mut out);
+    }
+    let secs = start.elapsed().as_secs_f64() / iters as f64;
+    (secs * 1e6, w.len() as f64 / secs / 1e9)
+}
+
+/// Throughput of the fast dot over SmolLM2-135M's FFN shapes in Q4_1, one thread, and of
+/// every type over 576 rows x 1536.
 /// Run: `cargo test --release -p orcd-engine --test quant_vectors -- --ignored --nocapture`
 #[test]
 #[ignore = "benchmark: prints GB/s"]
-fn bench_dot_row_q8_q4_1_576x1536() {
+fn bench_dot_row_q8() {
     for (rows, cols) in [(1536usize, 576usize), (576, 1536)] {
         for (label, portable) in [("dispatch", false), ("portable", true)] {
-            let ty = GgmlType::Q4_1;
-            let w = quantize_row(ty, &random_row(rows * cols, 7)).unwrap();
-            let acts = QuantizedActs::new(&random_row(cols, 8)).unwrap();
-            let row_bytes = ty.row_bytes(cols).unwrap();
-            let mut out = vec![0.0f32; rows];
-            let iters = 400;
-            let start = std::time::Instant::now();
-            for _ in 0..iters {
-                for (o, row) in out.iter_mut().zip(w.chunks_exact(row_bytes)) {
-                    *o = if portable {
-                        dot_row_q8_portable(ty, row, &acts)
-                    } else {
-                        dot_row_q8(ty, row, &acts)
-                    };
-                }
-                std::hint::black_box(&mut out);
-            }
-            let secs = start.elapsed().as_secs_f64();
-            let gbs = (w.len() * iters) as f64 / secs / 1e9;
-            println!(
-                "q4_1 {rows} rows x {cols} ({label}): {:.1} us/matvec, {gbs:.2} GB/s",
-                secs / iters as f64 * 1e6
-            );
+            let (us, gbs) = matvec_speed(GgmlType::Q4_1, rows, cols, portable);
+            println!("q4_1 {rows} rows x {cols} ({label}): {us:.1} us/matvec, {gbs:.2} GB/s");
         }
+    }
+    for ty in GgmlType::ALL {
+        let (us, gbs) = matvec_speed(ty, 576, 1536, false);
+        println!(
+            "{:>5} 576 rows x 1536: {us:.1} us/matvec, {gbs:.2} GB/s",
+            ty.name()
+        );
     }
 }

@@ -19,14 +19,18 @@ pub(crate) fn f16_to_f32(b: [u8; 2]) -> f32 {
     let h = u32::from(u16::from_le_bytes(b));
     let magnitude = (h & 0x7FFF) << 13;
     let exp = magnitude & EXP_F16;
+    // all three candidates, then a select: branch-free, so loops over halves vectorize
+    let normal = magnitude + REBIAS;
+    let inf_nan = normal + ((128 - 16) << 23);
+    // m * 2^-24 = (2^-14 + m * 2^-24) - 2^-14, both terms exact in f32
+    let two_pow_m14 = f32::from_bits((127 - 14) << 23);
+    let subnormal = (f32::from_bits(normal + (1 << 23)) - two_pow_m14).to_bits();
     let bits = if exp == EXP_F16 {
-        magnitude + REBIAS + ((128 - 16) << 23)
+        inf_nan
     } else if exp == 0 {
-        // m * 2^-24 = (2^-14 + m * 2^-24) - 2^-14, both terms exact in f32
-        let two_pow_m14 = f32::from_bits((127 - 14) << 23);
-        (f32::from_bits(magnitude + REBIAS + (1 << 23)) - two_pow_m14).to_bits()
+        subnormal
     } else {
-        magnitude + REBIAS
+        normal
     };
     f32::from_bits(bits | ((h & 0x8000) << 16))
 }
@@ -64,34 +68,40 @@ pub(super) fn dequantize_bf16(src: &[u8], dst: &mut [f32]) {
     }
 }
 
-/// `sum_i w_i * x_i` for an F32 row, accumulated in order in f32.
+/// Lanes of the float dot products: 16 independent partial sums, so the compiler can keep
+/// them in vector registers (a single running sum is a serial dependency it may not reorder).
+const LANES: usize = 16;
+
+/// `sum_i w(i) * x_i` with `w` read from `row` by `elem` (`B` bytes per element), in
+/// [`LANES`] partial sums added at the end.
+#[inline(always)]
+fn dot_lanes<const B: usize>(row: &[u8], x: &[f32], elem: impl Fn([u8; B]) -> f32) -> f32 {
+    let (row_elems, _) = row.as_chunks::<B>();
+    let mut acc = [0.0f32; LANES];
+    let (w_chunks, w_tail) = row_elems.as_chunks::<LANES>();
+    let (x_chunks, x_tail) = x.as_chunks::<LANES>();
+    for (w, x) in w_chunks.iter().zip(x_chunks) {
+        for l in 0..LANES {
+            acc[l] += elem(w[l]) * x[l];
+        }
+    }
+    let tail: f32 = w_tail.iter().zip(x_tail).map(|(w, x)| elem(*w) * x).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `sum_i w_i * x_i` for an F32 row.
 pub(super) fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
-    row.as_chunks::<4>()
-        .0
-        .iter()
-        .zip(x)
-        .map(|(b, &x)| f32::from_le_bytes(*b) * x)
-        .sum()
+    dot_lanes(row, x, f32::from_le_bytes)
 }
 
 /// `sum_i w_i * x_i` for an F16 row.
 pub(super) fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
-    row.as_chunks::<2>()
-        .0
-        .iter()
-        .zip(x)
-        .map(|(b, &x)| f16_to_f32(*b) * x)
-        .sum()
+    dot_lanes(row, x, f16_to_f32)
 }
 
 /// `sum_i w_i * x_i` for a BF16 row.
 pub(super) fn dot_bf16(row: &[u8], x: &[f32]) -> f32 {
-    row.as_chunks::<2>()
-        .0
-        .iter()
-        .zip(x)
-        .map(|(b, &x)| bf16_to_f32(*b) * x)
-        .sum()
+    dot_lanes(row, x, bf16_to_f32)
 }
 
 /// F32 row bytes of `src`.

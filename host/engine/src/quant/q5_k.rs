@@ -121,10 +121,11 @@ pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
         for j in 0..subs {
             let (d, m) = b.sub_scale(j);
             let shift = 4 * (j % 2);
-            let w = [0, 1].map(|h| {
+            let half = |h: usize| {
                 ((lane(&chunks[j / 2 * 2 + h]) >> shift) & LOW_NIBBLES)
                     | (((qh[h] >> j) & LOW_BITS) << 4)
-            });
+            };
+            let w = [half(0), half(1)];
             acc += d * dx[j] * k.dot32(w, act_lanes(&qx[j])) as f32 - m * sx[j];
         }
     }

@@ -116,11 +116,12 @@ pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
         for g in 0..groups {
             let (n, k4) = (g / 4, g % 4);
             let (lo_shift, hi_shift) = (4 * (k4 / 2), 2 * k4);
-            let w = [0, 1].map(|h| {
+            let half = |h: usize| {
                 let lo = (lane(&ql[(2 * n + k4 % 2) * 2 + h]) >> lo_shift) & LOW_NIBBLES;
                 let hi = (lane(&qh[2 * n + h]) >> hi_shift) & LOW_2_BITS;
                 minus_32(lo | (hi << 4))
-            });
+            };
+            let w = [half(0), half(1)];
             let x = act_lanes(&qx[g]);
             let sc_lo = i32::from(b.scales[2 * g] as i8);
             let sc_hi = i32::from(b.scales[2 * g + 1] as i8);
