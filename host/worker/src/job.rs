@@ -9,6 +9,11 @@ use tokio::sync::mpsc;
 
 use crate::error_code::ErrorCode;
 
+/// The sampler plugin used when a request names none.
+pub const DEFAULT_SAMPLER: &str = "standard";
+/// Tokens the repetition penalties look back over (llama.cpp's `penalty_last_n`).
+pub const DEFAULT_PENALTY_WINDOW: u32 = 64;
+
 /// Sampling and length parameters of one request (worker spec 1420-1422), already validated.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GenParams {
@@ -27,6 +32,12 @@ pub struct GenParams {
     /// OpenAI-style penalties (0.0 = off); `/execute` leaves them off.
     pub frequency_penalty: f32,
     pub presence_penalty: f32,
+    /// How many of the latest tokens the penalties look at.
+    pub penalty_window: u32,
+    /// The sampler plugin that picks tokens (`standard` unless the request names another).
+    pub sampler: String,
+    /// Extra named numbers for custom samplers (mirostat `tau`, ...).
+    pub extra: Vec<(String, f64)>,
     /// At most 4 stop sequences.
     pub stop: Vec<String>,
     /// The RNG seed; `None` lets the worker pick one (reported in `end`).
@@ -44,6 +55,9 @@ impl Default for GenParams {
             min_p: 0.0,
             frequency_penalty: 0.0,
             presence_penalty: 0.0,
+            penalty_window: DEFAULT_PENALTY_WINDOW,
+            sampler: DEFAULT_SAMPLER.to_string(),
+            extra: Vec::new(),
             stop: Vec::new(),
             seed: None,
         }

@@ -14,3 +14,4 @@ pub mod plugins;
 pub mod scheduler;
 pub mod server;
 pub mod telemetry;
+pub mod utf8_stream;

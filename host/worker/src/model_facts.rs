@@ -59,6 +59,6 @@ fn quant_kind(model: &Model) -> String {
     bytes
         .into_iter()
         .max_by_key(|&(ty, b)| (b, ty.name()))
-        .map(|(ty, _)| ty.name().to_string())
+        .map(|(ty, _)| ty.name().to_ascii_uppercase())
         .unwrap_or_else(|| "unknown".to_string())
 }

@@ -68,7 +68,7 @@ pub(super) fn run(
             }))
         {
             match cmd {
-                Command::Submit(job) => b.waiting.push_back(job),
+                Command::Submit(job) => b.waiting.push_back(*job),
                 Command::Wake => {}
                 Command::Stop => stop = true,
             }

@@ -55,7 +55,7 @@ impl Default for SchedulerConfig {
 }
 
 pub(crate) enum Command {
-    Submit(Job),
+    Submit(Box<Job>),
     /// Look at the cancel flags now.
     Wake,
     /// Finish: cancel whatever is left and return the device.
@@ -123,7 +123,7 @@ impl Scheduler {
     /// Hand a reserved job to the scheduler thread.
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
         let id = job.id.clone();
-        self.commands.send(Command::Submit(job)).map_err(|_| {
+        self.commands.send(Command::Submit(Box::new(job))).map_err(|_| {
             self.admission.finish(&id);
             SubmitError::Stopped
         })

@@ -209,6 +209,7 @@ impl SamplingFields {
             presence_penalty: in_range("presence_penalty", self.presence_penalty, -2.0, 2.0, 0.0)?,
             stop,
             seed: self.seed,
+            ..GenParams::default()
         })
     }
 }
