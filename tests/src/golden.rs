@@ -196,7 +196,9 @@ pub fn teacher_forced(dev: &mut dyn Device, case: &GoldenCase) -> TeacherForced 
 /// up to (not including) the first near tie.
 pub fn free_running(dev: &mut dyn Device, case: &GoldenCase) -> (Vec<u32>, bool) {
     let n = case.greedy_tokens.len();
-    let got = greedy_generate(dev, &case.prompt_tokens, n, &[]).expect("generate");
+    let got = greedy_generate(dev, &case.prompt_tokens, n, &[])
+        .expect("generate")
+        .tokens;
     let agree_until = case.first_near_tie().unwrap_or(n);
     let ok = got[..agree_until.min(got.len())] == case.greedy_tokens[..agree_until];
     (got, ok)

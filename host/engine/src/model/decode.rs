@@ -2,8 +2,21 @@
 //! The `generate` and `score` subcommands and the golden tests call these, so the CLI and the
 //! tests exercise the same code on every backend.
 
+use std::time::{Duration, Instant};
+
 use crate::EngineError;
 use crate::device::{Device, LogitsWanted, SeqInput};
+
+/// The result of [`greedy_generate`].
+#[derive(Clone, Debug, Default)]
+pub struct Generation {
+    /// The generated tokens (a stop token, when hit, is the last).
+    pub tokens: Vec<u32>,
+    /// Wall time of the prompt step (it also yields the first token).
+    pub prefill_time: Duration,
+    /// Wall time of the one-token steps after it.
+    pub decode_time: Duration,
+}
 
 /// Generate up to `max_tokens` tokens after `prompt` by argmax, stopping after the first token
 /// in `stop` (which is included in the result). The prompt goes through in one step.
@@ -12,7 +25,7 @@ pub fn greedy_generate(
     prompt: &[u32],
     max_tokens: usize,
     stop: &[u32],
-) -> Result<Vec<u32>, EngineError> {
+) -> Result<Generation, EngineError> {
     if prompt.is_empty() {
         return Err(EngineError::InvalidInput("empty prompt".into()));
     }
@@ -26,10 +39,14 @@ pub fn greedy_generate(
     }
     let slot = dev.alloc_seq(total)?;
     let result = (|| {
-        let mut out = Vec::with_capacity(max_tokens);
+        let mut out = Generation {
+            tokens: Vec::with_capacity(max_tokens),
+            ..Generation::default()
+        };
         let mut pos = 0;
         let mut next: Vec<u32> = prompt.to_vec();
-        while out.len() < max_tokens {
+        while out.tokens.len() < max_tokens {
+            let start = Instant::now();
             dev.forward(&[SeqInput {
                 slot,
                 start_pos: pos,
@@ -38,7 +55,12 @@ pub fn greedy_generate(
             }])?;
             pos += next.len();
             let (tok, _) = dev.logits_argmax(0)?;
-            out.push(tok);
+            if pos == prompt.len() {
+                out.prefill_time = start.elapsed();
+            } else {
+                out.decode_time += start.elapsed();
+            }
+            out.tokens.push(tok);
             if stop.contains(&tok) {
                 break;
             }
