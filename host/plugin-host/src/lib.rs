@@ -65,3 +65,19 @@ pub use bindings::handler::exports::worker::plugin::handler_plugin::{
     StreamEvent, TokenEvent,
 };
 pub use bindings::types::{ModelFacts, SamplingParams};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The server shares the host across tasks and moves sessions between threads.
+    #[test]
+    fn host_and_sessions_cross_threads() {
+        fn shared<T: Clone + Send + Sync>() {}
+        fn movable<T: Send>() {}
+        shared::<PluginHost>();
+        movable::<SamplerSession>();
+        movable::<TokenizerSession>();
+        movable::<HandlerSession>();
+    }
+}

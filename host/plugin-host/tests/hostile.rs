@@ -241,3 +241,32 @@ fn plugin_listing_names_kind_and_contract() {
     assert_eq!(p.contract, "0.1.0");
     assert_eq!(host.sampler_names(), vec!["hostile".to_string()]);
 }
+
+#[test]
+fn concurrent_sessions_on_many_threads() {
+    let host = hostile_host(config());
+    let workers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let host = host.clone();
+            std::thread::spawn(move || {
+                for i in 0..20u64 {
+                    let mut dev = device(t * 100 + i);
+                    let want = dev.logits_argmax(0).unwrap().0;
+                    // Every other session of one thread traps; the others must not notice.
+                    if i % 2 == 1 {
+                        let mut bad = session(&host, 3);
+                        assert_eq!(
+                            bad.sample(&mut dev, 0, &[]).unwrap_err().code(),
+                            "PLUGIN_TRAP"
+                        );
+                    }
+                    let mut s = session(&host, 0);
+                    assert_eq!(s.sample(&mut dev, 0, &[]).unwrap(), want);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("worker thread");
+    }
+}
