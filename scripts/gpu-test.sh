@@ -110,6 +110,7 @@ join gemma gemma-3-270m-q4_k_m.gguf a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e
 # The test binaries find scripts/fetch-models.sh under the path they were built in.
 [ -e /work/main ] || { mkdir -p /work && ln -s "$root" /work/main; }
 export ORCD_MODEL_CACHE=/tmp/models ORCD_REFERENCE_DIR="$root/.gpu/bin/reference" RUST_BACKTRACE=1
+export PATH="/usr/local/cuda/bin:$PATH" LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 for f in .gpu/bin/*.gz; do
     b="/tmp/orcd-bin/$(basename "$f" .gz)"
     gunzip -c "$f" > "$b" && chmod +x "$b"
@@ -144,12 +145,17 @@ RUN
 chmod +x .gpu/bin/run.sh
 
 du -sh .gpu/* >&2
-parts=$(ls -d .gpu/smol? .gpu/gemma? 2>/dev/null | sort)
-last=$(echo "$parts" | grep smol | tail -1)
+# Every part but the last of each model goes in a call of its own; the last call carries the
+# last parts (together under 64 MiB) and the binaries, and runs the tests.
+parts=$(ls -d .gpu/gemma? .gpu/smol? 2>/dev/null || true)
+last_smol=$(ls -d .gpu/smol? | tail -1)
+last_gemma=$(ls -d .gpu/gemma? 2>/dev/null | tail -1 || true)
 echo
 echo "Device calls, back to back (the machine keeps /tmp only while warm):"
 for p in $parts; do
-    [ "$p" = "$last" ] && continue
+    [ "$p" = "$last_smol" ] || [ "$p" = "$last_gemma" ] && continue
     echo "  run carry=[\"$p\"] command: mkdir -p /tmp/models && cp $p/part /tmp/models/$(basename "$p").part && ls -l /tmp/models"
 done
-echo "  run carry=[\"$last\", \".gpu/bin\"] command: bash .gpu/bin/run.sh"
+final="\"$last_smol\", \".gpu/bin\""
+[ -n "$last_gemma" ] && final="\"$last_gemma\", $final"
+echo "  run carry=[$final] command: bash .gpu/bin/run.sh"

@@ -163,6 +163,7 @@ extern "C" __global__ void penalize_f32(float* logits, int row, int vocab, const
     if (j >= n) return;
     float* v = logits + (u64)row * vocab + ids[j];
     float x = *v;
-    if (repeat != 1.0f && repeat > 0.0f) x = x > 0.0f ? x / repeat : x * repeat;
-    *v = x - ((float)counts[j] * frequency + presence);
+    if (repeat != 1.0f && repeat > 0.0f) x = x > 0.0f ? __fdiv_rn(x, repeat) : __fmul_rn(x, repeat);
+    // Unfused, rounding as the host reference does.
+    *v = __fsub_rn(x, __fadd_rn(__fmul_rn((float)counts[j], frequency), presence));
 }

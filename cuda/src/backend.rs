@@ -21,6 +21,7 @@ use orcd_engine::model::{Activation, Model, ModelConfig};
 
 use crate::compile::{KernelCompiler, default_cache_dir};
 use crate::driver::{GpuContext, check};
+use crate::graph::GraphCache;
 use crate::kernels::Kernels;
 use crate::kv_cache::{PAGE_TOKENS, PagePool};
 use crate::ops::{KvGeometry, Ops, RopeStyle};
@@ -55,6 +56,8 @@ pub struct CudaOptions {
     pub max_slots: usize,
     /// Where compiled kernels are cached; `None`: [`default_cache_dir`].
     pub kernel_cache_dir: Option<PathBuf>,
+    /// Replay small steps (decode) as CUDA graphs captured once per step shape.
+    pub cuda_graphs: bool,
 }
 
 impl Default for CudaOptions {
@@ -67,6 +70,7 @@ impl Default for CudaOptions {
             max_logits_rows: DEFAULT_MAX_BATCH_TOKENS,
             max_slots: DEFAULT_MAX_SLOTS,
             kernel_cache_dir: None,
+            cuda_graphs: true,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct CudaBackend {
     max_logits_rows: usize,
     /// Logits rows of the last forward.
     n_rows: usize,
+    /// Captured forward passes by step shape; `None` when graphs are off.
+    graphs: Option<GraphCache>,
     kernels: Kernels,
     ledger: Arc<VramLedger>,
     gpu: Arc<GpuContext>,
@@ -209,6 +215,7 @@ impl CudaBackend {
             max_batch_tokens: t,
             max_logits_rows: r,
             n_rows: 0,
+            graphs: opts.cuda_graphs.then(GraphCache::default),
             kernels,
             ledger,
             gpu,
@@ -233,6 +240,11 @@ impl CudaBackend {
     /// The GPU's name, e.g. "NVIDIA H100 80GB HBM3".
     pub fn gpu_name(&self) -> &str {
         self.gpu.name()
+    }
+
+    /// Step shapes captured as CUDA graphs so far.
+    pub fn graphs_captured(&self) -> usize {
+        self.graphs.as_ref().map_or(0, GraphCache::len)
     }
 
     /// Wait for all queued work (for benchmarks; the `logits_*` calls synchronize themselves).
@@ -334,7 +346,18 @@ impl CudaBackend {
             },
             "cuMemcpyHtoDAsync(step metadata)",
         )?;
-        self.queue_forward(n, out_rows.len(), row0)
+        let shape = (n, out_rows.len(), row0);
+        match self.graphs.take() {
+            Some(mut graphs) if graphs.eligible(shape) => {
+                let r = graphs.run(&self.gpu, shape, || self.queue_forward(n, shape.1, row0));
+                self.graphs = Some(graphs);
+                r
+            }
+            other => {
+                self.graphs = other;
+                self.queue_forward(n, out_rows.len(), row0)
+            }
+        }
     }
 
     /// The forward pass of `n` tokens whose metadata is on the device; `r` logits rows go to

@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod compile;
 pub mod driver;
+pub mod graph;
 pub mod kernels;
 pub mod kv_cache;
 pub mod ops;

@@ -222,10 +222,10 @@ fn batching_and_chunking_change_nothing() {
 fn greedy_tokens_repeat_exactly_over_100_runs() {
     let mut dev = cuda(TestModel::SmolLm2, CudaOptions::default());
     let prompt = &TestModel::SmolLm2.cases()[0].prompt_tokens;
-    let first = greedy_generate(&mut dev, prompt, 24, &[]).unwrap();
+    let first = greedy_generate(&mut dev, prompt, 24, &[]).unwrap().tokens;
     for run in 1..100 {
         assert_eq!(
-            greedy_generate(&mut dev, prompt, 24, &[]).unwrap(),
+            greedy_generate(&mut dev, prompt, 24, &[]).unwrap().tokens,
             first,
             "run {run}"
         );
@@ -254,7 +254,7 @@ fn kv_exhaustion_is_typed_and_the_device_keeps_serving() {
     assert_eq!(dev.free_kv_tokens(), 64);
     let prompt = &TestModel::SmolLm2.cases()[0].prompt_tokens;
     let out = greedy_generate(&mut dev, &prompt[..prompt.len().min(40)], 8, &[]).unwrap();
-    assert_eq!(out.len(), 8);
+    assert_eq!(out.tokens.len(), 8);
     assert_eq!(dev.free_kv_tokens(), 64);
     // Hostile steps.
     let s = dev.alloc_seq(10).unwrap();
@@ -346,4 +346,47 @@ fn decode_speed_smollm2_batch1() {
             secs * 1000.0 / 128.0
         );
     }
+}
+
+/// Decode steps replayed from captured CUDA graphs give bit-identical logits to direct launches.
+#[test]
+#[ignore = "needs a CUDA GPU and the SmolLM2 model"]
+fn cuda_graphs_replay_the_same_steps() {
+    let m = Model::open(&TestModel::SmolLm2.path()).expect("load model");
+    let mut with = CudaBackend::new(m.clone(), CudaOptions::default()).unwrap();
+    let mut without = CudaBackend::new(
+        m,
+        CudaOptions {
+            cuda_graphs: false,
+            ..CudaOptions::default()
+        },
+    )
+    .unwrap();
+    let prompt = &TestModel::SmolLm2.cases()[0].prompt_tokens;
+    let (a, b) = (
+        with.alloc_seq(prompt.len() + 20).unwrap(),
+        without.alloc_seq(prompt.len() + 20).unwrap(),
+    );
+    let mut next = prompt.clone();
+    let mut pos = 0;
+    for step in 0..20 {
+        for (dev, slot) in [(&mut with, a), (&mut without, b)] {
+            dev.forward(&[SeqInput {
+                slot,
+                start_pos: pos,
+                tokens: &next,
+                logits: LogitsWanted::Last,
+            }])
+            .unwrap();
+        }
+        assert_eq!(
+            with.logits_row(0).unwrap(),
+            without.logits_row(0).unwrap(),
+            "step {step}"
+        );
+        pos += next.len();
+        next = vec![with.logits_argmax(0).unwrap().0];
+    }
+    assert!(with.graphs_captured() >= 1);
+    assert_eq!(without.graphs_captured(), 0);
 }

@@ -44,7 +44,8 @@ impl Ops<'_> {
                 Arg::I32(int(heads, "heads")?),
                 Arg::I32(int(head_dim, "head_dim")?),
                 Arg::I32(int(n_rot, "n_rot")?),
-                Arg::F32(base),
+                // s = base^(-2 / n_rot), in f32 as the CPU computes it.
+                Arg::F32(base.powf(-2.0 / n_rot as f32)),
                 Arg::I32(i32::from(style == RopeStyle::Neox)),
             ],
             "rope_f32",
