@@ -40,8 +40,9 @@ fn check_all_tensor_data(f: &GgufFile) {
 
 #[test]
 fn smollm2_opens() {
+    let path = model("smollm2");
     let start = Instant::now();
-    let f = GgufFile::open(&model("smollm2")).unwrap();
+    let f = GgufFile::open(&path).unwrap();
     eprintln!("SmolLM2 parsed in {:?}", start.elapsed());
     assert_eq!(f.version(), 3);
     assert_eq!(f.architecture().unwrap(), "llama");
@@ -75,8 +76,9 @@ fn smollm2_opens() {
 
 #[test]
 fn gemma3_opens() {
+    let path = model("gemma3");
     let start = Instant::now();
-    let f = GgufFile::open(&model("gemma3")).unwrap();
+    let f = GgufFile::open(&path).unwrap();
     eprintln!("Gemma 3 parsed in {:?}", start.elapsed());
     assert_eq!(f.architecture().unwrap(), "gemma3");
     assert_eq!(f.tensors().len(), 236);
