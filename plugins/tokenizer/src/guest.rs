@@ -63,6 +63,14 @@ fn unpack(p: PackedBytes, into: &mut Vec<Vec<u8>>) -> Result<(), TokenizerError>
 fn read_vocab() -> Result<VocabSpec, TokenizerError> {
     let info = vocab::info();
     let n = info.size;
+    if n as usize > crate::MAX_VOCAB_TOKENS || info.merges_count as usize > crate::MAX_VOCAB_TOKENS
+    {
+        return Err(TokenizerError::InvalidVocab(format!(
+            "{n} tokens and {} merges (at most {} each)",
+            info.merges_count,
+            crate::MAX_VOCAB_TOKENS
+        )));
+    }
     let mut tokens = Vec::with_capacity(n as usize);
     let mut scores = Vec::with_capacity(if info.has_scores { n as usize } else { 0 });
     let mut token_types = Vec::with_capacity(n as usize);

@@ -645,6 +645,38 @@ mod tests {
     }
 
     #[test]
+    fn text_over_the_cap_is_refused() {
+        let t = tiny_spm();
+        let long = "h".repeat(MAX_TEXT_BYTES + 1);
+        assert!(matches!(
+            t.encode(&long, false, false),
+            Err(TokenizerError::TextTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn byte_level_bpe_merges_lowest_rank_first() {
+        // "abc": rules rank 0 "b c", rank 1 "a b": the lower rank wins, giving "a" + "bc".
+        let tokens = ["a", "b", "c", "ab", "bc"]
+            .iter()
+            .map(|t| t.as_bytes().to_vec())
+            .collect();
+        let spec = VocabSpec {
+            model: "gpt2".into(),
+            pre: "gpt-2".into(),
+            tokens,
+            merges: vec![b"b c".to_vec(), b"a b".to_vec()],
+            ..VocabSpec::default()
+        };
+        let t = Tokenizer::new(spec).unwrap();
+        assert_eq!(t.encode("abc", false, false).unwrap(), [0, 4]);
+        assert_eq!(t.encode("ab", false, false).unwrap(), [3]);
+        // A space has no token in this vocabulary and is dropped, as llama.cpp does.
+        assert_eq!(t.encode("a b", false, false).unwrap(), [0, 1]);
+        assert_eq!(t.decode(&[3, 2], false).unwrap(), b"abc");
+    }
+
+    #[test]
     fn unknown_ids_are_errors() {
         let t = tiny_spm();
         assert!(matches!(
