@@ -111,6 +111,10 @@ fn wrong_sizes_and_non_finite_values_are_rejected() {
             assert!(quantize_row(ty, &bad).is_err());
             bad[3] = f32::INFINITY;
             assert!(quantize_row(ty, &bad).is_err());
+            bad[3] = -1e5;
+            assert!(quantize_row(ty, &bad).is_err());
+            bad[3] = -65504.0;
+            assert!(quantize_row(ty, &bad).is_ok());
         }
     }
     assert!(QuantizedActs::new(&[1.0; 48]).is_err());

@@ -144,6 +144,10 @@ impl GgmlType {
     }
 }
 
+/// The largest magnitude [`quantize_row`] accepts for the quantized types: the largest f16,
+/// so that no block scale (at most the block's largest magnitude) overflows its f16.
+pub const MAX_QUANT_ABS: f32 = 65504.0;
+
 /// Dequantize one row: `dst.len()` elements (a whole number of blocks) from `src`, which must
 /// be exactly `ty.row_bytes(dst.len())` bytes.
 pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), EngineError> {
@@ -188,13 +192,16 @@ pub fn dot_row(ty: GgmlType, row: &[u8], x: &[f32]) -> f32 {
 
 /// Quantize one row of `src` (a whole number of blocks) to `ty`. The legacy types use ggml's
 /// `quantize_row_*_ref` (byte-identical to gguf-py); the K-quants a simpler quantizer without
-/// ggml's scale search, documented in their modules. Non-finite values are rejected for the
-/// quantized types (the float types store them as they are).
+/// ggml's scale search, documented in their modules. The quantized types reject non-finite
+/// values and magnitudes above [`MAX_QUANT_ABS`] (their f16 scales would overflow); the float
+/// types store every value as it is.
 pub fn quantize_row(ty: GgmlType, src: &[f32]) -> Result<Vec<u8>, EngineError> {
     ty.row_bytes(src.len())?;
-    if ty.block_size() > 1 && src.iter().any(|v| !v.is_finite()) {
+    if ty.block_size() > 1
+        && let Some(v) = src.iter().find(|v| v.is_nan() || v.abs() > MAX_QUANT_ABS)
+    {
         return Err(EngineError::InvalidInput(format!(
-            "cannot quantize a non-finite value to {}",
+            "cannot quantize {v} to {}: values must be finite and within +-{MAX_QUANT_ABS}",
             ty.name()
         )));
     }
