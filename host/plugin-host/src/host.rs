@@ -23,6 +23,10 @@ use crate::{
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Initialised tokenizer instances kept for reuse.
 pub(crate) const TOKENIZER_POOL: usize = 8;
+/// Bytes a guest may pass to the host in one call (a penalty history, a log line).
+const HOSTCALL_BYTES: usize = 4 << 20;
+/// Live component-model handles one store may hold.
+const MAX_COMPONENT_HANDLES: usize = 10_000;
 /// Largest `.wasm` file the plugin folder may hold.
 const MAX_PLUGIN_FILE: u64 = 64 << 20;
 
@@ -84,6 +88,8 @@ impl Inner {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
+        store.set_hostcall_fuel(HOSTCALL_BYTES);
+        store.set_max_component_handles(MAX_COMPONENT_HANDLES);
         store
     }
 
