@@ -57,7 +57,7 @@ rm -f .gpu/bin.list
 
 if [ "$worker" = 1 ]; then
     echo "building worker-orcd..." >&2
-    if cargo build --release -p orcd-worker >/dev/null 2>&1 && [ -x target/release/worker-orcd ]; then
+    if cargo build --release -p worker-orcd >/dev/null 2>&1 && [ -x target/release/worker-orcd ]; then
         pack worker-orcd target/release/worker-orcd
     else
         echo "worker-orcd did not build; packing the tests only" >&2

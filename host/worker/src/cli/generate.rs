@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! worker-orcd generate --model PATH --prompt-ids 1,2,3 --max-tokens N --temperature 0 --json
-//!                      [--backend cpu] [--threads N] [--exact] [--timings]
+//!                      [--backend cpu|cuda] [--gpu-device N] [--threads N] [--exact] [--timings]
 //! ```
 //! Prints `{"prompt_tokens": [...], "tokens": [...], "text": null}`. Generation stops after
 //! `--max-tokens` tokens or at one of the model's end-of-generation ids.
@@ -22,6 +22,8 @@ pub enum Backend {
     /// The CPU reference backend.
     #[default]
     Cpu,
+    /// The CUDA backend (GPU `--gpu-device`).
+    Cuda,
 }
 
 /// Options shared by `generate` and `score`: which model, on which backend.
@@ -39,6 +41,9 @@ pub struct DeviceArgs {
     /// CPU: exact f32 dot products instead of 8-bit quantized activations.
     #[arg(long)]
     pub exact: bool,
+    /// CUDA: GPU index.
+    #[arg(long, default_value_t = 0)]
+    pub gpu_device: usize,
 }
 
 impl DeviceArgs {
@@ -56,6 +61,17 @@ impl DeviceArgs {
                     },
                 )
                 .context("cannot start the CPU backend")?,
+            ),
+            Backend::Cuda => Box::new(
+                orcd_cuda::CudaBackend::new(
+                    model.clone(),
+                    orcd_cuda::CudaOptions {
+                        gpu: self.gpu_device,
+                        kv_tokens_budget: Some(max_tokens),
+                        ..orcd_cuda::CudaOptions::default()
+                    },
+                )
+                .context("cannot start the CUDA backend")?,
             ),
         };
         Ok((model, device))

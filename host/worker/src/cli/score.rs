@@ -2,7 +2,7 @@
 //! each position, the best next-token candidates and their logits, as JSON.
 //!
 //! ```text
-//! worker-orcd score --model PATH --ids 1,2,3 --top K --json [--backend cpu] [--threads N]
+//! worker-orcd score --model PATH --ids 1,2,3 --top K --json [--backend cpu|cuda] [--threads N]
 //! ```
 //! Prints `{"positions": [[[id, logit], ...], ...]}`, one list per input position.
 
