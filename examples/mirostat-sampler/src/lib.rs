@@ -65,7 +65,13 @@ impl Sampler for Mirostat {
                 .then_some(best.id)
                 .ok_or(Error::NoValidLogits);
         }
-        let cands = logits.top_k(CANDIDATES)?;
+        // A request's top_k still bounds the candidates (top_k 1 is greedy).
+        let k = if p.top_k > 0 {
+            p.top_k.min(CANDIDATES)
+        } else {
+            CANDIDATES
+        };
+        let cands = logits.top_k(k)?;
         let probs = softmax(&cands, p.temperature);
         // Keep the prefix (best first) whose surprise is within mu; always the best one.
         let keep = probs

@@ -93,7 +93,9 @@ impl Standard {
             let exhausted = (cands.len() as u32) < k || k >= vocab;
             // Host output is checked, not trusted: ids in range, NaN out, best first.
             cands.retain(|c| c.id < vocab && !c.logit.is_nan());
-            cands.sort_by(best_first);
+            if !cands.is_sorted_by(|a, b| best_first(a, b).is_le()) {
+                cands.sort_by(best_first);
+            }
             let w = weights(&cands, p.temperature);
             if w.first().is_none_or(|&b| b <= 0.0) {
                 return Err(Error::NoValidLogits);

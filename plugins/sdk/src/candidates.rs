@@ -16,7 +16,7 @@ pub fn weights(cands: &[Candidate], temperature: f32) -> Vec<f64> {
         .map(|c| c.logit)
         .filter(|l| !l.is_nan())
         .fold(f32::NEG_INFINITY, f32::max);
-    let t = temperature as f64;
+    let inv_t = 1.0 / temperature;
     cands
         .iter()
         .map(|c| {
@@ -26,7 +26,9 @@ pub fn weights(cands: &[Candidate], temperature: f32) -> Vec<f64> {
             } else if best == f32::INFINITY {
                 if l == f32::INFINITY { 1.0 } else { 0.0 }
             } else {
-                ((l as f64 - best as f64) / t).exp()
+                // f32 `exp` is several times cheaper than f64 in Wasm and exact enough for
+                // relative weights (the difference to the best is at most a few hundred).
+                f64::from(((l - best) * inv_t).exp())
             }
         })
         .collect()
@@ -114,7 +116,7 @@ mod tests {
     fn weights_are_relative_to_the_best() {
         let w = weights(&cands(&[2.0, 1.0, f32::NEG_INFINITY, f32::NAN]), 1.0);
         assert_eq!(w[0], 1.0);
-        assert!((w[1] - (-1.0f64).exp()).abs() < 1e-12);
+        assert!((w[1] - (-1.0f64).exp()).abs() < 1e-6);
         assert_eq!(&w[2..], &[0.0, 0.0]);
     }
 
