@@ -11,8 +11,13 @@ use orcd_engine::quant::{
 
 /// The reference vectors of `ty`: (row bytes, dequantized values, quantizer input if any).
 fn vectors(ty: GgmlType) -> (Vec<u8>, Vec<f32>, Option<Vec<f32>>) {
+    read_vectors(ty.name())
+}
+
+/// The vectors `name.bin`, `name.deq.f32` and, if present, `name.src.f32`.
+fn read_vectors(name: &str) -> (Vec<u8>, Vec<f32>, Option<Vec<f32>>) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/quant");
-    let read = |ext: &str| std::fs::read(dir.join(format!("{}.{ext}", ty.name())));
+    let read = |ext: &str| std::fs::read(dir.join(format!("{name}.{ext}")));
     let floats = |b: Vec<u8>| -> Vec<f32> {
         b.chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -23,6 +28,15 @@ fn vectors(ty: GgmlType) -> (Vec<u8>, Vec<f32>, Option<Vec<f32>>) {
     let src = read("src.f32").ok().map(floats);
     (bin, deq, src)
 }
+
+/// The types of the real models' tensors whose first blocks `gen_vectors.py` saved.
+const REAL_TYPES: [GgmlType; 5] = [
+    GgmlType::Q8_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q4K,
+    GgmlType::Q6K,
+];
 
 /// Deterministic pseudo-random values in [-1, 1) (xorshift), scaled per block of 32 by a
 /// factor between 1e-2 and 1e1 so blocks of very different magnitude meet in one row.
@@ -60,6 +74,20 @@ fn dequantize_is_bit_exact_with_gguf_py() {
                 "{} element {i}: {g} vs {w}",
                 ty.name()
             );
+        }
+    }
+}
+
+#[test]
+fn real_model_blocks_dequantize_bit_exactly() {
+    // Blocks llama.cpp's own quantizers wrote (SmolLM2-135M Q4_1, gemma-3-270m Q4_K_M).
+    for ty in REAL_TYPES {
+        let (bin, want, _) = read_vectors(&format!("real_{}", ty.name()));
+        assert_eq!(bin.len(), ty.row_bytes(want.len()).unwrap());
+        let mut got = vec![0.0f32; want.len()];
+        dequantize_row(ty, &bin, &mut got).unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.to_bits(), w.to_bits(), "real {} element {i}", ty.name());
         }
     }
 }
@@ -189,8 +217,8 @@ fn quantize_round_trips_within_the_stated_bound() {
     }
 }
 
-/// Rows to dot with: the reference vectors (for the quantized types, whose vectors are all
-/// finite) and quantized random rows.
+/// Rows to dot with: quantized random rows, the reference vectors (for the quantized types,
+/// whose vectors are all finite) and the real models' blocks.
 fn test_rows(ty: GgmlType) -> Vec<Vec<u8>> {
     let mut rows = vec![
         quantize_row(ty, &random_row(1024, 11)).unwrap(),
@@ -198,6 +226,9 @@ fn test_rows(ty: GgmlType) -> Vec<Vec<u8>> {
     ];
     if ty.block_size() > 1 {
         rows.push(vectors(ty).0);
+    }
+    if REAL_TYPES.contains(&ty) {
+        rows.push(read_vectors(&format!("real_{}", ty.name())).0);
     }
     rows
 }

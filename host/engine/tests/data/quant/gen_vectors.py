@@ -11,6 +11,10 @@ gguf-py 0.19 has no quantizers for the K-quants (quantize raises NotImplementedE
 blocks are random bytes with sane f16 super-scales; every bit pattern of the other fields is a
 valid block, and gguf-py's dequantize is the reference.
 
+Also, when the real models are in .cache/models (scripts/fetch-models.sh), real_NAME.bin and
+real_NAME.deq.f32: the first blocks of a tensor quantized by llama.cpp itself, for the types the
+two models use (Q8_0, Q4_1, Q5_0, Q4_K, Q6_K).
+
 Run: python3 gen_vectors.py   (needs `pip install gguf numpy`; deterministic, seed fixed)
 """
 
@@ -18,9 +22,20 @@ import os
 
 import numpy as np
 from gguf import GGMLQuantizationType as T
-from gguf import quants
+from gguf import GGUFReader, quants
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = os.path.join(HERE, "../../../../../.cache/models")
+# (model file, tensor, type name): one tensor per type the real models use
+REAL = [
+    ("SmolLM2-135M-Instruct.Q4_1.gguf", "token_embd.weight", "q8_0"),
+    ("SmolLM2-135M-Instruct.Q4_1.gguf", "blk.0.ffn_down.weight", "q4_1"),
+    ("gemma-3-270m-q4_k_m.gguf", "blk.0.attn_k.weight", "q5_0"),
+    ("gemma-3-270m-q4_k_m.gguf", "blk.0.attn_output.weight", "q4_K"),
+    ("gemma-3-270m-q4_k_m.gguf", "blk.0.ffn_down.weight", "q6_K"),
+]
+# at most this many weights from each real tensor (its first rows)
+REAL_WEIGHTS = 1024
 rng = np.random.default_rng(20261127)
 
 
@@ -83,5 +98,19 @@ def main() -> None:
         write(name, data, deq, None)
 
 
+def real_vectors() -> None:
+    for model, tensor, name in REAL:
+        path = os.path.join(MODELS, model)
+        if not os.path.exists(path):
+            print(f"skipping real_{name}: {path} not fetched")
+            continue
+        t = next(t for t in GGUFReader(path).tensors if t.name == tensor)
+        block_size, type_size = quants.GGML_QUANT_SIZES[t.tensor_type]
+        data = np.asarray(t.data).reshape(-1)[: REAL_WEIGHTS // block_size * type_size]
+        deq = quants.dequantize(data, t.tensor_type).reshape(-1)
+        write(f"real_{name}", data, deq, None)
+
+
 if __name__ == "__main__":
     main()
+    real_vectors()
