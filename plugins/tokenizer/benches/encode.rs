@@ -36,25 +36,6 @@ fn median(mut f: impl FnMut(), runs: usize) -> Duration {
     times[runs / 2]
 }
 
-fn vocab_data(v: &Vocab) -> VocabData {
-    VocabData {
-        model: v.model.clone(),
-        pre: v.pre.clone(),
-        tokens: v.tokens.iter().map(|t| t.as_bytes().to_vec()).collect(),
-        scores: v.scores.clone(),
-        token_types: v.token_types.clone(),
-        merges: v.merges.iter().map(|m| m.as_bytes().to_vec()).collect(),
-        add_bos: v.add_bos,
-        add_eos: v.add_eos,
-        add_space_prefix: v.add_space_prefix,
-        bos: v.bos,
-        eos: v.eos,
-        eot: v.eot,
-        unk: v.unk,
-        pad: v.pad,
-    }
-}
-
 fn main() {
     let prompts = [
         ("mixed", mixed_prompt()),
@@ -80,8 +61,8 @@ fn main() {
             eos: vocab.eos,
             eot: vocab.eot,
         };
-        let host =
-            PluginHost::new(PluginHostConfig::default(), facts, &vocab_data(&vocab)).expect("host");
+        let host = PluginHost::new(PluginHostConfig::default(), facts, &VocabData::from(&vocab))
+            .expect("host");
         let t0 = Instant::now();
         let mut session = host.tokenizer().expect("plugin tokenizer");
         println!("{which}: plugin instantiate + init {:?}", t0.elapsed());

@@ -12,26 +12,6 @@ use orcd_plugin_host::{
     ModelFacts, PluginHost, PluginHostConfig, PluginKind, TokenizerSession, VocabData,
 };
 
-/// The plugin host's view of a vocabulary read by the engine.
-fn vocab_data(v: &Vocab) -> VocabData {
-    VocabData {
-        model: v.model.clone(),
-        pre: v.pre.clone(),
-        tokens: v.tokens.iter().map(|t| t.as_bytes().to_vec()).collect(),
-        scores: v.scores.clone(),
-        token_types: v.token_types.clone(),
-        merges: v.merges.iter().map(|m| m.as_bytes().to_vec()).collect(),
-        add_bos: v.add_bos,
-        add_eos: v.add_eos,
-        add_space_prefix: v.add_space_prefix,
-        bos: v.bos,
-        eos: v.eos,
-        eot: v.eot,
-        unk: v.unk,
-        pad: v.pad,
-    }
-}
-
 /// A plugin host with the built-in plugins for the vocabulary of the GGUF file at `path`.
 fn host_for(path: &Path) -> PluginHost {
     let v = Vocab::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -44,7 +24,7 @@ fn host_for(path: &Path) -> PluginHost {
         eos: v.eos,
         eot: v.eot,
     };
-    PluginHost::new(PluginHostConfig::default(), facts, &vocab_data(&v))
+    PluginHost::new(PluginHostConfig::default(), facts, &VocabData::from(&v))
         .expect("plugin host starts")
 }
 

@@ -73,7 +73,7 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<ExitCode> {
         cache_dir: args.plugin_cache.clone(),
         ..PluginHostConfig::default()
     };
-    let host = PluginHost::new(cfg, facts, &vocab_data(&vocab))
+    let host = PluginHost::new(cfg, facts, &VocabData::from(&vocab))
         .context("cannot start the plugin runtime")?;
     let mut tokenizer = host
         .tokenizer()
@@ -89,24 +89,4 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<ExitCode> {
         println!("{}", line.join(" "));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The plugin host's view of a vocabulary read by the engine.
-pub fn vocab_data(v: &Vocab) -> VocabData {
-    VocabData {
-        model: v.model.clone(),
-        pre: v.pre.clone(),
-        tokens: v.tokens.iter().map(|t| t.as_bytes().to_vec()).collect(),
-        scores: v.scores.clone(),
-        token_types: v.token_types.clone(),
-        merges: v.merges.iter().map(|m| m.as_bytes().to_vec()).collect(),
-        add_bos: v.add_bos,
-        add_eos: v.add_eos,
-        add_space_prefix: v.add_space_prefix,
-        bos: v.bos,
-        eos: v.eos,
-        eot: v.eot,
-        unk: v.unk,
-        pad: v.pad,
-    }
 }
