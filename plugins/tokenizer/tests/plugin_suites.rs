@@ -93,3 +93,28 @@ fn plugin_reports_bad_ids_and_parses_special_tokens() {
     assert_eq!(tok.piece(1).expect("piece"), b"");
     assert_eq!(tok.piece(ids[1]).expect("piece"), b"user");
 }
+
+#[test]
+fn plugin_refuses_unsupported_vocabularies_with_a_typed_error() {
+    let mut data = VocabData::from(&Vocab::open(&suite_vocab("gpt-2")).expect("vocabulary"));
+    data.pre = "nonesuch".into();
+    let facts = ModelFacts {
+        architecture: String::new(),
+        name: String::new(),
+        vocab_size: data.tokens.len() as u32,
+        context_length: 2048,
+        bos: data.bos,
+        eos: data.eos,
+        eot: data.eot,
+    };
+    let host =
+        PluginHost::new(PluginHostConfig::default(), facts, &data).expect("plugin host starts");
+    match host.tokenizer() {
+        Err(orcd_plugin_host::PluginError::Reported { code, message, .. }) => {
+            assert_eq!(code, "UNSUPPORTED_PRE_TOKENIZER");
+            assert!(message.contains("nonesuch"), "{message}");
+        }
+        Err(other) => panic!("expected the plugin's own error, got {other}"),
+        Ok(_) => panic!("an unknown pre-tokenizer was accepted"),
+    }
+}
