@@ -27,8 +27,9 @@ fn backend(model: TestModel, exact: bool) -> CpuBackend {
     .expect("backend")
 }
 
-/// Every case teacher-forced and free-running; returns the largest first-step difference.
-fn check_reference(model: TestModel, exact: bool, tol: f32) -> f32 {
+/// Every case teacher-forced (and free-running when `free` is set); returns the largest
+/// first-step difference.
+fn check_reference(model: TestModel, exact: bool, tol: f32, free: bool) -> f32 {
     let mut dev = backend(model, exact);
     let mut worst = 0.0f32;
     for case in model.cases() {
@@ -50,6 +51,9 @@ fn check_reference(model: TestModel, exact: bool, tol: f32) -> f32 {
             tf.first_step_max_diff
         );
         worst = worst.max(tf.first_step_max_diff);
+        if !free {
+            continue;
+        }
         let (got, ok) = free_running(&mut dev, &case);
         assert!(
             ok,
@@ -67,17 +71,18 @@ fn check_reference(model: TestModel, exact: bool, tol: f32) -> f32 {
 
 #[test]
 fn smollm2_matches_llama_cpp_greedy() {
-    check_reference(TestModel::SmolLm2, false, Q8_FIRST_STEP_TOL);
+    check_reference(TestModel::SmolLm2, false, Q8_FIRST_STEP_TOL, true);
 }
 
 #[test]
 fn gemma3_matches_llama_cpp_greedy() {
-    check_reference(TestModel::Gemma3, false, Q8_FIRST_STEP_TOL);
+    check_reference(TestModel::Gemma3, false, Q8_FIRST_STEP_TOL, true);
 }
 
+/// The exact path is several times slower (scalar f32 dot products), so teacher-forced only.
 #[test]
 fn smollm2_exact_path_matches_llama_cpp_greedy() {
-    check_reference(TestModel::SmolLm2, true, EXACT_FIRST_STEP_TOL);
+    check_reference(TestModel::SmolLm2, true, EXACT_FIRST_STEP_TOL, false);
 }
 
 /// Two sequences in one step give the same logits as each alone (one prefilling, one decoding

@@ -248,3 +248,183 @@ impl Device for CpuBackend {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tiny::{self, TinySpec};
+
+    fn backend(arch: &'static str, exact: bool) -> CpuBackend {
+        let model = Model::load(TinySpec::new(arch).build().unwrap()).unwrap();
+        let opts = CpuOptions {
+            threads: 2,
+            kv_tokens_budget: 128,
+            exact,
+        };
+        CpuBackend::new(model, opts).unwrap()
+    }
+
+    fn step(
+        dev: &mut CpuBackend,
+        slot: SeqSlot,
+        start_pos: usize,
+        tokens: &[u32],
+        logits: LogitsWanted,
+    ) -> Result<usize, EngineError> {
+        dev.forward(&[SeqInput {
+            slot,
+            start_pos,
+            tokens,
+            logits,
+        }])
+    }
+
+    /// The last logits row after feeding `tokens` in one step.
+    fn last_row(dev: &mut CpuBackend, tokens: &[u32]) -> Vec<f32> {
+        let s = dev.alloc_seq(tokens.len()).unwrap();
+        step(dev, s, 0, tokens, LogitsWanted::Last).unwrap();
+        let row = dev.logits_row(0).unwrap();
+        dev.free_seq(s);
+        row
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    const SEQ: [u32; 10] = [1, 17, 5, 90, 33, 33, 7, 64, 12, 3];
+
+    #[test]
+    fn bad_inputs_are_invalid_input_errors() {
+        let mut dev = backend("llama", false);
+        let s = dev.alloc_seq(4).unwrap();
+        let invalid =
+            |r: Result<usize, EngineError>| matches!(r, Err(EngineError::InvalidInput(_)));
+        let vocab = tiny::VOCAB as u32;
+        assert!(invalid(step(&mut dev, s, 0, &[vocab], LogitsWanted::Last)));
+        assert!(invalid(step(
+            &mut dev,
+            SeqSlot(99),
+            0,
+            &[1],
+            LogitsWanted::Last
+        )));
+        assert!(invalid(step(&mut dev, s, 1, &[1], LogitsWanted::Last)));
+        assert!(invalid(step(&mut dev, s, 0, &[], LogitsWanted::Last)));
+        assert!(invalid(step(&mut dev, s, 0, &[1; 5], LogitsWanted::Last)));
+        let twice = [
+            SeqInput {
+                slot: s,
+                start_pos: 0,
+                tokens: &[1],
+                logits: LogitsWanted::Last,
+            },
+            SeqInput {
+                slot: s,
+                start_pos: 0,
+                tokens: &[1],
+                logits: LogitsWanted::Last,
+            },
+        ];
+        assert!(matches!(
+            dev.forward(&twice),
+            Err(EngineError::InvalidInput(_))
+        ));
+        // A failed step leaves the slot usable, and no logits rows behind.
+        assert!(dev.logits_row(0).is_err());
+        assert_eq!(
+            step(&mut dev, s, 0, &[1, 2, 3, 4], LogitsWanted::All).unwrap(),
+            4
+        );
+        assert!(dev.logits_top_k(3, 5).is_ok());
+        assert!(matches!(
+            dev.logits_argmax(4),
+            Err(EngineError::InvalidInput(_))
+        ));
+        assert!(invalid(step(&mut dev, s, 4, &[1], LogitsWanted::Last)));
+        assert!(matches!(
+            dev.alloc_seq(tiny::CONTEXT + 1),
+            Err(EngineError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            dev.alloc_seq(0),
+            Err(EngineError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            dev.alloc_seq(64).and_then(|_| dev.alloc_seq(64)),
+            Err(EngineError::KvCacheExhausted { .. })
+        ));
+    }
+
+    #[test]
+    fn step_by_step_equals_one_prefill_on_every_architecture() {
+        for arch in ["llama", "qwen2", "gemma3"] {
+            let mut dev = backend(arch, false);
+            let s = dev.alloc_seq(SEQ.len()).unwrap();
+            assert_eq!(
+                step(&mut dev, s, 0, &SEQ, LogitsWanted::All).unwrap(),
+                SEQ.len()
+            );
+            let all: Vec<Vec<f32>> = (0..SEQ.len()).map(|r| dev.logits_row(r).unwrap()).collect();
+            assert!(all.iter().flatten().all(|v| v.is_finite()), "{arch}");
+            dev.free_seq(s);
+            let s = dev.alloc_seq(SEQ.len()).unwrap();
+            for (p, &t) in SEQ.iter().enumerate() {
+                assert_eq!(step(&mut dev, s, p, &[t], LogitsWanted::Last).unwrap(), 1);
+                let d = max_diff(&dev.logits_row(0).unwrap(), &all[p]);
+                assert!(d < 1e-4, "{arch}: position {p} differs by {d}");
+            }
+            // LogitsWanted::None produces no rows.
+            let s2 = dev.alloc_seq(2).unwrap();
+            assert_eq!(
+                step(&mut dev, s2, 0, &[4, 5], LogitsWanted::None).unwrap(),
+                0
+            );
+        }
+    }
+
+    #[test]
+    fn sliding_window_hides_tokens_beyond_its_reach() {
+        // Two sliding layers of window 4: the last position sees at most 2 * 3 positions back.
+        let mut changed = SEQ;
+        changed[0] = 50;
+        changed[1] = 51;
+        let mut gemma = backend("gemma3", false);
+        let d = max_diff(&last_row(&mut gemma, &SEQ), &last_row(&mut gemma, &changed));
+        assert_eq!(d, 0.0, "gemma3 saw a token outside its window");
+        // Inside the reach (and on a model without a window) the change shows.
+        let mut near = SEQ;
+        near[5] = 50;
+        let d = max_diff(&last_row(&mut gemma, &SEQ), &last_row(&mut gemma, &near));
+        assert!(d > 1e-3);
+        let mut llama = backend("llama", false);
+        let d = max_diff(&last_row(&mut llama, &SEQ), &last_row(&mut llama, &changed));
+        assert!(d > 1e-3, "llama attends to the whole sequence");
+    }
+
+    #[test]
+    fn quantized_activations_stay_close_to_exact() {
+        for arch in ["llama", "qwen2", "gemma3"] {
+            let exact = last_row(&mut backend(arch, true), &SEQ);
+            let fast = last_row(&mut backend(arch, false), &SEQ);
+            let d = max_diff(&exact, &fast);
+            assert!(d < 0.05, "{arch}: Q8 path differs from exact by {d}");
+        }
+    }
+
+    #[test]
+    fn info_reports_kv_reservations() {
+        let mut dev = backend("qwen2", false);
+        assert_eq!(dev.info().backend, "cpu");
+        assert_eq!(dev.info().kv_cache_bytes, 0);
+        let s = dev.alloc_seq(10).unwrap();
+        let per_token = 2 * tiny::LAYERS * tiny::KV_HEADS * tiny::HEAD_DIM * 4;
+        assert_eq!(dev.info().kv_cache_bytes, (10 * per_token) as u64);
+        assert_eq!(dev.free_kv_tokens(), 118);
+        dev.free_seq(s);
+        assert_eq!(dev.free_kv_tokens(), 128);
+    }
+}

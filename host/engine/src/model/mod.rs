@@ -6,6 +6,8 @@
 
 pub mod config;
 pub mod decode;
+#[cfg(test)]
+pub(crate) mod tiny;
 pub mod weights;
 
 use std::path::Path;
@@ -55,5 +57,116 @@ impl Model {
     /// The bytes of tensor `t` in the mapped file.
     pub fn tensor_data(&self, t: &crate::gguf::TensorInfo) -> &[u8] {
         self.gguf.tensor_data(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tiny::{self, TinySpec};
+    use super::*;
+
+    fn load(spec: &TinySpec) -> Result<Model, EngineError> {
+        Model::load(spec.build()?)
+    }
+
+    fn bad_tensor(spec: &TinySpec) -> (String, String) {
+        match load(spec) {
+            Err(EngineError::BadTensor { tensor, problem }) => (tensor, problem),
+            other => panic!("expected BadTensor, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_architecture_loads_with_its_conventions() {
+        let llama = load(&TinySpec::new("llama")).unwrap().config;
+        assert_eq!(llama.arch, Arch::Llama);
+        assert_eq!(llama.rope_style, RopeStyle::Normal);
+        assert!(llama.tied_output && !llama.qkv_bias && !llama.qk_norm);
+        assert_eq!(
+            (llama.n_heads, llama.n_kv_heads, llama.head_dim),
+            (4, 2, 16)
+        );
+        assert_eq!(llama.attn_scale, 0.25);
+        assert_eq!(llama.eos_token_ids, vec![2]);
+        assert_eq!(llama.vocab_size, tiny::VOCAB);
+
+        let qwen = load(&TinySpec::new("qwen2")).unwrap();
+        assert_eq!(qwen.config.rope_style, RopeStyle::Neox);
+        assert!(qwen.weights.layers[1].attn_v_bias.is_some());
+
+        let gemma = load(&TinySpec::new("gemma3")).unwrap().config;
+        assert_eq!(gemma.rope_style, RopeStyle::Neox);
+        assert_eq!(gemma.activation, Activation::GeluTanh);
+        assert_eq!(gemma.embed_scale, (tiny::DIM as f32).sqrt());
+        assert_eq!(gemma.rope_base_local, Some(config::GEMMA3_LOCAL_ROPE_BASE));
+        assert_eq!(gemma.sliding_window, Some(tiny::WINDOW));
+        assert!(gemma.qk_norm && gemma.post_norms);
+    }
+
+    #[test]
+    fn gemma3_every_sixth_layer_is_global() {
+        // The pattern, independent of the tiny model's two layers.
+        let slides: Vec<bool> = (0..12)
+            .map(|il| il % config::GEMMA3_SLIDING_PATTERN < config::GEMMA3_SLIDING_PATTERN - 1)
+            .collect();
+        assert_eq!(slides.iter().filter(|s| !**s).count(), 2);
+        assert!(!slides[5] && !slides[11] && slides[0] && slides[6]);
+        let gemma = load(&TinySpec::new("gemma3")).unwrap().config;
+        assert_eq!(gemma.sliding_layers, vec![true, true]);
+        assert_eq!(gemma.rope_base_of(0), config::GEMMA3_LOCAL_ROPE_BASE);
+        assert_eq!(gemma.window_of(1), Some(tiny::WINDOW));
+    }
+
+    #[test]
+    fn unknown_architecture_is_rejected_by_name() {
+        match load(&TinySpec::new("mamba")) {
+            Err(EngineError::UnsupportedArchitecture(a)) => assert_eq!(a, "mamba"),
+            other => panic!("expected UnsupportedArchitecture, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_tensor_is_named() {
+        let mut spec = TinySpec::new("llama");
+        spec.drop_tensor = Some("blk.1.ffn_up.weight".into());
+        assert_eq!(
+            bad_tensor(&spec),
+            ("blk.1.ffn_up.weight".into(), "missing".into())
+        );
+        let mut spec = TinySpec::new("qwen2");
+        spec.drop_tensor = Some("blk.0.attn_k.bias".into());
+        assert_eq!(bad_tensor(&spec).0, "blk.0.attn_k.bias");
+        let mut spec = TinySpec::new("gemma3");
+        spec.drop_tensor = Some("blk.0.post_ffw_norm.weight".into());
+        assert_eq!(bad_tensor(&spec).0, "blk.0.post_ffw_norm.weight");
+    }
+
+    #[test]
+    fn wrong_shape_or_type_is_named() {
+        let mut spec = TinySpec::new("llama");
+        spec.grow_tensor = Some("blk.0.attn_k.weight".into());
+        let (t, problem) = bad_tensor(&spec);
+        assert_eq!(t, "blk.0.attn_k.weight");
+        assert!(problem.contains("shape"), "{problem}");
+        let mut spec = TinySpec::new("llama");
+        spec.f16_tensor = Some("blk.1.attn_norm.weight".into());
+        let (t, problem) = bad_tensor(&spec);
+        assert_eq!(t, "blk.1.attn_norm.weight");
+        assert!(problem.contains("f32"), "{problem}");
+    }
+
+    #[test]
+    fn missing_metadata_is_named() {
+        let mut spec = TinySpec::new("gemma3");
+        spec.drop_key = Some("gemma3.attention.sliding_window".into());
+        match load(&spec) {
+            Err(EngineError::BadMetadata { key, .. }) => {
+                assert_eq!(key, "gemma3.attention.sliding_window")
+            }
+            other => panic!("expected BadMetadata, got {other:?}"),
+        }
+        let mut spec = TinySpec::new("llama");
+        spec.drop_key = Some("llama.block_count".into());
+        assert!(matches!(load(&spec), Err(EngineError::BadMetadata { .. })));
     }
 }

@@ -1,0 +1,182 @@
+//! Tiny random-weight models of each architecture, built in memory as GGUF files: fixtures for
+//! the loader's rejection tests and the CPU backend's unit tests (the real models are exercised
+//! by the golden tests in `tests/`).
+//!
+//! Shapes: 2 layers, dim 64, 4 query heads and 2 KV heads of 16, FFN 128, vocabulary 96,
+//! context 64; Gemma 3 gets a sliding window of 4 so that its window is exercised.
+
+use super::config::Arch;
+use crate::EngineError;
+use crate::gguf::{GgufFile, GgufWriter, MetaValue};
+use crate::quant::{self, GgmlType};
+
+pub const LAYERS: usize = 2;
+pub const DIM: usize = 64;
+pub const HEADS: usize = 4;
+pub const KV_HEADS: usize = 2;
+pub const HEAD_DIM: usize = 16;
+pub const FFN: usize = 128;
+pub const VOCAB: usize = 96;
+pub const CONTEXT: usize = 64;
+pub const WINDOW: usize = 4;
+
+/// What to build, and what to break.
+#[derive(Clone, Debug)]
+pub struct TinySpec {
+    pub arch: &'static str,
+    /// Type of the projection matrices (the embedding is Q8_0 when this is quantized).
+    pub matrix_type: GgmlType,
+    /// Leave this tensor out.
+    pub drop_tensor: Option<String>,
+    /// Give this tensor one more row than it should have.
+    pub grow_tensor: Option<String>,
+    /// Store this (norm) tensor as f16 instead of f32.
+    pub f16_tensor: Option<String>,
+    /// Leave this metadata key out.
+    pub drop_key: Option<String>,
+}
+
+impl TinySpec {
+    pub fn new(arch: &'static str) -> TinySpec {
+        TinySpec {
+            arch,
+            matrix_type: GgmlType::Q8_0,
+            drop_tensor: None,
+            grow_tensor: None,
+            f16_tensor: None,
+            drop_key: None,
+        }
+    }
+
+    /// The GGUF file.
+    pub fn build(&self) -> Result<GgufFile, EngineError> {
+        GgufFile::from_bytes(self.writer()?.to_bytes()?)
+    }
+
+    fn writer(&self) -> Result<GgufWriter, EngineError> {
+        let mut w = GgufWriter::new();
+        let a = self.arch;
+        let mut meta = vec![
+            ("general.architecture".to_string(), MetaValue::Str(a.into())),
+            (format!("{a}.block_count"), MetaValue::U32(LAYERS as u32)),
+            (format!("{a}.embedding_length"), MetaValue::U32(DIM as u32)),
+            (
+                format!("{a}.feed_forward_length"),
+                MetaValue::U32(FFN as u32),
+            ),
+            (
+                format!("{a}.attention.head_count"),
+                MetaValue::U32(HEADS as u32),
+            ),
+            (
+                format!("{a}.attention.head_count_kv"),
+                MetaValue::U32(KV_HEADS as u32),
+            ),
+            (
+                format!("{a}.attention.key_length"),
+                MetaValue::U32(HEAD_DIM as u32),
+            ),
+            (
+                format!("{a}.attention.value_length"),
+                MetaValue::U32(HEAD_DIM as u32),
+            ),
+            (
+                format!("{a}.context_length"),
+                MetaValue::U32(CONTEXT as u32),
+            ),
+            (
+                format!("{a}.attention.layer_norm_rms_epsilon"),
+                MetaValue::F32(1e-6),
+            ),
+            (format!("{a}.rope.freq_base"), MetaValue::F32(10_000.0)),
+            ("tokenizer.ggml.eos_token_id".to_string(), MetaValue::U32(2)),
+        ];
+        if a == "gemma3" {
+            meta.push((
+                format!("{a}.attention.sliding_window"),
+                MetaValue::U32(WINDOW as u32),
+            ));
+        }
+        for (k, v) in meta {
+            if self.drop_key.as_deref() != Some(k.as_str()) {
+                w.add_metadata(k, v)?;
+            }
+        }
+
+        let arch = Arch::from_name(a).ok();
+        let q_dim = HEADS * HEAD_DIM;
+        let kv_dim = KV_HEADS * HEAD_DIM;
+        let mut tensors: Vec<(String, Vec<usize>, bool)> = vec![
+            ("token_embd.weight".into(), vec![DIM, VOCAB], true),
+            ("output_norm.weight".into(), vec![DIM], false),
+        ];
+        for l in 0..LAYERS {
+            let b = |n: &str| format!("blk.{l}.{n}");
+            tensors.extend([
+                (b("attn_norm.weight"), vec![DIM], false),
+                (b("attn_q.weight"), vec![DIM, q_dim], true),
+                (b("attn_k.weight"), vec![DIM, kv_dim], true),
+                (b("attn_v.weight"), vec![DIM, kv_dim], true),
+                (b("attn_output.weight"), vec![q_dim, DIM], true),
+                (b("ffn_norm.weight"), vec![DIM], false),
+                (b("ffn_gate.weight"), vec![DIM, FFN], true),
+                (b("ffn_up.weight"), vec![DIM, FFN], true),
+                (b("ffn_down.weight"), vec![FFN, DIM], true),
+            ]);
+            if arch == Some(Arch::Qwen2) {
+                tensors.extend([
+                    (b("attn_q.bias"), vec![q_dim], false),
+                    (b("attn_k.bias"), vec![kv_dim], false),
+                    (b("attn_v.bias"), vec![kv_dim], false),
+                ]);
+            }
+            if arch == Some(Arch::Gemma3) {
+                tensors.extend([
+                    (b("attn_q_norm.weight"), vec![HEAD_DIM], false),
+                    (b("attn_k_norm.weight"), vec![HEAD_DIM], false),
+                    (b("post_attention_norm.weight"), vec![DIM], false),
+                    (b("post_ffw_norm.weight"), vec![DIM], false),
+                ]);
+            }
+        }
+        for (i, (name, mut dims, matrix)) in tensors.into_iter().enumerate() {
+            if self.drop_tensor.as_deref() == Some(name.as_str()) {
+                continue;
+            }
+            if self.grow_tensor.as_deref() == Some(name.as_str()) {
+                *dims.last_mut().expect("dims") += 1;
+            }
+            let n: usize = dims.iter().product();
+            let values = pattern(i, n, if matrix { 0.15 } else { 0.1 }, !matrix);
+            let ty = if self.f16_tensor.as_deref() == Some(name.as_str()) {
+                GgmlType::F16
+            } else if matrix {
+                self.matrix_type
+            } else {
+                GgmlType::F32
+            };
+            let mut bytes = Vec::new();
+            for row in values.chunks(dims[0]) {
+                bytes.extend(quant::quantize_row(ty, row)?);
+            }
+            let dims: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+            w.add_tensor(name, &dims, ty, bytes)?;
+        }
+        Ok(w)
+    }
+}
+
+/// `n` deterministic pseudo-random values in `[-amp, amp)` (around 1 for norm weights).
+fn pattern(seed: usize, n: usize, amp: f32, around_one: bool) -> Vec<f32> {
+    let mut s = (seed as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let u = (s >> 40) as f32 / (1u64 << 24) as f32;
+            let v = (2.0 * u - 1.0) * amp;
+            if around_one { 1.0 + v } else { v }
+        })
+        .collect()
+}
