@@ -99,34 +99,40 @@ pub(super) fn dot(row: &[u8], x: &[f32]) -> f32 {
 }
 
 /// Per group of 32 `d * dx * (sc_lo * sum_lo(q * qx) + sc_hi * sum_hi(q * qx))`, the
-/// 6-bit values built as two lanes (one per sub-block) and made signed in place.
+/// 6-bit values built as two lanes (one per sub-block) and made signed in place. The four
+/// groups of each 128 are spelled out so that every shift is a constant.
 #[inline(always)]
 pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
+    const GROUPS: usize = QK_K / G;
     let mut acc = 0.0f32;
-    let groups = QK_K / G;
-    let x_blocks = acts
-        .qs
-        .chunks_exact(groups)
-        .zip(acts.d.chunks_exact(groups));
+    let x_blocks = acts.qs.as_chunks::<GROUPS>().0.iter();
+    let x_blocks = x_blocks.zip(acts.d.as_chunks::<GROUPS>().0.iter());
     for (b, (qx, dx)) in row.as_chunks().0.iter().zip(x_blocks) {
         let b = BlockQ6K::from_bytes(b);
         let d = f16_to_f32(b.d);
         let ql: &[[u8; 16]] = b.ql.as_chunks().0;
         let qh: &[[u8; 16]] = b.qh.as_chunks().0;
-        for g in 0..groups {
-            let (n, k4) = (g / 4, g % 4);
-            let (lo_shift, hi_shift) = (4 * (k4 / 2), 2 * k4);
-            let half = |h: usize| {
-                let lo = (lane(&ql[(2 * n + k4 % 2) * 2 + h]) >> lo_shift) & LOW_NIBBLES;
-                let hi = (lane(&qh[2 * n + h]) >> hi_shift) & LOW_2_BITS;
-                minus_32(lo | (hi << 4))
+        for n in 0..2 {
+            // lanes of this half: ql[4n..4n+4] (two 32-byte rows), qh[2n..2n+2]
+            let l = [0, 1, 2, 3].map(|i| lane(&ql[4 * n + i]));
+            let h = [lane(&qh[2 * n]), lane(&qh[2 * n + 1])];
+            let mut group = |k4: usize, lo_shift: u32, hi_shift: u32| {
+                let g = 4 * n + k4;
+                let row = 2 * (k4 % 2);
+                let half = |i: usize| {
+                    let lo = (l[row + i] >> lo_shift) & LOW_NIBBLES;
+                    minus_32(lo | (((h[i] >> hi_shift) & LOW_2_BITS) << 4))
+                };
+                let x = act_lanes(&qx[g]);
+                let sc_lo = i32::from(b.scales[2 * g] as i8);
+                let sc_hi = i32::from(b.scales[2 * g + 1] as i8);
+                let isum = sc_lo * k.dot16(half(0), x[0]) + sc_hi * k.dot16(half(1), x[1]);
+                acc += d * dx[g] * isum as f32;
             };
-            let w = [half(0), half(1)];
-            let x = act_lanes(&qx[g]);
-            let sc_lo = i32::from(b.scales[2 * g] as i8);
-            let sc_hi = i32::from(b.scales[2 * g + 1] as i8);
-            let isum = sc_lo * k.dot16(w[0], x[0]) + sc_hi * k.dot16(w[1], x[1]);
-            acc += d * dx[g] * isum as f32;
+            group(0, 0, 0);
+            group(1, 0, 2);
+            group(2, 4, 4);
+            group(3, 4, 6);
         }
     }
     acc
