@@ -1,5 +1,6 @@
 //! Tokenizer conformance over a real vocabulary (a `.gguf` file): `decode(encode(text))`
-//! gives the text back, streaming pieces concatenate to the same bytes, and any llama.cpp-style
+//! gives the text back, streaming pieces concatenate to the same bytes (up to the one leading
+//! space of a SentencePiece vocabulary), and any llama.cpp-style
 //! suite (`X.gguf` + `X.gguf.inp` + `X.gguf.out`) encodes to exactly llama.cpp's ids.
 
 use std::path::{Path, PathBuf};
@@ -78,7 +79,11 @@ pub fn check_tokenizer(wasm: &Path, vocab: &Path, suites: &[Suite]) -> Result<Re
                     ));
                     break;
                 }
-                Ok((_, streamed)) if streamed != text.as_bytes() => {
+                // Pieces keep SentencePiece's leading space, which `decode` drops once.
+                Ok((_, streamed))
+                    if streamed != text.as_bytes()
+                        && streamed.strip_prefix(b" ") != Some(text.as_bytes()) =>
+                {
                     verdict = Err(format!(
                         "{text:?} streamed as {:?}",
                         String::from_utf8_lossy(&streamed)

@@ -1,0 +1,129 @@
+//! The conformance kit against real components: the shipped sampler, request handler and
+//! tokenizer and the Mirostat example pass it; a deliberately broken sampler fails it on the
+//! checks its bugs break.
+//!
+//! The components are built here with a nested `cargo build --target wasm32-wasip2` into
+//! `target/wasm-plugins` (the folder the plugin host's build script uses too).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use orcd_conformance::{SamplerOptions, Suite, check_handler, check_sampler, check_tokenizer};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Build `package` (in the workspace at `dir`) for wasm32-wasip2 and return its component.
+fn build(dir: &Path, package: &str) -> PathBuf {
+    let target = root().join("target/wasm-plugins");
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(dir)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            package,
+        ])
+        .arg("--target-dir")
+        .arg(&target);
+    // The outer cargo's settings must not leak into the nested build.
+    for (key, _) in std::env::vars_os() {
+        if let Some(k) = key.to_str()
+            && ((k.starts_with("CARGO_") && k != "CARGO_HOME")
+                || matches!(k, "RUSTFLAGS" | "MAKEFLAGS" | "MFLAGS"))
+        {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output().expect("run cargo");
+    assert!(
+        out.status.success(),
+        "building {package} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", package.replace('-', "_")))
+}
+
+fn assert_passes(report: &orcd_conformance::Report) {
+    println!("{report}");
+    assert!(report.passed(), "{report}");
+}
+
+#[test]
+fn standard_sampler_passes() {
+    let wasm = build(&root(), "orcd-sampler-standard");
+    assert_passes(&check_sampler(&wasm, &SamplerOptions::default()).unwrap());
+}
+
+#[test]
+fn mirostat_example_passes() {
+    let wasm = build(&root(), "mirostat-sampler");
+    assert_passes(&check_sampler(&wasm, &SamplerOptions::default()).unwrap());
+}
+
+#[test]
+fn request_handler_passes_the_corpora() {
+    let wasm = build(&root(), "orcd-handler");
+    let report = check_handler(&wasm).unwrap();
+    assert_passes(&report);
+    // 55 refusals + 13 acceptances + stop sequences + events.
+    assert!(report.checks.len() >= 60);
+}
+
+#[test]
+fn tokenizer_passes_a_llama_cpp_suite() {
+    let wasm = build(&root(), "orcd-tokenizer");
+    let vocab = Path::new("/work/shared/reference/tokenizer/ggml-vocab-llama-spm.gguf");
+    let vocab = if vocab.is_file() {
+        vocab.to_path_buf()
+    } else {
+        // Outside this machine the suites live with the reference data; fall back to the
+        // round trip over the fetched model.
+        let out = Command::new("bash")
+            .arg(root().join("scripts/fetch-models.sh"))
+            .arg("smollm2")
+            .output()
+            .expect("run scripts/fetch-models.sh");
+        PathBuf::from(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .last()
+                .unwrap()
+                .trim(),
+        )
+    };
+    let suites: Vec<Suite> = [Suite::beside(&vocab)]
+        .into_iter()
+        .filter(|s| s.inp.is_file())
+        .collect();
+    assert_passes(&check_tokenizer(&wasm, &vocab, &suites).unwrap());
+}
+
+#[test]
+fn broken_sampler_fails_on_its_bugs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("broken-sampler");
+    let wasm = build(&dir, "broken-sampler");
+    let report = check_sampler(&wasm, &SamplerOptions::default()).unwrap();
+    println!("{report}");
+    assert!(!report.passed());
+    let failed: Vec<&str> = report.failures().map(|c| c.name.as_str()).collect();
+    assert!(failed.contains(&"ids in range"), "{failed:?}");
+    assert!(failed.contains(&"seed changes the draw"), "{failed:?}");
+    // What it does right still passes.
+    let passed = |name: &str| report.checks.iter().any(|c| c.name == name && c.passed);
+    assert!(passed("temperature 0 is argmax"));
+    assert!(passed("same seed, same tokens"));
+}
+
+#[test]
+fn a_plugin_of_another_kind_is_refused() {
+    let wasm = build(&root(), "orcd-handler");
+    let err = check_sampler(&wasm, &SamplerOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("not a sampler"), "{err}");
+}
