@@ -131,3 +131,21 @@ fn streamed_text_never_splits_a_character() {
         );
     }
 }
+
+#[test]
+fn phi3_special_tokens_swallow_following_whitespace() {
+    // llama.cpp gives Phi-3's special tokens `rstrip` (keyed on `general.name`), except
+    // `<unk>`, `<s>` and `<|endoftext|>`.
+    let t = tokenizer(&common::suite_vocab("phi-3"));
+    let user = t.token_id("<|user|>").unwrap();
+    let hi = t.token_id("▁Hi").unwrap();
+    assert_eq!(t.encode("<|user|>\n  Hi", true, false).unwrap(), [user, hi]);
+    let eot = t.token_id("<|endoftext|>").unwrap();
+    let with_space = t.encode("<|endoftext|> Hi", true, false).unwrap();
+    assert_eq!(with_space[0], eot);
+    assert_ne!(
+        with_space[1..],
+        [hi],
+        "no rstrip: the space stays before Hi"
+    );
+}
