@@ -101,32 +101,31 @@ pub(super) fn dot(row: &[u8], x: &[f32]) -> f32 {
     acc
 }
 
-/// Per sub-block `d * sc * dx * sum(q * qx) - dmin * m * dx * sum(qx)`.
+/// Per sub-block `d * sc * dx * sum(q * qx) - dmin * m * dx * sum(qx)`. Written as four
+/// chunks of two sub-blocks (low, high nibbles) so every shift is a constant.
 #[inline(always)]
 pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
+    const SUBS: usize = QK_K / SUB;
     let mut acc = 0.0f32;
-    let subs = QK_K / SUB;
-    let x_blocks = acts.qs.chunks_exact(subs).zip(acts.d.chunks_exact(subs));
-    for ((b, (qx, dx)), sx) in row
-        .as_chunks()
-        .0
-        .iter()
-        .zip(x_blocks)
-        .zip(acts.s.chunks_exact(subs))
-    {
+    let x_blocks = acts.qs.as_chunks::<SUBS>().0.iter();
+    let x_blocks = x_blocks.zip(acts.d.as_chunks::<SUBS>().0.iter());
+    let x_blocks = x_blocks.zip(acts.s.as_chunks::<SUBS>().0.iter());
+    for (b, ((qx, dx), sx)) in row.as_chunks().0.iter().zip(x_blocks) {
         let b = BlockQ5K::from_bytes(b);
+        let (d, dmin) = (f16_to_f32(b.d), f16_to_f32(b.dmin));
+        let scales: [(u8, u8); SUBS] = std::array::from_fn(|j| scale_min(j, &b.scales));
         let chunks: &[[u8; 16]] = b.qs.as_chunks().0;
         let qh: &[[u8; 16]] = b.qh.as_chunks().0;
         let qh = [lane(&qh[0]), lane(&qh[1])];
-        for j in 0..subs {
-            let (d, m) = b.sub_scale(j);
-            let shift = 4 * (j % 2);
-            let half = |h: usize| {
-                ((lane(&chunks[j / 2 * 2 + h]) >> shift) & LOW_NIBBLES)
-                    | (((qh[h] >> j) & LOW_BITS) << 4)
-            };
-            let w = [half(0), half(1)];
-            acc += d * dx[j] * k.dot32(w, act_lanes(&qx[j])) as f32 - m * sx[j];
+        for c in 0..SUBS / 2 {
+            let v = [lane(&chunks[2 * c]), lane(&chunks[2 * c + 1])];
+            for (h, shift) in [(0, 0), (1, 4)] {
+                let j = 2 * c + h;
+                let q =
+                    |i: usize| ((v[i] >> shift) & LOW_NIBBLES) | (((qh[i] >> j) & LOW_BITS) << 4);
+                let (sc, m) = (d * f32::from(scales[j].0), dmin * f32::from(scales[j].1));
+                acc += sc * dx[j] * k.dot32([q(0), q(1)], act_lanes(&qx[j])) as f32 - m * sx[j];
+            }
         }
     }
     acc
