@@ -1,0 +1,185 @@
+//! `worker-orcd generate` and `score` end to end on SmolLM2-135M (CPU backend): the binary's
+//! greedy output and scores agree with llama.cpp's golden file; bad arguments fail with a
+//! message and a non-zero status, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// SmolLM2's path, fetched by the project's script when missing.
+fn smollm2() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/fetch-models.sh"))
+        .arg("smollm2")
+        .output()
+        .expect("run fetch-models.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim())
+}
+
+/// The first case of the SmolLM2 golden file: (prompt ids, greedy ids, top-2 margins).
+fn golden_case() -> (Vec<u64>, Vec<u64>, Vec<f64>) {
+    let dir = std::env::var_os("ORCD_REFERENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/work/shared/reference"));
+    let text = std::fs::read_to_string(dir.join("smollm2-135m-instruct-q4_1.greedy.json"))
+        .expect("golden file");
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    let case = &v["cases"][0];
+    let nums = |k: &str| case[k].as_array().expect(k).clone();
+    (
+        nums("prompt_tokens")
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect(),
+        nums("greedy_tokens")
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect(),
+        nums("top2_margins")
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect(),
+    )
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_worker-orcd"))
+        .args(args)
+        .output()
+        .expect("run worker-orcd")
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+fn csv(ids: &[u64]) -> String {
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+#[test]
+fn generate_follows_llama_cpp_greedy_until_the_first_near_tie() {
+    let model = smollm2();
+    let (prompt, greedy, margins) = golden_case();
+    let clear = margins
+        .iter()
+        .position(|&m| m < 0.3)
+        .unwrap_or(greedy.len());
+    let n = (clear + 1).to_string();
+    let out = run(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt-ids",
+        &csv(&prompt),
+        "--max-tokens",
+        &n,
+        "--temperature",
+        "0",
+        "--json",
+        "--threads",
+        "2",
+    ]);
+    let v = json_of(&out);
+    let tokens: Vec<u64> = v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_eq!(tokens.len(), clear + 1);
+    assert_eq!(&tokens[..clear], &greedy[..clear]);
+    let prompt_back: Vec<u64> = v["prompt_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_eq!(prompt_back, prompt);
+    assert!(v["text"].is_null());
+}
+
+#[test]
+fn score_ranks_llama_cpp_next_token_first() {
+    let model = smollm2();
+    let (prompt, greedy, _) = golden_case();
+    let out = run(&[
+        "score",
+        "--model",
+        model.to_str().unwrap(),
+        "--ids",
+        &csv(&prompt),
+        "--top",
+        "3",
+        "--json",
+    ]);
+    let v = json_of(&out);
+    let positions = v["positions"].as_array().unwrap();
+    assert_eq!(positions.len(), prompt.len());
+    for p in positions {
+        let cands = p.as_array().unwrap();
+        assert_eq!(cands.len(), 3);
+        let logits: Vec<f64> = cands.iter().map(|c| c[1].as_f64().unwrap()).collect();
+        assert!(
+            logits.windows(2).all(|w| w[0] >= w[1]),
+            "best first: {logits:?}"
+        );
+    }
+    let last = positions.last().unwrap().as_array().unwrap();
+    assert_eq!(last[0][0].as_u64(), Some(greedy[0]));
+}
+
+#[test]
+fn bad_arguments_fail_with_a_message() {
+    let model = smollm2();
+    let m = model.to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "generate",
+                "--model",
+                m,
+                "--prompt-ids",
+                "1,2",
+                "--temperature",
+                "0.7",
+            ],
+            "sampler",
+        ),
+        (
+            &["generate", "--model", m, "--prompt-ids", "1,999999"],
+            "vocabulary",
+        ),
+        (&["score", "--model", m, "--ids", "1,x,3"], "token id"),
+        (
+            &["score", "--model", "/nonexistent/model.gguf", "--ids", "1"],
+            "cannot load",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert!(err.contains(needle), "{args:?}: `{needle}` not in {err}");
+    }
+}
