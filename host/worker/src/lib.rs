@@ -12,6 +12,7 @@ pub mod model_facts;
 pub mod plugin_bridge;
 pub mod plugins;
 pub mod scheduler;
+pub mod served_device;
 pub mod server;
 pub mod telemetry;
 pub mod utf8_stream;

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use orcd_engine::Device;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,11 +18,12 @@ use tracing::{error, info};
 
 use crate::plugins::Plugins;
 use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerThread};
+use crate::served_device::ServedDevice;
 use crate::server::{AppState, HealthCache, ModelFacts, ServerLimits, app};
 
 /// What a worker is made of: a device holding the model, the plugins, the model's facts.
 pub struct WorkerParts {
-    pub device: Box<dyn Device>,
+    pub device: Box<dyn ServedDevice>,
     pub plugins: Plugins,
     pub model: ModelFacts,
 }
@@ -107,16 +107,17 @@ pub async fn start(
     crate::telemetry::prometheus();
     let info = parts.device.info();
     let vram_bytes = info.weights_bytes + info.kv_cache_bytes + info.scratch_bytes;
+    let resident = Arc::new(AtomicBool::new(true));
     let health = Arc::new(HealthCache {
         backend: info.backend.to_string(),
         vram_bytes_used: vram_bytes,
         sm: info.sm.clone(),
         cuda_runtime_version: info.runtime_version.clone(),
-        resident: AtomicBool::new(true),
+        resident: resident.clone(),
     });
     let mut sched_config = options.scheduler.clone();
     sched_config.vram_bytes = vram_bytes;
-    let scheduler = Scheduler::spawn(parts.device, parts.plugins.clone(), sched_config)
+    let scheduler = Scheduler::spawn(parts.device, parts.plugins.clone(), sched_config, resident)
         .map_err(LifecycleError::Thread)?;
     let (shutdown, _) = watch::channel(false);
     let state = AppState {

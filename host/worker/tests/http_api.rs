@@ -10,6 +10,8 @@ use common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+const JSON: &str = "application/json";
+
 fn job(id: &str, max_tokens: u32, seed: u64) -> Value {
     json!({"job_id": id, "prompt": "Write a story about a robot.", "max_tokens": max_tokens,
            "temperature": 0.8, "seed": seed})
@@ -90,41 +92,38 @@ async fn execute_streams_started_tokens_end_and_seed_fixes_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_bodies_get_400_naming_the_field() {
     let w = mock_worker(2, 2, 1 << 16).await;
-    let mut cases: Vec<(String, String)> = vec![
-        ("{}".into(), "job_id".into()),
-        ("not json".into(), "body".into()),
-        (r#"{"job_id":"x"}"#.into(), "prompt".into()),
-        (r#"{"job_id":"","prompt":"hi"}"#.into(), "job_id".into()),
-        (r#"{"job_id":"x","prompt":""}"#.into(), "prompt".into()),
+    // (body, content type, field)
+    let inline = [
+        ("{}", "job_id"),
+        ("not json", "body"),
+        (r#"{"job_id":"x"}"#, "prompt"),
+        (r#"{"job_id":"","prompt":"hi"}"#, "job_id"),
+        (r#"{"job_id":"x","prompt":""}"#, "prompt"),
         (
-            r#"{"job_id":"x","prompt":"hi","max_tokens":0}"#.into(),
-            "max_tokens".into(),
+            r#"{"job_id":"x","prompt":"hi","max_tokens":0}"#,
+            "max_tokens",
         ),
         (
-            r#"{"job_id":"x","prompt":"hi","max_tokens":99999}"#.into(),
-            "max_tokens".into(),
+            r#"{"job_id":"x","prompt":"hi","max_tokens":99999}"#,
+            "max_tokens",
         ),
         (
-            r#"{"job_id":"x","prompt":"hi","temperature":2.5}"#.into(),
-            "temperature".into(),
+            r#"{"job_id":"x","prompt":"hi","temperature":2.5}"#,
+            "temperature",
         ),
+        (r#"{"job_id":"x","prompt":"hi","top_p":1.5}"#, "top_p"),
+        (r#"{"job_id":"x","prompt":"hi","seed":-1}"#, "seed"),
         (
-            r#"{"job_id":"x","prompt":"hi","top_p":1.5}"#.into(),
-            "top_p".into(),
-        ),
-        (
-            r#"{"job_id":"x","prompt":"hi","seed":-1}"#.into(),
-            "seed".into(),
-        ),
-        (
-            r#"{"job_id":"x","prompt":"hi","stop":["a","b","c","d","e"]}"#.into(),
-            "stop".into(),
-        ),
-        (
-            format!(r#"{{"job_id":"x","prompt":"{}"}}"#, "a".repeat(32_769)),
-            "prompt".into(),
+            r#"{"job_id":"x","prompt":"hi","stop":["a","b","c","d","e"]}"#,
+            "stop",
         ),
     ];
+    let mut cases: Vec<(String, String, String)> = inline
+        .iter()
+        .map(|(b, f)| (b.to_string(), JSON.to_string(), f.to_string()))
+        .collect();
+    let long = format!(r#"{{"job_id":"x","prompt":"{}"}}"#, "a".repeat(32_769));
+    cases.push((long, JSON.into(), "prompt".into()));
     // The conformance corpus of the request-handler plugin, when present.
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/conformance/data/execute_invalid.json");
@@ -136,24 +135,23 @@ async fn invalid_bodies_get_400_naming_the_field() {
             .as_array()
             .expect("a list of cases")
             .clone();
+        assert!(list.len() >= 40, "the corpus has {} cases", list.len());
         for c in list {
-            let body = match (&c["body_raw"], &c["body"]) {
-                (Value::String(raw), _) => raw.clone(),
-                (_, b) => b.to_string(),
+            let body = match &c["body"] {
+                Value::String(raw) => raw.clone(),
+                other => other.to_string(),
             };
+            let ctype = c["content_type"].as_str().unwrap_or(JSON).to_string();
             let field = c["field"].as_str().unwrap_or("").to_string();
-            cases.push((body, field));
+            cases.push((body, ctype, field));
         }
     }
-    for (body, field) in &cases {
-        let r = w
-            .client
-            .post(w.url("/execute"))
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+    for (body, ctype, field) in &cases {
+        let mut req = w.client.post(w.url("/execute")).body(body.clone());
+        if !ctype.is_empty() {
+            req = req.header("content-type", ctype);
+        }
+        let r = req.send().await.unwrap();
         let status = r.status().as_u16();
         let v: Value = r.json().await.unwrap();
         assert_eq!(status, 400, "{body:.200} -> {v}");

@@ -53,7 +53,11 @@ fn minutes_are_spoken_words() {
 async fn haiku_with_the_spoken_minute_is_reproducible_with_seed_42() {
     let w = cpu_worker(4, 4, 4096).await;
     let minute = minute_words(chrono::Local::now().minute());
-    let prompt = format!("Write a haiku about GPU computing that mentions the word \"{minute}\".");
+    // An instruct model: the orchestrator sends its chat format (special-token text is parsed
+    // into the special tokens).
+    let prompt = format!(
+        "<|im_start|>user\nWrite a haiku about GPU computing that mentions the word \"{minute}\".<|im_end|>\n<|im_start|>assistant\n"
+    );
     let body = |id: &str| json!({"job_id": id, "prompt": prompt, "max_tokens": 50, "temperature": 0.7, "seed": 42});
     let first = w.execute(&body("haiku-1")).await;
     let second = w.execute(&body("haiku-2")).await;
@@ -61,7 +65,7 @@ async fn haiku_with_the_spoken_minute_is_reproducible_with_seed_42() {
         assert_well_formed(ev);
         assert_eq!(terminal(ev).event, "end", "{ev:?}");
         assert_eq!(terminal(ev).data["seed"], 42);
-        assert!(ev.iter().any(|e| e.event == "token"));
+        assert!(ev.iter().any(|e| e.event == "token"), "{ev:?}");
     }
     assert_eq!(text_of(&first), text_of(&second));
     assert_eq!(

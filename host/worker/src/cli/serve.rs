@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use orcd_engine::Device;
 use orcd_engine::cpu::{CpuBackend, CpuOptions};
 use orcd_engine::model::Model;
 use tracing::{error, info};
@@ -19,6 +18,7 @@ use worker_orcd::model_facts::model_facts;
 use worker_orcd::plugin_bridge;
 use worker_orcd::plugins::RequestLimits;
 use worker_orcd::scheduler::SchedulerConfig;
+use worker_orcd::served_device::ServedDevice;
 use worker_orcd::server::ServerLimits;
 
 /// Longest prompt in characters (worker spec).
@@ -85,6 +85,9 @@ pub struct ServeArgs {
     /// Tokens one device step computes at most (prefill chunks plus decode tokens).
     #[arg(long)]
     pub step_tokens: Option<usize>,
+    /// Seconds between VRAM residency checks (CUDA backend).
+    #[arg(long, default_value_t = 60)]
+    pub residency_check_sec: u64,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     pub log_json: bool,
@@ -125,7 +128,10 @@ fn cpu_kv_tokens(model: &Model, mb: u64) -> usize {
     (mb.saturating_mul(1 << 20) / per_token) as usize
 }
 
-fn open_device(args: &ServeArgs, model: Model) -> anyhow::Result<Box<dyn Device>> {
+fn open_device(
+    args: &ServeArgs,
+    model: Model,
+) -> Result<Box<dyn ServedDevice>, orcd_engine::EngineError> {
     match args.backend {
         Backend::Cpu => {
             let mut opts = CpuOptions {
@@ -137,10 +143,14 @@ fn open_device(args: &ServeArgs, model: Model) -> anyhow::Result<Box<dyn Device>
             }
             Ok(Box::new(CpuBackend::new(model, opts)?))
         }
-        Backend::Cuda => anyhow::bail!(
-            "CUDA_ERROR: the CUDA backend is not available in this build (GPU {}); use --backend cpu",
-            args.gpu_device
-        ),
+        Backend::Cuda => {
+            let opts = orcd_cuda::CudaOptions {
+                gpu: args.gpu_device as usize,
+                kv_cache_bytes: args.kv_cache_size_mb.map(|mb| mb.saturating_mul(1 << 20)),
+                ..orcd_cuda::CudaOptions::default()
+            };
+            Ok(Box::new(orcd_cuda::CudaBackend::new(model, opts)?))
+        }
     }
 }
 
@@ -175,8 +185,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let device = match open_device(&args, model) {
         Ok(d) => d,
         Err(e) => {
-            error!(event = "error", worker_id = %worker_id, model = %model_path.display(), gpu_device = args.gpu_device, "device init failed: {e:#}");
-            return Err(e);
+            let (required, available) = match &e {
+                orcd_engine::EngineError::InsufficientVram {
+                    required,
+                    available,
+                } => (Some(*required), Some(*available)),
+                _ => (None, None),
+            };
+            error!(
+                event = "error",
+                worker_id = %worker_id,
+                code = e.code(),
+                model = %model_path.display(),
+                gpu_device = args.gpu_device,
+                backend = ?args.backend,
+                vram_required = required,
+                vram_available = available,
+                "device init failed: {e}"
+            );
+            return Err(anyhow::anyhow!(
+                "{}: {e} (backend {:?}, GPU {}, model {})",
+                e.code(),
+                args.backend,
+                args.gpu_device,
+                model_path.display()
+            ));
         }
     };
     let info = device.info();
@@ -203,6 +236,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             queue_capacity: args.queue_capacity,
             step_token_budget: args.step_tokens.unwrap_or(default_step).max(1),
             inference_timeout: Duration::from_secs(args.inference_timeout_sec.max(1)),
+            residency_interval: Duration::from_secs(args.residency_check_sec.max(1)),
             ..SchedulerConfig::default()
         },
         limits: ServerLimits {

@@ -2,11 +2,13 @@
 //! every row, stream, retire.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
-use orcd_engine::{Device, EngineError, LogitsWanted, SeqInput};
-use tracing::{debug, info, warn};
+use orcd_engine::{EngineError, LogitsWanted, SeqInput};
+use tracing::{debug, error, info, warn};
 
 use super::queue::Admission;
 use super::sequence::{Progress, Sequence};
@@ -14,10 +16,11 @@ use super::{Command, SchedulerConfig};
 use crate::error_code::ErrorCode;
 use crate::job::{Job, JobEvent};
 use crate::plugins::Plugins;
+use crate::served_device::ServedDevice;
 use crate::telemetry::{self, outcome};
 
 struct Batcher {
-    device: Box<dyn Device>,
+    device: Box<dyn ServedDevice>,
     plugins: Plugins,
     config: SchedulerConfig,
     admission: Admission,
@@ -26,15 +29,19 @@ struct Batcher {
     context_length: usize,
     waiting: VecDeque<Job>,
     running: Vec<Sequence>,
+    /// Cleared when a residency check fails.
+    resident: Arc<AtomicBool>,
+    last_residency_check: Instant,
 }
 
 /// The scheduler thread's body: runs until `Command::Stop` or until every handle is gone.
 pub(super) fn run(
-    device: Box<dyn Device>,
+    device: Box<dyn ServedDevice>,
     plugins: Plugins,
     config: SchedulerConfig,
     commands: Receiver<Command>,
     admission: Admission,
+    resident: Arc<AtomicBool>,
 ) {
     let kv_total = device.free_kv_tokens();
     let context_length = device.context_length();
@@ -47,13 +54,21 @@ pub(super) fn run(
         context_length,
         waiting: VecDeque::new(),
         running: Vec::new(),
+        resident,
+        last_residency_check: Instant::now(),
     };
+    b.check_residency();
     loop {
         // Block only when there is nothing to do.
         let first = if b.waiting.is_empty() && b.running.is_empty() {
-            match commands.recv() {
+            let until_check = b
+                .config
+                .residency_interval
+                .saturating_sub(b.last_residency_check.elapsed());
+            match commands.recv_timeout(until_check) {
                 Ok(c) => Some(c),
-                Err(_) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
         } else {
             None
@@ -77,6 +92,9 @@ pub(super) fn run(
             b.abort_all();
             break;
         }
+        if b.last_residency_check.elapsed() >= b.config.residency_interval {
+            b.check_residency();
+        }
         b.retire_cancelled_and_expired();
         b.admit();
         metrics::gauge!(telemetry::QUEUE_DEPTH).set(b.waiting.len() as f64);
@@ -89,6 +107,22 @@ pub(super) fn run(
 }
 
 impl Batcher {
+    /// Worker spec 1012: a failed check logs at error level and turns `/health` unhealthy.
+    fn check_residency(&mut self) {
+        self.last_residency_check = Instant::now();
+        match self.device.verify_residency() {
+            Ok(()) => self.resident.store(true, Ordering::Release),
+            Err(e) => {
+                error!(
+                    event = "error",
+                    code = e.code(),
+                    "VRAM residency check failed: {e}"
+                );
+                self.resident.store(false, Ordering::Release);
+            }
+        }
+    }
+
     /// End a job that never got a slot or whose sequence is already freed.
     fn end_job(&self, job: &Job, event: JobEvent) {
         let label = match &event {

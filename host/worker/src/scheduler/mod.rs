@@ -17,10 +17,12 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use orcd_engine::Device;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use crate::job::{CancelFlag, Job};
 use crate::plugins::Plugins;
+use crate::served_device::ServedDevice;
 
 pub use queue::{Admission, SubmitError};
 
@@ -39,6 +41,8 @@ pub struct SchedulerConfig {
     pub metrics_interval: Duration,
     /// Device bytes in use, reported in `metrics` events.
     pub vram_bytes: u64,
+    /// How often the scheduler thread re-checks VRAM residency between steps.
+    pub residency_interval: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -50,6 +54,7 @@ impl Default for SchedulerConfig {
             inference_timeout: Duration::from_secs(300),
             metrics_interval: Duration::from_secs(1),
             vram_bytes: 0,
+            residency_interval: Duration::from_secs(60),
         }
     }
 }
@@ -88,18 +93,20 @@ impl std::fmt::Debug for SchedulerThread {
 }
 
 impl Scheduler {
-    /// Start the scheduler thread; it owns `device` until [`SchedulerThread::stop`].
+    /// Start the scheduler thread; it owns `device` until [`SchedulerThread::stop`]. A failed
+    /// residency check clears `resident` (the worker turns `unhealthy`).
     pub fn spawn(
-        device: Box<dyn Device>,
+        device: Box<dyn ServedDevice>,
         plugins: Plugins,
         config: SchedulerConfig,
+        resident: Arc<AtomicBool>,
     ) -> std::io::Result<SchedulerThread> {
         let (tx, rx) = mpsc::channel();
         let admission = Admission::new(config.max_running + config.queue_capacity);
         let loop_admission = admission.clone();
         let handle = std::thread::Builder::new()
             .name("orcd-scheduler".into())
-            .spawn(move || batcher::run(device, plugins, config, rx, loop_admission))?;
+            .spawn(move || batcher::run(device, plugins, config, rx, loop_admission, resident))?;
         Ok(SchedulerThread {
             handle: Some(handle),
             scheduler: Scheduler {
@@ -123,10 +130,12 @@ impl Scheduler {
     /// Hand a reserved job to the scheduler thread.
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
         let id = job.id.clone();
-        self.commands.send(Command::Submit(Box::new(job))).map_err(|_| {
-            self.admission.finish(&id);
-            SubmitError::Stopped
-        })
+        self.commands
+            .send(Command::Submit(Box::new(job)))
+            .map_err(|_| {
+                self.admission.finish(&id);
+                SubmitError::Stopped
+            })
     }
 
     /// Cancel a job by id. Unknown ids (finished, never seen) are ignored: cancel is idempotent.

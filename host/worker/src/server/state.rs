@@ -33,17 +33,14 @@ pub struct HealthCache {
     pub vram_bytes_used: u64,
     pub sm: Option<String>,
     pub cuda_runtime_version: Option<String>,
-    /// False once a residency check failed (the worker reports `unhealthy`).
-    pub resident: AtomicBool,
+    /// False once a residency check failed (the worker reports `unhealthy`); shared with the
+    /// scheduler thread, which runs the checks.
+    pub resident: Arc<AtomicBool>,
 }
 
 impl HealthCache {
     pub fn is_resident(&self) -> bool {
         self.resident.load(Ordering::Acquire)
-    }
-
-    pub fn set_resident(&self, ok: bool) {
-        self.resident.store(ok, Ordering::Release)
     }
 }
 

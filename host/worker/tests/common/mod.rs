@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
-use orcd_engine::Device;
 use serde_json::Value;
 use worker_orcd::lifecycle::{self, RunningWorker, WorkerOptions, WorkerParts};
 use worker_orcd::plugins::{Plugins, RequestLimits};
 use worker_orcd::scheduler::SchedulerConfig;
+use worker_orcd::served_device::ServedDevice;
 use worker_orcd::server::{ModelFacts, ServerLimits};
 
 /// Path of SmolLM2-135M-Instruct Q4_1, fetched by the project's script when missing.
@@ -44,6 +44,7 @@ pub fn test_options(max_running: usize, queue_capacity: usize) -> WorkerOptions 
             inference_timeout: Duration::from_secs(120),
             metrics_interval: Duration::from_millis(200),
             vram_bytes: 0,
+            residency_interval: Duration::from_secs(60),
         },
         limits: ServerLimits {
             request: RequestLimits {
@@ -67,7 +68,7 @@ pub struct TestWorker {
 }
 
 pub async fn start(
-    device: Box<dyn Device>,
+    device: Box<dyn ServedDevice>,
     plugins: Plugins,
     model: ModelFacts,
     mut options: WorkerOptions,
