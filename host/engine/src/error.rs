@@ -6,7 +6,7 @@ use thiserror::Error;
 /// device failures.
 #[derive(Debug, Error)]
 pub enum EngineError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: String,
         #[source]
