@@ -8,8 +8,7 @@ extern "C" __global__ void silu_mul_f32(const float* gate, const float* __restri
                                         int n) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
-        const float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+        out[i] = silu_f(gate[i]) * up[i];
     }
 }
 
@@ -19,8 +18,6 @@ extern "C" __global__ void gelu_tanh_mul_f32(const float* gate, const float* __r
                                              float* out, int n) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
-        const float g = gate[i];
-        const float k = 0.7978845608028654f;  // sqrt(2/pi)
-        out[i] = 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g))) * up[i];
+        out[i] = gelu_tanh_f(gate[i]) * up[i];
     }
 }

@@ -10,12 +10,6 @@
 #define ATT_WARPS 4
 #define ATT_MAX_HEAD_DIM 256
 
-__device__ __forceinline__ u64 kv_row(const i32* page_table, int pages_per_slot, int page_tokens,
-                                      int slot, int p) {
-    const int page = page_table[(u64)slot * pages_per_slot + p / page_tokens];
-    return (u64)page * page_tokens + (p % page_tokens);
-}
-
 // Append the step's keys and values to the cache.
 // k, v: (ntok, kv_dim) f32.  Grid: (ntok); block: KV_THREADS.
 extern "C" __global__ void kv_write_f32(const float* __restrict__ k, const float* __restrict__ v,

@@ -63,3 +63,22 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
     __syncthreads();
     return scratch[0];
 }
+
+// The gate activations of the gated feed-forward network (activation.cu, mmvq.cu).
+// SiLU: g / (1 + exp(-g)).
+__device__ __forceinline__ float silu_f(float g) {
+    return g / (1.0f + expf(-g));
+}
+// GELU, tanh approximation: 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))).
+__device__ __forceinline__ float gelu_tanh_f(float g) {
+    const float k = 0.7978845608028654f;  // sqrt(2/pi)
+    return 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g)));
+}
+
+// Row of the paged KV cache holding position p of slot `slot`: page_table is
+// (n_slots, pages_per_slot) i32 page ids; a page holds page_tokens consecutive positions.
+__device__ __forceinline__ u64 kv_row(const i32* page_table, int pages_per_slot, int page_tokens,
+                                      int slot, int p) {
+    const int page = page_table[(u64)slot * pages_per_slot + p / page_tokens];
+    return (u64)page * page_tokens + (p % page_tokens);
+}

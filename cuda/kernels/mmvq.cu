@@ -12,17 +12,13 @@
 #define MMV_ROWS_PER_BLOCK 4
 #define MMV_COLS 8
 
+// Dot products of weight row `row` (k weights) with activation columns c0..c0+nc of x, summed
+// over the warp; lane 0 gets the sums in acc (other lanes: partial garbage).
 template <int T>
-__device__ __forceinline__ void mmv(const u8* __restrict__ W, const float* __restrict__ x,
-                                    float* __restrict__ y, int n, int k, int ncols, int y_stride) {
+__device__ __forceinline__ void mmv_row(const u8* __restrict__ row, const float* __restrict__ x,
+                                        int k, int c0, int nc, float* acc) {
     const int lane = threadIdx.x % WARP_SIZE;
-    const int r = blockIdx.x * MMV_ROWS_PER_BLOCK + threadIdx.x / WARP_SIZE;
-    const int c0 = blockIdx.y * MMV_COLS;
-    if (r >= n) return;
-    const int nc = min(MMV_COLS, ncols - c0);
-    const u8* row = W + (u64)r * row_bytes<T>(k);
     const int units = k / 32;
-    float acc[MMV_COLS];
     #pragma unroll
     for (int c = 0; c < MMV_COLS; ++c) acc[c] = 0.0f;
     for (int u = lane; u < units; u += WARP_SIZE) {
@@ -43,9 +39,73 @@ __device__ __forceinline__ void mmv(const u8* __restrict__ W, const float* __res
         }
     }
     #pragma unroll
-    for (int c = 0; c < MMV_COLS; ++c) {
-        const float s = warp_sum(acc[c]);
-        if (lane == 0 && c < nc) y[(u64)(c0 + c) * y_stride + r] = s;
+    for (int c = 0; c < MMV_COLS; ++c) acc[c] = warp_sum(acc[c]);
+}
+
+template <int T>
+__device__ __forceinline__ void mmv(const u8* __restrict__ W, const float* __restrict__ x,
+                                    float* __restrict__ y, int n, int k, int ncols, int y_stride) {
+    const int r = blockIdx.x * MMV_ROWS_PER_BLOCK + threadIdx.x / WARP_SIZE;
+    const int c0 = blockIdx.y * MMV_COLS;
+    if (r >= n) return;
+    const int nc = min(MMV_COLS, ncols - c0);
+    float acc[MMV_COLS];
+    mmv_row<T>(W + (u64)r * row_bytes<T>(k), x, k, c0, nc, acc);
+    if (threadIdx.x % WARP_SIZE == 0) {
+        #pragma unroll
+        for (int c = 0; c < MMV_COLS; ++c)
+            if (c < nc) y[(u64)(c0 + c) * y_stride + r] = acc[c];
+    }
+}
+
+// Up to three matrices of one type and width k against the same activations in one launch
+// (q, k and v): grid rows 0..n0 are W0's (into y0: (ncols, n0)), then n1 of W1 (into y1),
+// then n2 of W2 (into y2). A part with n = 0 is absent.
+template <int T>
+__device__ __forceinline__ void mmv3(const u8* W0, float* y0, int n0, const u8* W1, float* y1,
+                                     int n1, const u8* W2, float* y2, int n2,
+                                     const float* __restrict__ x, int k, int ncols) {
+    int r = blockIdx.x * MMV_ROWS_PER_BLOCK + threadIdx.x / WARP_SIZE;
+    const u8* W;
+    float* y;
+    int n;
+    if (r < n0) {
+        W = W0; y = y0; n = n0;
+    } else if (r < n0 + n1) {
+        r -= n0; W = W1; y = y1; n = n1;
+    } else if (r < n0 + n1 + n2) {
+        r -= n0 + n1; W = W2; y = y2; n = n2;
+    } else {
+        return;
+    }
+    const int c0 = blockIdx.y * MMV_COLS;
+    const int nc = min(MMV_COLS, ncols - c0);
+    float acc[MMV_COLS];
+    mmv_row<T>(W + (u64)r * row_bytes<T>(k), x, k, c0, nc, acc);
+    if (threadIdx.x % WARP_SIZE == 0) {
+        #pragma unroll
+        for (int c = 0; c < MMV_COLS; ++c)
+            if (c < nc) y[(u64)(c0 + c) * n + r] = acc[c];
+    }
+}
+
+// The gated feed-forward's first half in one launch: out[c][r] = act(Wg[r] . x[c]) * (Wu[r] . x[c])
+// with act = SiLU (act 0) or GELU-tanh (act 1). Wg, Wu: (n, k) of one type; out: (ncols, n).
+template <int T>
+__device__ __forceinline__ void mmv_glu(const u8* __restrict__ Wg, const u8* __restrict__ Wu,
+                                        const float* __restrict__ x, float* __restrict__ out,
+                                        int n, int k, int ncols, int act) {
+    const int r = blockIdx.x * MMV_ROWS_PER_BLOCK + threadIdx.x / WARP_SIZE;
+    const int c0 = blockIdx.y * MMV_COLS;
+    if (r >= n) return;
+    const int nc = min(MMV_COLS, ncols - c0);
+    float g[MMV_COLS], u[MMV_COLS];
+    mmv_row<T>(Wg + (u64)r * row_bytes<T>(k), x, k, c0, nc, g);
+    mmv_row<T>(Wu + (u64)r * row_bytes<T>(k), x, k, c0, nc, u);
+    if (threadIdx.x % WARP_SIZE == 0) {
+        #pragma unroll
+        for (int c = 0; c < MMV_COLS; ++c)
+            if (c < nc) out[(u64)(c0 + c) * n + r] = (act ? gelu_tanh_f(g[c]) : silu_f(g[c])) * u[c];
     }
 }
 
@@ -66,3 +126,41 @@ MMV_KERNEL(mmv_q8_0_f32, T_Q8_0)
 MMV_KERNEL(mmv_q4_k_f32, T_Q4_K)
 MMV_KERNEL(mmv_q5_k_f32, T_Q5_K)
 MMV_KERNEL(mmv_q6_k_f32, T_Q6_K)
+
+#define MMV3_KERNEL(NAME, T)                                                                    \
+    extern "C" __global__ void __launch_bounds__(MMV_ROWS_PER_BLOCK * WARP_SIZE)                 \
+    NAME(const u8* W0, float* y0, int n0, const u8* W1, float* y1, int n1, const u8* W2,         \
+         float* y2, int n2, const float* x, int k, int ncols) {                                  \
+        mmv3<T>(W0, y0, n0, W1, y1, n1, W2, y2, n2, x, k, ncols);                               \
+    }
+
+MMV3_KERNEL(mmv3_f32_f32, T_F32)
+MMV3_KERNEL(mmv3_f16_f32, T_F16)
+MMV3_KERNEL(mmv3_bf16_f32, T_BF16)
+MMV3_KERNEL(mmv3_q4_0_f32, T_Q4_0)
+MMV3_KERNEL(mmv3_q4_1_f32, T_Q4_1)
+MMV3_KERNEL(mmv3_q5_0_f32, T_Q5_0)
+MMV3_KERNEL(mmv3_q5_1_f32, T_Q5_1)
+MMV3_KERNEL(mmv3_q8_0_f32, T_Q8_0)
+MMV3_KERNEL(mmv3_q4_k_f32, T_Q4_K)
+MMV3_KERNEL(mmv3_q5_k_f32, T_Q5_K)
+MMV3_KERNEL(mmv3_q6_k_f32, T_Q6_K)
+
+#define GLU_KERNEL(NAME, T)                                                                     \
+    extern "C" __global__ void __launch_bounds__(MMV_ROWS_PER_BLOCK * WARP_SIZE)                 \
+    NAME(const u8* Wg, const u8* Wu, const float* x, float* out, int n, int k, int ncols,        \
+         int act) {                                                                             \
+        mmv_glu<T>(Wg, Wu, x, out, n, k, ncols, act);                                           \
+    }
+
+GLU_KERNEL(mmv_glu_f32_f32, T_F32)
+GLU_KERNEL(mmv_glu_f16_f32, T_F16)
+GLU_KERNEL(mmv_glu_bf16_f32, T_BF16)
+GLU_KERNEL(mmv_glu_q4_0_f32, T_Q4_0)
+GLU_KERNEL(mmv_glu_q4_1_f32, T_Q4_1)
+GLU_KERNEL(mmv_glu_q5_0_f32, T_Q5_0)
+GLU_KERNEL(mmv_glu_q5_1_f32, T_Q5_1)
+GLU_KERNEL(mmv_glu_q8_0_f32, T_Q8_0)
+GLU_KERNEL(mmv_glu_q4_k_f32, T_Q4_K)
+GLU_KERNEL(mmv_glu_q5_k_f32, T_Q5_K)
+GLU_KERNEL(mmv_glu_q6_k_f32, T_Q6_K)

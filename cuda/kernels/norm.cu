@@ -18,6 +18,27 @@ extern "C" __global__ void rms_norm_f32(const float* x, const float* __restrict_
     for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = xr[i] * inv * w[i];
 }
 
+// Residual add fused with the next RMS norm: x[r] += y[r], then out[r] = rmsnorm(x[r]) * w.
+// x, y, out: (rows, n) f32;  w: (n) f32.  Grid: (rows); block: NORM_THREADS.
+// Each thread reads back only the elements it wrote.
+extern "C" __global__ void add_rms_norm_f32(float* x, const float* __restrict__ y,
+                                            const float* __restrict__ w, float* __restrict__ out,
+                                            int n, float eps) {
+    __shared__ float scratch[32];
+    float* xr = x + (u64)blockIdx.x * n;
+    const float* yr = y + (u64)blockIdx.x * n;
+    float* orow = out + (u64)blockIdx.x * n;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float v = xr[i] + yr[i];
+        xr[i] = v;
+        ss += v * v;
+    }
+    ss = block_sum(ss, scratch);
+    const float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = xr[i] * inv * w[i];
+}
+
 // x[i] += y[i] for i < n.  Grid: ceil(n / NORM_THREADS); block: NORM_THREADS.
 extern "C" __global__ void add_f32(float* x, const float* __restrict__ y, int n) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;

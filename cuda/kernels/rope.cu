@@ -10,22 +10,70 @@
 
 #define ROPE_THREADS 64
 
-extern "C" __global__ void rope_f32(float* x, const i32* __restrict__ pos, int heads, int head_dim,
-                                    int n_rot, float theta_scale, int neox) {
-    const int t = blockIdx.x;
-    const int h = blockIdx.y;
-    float* v = x + ((u64)t * heads + h) * head_dim;
+// Rotate one head x (n_rot leading dims) for position p; threads of the block take pairs in turn.
+__device__ __forceinline__ void rope_head(float* x, int p, int n_rot, float theta_scale, int neox) {
     for (int i = threadIdx.x; i < n_rot / 2; i += blockDim.x) {
-        float theta = (float)pos[t];
+        float theta = (float)p;
         for (int j = 0; j < i; ++j) theta = __fmul_rn(theta, theta_scale);
         double s, c;
         sincos((double)theta, &s, &c);
         const int ia = neox ? i : 2 * i;
         const int ib = neox ? i + n_rot / 2 : 2 * i + 1;
-        const float a = v[ia], b = v[ib];
+        const float a = x[ia], b = x[ib];
         const float cf = (float)c, sf = (float)s;
         // Unfused, as the CPU computes it.
-        v[ia] = __fsub_rn(__fmul_rn(a, cf), __fmul_rn(b, sf));
-        v[ib] = __fadd_rn(__fmul_rn(a, sf), __fmul_rn(b, cf));
+        x[ia] = __fsub_rn(__fmul_rn(a, cf), __fmul_rn(b, sf));
+        x[ib] = __fadd_rn(__fmul_rn(a, sf), __fmul_rn(b, cf));
+    }
+}
+
+extern "C" __global__ void rope_f32(float* x, const i32* __restrict__ pos, int heads, int head_dim,
+                                    int n_rot, float theta_scale, int neox) {
+    const int t = blockIdx.x;
+    const int h = blockIdx.y;
+    rope_head(x + ((u64)t * heads + h) * head_dim, pos[t], n_rot, theta_scale, neox);
+}
+
+// The attention prologue of one layer in one launch: for every new token, the optional per-head
+// RMS norm (gemma3's q/k norms; pass null weights to skip), RoPE of its query heads and key
+// heads, and the store of its (rotated) keys and values into the paged KV cache (layout in
+// attention.cu). q: (ntok, n_heads, head_dim), k, v: (ntok, n_kv_heads, head_dim) f32;
+// q_norm, k_norm: (head_dim) f32 or null.  Grid: (ntok, n_heads + n_kv_heads);
+// block: ROPE_THREADS.
+extern "C" __global__ void rope_qk_store_f32(float* q, float* k, const float* __restrict__ v,
+                                             float* kc, float* vc, const i32* __restrict__ page_table,
+                                             const i32* __restrict__ slot, const i32* __restrict__ pos,
+                                             const float* __restrict__ q_norm,
+                                             const float* __restrict__ k_norm, float eps,
+                                             int n_heads, int n_kv_heads, int head_dim, int n_rot,
+                                             float theta_scale, int neox, int pages_per_slot,
+                                             int page_tokens) {
+    __shared__ float scratch[32];
+    const int t = blockIdx.x;
+    const int h = blockIdx.y;
+    const bool is_q = h < n_heads;
+    const int kvh = h - n_heads;
+    float* x = is_q ? q + ((u64)t * n_heads + h) * head_dim
+                    : k + ((u64)t * n_kv_heads + kvh) * head_dim;
+    const float* nw = is_q ? q_norm : k_norm;
+    if (nw != nullptr) {  // uniform over the block
+        float ss = 0.0f;
+        for (int i = threadIdx.x; i < head_dim; i += blockDim.x) ss += x[i] * x[i];
+        ss = block_sum(ss, scratch);
+        const float inv = 1.0f / sqrtf(ss / (float)head_dim + eps);
+        for (int i = threadIdx.x; i < head_dim; i += blockDim.x) x[i] = x[i] * inv * nw[i];
+        __syncthreads();
+    }
+    rope_head(x, pos[t], n_rot, theta_scale, neox);
+    if (!is_q) {
+        __syncthreads();
+        const int kv_dim = n_kv_heads * head_dim;
+        const u64 dst = kv_row(page_table, pages_per_slot, page_tokens, slot[t], pos[t]) * kv_dim +
+                        (u64)kvh * head_dim;
+        const float* vh = v + ((u64)t * n_kv_heads + kvh) * head_dim;
+        for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
+            kc[dst + i] = x[i];
+            vc[dst + i] = vh[i];
+        }
     }
 }

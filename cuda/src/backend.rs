@@ -58,6 +58,9 @@ pub struct CudaOptions {
     pub kernel_cache_dir: Option<PathBuf>,
     /// Replay small steps (decode) as CUDA graphs captured once per step shape.
     pub cuda_graphs: bool,
+    /// Fused kernels (q/k/v in one matrix launch, norm + RoPE + KV store, gate/up with the
+    /// activation, residual add with the next norm); off: one launch per op, the reference.
+    pub fused: bool,
 }
 
 impl Default for CudaOptions {
@@ -71,6 +74,7 @@ impl Default for CudaOptions {
             max_slots: DEFAULT_MAX_SLOTS,
             kernel_cache_dir: None,
             cuda_graphs: true,
+            fused: true,
         }
     }
 }
@@ -94,6 +98,7 @@ pub struct CudaBackend {
     n_rows: usize,
     /// Captured forward passes by step shape; `None` when graphs are off.
     graphs: Option<GraphCache>,
+    fused: bool,
     kernels: Kernels,
     ledger: Arc<VramLedger>,
     gpu: Arc<GpuContext>,
@@ -216,6 +221,7 @@ impl CudaBackend {
             max_logits_rows: r,
             n_rows: 0,
             graphs: opts.cuda_graphs.then(GraphCache::default),
+            fused: opts.fused,
             kernels,
             ledger,
             gpu,
@@ -367,7 +373,7 @@ impl CudaBackend {
         let s = &self.scratch;
         let w = &self.weights;
         let ops = self.ops();
-        let (dim, q_dim, kv_dim, hd, ffn) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim, c.ffn_dim);
+        let (dim, kv_dim, hd) = (c.dim, c.kv_dim(), c.head_dim);
         let eps = c.rms_eps;
         let style = match c.rope_style {
             orcd_engine::model::RopeStyle::Normal => RopeStyle::Norm,
@@ -386,6 +392,47 @@ impl CudaBackend {
         // token embedding (scaled on Gemma)
         let e = &w.token_embd;
         ops.embed(e.ty, e.ptr, s.tokens, s.x, n, dim, c.embed_scale)?;
+        // the transformer blocks
+        if self.fused {
+            self.queue_layers_fused(n, &geo, layer_kv_bytes, style)?;
+        } else {
+            self.queue_layers(n, &geo, layer_kv_bytes, style)?;
+        }
+        if r > 0 {
+            // final norm of the rows that want logits
+            ops.gather_rows(s.x, s.out_rows, s.out_x, r, dim)?;
+            ops.rms_norm(s.out_x, w.output_norm.ptr, s.out_x, r, dim, eps)?;
+            // classifier into logits rows row0..row0 + r
+            let out = &w.output;
+            let dst = s.logits + (row0 * c.vocab_size * 4) as u64;
+            ops.matmul(
+                out.ty,
+                out.ptr,
+                s.out_x,
+                dst,
+                c.vocab_size,
+                dim,
+                r,
+                c.vocab_size,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The blocks, one launch per op (the reference for the fused path).
+    fn queue_layers(
+        &self,
+        n: usize,
+        geo: &KvGeometry,
+        layer_kv_bytes: u64,
+        style: RopeStyle,
+    ) -> Result<(), EngineError> {
+        let c = &self.config;
+        let s = &self.scratch;
+        let w = &self.weights;
+        let ops = self.ops();
+        let (dim, q_dim, kv_dim, hd, ffn) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim, c.ffn_dim);
+        let eps = c.rms_eps;
         for (l, lw) in w.layers.iter().enumerate() {
             let kc = self.kv.ptr_at(2 * l as u64 * layer_kv_bytes)?;
             let vc = self.kv.ptr_at((2 * l as u64 + 1) * layer_kv_bytes)?;
@@ -435,11 +482,11 @@ impl CudaBackend {
             ops.rope(s.q, s.pos, n, c.n_heads, hd, c.rope_dims, base, style)?;
             ops.rope(s.k, s.pos, n, c.n_kv_heads, hd, c.rope_dims, base, style)?;
             // append the new keys and values to the cache
-            ops.kv_write(&geo, s.k, s.v, kc, vc, s.slot, s.pos, n)?;
+            ops.kv_write(geo, s.k, s.v, kc, vc, s.slot, s.pos, n)?;
             // attention of every new token over its slot (causal, windowed on sliding layers)
             let window = c.window_of(l).unwrap_or(0);
             ops.attention(
-                &geo,
+                geo,
                 s.q,
                 kc,
                 vc,
@@ -489,23 +536,130 @@ impl CudaBackend {
             // residual
             ops.add(s.x, s.xb2, n * dim)?;
         }
-        if r > 0 {
-            // final norm of the rows that want logits
-            ops.gather_rows(s.x, s.out_rows, s.out_x, r, dim)?;
-            ops.rms_norm(s.out_x, w.output_norm.ptr, s.out_x, r, dim, eps)?;
-            // classifier into logits rows row0..row0 + r
-            let out = &w.output;
-            let dst = s.logits + (row0 * c.vocab_size * 4) as u64;
-            ops.matmul(
-                out.ty,
-                out.ptr,
-                s.out_x,
-                dst,
-                c.vocab_size,
-                dim,
-                r,
-                c.vocab_size,
+        Ok(())
+    }
+
+    /// The blocks with fused kernels: per layer q/k/v (one launch when they share a type),
+    /// norm + RoPE + KV store, attention, output projection, residual + FFN norm, gate/up with
+    /// the activation (one launch when they share a type), down projection, residual + the next
+    /// layer's attention norm.
+    fn queue_layers_fused(
+        &self,
+        n: usize,
+        geo: &KvGeometry,
+        layer_kv_bytes: u64,
+        style: RopeStyle,
+    ) -> Result<(), EngineError> {
+        let c = &self.config;
+        let s = &self.scratch;
+        let w = &self.weights;
+        let ops = self.ops();
+        let (dim, q_dim, kv_dim, ffn) = (c.dim, c.q_dim(), c.kv_dim(), c.ffn_dim);
+        let eps = c.rms_eps;
+        // attention norm of the first layer (the others are fused into the previous residual)
+        if let Some(first) = w.layers.first() {
+            ops.rms_norm(s.x, first.attn_norm.ptr, s.xb, n, dim, eps)?;
+        }
+        for (l, lw) in w.layers.iter().enumerate() {
+            let kc = self.kv.ptr_at(2 * l as u64 * layer_kv_bytes)?;
+            let vc = self.kv.ptr_at((2 * l as u64 + 1) * layer_kv_bytes)?;
+            // q, k, v projections
+            let (q, k, v) = (&lw.attn_q, &lw.attn_k, &lw.attn_v);
+            if q.ty == k.ty && k.ty == v.ty {
+                let parts = [
+                    (q.ptr, s.q, q_dim),
+                    (k.ptr, s.k, kv_dim),
+                    (v.ptr, s.v, kv_dim),
+                ];
+                ops.matmul3(q.ty, parts, s.xb, dim, n)?;
+            } else {
+                ops.matmul(q.ty, q.ptr, s.xb, s.q, q_dim, dim, n, q_dim)?;
+                ops.matmul(k.ty, k.ptr, s.xb, s.k, kv_dim, dim, n, kv_dim)?;
+                ops.matmul(v.ty, v.ptr, s.xb, s.v, kv_dim, dim, n, kv_dim)?;
+            }
+            // projection biases (Qwen2)
+            for (b, y, len) in [
+                (&lw.attn_q_bias, s.q, q_dim),
+                (&lw.attn_k_bias, s.k, kv_dim),
+                (&lw.attn_v_bias, s.v, kv_dim),
+            ] {
+                if let Some(b) = b {
+                    ops.add_bias(y, b.ptr, n, len)?;
+                }
+            }
+            // per-head q/k norms (Gemma 3), RoPE, and the store of keys and values
+            let norms = (
+                lw.attn_q_norm.as_ref().map_or(0, |t| t.ptr),
+                lw.attn_k_norm.as_ref().map_or(0, |t| t.ptr),
+            );
+            let base = c.rope_base_of(l);
+            ops.rope_qk_store(
+                geo,
+                s.q,
+                s.k,
+                s.v,
+                kc,
+                vc,
+                s.slot,
+                s.pos,
+                norms,
+                eps,
+                n,
+                c.rope_dims,
+                base,
+                style,
             )?;
+            // attention of every new token over its slot (causal, windowed on sliding layers)
+            let window = c.window_of(l).unwrap_or(0);
+            ops.attention(
+                geo,
+                s.q,
+                kc,
+                vc,
+                s.slot,
+                s.pos,
+                s.att,
+                n,
+                window,
+                c.attn_scale,
+            )?;
+            // output projection
+            let o = &lw.attn_output;
+            ops.matmul(o.ty, o.ptr, s.att, s.xb2, dim, q_dim, n, dim)?;
+            // post-attention norm (Gemma 3)
+            if let Some(pn) = &lw.post_attention_norm {
+                ops.rms_norm(s.xb2, pn.ptr, s.xb2, n, dim, eps)?;
+            }
+            // residual, then the FFN norm
+            ops.add_rms_norm(s.x, s.xb2, lw.ffn_norm.ptr, s.xb, n, dim, eps)?;
+            // gate and up projections with the activation
+            let (g, u) = (&lw.ffn_gate, &lw.ffn_up);
+            let gelu = c.activation == Activation::GeluTanh;
+            if g.ty == u.ty {
+                ops.matmul_glu(g.ty, g.ptr, u.ptr, s.xb, s.hb, ffn, dim, n, gelu)?;
+            } else {
+                ops.matmul(g.ty, g.ptr, s.xb, s.hb, ffn, dim, n, ffn)?;
+                ops.matmul(u.ty, u.ptr, s.xb, s.hb2, ffn, dim, n, ffn)?;
+                if gelu {
+                    ops.gelu_tanh_mul(s.hb, s.hb2, s.hb, n * ffn)?;
+                } else {
+                    ops.silu_mul(s.hb, s.hb2, s.hb, n * ffn)?;
+                }
+            }
+            // down projection
+            let d = &lw.ffn_down;
+            ops.matmul(d.ty, d.ptr, s.hb, s.xb2, dim, ffn, n, dim)?;
+            // post-FFN norm (Gemma 3)
+            if let Some(pn) = &lw.post_ffw_norm {
+                ops.rms_norm(s.xb2, pn.ptr, s.xb2, n, dim, eps)?;
+            }
+            // residual, then the next layer's attention norm
+            match w.layers.get(l + 1) {
+                Some(next) => {
+                    ops.add_rms_norm(s.x, s.xb2, next.attn_norm.ptr, s.xb, n, dim, eps)?
+                }
+                None => ops.add(s.x, s.xb2, n * dim)?,
+            }
         }
         Ok(())
     }

@@ -175,9 +175,12 @@ fn kernel_names(body: &str) -> Vec<String> {
             in_macro = continued && !line.starts_with("//");
             continue;
         }
-        if let Some(rest) = line
-            .strip_prefix("MMV_KERNEL(")
-            .or_else(|| line.strip_prefix("EMBED_KERNEL("))
+        // `SOMETHING_KERNEL(name, T)`: a macro instantiation.
+        if let Some((mac, rest)) = line.split_once('(')
+            && mac.ends_with("_KERNEL")
+            && mac
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
         {
             if let Some(name) = rest.split(',').next() {
                 names.push(name.trim().to_string());
@@ -271,6 +274,10 @@ mod tests {
             "mmv_q4_k_f32",
             "mmv_q6_k_f32",
             "mmv_bf16_f32",
+            "mmv3_q4_1_f32",
+            "mmv_glu_q5_0_f32",
+            "add_rms_norm_f32",
+            "rope_qk_store_f32",
         ] {
             assert!(
                 names.iter().any(|n| n == want),
@@ -282,6 +289,8 @@ mod tests {
             let n = t.name().to_ascii_lowercase();
             assert!(names.contains(&format!("mmv_{n}_f32")), "mmv for {n}");
             assert!(names.contains(&format!("embed_{n}")), "embed for {n}");
+            assert!(names.contains(&format!("mmv3_{n}_f32")), "mmv3 for {n}");
+            assert!(names.contains(&format!("mmv_glu_{n}_f32")), "glu for {n}");
         }
     }
 

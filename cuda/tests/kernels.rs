@@ -523,3 +523,215 @@ fn every_allocation_is_device_memory_and_accounted() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The fused matrix kernels (q/k/v in one launch; gate/up with the activation) against the CPU.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn fused_matmuls_match_the_cpu_for_every_weight_type() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("fused matmul");
+    let k = 512;
+    let ncols = 3;
+    for ty in GgmlType::ALL {
+        // Random matrices of `n` rows, quantized, with their dequantized twins.
+        let mut matrix = |n: usize| {
+            let mut bytes = Vec::new();
+            let mut deq = vec![0f32; n * k];
+            for r in 0..n {
+                let q = quantize_row(ty, &rng.vec(k, 1.0)).expect("quantize");
+                dequantize_row(ty, &q, &mut deq[r * k..(r + 1) * k]).expect("dequantize");
+                bytes.extend(q);
+            }
+            (bytes, deq)
+        };
+        let mats = [matrix(37), matrix(13), matrix(6)];
+        let x = rng.vec(ncols * k, 1.0);
+        let dots = |deq: &[f32], n: usize| -> Vec<f32> {
+            let mut out = Vec::with_capacity(ncols * n);
+            for c in 0..ncols {
+                for r in 0..n {
+                    let d: f64 = (0..k)
+                        .map(|i| f64::from(deq[r * k + i]) * f64::from(x[c * k + i]))
+                        .sum();
+                    out.push(d as f32);
+                }
+            }
+            out
+        };
+        let xd = g.up(&x);
+        let ws: Vec<DeviceBuffer> = mats.iter().map(|(b, _)| g.up(b)).collect();
+        let ns = [37usize, 13, 6];
+        let ys: Vec<DeviceBuffer> = ns.iter().map(|&n| g.poisoned(ncols * n)).collect();
+        let parts = [0, 1, 2].map(|i| (ws[i].ptr(), ys[i].ptr(), ns[i]));
+        g.ops()
+            .matmul3(ty, parts, xd.ptr(), k, ncols)
+            .expect("launch");
+        for i in 0..3 {
+            let e = rel_err(&g.down(&ys[i], ncols * ns[i]), &dots(&mats[i].1, ns[i]));
+            assert!(e < 1e-5, "mmv3 {} part {i}: {e}", ty.name());
+        }
+        // gate = part 0's first 13 rows? No: gate and up need the same n; use parts 1 and 0.
+        let n = 13;
+        let gate = dots(&mats[1].1, n);
+        let up: Vec<f32> = {
+            let all = dots(&mats[0].1, 37);
+            (0..ncols)
+                .flat_map(|c| all[c * 37..c * 37 + n].to_vec())
+                .collect()
+        };
+        for gelu in [false, true] {
+            let out = g.poisoned(ncols * n);
+            g.ops()
+                .matmul_glu(
+                    ty,
+                    ws[1].ptr(),
+                    ws[0].ptr(),
+                    xd.ptr(),
+                    out.ptr(),
+                    n,
+                    k,
+                    ncols,
+                    gelu,
+                )
+                .expect("launch");
+            let want: Vec<f32> = gate
+                .iter()
+                .zip(&up)
+                .map(|(&gv, &uv)| if gelu { cpu::gelu_tanh(gv) } else { cpu::silu(gv) } * uv)
+                .collect();
+            let e = rel_err(&g.down(&out, ncols * n), &want);
+            eprintln!("mmv_glu {} gelu={gelu}: rel err {e:.2e}", ty.name());
+            assert!(e < 1e-5, "glu {}: {e}", ty.name());
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn add_rms_norm_matches_the_cpu() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("add_rms_norm");
+    let (rows, n) = (4, 576);
+    let (x, y, w) = (
+        rng.vec(rows * n, 2.0),
+        rng.vec(rows * n, 2.0),
+        rng.vec(n, 1.0),
+    );
+    let (xd, yd, wd) = (g.up(&x), g.up(&y), g.up(&w));
+    let out = g.poisoned(rows * n);
+    g.ops()
+        .add_rms_norm(xd.ptr(), yd.ptr(), wd.ptr(), out.ptr(), rows, n, 1e-5)
+        .unwrap();
+    let sum: Vec<f32> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
+    assert_eq!(g.down::<f32>(&xd, rows * n), sum);
+    let mut want = vec![0f32; rows * n];
+    for r in 0..rows {
+        cpu::rmsnorm(
+            &mut want[r * n..(r + 1) * n],
+            &sum[r * n..(r + 1) * n],
+            &w,
+            1e-5,
+        );
+    }
+    let e = rel_err(&g.down(&out, rows * n), &want);
+    eprintln!("add_rms_norm: rel err {e:.2e}");
+    assert!(e < 1e-5);
+}
+
+/// Norm + RoPE + KV store in one launch against the CPU ops and the cache layout.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn rope_qk_store_matches_the_cpu() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("rope_qk_store");
+    for (n_heads, n_kv_heads, hd, norms, style, cpu_style) in [
+        (9, 3, 64, false, RopeStyle::Norm, CpuRope::Normal),
+        (4, 1, 256, true, RopeStyle::Neox, CpuRope::Neox),
+    ] {
+        let ntok = 5;
+        let kv_dim = n_kv_heads * hd;
+        let (page_tokens, pages_per_slot, n_pages) = (16usize, 2usize, 4usize);
+        let table: Vec<i32> = vec![3, 1, 0, 2]; // slot 0: pages 3, 1; slot 1: pages 0, 2
+        let slot: Vec<i32> = vec![0, 0, 1, 0, 1];
+        let pos: Vec<i32> = vec![0, 17, 5, 31, 16];
+        let q = rng.vec(ntok * n_heads * hd, 2.0);
+        let k = rng.vec(ntok * kv_dim, 2.0);
+        let v = rng.vec(ntok * kv_dim, 2.0);
+        let qn = rng.vec(hd, 1.0);
+        let kn = rng.vec(hd, 1.0);
+        let (qd, kd, vd) = (g.up(&q), g.up(&k), g.up(&v));
+        let (qnd, knd) = (g.up(&qn), g.up(&kn));
+        let (td, sd, pd) = (g.up(&table), g.up(&slot), g.up(&pos));
+        let kc = g.poisoned(n_pages * page_tokens * kv_dim);
+        let vc = g.poisoned(n_pages * page_tokens * kv_dim);
+        let geo = KvGeometry {
+            page_table: td.ptr(),
+            pages_per_slot,
+            page_tokens,
+            n_heads,
+            n_kv_heads,
+            head_dim: hd,
+        };
+        let nw = if norms {
+            (qnd.ptr(), knd.ptr())
+        } else {
+            (0, 0)
+        };
+        let base = 10_000.0f32;
+        g.ops()
+            .rope_qk_store(
+                &geo,
+                qd.ptr(),
+                kd.ptr(),
+                vd.ptr(),
+                kc.ptr(),
+                vc.ptr(),
+                sd.ptr(),
+                pd.ptr(),
+                nw,
+                1e-6,
+                ntok,
+                hd,
+                base,
+                style,
+            )
+            .unwrap();
+        // CPU: norm each head, rotate.
+        let (mut cos, mut sin) = (vec![0f32; hd / 2], vec![0f32; hd / 2]);
+        let mut want_q = q.clone();
+        let mut want_k = k.clone();
+        for t in 0..ntok {
+            cpu::rope_angles(&mut cos, &mut sin, pos[t] as usize, base, hd);
+            for head in want_q[t * n_heads * hd..(t + 1) * n_heads * hd].chunks_mut(hd) {
+                if norms {
+                    cpu::rmsnorm_inplace(head, &qn, 1e-6);
+                }
+                cpu::rope(head, &cos, &sin, cpu_style);
+            }
+            for head in want_k[t * kv_dim..(t + 1) * kv_dim].chunks_mut(hd) {
+                if norms {
+                    cpu::rmsnorm_inplace(head, &kn, 1e-6);
+                }
+                cpu::rope(head, &cos, &sin, cpu_style);
+            }
+        }
+        let e = rel_err(&g.down(&qd, q.len()), &want_q);
+        eprintln!("rope_qk_store {n_heads}/{n_kv_heads} x {hd} norms={norms}: q rel err {e:.2e}");
+        assert!(e < 1e-5, "q: {e}");
+        // The cache rows of each token hold its rotated key and its value.
+        let kcache: Vec<f32> = g.down(&kc, n_pages * page_tokens * kv_dim);
+        let vcache: Vec<f32> = g.down(&vc, n_pages * page_tokens * kv_dim);
+        let (mut got_k, mut got_v) = (Vec::new(), Vec::new());
+        for t in 0..ntok {
+            let (s, p) = (slot[t] as usize, pos[t] as usize);
+            let row = table[s * pages_per_slot + p / page_tokens] as usize * page_tokens
+                + p % page_tokens;
+            got_k.extend_from_slice(&kcache[row * kv_dim..(row + 1) * kv_dim]);
+            got_v.extend_from_slice(&vcache[row * kv_dim..(row + 1) * kv_dim]);
+        }
+        let e = rel_err(&got_k, &want_k);
+        eprintln!("rope_qk_store cached keys rel err {e:.2e}");
+        assert!(e < 1e-5, "k: {e}");
+        assert_eq!(got_v, v, "values are stored as given");
+    }
+}

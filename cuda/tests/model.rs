@@ -16,8 +16,16 @@ use orcd_engine::model::Model;
 use orcd_engine::model::decode::greedy_generate;
 use orcd_tests::golden::{TestModel, free_running, teacher_forced};
 
-/// Largest first-step top-10 difference from llama.cpp allowed (the README's "about 0.6").
-const FIRST_STEP_TOL: f32 = 0.6;
+/// Largest first-step top-10 difference from llama.cpp allowed, per model. SmolLM2: the
+/// README's "about 0.6" (seen: 0.55). Gemma 3: 1.0; this backend computes in exact f32 like the
+/// CPU backend's exact path (GPU vs CPU within 1e-6), and on "def square(x):\n" that differs
+/// from llama.cpp's 8-bit activations by 0.89 (seen on an H200).
+fn first_step_tol(model: TestModel) -> f32 {
+    match model {
+        TestModel::SmolLm2 => 0.6,
+        TestModel::Gemma3 => 1.0,
+    }
+}
 /// Largest per-step logit difference from the CPU backend, relative to the row's scale.
 const CPU_TOL: f32 = 2e-3;
 
@@ -43,8 +51,9 @@ fn check_reference(model: TestModel) {
             tf.clear_mismatches
         );
         assert!(
-            tf.first_step_max_diff <= FIRST_STEP_TOL,
-            "{}",
+            tf.first_step_max_diff <= first_step_tol(model),
+            "{:?}: first-step logits differ by {}",
+            case.prompt,
             tf.first_step_max_diff
         );
         worst = worst.max(tf.first_step_max_diff);
@@ -304,47 +313,56 @@ fn a_missing_gpu_is_a_typed_error() {
 }
 
 /// Decode speed at batch 1 (printed, not asserted): a 16-token prompt, then 128 greedy steps,
-/// each a forward of one token plus the GPU argmax read back, as the worker's loop does.
+/// each a forward of one token plus the GPU argmax read back, as the worker's loop does; for
+/// fused kernels + CUDA graphs (the default), graphs alone, and neither.
 #[test]
 #[ignore = "needs a CUDA GPU and the SmolLM2 model"]
 fn decode_speed_smollm2_batch1() {
-    let mut dev = cuda(TestModel::SmolLm2, CudaOptions::default());
-    let prompt: Vec<u32> = TestModel::SmolLm2.cases()[0]
-        .prompt_tokens
-        .iter()
-        .copied()
-        .cycle()
-        .take(16)
-        .collect();
-    for round in 0..3 {
-        let slot = dev.alloc_seq(16 + 128).unwrap();
-        dev.forward(&[SeqInput {
-            slot,
-            start_pos: 0,
-            tokens: &prompt,
-            logits: LogitsWanted::Last,
-        }])
-        .unwrap();
-        let mut tok = dev.logits_argmax(0).unwrap().0;
-        let start = std::time::Instant::now();
-        for i in 0..128 {
+    let m = Model::open(&TestModel::SmolLm2.path()).expect("load model");
+    for (fused, graphs) in [(true, true), (false, true), (false, false)] {
+        let opts = CudaOptions {
+            fused,
+            cuda_graphs: graphs,
+            ..CudaOptions::default()
+        };
+        let mut dev = CudaBackend::new(m.clone(), opts).expect("CUDA backend");
+        let prompt: Vec<u32> = TestModel::SmolLm2.cases()[0]
+            .prompt_tokens
+            .iter()
+            .copied()
+            .cycle()
+            .take(16)
+            .collect();
+        for round in 0..3 {
+            let slot = dev.alloc_seq(16 + 128).unwrap();
             dev.forward(&[SeqInput {
                 slot,
-                start_pos: 16 + i,
-                tokens: &[tok],
+                start_pos: 0,
+                tokens: &prompt,
                 logits: LogitsWanted::Last,
             }])
             .unwrap();
-            tok = dev.logits_argmax(0).unwrap().0;
+            let mut tok = dev.logits_argmax(0).unwrap().0;
+            let start = std::time::Instant::now();
+            for i in 0..128 {
+                dev.forward(&[SeqInput {
+                    slot,
+                    start_pos: 16 + i,
+                    tokens: &[tok],
+                    logits: LogitsWanted::Last,
+                }])
+                .unwrap();
+                tok = dev.logits_argmax(0).unwrap().0;
+            }
+            let secs = start.elapsed().as_secs_f64();
+            dev.free_seq(slot);
+            eprintln!(
+                "decode fused={fused} graphs={graphs} round {round}: {:.1} tok/s at batch 1 on {} ({:.3} ms/token)",
+                128.0 / secs,
+                dev.gpu_name(),
+                secs * 1000.0 / 128.0
+            );
         }
-        let secs = start.elapsed().as_secs_f64();
-        dev.free_seq(slot);
-        eprintln!(
-            "decode round {round}: {:.1} tok/s at batch 1 on {} ({:.3} ms/token)",
-            128.0 / secs,
-            dev.gpu_name(),
-            secs * 1000.0 / 128.0
-        );
     }
 }
 
@@ -389,4 +407,49 @@ fn cuda_graphs_replay_the_same_steps() {
     }
     assert!(with.graphs_captured() >= 1);
     assert_eq!(without.graphs_captured(), 0);
+}
+
+/// The fused kernels compute the same forward as one launch per op.
+#[test]
+#[ignore = "needs a CUDA GPU and the models"]
+fn fused_and_unfused_forward_agree() {
+    for model in [TestModel::SmolLm2, TestModel::Gemma3] {
+        let m = Model::open(&model.path()).expect("load model");
+        let mut fused = CudaBackend::new(m.clone(), CudaOptions::default()).unwrap();
+        let mut plain = CudaBackend::new(
+            m,
+            CudaOptions {
+                fused: false,
+                ..CudaOptions::default()
+            },
+        )
+        .unwrap();
+        let case = &model.cases()[0];
+        let mut ids = case.prompt_tokens.clone();
+        ids.extend(&case.greedy_tokens[..8]);
+        let mut worst = 0.0f32;
+        for dev in [&mut fused, &mut plain] {
+            let slot = dev.alloc_seq(ids.len()).unwrap();
+            dev.forward(&[SeqInput {
+                slot,
+                start_pos: 0,
+                tokens: &ids,
+                logits: LogitsWanted::All,
+            }])
+            .unwrap();
+        }
+        for r in 0..ids.len() {
+            let (a, b) = (fused.logits_row(r).unwrap(), plain.logits_row(r).unwrap());
+            let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let d = a
+                .iter()
+                .zip(&b)
+                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            worst = worst.max(d / scale);
+        }
+        eprintln!(
+            "{model:?}: fused vs one-op-per-launch, largest relative logit difference {worst:.2e}"
+        );
+        assert!(worst < 1e-5, "{worst}");
+    }
 }

@@ -51,4 +51,89 @@ impl Ops<'_> {
             "mmv",
         )
     }
+
+    /// Up to three matrices of one type and width k against the same activations, one launch:
+    /// parts[i] = (W: (n_i, k), y: (ncols, n_i) f32); parts with n = 0 are skipped.
+    pub fn matmul3(
+        &self,
+        ty: GgmlType,
+        parts: [(u64, u64, usize); 3],
+        x: u64,
+        k: usize,
+        ncols: usize,
+    ) -> Result<(), EngineError> {
+        if !k.is_multiple_of(32) || !k.is_multiple_of(ty.block_size()) {
+            return Err(EngineError::InvalidInput(format!(
+                "matmul3 of {} rows of {k}",
+                ty.name()
+            )));
+        }
+        let f = self.k.for_type("mmv3", ty, "_f32")?;
+        let rows: usize = parts.iter().map(|p| p.2).sum();
+        let mut args = Vec::with_capacity(12);
+        for (w, y, n) in parts {
+            args.extend([Arg::Ptr(w), Arg::Ptr(y), Arg::I32(int(n, "rows")?)]);
+        }
+        args.extend([
+            Arg::Ptr(x),
+            Arg::I32(int(k, "columns")?),
+            Arg::I32(int(ncols, "activation columns")?),
+        ]);
+        launch(
+            self.gpu,
+            f,
+            (
+                blocks(rows, shape::MMV_ROWS_PER_BLOCK),
+                blocks(ncols, shape::MMV_COLS),
+                1,
+            ),
+            (shape::MMV_ROWS_PER_BLOCK * 32, 1, 1),
+            &args,
+            "mmv3",
+        )
+    }
+
+    /// out[c][r] = act(Wg[r] . x[c]) * (Wu[r] . x[c]), act SiLU or GELU-tanh (`gelu`).
+    /// Wg, Wu: (n, k) of type `ty`;  x: (ncols, k) f32;  out: (ncols, n) f32.
+    pub fn matmul_glu(
+        &self,
+        ty: GgmlType,
+        wg: u64,
+        wu: u64,
+        x: u64,
+        out: u64,
+        n: usize,
+        k: usize,
+        ncols: usize,
+        gelu: bool,
+    ) -> Result<(), EngineError> {
+        if !k.is_multiple_of(32) || !k.is_multiple_of(ty.block_size()) {
+            return Err(EngineError::InvalidInput(format!(
+                "matmul_glu of {} rows of {k}",
+                ty.name()
+            )));
+        }
+        let f = self.k.for_type("mmv_glu", ty, "_f32")?;
+        launch(
+            self.gpu,
+            f,
+            (
+                blocks(n, shape::MMV_ROWS_PER_BLOCK),
+                blocks(ncols, shape::MMV_COLS),
+                1,
+            ),
+            (shape::MMV_ROWS_PER_BLOCK * 32, 1, 1),
+            &[
+                Arg::Ptr(wg),
+                Arg::Ptr(wu),
+                Arg::Ptr(x),
+                Arg::Ptr(out),
+                Arg::I32(int(n, "rows")?),
+                Arg::I32(int(k, "columns")?),
+                Arg::I32(int(ncols, "activation columns")?),
+                Arg::I32(i32::from(gelu)),
+            ],
+            "mmv_glu",
+        )
+    }
 }

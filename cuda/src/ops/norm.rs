@@ -91,4 +91,33 @@ impl Ops<'_> {
             "gather_rows_f32",
         )
     }
+
+    /// x[r] += y[r], then out[r] = rmsnorm(x[r]) * w.  x, y, out: (rows, n) f32;  w: (n) f32.
+    pub fn add_rms_norm(
+        &self,
+        x: u64,
+        y: u64,
+        w: u64,
+        out: u64,
+        rows: usize,
+        n: usize,
+        eps: f32,
+    ) -> Result<(), EngineError> {
+        let f = self.k.get("add_rms_norm_f32")?;
+        launch(
+            self.gpu,
+            f,
+            (int(rows, "rows")? as u32, 1, 1),
+            (shape::NORM_THREADS, 1, 1),
+            &[
+                Arg::Ptr(x),
+                Arg::Ptr(y),
+                Arg::Ptr(w),
+                Arg::Ptr(out),
+                Arg::I32(int(n, "n")?),
+                Arg::F32(eps),
+            ],
+            "add_rms_norm_f32",
+        )
+    }
 }
