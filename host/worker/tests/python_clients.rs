@@ -1,0 +1,85 @@
+//! Real Python clients against the worker (SmolLM2 on the CPU backend): the `openai` SDK on
+//! both OpenAI endpoints, streaming and not, and `prometheus_client`'s parser on `/metrics`.
+//! The clients are installed with pip into the git-ignored `.cache/pyclients` venv; without
+//! access to PyPI the test is skipped with a message.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The venv's python with `openai` and `prometheus_client`, or why it cannot be had.
+fn python_with_clients() -> Result<PathBuf, String> {
+    let venv = root().join(".cache/pyclients");
+    let python = venv.join("bin/python");
+    let has = |py: &PathBuf| {
+        Command::new(py)
+            .args(["-c", "import openai, prometheus_client"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if python.exists() && has(&python) {
+        return Ok(python);
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .map_err(|e| format!("python3 -m venv: {e}"))?;
+    if !made.status.success() {
+        return Err(format!(
+            "python3 -m venv: {}",
+            String::from_utf8_lossy(&made.stderr)
+        ));
+    }
+    let pip = Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "openai",
+            "prometheus_client",
+        ])
+        .output()
+        .map_err(|e| format!("pip: {e}"))?;
+    if !pip.status.success() || !has(&python) {
+        return Err(format!(
+            "pip could not install openai and prometheus_client: {}",
+            String::from_utf8_lossy(&pip.stderr)
+        ));
+    }
+    Ok(python)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_and_prometheus_parser_against_the_worker() {
+    let python = match python_with_clients() {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let w = cpu_worker(4, 4, 8192).await;
+    let script = root().join("tests/python/openai_clients.py");
+    let base = w.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .env("ORCD_BASE_URL", base)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "python clients failed:\n{stdout}");
+    assert!(stdout.contains("5 passed, 0 failed"), "{stdout}");
+}

@@ -1,0 +1,110 @@
+"""Real Python clients against a running worker: the `openai` SDK drives /v1/completions and
+/v1/chat/completions (streaming and not), `prometheus_client`'s parser reads /metrics.
+
+Run by host/worker/tests/python_clients.rs with ORCD_BASE_URL set; exits non-zero on failure.
+"""
+
+import os
+import sys
+import urllib.request
+
+import openai
+from openai import OpenAI
+from prometheus_client.parser import text_string_to_metric_families
+
+BASE = os.environ["ORCD_BASE_URL"]
+client = OpenAI(base_url=BASE + "/v1", api_key="not-needed", max_retries=0, timeout=300)
+failures = []
+passed = 0
+
+
+def check(name, fn):
+    global passed
+    try:
+        fn()
+        passed += 1
+        print(f"ok: {name}")
+    except Exception as e:  # noqa: BLE001 - report every failed check
+        failures.append(name)
+        print(f"FAILED: {name}: {e!r}")
+
+
+def models():
+    listed = client.models.list()
+    assert len(listed.data) == 1, listed
+    assert listed.data[0].id
+
+
+def model_id():
+    return client.models.list().data[0].id
+
+
+def completions():
+    kw = dict(model=model_id(), prompt="The capital of France is", max_tokens=8,
+              temperature=0, seed=42)
+    whole = client.completions.create(**kw)
+    choice = whole.choices[0]
+    assert choice.text, whole
+    assert choice.finish_reason in ("stop", "length"), choice.finish_reason
+    assert whole.usage.completion_tokens > 0 and whole.usage.prompt_tokens > 0, whole.usage
+    assert whole.usage.total_tokens == whole.usage.prompt_tokens + whole.usage.completion_tokens
+    chunks = list(client.completions.create(stream=True, **kw))
+    streamed = "".join(c.choices[0].text for c in chunks)
+    assert streamed == choice.text, (streamed, choice.text)
+    assert chunks[-1].choices[0].finish_reason == choice.finish_reason
+
+
+def chat():
+    kw = dict(model=model_id(), messages=[{"role": "user", "content": "Say hello in French."}],
+              max_tokens=12, temperature=0, seed=1)
+    whole = client.chat.completions.create(**kw)
+    msg = whole.choices[0].message
+    assert msg.role == "assistant", msg
+    assert msg.content, whole
+    streamed = ""
+    finish = None
+    for c in client.chat.completions.create(stream=True, **kw):
+        delta = c.choices[0].delta
+        streamed += delta.content or ""
+        finish = c.choices[0].finish_reason or finish
+    assert streamed == msg.content, (streamed, msg.content)
+    assert finish == whole.choices[0].finish_reason
+
+
+def bad_request():
+    try:
+        client.completions.create(model=model_id(), prompt="x", max_tokens=4, temperature=3.0)
+    except openai.BadRequestError as e:
+        assert e.status_code == 400
+        assert "temperature" in str(e), str(e)
+        return
+    raise AssertionError("temperature 3.0 was accepted")
+
+
+def prometheus():
+    text = urllib.request.urlopen(BASE + "/metrics", timeout=30).read().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name, kind in [
+        ("worker_vram_bytes", "gauge"),
+        ("worker_requests", "counter"),
+        ("worker_tokens_generated", "counter"),
+        ("worker_tokens_in", "counter"),
+        ("worker_inference_duration_ms", "histogram"),
+        ("worker_time_to_first_token_ms", "histogram"),
+        ("worker_inter_token_latency_ms", "histogram"),
+        ("worker_uptime_seconds", "gauge"),
+    ]:
+        assert name in families, f"{name} missing; have {sorted(families)}"
+        assert families[name].type == kind, (name, families[name].type)
+    outcomes = {s.labels.get("outcome") for s in families["worker_requests"].samples}
+    assert {"success", "error", "cancelled", "timeout"} <= outcomes, outcomes
+    success = [s.value for s in families["worker_requests"].samples
+               if s.labels.get("outcome") == "success" and s.name.endswith("_total")]
+    assert success and success[0] >= 4, success
+
+
+for name, fn in [("models", models), ("completions", completions), ("chat", chat),
+                 ("bad_request", bad_request), ("prometheus", prometheus)]:
+    check(name, fn)
+print(f"{passed} passed, {len(failures)} failed")
+sys.exit(1 if failures else 0)
