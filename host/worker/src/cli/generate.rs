@@ -4,8 +4,10 @@
 //! worker-orcd generate --model PATH --prompt-ids 1,2,3 --max-tokens N --temperature 0 --json
 //!                      [--backend cpu|cuda] [--gpu-device N] [--threads N] [--exact] [--timings]
 //! ```
-//! Prints `{"prompt_tokens": [...], "tokens": [...], "text": null}`. Generation stops after
-//! `--max-tokens` tokens or at one of the model's end-of-generation ids.
+//! Prints `{"prompt_tokens": [...], "tokens": [...], "text": "..."}`: `text` is the generated
+//! tokens decoded by the model's tokenizer *plugin* (null with `--no-text`, or with a warning on
+//! stderr when the plugin cannot decode). Generation stops after `--max-tokens` tokens or at one
+//! of the model's end-of-generation ids.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,6 +17,8 @@ use orcd_engine::Device;
 use orcd_engine::cpu::{CpuBackend, CpuOptions};
 use orcd_engine::model::Model;
 use orcd_engine::model::decode::greedy_generate;
+use orcd_engine::vocab::Vocab;
+use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig, VocabData};
 
 /// The backends the CLI can run on.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -117,6 +121,46 @@ pub struct GenerateArgs {
     /// Print prefill and decode speed to stderr.
     #[arg(long)]
     pub timings: bool,
+    /// Leave `text` null instead of decoding the tokens with the tokenizer plugin.
+    #[arg(long)]
+    pub no_text: bool,
+    /// Folder for compiled plugins, reused across runs (writable by this user alone).
+    #[arg(long, value_name = "DIR")]
+    pub plugin_cache: Option<PathBuf>,
+}
+
+/// The tokens as text, through the model's tokenizer plugin (special tokens included).
+fn decode_text(
+    model: &Model,
+    path: &Path,
+    ids: &[u32],
+    cache: Option<PathBuf>,
+) -> anyhow::Result<String> {
+    let vocab = Vocab::from_gguf(&model.gguf).context("no usable vocabulary")?;
+    let c = &model.config;
+    let facts = ModelFacts {
+        architecture: c.arch.name().to_string(),
+        name: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        vocab_size: vocab.len() as u32,
+        context_length: c.context_length as u32,
+        bos: vocab.bos,
+        eos: vocab.eos,
+        eot: vocab.eot,
+    };
+    let cfg = PluginHostConfig {
+        cache_dir: cache,
+        ..PluginHostConfig::default()
+    };
+    let host = PluginHost::new(cfg, facts, &VocabData::from(&vocab))
+        .context("cannot start the plugin runtime")?;
+    let mut tokenizer = host.tokenizer().context("no tokenizer plugin")?;
+    let bytes = tokenizer
+        .decode(ids, false)
+        .context("the tokenizer plugin failed")?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
@@ -131,10 +175,22 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let (model, mut dev) = args.device.open(prompt.len() + args.max_tokens)?;
     let stop = &model.config.eos_token_ids;
     let out = greedy_generate(dev.as_mut(), prompt, args.max_tokens, stop)?;
+    let text = if args.no_text {
+        None
+    } else {
+        decode_text(
+            &model,
+            &args.device.model,
+            &out.tokens,
+            args.plugin_cache.clone(),
+        )
+        .inspect_err(|e| eprintln!("warning: no text: {e:#}"))
+        .ok()
+    };
     let json = serde_json::json!({
         "prompt_tokens": prompt,
         "tokens": out.tokens,
-        "text": null,
+        "text": text,
     });
     println!("{json}");
     if args.timings {
