@@ -301,7 +301,8 @@ fn large_vocab(wasm: &Path, n: usize) -> Result<String, String> {
 }
 
 /// Plugin work per token: `sample` wall time minus the time the host spent in the logits
-/// operations the plugin asked for, averaged over the run; default request parameters.
+/// operations the plugin asked for (what remains is the guest's work and the call and copy
+/// overhead of the runtime); greedy and default request parameters.
 fn cost(wasm: &Path, opts: &SamplerOptions) -> Result<String, String> {
     let (host, info) = host_with(
         wasm,
@@ -310,27 +311,38 @@ fn cost(wasm: &Path, opts: &SamplerOptions) -> Result<String, String> {
         &synthetic_vocab(COST_VOCAB),
     )
     .map_err(|e| e.to_string())?;
-    let n = opts.cost_tokens.max(1);
+    // Machines are noisy (other processes, frequency scaling): the figure is the best of a
+    // few runs, and the mean of all of them is shown beside it.
+    const RUNS: usize = 5;
+    let n = opts.cost_tokens.max(RUNS) / RUNS;
     let mut figures = Vec::new();
     let mut worst: f64 = 0.0;
     for (label, params) in [
         ("greedy", plain_params(0.0)),
         ("default", plain_params(1.0)),
     ] {
-        let g = generate(
-            &host,
-            &info.name,
-            &params,
-            3,
-            COST_VOCAB,
-            MockOptions::default(),
-            n,
-        )?;
-        let plugin_us = g.sample_time.saturating_sub(g.host_time).as_secs_f64() * 1e6 / n as f64;
-        let host_us = g.host_time.as_secs_f64() * 1e6 / n as f64;
-        worst = worst.max(plugin_us);
+        let (mut best, mut sum, mut host_sum) = (f64::MAX, 0.0, 0.0);
+        for run in 0..RUNS {
+            let g = generate(
+                &host,
+                &info.name,
+                &params,
+                3 + run as u64,
+                COST_VOCAB,
+                MockOptions::default(),
+                n,
+            )?;
+            let plugin_us =
+                g.sample_time.saturating_sub(g.host_time).as_secs_f64() * 1e6 / n as f64;
+            best = best.min(plugin_us);
+            sum += plugin_us;
+            host_sum += g.host_time.as_secs_f64() * 1e6 / n as f64;
+        }
+        worst = worst.max(best);
         figures.push(format!(
-            "{label}: {plugin_us:.1} us plugin + {host_us:.1} us host ops"
+            "{label}: {best:.1} us plugin (mean {:.1}), {:.0} us host ops",
+            sum / RUNS as f64,
+            host_sum / RUNS as f64
         ));
     }
     let detail = figures.join("; ");
