@@ -117,6 +117,7 @@ pub async fn start(
     });
     let mut sched_config = options.scheduler.clone();
     sched_config.vram_bytes = vram_bytes;
+    sched_config.worker_id = options.worker_id.clone();
     let scheduler = Scheduler::spawn(parts.device, parts.plugins.clone(), sched_config, resident)
         .map_err(LifecycleError::Thread)?;
     let (shutdown, _) = watch::channel(false);

@@ -103,7 +103,7 @@ pub(super) fn run(
             b.step();
         }
     }
-    info!(event = "shutdown", "scheduler stopped");
+    info!(event = "shutdown", worker_id = %b.config.worker_id, "scheduler stopped");
 }
 
 impl Batcher {
@@ -146,10 +146,10 @@ impl Batcher {
                 stop_reason,
                 ..
             } => {
-                info!(event = "execute_end", job_id = %job.id, tokens_out, stop_reason = ?stop_reason, "job finished")
+                info!(event = "execute_end", worker_id = %self.config.worker_id, job_id = %job.id, tokens_out, stop_reason = ?stop_reason, "job finished")
             }
             JobEvent::Error { code, message, .. } => {
-                info!(event = "execute_end", job_id = %job.id, code = %code, message = %message, "job ended with an error")
+                info!(event = "execute_end", worker_id = %self.config.worker_id, job_id = %job.id, code = %code, message = %message, "job ended with an error")
             }
             _ => {}
         }
@@ -230,7 +230,7 @@ impl Batcher {
                     "the KV cache cannot hold this request: {need} tokens needed, the cache holds {} in all",
                     self.kv_total
                 );
-                warn!(event = "error", job_id = %job.id, code = "VRAM_OOM", "{msg}");
+                warn!(event = "error", worker_id = %self.config.worker_id, job_id = %job.id, code = "VRAM_OOM", "{msg}");
                 self.end_job(&job, JobEvent::error(ErrorCode::VramOom, msg));
                 continue;
             }
@@ -242,7 +242,7 @@ impl Batcher {
                 }
                 Err(e) => {
                     let job = self.waiting.pop_front().expect("front exists");
-                    warn!(event = "error", job_id = %job.id, code = e.code(), "{e}");
+                    warn!(event = "error", worker_id = %self.config.worker_id, job_id = %job.id, code = e.code(), "{e}");
                     self.end_job(
                         &job,
                         JobEvent::error(ErrorCode::from_engine(&e), e.to_string()),
@@ -260,7 +260,7 @@ impl Batcher {
                 Ok(s) => s,
                 Err(f) => {
                     self.device.free_seq(slot);
-                    warn!(event = "error", job_id = %job.id, code = %f.code, "{f}");
+                    warn!(event = "error", worker_id = %self.config.worker_id, job_id = %job.id, code = %f.code, "{f}");
                     self.end_job(&job, JobEvent::error(f.code, f.to_string()));
                     continue;
                 }
@@ -335,7 +335,7 @@ impl Batcher {
         drop(inputs);
         if let Err(e) = result {
             // The step failed for the whole batch: end every sequence in it, keep serving.
-            warn!(event = "error", code = e.code(), "device step failed: {e}");
+            warn!(event = "error", worker_id = %self.config.worker_id, code = e.code(), "device step failed: {e}");
             let mut idx: Vec<usize> = plan.iter().map(|p| p.0).collect();
             idx.sort_unstable_by(|a, b| b.cmp(a));
             for i in idx {
@@ -387,7 +387,7 @@ impl Batcher {
                     },
                 )),
                 Err(f) => {
-                    warn!(event = "error", job_id = %seq.job.id, code = %f.code, "{f}");
+                    warn!(event = "error", worker_id = %self.config.worker_id, job_id = %seq.job.id, code = %f.code, "{f}");
                     done.push((*i, JobEvent::error(f.code, f.to_string())));
                 }
             }

@@ -29,6 +29,8 @@ pub use queue::{Admission, SubmitError};
 /// Scheduler knobs (from the CLI and the backend).
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
+    /// The worker's id, on every log line of the scheduler.
+    pub worker_id: String,
     /// Sequences decoded together at most.
     pub max_running: usize,
     /// Jobs allowed to wait for admission beyond the running ones.
@@ -48,6 +50,7 @@ pub struct SchedulerConfig {
 impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
+            worker_id: String::new(),
             max_running: 32,
             queue_capacity: 64,
             step_token_budget: 128,

@@ -38,6 +38,7 @@ pub fn test_options(max_running: usize, queue_capacity: usize) -> WorkerOptions 
         worker_id: "00000000-0000-4000-8000-000000000001".into(),
         model_ref: "test-model".into(),
         scheduler: SchedulerConfig {
+            worker_id: String::new(),
             max_running,
             queue_capacity,
             step_token_budget: 32,
