@@ -10,8 +10,12 @@
 //! - integers must be JSON integers (`5`, not `5.0` or `"5"`); floats accept any JSON number;
 //! - besides the spec's fields: `sampler` (which sampler plugin, default `standard`),
 //!   `sampler_params` (named numbers for a custom sampler, e.g. mirostat's `tau`),
-//!   `presence_penalty` / `frequency_penalty` (-2.0-2.0, default 0.0).
+//!   `presence_penalty` / `frequency_penalty` (-2.0-2.0, default 0.0);
+//! - a field given twice is refused (JSON parsers disagree on which copy wins).
 
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// Longest job id, in bytes.
@@ -109,10 +113,15 @@ pub fn parse_execute(
         ));
     }
     let text = std::str::from_utf8(body).map_err(|e| invalid("body", format!("not UTF-8: {e}")))?;
-    let value: Value =
+    let body: Body =
         serde_json::from_str(text).map_err(|e| invalid("body", format!("invalid JSON: {e}")))?;
-    let Value::Object(obj) = value else {
-        return Err(invalid("body", "must be a JSON object"));
+    let obj = match body {
+        Body::Object(obj) => obj,
+        Body::Duplicate(key) => {
+            let shown: String = key.chars().take(MAX_PARAM_NAME).collect();
+            return Err(invalid(shown, "appears more than once"));
+        }
+        Body::NotObject => return Err(invalid("body", "must be a JSON object")),
     };
     if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         let shown: String = unknown.chars().take(MAX_PARAM_NAME).collect();
@@ -196,6 +205,74 @@ pub fn parse_execute(
         penalty_window: DEFAULT_PENALTY_WINDOW,
         sampler_params,
     })
+}
+
+/// A parsed body: serde_json's own map keeps the last of two equal keys, which would let a
+/// proxy and the worker read different prompts, so the top-level object is read here and a
+/// repeated field is refused.
+enum Body {
+    Object(Map<String, Value>),
+    Duplicate(String),
+    NotObject,
+}
+
+impl<'de> Deserialize<'de> for Body {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(BodyVisitor)
+    }
+}
+
+struct BodyVisitor;
+
+impl<'de> Visitor<'de> for BodyVisitor {
+    type Value = Body;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Body, A::Error> {
+        let mut obj = Map::new();
+        let mut duplicate = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let value: Value = map.next_value()?;
+            if obj.contains_key(&key) {
+                duplicate.get_or_insert(key);
+            } else {
+                obj.insert(key, value);
+            }
+        }
+        Ok(duplicate.map_or(Body::Object(obj), Body::Duplicate))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Body, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Body::NotObject)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Body, E> {
+        Ok(Body::NotObject)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Body, E> {
+        Ok(Body::NotObject)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Body, E> {
+        Ok(Body::NotObject)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Body, E> {
+        Ok(Body::NotObject)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Body, E> {
+        Ok(Body::NotObject)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Body, E> {
+        Ok(Body::NotObject)
+    }
 }
 
 /// `application/json`, any case, optionally with parameters; a charset must be UTF-8.
@@ -539,6 +616,17 @@ mod tests {
         let j = parse(r#"{"job_id":"j","prompt":"p","seed":null,"stop":null}"#).unwrap();
         assert_eq!(j.seed, None);
         assert_eq!(field_of(r#"{"job_id":null,"prompt":"p"}"#), "job_id");
+    }
+
+    #[test]
+    fn a_repeated_field_is_refused() {
+        assert_eq!(
+            field_of(r#"{"job_id":"j","prompt":"a","prompt":"b"}"#),
+            "prompt"
+        );
+        for not_object in ["null", "3", "\"s\"", "true", "[]", "-1", "1.5"] {
+            assert_eq!(field_of(not_object), "body", "{not_object}");
+        }
     }
 
     #[test]

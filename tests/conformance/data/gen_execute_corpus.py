@@ -72,6 +72,8 @@ invalid = [
     ("presence_penalty above 2", "presence_penalty", body(presence_penalty=3), JSON),
     ("unknown field", "temprature", body(temprature=0.5), JSON),
     ("unknown field stream", "stream", body(stream=True), JSON),
+    ("prompt given twice", "prompt", '{"job_id": "j", "prompt": "a", "prompt": "b"}', JSON),
+    ("seed given twice", "seed", '{"job_id": "j", "prompt": "a", "seed": 1, "seed": 2}', JSON),
     ("broken JSON", "body", '{"job_id": "j", "prompt": "p"', JSON),
     ("trailing garbage", "body", body() + " x", JSON),
     ("empty body", "body", "", JSON),
