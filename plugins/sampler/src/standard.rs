@@ -309,6 +309,61 @@ mod tests {
         assert!((15_600..16_400).contains(&zeros), "{zeros}");
     }
 
+    /// Draw `n` tokens and compare each frequency with `expected` (id -> probability) within
+    /// 5 standard deviations; ids outside `expected` must never appear.
+    fn assert_distribution(s: &mut Standard, row: &[f32], expected: &[(u32, f64)], n: usize) {
+        let mut counts = std::collections::HashMap::<u32, usize>::new();
+        for _ in 0..n {
+            *counts
+                .entry(s.sample(&RowLogits::new(row.to_vec()), &[]).unwrap())
+                .or_default() += 1;
+        }
+        for (id, c) in &counts {
+            assert!(
+                expected.iter().any(|(e, _)| e == id),
+                "drew {id} ({c} times)"
+            );
+        }
+        for &(id, p) in expected {
+            let got = *counts.get(&id).unwrap_or(&0) as f64;
+            let (mean, sd) = (p * n as f64, (p * (1.0 - p) * n as f64).sqrt());
+            assert!(
+                (got - mean).abs() <= 5.0 * sd + 1.0,
+                "id {id}: {got} vs {mean:.0}"
+            );
+        }
+    }
+
+    #[test]
+    fn top_k_top_p_and_temperature_give_the_renormalised_softmax() {
+        // Logits 4, 3, 2, 1, 0, ... at T = 0.5: weights e^0, e^-2, e^-4, e^-6, ...
+        let row: Vec<f32> = (0..50).map(|i| 4.0 - i as f32).collect();
+        let w: Vec<f64> = (0..4).map(|i| (-2.0 * i as f64).exp()).collect();
+        let norm = |ids: usize| -> Vec<(u32, f64)> {
+            let z: f64 = w[..ids].iter().sum();
+            (0..ids).map(|i| (i as u32, w[i] / z)).collect()
+        };
+        // top_k 4: the four best, renormalised.
+        let mut s = sampler(|p| {
+            p.temperature = 0.5;
+            p.top_k = 4;
+        });
+        assert_distribution(&mut s, &row, &norm(4), 40_000);
+        // top_p 0.95 over them: 0.865 + 0.117 = 0.982 reaches it with two tokens.
+        let mut s = sampler(|p| {
+            p.temperature = 0.5;
+            p.top_k = 4;
+            p.top_p = 0.95;
+        });
+        assert_distribution(&mut s, &row, &norm(2), 40_000);
+        // min_p 0.02 keeps weights >= 0.02: e^-2 = 0.135 stays, e^-4 = 0.018 goes.
+        let mut s = sampler(|p| {
+            p.temperature = 0.5;
+            p.min_p = 0.02;
+        });
+        assert_distribution(&mut s, &row, &norm(2), 40_000);
+    }
+
     #[test]
     fn bad_params_are_refused() {
         let p = SamplerParams {

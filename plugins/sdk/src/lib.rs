@@ -8,6 +8,44 @@
 //! - [`candidates`]: softmax weights, top-p / min-p cut-offs and the draw, shared with the
 //!   standard sampler.
 //! - `export_sampler!(MyType)`: wires `MyType` to the `sampler` world's exports (Wasm builds).
+//!
+//! A complete sampler (build it with `cargo build --release --target wasm32-wasip2`):
+//!
+//! ```
+//! use orcd_plugin_sdk::candidates::{draw, weights};
+//! use orcd_plugin_sdk::{Error, Logits, Rng, Sampler, SamplerParams};
+//!
+//! pub struct Hot {
+//!     temperature: f32,
+//!     rng: Rng,
+//! }
+//!
+//! impl Sampler for Hot {
+//!     const NAME: &'static str = "hot";
+//!     const DESCRIPTION: &'static str = "top-64 at the request's temperature";
+//!
+//!     fn new(params: &SamplerParams) -> Result<Self, Error> {
+//!         params.validate()?;
+//!         let temperature = params.temperature.max(0.1);
+//!         Ok(Hot { temperature, rng: Rng::new(params.seed) })
+//!     }
+//!
+//!     fn sample(&mut self, logits: &dyn Logits, _history: &[u32]) -> Result<u32, Error> {
+//!         let cands = logits.top_k(64)?;
+//!         let w = weights(&cands, self.temperature);
+//!         let i = draw(&w, &mut self.rng).ok_or(Error::NoValidLogits)?;
+//!         Ok(cands[i].id)
+//!     }
+//! }
+//!
+//! orcd_plugin_sdk::export_sampler!(Hot);
+//!
+//! // Natively the same type runs over a row held in memory.
+//! let mut s = Hot::new(&SamplerParams::default())?;
+//! let row = orcd_plugin_sdk::RowLogits::new(vec![0.0, 5.0, f32::NAN, 1.0]);
+//! assert_ne!(s.sample(&row, &[])?, 2);
+//! # Ok::<(), Error>(())
+//! ```
 
 // The generated bindings name this crate by its external path, so that the export macro also
 // works when expanded in an author's crate.
