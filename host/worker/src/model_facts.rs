@@ -8,6 +8,7 @@ use orcd_engine::model::Model;
 use orcd_engine::quant::GgmlType;
 
 use crate::server::ModelFacts;
+use crate::server::chat_template::template_for;
 
 /// Gather [`ModelFacts`] from a validated model; `path` names it when the file has no
 /// `general.name`.
@@ -37,11 +38,10 @@ pub fn model_facts(model: &Model, path: &Path) -> ModelFacts {
         quant_kind: quant_kind(model),
         vocab_size: model.config.vocab_size,
         context_length: model.config.context_length,
-        chat_template: gguf
-            .get_str_opt("tokenizer.chat_template")
-            .ok()
-            .flatten()
-            .map(str::to_string),
+        chat_template: Some(template_for(
+            model.config.arch.name(),
+            gguf.get_str_opt("tokenizer.chat_template").ok().flatten(),
+        )),
         bos_token: token_text("tokenizer.ggml.bos_token_id"),
         eos_token: token_text("tokenizer.ggml.eos_token_id"),
     }

@@ -90,6 +90,45 @@ async fn execute_streams_started_tokens_end_and_seed_fixes_tokens() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_sequence_cuts_the_output_before_it() {
+    let w = mock_worker(2, 2, 1 << 16).await;
+    let free = w.execute(&job("free", 40, 77)).await;
+    let text = text_of(&free);
+    let chars: Vec<char> = text.chars().collect();
+    assert!(chars.len() > 20, "{text:?}");
+    // A stop sequence taken from the middle of the free run: the same seeded run must end
+    // right before its first occurrence.
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 3].iter().collect();
+    let cut = &text[..text.find(&stop).unwrap()];
+    let mut body = job("stopped", 40, 77);
+    body["stop"] = json!([stop, "never-appears-\u{2603}"]);
+    let stopped = w.execute(&body).await;
+    assert_well_formed(&stopped);
+    let end = terminal(&stopped);
+    assert_eq!(end.event, "end");
+    assert_eq!(end.data["stop_reason"], "stop", "{stopped:?}");
+    assert_eq!(text_of(&stopped), cut);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_job_gets_periodic_metrics_events() {
+    let w = mock_worker(2, 2, 1 << 16).await;
+    let ev = w.execute(&job("long-metrics", 2000, 4)).await;
+    assert_well_formed(&ev);
+    let metrics: Vec<&Sse> = ev.iter().filter(|e| e.event == "metrics").collect();
+    let end = terminal(&ev);
+    // Metrics come every 200 ms in these tests.
+    if end.data["decode_time_ms"].as_u64().unwrap() > 400 {
+        assert!(!metrics.is_empty(), "no metrics event in a long job");
+    }
+    for m in metrics {
+        assert_eq!(m.data["job_id"], "long-metrics");
+        assert!(m.data["tokens_out"].as_u64().unwrap() > 0);
+        assert!(m.data.get("vram_bytes").is_some() && m.data.get("decode_time_ms").is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_bodies_get_400_naming_the_field() {
     let w = mock_worker(2, 2, 1 << 16).await;
     // (body, content type, field)

@@ -11,6 +11,23 @@ pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
 /// Longest rendered prompt (bytes); a template that loops past it is stopped.
 pub const MAX_RENDERED_BYTES: usize = 4 * 1024 * 1024;
 
+/// Gemma's turn format, for Gemma files that carry no template (the system message goes in
+/// front of the first user turn; roles must alternate).
+pub const GEMMA_TEMPLATE: &str = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set first_user_prefix = messages[0]['content'] + '\n\n' %}{% set loop_messages = messages[1:] %}{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}";
+
+/// ChatML, the fallback for other files without a template (llama.cpp's default too).
+pub const CHATML_TEMPLATE: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/// The template for a model: its own `tokenizer.chat_template`, else the built-in format of its
+/// architecture.
+pub fn template_for(architecture: &str, from_file: Option<&str>) -> String {
+    match from_file {
+        Some(t) => t.to_string(),
+        None if architecture.starts_with("gemma") => GEMMA_TEMPLATE.to_string(),
+        None => CHATML_TEMPLATE.to_string(),
+    }
+}
+
 /// One chat message. `content` is plain text (the OpenAI list-of-parts form is flattened to its
 /// text parts before rendering).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,6 +181,26 @@ mod tests {
             "{err}"
         );
         assert_eq!(t.strip_bos("<bos>hey"), "hey");
+    }
+
+    #[test]
+    fn builtin_gemma_format_alternates_and_folds_the_system_prompt() {
+        let t = ChatTemplate::new(GEMMA_TEMPLATE, "<bos>", "<eos>").unwrap();
+        let sys = ChatMessage {
+            role: "system".into(),
+            content: "Be brief.".into(),
+        };
+        let out = t.render(&[sys, user(" Hi ")], true).unwrap();
+        assert_eq!(
+            out,
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
+        );
+        assert_eq!(t.strip_bos(&out).len(), out.len() - "<bos>".len());
+        let err = t.render(&[user("a"), user("b")], true).unwrap_err();
+        assert!(err.to_string().contains("alternate"), "{err}");
+        assert_eq!(template_for("gemma3", None), GEMMA_TEMPLATE);
+        assert_eq!(template_for("llama", None), CHATML_TEMPLATE);
+        assert_eq!(template_for("llama", Some("x")), "x");
     }
 
     #[test]

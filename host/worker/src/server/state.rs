@@ -19,7 +19,8 @@ pub struct ModelFacts {
     pub quant_kind: String,
     pub vocab_size: usize,
     pub context_length: usize,
-    /// `tokenizer.chat_template`, when the file has one.
+    /// `tokenizer.chat_template`, or the architecture's built-in format when the file has
+    /// none (see [`super::chat_template::template_for`]); `None` disables chat requests.
     pub chat_template: Option<String>,
     /// Text of the BOS / EOS tokens (the chat template's `bos_token` / `eos_token`).
     pub bos_token: String,
