@@ -267,12 +267,15 @@ fn embed(
     Ok(())
 }
 
-/// Fill the two RoPE tables (global and local base) for every token's position.
+/// Fill the two RoPE tables (global layers, then local sliding layers) for every token.
 fn rope_tables(s: &mut RunState, c: &ModelConfig) {
     let half = c.rope_dims / 2;
     let n = s.tokens.len();
-    let bases = [c.rope_base, c.rope_base_local.unwrap_or(c.rope_base)];
-    for (b, base) in bases.into_iter().enumerate() {
+    let tables = [
+        (c.rope_base, c.rope_freq_scale),
+        (c.rope_base_local.unwrap_or(c.rope_base), 1.0),
+    ];
+    for (b, (base, freq_scale)) in tables.into_iter().enumerate() {
         for (t, &pos) in s.token_pos.iter().enumerate() {
             let at = (b * n + t) * half;
             ops::rope_angles(
@@ -280,6 +283,7 @@ fn rope_tables(s: &mut RunState, c: &ModelConfig) {
                 &mut s.rope_sin[at..at + half],
                 pos,
                 base,
+                freq_scale,
                 c.rope_dims,
             );
         }

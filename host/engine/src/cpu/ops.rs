@@ -26,12 +26,20 @@ pub fn rmsnorm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
-/// The rotation angles' cosines and sines for one position: `theta_i = pos * base^(-2i/n_rot)`
-/// for `i < n_rot / 2`, written to `cos`/`sin` (each `n_rot / 2` long).
-pub fn rope_angles(cos: &mut [f32], sin: &mut [f32], pos: usize, base: f32, n_rot: usize) {
+/// The rotation angles' cosines and sines for one position:
+/// `theta_i = pos * freq_scale * base^(-2i/n_rot)` for `i < n_rot / 2`, written to `cos`/`sin`
+/// (each `n_rot / 2` long).
+pub fn rope_angles(
+    cos: &mut [f32],
+    sin: &mut [f32],
+    pos: usize,
+    base: f32,
+    freq_scale: f32,
+    n_rot: usize,
+) {
     debug_assert!(cos.len() == n_rot / 2 && sin.len() == n_rot / 2);
     let theta_scale = base.powf(-2.0 / n_rot as f32);
-    let mut theta = pos as f32;
+    let mut theta = pos as f32 * freq_scale;
     for i in 0..n_rot / 2 {
         cos[i] = theta.cos();
         sin[i] = theta.sin();
@@ -161,7 +169,7 @@ mod tests {
     #[test]
     fn rope_styles_pair_different_dimensions() {
         let (mut cos, mut sin) = ([0.0; 2], [0.0; 2]);
-        rope_angles(&mut cos, &mut sin, 1, 10_000.0, 4);
+        rope_angles(&mut cos, &mut sin, 1, 10_000.0, 1.0, 4);
         // theta_0 = 1 rad, theta_1 = 1/100 rad.
         assert!((cos[0] - 1f32.cos()).abs() < 1e-6 && (sin[1] - 0.01f32.sin()).abs() < 1e-6);
         let mut normal = [1.0, 0.0, 1.0, 0.0, 7.0];
@@ -174,10 +182,15 @@ mod tests {
         assert!((neox[0] - 1f32.cos()).abs() < 1e-6 && (neox[2] - 1f32.sin()).abs() < 1e-6);
         assert_eq!(neox[1], 0.0);
         // Position 0 is the identity.
-        rope_angles(&mut cos, &mut sin, 0, 10_000.0, 4);
+        rope_angles(&mut cos, &mut sin, 0, 10_000.0, 1.0, 4);
         let mut id = [0.3, -0.2, 0.9, 0.1];
         rope(&mut id, &cos, &sin, RopeStyle::Neox);
         assert_eq!(id, [0.3, -0.2, 0.9, 0.1]);
+        // Linear scaling by 1/4 turns position 4 into position 1.
+        let (mut c4, mut s4) = ([0.0; 2], [0.0; 2]);
+        rope_angles(&mut c4, &mut s4, 4, 10_000.0, 0.25, 4);
+        rope_angles(&mut cos, &mut sin, 1, 10_000.0, 1.0, 4);
+        assert_eq!((c4, s4), (cos, sin));
     }
 
     #[test]

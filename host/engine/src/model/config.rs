@@ -104,6 +104,9 @@ pub struct ModelConfig {
     pub rope_base: f32,
     /// RoPE base frequency of the sliding-window layers (Gemma 3 only).
     pub rope_base_local: Option<f32>,
+    /// Linear RoPE scaling of the global-attention layers (`rope.scaling.type` "linear":
+    /// `1 / rope.scaling.factor`; 1 without scaling): positions are multiplied by it.
+    pub rope_freq_scale: f32,
     /// Leading dimensions of each head that RoPE rotates (even, at most `head_dim`).
     pub rope_dims: usize,
     pub rope_style: RopeStyle,
@@ -223,6 +226,16 @@ impl ModelConfig {
             ));
         }
 
+        let rope_freq_scale =
+            rope_scaling(gguf, &key("rope.scaling.type"), &key("rope.scaling.factor"))?;
+        if gguf.tensor("rope_freqs.weight").is_some() {
+            return Err(EngineError::BadTensor {
+                tensor: "rope_freqs.weight".into(),
+                problem: "per-dimension RoPE frequency factors (Llama 3 scaling) are not supported"
+                    .into(),
+            });
+        }
+
         let default_scale = 1.0 / (head_dim as f32).sqrt();
         let eos_token_ids = eos_ids(gguf, vocab_size)?;
         let bos_token_id = gguf.get_u32_opt("tokenizer.ggml.bos_token_id")?;
@@ -247,6 +260,7 @@ impl ModelConfig {
             rms_eps,
             rope_base,
             rope_base_local: None,
+            rope_freq_scale,
             rope_dims,
             rope_style: RopeStyle::Normal,
             sliding_window: None,
@@ -319,6 +333,16 @@ impl ModelConfig {
         }
     }
 
+    /// The RoPE position scale of layer `layer` (Gemma 3's sliding layers are never scaled,
+    /// as in llama.cpp's `rope_freq_scale_train_swa`).
+    pub fn rope_freq_scale_of(&self, layer: usize) -> f32 {
+        if self.rope_base_local.is_some() && self.sliding_layers[layer] {
+            1.0
+        } else {
+            self.rope_freq_scale
+        }
+    }
+
     /// The attention window of layer `layer`, if it slides.
     pub fn window_of(&self, layer: usize) -> Option<usize> {
         if self.sliding_layers[layer] {
@@ -354,6 +378,22 @@ fn positive_f32(gguf: &GgufFile, key: &str, default: f32) -> Result<f32, EngineE
         ));
     }
     Ok(v)
+}
+
+/// The RoPE position scale from `rope.scaling.*`: 1 without scaling, `1 / factor` for linear
+/// scaling; other kinds (YaRN, LongRoPE, ...) are rejected rather than run wrongly.
+fn rope_scaling(gguf: &GgufFile, type_key: &str, factor_key: &str) -> Result<f32, EngineError> {
+    match gguf.get_str_opt(type_key)? {
+        None | Some("none") => Ok(1.0),
+        Some("linear") => {
+            let factor = positive_f32(gguf, factor_key, 1.0)?;
+            Ok(1.0 / factor)
+        }
+        Some(other) => Err(bad_meta(
+            type_key,
+            format!("RoPE scaling `{other}` is not supported"),
+        )),
+    }
 }
 
 /// The end-of-generation tokens named in the tokenizer metadata, deduplicated, in key order.

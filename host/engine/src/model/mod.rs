@@ -156,6 +156,43 @@ mod tests {
     }
 
     #[test]
+    fn rope_scaling_linear_is_read_and_other_kinds_rejected() {
+        use crate::gguf::MetaValue;
+        let mut spec = TinySpec::new("llama");
+        spec.extra_keys = vec![
+            (
+                "llama.rope.scaling.type".into(),
+                MetaValue::Str("linear".into()),
+            ),
+            ("llama.rope.scaling.factor".into(), MetaValue::F32(8.0)),
+        ];
+        let c = load(&spec).unwrap().config;
+        assert_eq!(c.rope_freq_scale, 0.125);
+        assert_eq!(c.rope_freq_scale_of(1), 0.125);
+        spec.extra_keys[0].1 = MetaValue::Str("yarn".into());
+        match load(&spec) {
+            Err(EngineError::BadMetadata { key, problem }) => {
+                assert_eq!(key, "llama.rope.scaling.type");
+                assert!(problem.contains("yarn"));
+            }
+            other => panic!("expected BadMetadata, got {other:?}"),
+        }
+        let mut spec = TinySpec::new("llama");
+        spec.extra_vectors = vec!["rope_freqs.weight".into()];
+        assert_eq!(bad_tensor(&spec).0, "rope_freqs.weight");
+        // Gemma 3's sliding layers are never scaled.
+        let mut spec = TinySpec::new("gemma3");
+        spec.extra_keys = vec![
+            (
+                "gemma3.rope.scaling.type".into(),
+                MetaValue::Str("linear".into()),
+            ),
+            ("gemma3.rope.scaling.factor".into(), MetaValue::F32(8.0)),
+        ];
+        assert_eq!(load(&spec).unwrap().config.rope_freq_scale_of(0), 1.0);
+    }
+
+    #[test]
     fn missing_metadata_is_named() {
         let mut spec = TinySpec::new("gemma3");
         spec.drop_key = Some("gemma3.attention.sliding_window".into());

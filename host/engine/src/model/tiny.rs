@@ -34,6 +34,10 @@ pub struct TinySpec {
     pub f16_tensor: Option<String>,
     /// Leave this metadata key out.
     pub drop_key: Option<String>,
+    /// Extra metadata pairs.
+    pub extra_keys: Vec<(String, MetaValue)>,
+    /// Extra f32 vectors of 8 values (e.g. `rope_freqs.weight`).
+    pub extra_vectors: Vec<String>,
 }
 
 impl TinySpec {
@@ -45,6 +49,8 @@ impl TinySpec {
             grow_tensor: None,
             f16_tensor: None,
             drop_key: None,
+            extra_keys: Vec::new(),
+            extra_vectors: Vec::new(),
         }
     }
 
@@ -97,6 +103,7 @@ impl TinySpec {
                 MetaValue::U32(WINDOW as u32),
             ));
         }
+        meta.extend(self.extra_keys.iter().cloned());
         for (k, v) in meta {
             if self.drop_key.as_deref() != Some(k.as_str()) {
                 w.add_metadata(k, v)?;
@@ -139,6 +146,11 @@ impl TinySpec {
                 ]);
             }
         }
+        tensors.extend(
+            self.extra_vectors
+                .iter()
+                .map(|n| (n.clone(), vec![8], false)),
+        );
         for (i, (name, mut dims, matrix)) in tensors.into_iter().enumerate() {
             if self.drop_tensor.as_deref() == Some(name.as_str()) {
                 continue;
