@@ -192,7 +192,7 @@ struct Setup {
     backend: &'static str,
     /// The card's or the CPU's name.
     device: String,
-    /// CUDA: the driver's CUDA version; CPU: none.
+    /// CUDA: the kernel driver's version and the CUDA version it supports; CPU: none.
     driver: Option<String>,
     sm: Option<String>,
     /// CPU: worker threads asked for (0: one per core).
@@ -233,7 +233,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         quant: facts.quant_kind.clone(),
         backend: info.backend,
         device: device_name(&info),
-        driver: info.runtime_version.clone(),
+        driver: driver_version(&info),
         sm: info.sm.clone(),
         threads: (args.backend == Backend::Cpu).then_some(args.threads),
         repeats: args.repeats,
@@ -339,7 +339,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     args.plugin_iters.max(1),
                 ),
                 Some(Err(e)) => Err(anyhow::anyhow!("{e:#}")),
-                None => unreachable!("plugins load unless both plugin parts are skipped"),
+                None => Err(anyhow::anyhow!("the plugins were not loaded")),
             };
             rows.push(match result {
                 Ok(us) => Row::ok(id, median(&us), "us", Vec::new()).with(format!(
@@ -360,7 +360,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let result = match plugins {
             Some(Ok(p)) => bench_http(&args, &model, p),
             Some(Err(e)) => Err(e),
-            None => unreachable!("plugins load unless both plugin parts are skipped"),
+            None => Err(anyhow::anyhow!("the plugins were not loaded")),
         };
         rows.push(match result {
             Ok((ms, prompt_tokens)) => {
@@ -451,6 +451,23 @@ fn open_device(
                 ..orcd_cuda::CudaOptions::default()
             },
         )?),
+    })
+}
+
+/// CUDA: the kernel driver's version (from `/proc/driver/nvidia/version`, when readable) and
+/// the CUDA version the driver supports (from the backend); CPU: none.
+fn driver_version(info: &DeviceInfo) -> Option<String> {
+    let cuda = info.runtime_version.as_ref()?;
+    let kernel = std::fs::read_to_string("/proc/driver/nvidia/version")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().next()?.to_string();
+            let after = line.split("Kernel Module").nth(1)?;
+            after.split_whitespace().next().map(str::to_string)
+        });
+    Some(match kernel {
+        Some(k) => format!("{k} (CUDA {cuda})"),
+        None => format!("CUDA {cuda}"),
     })
 }
 
@@ -895,7 +912,7 @@ fn render(r: &Report) -> String {
         s.model_name, s.architecture, s.quant, s.model, s.backend, s.device
     );
     if let Some(d) = &s.driver {
-        out.push_str(&format!("  driver CUDA {d}"));
+        out.push_str(&format!("  driver {d}"));
     }
     if let Some(sm) = &s.sm {
         out.push_str(&format!("  sm {sm}"));
