@@ -41,9 +41,20 @@ pub fn host_with(
     facts: ModelFacts,
     vocab: &VocabData,
 ) -> Result<(PluginHost, PluginInfo), KitError> {
+    host_with_config(wasm, kind, facts, vocab, PluginHostConfig::default())
+}
+
+/// [`host_with`] under explicit sandbox settings (the built-in plugins are always left out).
+pub fn host_with_config(
+    wasm: &Path,
+    kind: PluginKind,
+    facts: ModelFacts,
+    vocab: &VocabData,
+    cfg: PluginHostConfig,
+) -> Result<(PluginHost, PluginInfo), KitError> {
     let cfg = PluginHostConfig {
         load_builtins: false,
-        ..PluginHostConfig::default()
+        ..cfg
     };
     let host = PluginHost::new(cfg, facts, vocab)?;
     let info = host.load_file(wasm)?;

@@ -1,7 +1,8 @@
 //! Sampler conformance: token ids in range, determinism under a seed, greedy equals argmax
 //! (temperature 0 and `top_k` 1), NaN and -inf logits never chosen, an all-invalid row
-//! reported as an error rather than a trap, Gemma-sized vocabularies, and the plugin's own
-//! cost per token (host logits operations timed apart and left out).
+//! reported as an error rather than a trap, Gemma-sized vocabularies, a deterministic time
+//! bound (Wasm fuel), and the plugin's own cost per token (host logits operations timed apart
+//! and left out).
 
 use std::cell::Cell;
 use std::path::Path;
@@ -9,9 +10,11 @@ use std::time::{Duration, Instant};
 
 use orcd_engine::mock::{MockDevice, MockOptions};
 use orcd_engine::{Device, EngineError, LogitsWanted, SeqInput};
-use orcd_plugin_host::{LogitsSource, PluginError, PluginHost, PluginKind, SamplingParams};
+use orcd_plugin_host::{
+    LogitsSource, PluginError, PluginHost, PluginHostConfig, PluginKind, SamplingParams,
+};
 
-use crate::harness::{host_with, plain_params, synthetic_facts, synthetic_vocab};
+use crate::harness::{host_with, host_with_config, plain_params, synthetic_facts, synthetic_vocab};
 use crate::{KitError, Report};
 
 /// Vocabulary of the functional checks.
@@ -20,6 +23,9 @@ const SMALL_VOCAB: u32 = 1000;
 const LARGE_VOCAB: u32 = 262_144;
 /// A Llama 3-sized vocabulary for the cost measurement (128k).
 const COST_VOCAB: u32 = 131_072;
+/// Fuel one `sample` call may burn in the time-bound check (one unit is about one Wasm
+/// instruction).
+const FUEL_PER_CALL: u64 = 100_000_000;
 /// Prompt the generations start from.
 const PROMPT: [u32; 4] = [0, 7, 42, 99];
 
@@ -149,6 +155,11 @@ pub fn check_sampler(wasm: &Path, opts: &SamplerOptions) -> Result<Report, KitEr
     });
 
     report.record("262144-token vocabulary", large_vocab(wasm, n.min(16)));
+
+    report.record(
+        "time bound (fuel, 262144 vocab)",
+        fuel_bound(wasm, n.min(16)),
+    );
 
     report.record("cost per token (128k vocab)", cost(wasm, opts));
 
@@ -298,6 +309,42 @@ fn large_vocab(wasm: &Path, n: usize) -> Result<String, String> {
         Some(t) => Err(format!("id {t} out of range")),
         None => Ok(format!("{n} greedy + {n} drawn tokens")),
     }
+}
+
+/// Every call of a generation at the largest vocabulary stays within a deterministic bound:
+/// [`FUEL_PER_CALL`] units of Wasm fuel (about a tenth of a second of guest work), under greedy,
+/// default and filtered parameters. A plugin past it fails with `PLUGIN_TIMEOUT`.
+fn fuel_bound(wasm: &Path, n: usize) -> Result<String, String> {
+    let cfg = PluginHostConfig {
+        fuel_per_call: Some(FUEL_PER_CALL),
+        ..PluginHostConfig::default()
+    };
+    let (host, info) = host_with_config(
+        wasm,
+        PluginKind::Sampler,
+        synthetic_facts(LARGE_VOCAB),
+        &synthetic_vocab(LARGE_VOCAB),
+        cfg,
+    )
+    .map_err(|e| e.to_string())?;
+    let filtered = SamplingParams {
+        top_p: 0.9,
+        min_p: 0.05,
+        repetition_penalty: 1.1,
+        ..plain_params(0.8)
+    };
+    for params in [plain_params(0.0), plain_params(1.0), filtered] {
+        generate(
+            &host,
+            &info.name,
+            &params,
+            4,
+            LARGE_VOCAB,
+            MockOptions::default(),
+            n,
+        )?;
+    }
+    Ok(format!("3 x {n} calls, each under {FUEL_PER_CALL} fuel"))
 }
 
 /// Plugin work per token: `sample` wall time minus the time the host spent in the logits
