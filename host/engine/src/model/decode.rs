@@ -73,8 +73,12 @@ pub fn greedy_generate(
     result
 }
 
-/// One forward pass over `ids`; for each position the `top` best next-token candidates
-/// `(id, logit)`, best first.
+/// Tokens per step of [`score_positions`]: bounds the logits held at once (a Gemma 3 row is
+/// 1 MiB) without changing the results (a chunked prefill equals a single one).
+pub const SCORE_CHUNK: usize = 128;
+
+/// Teacher-forced pass over `ids` (in steps of [`SCORE_CHUNK`] tokens); for each position the
+/// `top` best next-token candidates `(id, logit)`, best first.
 pub fn score_positions(
     dev: &mut dyn Device,
     ids: &[u32],
@@ -85,14 +89,67 @@ pub fn score_positions(
     }
     let slot = dev.alloc_seq(ids.len())?;
     let result = (|| {
-        let rows = dev.forward(&[SeqInput {
-            slot,
-            start_pos: 0,
-            tokens: ids,
-            logits: LogitsWanted::All,
-        }])?;
-        (0..rows).map(|r| dev.logits_top_k(r, top)).collect()
+        let mut out = Vec::with_capacity(ids.len());
+        for (c, chunk) in ids.chunks(SCORE_CHUNK).enumerate() {
+            let rows = dev.forward(&[SeqInput {
+                slot,
+                start_pos: c * SCORE_CHUNK,
+                tokens: chunk,
+                logits: LogitsWanted::All,
+            }])?;
+            for r in 0..rows {
+                out.push(dev.logits_top_k(r, top)?);
+            }
+        }
+        Ok(out)
     })();
     dev.free_seq(slot);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock::MockDevice;
+
+    #[test]
+    fn chunked_scoring_equals_one_pass() {
+        let ids: Vec<u32> = (0..300).map(|i| (i * 7 % 50) as u32).collect();
+        let mut dev = MockDevice::new(64, 7).unwrap();
+        let scored = score_positions(&mut dev, &ids, 3).unwrap();
+        assert_eq!(scored.len(), ids.len());
+        let slot = dev.alloc_seq(ids.len()).unwrap();
+        let rows = dev
+            .forward(&[SeqInput {
+                slot,
+                start_pos: 0,
+                tokens: &ids,
+                logits: LogitsWanted::All,
+            }])
+            .unwrap();
+        assert_eq!(rows, ids.len());
+        for (r, want) in scored.iter().enumerate() {
+            assert_eq!(&dev.logits_top_k(r, 3).unwrap(), want);
+        }
+        assert!(score_positions(&mut dev, &[], 3).is_err());
+    }
+
+    #[test]
+    fn greedy_stops_at_a_stop_token_and_frees_its_slot() {
+        let mut dev = MockDevice::new(64, 3).unwrap();
+        let free = dev.free_kv_tokens();
+        let all = greedy_generate(&mut dev, &[1, 2, 3], 20, &[])
+            .unwrap()
+            .tokens;
+        assert_eq!(all.len(), 20);
+        let stop = all[5];
+        let first = all.iter().position(|&t| t == stop).unwrap();
+        let cut = greedy_generate(&mut dev, &[1, 2, 3], 20, &[stop])
+            .unwrap()
+            .tokens;
+        assert_eq!(cut, all[..=first]);
+        assert_eq!(dev.free_kv_tokens(), free);
+        assert!(greedy_generate(&mut dev, &[], 5, &[]).is_err());
+        assert!(greedy_generate(&mut dev, &[1], 5000, &[]).is_err());
+    }
 }

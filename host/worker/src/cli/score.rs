@@ -1,5 +1,5 @@
-//! `worker-orcd score`: teacher-forced scoring. One forward pass over the whole sequence; for
-//! each position, the best next-token candidates and their logits, as JSON.
+//! `worker-orcd score`: teacher-forced scoring over the whole sequence (in steps of 128
+//! tokens); for each position, the best next-token candidates and their logits, as JSON.
 //!
 //! ```text
 //! worker-orcd score --model PATH --ids 1,2,3 --top K --json [--backend cpu|cuda] [--threads N]
