@@ -127,3 +127,31 @@ fn a_plugin_of_another_kind_is_refused() {
     let err = check_sampler(&wasm, &SamplerOptions::default()).unwrap_err();
     assert!(err.to_string().contains("not a sampler"), "{err}");
 }
+
+#[test]
+fn the_binary_reports_and_sets_its_exit_status() {
+    let bin = env!("CARGO_BIN_EXE_orcd-conform");
+    let run = |args: &[&std::ffi::OsStr]| Command::new(bin).args(args).output().unwrap();
+    let handler = build(&root(), "orcd-handler");
+    let out = run(&["handler".as_ref(), handler.as_os_str()]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{table}");
+    assert!(
+        table.contains("PASS  refuses: prompt over 32768 chars"),
+        "{table}"
+    );
+
+    let broken = build(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("broken-sampler"),
+        "broken-sampler",
+    );
+    let out = run(&["sampler".as_ref(), broken.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL  seed changes the draw"));
+
+    let out = run(&["sampler".as_ref(), "/nonexistent.wasm".as_ref()]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["juggler".as_ref(), handler.as_os_str()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage"));
+}
