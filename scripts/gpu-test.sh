@@ -8,8 +8,8 @@
 #   scripts/gpu-test.sh --worker   # also the worker binary (builds wasmtime: slow the first time)
 #
 # Layout (each folder is one `carry` entry; a device call carries at most 64 MiB):
-#   .gpu/bin/      run.sh, the gzipped stripped test binaries (and the worker, if it builds),
-#                  llama.cpp's golden files
+#   .gpu/bin/      run.sh, the gzipped stripped test binaries, llama.cpp's golden files
+#   .gpu/worker/   the gzipped stripped worker (--worker; ~11 MB), carried with a model part
 #   .gpu/smolN/    part N of SmolLM2-135M-Instruct.Q4_1.gguf (< 60 MB each)
 #   .gpu/gemmaN/   part N of gemma-3-270m-q4_k_m.gguf
 # On the GPU machine each call copies its parts to /tmp/models; .gpu/bin/run.sh joins them,
@@ -58,7 +58,10 @@ rm -f .gpu/bin.list
 if [ "$worker" = 1 ]; then
     echo "building worker-orcd..." >&2
     if cargo build --release -p worker-orcd >/dev/null 2>&1 && [ -x target/release/worker-orcd ]; then
-        pack worker-orcd target/release/worker-orcd
+        mkdir -p .gpu/worker
+        strip -o .gpu/worker-orcd target/release/worker-orcd
+        gzip -9 -c .gpu/worker-orcd > .gpu/worker/worker-orcd.gz
+        rm -f .gpu/worker-orcd
     else
         echo "worker-orcd did not build; packing the tests only" >&2
     fi
@@ -111,7 +114,9 @@ join gemma gemma-3-270m-q4_k_m.gguf a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e
 [ -e /work/main ] || { mkdir -p /work && ln -s "$root" /work/main; }
 export ORCD_MODEL_CACHE=/tmp/models ORCD_REFERENCE_DIR="$root/.gpu/bin/reference" RUST_BACKTRACE=1
 export PATH="/usr/local/cuda/bin:$PATH" LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-for f in .gpu/bin/*.gz; do
+[ -f .gpu/worker/worker-orcd.gz ] && cp .gpu/worker/worker-orcd.gz /tmp/models/
+for f in .gpu/bin/*.gz /tmp/models/worker-orcd.gz; do
+    [ -f "$f" ] || continue
     b="/tmp/orcd-bin/$(basename "$f" .gz)"
     gunzip -c "$f" > "$b" && chmod +x "$b"
 done
@@ -133,12 +138,41 @@ compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
     > "$OUT/memcheck.log" 2>&1
 rc[memcheck]=$?
 t2=$(date +%s)
+if [ "${PROFILE:-1}" = 1 ] && command -v ncu >/dev/null; then
+    # Per-kernel GPU time of about one steady-state decode token (fused kernels, CUDA graphs).
+    timeout 240 ncu --metrics gpu__time_duration.sum --csv --launch-skip 3000 --launch-count 260 \
+        /tmp/orcd-bin/model --ignored --exact decode_speed_smollm2_batch1 > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
+    python3 - "$OUT/ncu.csv" > "$OUT/profile.txt" <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+head, rows = rows[0], rows[1:]
+name, val = head.index("Kernel Name"), head.index("Metric Value")
+tot, cnt = collections.Counter(), collections.Counter()
+for r in rows:
+    k = r[name].split("(")[0]
+    tot[k] += float(r[val].replace(",", "")); cnt[k] += 1
+all_ns = sum(tot.values())
+print(f"ncu: {len(rows)} kernels, {all_ns/1e3:.1f} us of GPU time")
+for k, t in tot.most_common(12):
+    print(f"  {k:28s} {cnt[k]:4d} x {t/cnt[k]/1e3:7.2f} us = {t/1e3:8.1f} us ({100*t/all_ns:4.1f} %)")
+PY
+fi
+if [ -x /tmp/orcd-bin/worker-orcd ]; then
+    # The CLI on the GPU: greedy SmolLM2 tokens for the first golden prompt, and its timings.
+    ids=$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["cases"][0]; print(",".join(map(str,c["prompt_tokens"])))' \
+        .gpu/bin/reference/smollm2-135m-instruct-q4_1.greedy.json)
+    /tmp/orcd-bin/worker-orcd generate --model /tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf \
+        --prompt-ids "$ids" --max-tokens 48 --backend cuda --json --timings > "$OUT/cli.log" 2>&1
+    rc[cli]=$?
+fi
 echo "================ summary ($(cat "$OUT/gpu.txt"); tests $((t1 - t0)) s, memcheck $((t2 - t1)) s)"
-for t in lib kernels model memcheck; do
+for t in lib kernels model memcheck cli; do
     [ -n "${rc[$t]:-}" ] || continue
-    printf '%-9s rc=%-3s %s\n' "$t" "${rc[$t]}" "$(grep -h 'test result' "$OUT/$t.log" | tail -1)"
+    printf '%-9s rc=%-3s %s\n' "$t" "${rc[$t]}" "$(grep -h 'test result' "$OUT/$t.log" 2>/dev/null | tail -1)"
 done
 grep -h 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1
+[ -f "$OUT/cli.log" ] && tail -3 "$OUT/cli.log"
+[ -f "$OUT/profile.txt" ] && cat "$OUT/profile.txt"
 grep -hE 'FAILED|panicked' "$OUT"/*.log | head -20
 grep -hE 'rel err|tok/s|max \|diff\||largest|max \|gpu' "$OUT"/kernels.log "$OUT"/model.log | head -80
 RUN
@@ -156,6 +190,9 @@ for p in $parts; do
     [ "$p" = "$last_smol" ] || [ "$p" = "$last_gemma" ] && continue
     echo "  run carry=[\"$p\"] command: mkdir -p /tmp/models && cp $p/part /tmp/models/$(basename "$p").part && ls -l /tmp/models"
 done
+if [ -n "$last_gemma" ] || [ -d .gpu/worker ]; then
+    extra=$(for d in $last_gemma .gpu/worker; do [ -e "$d" ] && printf '"%s", ' "$d"; done)
+    echo "  run carry=[${extra%, }] command: mkdir -p /tmp/models && for d in $last_gemma .gpu/worker; do cp \$d/* /tmp/models/ 2>/dev/null; done; [ -f /tmp/models/part ] && mv /tmp/models/part /tmp/models/$(basename "${last_gemma:-x}").part; ls -l /tmp/models"
+fi
 final="\"$last_smol\", \".gpu/bin\""
-[ -n "$last_gemma" ] && final="\"$last_gemma\", $final"
 echo "  run carry=[$final] command: bash .gpu/bin/run.sh"

@@ -7,7 +7,7 @@
 // Per-token metadata (one entry per new token of the step): slot (i32), pos (i32).
 
 #define KV_THREADS 128
-#define ATT_WARPS 4
+#define ATT_WARPS 8
 #define ATT_MAX_HEAD_DIM 256
 
 // Append the step's keys and values to the cache.

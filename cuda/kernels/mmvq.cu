@@ -12,11 +12,28 @@
 #define MMV_ROWS_PER_BLOCK 4
 #define MMV_COLS 8
 
+// Per-column RMS-norm scales of the activations, for kernels that normalize their input on
+// the fly: s_inv[c] = 1 / sqrt(mean(x[c0 + c]^2) + eps) for c < nc. Every thread of the block
+// must call it (it synchronizes).
+__device__ __forceinline__ void column_inv_rms(const float* __restrict__ x, int k, int c0, int nc,
+                                               float eps, float* s_inv, float* scratch) {
+    for (int c = 0; c < nc; ++c) {
+        const float* xc = x + (u64)(c0 + c) * k;
+        float ss = 0.0f;
+        for (int i = threadIdx.x; i < k; i += blockDim.x) ss += xc[i] * xc[i];
+        ss = block_sum(ss, scratch);
+        if (threadIdx.x == 0) s_inv[c] = 1.0f / sqrtf(ss / (float)k + eps);
+    }
+    __syncthreads();
+}
+
 // Dot products of weight row `row` (k weights) with activation columns c0..c0+nc of x, summed
-// over the warp; lane 0 gets the sums in acc (other lanes: partial garbage).
-template <int T>
+// over the warp (every lane gets the sums). With NORM, the activations are RMS-normalized on the
+// fly: x[c][i] * inv[c] * nw[i], the same expression as rms_norm_f32.
+template <int T, bool NORM>
 __device__ __forceinline__ void mmv_row(const u8* __restrict__ row, const float* __restrict__ x,
-                                        int k, int c0, int nc, float* acc) {
+                                        int k, int c0, int nc, const float* __restrict__ nw,
+                                        const float* inv, float* acc) {
     const int lane = threadIdx.x % WARP_SIZE;
     const int units = k / 32;
     #pragma unroll
@@ -28,10 +45,19 @@ __device__ __forceinline__ void mmv_row(const u8* __restrict__ row, const float*
         for (int c = 0; c < MMV_COLS; ++c) {
             if (c < nc) {
                 const float4* xv = (const float4*)(x + (u64)(c0 + c) * k + (u64)u * 32);
+                const float4* gv = (const float4*)(nw + (u64)u * 32);
                 float s = 0.0f;
                 #pragma unroll
                 for (int j = 0; j < 8; ++j) {
-                    const float4 v = xv[j];
+                    float4 v = xv[j];
+                    if (NORM) {
+                        const float4 g = gv[j];
+                        const float ic = inv[c];
+                        v.x = v.x * ic * g.x;
+                        v.y = v.y * ic * g.y;
+                        v.z = v.z * ic * g.z;
+                        v.w = v.w * ic * g.w;
+                    }
                     s += w[4 * j] * v.x + w[4 * j + 1] * v.y + w[4 * j + 2] * v.z + w[4 * j + 3] * v.w;
                 }
                 acc[c] += s;
@@ -42,29 +68,43 @@ __device__ __forceinline__ void mmv_row(const u8* __restrict__ row, const float*
     for (int c = 0; c < MMV_COLS; ++c) acc[c] = warp_sum(acc[c]);
 }
 
+// y[c][r] = W[r] . x[c] (accumulate = 0) or y[c][r] += W[r] . x[c] (accumulate = 1: the
+// residual add fused into the projection; each element has one writer).
 template <int T>
 __device__ __forceinline__ void mmv(const u8* __restrict__ W, const float* __restrict__ x,
-                                    float* __restrict__ y, int n, int k, int ncols, int y_stride) {
+                                    float* __restrict__ y, int n, int k, int ncols, int y_stride,
+                                    int accumulate) {
     const int r = blockIdx.x * MMV_ROWS_PER_BLOCK + threadIdx.x / WARP_SIZE;
     const int c0 = blockIdx.y * MMV_COLS;
     if (r >= n) return;
     const int nc = min(MMV_COLS, ncols - c0);
     float acc[MMV_COLS];
-    mmv_row<T>(W + (u64)r * row_bytes<T>(k), x, k, c0, nc, acc);
+    mmv_row<T, false>(W + (u64)r * row_bytes<T>(k), x, k, c0, nc, nullptr, nullptr, acc);
     if (threadIdx.x % WARP_SIZE == 0) {
         #pragma unroll
-        for (int c = 0; c < MMV_COLS; ++c)
-            if (c < nc) y[(u64)(c0 + c) * y_stride + r] = acc[c];
+        for (int c = 0; c < MMV_COLS; ++c) {
+            if (c < nc) {
+                float* out = y + (u64)(c0 + c) * y_stride + r;
+                *out = accumulate ? *out + acc[c] : acc[c];
+            }
+        }
     }
 }
 
 // Up to three matrices of one type and width k against the same activations in one launch
 // (q, k and v): grid rows 0..n0 are W0's (into y0: (ncols, n0)), then n1 of W1 (into y1),
-// then n2 of W2 (into y2). A part with n = 0 is absent.
-template <int T>
+// then n2 of W2 (into y2). A part with n = 0 is absent. With nw non-null, x is RMS-normalized
+// on the fly with weights nw (k) and epsilon eps (the layer's attention norm).
+template <int T, bool NORM>
 __device__ __forceinline__ void mmv3(const u8* W0, float* y0, int n0, const u8* W1, float* y1,
                                      int n1, const u8* W2, float* y2, int n2,
-                                     const float* __restrict__ x, int k, int ncols) {
+                                     const float* __restrict__ x, int k, int ncols,
+                                     const float* __restrict__ nw, float eps) {
+    __shared__ float s_inv[MMV_COLS];
+    __shared__ float scratch[32];
+    const int c0 = blockIdx.y * MMV_COLS;
+    const int nc = min(MMV_COLS, ncols - c0);
+    if (NORM) column_inv_rms(x, k, c0, nc, eps, s_inv, scratch);
     int r = blockIdx.x * MMV_ROWS_PER_BLOCK + threadIdx.x / WARP_SIZE;
     const u8* W;
     float* y;
@@ -78,10 +118,8 @@ __device__ __forceinline__ void mmv3(const u8* W0, float* y0, int n0, const u8* 
     } else {
         return;
     }
-    const int c0 = blockIdx.y * MMV_COLS;
-    const int nc = min(MMV_COLS, ncols - c0);
     float acc[MMV_COLS];
-    mmv_row<T>(W + (u64)r * row_bytes<T>(k), x, k, c0, nc, acc);
+    mmv_row<T, NORM>(W + (u64)r * row_bytes<T>(k), x, k, c0, nc, nw, s_inv, acc);
     if (threadIdx.x % WARP_SIZE == 0) {
         #pragma unroll
         for (int c = 0; c < MMV_COLS; ++c)
@@ -91,17 +129,22 @@ __device__ __forceinline__ void mmv3(const u8* W0, float* y0, int n0, const u8* 
 
 // The gated feed-forward's first half in one launch: out[c][r] = act(Wg[r] . x[c]) * (Wu[r] . x[c])
 // with act = SiLU (act 0) or GELU-tanh (act 1). Wg, Wu: (n, k) of one type; out: (ncols, n).
-template <int T>
+// With nw non-null, x is RMS-normalized on the fly (the layer's FFN norm).
+template <int T, bool NORM>
 __device__ __forceinline__ void mmv_glu(const u8* __restrict__ Wg, const u8* __restrict__ Wu,
                                         const float* __restrict__ x, float* __restrict__ out,
-                                        int n, int k, int ncols, int act) {
-    const int r = blockIdx.x * MMV_ROWS_PER_BLOCK + threadIdx.x / WARP_SIZE;
+                                        int n, int k, int ncols, int act,
+                                        const float* __restrict__ nw, float eps) {
+    __shared__ float s_inv[MMV_COLS];
+    __shared__ float scratch[32];
     const int c0 = blockIdx.y * MMV_COLS;
-    if (r >= n) return;
     const int nc = min(MMV_COLS, ncols - c0);
+    if (NORM) column_inv_rms(x, k, c0, nc, eps, s_inv, scratch);
+    const int r = blockIdx.x * MMV_ROWS_PER_BLOCK + threadIdx.x / WARP_SIZE;
+    if (r >= n) return;
     float g[MMV_COLS], u[MMV_COLS];
-    mmv_row<T>(Wg + (u64)r * row_bytes<T>(k), x, k, c0, nc, g);
-    mmv_row<T>(Wu + (u64)r * row_bytes<T>(k), x, k, c0, nc, u);
+    mmv_row<T, NORM>(Wg + (u64)r * row_bytes<T>(k), x, k, c0, nc, nw, s_inv, g);
+    mmv_row<T, NORM>(Wu + (u64)r * row_bytes<T>(k), x, k, c0, nc, nw, s_inv, u);
     if (threadIdx.x % WARP_SIZE == 0) {
         #pragma unroll
         for (int c = 0; c < MMV_COLS; ++c)
@@ -111,8 +154,9 @@ __device__ __forceinline__ void mmv_glu(const u8* __restrict__ Wg, const u8* __r
 
 #define MMV_KERNEL(NAME, T)                                                                     \
     extern "C" __global__ void __launch_bounds__(MMV_ROWS_PER_BLOCK * WARP_SIZE)                 \
-    NAME(const u8* W, const float* x, float* y, int n, int k, int ncols, int y_stride) {         \
-        mmv<T>(W, x, y, n, k, ncols, y_stride);                                                 \
+    NAME(const u8* W, const float* x, float* y, int n, int k, int ncols, int y_stride,           \
+         int accumulate) {                                                                      \
+        mmv<T>(W, x, y, n, k, ncols, y_stride, accumulate);                                     \
     }
 
 MMV_KERNEL(mmv_f32_f32, T_F32)
@@ -130,8 +174,9 @@ MMV_KERNEL(mmv_q6_k_f32, T_Q6_K)
 #define MMV3_KERNEL(NAME, T)                                                                    \
     extern "C" __global__ void __launch_bounds__(MMV_ROWS_PER_BLOCK * WARP_SIZE)                 \
     NAME(const u8* W0, float* y0, int n0, const u8* W1, float* y1, int n1, const u8* W2,         \
-         float* y2, int n2, const float* x, int k, int ncols) {                                  \
-        mmv3<T>(W0, y0, n0, W1, y1, n1, W2, y2, n2, x, k, ncols);                               \
+         float* y2, int n2, const float* x, int k, int ncols, const float* nw, float eps) {      \
+        if (nw) mmv3<T, true>(W0, y0, n0, W1, y1, n1, W2, y2, n2, x, k, ncols, nw, eps);         \
+        else mmv3<T, false>(W0, y0, n0, W1, y1, n1, W2, y2, n2, x, k, ncols, nw, eps);           \
     }
 
 MMV3_KERNEL(mmv3_f32_f32, T_F32)
@@ -149,8 +194,9 @@ MMV3_KERNEL(mmv3_q6_k_f32, T_Q6_K)
 #define GLU_KERNEL(NAME, T)                                                                     \
     extern "C" __global__ void __launch_bounds__(MMV_ROWS_PER_BLOCK * WARP_SIZE)                 \
     NAME(const u8* Wg, const u8* Wu, const float* x, float* out, int n, int k, int ncols,        \
-         int act) {                                                                             \
-        mmv_glu<T>(Wg, Wu, x, out, n, k, ncols, act);                                           \
+         int act, const float* nw, float eps) {                                                 \
+        if (nw) mmv_glu<T, true>(Wg, Wu, x, out, n, k, ncols, act, nw, eps);                     \
+        else mmv_glu<T, false>(Wg, Wu, x, out, n, k, ncols, act, nw, eps);                       \
     }
 
 GLU_KERNEL(mmv_glu_f32_f32, T_F32)

@@ -1,6 +1,7 @@
 // Rotary position embedding, in place, on (ntok, heads, head_dim) f32 vectors.
 //
-// For pair i (0 <= i < n_rot/2) at position p: theta_i = p * s^i with s = base^(-2 / n_rot),
+// For pair i (0 <= i < n_rot/2) at position p: theta_i = p * f * s^i with s = base^(-2 / n_rot)
+// and f the linear RoPE scaling factor (freq_scale, 1 without scaling),
 // computed in f32 by repeated multiplication exactly as llama.cpp (and the CPU backend) do (the
 // host passes s, so both sides use the same f32 value), and
 // the pair (a, b) becomes (a cos - b sin, a sin + b cos). NORM style (llama GGUF, whose q/k
@@ -11,9 +12,10 @@
 #define ROPE_THREADS 64
 
 // Rotate one head x (n_rot leading dims) for position p; threads of the block take pairs in turn.
-__device__ __forceinline__ void rope_head(float* x, int p, int n_rot, float theta_scale, int neox) {
+__device__ __forceinline__ void rope_head(float* x, int p, int n_rot, float theta_scale,
+                                          float freq_scale, int neox) {
     for (int i = threadIdx.x; i < n_rot / 2; i += blockDim.x) {
-        float theta = (float)p;
+        float theta = __fmul_rn((float)p, freq_scale);
         for (int j = 0; j < i; ++j) theta = __fmul_rn(theta, theta_scale);
         double s, c;
         sincos((double)theta, &s, &c);
@@ -28,10 +30,10 @@ __device__ __forceinline__ void rope_head(float* x, int p, int n_rot, float thet
 }
 
 extern "C" __global__ void rope_f32(float* x, const i32* __restrict__ pos, int heads, int head_dim,
-                                    int n_rot, float theta_scale, int neox) {
+                                    int n_rot, float theta_scale, float freq_scale, int neox) {
     const int t = blockIdx.x;
     const int h = blockIdx.y;
-    rope_head(x + ((u64)t * heads + h) * head_dim, pos[t], n_rot, theta_scale, neox);
+    rope_head(x + ((u64)t * heads + h) * head_dim, pos[t], n_rot, theta_scale, freq_scale, neox);
 }
 
 // The attention prologue of one layer in one launch: for every new token, the optional per-head
@@ -46,7 +48,8 @@ extern "C" __global__ void rope_qk_store_f32(float* q, float* k, const float* __
                                              const float* __restrict__ q_norm,
                                              const float* __restrict__ k_norm, float eps,
                                              int n_heads, int n_kv_heads, int head_dim, int n_rot,
-                                             float theta_scale, int neox, int pages_per_slot,
+                                             float theta_scale, float freq_scale, int neox,
+                                             int pages_per_slot,
                                              int page_tokens) {
     __shared__ float scratch[32];
     const int t = blockIdx.x;
@@ -64,7 +67,7 @@ extern "C" __global__ void rope_qk_store_f32(float* q, float* k, const float* __
         for (int i = threadIdx.x; i < head_dim; i += blockDim.x) x[i] = x[i] * inv * nw[i];
         __syncthreads();
     }
-    rope_head(x, pos[t], n_rot, theta_scale, neox);
+    rope_head(x, pos[t], n_rot, theta_scale, freq_scale, neox);
     if (!is_q) {
         __syncthreads();
         const int kv_dim = n_kv_heads * head_dim;

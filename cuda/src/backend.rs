@@ -479,8 +479,19 @@ impl CudaBackend {
             }
             // RoPE on queries and keys
             let base = c.rope_base_of(l);
-            ops.rope(s.q, s.pos, n, c.n_heads, hd, c.rope_dims, base, style)?;
-            ops.rope(s.k, s.pos, n, c.n_kv_heads, hd, c.rope_dims, base, style)?;
+            let fs = c.rope_freq_scale_of(l);
+            ops.rope(s.q, s.pos, n, c.n_heads, hd, c.rope_dims, base, fs, style)?;
+            ops.rope(
+                s.k,
+                s.pos,
+                n,
+                c.n_kv_heads,
+                hd,
+                c.rope_dims,
+                base,
+                fs,
+                style,
+            )?;
             // append the new keys and values to the cache
             ops.kv_write(geo, s.k, s.v, kc, vc, s.slot, s.pos, n)?;
             // attention of every new token over its slot (causal, windowed on sliding layers)
@@ -539,10 +550,12 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// The blocks with fused kernels: per layer q/k/v (one launch when they share a type),
-    /// norm + RoPE + KV store, attention, output projection, residual + FFN norm, gate/up with
-    /// the activation (one launch when they share a type), down projection, residual + the next
-    /// layer's attention norm.
+    /// The blocks with fused kernels, per layer: q/k/v in one launch reading the residual
+    /// stream through the attention norm on the fly; q/k norm + RoPE + KV store; attention;
+    /// the output projection adding into the residual stream; gate/up with the FFN norm on the
+    /// fly and the activation; the down projection adding into the residual stream. Six
+    /// launches per llama layer. Where q/k/v (or gate/up) differ in type, or a post-norm
+    /// (Gemma 3) sits before a residual add, that step falls back to separate launches.
     fn queue_layers_fused(
         &self,
         n: usize,
@@ -556,14 +569,10 @@ impl CudaBackend {
         let ops = self.ops();
         let (dim, q_dim, kv_dim, ffn) = (c.dim, c.q_dim(), c.kv_dim(), c.ffn_dim);
         let eps = c.rms_eps;
-        // attention norm of the first layer (the others are fused into the previous residual)
-        if let Some(first) = w.layers.first() {
-            ops.rms_norm(s.x, first.attn_norm.ptr, s.xb, n, dim, eps)?;
-        }
         for (l, lw) in w.layers.iter().enumerate() {
             let kc = self.kv.ptr_at(2 * l as u64 * layer_kv_bytes)?;
             let vc = self.kv.ptr_at((2 * l as u64 + 1) * layer_kv_bytes)?;
-            // q, k, v projections
+            // attention norm and q, k, v projections
             let (q, k, v) = (&lw.attn_q, &lw.attn_k, &lw.attn_v);
             if q.ty == k.ty && k.ty == v.ty {
                 let parts = [
@@ -571,8 +580,9 @@ impl CudaBackend {
                     (k.ptr, s.k, kv_dim),
                     (v.ptr, s.v, kv_dim),
                 ];
-                ops.matmul3(q.ty, parts, s.xb, dim, n)?;
+                ops.matmul3(q.ty, parts, s.x, dim, n, Some((lw.attn_norm.ptr, eps)))?;
             } else {
+                ops.rms_norm(s.x, lw.attn_norm.ptr, s.xb, n, dim, eps)?;
                 ops.matmul(q.ty, q.ptr, s.xb, s.q, q_dim, dim, n, q_dim)?;
                 ops.matmul(k.ty, k.ptr, s.xb, s.k, kv_dim, dim, n, kv_dim)?;
                 ops.matmul(v.ty, v.ptr, s.xb, s.v, kv_dim, dim, n, kv_dim)?;
@@ -607,6 +617,7 @@ impl CudaBackend {
                 n,
                 c.rope_dims,
                 base,
+                c.rope_freq_scale_of(l),
                 style,
             )?;
             // attention of every new token over its slot (causal, windowed on sliding layers)
@@ -623,21 +634,24 @@ impl CudaBackend {
                 window,
                 c.attn_scale,
             )?;
-            // output projection
+            // output projection, (post-attention norm on Gemma 3,) residual
             let o = &lw.attn_output;
-            ops.matmul(o.ty, o.ptr, s.att, s.xb2, dim, q_dim, n, dim)?;
-            // post-attention norm (Gemma 3)
-            if let Some(pn) = &lw.post_attention_norm {
-                ops.rms_norm(s.xb2, pn.ptr, s.xb2, n, dim, eps)?;
+            match &lw.post_attention_norm {
+                Some(pn) => {
+                    ops.matmul(o.ty, o.ptr, s.att, s.xb2, dim, q_dim, n, dim)?;
+                    ops.rms_norm(s.xb2, pn.ptr, s.xb2, n, dim, eps)?;
+                    ops.add(s.x, s.xb2, n * dim)?;
+                }
+                None => ops.matmul_add(o.ty, o.ptr, s.att, s.x, dim, q_dim, n, dim)?,
             }
-            // residual, then the FFN norm
-            ops.add_rms_norm(s.x, s.xb2, lw.ffn_norm.ptr, s.xb, n, dim, eps)?;
-            // gate and up projections with the activation
+            // FFN norm, gate and up projections with the activation
             let (g, u) = (&lw.ffn_gate, &lw.ffn_up);
             let gelu = c.activation == Activation::GeluTanh;
             if g.ty == u.ty {
-                ops.matmul_glu(g.ty, g.ptr, u.ptr, s.xb, s.hb, ffn, dim, n, gelu)?;
+                let norm = Some((lw.ffn_norm.ptr, eps));
+                ops.matmul_glu(g.ty, g.ptr, u.ptr, s.x, s.hb, ffn, dim, n, gelu, norm)?;
             } else {
+                ops.rms_norm(s.x, lw.ffn_norm.ptr, s.xb, n, dim, eps)?;
                 ops.matmul(g.ty, g.ptr, s.xb, s.hb, ffn, dim, n, ffn)?;
                 ops.matmul(u.ty, u.ptr, s.xb, s.hb2, ffn, dim, n, ffn)?;
                 if gelu {
@@ -646,19 +660,15 @@ impl CudaBackend {
                     ops.silu_mul(s.hb, s.hb2, s.hb, n * ffn)?;
                 }
             }
-            // down projection
+            // down projection, (post-FFN norm on Gemma 3,) residual
             let d = &lw.ffn_down;
-            ops.matmul(d.ty, d.ptr, s.hb, s.xb2, dim, ffn, n, dim)?;
-            // post-FFN norm (Gemma 3)
-            if let Some(pn) = &lw.post_ffw_norm {
-                ops.rms_norm(s.xb2, pn.ptr, s.xb2, n, dim, eps)?;
-            }
-            // residual, then the next layer's attention norm
-            match w.layers.get(l + 1) {
-                Some(next) => {
-                    ops.add_rms_norm(s.x, s.xb2, next.attn_norm.ptr, s.xb, n, dim, eps)?
+            match &lw.post_ffw_norm {
+                Some(pn) => {
+                    ops.matmul(d.ty, d.ptr, s.hb, s.xb2, dim, ffn, n, dim)?;
+                    ops.rms_norm(s.xb2, pn.ptr, s.xb2, n, dim, eps)?;
+                    ops.add(s.x, s.xb2, n * dim)?;
                 }
-                None => ops.add(s.x, s.xb2, n * dim)?,
+                None => ops.matmul_add(d.ty, d.ptr, s.hb, s.x, dim, ffn, n, dim)?,
             }
         }
         Ok(())

@@ -45,7 +45,7 @@ pub(crate) mod shape {
     pub const ACT_THREADS: u32 = 256;
     /// attention.cu.
     pub const KV_THREADS: u32 = 128;
-    pub const ATT_WARPS: u32 = 4;
+    pub const ATT_WARPS: u32 = 8;
     pub const ATT_MAX_HEAD_DIM: usize = 256;
     /// logits.cu.
     pub const LOGITS_THREADS: u32 = 1024;

@@ -260,21 +260,31 @@ fn rope_matches_the_cpu_in_both_styles() {
     let g = Gpu::new();
     let mut rng = Rng::fresh("rope");
     let (ntok, heads, hd) = (6, 3, 64);
-    for (style, cpu_style, n_rot, base) in [
-        (RopeStyle::Norm, CpuRope::Normal, 64, 100_000.0f32),
-        (RopeStyle::Neox, CpuRope::Neox, 64, 1_000_000.0),
-        (RopeStyle::Neox, CpuRope::Neox, 32, 10_000.0),
+    for (style, cpu_style, n_rot, base, fscale) in [
+        (RopeStyle::Norm, CpuRope::Normal, 64, 100_000.0f32, 1.0f32),
+        (RopeStyle::Neox, CpuRope::Neox, 64, 1_000_000.0, 1.0),
+        (RopeStyle::Neox, CpuRope::Neox, 32, 10_000.0, 0.25),
     ] {
         let x = rng.vec(ntok * heads * hd, 2.0);
         let pos: Vec<i32> = (0..ntok).map(|_| rng.below(8192) as i32).collect();
         let (xd, pd) = (g.up(&x), g.up(&pos));
         g.ops()
-            .rope(xd.ptr(), pd.ptr(), ntok, heads, hd, n_rot, base, style)
+            .rope(
+                xd.ptr(),
+                pd.ptr(),
+                ntok,
+                heads,
+                hd,
+                n_rot,
+                base,
+                fscale,
+                style,
+            )
             .unwrap();
         let mut want = x.clone();
         let (mut cos, mut sin) = (vec![0f32; n_rot / 2], vec![0f32; n_rot / 2]);
         for t in 0..ntok {
-            cpu::rope_angles(&mut cos, &mut sin, pos[t] as usize, base, n_rot);
+            cpu::rope_angles(&mut cos, &mut sin, pos[t] as usize, base, fscale, n_rot);
             for h in 0..heads {
                 let at = (t * heads + h) * hd;
                 cpu::rope(&mut want[at..at + hd], &cos, &sin, cpu_style);
@@ -564,12 +574,73 @@ fn fused_matmuls_match_the_cpu_for_every_weight_type() {
         let ys: Vec<DeviceBuffer> = ns.iter().map(|&n| g.poisoned(ncols * n)).collect();
         let parts = [0, 1, 2].map(|i| (ws[i].ptr(), ys[i].ptr(), ns[i]));
         g.ops()
-            .matmul3(ty, parts, xd.ptr(), k, ncols)
+            .matmul3(ty, parts, xd.ptr(), k, ncols, None)
             .expect("launch");
         for i in 0..3 {
             let e = rel_err(&g.down(&ys[i], ncols * ns[i]), &dots(&mats[i].1, ns[i]));
             assert!(e < 1e-5, "mmv3 {} part {i}: {e}", ty.name());
         }
+        // With the RMS norm of x fused in: the same as the dots of the normed activations.
+        let nw = rng.vec(k, 1.0);
+        let nwd = g.up(&nw);
+        let mut xn = x.clone();
+        for c in 0..ncols {
+            cpu::rmsnorm_inplace(&mut xn[c * k..(c + 1) * k], &nw, 1e-5);
+        }
+        let dots_n = |deq: &[f32], n: usize| -> Vec<f32> {
+            let mut out = Vec::with_capacity(ncols * n);
+            for c in 0..ncols {
+                for r in 0..n {
+                    let d: f64 = (0..k)
+                        .map(|i| f64::from(deq[r * k + i]) * f64::from(xn[c * k + i]))
+                        .sum();
+                    out.push(d as f32);
+                }
+            }
+            out
+        };
+        g.ops()
+            .matmul3(ty, parts, xd.ptr(), k, ncols, Some((nwd.ptr(), 1e-5)))
+            .expect("launch");
+        for i in 0..3 {
+            let e = rel_err(&g.down(&ys[i], ncols * ns[i]), &dots_n(&mats[i].1, ns[i]));
+            eprintln!("mmv3 {} with norm, part {i}: rel err {e:.2e}", ty.name());
+            assert!(e < 1e-5, "mmv3 {} with norm, part {i}: {e}", ty.name());
+        }
+        // Accumulating into y: y + W . x.
+        let y0 = rng.vec(ncols * 37, 1.0);
+        let yd = g.up(&y0);
+        g.ops()
+            .matmul_add(ty, ws[0].ptr(), xd.ptr(), yd.ptr(), 37, k, ncols, 37)
+            .expect("launch");
+        let want: Vec<f32> = dots(&mats[0].1, 37)
+            .iter()
+            .zip(&y0)
+            .map(|(a, b)| b + a)
+            .collect();
+        let e = rel_err(&g.down(&yd, ncols * 37), &want);
+        assert!(e < 1e-5, "matmul_add {}: {e}", ty.name());
+        // The gated pair with the norm fused in (gate = up = part 1).
+        let out = g.poisoned(ncols * 13);
+        g.ops()
+            .matmul_glu(
+                ty,
+                ws[1].ptr(),
+                ws[1].ptr(),
+                xd.ptr(),
+                out.ptr(),
+                13,
+                k,
+                ncols,
+                false,
+                Some((nwd.ptr(), 1e-5)),
+            )
+            .expect("launch");
+        let gn = dots_n(&mats[1].1, 13);
+        let want: Vec<f32> = gn.iter().map(|&v| cpu::silu(v) * v).collect();
+        let e = rel_err(&g.down(&out, ncols * 13), &want);
+        eprintln!("mmv_glu {} with norm: rel err {e:.2e}", ty.name());
+        assert!(e < 1e-5, "glu {} with norm: {e}", ty.name());
         // gate = part 0's first 13 rows? No: gate and up need the same n; use parts 1 and 0.
         let n = 13;
         let gate = dots(&mats[1].1, n);
@@ -592,6 +663,7 @@ fn fused_matmuls_match_the_cpu_for_every_weight_type() {
                     k,
                     ncols,
                     gelu,
+                    None,
                 )
                 .expect("launch");
             let want: Vec<f32> = gate
@@ -693,6 +765,7 @@ fn rope_qk_store_matches_the_cpu() {
                 ntok,
                 hd,
                 base,
+                1.0,
                 style,
             )
             .unwrap();
@@ -701,7 +774,7 @@ fn rope_qk_store_matches_the_cpu() {
         let mut want_q = q.clone();
         let mut want_k = k.clone();
         for t in 0..ntok {
-            cpu::rope_angles(&mut cos, &mut sin, pos[t] as usize, base, hd);
+            cpu::rope_angles(&mut cos, &mut sin, pos[t] as usize, base, 1.0, hd);
             for head in want_q[t * n_heads * hd..(t + 1) * n_heads * hd].chunks_mut(hd) {
                 if norms {
                     cpu::rmsnorm_inplace(head, &qn, 1e-6);

@@ -23,6 +23,36 @@ impl Ops<'_> {
         ncols: usize,
         y_stride: usize,
     ) -> Result<(), EngineError> {
+        self.mmv(ty, w, x, y, n, k, ncols, y_stride, false)
+    }
+
+    /// y[c][r] += W[r] . x[c]: [`Ops::matmul`] with the residual add fused in.
+    pub fn matmul_add(
+        &self,
+        ty: GgmlType,
+        w: u64,
+        x: u64,
+        y: u64,
+        n: usize,
+        k: usize,
+        ncols: usize,
+        y_stride: usize,
+    ) -> Result<(), EngineError> {
+        self.mmv(ty, w, x, y, n, k, ncols, y_stride, true)
+    }
+
+    fn mmv(
+        &self,
+        ty: GgmlType,
+        w: u64,
+        x: u64,
+        y: u64,
+        n: usize,
+        k: usize,
+        ncols: usize,
+        y_stride: usize,
+        accumulate: bool,
+    ) -> Result<(), EngineError> {
         if !k.is_multiple_of(32) || !k.is_multiple_of(ty.block_size()) || y_stride < n {
             return Err(EngineError::InvalidInput(format!(
                 "matmul of a {} ({n} x {k}) matrix with y stride {y_stride}",
@@ -47,13 +77,15 @@ impl Ops<'_> {
                 Arg::I32(int(k, "columns")?),
                 Arg::I32(int(ncols, "activation columns")?),
                 Arg::I32(int(y_stride, "output stride")?),
+                Arg::I32(i32::from(accumulate)),
             ],
             "mmv",
         )
     }
 
     /// Up to three matrices of one type and width k against the same activations, one launch:
-    /// parts[i] = (W: (n_i, k), y: (ncols, n_i) f32); parts with n = 0 are skipped.
+    /// parts[i] = (W: (n_i, k), y: (ncols, n_i) f32); parts with n = 0 are skipped. With
+    /// `norm` = Some((weights (k) f32, eps)), x is RMS-normalized on the fly.
     pub fn matmul3(
         &self,
         ty: GgmlType,
@@ -61,6 +93,7 @@ impl Ops<'_> {
         x: u64,
         k: usize,
         ncols: usize,
+        norm: Option<(u64, f32)>,
     ) -> Result<(), EngineError> {
         if !k.is_multiple_of(32) || !k.is_multiple_of(ty.block_size()) {
             return Err(EngineError::InvalidInput(format!(
@@ -74,10 +107,13 @@ impl Ops<'_> {
         for (w, y, n) in parts {
             args.extend([Arg::Ptr(w), Arg::Ptr(y), Arg::I32(int(n, "rows")?)]);
         }
+        let (nw, eps) = norm.unwrap_or((0, 0.0));
         args.extend([
             Arg::Ptr(x),
             Arg::I32(int(k, "columns")?),
             Arg::I32(int(ncols, "activation columns")?),
+            Arg::Ptr(nw),
+            Arg::F32(eps),
         ]);
         launch(
             self.gpu,
@@ -94,7 +130,8 @@ impl Ops<'_> {
     }
 
     /// out[c][r] = act(Wg[r] . x[c]) * (Wu[r] . x[c]), act SiLU or GELU-tanh (`gelu`).
-    /// Wg, Wu: (n, k) of type `ty`;  x: (ncols, k) f32;  out: (ncols, n) f32.
+    /// Wg, Wu: (n, k) of type `ty`;  x: (ncols, k) f32;  out: (ncols, n) f32. With `norm` =
+    /// Some((weights (k) f32, eps)), x is RMS-normalized on the fly.
     pub fn matmul_glu(
         &self,
         ty: GgmlType,
@@ -106,6 +143,7 @@ impl Ops<'_> {
         k: usize,
         ncols: usize,
         gelu: bool,
+        norm: Option<(u64, f32)>,
     ) -> Result<(), EngineError> {
         if !k.is_multiple_of(32) || !k.is_multiple_of(ty.block_size()) {
             return Err(EngineError::InvalidInput(format!(
@@ -132,6 +170,8 @@ impl Ops<'_> {
                 Arg::I32(int(k, "columns")?),
                 Arg::I32(int(ncols, "activation columns")?),
                 Arg::I32(i32::from(gelu)),
+                Arg::Ptr(norm.map_or(0, |n| n.0)),
+                Arg::F32(norm.map_or(0.0, |n| n.1)),
             ],
             "mmv_glu",
         )

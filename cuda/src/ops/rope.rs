@@ -25,6 +25,7 @@ impl Ops<'_> {
         head_dim: usize,
         n_rot: usize,
         base: f32,
+        freq_scale: f32,
         style: RopeStyle,
     ) -> Result<(), EngineError> {
         if n_rot > head_dim || !n_rot.is_multiple_of(2) {
@@ -46,6 +47,7 @@ impl Ops<'_> {
                 Arg::I32(int(n_rot, "n_rot")?),
                 // s = base^(-2 / n_rot), in f32 as the CPU computes it.
                 Arg::F32(base.powf(-2.0 / n_rot as f32)),
+                Arg::F32(freq_scale),
                 Arg::I32(i32::from(style == RopeStyle::Neox)),
             ],
             "rope_f32",
@@ -71,6 +73,7 @@ impl Ops<'_> {
         ntok: usize,
         n_rot: usize,
         base: f32,
+        freq_scale: f32,
         style: RopeStyle,
     ) -> Result<(), EngineError> {
         if n_rot > geo.head_dim || !n_rot.is_multiple_of(2) {
@@ -106,6 +109,7 @@ impl Ops<'_> {
                 Arg::I32(int(geo.head_dim, "head_dim")?),
                 Arg::I32(int(n_rot, "n_rot")?),
                 Arg::F32(base.powf(-2.0 / n_rot as f32)),
+                Arg::F32(freq_scale),
                 Arg::I32(i32::from(style == RopeStyle::Neox)),
                 Arg::I32(int(geo.pages_per_slot, "pages per slot")?),
                 Arg::I32(int(geo.page_tokens, "page tokens")?),
