@@ -94,10 +94,10 @@ impl WasmPlugins {
 
     fn piece(&self, id: u32) -> Result<Vec<u8>, PluginError> {
         let mut slot = lock(&self.pieces);
-        if slot.is_none() {
-            *slot = Some(self.host.tokenizer()?);
-        }
-        let session = slot.as_mut().expect("set above");
+        let session = match &mut *slot {
+            Some(s) => s,
+            empty => empty.insert(self.host.tokenizer()?),
+        };
         session.piece(id)
     }
 }

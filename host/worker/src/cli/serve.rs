@@ -182,6 +182,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let plugins = plugin_bridge::load(args.plugin_dir.as_deref(), &model)
         .map_err(|f| anyhow::anyhow!("{}: {f}", f.code))?;
+    if args.backend == Backend::Cpu {
+        // The CPU backend runs the weights in place from the mapped file: nothing to copy.
+        info!(event = "model_load_progress", worker_id = %worker_id, percent = 0, "preparing the CPU backend");
+    }
     let device = match open_device(&args, model) {
         Ok(d) => d,
         Err(e) => {
@@ -212,6 +216,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ));
         }
     };
+    if args.backend == Backend::Cpu {
+        info!(event = "model_load_progress", worker_id = %worker_id, percent = 100, "CPU backend ready");
+    }
     let info = device.info();
     info!(
         event = "model_load_complete",

@@ -208,12 +208,11 @@ impl Batcher {
     /// slots can be reserved.
     fn admit(&mut self) {
         while self.running.len() < self.config.max_running {
-            let Some(job) = self.waiting.front() else {
+            let Some(mut job) = self.waiting.pop_front() else {
                 break;
             };
             let prompt_len = job.prompt_tokens.len();
             if prompt_len == 0 || prompt_len >= self.context_length {
-                let job = self.waiting.pop_front().expect("front exists");
                 let msg = format!(
                     "prompt: {prompt_len} tokens, the model's context holds {}",
                     self.context_length
@@ -225,7 +224,6 @@ impl Batcher {
             let max_new = (job.params.max_tokens as usize).min(room);
             let need = prompt_len + max_new;
             if need > self.kv_total {
-                let job = self.waiting.pop_front().expect("front exists");
                 let msg = format!(
                     "the KV cache cannot hold this request: {need} tokens needed, the cache holds {} in all",
                     self.kv_total
@@ -237,11 +235,11 @@ impl Batcher {
             let slot = match self.device.alloc_seq(need) {
                 Ok(slot) => slot,
                 Err(EngineError::KvCacheExhausted { .. }) if !self.running.is_empty() => {
-                    // Others hold the cache; this job waits for them to finish.
+                    // Others hold the cache; this job waits (first in line) for them to finish.
+                    self.waiting.push_front(job);
                     break;
                 }
                 Err(e) => {
-                    let job = self.waiting.pop_front().expect("front exists");
                     warn!(event = "error", worker_id = %self.config.worker_id, job_id = %job.id, code = e.code(), "{e}");
                     self.end_job(
                         &job,
@@ -250,7 +248,6 @@ impl Batcher {
                     continue;
                 }
             };
-            let job = self.waiting.pop_front().expect("front exists");
             let sessions = self
                 .plugins
                 .sampler
@@ -269,7 +266,7 @@ impl Batcher {
             debug!(job_id = %job.id, prompt_len, max_new, slot = slot.0, "admitted");
             let now = Instant::now();
             self.running.push(Sequence {
-                tokens: job.prompt_tokens.clone(),
+                tokens: std::mem::take(&mut job.prompt_tokens),
                 prompt_len,
                 cached: 0,
                 max_new,

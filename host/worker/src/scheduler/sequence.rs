@@ -91,10 +91,24 @@ impl Sequence {
         let piece = self.decoder.push(token)?;
         if !piece.is_empty() {
             self.text.push_str(&piece);
-            if !self.job.params.stop.is_empty()
-                && let Some(cut) = handler.find_stop(&self.text, &self.job.params.stop)?
+            // Earlier text held no match, so a new one must end inside `piece`: only the tail
+            // that can hold it goes to the handler.
+            let longest = self
+                .job
+                .params
+                .stop
+                .iter()
+                .map(String::len)
+                .max()
+                .unwrap_or(0);
+            let from = floor_char_boundary(
+                &self.text,
+                self.text.len().saturating_sub(piece.len() + longest),
+            );
+            if longest > 0
+                && let Some(at) = handler.find_stop(&self.text[from..], &self.job.params.stop)?
             {
-                let cut = floor_char_boundary(&self.text, cut.max(self.emitted));
+                let cut = floor_char_boundary(&self.text, (from + at).max(self.emitted));
                 self.text.truncate(cut);
                 self.flush_text();
                 return Ok(Progress::Finished(StopReason::StopSequence));
