@@ -461,3 +461,32 @@ fn smollm2_fused_and_unfused_forward_agree() {
 fn gemma3_fused_and_unfused_forward_agree() {
     check_fused_against_unfused(TestModel::Gemma3);
 }
+
+/// A KV budget larger than the card: startup fails fast with the bytes required and available
+/// (spec 1020), and nothing stays allocated (a second backend then starts normally).
+#[test]
+#[ignore = "needs a CUDA GPU and the SmolLM2 model"]
+fn too_large_a_kv_budget_fails_fast_with_the_numbers() {
+    let m = Model::open(&TestModel::SmolLm2.path()).expect("load model");
+    let opts = CudaOptions {
+        kv_cache_bytes: Some(1 << 50),
+        ..CudaOptions::default()
+    };
+    match CudaBackend::new(m.clone(), opts) {
+        Err(
+            e @ EngineError::InsufficientVram {
+                required,
+                available,
+            },
+        ) => {
+            assert!(required > available && available > 0, "{e}");
+            assert_eq!(e.code(), "INSUFFICIENT_VRAM");
+            eprintln!("as expected: {e}");
+        }
+        other => panic!("expected InsufficientVram, got {other:?}"),
+    }
+    let dev = CudaBackend::new(m, CudaOptions::default()).expect("a normal start afterwards");
+    let r = dev.vram_report();
+    assert!(r.weights_bytes > 0 && r.kv_cache_bytes > 0 && r.scratch_bytes > 0);
+    assert_eq!(dev.verify_residency().unwrap(), r.allocations);
+}
