@@ -474,3 +474,92 @@ async fn unknown_routes_get_a_json_404() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["code"], "NOT_FOUND");
 }
+
+/// A mock device whose `n`-th step panics, as a backend bug would.
+struct PanicsOnStep {
+    inner: orcd_engine::mock::MockDevice,
+    steps: usize,
+    panic_at: usize,
+}
+
+impl orcd_engine::Device for PanicsOnStep {
+    fn info(&self) -> orcd_engine::DeviceInfo {
+        self.inner.info()
+    }
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+    fn context_length(&self) -> usize {
+        self.inner.context_length()
+    }
+    fn alloc_seq(
+        &mut self,
+        max_tokens: usize,
+    ) -> Result<orcd_engine::SeqSlot, orcd_engine::EngineError> {
+        self.inner.alloc_seq(max_tokens)
+    }
+    fn free_seq(&mut self, slot: orcd_engine::SeqSlot) {
+        self.inner.free_seq(slot)
+    }
+    fn free_kv_tokens(&self) -> usize {
+        self.inner.free_kv_tokens()
+    }
+    fn forward(
+        &mut self,
+        batch: &[orcd_engine::SeqInput<'_>],
+    ) -> Result<usize, orcd_engine::EngineError> {
+        self.steps += 1;
+        if self.steps == self.panic_at {
+            panic!("injected backend bug at step {}", self.steps);
+        }
+        self.inner.forward(batch)
+    }
+    fn logits_argmax(&self, row: usize) -> Result<(u32, f32), orcd_engine::EngineError> {
+        self.inner.logits_argmax(row)
+    }
+    fn logits_top_k(
+        &self,
+        row: usize,
+        k: usize,
+    ) -> Result<Vec<(u32, f32)>, orcd_engine::EngineError> {
+        self.inner.logits_top_k(row, k)
+    }
+    fn logits_row(&self, row: usize) -> Result<Vec<f32>, orcd_engine::EngineError> {
+        self.inner.logits_row(row)
+    }
+    fn logits_penalize(
+        &mut self,
+        row: usize,
+        history: &[u32],
+        repeat: f32,
+        frequency: f32,
+        presence: f32,
+    ) -> Result<(), orcd_engine::EngineError> {
+        self.inner
+            .logits_penalize(row, history, repeat, frequency, presence)
+    }
+}
+
+impl worker_orcd::served_device::ServedDevice for PanicsOnStep {
+    fn verify_residency(&self) -> Result<(), orcd_engine::EngineError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_step_ends_its_jobs_with_internal_and_the_worker_keeps_serving() {
+    let (plugins, facts, _m) = smollm2_plugins();
+    let device = PanicsOnStep {
+        inner: orcd_engine::mock::MockDevice::new(facts.vocab_size, 3).unwrap(),
+        steps: 0,
+        panic_at: 3,
+    };
+    let w = start(Box::new(device), plugins, facts, test_options(2, 2)).await;
+    let first = w.execute(&job("victim", 50, 1)).await;
+    assert_well_formed(&first);
+    assert_eq!(terminal(&first).event, "error");
+    assert_eq!(terminal(&first).data["code"], "INTERNAL");
+    let second = w.execute(&job("next", 5, 1)).await;
+    assert_eq!(terminal(&second).event, "end", "{second:?}");
+    assert_eq!(w.get_json("/health").await["status"], "healthy");
+}

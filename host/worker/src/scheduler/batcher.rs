@@ -1,7 +1,9 @@
 //! The step loop of the scheduler thread: admit, build one batch, run one device step, sample
 //! every row, stream, retire.
 
+use std::any::Any;
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -95,12 +97,19 @@ pub(super) fn run(
         if b.last_residency_check.elapsed() >= b.config.residency_interval {
             b.check_residency();
         }
-        b.retire_cancelled_and_expired();
-        b.admit();
-        metrics::gauge!(telemetry::QUEUE_DEPTH).set(b.waiting.len() as f64);
-        metrics::gauge!(telemetry::RUNNING_SEQUENCES).set(b.running.len() as f64);
-        if !b.running.is_empty() {
-            b.step();
+        // A panic below (device, plugin bridge, our own bug) must not take the worker down:
+        // the sequences in flight end with INTERNAL and the loop goes on.
+        let turn = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            b.retire_cancelled_and_expired();
+            b.admit();
+            metrics::gauge!(telemetry::QUEUE_DEPTH).set(b.waiting.len() as f64);
+            metrics::gauge!(telemetry::RUNNING_SEQUENCES).set(b.running.len() as f64);
+            if !b.running.is_empty() {
+                b.step();
+            }
+        }));
+        if let Err(panic) = turn {
+            b.recover_from_panic(panic.as_ref());
         }
     }
     info!(event = "shutdown", worker_id = %b.config.worker_id, "scheduler stopped");
@@ -392,6 +401,21 @@ impl Batcher {
         done.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
         for (i, ev) in done {
             self.finish_seq(i, ev);
+        }
+    }
+
+    /// After a panic inside a turn: the running sequences may be half-updated, so they end with
+    /// `INTERNAL` and their slots are freed; waiting jobs go on.
+    fn recover_from_panic(&mut self, panic: &(dyn Any + Send)) {
+        let what = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("(no message)");
+        error!(event = "error", worker_id = %self.config.worker_id, code = "INTERNAL", running = self.running.len(), "scheduler turn panicked: {what}");
+        while !self.running.is_empty() {
+            let i = self.running.len() - 1;
+            self.finish_seq(i, JobEvent::error(ErrorCode::Internal, "internal error"));
         }
     }
 

@@ -1,9 +1,11 @@
 //! The router: every route of the worker API (see `docs/openapi.yaml`).
 
+use std::any::Any;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::error::AppError;
@@ -29,11 +31,29 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.yaml", get(openapi))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .with_state(state)
 }
 
 async fn openapi() -> impl IntoResponse {
     ([(CONTENT_TYPE, "application/yaml")], OPENAPI_YAML)
+}
+
+/// A handler that panicked answers 500 `INTERNAL`; the panic goes to the log only.
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(
+        event = "error",
+        code = "INTERNAL",
+        "request handler panicked: {what}"
+    );
+    AppError::new(ErrorCode::Internal, "internal error").into_response()
 }
 
 async fn not_found() -> AppError {
