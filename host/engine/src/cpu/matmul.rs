@@ -7,6 +7,7 @@
 
 use rayon::prelude::*;
 
+use super::ops;
 use crate::EngineError;
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::quant::{self, GgmlType, QuantizedActs};
@@ -23,7 +24,7 @@ const TASKS_PER_THREAD: usize = 8;
 pub enum DotPath {
     /// Activations quantized to 8 bits per 32-block, integer block sums (llama.cpp's CPU path).
     Q8,
-    /// f32 activations against the dequantized weights: the exact reference.
+    /// f32 activations against each weight row dequantized to f32: the exact reference.
     Exact,
 }
 
@@ -117,43 +118,48 @@ pub fn matmul(
         ),
         DotPath::Exact => Acts::Exact(x),
     };
-    let dot = |r: usize, t: usize| -> f32 {
-        match &acts {
-            Acts::Q8(q) => quant::dot_row_q8(w.ty, w.row(r), &q[t]),
-            Acts::Exact(x) => quant::dot_row(w.ty, w.row(r), &x[t * w.cols..(t + 1) * w.cols]),
-        }
-    };
     let per_task = (w.rows / (rayon::current_num_threads() * TASKS_PER_THREAD))
         .clamp(MIN_ROWS_PER_TASK, MAX_ROWS_PER_TASK);
-    if n_tok == 1 {
-        // (rows) written directly.
-        out.par_chunks_mut(per_task)
-            .enumerate()
-            .for_each(|(c, chunk)| {
-                for (i, o) in chunk.iter_mut().enumerate() {
-                    *o = dot(c * per_task + i, 0);
-                }
-            });
-        return Ok(());
-    }
-    // (rows, n_tok) transposed result: each task owns whole weight rows.
-    scratch.resize(w.rows * n_tok, 0.0);
-    scratch
-        .par_chunks_mut(per_task * n_tok)
+    // With one token the (rows) result is written in place; otherwise a (rows, n_tok)
+    // transposed result, so that each task owns whole weight rows.
+    let direct = n_tok == 1;
+    let dst: &mut [f32] = if direct {
+        out
+    } else {
+        scratch.resize(w.rows * n_tok, 0.0);
+        scratch
+    };
+    dst.par_chunks_mut(per_task * n_tok)
         .enumerate()
-        .for_each(|(c, chunk)| {
+        .try_for_each_init(Vec::new, |wrow: &mut Vec<f32>, (c, chunk)| {
             for (i, row_out) in chunk.chunks_mut(n_tok).enumerate() {
                 let r = c * per_task + i;
-                for (t, o) in row_out.iter_mut().enumerate() {
-                    *o = dot(r, t);
+                match &acts {
+                    // each token's quantized row against the weight row's blocks
+                    Acts::Q8(q) => {
+                        for (o, qt) in row_out.iter_mut().zip(q) {
+                            *o = quant::dot_row_q8(w.ty, w.row(r), qt);
+                        }
+                    }
+                    // the weight row dequantized once, dotted with every token in f32
+                    Acts::Exact(x) => {
+                        wrow.resize(w.cols, 0.0);
+                        w.dequantize_row(r, wrow)?;
+                        for (o, xt) in row_out.iter_mut().zip(x.chunks(w.cols)) {
+                            *o = ops::dot_f32(wrow, xt);
+                        }
+                    }
                 }
             }
-        });
-    // (n_tok, rows) transposed back.
-    for t in 0..n_tok {
-        let dst = &mut out[t * w.rows..(t + 1) * w.rows];
-        for (r, d) in dst.iter_mut().enumerate() {
-            *d = scratch[r * n_tok + t];
+            Ok::<(), EngineError>(())
+        })?;
+    if !direct {
+        // (n_tok, rows) transposed back.
+        for t in 0..n_tok {
+            let dst = &mut out[t * w.rows..(t + 1) * w.rows];
+            for (r, d) in dst.iter_mut().enumerate() {
+                *d = scratch[r * n_tok + t];
+            }
         }
     }
     Ok(())
