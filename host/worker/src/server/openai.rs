@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
-use axum::response::sse::{Event, Sse};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
@@ -521,7 +521,9 @@ fn stream_response(
             }
         },
     );
-    Sse::new(stream)
+    // Comment lines while nothing else is sent, so a vanished client is noticed while its job
+    // waits (SSE clients, the OpenAI SDK's included, skip them).
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_millis(500)))
 }
 
 /// `GET /v1/models`: the one model this worker serves.

@@ -223,3 +223,108 @@ pub async fn cpu_worker(max_running: usize, queue_capacity: usize, kv_tokens: us
     )
     .await
 }
+
+/// The mock device with test hooks: a pause per step (so that a job outlives a test's checks,
+/// the way a long generation on a real model does) and an optional panic at a chosen step (a
+/// backend bug).
+pub struct TestDevice {
+    pub inner: orcd_engine::mock::MockDevice,
+    pub steps: usize,
+    pub panic_at: Option<usize>,
+    pub step_delay: Duration,
+}
+
+impl orcd_engine::Device for TestDevice {
+    fn info(&self) -> orcd_engine::DeviceInfo {
+        self.inner.info()
+    }
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+    fn context_length(&self) -> usize {
+        self.inner.context_length()
+    }
+    fn alloc_seq(
+        &mut self,
+        max_tokens: usize,
+    ) -> Result<orcd_engine::SeqSlot, orcd_engine::EngineError> {
+        self.inner.alloc_seq(max_tokens)
+    }
+    fn free_seq(&mut self, slot: orcd_engine::SeqSlot) {
+        self.inner.free_seq(slot)
+    }
+    fn free_kv_tokens(&self) -> usize {
+        self.inner.free_kv_tokens()
+    }
+    fn forward(
+        &mut self,
+        batch: &[orcd_engine::SeqInput<'_>],
+    ) -> Result<usize, orcd_engine::EngineError> {
+        self.steps += 1;
+        if self.panic_at == Some(self.steps) {
+            panic!("injected backend bug at step {}", self.steps);
+        }
+        std::thread::sleep(self.step_delay);
+        self.inner.forward(batch)
+    }
+    fn logits_argmax(&self, row: usize) -> Result<(u32, f32), orcd_engine::EngineError> {
+        self.inner.logits_argmax(row)
+    }
+    fn logits_top_k(
+        &self,
+        row: usize,
+        k: usize,
+    ) -> Result<Vec<(u32, f32)>, orcd_engine::EngineError> {
+        self.inner.logits_top_k(row, k)
+    }
+    fn logits_row(&self, row: usize) -> Result<Vec<f32>, orcd_engine::EngineError> {
+        self.inner.logits_row(row)
+    }
+    fn logits_penalize(
+        &mut self,
+        row: usize,
+        history: &[u32],
+        repeat: f32,
+        frequency: f32,
+        presence: f32,
+    ) -> Result<(), orcd_engine::EngineError> {
+        self.inner
+            .logits_penalize(row, history, repeat, frequency, presence)
+    }
+}
+
+impl ServedDevice for TestDevice {
+    fn verify_residency(&self) -> Result<(), orcd_engine::EngineError> {
+        Ok(())
+    }
+}
+
+/// Like [`mock_worker`], with 20 ms per device step: a 2000-token job runs for about 40 s, so
+/// a test that sees it end early has seen it cancelled.
+pub async fn slow_mock_worker(
+    max_running: usize,
+    queue_capacity: usize,
+    kv_tokens: usize,
+) -> TestWorker {
+    let (plugins, mut facts, _model) = smollm2_plugins();
+    let opts = orcd_engine::mock::MockOptions {
+        context_length: 2048,
+        kv_tokens,
+        ..Default::default()
+    };
+    let device = TestDevice {
+        inner: orcd_engine::mock::MockDevice::with_options(facts.vocab_size, 7, opts)
+            .expect("mock device"),
+        steps: 0,
+        panic_at: None,
+        step_delay: Duration::from_millis(20),
+    };
+    facts.context_length = 2048;
+    start(
+        Box::new(device),
+        plugins,
+        facts,
+        test_options(max_running, queue_capacity),
+    )
+    .await
+}
