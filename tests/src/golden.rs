@@ -1,5 +1,5 @@
 //! The real test models and llama.cpp's golden outputs for them, and the checks every backend
-//! must pass against those outputs (see `/work/shared/reference/README.md` for the rule).
+//! must pass against those outputs (see `../shared/reference/README.md` for the rule).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -79,7 +79,7 @@ pub fn repo_root() -> PathBuf {
 pub fn reference_dir() -> PathBuf {
     std::env::var_os("ORCD_REFERENCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/reference"))
+        .unwrap_or_else(|| repo_root().join("../shared/reference"))
 }
 
 /// One prompt of a golden file.

@@ -1,5 +1,5 @@
 //! The CPU backend against llama.cpp's greedy references on the two real models
-//! (`/work/shared/reference/*.greedy.json`): teacher-forced argmax at every step (except near
+//! (`../shared/reference/*.greedy.json`): teacher-forced argmax at every step (except near
 //! ties), the first step's top-10 logits within a stated tolerance, free-running greedy output up
 //! to the first near tie, batching that changes nothing, and the fast (8-bit activation) path
 //! against the exact one.

@@ -99,7 +99,11 @@ fn gemma3_opens() {
 
 #[test]
 fn reference_vocab_files_open() {
-    let dir = Path::new("/work/shared/reference/tokenizer");
+    let reference = std::env::var_os("ORCD_REFERENCE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference"));
+    let dir = reference.join("tokenizer");
+    let dir = dir.as_path();
     let expected = [
         ("ggml-vocab-gpt-2.gguf", "gpt2", 50257),
         ("ggml-vocab-llama-bpe.gguf", "llama", 128256),

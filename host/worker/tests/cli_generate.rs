@@ -34,7 +34,7 @@ fn smollm2() -> PathBuf {
 fn golden_case() -> (Vec<u64>, Vec<u64>, Vec<f64>) {
     let dir = std::env::var_os("ORCD_REFERENCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/reference"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference"));
     let text = std::fs::read_to_string(dir.join("smollm2-135m-instruct-q4_1.greedy.json"))
         .expect("golden file");
     let v: Value = serde_json::from_str(&text).expect("JSON");

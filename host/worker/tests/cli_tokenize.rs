@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 fn reference_tokenizer_dir() -> PathBuf {
     let base = std::env::var_os("ORCD_REFERENCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/reference"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference"));
     base.join("tokenizer")
 }
 

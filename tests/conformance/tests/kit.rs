@@ -78,30 +78,16 @@ fn request_handler_passes_the_corpora() {
 #[test]
 fn tokenizer_passes_a_llama_cpp_suite() {
     let wasm = build(&root(), "orcd-tokenizer");
-    let vocab = Path::new("/work/shared/reference/tokenizer/ggml-vocab-llama-spm.gguf");
-    let vocab = if vocab.is_file() {
-        vocab.to_path_buf()
-    } else {
-        // Outside this machine the suites live with the reference data; fall back to the
-        // round trip over the fetched model.
-        let out = Command::new("bash")
-            .arg(root().join("scripts/fetch-models.sh"))
-            .arg("smollm2")
-            .output()
-            .expect("run scripts/fetch-models.sh");
-        PathBuf::from(
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .last()
-                .unwrap()
-                .trim(),
-        )
-    };
-    let suites: Vec<Suite> = [Suite::beside(&vocab)]
-        .into_iter()
-        .filter(|s| s.inp.is_file())
-        .collect();
+    let reference = std::env::var_os("ORCD_REFERENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/reference"));
+    let vocab = reference.join("tokenizer/ggml-vocab-llama-spm.gguf");
+    let suites = vec![Suite::beside(&vocab)];
+    assert!(
+        suites[0].inp.is_file(),
+        "llama.cpp's suite beside {}",
+        vocab.display()
+    );
     assert_passes(&check_tokenizer(&wasm, &vocab, &suites).unwrap());
 }
 

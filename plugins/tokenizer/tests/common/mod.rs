@@ -14,15 +14,11 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Where llama.cpp's golden files are: `ORCD_REFERENCE_DIR`, else `/work/shared/reference`,
-/// else a `shared/reference` beside the checkout.
+/// Where llama.cpp's golden files are: `ORCD_REFERENCE_DIR`, else the
+/// `shared/reference` beside the checkout.
 pub fn reference_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("ORCD_REFERENCE_DIR") {
         return PathBuf::from(dir);
-    }
-    let default = PathBuf::from("/work/shared/reference");
-    if default.is_dir() {
-        return default;
     }
     repo_root().join("../shared/reference")
 }
