@@ -146,3 +146,21 @@ async fn a_request_gives_the_same_tokens_alone_and_inside_a_batch() {
     }
     assert_eq!(text_of(&alone), text_of(&batched));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oom_recovery_on_the_cpu_backend() {
+    // 256 KV positions in all: 2000 new tokens cannot be held, 8 can.
+    let w = cpu_worker(4, 4, 256).await;
+    let big = w
+        .execute(&json!({"job_id": "big", "prompt": "Hello", "max_tokens": 2000}))
+        .await;
+    assert_well_formed(&big);
+    assert_eq!(terminal(&big).data["code"], "VRAM_OOM", "{big:?}");
+    assert_eq!(terminal(&big).data["retriable"], true);
+    let small = w
+        .execute(&json!({"job_id": "small", "prompt": "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+                         "max_tokens": 8, "temperature": 0.0}))
+        .await;
+    assert_eq!(terminal(&small).event, "end", "{small:?}");
+    assert_eq!(w.get_json("/health").await["status"], "healthy");
+}
