@@ -194,17 +194,24 @@ async fn send_callback(url: &str, body: &ReadyCallback<'_>) -> Result<(), String
     }
 }
 
+/// SIGTERM or SIGINT (Ctrl-C), whichever comes first.
 #[cfg(unix)]
 async fn sigterm() {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut s) => {
-            s.recv().await;
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                error!(event = "error", "cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
         }
-        Err(e) => {
-            error!(event = "error", "cannot listen for SIGTERM: {e}");
-            std::future::pending::<()>().await;
-        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }
 
@@ -231,7 +238,7 @@ impl RunningWorker {
         tokio::select! {
             _ = requested.wait_for(|v| *v) => {}
             _ = async { if handle_sigterm { sigterm().await } else { std::future::pending().await } } => {
-                info!(event = "shutdown", worker_id = %self.state.worker_id, "SIGTERM received");
+                info!(event = "shutdown", worker_id = %self.state.worker_id, "SIGTERM/SIGINT received");
                 self.state.request_shutdown();
             }
         }

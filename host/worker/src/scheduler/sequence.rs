@@ -182,6 +182,154 @@ fn ms(d: std::time::Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error_code::ErrorCode;
+    use crate::job::{CancelFlag, GenParams};
+    use crate::plugins::{ExecuteRequest, InvalidField, RequestLimits};
+
+    /// Token `i` decodes to `PIECES[i]`.
+    const PIECES: [&str; 6] = ["Hel", "lo", " wo", "rld", "!", " END"];
+
+    struct Pieces;
+    impl StreamDecoder for Pieces {
+        fn push(&mut self, token: u32) -> Result<String, PluginFailure> {
+            Ok(PIECES[token as usize].to_string())
+        }
+    }
+
+    struct NoSampler;
+    impl SamplerSession for NoSampler {
+        fn sample(
+            &mut self,
+            _: &mut dyn orcd_engine::Device,
+            _: usize,
+            _: &[u32],
+        ) -> Result<u32, PluginFailure> {
+            Err(PluginFailure {
+                code: ErrorCode::Internal,
+                plugin: "test".into(),
+                message: "not used".into(),
+            })
+        }
+    }
+
+    /// `find_stop` as the handler contract says: the earliest match in the text.
+    struct FindStop;
+    impl RequestHandler for FindStop {
+        fn parse_execute(
+            &self,
+            _: &[u8],
+            _: Option<&str>,
+            _: &RequestLimits,
+        ) -> Result<Result<ExecuteRequest, InvalidField>, PluginFailure> {
+            unreachable!("not used")
+        }
+        fn find_stop(&self, text: &str, stops: &[String]) -> Result<Option<usize>, PluginFailure> {
+            Ok(stops.iter().filter_map(|s| text.find(s.as_str())).min())
+        }
+        fn render_event(&self, _: &JobEvent) -> Result<String, PluginFailure> {
+            unreachable!("not used")
+        }
+    }
+
+    fn sequence(
+        stop: &[&str],
+        max_new: usize,
+    ) -> (Sequence, tokio::sync::mpsc::UnboundedReceiver<JobEvent>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let now = Instant::now();
+        let job = Job {
+            id: "t".into(),
+            prompt_tokens: vec![],
+            params: GenParams {
+                stop: stop.iter().map(|s| s.to_string()).collect(),
+                ..GenParams::default()
+            },
+            seed: 1,
+            cancel: CancelFlag::default(),
+            accepted_at: now,
+            events: tx,
+        };
+        let seq = Sequence {
+            job,
+            slot: orcd_engine::SeqSlot(0),
+            tokens: vec![9],
+            prompt_len: 1,
+            cached: 1,
+            max_new,
+            context_bound: false,
+            sampler: Box::new(NoSampler),
+            decoder: Box::new(Pieces),
+            text: String::new(),
+            emitted: 0,
+            token_events: 0,
+            admitted_at: now,
+            first_token_at: None,
+            last_token_at: None,
+            last_metrics_at: now,
+        };
+        (seq, rx)
+    }
+
+    fn sent(rx: &mut tokio::sync::mpsc::UnboundedReceiver<JobEvent>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(JobEvent::Token { t, .. }) = rx.try_recv() {
+            out.push(t);
+        }
+        out
+    }
+
+    #[test]
+    fn a_stop_split_across_tokens_is_never_streamed() {
+        // "lo wo" spans tokens 1 and 2: "lo" must be held back until the match is known.
+        let (mut seq, mut rx) = sequence(&["lo wo"], 10);
+        assert_eq!(
+            seq.push_token(0, false, &FindStop).unwrap(),
+            Progress::Continue
+        );
+        assert_eq!(
+            seq.push_token(1, false, &FindStop).unwrap(),
+            Progress::Continue
+        );
+        // "l" and then "lo" could each start the stop: only "Hel" is out.
+        assert_eq!(sent(&mut rx).concat(), "Hel");
+        assert_eq!(
+            seq.push_token(2, false, &FindStop).unwrap(),
+            Progress::Finished(StopReason::StopSequence)
+        );
+        assert_eq!(sent(&mut rx), Vec::<String>::new());
+        assert_eq!(seq.text, "Hel");
+    }
+
+    #[test]
+    fn held_back_text_is_released_when_the_stop_does_not_complete() {
+        let (mut seq, mut rx) = sequence(&[" wonder"], 4);
+        for t in 0..3 {
+            assert_eq!(
+                seq.push_token(t, false, &FindStop).unwrap(),
+                Progress::Continue
+            );
+        }
+        // " wo" could start " wonder": held.
+        assert_eq!(sent(&mut rx).concat(), "Hello");
+        // max_new reached: everything decoded goes out.
+        assert_eq!(
+            seq.push_token(3, false, &FindStop).unwrap(),
+            Progress::Finished(StopReason::MaxTokens)
+        );
+        assert_eq!(sent(&mut rx).concat(), " world");
+    }
+
+    #[test]
+    fn end_of_generation_flushes_and_is_not_counted() {
+        let (mut seq, mut rx) = sequence(&[], 10);
+        seq.push_token(0, false, &FindStop).unwrap();
+        assert_eq!(
+            seq.push_token(5, true, &FindStop).unwrap(),
+            Progress::Finished(StopReason::Eos)
+        );
+        assert_eq!(seq.generated(), 1);
+        assert_eq!(sent(&mut rx).concat(), "Hel");
+    }
 
     #[test]
     fn holds_back_a_possible_stop_prefix() {
