@@ -90,11 +90,13 @@ pub fn execute_stream(state: AppState, submitted: Submitted) -> Response {
             }
         };
         s.keep_alive.reset();
-        let (text, terminal) = render(&s.state, &event);
-        if terminal {
+        let (text, ends_stream) = render(&s.state, &event);
+        if event.is_terminal() {
+            // The job is over; closing the stream must not cancel anything.
             s.sub.guard.disarm();
-            s.done = true;
         }
+        // A rendering failure ends the stream early; dropping it then cancels the job.
+        s.done = ends_stream;
         Some((Ok(Bytes::from(text)), s))
     });
     Response::builder()
