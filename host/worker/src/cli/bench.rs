@@ -199,6 +199,9 @@ struct Setup {
     threads: Option<usize>,
     repeats: usize,
     seed: u64,
+    /// The host's 1/5/15-minute load averages when the bench started (other work skews CPU
+    /// figures; a GPU bench is skewed less).
+    load_average: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -211,6 +214,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.repeats == 0 || args.pp == 0 || args.tg == 0 {
         bail!("--repeats, --pp and --tg must be at least 1");
     }
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     let mut rows = Vec::new();
 
     let started = Instant::now();
@@ -238,6 +244,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         threads: (args.backend == Backend::Cpu).then_some(args.threads),
         repeats: args.repeats,
         seed: args.seed,
+        load_average,
     };
     eprintln!(
         "bench: {} ({}, {}) on {}",
@@ -920,7 +927,11 @@ fn render(r: &Report) -> String {
     if let Some(t) = s.threads {
         out.push_str(&format!("  --threads {t}"));
     }
-    out.push_str(&format!("  repeats {}  seed {}\n\n", s.repeats, s.seed));
+    out.push_str(&format!("  repeats {}  seed {}", s.repeats, s.seed));
+    if let Some(l) = &s.load_average {
+        out.push_str(&format!("  load average at start {l}"));
+    }
+    out.push_str("\n\n");
     let cells: Vec<[String; 3]> = r
         .rows
         .iter()
