@@ -15,8 +15,14 @@ use worker_orcd::scheduler::SchedulerConfig;
 use worker_orcd::served_device::ServedDevice;
 use worker_orcd::server::{ModelFacts, ServerLimits};
 
-/// Path of SmolLM2-135M-Instruct Q4_1, fetched by the project's script when missing.
+/// Path of SmolLM2-135M-Instruct Q4_1, fetched (and checksummed) by the project's script once
+/// per test binary.
 pub fn smollm2_path() -> PathBuf {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(fetch_smollm2).clone()
+}
+
+fn fetch_smollm2() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = std::process::Command::new("bash")
         .arg(root.join("scripts/fetch-models.sh"))
