@@ -47,12 +47,21 @@ pub fn model_facts(model: &Model, path: &Path) -> ModelFacts {
     }
 }
 
-/// The weight type holding most of the model's bytes among the matrices (e.g. `Q4_1`; a
-/// `Q4_K_M` file reports `Q4_K`).
+/// The file's quantization as llama.cpp names it, from `general.file_type` (e.g. `Q4_1`,
+/// `Q4_K_M`); without that key, the weight type holding most bytes among the layer matrices.
 fn quant_kind(model: &Model) -> String {
+    let named = model
+        .gguf
+        .get_u32_opt("general.file_type")
+        .ok()
+        .flatten()
+        .and_then(file_type_name);
+    if let Some(name) = named {
+        return name.to_string();
+    }
     let mut bytes: HashMap<GgmlType, u64> = HashMap::new();
     for t in model.gguf.tensors() {
-        if t.dims.len() >= 2 {
+        if t.dims.len() >= 2 && t.name.starts_with("blk.") {
             *bytes.entry(t.ty).or_default() += t.size;
         }
     }
@@ -61,4 +70,40 @@ fn quant_kind(model: &Model) -> String {
         .max_by_key(|&(ty, b)| (b, ty.name()))
         .map(|(ty, _)| ty.name().to_ascii_uppercase())
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// llama.cpp's `llama_ftype` numbers.
+fn file_type_name(ftype: u32) -> Option<&'static str> {
+    Some(match ftype {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        32 => "BF16",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llama_cpp_file_types_have_their_names() {
+        assert_eq!(file_type_name(3), Some("Q4_1"));
+        assert_eq!(file_type_name(15), Some("Q4_K_M"));
+        assert_eq!(file_type_name(4), None);
+    }
 }

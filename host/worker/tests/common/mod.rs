@@ -23,10 +23,20 @@ pub fn smollm2_path() -> PathBuf {
 }
 
 fn fetch_smollm2() -> PathBuf {
+    fetch_model("smollm2")
+}
+
+/// Path of Gemma 3 270M Q4_K_M, fetched once per test binary.
+pub fn gemma3_path() -> PathBuf {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| fetch_model("gemma3")).clone()
+}
+
+fn fetch_model(which: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = std::process::Command::new("bash")
         .arg(root.join("scripts/fetch-models.sh"))
-        .arg("smollm2")
+        .arg(which)
         .output()
         .expect("run scripts/fetch-models.sh");
     assert!(
@@ -176,7 +186,12 @@ pub fn terminal(events: &[Sse]) -> &Sse {
 
 /// The real plugins for SmolLM2's vocabulary, and the model's facts.
 pub fn smollm2_plugins() -> (Plugins, ModelFacts, orcd_engine::model::Model) {
-    let path = smollm2_path();
+    plugins_for(&smollm2_path())
+}
+
+/// The real plugins for a model file's vocabulary, the model's facts, and the model.
+pub fn plugins_for(path: &std::path::Path) -> (Plugins, ModelFacts, orcd_engine::model::Model) {
+    let path = path.to_path_buf();
     let model = orcd_engine::model::Model::open(&path).expect("SmolLM2 loads");
     let facts = worker_orcd::model_facts::model_facts(&model, &path);
     let plugins = worker_orcd::plugin_bridge::load(None, &model).expect("plugins load");
