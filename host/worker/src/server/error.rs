@@ -37,11 +37,20 @@ impl AppError {
         }
     }
 
-    /// `INVALID_REQUEST` naming `field`.
+    /// `INVALID_REQUEST` naming `field` (once: a message that already starts with it, as the
+    /// request-handler plugin's do, is kept as it is).
     pub fn invalid(field: &str, message: impl std::fmt::Display) -> AppError {
+        let message = message.to_string();
+        let named = message
+            .strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with(':'));
         AppError {
             code: ErrorCode::InvalidRequest,
-            message: format!("{field}: {message}"),
+            message: if named {
+                message
+            } else {
+                format!("{field}: {message}")
+            },
             field: Some(field.to_string()),
         }
     }
@@ -80,5 +89,20 @@ impl IntoResponse for AppError {
             field: self.field.as_deref(),
         };
         (status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_names_the_field_once() {
+        let plain = AppError::invalid("prompt", "must not be empty");
+        assert_eq!(plain.message, "prompt: must not be empty");
+        let named = AppError::invalid("temperature", "temperature: must be in 0.0..=2.0, got 3");
+        assert_eq!(named.message, "temperature: must be in 0.0..=2.0, got 3");
+        let other = AppError::invalid("top_p", "top_pp: unrelated");
+        assert_eq!(other.message, "top_p: top_pp: unrelated");
     }
 }
