@@ -1,12 +1,14 @@
 //! The real test models and llama.cpp's golden outputs for them, and the checks every backend
 //! must pass against those outputs (see `../shared/reference/README.md` for the rule).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use orcd_engine::device::{Device, LogitsWanted, SeqInput};
 use orcd_engine::model::decode::greedy_generate;
 use serde_json::Value;
+
+use crate::models::fetch_model;
+pub use crate::models::{reference_dir, repo_root};
 
 /// A `top2_margins` entry below this is a near tie: a step where another engine may pick the
 /// runner-up (README: an exact engine differs only where llama.cpp's best two are within 0.27).
@@ -37,19 +39,7 @@ impl TestModel {
 
     /// The model file, fetched (and verified) by `scripts/fetch-models.sh` when missing.
     pub fn path(self) -> PathBuf {
-        let root = repo_root();
-        let out = Command::new("bash")
-            .arg(root.join("scripts/fetch-models.sh"))
-            .arg(self.script_arg())
-            .output()
-            .expect("run scripts/fetch-models.sh");
-        assert!(
-            out.status.success(),
-            "fetch-models.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = String::from_utf8(out.stdout).expect("utf-8 path");
-        PathBuf::from(path.trim())
+        fetch_model(self.script_arg())
     }
 
     /// The golden cases of this model.
@@ -65,21 +55,6 @@ impl TestModel {
             .map(GoldenCase::from_json)
             .collect()
     }
-}
-
-/// The workspace root (this crate lives in `tests/`).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// Where llama.cpp's golden files are (`ORCD_REFERENCE_DIR` overrides).
-pub fn reference_dir() -> PathBuf {
-    std::env::var_os("ORCD_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/reference"))
 }
 
 /// One prompt of a golden file.

@@ -3,7 +3,6 @@
 //! device, and the `orcd` request handler once its crate is a component.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use orcd_engine::mock::MockDevice;
 use orcd_engine::vocab::Vocab;
@@ -12,31 +11,10 @@ use orcd_plugin_host::{
     EndEvent, Limits, ModelFacts, PluginHost, PluginHostConfig, PluginKind, PluginSource,
     SamplingParams, StreamEvent, TokenEvent, VocabData,
 };
-
-/// The SmolLM2 model file, fetched (idempotently) by the project's script.
-fn smollm2() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new("bash")
-        .arg(root.join("scripts/fetch-models.sh"))
-        .arg("smollm2")
-        .output()
-        .expect("run scripts/fetch-models.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = String::from_utf8(out.stdout).unwrap();
-    PathBuf::from(
-        path.lines()
-            .last()
-            .expect("the script prints the path")
-            .trim(),
-    )
-}
+use orcd_tests::models::fetch_model;
 
 fn host() -> (PluginHost, Vocab) {
-    let vocab = Vocab::open(&smollm2()).expect("vocabulary");
+    let vocab = Vocab::open(&fetch_model("smollm2")).expect("vocabulary");
     let facts = ModelFacts {
         architecture: "llama".into(),
         name: vocab.name.clone(),

@@ -4,40 +4,11 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use orcd_engine::vocab::Vocab;
+/// Where llama.cpp's golden files are, and the path of a real model (fetched when missing).
+pub use orcd_tests::models::{fetch_model as model_path, reference_dir};
 use orcd_tokenizer::{TokenType, Tokenizer, VocabSpec};
-
-/// The workspace root (this crate lives in `plugins/tokenizer/`).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Where llama.cpp's golden files are: `ORCD_REFERENCE_DIR`, else the
-/// `shared/reference` beside the checkout.
-pub fn reference_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("ORCD_REFERENCE_DIR") {
-        return PathBuf::from(dir);
-    }
-    repo_root().join("../shared/reference")
-}
-
-/// The path of a real model, fetched (or found in the cache) by `scripts/fetch-models.sh`.
-pub fn model_path(which: &str) -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo_root().join("scripts/fetch-models.sh"))
-        .arg(which)
-        .output()
-        .expect("run scripts/fetch-models.sh");
-    assert!(
-        out.status.success(),
-        "fetch-models.sh {which} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).expect("UTF-8 path");
-    PathBuf::from(stdout.lines().last().expect("a path").trim())
-}
 
 /// The tokenizer input for a vocabulary read by the engine.
 pub fn spec(v: &Vocab) -> VocabSpec {
