@@ -2,40 +2,11 @@
 //! SmolLM2's shape, small sizes; the JSON report has every row and every row ran. No timing is
 //! asserted.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// SmolLM2's path (its vocabulary is the synthetic model's), fetched when missing.
-fn smollm2() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo_root().join("scripts/fetch-models.sh"))
-        .arg("smollm2")
-        .output()
-        .expect("run fetch-models.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim())
-}
-
-fn worker(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_worker-orcd"))
-        .args(args)
-        .output()
-        .expect("run worker-orcd")
-}
+use common::{smollm2_path, worker_orcd};
 
 #[test]
 fn bench_reports_every_row_on_a_tiny_cpu_model() {
@@ -43,8 +14,8 @@ fn bench_reports_every_row_on_a_tiny_cpu_model() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let model = dir.join("tiny.gguf");
     let model_s = model.to_str().expect("utf-8 path");
-    let vocab = smollm2();
-    let synth = worker(&[
+    let vocab = smollm2_path();
+    let synth = worker_orcd(&[
         "synth",
         "--shape",
         "smollm2-135m",
@@ -63,7 +34,7 @@ fn bench_reports_every_row_on_a_tiny_cpu_model() {
         String::from_utf8_lossy(&synth.stderr)
     );
 
-    let out = worker(&[
+    let out = worker_orcd(&[
         "bench",
         "--model",
         model_s,
@@ -130,7 +101,7 @@ fn bench_reports_every_row_on_a_tiny_cpu_model() {
 
     // A part that cannot run (a sequence longer than the context) says why in its row, and
     // the bench still reports the others.
-    let out = worker(&[
+    let out = worker_orcd(&[
         "bench",
         "--model",
         model_s,

@@ -2,41 +2,21 @@
 //! greedy output and scores agree with llama.cpp's golden file; bad arguments fail with a
 //! message and a non-zero status, never a panic.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+use std::process::Output;
+
+use orcd_tests::models::reference_dir;
 use serde_json::Value;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// SmolLM2's path, fetched by the project's script when missing.
-fn smollm2() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo_root().join("scripts/fetch-models.sh"))
-        .arg("smollm2")
-        .output()
-        .expect("run fetch-models.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim())
-}
+use common::{smollm2_path, worker_orcd};
 
 /// The first case of the SmolLM2 golden file: (prompt ids, greedy ids, top-2 margins).
 fn golden_case() -> (Vec<u64>, Vec<u64>, Vec<f64>) {
-    let dir = std::env::var_os("ORCD_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference"));
-    let text = std::fs::read_to_string(dir.join("smollm2-135m-instruct-q4_1.greedy.json"))
-        .expect("golden file");
+    let text =
+        std::fs::read_to_string(reference_dir().join("smollm2-135m-instruct-q4_1.greedy.json"))
+            .expect("golden file");
     let v: Value = serde_json::from_str(&text).expect("JSON");
     let case = &v["cases"][0];
     let nums = |k: &str| case[k].as_array().expect(k).clone();
@@ -56,13 +36,6 @@ fn golden_case() -> (Vec<u64>, Vec<u64>, Vec<f64>) {
     )
 }
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_worker-orcd"))
-        .args(args)
-        .output()
-        .expect("run worker-orcd")
-}
-
 fn json_of(out: &Output) -> Value {
     assert!(
         out.status.success(),
@@ -78,14 +51,14 @@ fn csv(ids: &[u64]) -> String {
 
 #[test]
 fn generate_follows_llama_cpp_greedy_until_the_first_near_tie() {
-    let model = smollm2();
+    let model = smollm2_path();
     let (prompt, greedy, margins) = golden_case();
     let clear = margins
         .iter()
         .position(|&m| m < 0.3)
         .unwrap_or(greedy.len());
     let n = (clear + 1).to_string();
-    let out = run(&[
+    let out = worker_orcd(&[
         "generate",
         "--model",
         model.to_str().unwrap(),
@@ -129,9 +102,9 @@ fn generate_follows_llama_cpp_greedy_until_the_first_near_tie() {
 
 #[test]
 fn score_ranks_llama_cpp_next_token_first() {
-    let model = smollm2();
+    let model = smollm2_path();
     let (prompt, greedy, _) = golden_case();
-    let out = run(&[
+    let out = worker_orcd(&[
         "score",
         "--model",
         model.to_str().unwrap(),
@@ -159,7 +132,7 @@ fn score_ranks_llama_cpp_next_token_first() {
 
 #[test]
 fn bad_arguments_fail_with_a_message() {
-    let model = smollm2();
+    let model = smollm2_path();
     let m = model.to_str().unwrap();
     let cases: [(&[&str], &str); 4] = [
         (
@@ -185,7 +158,7 @@ fn bad_arguments_fail_with_a_message() {
         ),
     ];
     for (args, needle) in cases {
-        let out = run(args);
+        let out = worker_orcd(args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");

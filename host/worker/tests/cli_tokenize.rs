@@ -5,11 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use orcd_tests::models::reference_dir;
+
 fn reference_tokenizer_dir() -> PathBuf {
-    let base = std::env::var_os("ORCD_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference"));
-    base.join("tokenizer")
+    reference_dir().join("tokenizer")
 }
 
 fn tokenize(model: &Path, args: &[&str]) -> Output {

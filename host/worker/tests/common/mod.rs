@@ -1,13 +1,15 @@
-//! Shared helpers of the worker's HTTP tests: start a worker in-process on port 0, read SSE
-//! streams with a real SSE client, fetch the test model.
+//! Shared helpers of the worker's tests: start a worker in-process on port 0, read SSE streams
+//! with a real SSE client, fetch the test models, run the `worker-orcd` binary.
 
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
+use orcd_tests::models::fetch_model;
 use serde_json::Value;
 use worker_orcd::lifecycle::{self, RunningWorker, WorkerOptions, WorkerParts};
 use worker_orcd::plugins::{Plugins, RequestLimits};
@@ -32,20 +34,12 @@ pub fn gemma3_path() -> PathBuf {
     PATH.get_or_init(|| fetch_model("gemma3")).clone()
 }
 
-fn fetch_model(which: &str) -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = std::process::Command::new("bash")
-        .arg(root.join("scripts/fetch-models.sh"))
-        .arg(which)
+/// Runs the `worker-orcd` binary with `args` and waits for it.
+pub fn worker_orcd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_worker-orcd"))
+        .args(args)
         .output()
-        .expect("run scripts/fetch-models.sh");
-    assert!(
-        out.status.success(),
-        "fetch-models.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = String::from_utf8(out.stdout).expect("utf-8 path");
-    PathBuf::from(path.lines().last().expect("a path").trim())
+        .expect("run worker-orcd")
 }
 
 /// Scheduler and limits for tests: small queue, fast metrics events.
@@ -198,6 +192,19 @@ pub fn plugins_for(path: &std::path::Path) -> (Plugins, ModelFacts, orcd_engine:
     (plugins, facts, model)
 }
 
+/// Context length of the test workers' mock devices.
+const MOCK_CONTEXT: usize = 2048;
+
+/// The mock device of the test workers: seed 7, [`MOCK_CONTEXT`], `kv_tokens` of KV budget.
+fn mock_device(vocab_size: usize, kv_tokens: usize) -> orcd_engine::mock::MockDevice {
+    let opts = orcd_engine::mock::MockOptions {
+        context_length: MOCK_CONTEXT,
+        kv_tokens,
+        ..Default::default()
+    };
+    orcd_engine::mock::MockDevice::with_options(vocab_size, 7, opts).expect("mock device")
+}
+
 /// A worker over the mock device (deterministic logits, no model compute) with SmolLM2's real
 /// plugins: the whole request path at test speed.
 pub async fn mock_worker(
@@ -205,16 +212,9 @@ pub async fn mock_worker(
     queue_capacity: usize,
     kv_tokens: usize,
 ) -> TestWorker {
-    let (plugins, facts, _model) = smollm2_plugins();
-    let opts = orcd_engine::mock::MockOptions {
-        context_length: 2048,
-        kv_tokens,
-        ..Default::default()
-    };
-    let device = orcd_engine::mock::MockDevice::with_options(facts.vocab_size, 7, opts)
-        .expect("mock device");
-    let mut facts = facts;
-    facts.context_length = 2048;
+    let (plugins, mut facts, _model) = smollm2_plugins();
+    let device = mock_device(facts.vocab_size, kv_tokens);
+    facts.context_length = MOCK_CONTEXT;
     start(
         Box::new(device),
         plugins,
@@ -328,19 +328,13 @@ pub async fn slow_mock_worker(
     kv_tokens: usize,
 ) -> TestWorker {
     let (plugins, mut facts, _model) = smollm2_plugins();
-    let opts = orcd_engine::mock::MockOptions {
-        context_length: 2048,
-        kv_tokens,
-        ..Default::default()
-    };
     let device = TestDevice {
-        inner: orcd_engine::mock::MockDevice::with_options(facts.vocab_size, 7, opts)
-            .expect("mock device"),
+        inner: mock_device(facts.vocab_size, kv_tokens),
         steps: 0,
         panic_at: None,
         step_delay: Duration::from_millis(20),
     };
-    facts.context_length = 2048;
+    facts.context_length = MOCK_CONTEXT;
     start(
         Box::new(device),
         plugins,
