@@ -208,6 +208,22 @@ impl Host for PluginState {
     }
 }
 
+impl VocabData {
+    /// A stand-in vocabulary of `n` tokens `t0`, `t1`, ... for running plugins without a model
+    /// (the conformance kit, tests): `llama` model, BOS 0 and EOS 1 (both control tokens), no
+    /// scores or merges.
+    pub fn synthetic(n: u32) -> VocabData {
+        VocabData {
+            model: "llama".into(),
+            tokens: (0..n).map(|i| format!("t{i}").into_bytes()).collect(),
+            token_types: (0..n).map(|i| if i < 2 { 3 } else { 1 }).collect(),
+            bos: Some(0),
+            eos: Some(1),
+            ..VocabData::default()
+        }
+    }
+}
+
 impl From<&orcd_engine::vocab::Vocab> for VocabData {
     /// The engine's vocabulary (read from the GGUF file) as plain bytes.
     fn from(v: &orcd_engine::vocab::Vocab) -> Self {

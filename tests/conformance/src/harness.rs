@@ -11,14 +11,7 @@ use crate::KitError;
 
 /// A vocabulary of `n` tokens `t0`, `t1`, ... (BOS 0, EOS 1).
 pub fn synthetic_vocab(n: u32) -> VocabData {
-    VocabData {
-        model: "llama".into(),
-        tokens: (0..n).map(|i| format!("t{i}").into_bytes()).collect(),
-        token_types: (0..n).map(|i| if i < 2 { 3 } else { 1 }).collect(),
-        bos: Some(0),
-        eos: Some(1),
-        ..VocabData::default()
-    }
+    VocabData::synthetic(n)
 }
 
 /// Facts of a synthetic model with `n` tokens.

@@ -57,18 +57,6 @@ pub fn guest(name: &str) -> PathBuf {
     guest_dir().join(format!("{name}.wasm"))
 }
 
-/// A vocabulary of `n` tokens `t0`, `t1`, ... with BOS 0 and EOS 1.
-pub fn vocab(n: u32) -> VocabData {
-    VocabData {
-        model: "llama".into(),
-        tokens: (0..n).map(|i| format!("t{i}").into_bytes()).collect(),
-        token_types: (0..n).map(|i| if i < 2 { 3 } else { 1 }).collect(),
-        bos: Some(0),
-        eos: Some(1),
-        ..VocabData::default()
-    }
-}
-
 /// Facts of the test model.
 pub fn facts(n: u32) -> ModelFacts {
     ModelFacts {
@@ -94,7 +82,8 @@ pub fn config() -> PluginHostConfig {
 
 /// A host over the test vocabulary with the hostile sampler loaded.
 pub fn hostile_host(cfg: PluginHostConfig) -> PluginHost {
-    let host = PluginHost::new(cfg, facts(VOCAB), &vocab(VOCAB)).expect("host starts");
+    let host =
+        PluginHost::new(cfg, facts(VOCAB), &VocabData::synthetic(VOCAB)).expect("host starts");
     host.load_file(&guest("hostile_sampler"))
         .expect("hostile sampler loads");
     host
