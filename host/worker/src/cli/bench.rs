@@ -53,8 +53,9 @@ const BATCH_PREFILL_TOKENS: usize = 512;
 const PLUGIN_PROMPT: usize = 32;
 /// Untimed `sample` calls before timing.
 const PLUGIN_WARMUP: usize = 20;
-/// Scheduler step budget of the in-process server, as `serve` sets it per backend.
-const SERVE_STEP_TOKENS_CPU: usize = 64;
+/// Scheduler step budget of the in-process server, as `serve` sets it per backend by default
+/// (keep in step with `cli/serve.rs`; `--step-tokens` overrides).
+const SERVE_STEP_TOKENS_CPU: usize = 16;
 const SERVE_STEP_TOKENS_CUDA: usize = 512;
 
 /// The parts `--skip` can leave out.
@@ -116,6 +117,10 @@ pub struct BenchArgs {
     /// Timed time-to-first-token requests (after one warm-up request).
     #[arg(long, default_value_t = 5)]
     pub ttft_repeats: usize,
+    /// Tokens one step of the in-process server computes at most (default: `serve`'s default
+    /// for the backend).
+    #[arg(long)]
+    pub step_tokens: Option<usize>,
     /// Timed `sample` calls of the plugin-cost test.
     #[arg(long, default_value_t = 200)]
     pub plugin_iters: usize,
@@ -370,10 +375,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             None => Err(anyhow::anyhow!("the plugins were not loaded")),
         };
         rows.push(match result {
-            Ok((ms, prompt_tokens)) => {
+            Ok((ms, prompt_tokens, step_tokens)) => {
                 Row::ok("ttft_http", median(&ms), "ms", ms.clone()).with(format!(
                     "POST /execute ({prompt_tokens}-token prompt, max_tokens 1) to the first \
-                     `token` event, in-process server; median of {}",
+                     `token` event, in-process server (step budget {step_tokens} tokens); median \
+                     of {}",
                     ms.len()
                 ))
             }
@@ -732,12 +738,12 @@ fn bench_plugin(
 }
 
 /// Time to first token through the real HTTP server: ms per request (after one warm-up
-/// request), and the prompt's length in tokens.
+/// request), the prompt's length in tokens and the server's step budget.
 fn bench_http(
     args: &BenchArgs,
     model: &Model,
     plugins: Plugins,
-) -> anyhow::Result<(Vec<f64>, usize)> {
+) -> anyhow::Result<(Vec<f64>, usize, usize)> {
     let prompts: Vec<(String, usize)> = (0..=args.ttft_repeats)
         .map(|i| prompt_of_tokens(&plugins, args.ttft_prompt, i))
         .collect::<anyhow::Result<_>>()?;
@@ -746,15 +752,15 @@ fn bench_http(
     let kv = (prompts.iter().map(|p| p.1).max().unwrap_or(0) + 8) * 2;
     let device = open_device(args, model.clone(), Some(kv))
         .with_context(|| format!("cannot start the {:?} backend for the server", args.backend))?;
-    let step = match args.backend {
+    let step = args.step_tokens.unwrap_or(match args.backend {
         Backend::Cpu => SERVE_STEP_TOKENS_CPU,
         Backend::Cuda => SERVE_STEP_TOKENS_CUDA,
-    };
+    });
     let options = WorkerOptions {
         worker_id: "00000000-0000-4000-8000-00000000be7c".into(),
         model_ref: args.model.display().to_string(),
         scheduler: SchedulerConfig {
-            step_token_budget: step,
+            step_token_budget: step.max(1),
             ..SchedulerConfig::default()
         },
         limits: ServerLimits {
@@ -806,7 +812,7 @@ fn bench_http(
         worker.wait().await?;
         match failure {
             Some(e) => Err(e),
-            None => Ok((times, prompt_tokens)),
+            None => Ok((times, prompt_tokens, step)),
         }
     })
 }
