@@ -86,13 +86,19 @@ impl KernelCompiler {
     }
 
     fn options(&self) -> Vec<String> {
-        vec![
+        let mut o = vec![
             format!("--gpu-architecture={}", self.arch),
             "--std=c++17".into(),
             // Exact IEEE division and square roots: the kernels are checked against the CPU.
             "--prec-div=true".into(),
             "--prec-sqrt=true".into(),
-        ]
+        ];
+        // `ORCD_MMV_FAST=0`: every weight type takes the reference matrix-vector row kernel
+        // (A/B measurements; the fast paths are on by default).
+        if std::env::var("ORCD_MMV_FAST").is_ok_and(|v| v == "0") {
+            o.push("-DMMV_FAST=0".into());
+        }
+        o
     }
 
     /// The cache file of `source` named `name`.
