@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -18,8 +17,8 @@ use tracing::{error, info};
 
 use crate::plugins::Plugins;
 use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerThread};
-use crate::served_device::ServedDevice;
-use crate::server::{AppState, HealthCache, ModelFacts, ServerLimits, app};
+use crate::served_device::{Residency, ServedDevice};
+use crate::server::{AppState, HealthCache, ModelFacts, ServerLimits, VramReport, app};
 
 /// What a worker is made of: a device holding the model, the plugins, the model's facts.
 pub struct WorkerParts {
@@ -107,18 +106,23 @@ pub async fn start(
     crate::telemetry::prometheus();
     let info = parts.device.info();
     let vram_bytes = info.weights_bytes + info.kv_cache_bytes + info.scratch_bytes;
-    let resident = Arc::new(AtomicBool::new(true));
+    let residency = Arc::new(Residency::default());
     let health = Arc::new(HealthCache {
         backend: info.backend.to_string(),
         vram_bytes_used: vram_bytes,
+        vram: VramReport {
+            weights_bytes: info.weights_bytes,
+            kv_cache_bytes: info.kv_cache_bytes,
+            scratch_bytes: info.scratch_bytes,
+        },
         sm: info.sm.clone(),
         cuda_runtime_version: info.runtime_version.clone(),
-        resident: resident.clone(),
+        residency: residency.clone(),
     });
     let mut sched_config = options.scheduler.clone();
     sched_config.vram_bytes = vram_bytes;
     sched_config.worker_id = options.worker_id.clone();
-    let scheduler = Scheduler::spawn(parts.device, parts.plugins.clone(), sched_config, resident)
+    let scheduler = Scheduler::spawn(parts.device, parts.plugins.clone(), sched_config, residency)
         .map_err(LifecycleError::Thread)?;
     let (shutdown, _) = watch::channel(false);
     let state = AppState {

@@ -396,6 +396,17 @@ async fn health_answers_every_field_from_cache() {
     assert_eq!(h["vocab_size"], 49152);
     assert_eq!(h["quant_kind"], "Q4_1");
     assert_eq!(h["backend"], "mock");
+    // The VRAM report by purpose adds up to the total.
+    let vram = &h["vram"];
+    let parts: u64 = ["weights_bytes", "kv_cache_bytes", "scratch_bytes"]
+        .iter()
+        .map(|k| vram[k].as_u64().unwrap_or_else(|| panic!("vram.{k}: {h}")))
+        .sum();
+    assert_eq!(parts, h["vram_bytes_used"].as_u64().unwrap());
+    // The startup residency check ran before the server answered.
+    assert!(h["residency"]["checks"].as_u64().unwrap() >= 1, "{h}");
+    assert_eq!(h["residency"]["failures"], 0);
+    assert!(h["residency"]["last_check_unix_ms"].as_u64().unwrap() > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,6 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
@@ -18,7 +17,7 @@ use super::{Command, SchedulerConfig};
 use crate::error_code::ErrorCode;
 use crate::job::{Job, JobEvent};
 use crate::plugins::Plugins;
-use crate::served_device::ServedDevice;
+use crate::served_device::{Residency, ServedDevice};
 use crate::telemetry::{self, outcome};
 
 struct Batcher {
@@ -31,8 +30,8 @@ struct Batcher {
     context_length: usize,
     waiting: VecDeque<Job>,
     running: Vec<Sequence>,
-    /// Cleared when a residency check fails.
-    resident: Arc<AtomicBool>,
+    /// The residency checks' outcome, read by `/health`.
+    residency: Arc<Residency>,
     last_residency_check: Instant,
 }
 
@@ -43,7 +42,7 @@ pub(super) fn run(
     config: SchedulerConfig,
     commands: Receiver<Command>,
     admission: Admission,
-    resident: Arc<AtomicBool>,
+    residency: Arc<Residency>,
 ) {
     let kv_total = device.free_kv_tokens();
     let context_length = device.context_length();
@@ -56,7 +55,7 @@ pub(super) fn run(
         context_length,
         waiting: VecDeque::new(),
         running: Vec::new(),
-        resident,
+        residency,
         last_residency_check: Instant::now(),
     };
     b.check_residency();
@@ -119,17 +118,15 @@ impl Batcher {
     /// Worker spec 1012: a failed check logs at error level and turns `/health` unhealthy.
     fn check_residency(&mut self) {
         self.last_residency_check = Instant::now();
-        match self.device.verify_residency() {
-            Ok(()) => self.resident.store(true, Ordering::Release),
-            Err(e) => {
-                error!(
-                    event = "error",
-                    code = e.code(),
-                    "VRAM residency check failed: {e}"
-                );
-                self.resident.store(false, Ordering::Release);
-            }
+        let outcome = self.device.verify_residency();
+        if let Err(e) = &outcome {
+            error!(
+                event = "error",
+                code = e.code(),
+                "VRAM residency check failed: {e}"
+            );
         }
+        self.residency.record(&outcome);
     }
 
     /// End a job that never got a slot or whose sequence is already freed.

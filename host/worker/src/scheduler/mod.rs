@@ -18,11 +18,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use crate::job::{CancelFlag, Job};
 use crate::plugins::Plugins;
-use crate::served_device::ServedDevice;
+use crate::served_device::{Residency, ServedDevice};
 
 pub use queue::{Admission, SubmitError};
 
@@ -97,19 +96,19 @@ impl std::fmt::Debug for SchedulerThread {
 
 impl Scheduler {
     /// Start the scheduler thread; it owns `device` until [`SchedulerThread::stop`]. A failed
-    /// residency check clears `resident` (the worker turns `unhealthy`).
+    /// residency check is recorded in `residency` (the worker turns `unhealthy`).
     pub fn spawn(
         device: Box<dyn ServedDevice>,
         plugins: Plugins,
         config: SchedulerConfig,
-        resident: Arc<AtomicBool>,
+        residency: Arc<Residency>,
     ) -> std::io::Result<SchedulerThread> {
         let (tx, rx) = mpsc::channel();
         let admission = Admission::new(config.max_running + config.queue_capacity);
         let loop_admission = admission.clone();
         let handle = std::thread::Builder::new()
             .name("orcd-scheduler".into())
-            .spawn(move || batcher::run(device, plugins, config, rx, loop_admission, resident))?;
+            .spawn(move || batcher::run(device, plugins, config, rx, loop_admission, residency))?;
         Ok(SchedulerThread {
             handle: Some(handle),
             scheduler: Scheduler {

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
-use super::state::AppState;
+use super::state::{AppState, VramReport};
 
 /// The `/health` body (worker spec).
 #[derive(Debug, Serialize)]
@@ -15,6 +15,10 @@ pub struct Health {
     pub resident: bool,
     pub quant_kind: String,
     pub vram_bytes_used: u64,
+    /// `vram_bytes_used` by purpose (worker spec 1011).
+    pub vram: VramReport,
+    /// The residency checks (worker spec 1012).
+    pub residency: ResidencyReport,
     pub tokenizer_kind: String,
     pub vocab_size: usize,
     pub context_length: usize,
@@ -30,6 +34,18 @@ pub struct Health {
     pub cuda_runtime_version: Option<String>,
 }
 
+/// What the residency checks found, as of the last one.
+#[derive(Debug, Serialize)]
+pub struct ResidencyReport {
+    /// Checks run since startup (the first one runs before the server answers).
+    pub checks: u64,
+    pub failures: u64,
+    /// Allocations the last check verified as plain device memory (0 on the CPU backend).
+    pub allocations_verified: u64,
+    /// When the last check ran, in milliseconds since the Unix epoch.
+    pub last_check_unix_ms: u64,
+}
+
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
     let resident = state.health.is_resident();
     Json(Health {
@@ -38,6 +54,13 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
         resident,
         quant_kind: state.model.quant_kind.clone(),
         vram_bytes_used: state.health.vram_bytes_used,
+        vram: state.health.vram,
+        residency: ResidencyReport {
+            checks: state.health.residency.checks(),
+            failures: state.health.residency.failures(),
+            allocations_verified: state.health.residency.allocations(),
+            last_check_unix_ms: state.health.residency.last_check_unix_ms(),
+        },
         tokenizer_kind: state.plugins.tokenizer.kind(),
         vocab_size: state.model.vocab_size,
         context_length: state.model.context_length,

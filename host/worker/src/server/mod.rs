@@ -16,4 +16,4 @@ mod submit;
 pub use app::{OPENAPI_YAML, app};
 pub use error::AppError;
 pub use health::Health;
-pub use state::{AppState, HealthCache, ModelFacts, ServerLimits};
+pub use state::{AppState, HealthCache, ModelFacts, ServerLimits, VramReport};

@@ -2,13 +2,14 @@
 //! the cached health state. Nothing here calls the device.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::plugins::{Plugins, RequestLimits};
 use crate::scheduler::Scheduler;
+use crate::served_device::Residency;
 
 /// Facts about the loaded model, read once at startup.
 #[derive(Debug, Clone, Default)]
@@ -32,16 +33,26 @@ pub struct ModelFacts {
 pub struct HealthCache {
     pub backend: String,
     pub vram_bytes_used: u64,
+    /// `vram_bytes_used` by purpose (worker spec 1011).
+    pub vram: VramReport,
     pub sm: Option<String>,
     pub cuda_runtime_version: Option<String>,
-    /// False once a residency check failed (the worker reports `unhealthy`); shared with the
+    /// The residency checks' outcome (a failure makes the worker `unhealthy`); written by the
     /// scheduler thread, which runs the checks.
-    pub resident: Arc<AtomicBool>,
+    pub residency: Arc<Residency>,
+}
+
+/// Device memory held by purpose, in bytes (RAM on the CPU backend).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct VramReport {
+    pub weights_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub scratch_bytes: u64,
 }
 
 impl HealthCache {
     pub fn is_resident(&self) -> bool {
-        self.resident.load(Ordering::Acquire)
+        self.residency.is_resident()
     }
 }
 

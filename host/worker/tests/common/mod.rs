@@ -315,8 +315,8 @@ impl orcd_engine::Device for TestDevice {
 }
 
 impl ServedDevice for TestDevice {
-    fn verify_residency(&self) -> Result<(), orcd_engine::EngineError> {
-        Ok(())
+    fn verify_residency(&self) -> Result<usize, orcd_engine::EngineError> {
+        Ok(0)
     }
 }
 
