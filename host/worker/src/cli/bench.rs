@@ -399,12 +399,23 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Granularity to which a sequence's KV reservation is rounded here: a multiple of every
+/// backend's allocation unit (the CUDA backend reserves 16-token pages, the CPU exact positions),
+/// so `n` sequences of `len` tokens always fit in `n * kv_per_sequence(len)` positions.
+const KV_ROUND_TOKENS: usize = 64;
+
+/// KV positions one sequence of `len` tokens reserves at most, on any backend.
+fn kv_per_sequence(len: usize) -> usize {
+    len.div_ceil(KV_ROUND_TOKENS) * KV_ROUND_TOKENS
+}
+
 /// KV positions the device-level parts need at once (the largest of them).
 fn kv_needed(args: &BenchArgs) -> usize {
     let batched = if args.skip.contains(&Part::Batched) {
         0
     } else {
-        args.batches.iter().max().copied().unwrap_or(0) * (args.batch_prompt + 1 + args.batch_tg)
+        args.batches.iter().max().copied().unwrap_or(0)
+            * kv_per_sequence(args.batch_prompt + 1 + args.batch_tg)
     };
     [
         args.pp,
@@ -986,6 +997,15 @@ impl SplitMix64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn kv_reservation_rounds_to_a_page_multiple() {
+        assert_eq!(kv_per_sequence(257), 320);
+        assert_eq!(kv_per_sequence(64), 64);
+        // 64 sequences of 257 tokens in 16-token pages: 64 * 272 positions, within the budget.
+        assert!(64 * 257usize.div_ceil(16) * 16 <= 64 * kv_per_sequence(257));
+    }
+
     use super::*;
 
     #[test]
