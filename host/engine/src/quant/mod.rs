@@ -19,6 +19,7 @@
 //! size-checked at compile time.
 
 mod float;
+mod multi;
 mod q4_0;
 mod q4_1;
 mod q4_k;
@@ -30,6 +31,7 @@ mod q8_0;
 mod q8_act;
 mod simd;
 
+pub use multi::{ActsTile, TILE as DOT_TILE};
 pub use q4_0::BlockQ4_0;
 pub use q4_1::BlockQ4_1;
 pub use q4_k::BlockQ4K;
@@ -271,6 +273,32 @@ fn dot_row_q8_with<K: simd::Kernel>(k: K, ty: GgmlType, row: &[u8], x: &Quantize
         GgmlType::Q5K => q5_k::dot_q8(k, row, x),
         GgmlType::Q6K => q6_k::dot_q8(k, row, x),
     }
+}
+
+/// [`dot_row_q8`] of one weight row with a tile of up to [`DOT_TILE`] activation rows:
+/// `out[t]` is the dot with the tile's row `t`, equal bit for bit to `dot_row_q8`. Each weight
+/// block is unpacked once for the whole tile (`multi.rs`). `out` must be `tile.len()` long.
+pub fn dot_rows_q8(ty: GgmlType, row: &[u8], tile: &ActsTile<'_>, out: &mut [f32]) {
+    debug_assert_eq!(tile.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    if let Some(avx2) = simd::Avx2::detect() {
+        #[target_feature(enable = "avx2")]
+        fn with_avx2(
+            k: simd::Avx2,
+            ty: GgmlType,
+            row: &[u8],
+            tile: &ActsTile<'_>,
+            out: &mut [f32],
+        ) {
+            multi::dot_rows_q8_with(k, ty, row, tile, out)
+        }
+        // SAFETY: an `Avx2` kernel exists only when the CPU has AVX2.
+        return unsafe { with_avx2(avx2, ty, row, tile, out) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    multi::dot_rows_q8_with(simd::Sse2, ty, row, tile, out);
+    #[cfg(not(target_arch = "x86_64"))]
+    multi::dot_rows_q8_with(simd::Scalar, ty, row, tile, out);
 }
 
 /// An error unless `bytes` is exactly the size of a `ty` row of `n` elements.

@@ -61,6 +61,30 @@ pub(super) trait Kernel: Copy {
     fn dot16(self, w: u128, x: u128) -> i32;
     /// `sum_i w_i * x_i` over two lanes (32 bytes).
     fn dot32(self, w: [u128; 2], x: [u128; 2]) -> i32;
+
+    /// [`Kernel::dot32`] of one 32-byte weight block with each of `N` activation blocks
+    /// (the multi-token path, `multi.rs`): the same integers, the weights prepared once.
+    /// Activations must be in `-127..=127`.
+    #[inline(always)]
+    fn dot32_multi<const N: usize>(self, w: [u128; 2], x: &[[i8; 32]; N]) -> [i32; N] {
+        std::array::from_fn(|t| self.dot32(w, act_lanes(&x[t])))
+    }
+
+    /// `sc[0] * dot16(w[0], x_lo) + sc[1] * dot16(w[1], x_hi)` for each of `N` activation
+    /// blocks (Q6_K's two scaled sub-blocks of 16). `|w| <= 32`, `sc` in `i8` range and
+    /// activations in `-127..=127`.
+    #[inline(always)]
+    fn dot16x2_scaled_multi<const N: usize>(
+        self,
+        w: [u128; 2],
+        sc: [i32; 2],
+        x: &[[i8; 32]; N],
+    ) -> [i32; N] {
+        std::array::from_fn(|t| {
+            let x = act_lanes(&x[t]);
+            sc[0] * self.dot16(w[0], x[0]) + sc[1] * self.dot16(w[1], x[1])
+        })
+    }
 }
 
 /// Plain Rust: the reference the SIMD kernels are tested against.
@@ -140,6 +164,63 @@ impl Kernel for Avx2 {
             ))
         }
     }
+
+    #[inline(always)]
+    fn dot32_multi<const N: usize>(self, w: [u128; 2], x: &[[i8; 32]; N]) -> [i32; N] {
+        // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU.
+        unsafe { dot32_multi_avx2(w, [1, 1], x) }
+    }
+
+    #[inline(always)]
+    fn dot16x2_scaled_multi<const N: usize>(
+        self,
+        w: [u128; 2],
+        sc: [i32; 2],
+        x: &[[i8; 32]; N],
+    ) -> [i32; N] {
+        // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU.
+        unsafe { dot32_multi_avx2(w, sc.map(|s| s as i16), x) }
+    }
+}
+
+/// For each activation block `x[t]`: `sc[0] * sum(w[0] * x_lo) + sc[1] * sum(w[1] * x_hi)`
+/// (signed bytes), as `vpmaddubsw(|w|, sign(x, w))` then `vpmaddwd` by the scales. The `i16`
+/// pair sums cannot saturate: activations are in `-127..=127` (the caller's promise), so a
+/// pair is at most `2 * 128 * 127`; with a scale other than 1, `|w| <= 32` and `|sc| <= 128`
+/// keep each `i32` within range. Sums are exact, so the result equals the scalar kernel's.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dot32_multi_avx2<const N: usize>(w: [u128; 2], sc: [i16; 2], x: &[[i8; 32]; N]) -> [i32; N] {
+    let w = _mm256_set_m128i(reg(w[1]), reg(w[0]));
+    let abs_w = _mm256_abs_epi8(w);
+    let scales = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
+    let mut sums = [_mm256_setzero_si256(); N];
+    for (s, x) in sums.iter_mut().zip(x) {
+        // SAFETY: `x` is 32 readable bytes, loaded unaligned.
+        let x = unsafe { _mm256_loadu_si256(x.as_ptr().cast::<__m256i>()) };
+        let pairs = _mm256_maddubs_epi16(abs_w, _mm256_sign_epi8(x, w));
+        *s = _mm256_madd_epi16(pairs, scales);
+    }
+    let mut out = [0i32; N];
+    let mut t = 0;
+    // four blocks reduced together: pairwise hadds, then the two 128-bit halves
+    while t + 4 <= N {
+        let a = _mm256_hadd_epi32(sums[t], sums[t + 1]);
+        let b = _mm256_hadd_epi32(sums[t + 2], sums[t + 3]);
+        let ab = _mm256_hadd_epi32(a, b);
+        let r = _mm_add_epi32(_mm256_castsi256_si128(ab), _mm256_extracti128_si256(ab, 1));
+        let mut four = [0i32; 4];
+        // SAFETY: `four` is 16 writable bytes.
+        unsafe { _mm_storeu_si128(four.as_mut_ptr().cast::<__m128i>(), r) };
+        out[t..t + 4].copy_from_slice(&four);
+        t += 4;
+    }
+    while t < N {
+        out[t] = hsum_avx2(sums[t]);
+        t += 1;
+    }
+    out
 }
 
 /// A lane as an SSE register.
@@ -246,6 +327,42 @@ mod tests {
                 }
             }
             let _ = want;
+        }
+    }
+
+    #[test]
+    fn multi_kernels_equal_the_scalar_one_at_the_extremes() {
+        let mut r = lanes(7);
+        let mut next = || r.next().unwrap_or(0);
+        // activations in -127..=127 (as `QuantizedActs` makes them), with the extremes
+        let act = |v: u128| v.to_le_bytes().map(|b| (b as i8).max(-127));
+        for case in 0..300 {
+            let mut x = [[0i8; 32]; 5];
+            for (t, x) in x.iter_mut().enumerate() {
+                let (lo, hi) = (act(next()), act(next()));
+                x[..16].copy_from_slice(&lo);
+                x[16..].copy_from_slice(&hi);
+                if case % 3 == 0 {
+                    *x = [if t % 2 == 0 { 127 } else { -127 }; 32];
+                }
+            }
+            // any weight bytes, -128 included; Q6_K's are -32..=31 with i8 scales
+            let mut w = [next(), next()];
+            if case % 3 == 0 {
+                w = [u128::from_ne_bytes([0x80; 16]); 2];
+            }
+            let w6 = w.map(|v| {
+                u128::from_le_bytes(v.to_le_bytes().map(|b| ((b & 0x3F) as i8 - 32) as u8))
+            });
+            let sc = [(next() as i8).into(), -128];
+            let want = Scalar.dot32_multi(w, &x);
+            let want6 = Scalar.dot16x2_scaled_multi(w6, sc, &x);
+            #[cfg(target_arch = "x86_64")]
+            if let Some(avx2) = Avx2::detect() {
+                assert_eq!(avx2.dot32_multi(w, &x), want);
+                assert_eq!(avx2.dot16x2_scaled_multi(w6, sc, &x), want6);
+            }
+            let _ = (want, want6);
         }
     }
 
