@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use cudarc::driver::result;
 use orcd_engine::EngineError;
-use orcd_engine::device::{Device, DeviceInfo, LogitsWanted, SeqInput, SeqSlot};
+use orcd_engine::device::{
+    Device, DeviceInfo, LogitsWanted, SeqInput, SeqSlot, SlotExtent, validate_batch,
+};
 use orcd_engine::model::{Activation, Model, ModelConfig};
 
 use crate::compile::{KernelCompiler, default_cache_dir};
@@ -264,46 +266,12 @@ impl CudaBackend {
 
     /// Check a batch against the model and the slots before anything is queued.
     fn validate(&self, batch: &[SeqInput<'_>]) -> Result<usize, EngineError> {
-        let vocab = self.config.vocab_size;
-        let mut seen = std::collections::BTreeSet::new();
-        let mut rows = 0usize;
-        for seq in batch {
-            let id = seq.slot.0;
-            if !seen.insert(seq.slot) {
-                return Err(invalid(format!("slot {id} appears twice in one batch")));
-            }
-            let slot = self
-                .pages
-                .get(seq.slot)
-                .ok_or_else(|| invalid(format!("unknown KV slot {id}")))?;
-            if seq.tokens.is_empty() {
-                return Err(invalid(format!("slot {id}: no new tokens")));
-            }
-            if seq.start_pos != slot.len {
-                return Err(invalid(format!(
-                    "slot {id}: start_pos {} but {} tokens are cached",
-                    seq.start_pos, slot.len
-                )));
-            }
-            if seq.start_pos + seq.tokens.len() > slot.max_tokens {
-                return Err(invalid(format!(
-                    "slot {id}: {} + {} tokens overflow the slot's {} positions",
-                    seq.start_pos,
-                    seq.tokens.len(),
-                    slot.max_tokens
-                )));
-            }
-            if let Some(&t) = seq.tokens.iter().find(|&&t| t as usize >= vocab) {
-                return Err(invalid(format!(
-                    "token id {t} is outside the vocabulary of {vocab}"
-                )));
-            }
-            rows += match seq.logits {
-                LogitsWanted::None => 0,
-                LogitsWanted::Last => 1,
-                LogitsWanted::All => seq.tokens.len(),
-            };
-        }
+        let rows = validate_batch(batch, self.config.vocab_size, |slot| {
+            self.pages.get(slot).map(|p| SlotExtent {
+                len: p.len,
+                max_tokens: p.max_tokens,
+            })
+        })?;
         if rows > self.max_logits_rows {
             return Err(invalid(format!(
                 "the step asks for {rows} logits rows; this backend keeps at most {}",

@@ -36,6 +36,71 @@ pub struct SeqInput<'a> {
     pub logits: LogitsWanted,
 }
 
+impl LogitsWanted {
+    /// Logits rows a sequence contributing `n_tokens` new tokens produces.
+    pub fn rows(self, n_tokens: usize) -> usize {
+        match self {
+            LogitsWanted::None => 0,
+            LogitsWanted::Last => 1,
+            LogitsWanted::All => n_tokens,
+        }
+    }
+}
+
+/// What a backend knows of one reserved slot when it checks a batch.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SlotExtent {
+    /// Tokens already cached.
+    pub len: usize,
+    /// Positions reserved for the slot.
+    pub max_tokens: usize,
+}
+
+/// Check a batch before anything is computed: every slot known and used once, at least one new
+/// token each, `start_pos` equal to the cached length, no overflow of the slot's reservation,
+/// every token id inside the vocabulary. `slot` looks a slot up in the backend's KV cache.
+/// Returns the number of logits rows the step produces.
+pub fn validate_batch(
+    batch: &[SeqInput<'_>],
+    vocab_size: usize,
+    slot: impl Fn(SeqSlot) -> Option<SlotExtent>,
+) -> Result<usize, EngineError> {
+    let invalid = |msg: String| EngineError::InvalidInput(msg);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut rows = 0usize;
+    for seq in batch {
+        let id = seq.slot.0;
+        if !seen.insert(seq.slot) {
+            return Err(invalid(format!("slot {id} appears twice in one batch")));
+        }
+        let extent = slot(seq.slot).ok_or_else(|| invalid(format!("unknown KV slot {id}")))?;
+        if seq.tokens.is_empty() {
+            return Err(invalid(format!("slot {id}: no new tokens")));
+        }
+        if seq.start_pos != extent.len {
+            return Err(invalid(format!(
+                "slot {id}: start_pos {} but {} tokens are cached",
+                seq.start_pos, extent.len
+            )));
+        }
+        if seq.start_pos + seq.tokens.len() > extent.max_tokens {
+            return Err(invalid(format!(
+                "slot {id}: {} + {} tokens overflow the slot's {} positions",
+                seq.start_pos,
+                seq.tokens.len(),
+                extent.max_tokens
+            )));
+        }
+        if let Some(&t) = seq.tokens.iter().find(|&&t| t as usize >= vocab_size) {
+            return Err(invalid(format!(
+                "token id {t} is outside the vocabulary of {vocab_size}"
+            )));
+        }
+        rows += seq.logits.rows(seq.tokens.len());
+    }
+    Ok(rows)
+}
+
 /// Static facts about a backend, for `/health` and logs.
 #[derive(Clone, Debug, Default)]
 pub struct DeviceInfo {
@@ -171,5 +236,48 @@ pub mod host_logits {
             penalize(&mut r, &[0, 1, 1], 2.0, 0.5, 0.25);
             assert_eq!(r, [2.0 / 2.0 - 0.75, -2.0 * 2.0 - 1.25, 1.0]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(slot: u32, start_pos: usize, tokens: &[u32], logits: LogitsWanted) -> SeqInput<'_> {
+        SeqInput {
+            slot: SeqSlot(slot),
+            start_pos,
+            tokens,
+            logits,
+        }
+    }
+
+    #[test]
+    fn validate_batch_counts_rows_and_names_the_fault() {
+        let extent = |s: SeqSlot| {
+            (s.0 < 2).then_some(SlotExtent {
+                len: 3,
+                max_tokens: 8,
+            })
+        };
+        let ok = [
+            seq(0, 3, &[1, 2], LogitsWanted::All),
+            seq(1, 3, &[4], LogitsWanted::Last),
+        ];
+        assert_eq!(validate_batch(&ok, 10, extent).unwrap(), 3);
+        let message = |batch: &[SeqInput<'_>]| match validate_batch(batch, 10, extent) {
+            Err(EngineError::InvalidInput(m)) => m,
+            other => panic!("expected InvalidInput, got {other:?}"),
+        };
+        let twice = [
+            seq(0, 3, &[1], LogitsWanted::None),
+            seq(0, 3, &[1], LogitsWanted::None),
+        ];
+        assert!(message(&twice).contains("twice"));
+        assert!(message(&[seq(5, 0, &[1], LogitsWanted::Last)]).contains("unknown KV slot 5"));
+        assert!(message(&[seq(0, 3, &[], LogitsWanted::Last)]).contains("no new tokens"));
+        assert!(message(&[seq(0, 2, &[1], LogitsWanted::Last)]).contains("start_pos 2"));
+        assert!(message(&[seq(0, 3, &[1; 6], LogitsWanted::Last)]).contains("overflow"));
+        assert!(message(&[seq(1, 3, &[10], LogitsWanted::Last)]).contains("token id 10"));
     }
 }

@@ -1,13 +1,13 @@
 //! [`CpuBackend`]: the reference implementation of [`Device`], running the quantized weights in
 //! place from the mapped GGUF file on a rayon pool of its own.
 
-use std::collections::BTreeSet;
-
 use super::forward::{CpuWeights, RunState, forward};
 use super::kv_cache::KvCache;
 use super::matmul::DotPath;
 use crate::EngineError;
-use crate::device::{Device, DeviceInfo, LogitsWanted, SeqInput, SeqSlot, host_logits};
+use crate::device::{
+    Device, DeviceInfo, SeqInput, SeqSlot, SlotExtent, host_logits, validate_batch,
+};
 use crate::model::Model;
 
 /// KV-cache positions a backend reserves by default (all slots together).
@@ -94,43 +94,15 @@ impl CpuBackend {
         self.pool.current_num_threads()
     }
 
-    /// Check a batch against the model and the slots before anything is computed.
-    fn validate(&self, batch: &[SeqInput<'_>]) -> Result<(), EngineError> {
-        let vocab = self.model.config.vocab_size;
-        let mut seen = BTreeSet::new();
-        for seq in batch {
-            let id = seq.slot.0;
-            if !seen.insert(seq.slot) {
-                return Err(invalid(format!("slot {id} appears twice in one batch")));
-            }
-            let slot = self
-                .kv
-                .get(seq.slot)
-                .ok_or_else(|| invalid(format!("unknown KV slot {id}")))?;
-            if seq.tokens.is_empty() {
-                return Err(invalid(format!("slot {id}: no new tokens")));
-            }
-            if seq.start_pos != slot.len {
-                return Err(invalid(format!(
-                    "slot {id}: start_pos {} but {} tokens are cached",
-                    seq.start_pos, slot.len
-                )));
-            }
-            if seq.start_pos + seq.tokens.len() > slot.max_tokens {
-                return Err(invalid(format!(
-                    "slot {id}: {} + {} tokens overflow the slot's {} positions",
-                    seq.start_pos,
-                    seq.tokens.len(),
-                    slot.max_tokens
-                )));
-            }
-            if let Some(&t) = seq.tokens.iter().find(|&&t| t as usize >= vocab) {
-                return Err(invalid(format!(
-                    "token id {t} is outside the vocabulary of {vocab}"
-                )));
-            }
-        }
-        Ok(())
+    /// Check a batch against the model and the slots before anything is computed; returns the
+    /// logits rows the step will produce.
+    fn validate(&self, batch: &[SeqInput<'_>]) -> Result<usize, EngineError> {
+        validate_batch(batch, self.model.config.vocab_size, |slot| {
+            self.kv.get(slot).map(|c| SlotExtent {
+                len: c.len,
+                max_tokens: c.max_tokens,
+            })
+        })
     }
 
     fn row(&self, row: usize) -> Result<&[f32], EngineError> {
@@ -190,7 +162,7 @@ impl Device for CpuBackend {
 
     fn forward(&mut self, batch: &[SeqInput<'_>]) -> Result<usize, EngineError> {
         self.n_rows = 0;
-        self.validate(batch)?;
+        let expected_rows = self.validate(batch)?;
         let (model, weights, kv, state, path) = (
             &self.model,
             &self.weights,
@@ -206,17 +178,7 @@ impl Device for CpuBackend {
                 slot.len += seq.tokens.len();
             }
         }
-        debug_assert_eq!(
-            rows,
-            batch
-                .iter()
-                .map(|s| match s.logits {
-                    LogitsWanted::None => 0,
-                    LogitsWanted::Last => 1,
-                    LogitsWanted::All => s.tokens.len(),
-                })
-                .sum::<usize>()
-        );
+        debug_assert_eq!(rows, expected_rows);
         self.n_rows = rows;
         Ok(rows)
     }
@@ -252,6 +214,7 @@ impl Device for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::LogitsWanted;
     use crate::model::tiny::{self, TinySpec};
 
     fn backend(arch: &'static str, exact: bool) -> CpuBackend {
