@@ -1,4 +1,5 @@
 //! Shared helpers for the cross-crate tests.
 
 pub mod golden;
+pub mod guest;
 pub mod models;

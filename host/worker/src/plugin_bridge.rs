@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use orcd_engine::model::Model;
 use orcd_engine::vocab::Vocab;
@@ -315,8 +316,14 @@ impl RequestHandler for WasmPlugins {
     }
 }
 
-/// Start the plugin runtime for `model` (built-in plugins plus those in `plugin_dir`).
-pub fn load(plugin_dir: Option<&Path>, model: &Model) -> Result<Plugins, PluginFailure> {
+/// Start the plugin runtime for `model` (built-in plugins plus those in `plugin_dir`). With
+/// `rescan_every`, the folder is scanned again at that interval while the worker runs: a new or
+/// updated plugin serves new requests; requests in flight keep the version they started with.
+pub fn load(
+    plugin_dir: Option<&Path>,
+    model: &Model,
+    rescan_every: Option<Duration>,
+) -> Result<Plugins, PluginFailure> {
     let runtime = |message: String| PluginFailure {
         code: ErrorCode::PluginLoadFailed,
         plugin: "plugin-host".into(),
@@ -344,6 +351,9 @@ pub fn load(plugin_dir: Option<&Path>, model: &Model) -> Result<Plugins, PluginF
         ..PluginHostConfig::default()
     };
     let host = PluginHost::new(config, facts, &VocabData::from(&vocab)).map_err(failure)?;
+    if let Some(interval) = rescan_every {
+        host.watch(interval).map_err(failure)?;
+    }
     // Fail at startup, not at the first request, when a role has no plugin.
     drop(host.tokenizer().map_err(failure)?);
     drop(host.request_handler().map_err(failure)?);

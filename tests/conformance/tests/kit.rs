@@ -16,37 +16,7 @@ fn root() -> PathBuf {
 
 /// Build `package` (in the workspace at `dir`) for wasm32-wasip2 and return its component.
 fn build(dir: &Path, package: &str) -> PathBuf {
-    let target = root().join("target/wasm-plugins");
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(dir)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            package,
-        ])
-        .arg("--target-dir")
-        .arg(&target);
-    // The outer cargo's settings must not leak into the nested build.
-    for (key, _) in std::env::vars_os() {
-        if let Some(k) = key.to_str()
-            && ((k.starts_with("CARGO_") && k != "CARGO_HOME")
-                || matches!(k, "RUSTFLAGS" | "MAKEFLAGS" | "MFLAGS"))
-        {
-            cmd.env_remove(k);
-        }
-    }
-    let out = cmd.output().expect("run cargo");
-    assert!(
-        out.status.success(),
-        "building {package} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    target
-        .join("wasm32-wasip2/release")
-        .join(format!("{}.wasm", package.replace('-', "_")))
+    orcd_tests::guest::build_guest(dir, package)
 }
 
 fn assert_passes(report: &orcd_conformance::Report) {

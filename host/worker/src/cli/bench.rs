@@ -315,7 +315,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         None
     } else {
         Some(
-            plugin_bridge::load(None, &model)
+            plugin_bridge::load(None, &model, None)
                 .map_err(|f| anyhow::anyhow!("plugins failed to load: {}: {f}", f.code)),
         )
     };

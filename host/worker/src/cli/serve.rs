@@ -85,6 +85,9 @@ pub struct ServeArgs {
     /// Tokens one device step computes at most (prefill chunks plus decode tokens).
     #[arg(long)]
     pub step_tokens: Option<usize>,
+    /// Seconds between scans of `--plugin-dir` for new or updated plugins (0: only at startup).
+    #[arg(long, default_value_t = 5)]
+    pub plugin_rescan_sec: u64,
     /// Seconds between VRAM residency checks (CUDA backend).
     #[arg(long, default_value_t = 60)]
     pub residency_check_sec: u64,
@@ -180,7 +183,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Err(anyhow::anyhow!("{}: {e}", e.code()));
         }
     };
-    let plugins = plugin_bridge::load(args.plugin_dir.as_deref(), &model)
+    let rescan = (args.plugin_rescan_sec > 0).then(|| Duration::from_secs(args.plugin_rescan_sec));
+    let plugins = plugin_bridge::load(args.plugin_dir.as_deref(), &model, rescan)
         .map_err(|f| anyhow::anyhow!("{}: {f}", f.code))?;
     if args.backend == Backend::Cpu {
         // The CPU backend runs the weights in place from the mapped file: nothing to copy.

@@ -188,7 +188,7 @@ pub fn plugins_for(path: &std::path::Path) -> (Plugins, ModelFacts, orcd_engine:
     let path = path.to_path_buf();
     let model = orcd_engine::model::Model::open(&path).expect("SmolLM2 loads");
     let facts = worker_orcd::model_facts::model_facts(&model, &path);
-    let plugins = worker_orcd::plugin_bridge::load(None, &model).expect("plugins load");
+    let plugins = worker_orcd::plugin_bridge::load(None, &model, None).expect("plugins load");
     (plugins, facts, model)
 }
 
