@@ -131,7 +131,28 @@ impl KernelCompiler {
         let _ = std::fs::remove_file(self.cache_path(name, source));
     }
 
+    /// Compile `source` afresh (no cache) with ptxas's resource report on, and return that
+    /// report (registers, shared memory, spills per kernel): a compile check that needs
+    /// libnvrtc but no GPU (`cuda/tests/nvrtc.rs`).
+    pub fn resource_report(&self, name: &str, source: &str) -> Result<String, EngineError> {
+        let mut opts = self.options();
+        opts.push("--ptxas-options=-v".into());
+        let (_, log) = self.compile_with(name, source, &opts)?;
+        Ok(log)
+    }
+
     fn compile(&self, name: &str, source: &str) -> Result<Vec<u8>, EngineError> {
+        self.compile_with(name, source, &self.options())
+            .map(|(cubin, _)| cubin)
+    }
+
+    /// The CUBIN of `source` under `opts`, and the compiler's log.
+    fn compile_with(
+        &self,
+        name: &str,
+        source: &str,
+        opts: &[String],
+    ) -> Result<(Vec<u8>, String), EngineError> {
         let err =
             |what: &str, e: nvrtc::NvrtcError| EngineError::Cuda(format!("{what} {name}: {e:?}"));
         let src = CString::new(source)
@@ -141,9 +162,16 @@ impl KernelCompiler {
             nvrtc::create_program(&src, Some(&cname)).map_err(|e| err("nvrtcCreateProgram", e))?;
         // SAFETY: `prog` was just created and is destroyed below exactly once.
         unsafe {
-            let compiled = nvrtc::compile_program(prog, &self.options());
+            let compiled = nvrtc::compile_program(prog, opts);
             let result = match compiled {
-                Ok(()) => cubin_of(prog).map_err(|e| err("nvrtcGetCUBIN", e)),
+                Ok(()) => {
+                    let log = nvrtc::get_program_log(prog)
+                        .map(|l| c_chars_to_string(&l))
+                        .unwrap_or_default();
+                    cubin_of(prog)
+                        .map(|c| (c, log))
+                        .map_err(|e| err("nvrtcGetCUBIN", e))
+                }
                 Err(e) => {
                     let log = nvrtc::get_program_log(prog)
                         .map(|l| c_chars_to_string(&l))

@@ -64,6 +64,19 @@ fn full_source(body: &str, quant: bool) -> String {
     s
 }
 
+/// Compile every module afresh for the compiler's architecture (no GPU needed, only libnvrtc)
+/// and return (module name, ptxas resource report) per module; the first compile error is
+/// returned as is.
+pub fn resource_reports(compiler: &KernelCompiler) -> Result<Vec<(String, String)>, EngineError> {
+    SOURCES
+        .iter()
+        .map(|(name, body, quant)| {
+            let log = compiler.resource_report(name, &full_source(body, *quant))?;
+            Ok((name.to_string(), log))
+        })
+        .collect()
+}
+
 /// Every loaded kernel, by name.
 #[derive(Debug)]
 pub struct Kernels {
