@@ -14,8 +14,9 @@ use crate::driver::{GpuContext, check};
 
 const COMMON: &str = include_str!("../kernels/common.cuh");
 const QUANT: &str = include_str!("../kernels/quant.cuh");
+const PACKED: &str = include_str!("../kernels/packed.cuh");
 
-/// (module name, source, needs the quant header).
+/// (module name, source, needs the quant headers: quant.cuh and packed.cuh).
 const SOURCES: [(&str, &str, bool); 7] = [
     ("norm", include_str!("../kernels/norm.cu"), false),
     ("rope", include_str!("../kernels/rope.cu"), false),
@@ -53,11 +54,13 @@ pub(crate) mod shape {
 
 /// The full source NVRTC sees for module `name`.
 fn full_source(body: &str, quant: bool) -> String {
-    let mut s = String::with_capacity(COMMON.len() + QUANT.len() + body.len() + 2);
+    let mut s = String::with_capacity(COMMON.len() + QUANT.len() + PACKED.len() + body.len() + 3);
     s.push_str(COMMON);
     s.push('\n');
     if quant {
         s.push_str(QUANT);
+        s.push('\n');
+        s.push_str(PACKED);
         s.push('\n');
     }
     s.push_str(body);

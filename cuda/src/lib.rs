@@ -13,6 +13,7 @@ pub mod graph;
 pub mod kernels;
 pub mod kv_cache;
 pub mod ops;
+pub mod packed;
 pub mod scratch;
 pub mod vram;
 pub mod weights;

@@ -13,7 +13,7 @@ use half::{bf16, f16};
 /// the f32 all-ones exponent; subnormals (exponent 0) are renormalised exactly by an f32
 /// subtraction of the implicit bit.
 #[inline(always)]
-pub(crate) fn f16_to_f32(b: [u8; 2]) -> f32 {
+pub fn f16_to_f32(b: [u8; 2]) -> f32 {
     const EXP_F16: u32 = 0x7C00 << 13; // the f16 exponent field, in f32 position
     const REBIAS: u32 = (127 - 15) << 23;
     let h = u32::from(u16::from_le_bytes(b));

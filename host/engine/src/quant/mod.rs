@@ -31,6 +31,7 @@ mod q8_0;
 mod q8_act;
 mod simd;
 
+pub use float::f16_to_f32;
 pub use multi::{ActsTile, TILE as DOT_TILE};
 pub use q4_0::BlockQ4_0;
 pub use q4_1::BlockQ4_1;
