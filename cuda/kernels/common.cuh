@@ -82,3 +82,14 @@ __device__ __forceinline__ u64 kv_row(const i32* page_table, int pages_per_slot,
     const int page = page_table[(u64)slot * pages_per_slot + p / page_tokens];
     return (u64)page * page_tokens + (p % page_tokens);
 }
+
+// Programmatic dependent launch (sm_90+; kernels.rs PDL_MARKER): wait until the previous
+// kernel in the stream has finished and its writes are visible, then let the next kernel be
+// scheduled. Every kernel of a marked module calls this first; launched without the attribute
+// (or before sm_90) it does nothing.
+__device__ __forceinline__ void pdl_prologue() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}

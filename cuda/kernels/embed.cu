@@ -3,6 +3,7 @@
 // W: (vocab, dim) in its GGUF block format.  tokens: (ntok) u32, already checked < vocab on
 // the host.  out: (ntok, dim) f32.  Grid: (ntok); block: EMBED_THREADS threads, one 32-weight
 // unit each in turn.
+// pdl: every kernel of this module begins with pdl_prologue()
 
 #define EMBED_THREADS 128
 
@@ -23,6 +24,7 @@ __device__ __forceinline__ void embed(const u8* __restrict__ W, const u32* __res
 #define EMBED_KERNEL(NAME, T)                                                                   \
     extern "C" __global__ void NAME(const u8* W, const u32* tokens, float* out, int dim,          \
                                     float scale) {                                              \
+        pdl_prologue();                                                                             \
         embed<T>(W, tokens, out, dim, scale);                                                   \
     }
 

@@ -1,6 +1,7 @@
 // Operations on logits rows that stay on the GPU: argmax, top-k and repetition penalties.
 // logits: (rows, vocab) f32. Each kernel works on one row with one block, deterministically
 // (ties go to the lower token id; NaN is never selected).
+// pdl: every kernel of this module begins with pdl_prologue()
 
 #define LOGITS_THREADS 1024
 
@@ -14,6 +15,7 @@ __device__ __forceinline__ bool better(float va, u32 ia, float vb, u32 ib) {
 // out[0] = best id (as u32 bits), out[1] = its logit. Grid: (1); block: LOGITS_THREADS.
 // A row of only NaN gives id 0 and NaN.
 extern "C" __global__ void argmax_f32(const float* __restrict__ logits, int row, int vocab, u32* out) {
+    pdl_prologue();
     __shared__ float s_v[LOGITS_THREADS / WARP_SIZE];
     __shared__ u32 s_i[LOGITS_THREADS / WARP_SIZE];
     const float* x = logits + (u64)row * vocab;
@@ -51,6 +53,7 @@ __device__ __forceinline__ u32 order_key(float v) {
 // Grid: (1); block: LOGITS_THREADS.
 extern "C" __global__ void top_k_f32(const float* __restrict__ logits, int row, int vocab, int k,
                                      u32* out_ids, float* out_vals, u32* out_count) {
+    pdl_prologue();
     __shared__ u32 hist[256];
     __shared__ u32 s_prefix, s_mask, s_want, s_total;
     __shared__ u32 s_warp_gt[LOGITS_THREADS / WARP_SIZE], s_warp_eq[LOGITS_THREADS / WARP_SIZE];
@@ -159,6 +162,7 @@ extern "C" __global__ void top_k_f32(const float* __restrict__ logits, int row, 
 extern "C" __global__ void penalize_f32(float* logits, int row, int vocab, const u32* __restrict__ ids,
                                         const u32* __restrict__ counts, int n, float repeat,
                                         float frequency, float presence) {
+    pdl_prologue();
     const int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= n) return;
     float* v = logits + (u64)row * vocab + ids[j];

@@ -8,6 +8,7 @@
 // one unit into registers and multiply it against up to MMV_COLS activation columns, so a
 // weight is read once for MMV_COLS columns. Sums are reduced in a fixed order (deterministic).
 // k must be a multiple of 32 and of the type's block size.
+// pdl: every kernel of this module begins with pdl_prologue()
 
 #define MMV_ROWS_PER_BLOCK 4
 #define MMV_COLS 8
@@ -240,6 +241,7 @@ __device__ __forceinline__ void mmv_glu(const u8* __restrict__ Wg, const u8* __r
     extern "C" __global__ void __launch_bounds__(MMV_ROWS_PER_BLOCK * WARP_SIZE)                 \
     NAME(const u8* W, const float* x, float* y, int n, int k, int ncols, int y_stride,           \
          int accumulate) {                                                                      \
+        pdl_prologue();                                                                             \
         mmv<T>(W, x, y, n, k, ncols, y_stride, accumulate);                                     \
     }
 
@@ -259,6 +261,7 @@ MMV_KERNEL(mmv_q6_k_f32, T_Q6_K)
     extern "C" __global__ void __launch_bounds__(MMV_ROWS_PER_BLOCK * WARP_SIZE)                 \
     NAME(const u8* W0, float* y0, int n0, const u8* W1, float* y1, int n1, const u8* W2,         \
          float* y2, int n2, const float* x, int k, int ncols, const float* nw, float eps) {      \
+        pdl_prologue();                                                                             \
         if (nw) mmv3<T, true>(W0, y0, n0, W1, y1, n1, W2, y2, n2, x, k, ncols, nw, eps);         \
         else mmv3<T, false>(W0, y0, n0, W1, y1, n1, W2, y2, n2, x, k, ncols, nw, eps);           \
     }
@@ -279,6 +282,7 @@ MMV3_KERNEL(mmv3_q6_k_f32, T_Q6_K)
     extern "C" __global__ void __launch_bounds__(MMV_ROWS_PER_BLOCK * WARP_SIZE)                 \
     NAME(const u8* Wg, const u8* Wu, const float* x, float* out, int n, int k, int ncols,        \
          int act, const float* nw, float eps) {                                                 \
+        pdl_prologue();                                                                             \
         if (nw) mmv_glu<T, true>(Wg, Wu, x, out, n, k, ncols, act, nw, eps);                     \
         else mmv_glu<T, false>(Wg, Wu, x, out, n, k, ncols, act, nw, eps);                       \
     }

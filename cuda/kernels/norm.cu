@@ -1,4 +1,5 @@
 // RMS normalization and the residual add.
+// pdl: every kernel of this module begins with pdl_prologue()
 
 #define NORM_THREADS 256
 
@@ -8,6 +9,7 @@
 // q/k norms. The sum of squares is reduced in a fixed order.
 extern "C" __global__ void rms_norm_f32(const float* x, const float* __restrict__ w, float* out,
                                         int n, float eps) {
+    pdl_prologue();
     __shared__ float scratch[32];
     const float* xr = x + (u64)blockIdx.x * n;
     float* orow = out + (u64)blockIdx.x * n;
@@ -24,6 +26,7 @@ extern "C" __global__ void rms_norm_f32(const float* x, const float* __restrict_
 extern "C" __global__ void add_rms_norm_f32(float* x, const float* __restrict__ y,
                                             const float* __restrict__ w, float* __restrict__ out,
                                             int n, float eps) {
+    pdl_prologue();
     __shared__ float scratch[32];
     float* xr = x + (u64)blockIdx.x * n;
     const float* yr = y + (u64)blockIdx.x * n;
@@ -41,6 +44,7 @@ extern "C" __global__ void add_rms_norm_f32(float* x, const float* __restrict__ 
 
 // x[i] += y[i] for i < n.  Grid: ceil(n / NORM_THREADS); block: NORM_THREADS.
 extern "C" __global__ void add_f32(float* x, const float* __restrict__ y, int n) {
+    pdl_prologue();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) x[i] += y[i];
 }
@@ -48,6 +52,7 @@ extern "C" __global__ void add_f32(float* x, const float* __restrict__ y, int n)
 // x[t][i] += b[i]: a bias row added to every token (qwen2's q/k/v biases).
 // x: (ntok, n);  b: (n).  Grid: ceil(ntok * n / NORM_THREADS); block: NORM_THREADS.
 extern "C" __global__ void add_bias_f32(float* x, const float* __restrict__ b, int n, int total) {
+    pdl_prologue();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < total) x[i] += b[i % n];
 }
@@ -56,6 +61,7 @@ extern "C" __global__ void add_bias_f32(float* x, const float* __restrict__ b, i
 // out: (nrows, n).  Grid: (nrows); block: NORM_THREADS.
 extern "C" __global__ void gather_rows_f32(const float* __restrict__ x, const i32* __restrict__ rows,
                                            float* __restrict__ out, int n) {
+    pdl_prologue();
     const float* src = x + (u64)rows[blockIdx.x] * n;
     float* dst = out + (u64)blockIdx.x * n;
     for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];

@@ -8,6 +8,7 @@
 // weights the converter permuted) pairs elements (2i, 2i+1); NEOX style (qwen2, gemma3) pairs
 // (i, i + n_rot/2). Elements at and past n_rot are left alone. cos/sin are taken in double.
 // x: (ntok, heads, head_dim);  pos: (ntok) i32.  Grid: (ntok, heads); block: ROPE_THREADS.
+// pdl: every kernel of this module begins with pdl_prologue()
 
 #define ROPE_THREADS 64
 
@@ -31,6 +32,7 @@ __device__ __forceinline__ void rope_head(float* x, int p, int n_rot, float thet
 
 extern "C" __global__ void rope_f32(float* x, const i32* __restrict__ pos, int heads, int head_dim,
                                     int n_rot, float theta_scale, float freq_scale, int neox) {
+    pdl_prologue();
     const int t = blockIdx.x;
     const int h = blockIdx.y;
     rope_head(x + ((u64)t * heads + h) * head_dim, pos[t], n_rot, theta_scale, freq_scale, neox);
@@ -51,6 +53,7 @@ extern "C" __global__ void rope_qk_store_f32(float* q, float* k, const float* __
                                              float theta_scale, float freq_scale, int neox,
                                              int pages_per_slot,
                                              int page_tokens) {
+    pdl_prologue();
     __shared__ float scratch[32];
     const int t = blockIdx.x;
     const int h = blockIdx.y;

@@ -2,8 +2,10 @@
 //! [`crate::compile::KernelCompiler`] at startup, loaded into the context, and their functions
 //! looked up once. [`launch`] is the one place a kernel is started; every launch is checked.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, c_void};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use cudarc::driver::{result, sys};
 use orcd_engine::EngineError;
@@ -80,11 +82,31 @@ pub fn resource_reports(compiler: &KernelCompiler) -> Result<Vec<(String, String
         .collect()
 }
 
+/// A module whose every kernel starts with `pdl_prologue()` (common.cuh) says so with this line;
+/// its kernels are then launched with programmatic dependent launch (sm_90+): the next kernel in
+/// the stream is scheduled while this one runs and waits in its prologue for this one's results,
+/// which hides most of the launch gap between small kernels. A kernel without the prologue must
+/// never get the attribute (it could read its inputs early), hence the opt-in per module.
+pub(crate) const PDL_MARKER: &str =
+    "// pdl: every kernel of this module begins with pdl_prologue()";
+
+/// Kernels (by handle) launched with programmatic dependent launch, and whether it is on.
+static PDL_FUNCTIONS: RwLock<Option<HashSet<usize>>> = RwLock::new(None);
+static PDL_ON: AtomicBool = AtomicBool::new(false);
+
+/// Whether programmatic dependent launch is used: compute capability 9.0 or newer and not
+/// turned off with `ORCD_PDL=0`.
+fn pdl_wanted(cc: (i32, i32)) -> bool {
+    cc.0 >= 9 && !std::env::var("ORCD_PDL").is_ok_and(|v| v == "0")
+}
+
 /// Every loaded kernel, by name.
 #[derive(Debug)]
 pub struct Kernels {
     modules: Vec<sys::CUmodule>,
     functions: HashMap<String, sys::CUfunction>,
+    /// Kernels registered in [`PDL_FUNCTIONS`], unregistered on drop.
+    pdl: Vec<usize>,
     /// How many modules came from the disk cache, for logs and the cache test.
     pub cache_hits: usize,
 }
@@ -102,8 +124,13 @@ impl Kernels {
         let mut k = Kernels {
             modules: Vec::new(),
             functions: HashMap::new(),
+            pdl: Vec::new(),
             cache_hits: 0,
         };
+        let pdl = pdl_wanted(gpu.compute_capability());
+        if pdl {
+            PDL_ON.store(true, Ordering::Relaxed);
+        }
         for (name, body, quant) in SOURCES {
             let src = full_source(body, quant);
             let (cubin, outcome) = compiler.cubin(name, &src)?;
@@ -128,8 +155,15 @@ impl Kernels {
                     unsafe { result::module::get_function(module, cname) },
                     &format!("cuModuleGetFunction({fname})"),
                 )?;
+                if pdl && body.contains(PDL_MARKER) {
+                    k.pdl.push(f as usize);
+                }
                 k.functions.insert(fname, f);
             }
+        }
+        if !k.pdl.is_empty() {
+            let mut set = PDL_FUNCTIONS.write().unwrap_or_else(|e| e.into_inner());
+            set.get_or_insert_with(HashSet::new).extend(&k.pdl);
         }
         Ok(k)
     }
@@ -158,6 +192,14 @@ impl Kernels {
 
 impl Drop for Kernels {
     fn drop(&mut self) {
+        if !self.pdl.is_empty() {
+            let mut set = PDL_FUNCTIONS.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(set) = set.as_mut() {
+                for f in &self.pdl {
+                    set.remove(f);
+                }
+            }
+        }
         for &m in &self.modules {
             // SAFETY: loaded by us, unloaded once; teardown errors cannot be handled.
             unsafe {
@@ -255,12 +297,52 @@ pub(crate) fn launch(
         .iter_mut()
         .map(|s| s as *mut u64 as *mut c_void)
         .collect();
+    if PDL_ON.load(Ordering::Relaxed) && is_pdl(f) {
+        let mut attr = sys::CUlaunchAttribute {
+            id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+            pad: Default::default(),
+            // SAFETY: an all-zero union is a valid value; the one field used is set below.
+            value: unsafe { std::mem::zeroed() },
+        };
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let config = sys::CUlaunchConfig {
+            gridDimX: grid.0,
+            gridDimY: grid.1,
+            gridDimZ: grid.2,
+            blockDimX: block.0,
+            blockDimY: block.1,
+            blockDimZ: block.2,
+            sharedMemBytes: 0,
+            hStream: gpu.stream(),
+            attrs: &mut attr,
+            numAttrs: 1,
+        };
+        // SAFETY: as below; `config` and `attr` outlive the call. The kernel's module carries
+        // PDL_MARKER: it waits for the previous grid before touching memory.
+        let r =
+            unsafe { sys::cuLaunchKernelEx(&config, f, params.as_mut_ptr(), std::ptr::null_mut()) };
+        if r != sys::cudaError_enum::CUDA_ERROR_NOT_SUPPORTED {
+            return check(r.result(), what);
+        }
+        // A driver without programmatic launches: plain launches from now on.
+        tracing::warn!("programmatic dependent launch not supported; using plain launches");
+        PDL_ON.store(false, Ordering::Relaxed);
+    }
     // SAFETY: `f` is a loaded kernel whose parameter list matches `args` (each launcher is
     // written against its kernel's signature); `params` outlives the call, which copies them.
     check(
         unsafe { result::launch_kernel(f, grid, block, 0, gpu.stream(), &mut params) },
         what,
     )
+}
+
+/// Whether `f` belongs to a module marked with [`PDL_MARKER`].
+fn is_pdl(f: sys::CUfunction) -> bool {
+    PDL_FUNCTIONS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|s| s.contains(&(f as usize)))
 }
 
 #[cfg(test)]
@@ -329,6 +411,23 @@ mod tests {
             assert_eq!(outcome, CacheOutcome::Hit, "{name}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A module marked for programmatic dependent launch calls the prologue once per kernel
+    /// (a kernel without it could read its inputs before the previous kernel wrote them).
+    #[test]
+    fn pdl_marked_modules_call_the_prologue_in_every_kernel() {
+        let mut marked = 0;
+        for (name, body, _) in SOURCES {
+            if body.contains(PDL_MARKER) {
+                marked += 1;
+                // One call per kernel definition (a macro defines many kernels with one).
+                let calls = body.matches("pdl_prologue();").count();
+                let defs = body.matches("extern \"C\" __global__").count();
+                assert_eq!(calls, defs, "{name}: one prologue per kernel definition");
+            }
+        }
+        assert!(marked > 0);
     }
 
     #[test]
