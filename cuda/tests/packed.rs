@@ -2,7 +2,7 @@
 //! the GPU repack equals `packed::pack`; the activation quantization equals
 //! `packed::quantize_acts` (with the RMS norm: the rms_norm kernel's output quantized on the
 //! host); every matrix kernel variant (plain, accumulate, 3-part, gated pair) equals
-//! `packed::dot_canonical` for Q4_0, Q4_1 and Q8_0 at k = 576, 896, 4096, 14336 (uneven last
+//! `packed::dot_canonical` for Q4_0, Q4_1 and Q8_0 at k = 256 .. 14336 (uneven last
 //! segment), 1..=8 and 13 columns (tiles), every block size; the packed embedding equals the
 //! GGUF one. Inputs are fresh random data each run (the seed is printed); outputs are poisoned
 //! (NaN) before each launch. A last `--ignored` test prints kernel timings, old `mmv` vs packed.
@@ -209,7 +209,7 @@ fn activation_quantization_is_the_hosts_bit_for_bit() {
     }
 }
 
-const KS: [usize; 4] = [576, 896, 4096, 14336];
+const KS: [usize; 6] = [256, 576, 896, 1056, 4096, 14336];
 const NCOLS: [usize; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 13];
 
 /// The canonical dots of every row of `packed` (rows x k) and column of `acts`: (ncols, rows).
@@ -234,34 +234,19 @@ fn matmul_packed_is_the_canonical_dot_bit_for_bit() {
             let acts = packed::quantize_acts(&rng.vec(maxc * k, 1.0), maxc, k);
             let want = host_dots(ty, &host, n, &acts);
             let da = up_acts(&g, &acts);
-            let nseg = (k / 32).div_ceil(packed::SEG_BLOCKS);
             let ys = n + 3;
             for ncols in NCOLS {
-                for threads in [None, Some(64), Some(128), Some(256)] {
-                    if threads.is_some_and(|t| (t as usize) < nseg) {
-                        continue;
-                    }
+                for warps in [None, Some(1), Some(3), Some(8)] {
                     let y = g.poisoned(ncols * ys * 4);
                     g.ops()
-                        .matmul_packed(
-                            ty,
-                            w.ptr(),
-                            n,
-                            k,
-                            da.acts,
-                            ncols,
-                            y.ptr(),
-                            ys,
-                            false,
-                            threads,
-                        )
+                        .matmul_packed(ty, w.ptr(), n, k, da.acts, ncols, y.ptr(), ys, false, warps)
                         .unwrap();
                     let got: Vec<f32> = g.down(&y, ncols * ys);
                     for c in 0..ncols {
                         assert_eq!(
                             bits(&got[c * ys..c * ys + n]),
                             bits(&want[c * n..(c + 1) * n]),
-                            "{} k {k} ncols {ncols} col {c} threads {threads:?}",
+                            "{} k {k} ncols {ncols} col {c} warps {warps:?}",
                             ty.name()
                         );
                     }

@@ -8,15 +8,18 @@ use orcd_engine::quant::GgmlType;
 
 use super::{Ops, blocks, int};
 use crate::kernels::{Arg, launch};
-use crate::packed::{SEG_BLOCKS, is_packed_type};
+use crate::packed::is_packed_type;
 
-/// mmvq_packed.cu: largest block, activation columns per block (grid.y tiles).
-pub const PK_THREADS: u32 = 256;
+/// mmvq_packed.cu: most warps (= weight rows) per block, activation columns per block (grid.y
+/// tiles).
+pub const PK_WARPS: u32 = 8;
 pub const PK_COLS: u32 = 8;
-/// quant_act.cu (= norm.cu's NORM_THREADS: the norm's sum of squares must match).
+/// quant_act.cu: threads per block (= norm.cu's NORM_THREADS: the norm's sum of squares must
+/// match), and 32-wide blocks quantized per block (one per warp).
 pub const QA_THREADS: u32 = 256;
-/// Below this many blocks of `PK_THREADS` a matrix launch uses smaller blocks (more SMs busy
-/// for the small, latency-bound shapes).
+pub const QA_WARPS: u32 = 8;
+/// Below this many blocks of `PK_WARPS` warps a matrix launch uses blocks of 4 warps (more SMs
+/// busy for the small, latency-bound shapes).
 const MIN_BLOCKS: usize = 264;
 
 /// Device addresses of Q8 activations of up to some number of columns of width k:
@@ -28,36 +31,25 @@ pub struct ActsQ8Dev {
     pub sum: u64,
 }
 
-fn check_packed(ty: GgmlType, k: usize, what: &str) -> Result<usize, EngineError> {
-    let nseg = (k / 32).div_ceil(SEG_BLOCKS);
-    if !is_packed_type(ty) || k == 0 || !k.is_multiple_of(32) || nseg > PK_THREADS as usize / 2 {
+fn check_packed(ty: GgmlType, k: usize, what: &str) -> Result<(), EngineError> {
+    if !is_packed_type(ty) || k == 0 || !k.is_multiple_of(32) {
         return Err(EngineError::InvalidInput(format!(
             "{what} of a packed {} matrix of width {k}",
             ty.name()
         )));
     }
-    Ok(nseg)
+    Ok(())
 }
 
-/// Threads per block for `vrows` virtual rows of `nseg` segments (`pair`: rows per block must
-/// be even, the gated pair). Any choice gives the same results; smaller blocks spread the
-/// small shapes over more SMs.
-fn block_threads(vrows: usize, nseg: usize, pair: bool) -> u32 {
-    let need = if pair { 2 * nseg } else { nseg };
-    let valid = [64u32, 128, PK_THREADS]
-        .into_iter()
-        .filter(|&t| t as usize >= need);
-    let rows_per_block = |t: u32| {
-        let rpb = t as usize / nseg;
-        if pair { rpb / 2 } else { rpb }
-    };
-    // The largest block that still leaves MIN_BLOCKS blocks, else the smallest valid one.
-    valid
-        .clone()
-        .rev()
-        .find(|&t| vrows.div_ceil(rows_per_block(t)) >= MIN_BLOCKS)
-        .or_else(|| valid.clone().next())
-        .unwrap_or(PK_THREADS)
+/// Warps per block for `rows` weight rows, one per warp (`pair`: a gate and an up warp per
+/// row). Any choice gives the same results; smaller blocks spread the small shapes over more SMs.
+fn block_warps(rows: usize, pair: bool) -> u32 {
+    let per = |w: u32| if pair { w as usize / 2 } else { w as usize };
+    if rows.div_ceil(per(PK_WARPS)) >= MIN_BLOCKS {
+        PK_WARPS
+    } else {
+        4
+    }
 }
 
 impl Ops<'_> {
@@ -79,8 +71,8 @@ impl Ops<'_> {
         launch(
             self.gpu,
             f,
-            (blocks(nblk, PK_THREADS), 1, 1),
-            (PK_THREADS, 1, 1),
+            (blocks(nblk, 256), 1, 1),
+            (256, 1, 1),
             &[
                 Arg::Ptr(src),
                 Arg::Ptr(dst),
@@ -149,7 +141,7 @@ impl Ops<'_> {
         launch(
             self.gpu,
             f,
-            (int(ncols, "columns")? as u32, 1, 1),
+            (blocks(k / 32, QA_WARPS), int(ncols, "columns")? as u32, 1),
             (QA_THREADS, 1, 1),
             &[
                 Arg::Ptr(x),
@@ -183,8 +175,8 @@ impl Ops<'_> {
         self.matmul_packed(ty, w, n, k, acts, ncols, y, y_stride, accumulate, None)
     }
 
-    /// [`Ops::linear_packed`]'s matrix-vector kernel; `threads` forces the block size (64,
-    /// 128 or 256; tests), `None` picks it from the shape.
+    /// [`Ops::linear_packed`]'s matrix-vector kernel; `warps` forces the warps per block (1 to
+    /// `PK_WARPS`; tests), `None` picks them from the shape.
     pub fn matmul_packed(
         &self,
         ty: GgmlType,
@@ -196,24 +188,24 @@ impl Ops<'_> {
         y: u64,
         y_stride: usize,
         accumulate: bool,
-        threads: Option<u32>,
+        warps: Option<u32>,
     ) -> Result<(), EngineError> {
-        let nseg = check_packed(ty, k, "matmul")?;
+        check_packed(ty, k, "matmul")?;
         if y_stride < n {
             return Err(EngineError::InvalidInput(format!(
                 "packed matmul of {n} rows into a stride of {y_stride}"
             )));
         }
-        let t = threads.unwrap_or_else(|| block_threads(n, nseg, false));
-        if !t.is_multiple_of(32) || (t as usize) < nseg || t > PK_THREADS {
-            return Err(EngineError::InvalidInput(format!("{t} threads per block")));
+        let wp = warps.unwrap_or_else(|| block_warps(n, false));
+        if wp == 0 || wp > PK_WARPS {
+            return Err(EngineError::InvalidInput(format!("{wp} warps per block")));
         }
         let f = self.k.for_type("mmvq_packed", ty, "")?;
         launch(
             self.gpu,
             f,
-            (blocks(n, t / nseg as u32), blocks(ncols, PK_COLS), 1),
-            (t, 1, 1),
+            (blocks(n, wp), blocks(ncols, PK_COLS), 1),
+            (wp * 32, 1, 1),
             &[
                 Arg::Ptr(w),
                 Arg::Ptr(acts.q),
@@ -241,9 +233,9 @@ impl Ops<'_> {
         acts: ActsQ8Dev,
         ncols: usize,
     ) -> Result<(), EngineError> {
-        let nseg = check_packed(ty, k, "matmul3")?;
+        check_packed(ty, k, "matmul3")?;
         let rows: usize = parts.iter().map(|p| p.2).sum();
-        let t = block_threads(rows, nseg, false);
+        let wp = block_warps(rows, false);
         let f = self.k.for_type("mmvq3_packed", ty, "")?;
         let mut args = Vec::with_capacity(14);
         for (w, y, n) in parts {
@@ -259,8 +251,8 @@ impl Ops<'_> {
         launch(
             self.gpu,
             f,
-            (blocks(rows, t / nseg as u32), blocks(ncols, PK_COLS), 1),
-            (t, 1, 1),
+            (blocks(rows, wp), blocks(ncols, PK_COLS), 1),
+            (wp * 32, 1, 1),
             &args,
             "mmvq3_packed",
         )
@@ -280,15 +272,14 @@ impl Ops<'_> {
         out: u64,
         gelu: bool,
     ) -> Result<(), EngineError> {
-        let nseg = check_packed(ty, k, "matmul_glu")?;
-        let t = block_threads(n, nseg, true);
-        let h = (t as usize / nseg) / 2;
+        check_packed(ty, k, "matmul_glu")?;
+        let wp = block_warps(n, true);
         let f = self.k.for_type("mmvq_glu_packed", ty, "")?;
         launch(
             self.gpu,
             f,
-            (blocks(n, h as u32), blocks(ncols, PK_COLS), 1),
-            (t, 1, 1),
+            (blocks(n, wp / 2), blocks(ncols, PK_COLS), 1),
+            (wp * 32, 1, 1),
             &[
                 Arg::Ptr(wg),
                 Arg::Ptr(wu),
@@ -314,22 +305,20 @@ mod tests {
     fn shapes_match_the_sources() {
         let pk = include_str!("../../kernels/mmvq_packed.cu");
         let qa = include_str!("../../kernels/quant_act.cu");
-        assert!(pk.contains(&format!("#define PK_THREADS {PK_THREADS}\n")));
+        assert!(pk.contains(&format!("#define PK_WARPS {PK_WARPS}\n")));
         assert!(pk.contains(&format!("#define PK_COLS {PK_COLS}\n")));
         assert!(qa.contains(&format!("#define QA_THREADS {QA_THREADS}\n")));
+        assert!(qa.contains(&format!("#define QA_WARPS {QA_WARPS}\n")));
         assert_eq!(QA_THREADS, crate::kernels::shape::NORM_THREADS);
+        assert_eq!(QA_THREADS, QA_WARPS * 32);
     }
 
     #[test]
-    fn block_sizes_cover_whole_rows() {
-        for k in [576, 896, 1536, 4096, 4864, 14336, 32 * 37] {
-            let nseg = (k / 32usize).div_ceil(SEG_BLOCKS);
-            for n in [1, 64, 576, 4096, 14336, 151_936] {
-                for pair in [false, true] {
-                    let t = block_threads(n, nseg, pair) as usize;
-                    assert!(t >= if pair { 2 * nseg } else { nseg }, "k {k} n {n}");
-                    assert!(t.is_multiple_of(32) && t <= PK_THREADS as usize);
-                }
+    fn block_sizes_hold_whole_rows_and_pairs() {
+        for n in [1, 64, 576, 4096, 14336, 151_936] {
+            for pair in [false, true] {
+                let w = block_warps(n, pair);
+                assert!(w <= PK_WARPS && w.is_multiple_of(2));
             }
         }
     }
