@@ -432,8 +432,9 @@ impl CudaBackend {
         }
     }
 
-    /// y (+)= W x for a packed W and Q8 activations already in `acts` (ncols columns): the one
-    /// dispatch point of the packed matrices (a prefill GEMM joins as a branch on `ncols`).
+    /// y (+)= W x for a packed W and Q8 activations already in `acts` (ncols columns). With
+    /// [`Self::qkv_q8`] and [`Self::glu_q8`], the dispatch points of the packed matrices: a
+    /// prefill GEMM (same canonical results) joins each as one branch on `ncols`.
     fn linear_q8(
         &self,
         wt: &DevTensor,
@@ -446,6 +447,38 @@ impl CudaBackend {
         self.ops().linear_packed(
             wt.ty, wt.ptr, wt.rows, wt.cols, acts, ncols, y, y_stride, accumulate,
         )
+    }
+
+    /// q, k, v (packed, one type) from the same Q8 activations in one launch: parts[i] =
+    /// (W_i, y_i: (ncols, rows_i) f32). (With a GEMM: a `linear_q8` per part.)
+    fn qkv_q8(
+        &self,
+        w: [&DevTensor; 3],
+        y: [u64; 3],
+        acts: ActsQ8Dev,
+        ncols: usize,
+    ) -> Result<(), EngineError> {
+        let parts = [0, 1, 2].map(|i| (w[i].ptr, y[i], w[i].rows));
+        self.ops()
+            .matmul3_packed(w[0].ty, parts, w[0].cols, acts, ncols)
+    }
+
+    /// out = act(Wg x) * (Wu x) (packed, one type; act GELU-tanh or SiLU) from the same Q8
+    /// activations in one launch. out: (ncols, Wg.rows) f32; `spare`, as large, is free for a
+    /// GEMM branch (`linear_q8` of Wg into out and of Wu into spare, then the gated
+    /// activation).
+    fn glu_q8(
+        &self,
+        g: &DevTensor,
+        u: &DevTensor,
+        acts: ActsQ8Dev,
+        ncols: usize,
+        out: u64,
+        _spare: u64,
+        gelu: bool,
+    ) -> Result<(), EngineError> {
+        self.ops()
+            .matmul_glu_packed(g.ty, g.ptr, u.ptr, g.rows, g.cols, acts, ncols, out, gelu)
     }
 
     /// The blocks, one launch per op (the reference for the fused path).
@@ -581,7 +614,7 @@ impl CudaBackend {
             ];
             if q.packed && k.packed && v.packed && q.ty == k.ty && k.ty == v.ty {
                 ops.quantize_q8(s.x, dim, n, Some((lw.attn_norm.ptr, eps)), s.acts)?;
-                ops.matmul3_packed(q.ty, parts, dim, s.acts, n)?;
+                self.qkv_q8([q, k, v], [s.q, s.k, s.v], s.acts, n)?;
             } else if !(q.packed || k.packed || v.packed) && q.ty == k.ty && k.ty == v.ty {
                 ops.matmul3(q.ty, parts, s.x, dim, n, Some((lw.attn_norm.ptr, eps)))?;
             } else {
@@ -652,7 +685,7 @@ impl CudaBackend {
             let gelu = c.activation == Activation::GeluTanh;
             if g.packed && u.packed && g.ty == u.ty {
                 ops.quantize_q8(s.x, dim, n, Some((lw.ffn_norm.ptr, eps)), s.acts)?;
-                ops.matmul_glu_packed(g.ty, g.ptr, u.ptr, ffn, dim, s.acts, n, s.hb, gelu)?;
+                self.glu_q8(g, u, s.acts, n, s.hb, s.hb2, gelu)?;
             } else if !(g.packed || u.packed) && g.ty == u.ty {
                 let norm = Some((lw.ffn_norm.ptr, eps));
                 ops.matmul_glu(g.ty, g.ptr, u.ptr, s.x, s.hb, ffn, dim, n, gelu, norm)?;
