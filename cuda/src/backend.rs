@@ -26,10 +26,10 @@ use crate::driver::{GpuContext, check};
 use crate::graph::GraphCache;
 use crate::kernels::Kernels;
 use crate::kv_cache::{PAGE_TOKENS, PagePool};
-use crate::ops::{KvGeometry, Ops, RopeStyle};
+use crate::ops::{ActsQ8Dev, KvGeometry, Ops, RopeStyle};
 use crate::scratch::Scratch;
 use crate::vram::{DeviceBuffer, PinnedBuffer, Purpose, VramLedger, VramReport};
-use crate::weights::{GpuWeights, weights_bytes};
+use crate::weights::{DevTensor, GpuWeights, weights_bytes};
 
 /// Default tokens per chunk of a step.
 pub const DEFAULT_MAX_BATCH_TOKENS: usize = 512;
@@ -63,6 +63,11 @@ pub struct CudaOptions {
     /// Fused kernels (q/k/v in one matrix launch, norm + RoPE + KV store, gate/up with the
     /// activation, residual add with the next norm); off: one launch per op, the reference.
     pub fused: bool,
+    /// Q4_0 / Q4_1 / Q8_0 weights in the packed layout (`crate::packed`), their matrices
+    /// computed by the integer kernels on Q8 activations (the canonical dot product); off: GGUF
+    /// layout and the f32-activation kernels (the A/B reference). Default on; the environment
+    /// variable `ORCD_PACKED=0` turns the default off.
+    pub packed: bool,
 }
 
 impl Default for CudaOptions {
@@ -77,6 +82,7 @@ impl Default for CudaOptions {
             kernel_cache_dir: None,
             cuda_graphs: true,
             fused: true,
+            packed: std::env::var("ORCD_PACKED").map_or(true, |v| v != "0"),
         }
     }
 }
@@ -166,7 +172,7 @@ impl CudaBackend {
         // What the model needs, against what the device has free.
         let t = opts.max_batch_tokens;
         let r = opts.max_logits_rows;
-        let w_bytes = weights_bytes(&model);
+        let w_bytes = weights_bytes(&model, opts.packed);
         let s_bytes = Scratch::bytes(&c, t, r);
         let kv_token_bytes = (c.n_layers * 2 * c.kv_dim() * 4) as u64;
         let page_bytes = kv_token_bytes * PAGE_TOKENS as u64;
@@ -190,7 +196,13 @@ impl CudaBackend {
         }
 
         let ledger = VramLedger::new(Arc::clone(&gpu));
-        let weights = GpuWeights::upload(&model, &ledger)?;
+        let load_start = std::time::Instant::now();
+        let weights = GpuWeights::upload(&model, &ledger, opts.packed.then_some(&kernels))?;
+        tracing::info!(
+            packed = opts.packed,
+            secs = load_start.elapsed().as_secs_f64(),
+            "weights uploaded"
+        );
         let pages = PagePool::new(n_pages, opts.max_slots, c.context_length);
         let kv = ledger.alloc(kv_bytes, Purpose::KvCache)?;
         let page_table = ledger.alloc(
@@ -359,7 +371,12 @@ impl CudaBackend {
 
         // token embedding (scaled on Gemma)
         let e = &w.token_embd;
-        ops.embed(e.ty, e.ptr, s.tokens, s.x, n, dim, c.embed_scale)?;
+        if e.packed {
+            let vocab = e.rows;
+            ops.embed_packed(e.ty, e.ptr, vocab, s.tokens, s.x, n, dim, c.embed_scale)?;
+        } else {
+            ops.embed(e.ty, e.ptr, s.tokens, s.x, n, dim, c.embed_scale)?;
+        }
         // the transformer blocks
         if self.fused {
             self.queue_layers_fused(n, &geo, layer_kv_bytes, style)?;
@@ -369,22 +386,99 @@ impl CudaBackend {
         if r > 0 {
             // final norm of the rows that want logits
             ops.gather_rows(s.x, s.out_rows, s.out_x, r, dim)?;
-            ops.rms_norm(s.out_x, w.output_norm.ptr, s.out_x, r, dim, eps)?;
-            // classifier into logits rows row0..row0 + r
             let out = &w.output;
             let dst = s.logits + (row0 * c.vocab_size * 4) as u64;
-            ops.matmul(
-                out.ty,
-                out.ptr,
-                s.out_x,
-                dst,
-                c.vocab_size,
-                dim,
-                r,
-                c.vocab_size,
-            )?;
+            if out.packed {
+                // the norm on the fly in the quantization, then the classifier
+                ops.quantize_q8(s.out_x, dim, r, Some((w.output_norm.ptr, eps)), s.acts)?;
+                self.linear_q8(out, s.acts, r, dst, c.vocab_size, false)?;
+            } else {
+                ops.rms_norm(s.out_x, w.output_norm.ptr, s.out_x, r, dim, eps)?;
+                // classifier into logits rows row0..row0 + r
+                ops.matmul(
+                    out.ty,
+                    out.ptr,
+                    s.out_x,
+                    dst,
+                    c.vocab_size,
+                    dim,
+                    r,
+                    c.vocab_size,
+                )?;
+            }
         }
         Ok(())
+    }
+
+    /// y (+)= W x for a weight tensor of any layout: a packed W quantizes x: (ncols, W.cols)
+    /// into the scratch's Q8 activations first. y: (ncols, y_stride) f32.
+    fn linear(
+        &self,
+        wt: &DevTensor,
+        x: u64,
+        ncols: usize,
+        y: u64,
+        y_stride: usize,
+        accumulate: bool,
+    ) -> Result<(), EngineError> {
+        let ops = self.ops();
+        if wt.packed {
+            ops.quantize_q8(x, wt.cols, ncols, None, self.scratch.acts)?;
+            self.linear_q8(wt, self.scratch.acts, ncols, y, y_stride, accumulate)
+        } else if accumulate {
+            ops.matmul_add(wt.ty, wt.ptr, x, y, wt.rows, wt.cols, ncols, y_stride)
+        } else {
+            ops.matmul(wt.ty, wt.ptr, x, y, wt.rows, wt.cols, ncols, y_stride)
+        }
+    }
+
+    /// y (+)= W x for a packed W and Q8 activations already in `acts` (ncols columns). With
+    /// [`Self::qkv_q8`] and [`Self::glu_q8`], the dispatch points of the packed matrices: a
+    /// prefill GEMM (same canonical results) joins each as one branch on `ncols`.
+    fn linear_q8(
+        &self,
+        wt: &DevTensor,
+        acts: ActsQ8Dev,
+        ncols: usize,
+        y: u64,
+        y_stride: usize,
+        accumulate: bool,
+    ) -> Result<(), EngineError> {
+        self.ops().linear_packed(
+            wt.ty, wt.ptr, wt.rows, wt.cols, acts, ncols, y, y_stride, accumulate,
+        )
+    }
+
+    /// q, k, v (packed, one type) from the same Q8 activations in one launch: parts[i] =
+    /// (W_i, y_i: (ncols, rows_i) f32). (With a GEMM: a `linear_q8` per part.)
+    fn qkv_q8(
+        &self,
+        w: [&DevTensor; 3],
+        y: [u64; 3],
+        acts: ActsQ8Dev,
+        ncols: usize,
+    ) -> Result<(), EngineError> {
+        let parts = [0, 1, 2].map(|i| (w[i].ptr, y[i], w[i].rows));
+        self.ops()
+            .matmul3_packed(w[0].ty, parts, w[0].cols, acts, ncols)
+    }
+
+    /// out = act(Wg x) * (Wu x) (packed, one type; act GELU-tanh or SiLU) from the same Q8
+    /// activations in one launch. out: (ncols, Wg.rows) f32; `spare`, as large, is free for a
+    /// GEMM branch (`linear_q8` of Wg into out and of Wu into spare, then the gated
+    /// activation).
+    fn glu_q8(
+        &self,
+        g: &DevTensor,
+        u: &DevTensor,
+        acts: ActsQ8Dev,
+        ncols: usize,
+        out: u64,
+        _spare: u64,
+        gelu: bool,
+    ) -> Result<(), EngineError> {
+        self.ops()
+            .matmul_glu_packed(g.ty, g.ptr, u.ptr, g.rows, g.cols, acts, ncols, out, gelu)
     }
 
     /// The blocks, one launch per op (the reference for the fused path).
@@ -407,27 +501,9 @@ impl CudaBackend {
             // attention norm
             ops.rms_norm(s.x, lw.attn_norm.ptr, s.xb, n, dim, eps)?;
             // q, k, v projections
-            ops.matmul(lw.attn_q.ty, lw.attn_q.ptr, s.xb, s.q, q_dim, dim, n, q_dim)?;
-            ops.matmul(
-                lw.attn_k.ty,
-                lw.attn_k.ptr,
-                s.xb,
-                s.k,
-                kv_dim,
-                dim,
-                n,
-                kv_dim,
-            )?;
-            ops.matmul(
-                lw.attn_v.ty,
-                lw.attn_v.ptr,
-                s.xb,
-                s.v,
-                kv_dim,
-                dim,
-                n,
-                kv_dim,
-            )?;
+            self.linear(&lw.attn_q, s.xb, n, s.q, q_dim, false)?;
+            self.linear(&lw.attn_k, s.xb, n, s.k, kv_dim, false)?;
+            self.linear(&lw.attn_v, s.xb, n, s.v, kv_dim, false)?;
             // projection biases (Qwen2)
             if let Some(b) = &lw.attn_q_bias {
                 ops.add_bias(s.q, b.ptr, n, q_dim)?;
@@ -477,8 +553,7 @@ impl CudaBackend {
                 c.attn_scale,
             )?;
             // output projection
-            let o = &lw.attn_output;
-            ops.matmul(o.ty, o.ptr, s.att, s.xb2, dim, q_dim, n, dim)?;
+            self.linear(&lw.attn_output, s.att, n, s.xb2, dim, false)?;
             // post-attention norm (Gemma 3)
             if let Some(pn) = &lw.post_attention_norm {
                 ops.rms_norm(s.xb2, pn.ptr, s.xb2, n, dim, eps)?;
@@ -489,25 +564,15 @@ impl CudaBackend {
             // FFN norm
             ops.rms_norm(s.x, lw.ffn_norm.ptr, s.xb, n, dim, eps)?;
             // gate and up projections
-            ops.matmul(
-                lw.ffn_gate.ty,
-                lw.ffn_gate.ptr,
-                s.xb,
-                s.hb,
-                ffn,
-                dim,
-                n,
-                ffn,
-            )?;
-            ops.matmul(lw.ffn_up.ty, lw.ffn_up.ptr, s.xb, s.hb2, ffn, dim, n, ffn)?;
+            self.linear(&lw.ffn_gate, s.xb, n, s.hb, ffn, false)?;
+            self.linear(&lw.ffn_up, s.xb, n, s.hb2, ffn, false)?;
             // gated activation: act(gate) * up
             match c.activation {
                 Activation::Silu => ops.silu_mul(s.hb, s.hb2, s.hb, n * ffn)?,
                 Activation::GeluTanh => ops.gelu_tanh_mul(s.hb, s.hb2, s.hb, n * ffn)?,
             }
             // down projection
-            let d = &lw.ffn_down;
-            ops.matmul(d.ty, d.ptr, s.hb, s.xb2, dim, ffn, n, dim)?;
+            self.linear(&lw.ffn_down, s.hb, n, s.xb2, dim, false)?;
             // post-FFN norm (Gemma 3)
             if let Some(pn) = &lw.post_ffw_norm {
                 ops.rms_norm(s.xb2, pn.ptr, s.xb2, n, dim, eps)?;
@@ -542,18 +607,21 @@ impl CudaBackend {
             let vc = self.kv.ptr_at((2 * l as u64 + 1) * layer_kv_bytes)?;
             // attention norm and q, k, v projections
             let (q, k, v) = (&lw.attn_q, &lw.attn_k, &lw.attn_v);
-            if q.ty == k.ty && k.ty == v.ty {
-                let parts = [
-                    (q.ptr, s.q, q_dim),
-                    (k.ptr, s.k, kv_dim),
-                    (v.ptr, s.v, kv_dim),
-                ];
+            let parts = [
+                (q.ptr, s.q, q_dim),
+                (k.ptr, s.k, kv_dim),
+                (v.ptr, s.v, kv_dim),
+            ];
+            if q.packed && k.packed && v.packed && q.ty == k.ty && k.ty == v.ty {
+                ops.quantize_q8(s.x, dim, n, Some((lw.attn_norm.ptr, eps)), s.acts)?;
+                self.qkv_q8([q, k, v], [s.q, s.k, s.v], s.acts, n)?;
+            } else if !(q.packed || k.packed || v.packed) && q.ty == k.ty && k.ty == v.ty {
                 ops.matmul3(q.ty, parts, s.x, dim, n, Some((lw.attn_norm.ptr, eps)))?;
             } else {
                 ops.rms_norm(s.x, lw.attn_norm.ptr, s.xb, n, dim, eps)?;
-                ops.matmul(q.ty, q.ptr, s.xb, s.q, q_dim, dim, n, q_dim)?;
-                ops.matmul(k.ty, k.ptr, s.xb, s.k, kv_dim, dim, n, kv_dim)?;
-                ops.matmul(v.ty, v.ptr, s.xb, s.v, kv_dim, dim, n, kv_dim)?;
+                self.linear(q, s.xb, n, s.q, q_dim, false)?;
+                self.linear(k, s.xb, n, s.k, kv_dim, false)?;
+                self.linear(v, s.xb, n, s.v, kv_dim, false)?;
             }
             // projection biases (Qwen2)
             for (b, y, len) in [
@@ -606,22 +674,25 @@ impl CudaBackend {
             let o = &lw.attn_output;
             match &lw.post_attention_norm {
                 Some(pn) => {
-                    ops.matmul(o.ty, o.ptr, s.att, s.xb2, dim, q_dim, n, dim)?;
+                    self.linear(o, s.att, n, s.xb2, dim, false)?;
                     ops.rms_norm(s.xb2, pn.ptr, s.xb2, n, dim, eps)?;
                     ops.add(s.x, s.xb2, n * dim)?;
                 }
-                None => ops.matmul_add(o.ty, o.ptr, s.att, s.x, dim, q_dim, n, dim)?,
+                None => self.linear(o, s.att, n, s.x, dim, true)?,
             }
             // FFN norm, gate and up projections with the activation
             let (g, u) = (&lw.ffn_gate, &lw.ffn_up);
             let gelu = c.activation == Activation::GeluTanh;
-            if g.ty == u.ty {
+            if g.packed && u.packed && g.ty == u.ty {
+                ops.quantize_q8(s.x, dim, n, Some((lw.ffn_norm.ptr, eps)), s.acts)?;
+                self.glu_q8(g, u, s.acts, n, s.hb, s.hb2, gelu)?;
+            } else if !(g.packed || u.packed) && g.ty == u.ty {
                 let norm = Some((lw.ffn_norm.ptr, eps));
                 ops.matmul_glu(g.ty, g.ptr, u.ptr, s.x, s.hb, ffn, dim, n, gelu, norm)?;
             } else {
                 ops.rms_norm(s.x, lw.ffn_norm.ptr, s.xb, n, dim, eps)?;
-                ops.matmul(g.ty, g.ptr, s.xb, s.hb, ffn, dim, n, ffn)?;
-                ops.matmul(u.ty, u.ptr, s.xb, s.hb2, ffn, dim, n, ffn)?;
+                self.linear(g, s.xb, n, s.hb, ffn, false)?;
+                self.linear(u, s.xb, n, s.hb2, ffn, false)?;
                 if gelu {
                     ops.gelu_tanh_mul(s.hb, s.hb2, s.hb, n * ffn)?;
                 } else {
@@ -632,11 +703,11 @@ impl CudaBackend {
             let d = &lw.ffn_down;
             match &lw.post_ffw_norm {
                 Some(pn) => {
-                    ops.matmul(d.ty, d.ptr, s.hb, s.xb2, dim, ffn, n, dim)?;
+                    self.linear(d, s.hb, n, s.xb2, dim, false)?;
                     ops.rms_norm(s.xb2, pn.ptr, s.xb2, n, dim, eps)?;
                     ops.add(s.x, s.xb2, n * dim)?;
                 }
-                None => ops.matmul_add(d.ty, d.ptr, s.hb, s.x, dim, ffn, n, dim)?,
+                None => self.linear(d, s.hb, n, s.x, dim, true)?,
             }
         }
         Ok(())

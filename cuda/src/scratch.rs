@@ -7,6 +7,7 @@ use std::sync::Arc;
 use orcd_engine::EngineError;
 use orcd_engine::model::ModelConfig;
 
+use crate::ops::ActsQ8Dev;
 use crate::vram::{DeviceBuffer, Purpose, VramLedger};
 
 const ALIGN: u64 = 256;
@@ -51,6 +52,10 @@ pub struct Scratch {
     /// penalty inputs: (vocab) u32 distinct ids, (vocab) u32 counts.
     pub pen_ids: u64,
     pub pen_counts: u64,
+    /// Q8 activations of one matrix input of the packed path, for T columns of the widest
+    /// input (kmax = max(dim, q_dim, ffn_dim)): q (T, kmax) i8, d (T, kmax / 32) f32,
+    /// sum (T, kmax / 32) i32 (`crate::packed`).
+    pub acts: ActsQ8Dev,
     /// Bytes of the metadata block (4 arrays of T 4-byte values).
     pub meta_bytes: usize,
 }
@@ -65,8 +70,9 @@ impl Scratch {
     }
 
     /// Buffer sizes in the order of the fields.
-    fn layout(c: &ModelConfig, t: usize, r: usize) -> [u64; 18] {
+    fn layout(c: &ModelConfig, t: usize, r: usize) -> [u64; 21] {
         let f = |n: usize| (n * 4) as u64;
+        let kmax = c.dim.max(c.q_dim()).max(c.ffn_dim);
         [
             f(4 * t),            // meta
             f(t * c.dim),        // x
@@ -86,6 +92,9 @@ impl Scratch {
             f(1),                // topk count
             f(c.vocab_size),     // penalty ids
             f(c.vocab_size),     // penalty counts
+            (t * kmax) as u64,   // Q8 activations: q
+            f(t * kmax / 32),    // d
+            f(t * kmax / 32),    // sum
         ]
     }
 
@@ -99,7 +108,7 @@ impl Scratch {
         let sizes = Self::layout(c, t, r);
         let buffer = ledger.alloc(Self::bytes(c, t, r), Purpose::Scratch)?;
         buffer.fill_sync(0xFF)?;
-        let mut at = [0u64; 18];
+        let mut at = [0u64; 21];
         let mut off = buffer.ptr();
         for (a, s) in at.iter_mut().zip(sizes) {
             *a = off;
@@ -130,6 +139,11 @@ impl Scratch {
             topk_count: at[15],
             pen_ids: at[16],
             pen_counts: at[17],
+            acts: ActsQ8Dev {
+                q: at[18],
+                d: at[19],
+                sum: at[20],
+            },
             meta_bytes: 4 * t * 4,
             _buffer: buffer,
         })

@@ -2,6 +2,11 @@
 //! device allocation holds every tensor at a 256-byte aligned offset. Uploaded from the
 //! memory-mapped file in chunks through a pinned staging buffer, with progress logged at
 //! 0/25/50/75/100 % (spec 1221-1222, 1621).
+//!
+//! With packing on, Q4_0 / Q4_1 / Q8_0 tensors (every one, the token embedding included) are
+//! stored in the packed layout of [`crate::packed`] instead: each is uploaded into a temporary
+//! device buffer (the size of the largest such tensor, freed after load) and repacked on the
+//! GPU into its final place. Other types keep their GGUF layout.
 
 use std::sync::Arc;
 
@@ -12,6 +17,9 @@ use orcd_engine::model::Model;
 use orcd_engine::quant::GgmlType;
 
 use crate::driver::check;
+use crate::kernels::Kernels;
+use crate::ops::Ops;
+use crate::packed::{is_packed_type, packed_bytes};
 use crate::vram::{DeviceBuffer, PinnedBuffer, Purpose, VramLedger};
 
 /// Alignment of each tensor in the weights allocation (bytes).
@@ -28,6 +36,8 @@ pub struct DevTensor {
     /// Elements per row (`ne[0]`).
     pub cols: usize,
     pub rows: usize,
+    /// In the packed layout of [`crate::packed`] (else GGUF blocks).
+    pub packed: bool,
 }
 
 /// One layer's tensors on the device (see `orcd_engine::model::LayerWeights` for shapes).
@@ -62,22 +72,52 @@ pub struct GpuWeights {
     pub layers: Vec<GpuLayer>,
 }
 
-/// Bytes the weights take on the device (each tensor aligned).
-pub fn weights_bytes(model: &Model) -> u64 {
+/// Whether tensor `t` is stored packed when packing is on.
+fn packs(t: &TensorInfo) -> bool {
+    is_packed_type(t.ty) && t.row_len().is_multiple_of(32)
+}
+
+/// Device bytes of tensor `t` (unaligned).
+fn device_size(t: &TensorInfo, packed: bool) -> u64 {
+    if packed && packs(t) {
+        packed_bytes(t.ty, t.n_rows(), t.row_len()) as u64
+    } else {
+        t.size
+    }
+}
+
+/// Bytes the weights take on the device (each tensor aligned), packed or not.
+pub fn weights_bytes(model: &Model, packed: bool) -> u64 {
     model
         .weights
         .all()
         .iter()
-        .map(|t| t.size.next_multiple_of(TENSOR_ALIGN))
+        .map(|t| device_size(t, packed).next_multiple_of(TENSOR_ALIGN))
         .sum()
 }
 
 impl GpuWeights {
-    /// Allocate and upload every tensor of `model`.
-    pub fn upload(model: &Model, ledger: &Arc<VramLedger>) -> Result<GpuWeights, EngineError> {
+    /// Allocate and upload every tensor of `model`; with `repack` (the loaded kernels), the
+    /// packed types in the packed layout.
+    pub fn upload(
+        model: &Model,
+        ledger: &Arc<VramLedger>,
+        repack: Option<&Kernels>,
+    ) -> Result<GpuWeights, EngineError> {
         let all = model.weights.all();
-        let total = weights_bytes(model);
+        let packed = repack.is_some();
+        let total = weights_bytes(model, packed);
         let buffer = ledger.alloc(total, Purpose::Weights)?;
+        // The GGUF bytes of a tensor to repack land here first.
+        let temp_bytes = all
+            .iter()
+            .filter(|t| packed && packs(t))
+            .map(|t| t.size)
+            .max();
+        let temp = match temp_bytes {
+            Some(b) => Some(ledger.alloc(b.next_multiple_of(TENSOR_ALIGN), Purpose::Scratch)?),
+            None => None,
+        };
         let mut staging = PinnedBuffer::new(ledger.gpu(), STAGING_BYTES)?;
         let mut offsets: Vec<(String, u64)> = Vec::with_capacity(all.len());
         let mut offset = 0u64;
@@ -94,11 +134,19 @@ impl GpuWeights {
         next_report += 25;
         for t in &all {
             let data = model.tensor_data(t);
+            let repack_here = match (repack, &temp) {
+                (Some(k), Some(temp)) if packs(t) => Some((k, temp)),
+                _ => None,
+            };
             for chunk in data.chunks(STAGING_BYTES) {
                 // The staging buffer is reused: wait for the previous copy out of it.
                 gpu.synchronize()?;
                 staging.as_mut_slice()[..chunk.len()].copy_from_slice(chunk);
-                let dst = buffer.ptr_at(offset + (chunk.as_ptr() as u64 - data.as_ptr() as u64))?;
+                let at = chunk.as_ptr() as u64 - data.as_ptr() as u64;
+                let dst = match repack_here {
+                    Some((_, temp)) => temp.ptr_at(at)?,
+                    None => buffer.ptr_at(offset + at)?,
+                };
                 // SAFETY: `dst..dst+len` lies inside `buffer` (offsets sum to `total`); the
                 // source is pinned memory that stays untouched until the next synchronize.
                 check(
@@ -121,10 +169,22 @@ impl GpuWeights {
                     next_report += 25;
                 }
             }
+            if let Some((k, temp)) = repack_here {
+                // Queued after the copies into `temp`; the next tensor's copies into `temp`
+                // queue after it on the same stream.
+                Ops::new(gpu, k).repack(
+                    t.ty,
+                    temp.ptr(),
+                    buffer.ptr_at(offset)?,
+                    t.n_rows(),
+                    t.row_len(),
+                )?;
+            }
             offsets.push((t.name.clone(), offset));
-            offset += t.size.next_multiple_of(TENSOR_ALIGN);
+            offset += device_size(t, packed).next_multiple_of(TENSOR_ALIGN);
         }
         gpu.synchronize()?;
+        drop(temp);
         let base = buffer.ptr();
         let find = |t: &TensorInfo| -> Result<DevTensor, EngineError> {
             let off = offsets
@@ -140,6 +200,7 @@ impl GpuWeights {
                 ty: t.ty,
                 cols: t.row_len(),
                 rows: t.n_rows(),
+                packed: packed && packs(t),
             })
         };
         let opt = |t: &Option<TensorInfo>| t.as_ref().map(&find).transpose();

@@ -28,6 +28,13 @@ fn first_step_tol(model: TestModel) -> f32 {
 }
 /// Largest per-step logit difference from the CPU backend, relative to the row's scale.
 const CPU_TOL: f32 = 2e-3;
+/// The same for the packed path against the CPU's Q8 path: both quantize activations the same
+/// way, but the dots are summed in other orders, so an activation a rounding step away can
+/// round to the neighbouring Q8 value, and over 30 layers the two paths' quantization noise
+/// decorrelates: seen at most 3.75e-2 of the row scale over the 17 steps (1.10 at a scale of
+/// 37.4; 0.57 of 20.2 at the first step) on an H200, about the size of the whole Q8 effect (the
+/// exact path is 0.55 from llama.cpp's Q8 path at the first step).
+const CPU_Q8_TOL: f32 = 0.1;
 
 fn cuda(model: TestModel, opts: CudaOptions) -> CudaBackend {
     let m = Model::open(&model.path()).expect("load model");
@@ -80,14 +87,21 @@ fn gemma3_matches_llama_cpp_greedy() {
     check_reference(TestModel::Gemma3);
 }
 
-/// Prompt, then decode steps, on both backends; every step's logits row compared.
-fn check_against_cpu(model: TestModel) {
+/// Prompt, then decode steps, on both backends; every step's logits row compared. `packed`:
+/// the CUDA packed path (Q8 activations) against the CPU backend's Q8 path, within `tol`;
+/// else the GGUF-layout f32 path against the CPU's exact path, within [`CPU_TOL`].
+fn check_against_cpu(model: TestModel, packed: bool) {
+    let tol = if packed { CPU_Q8_TOL } else { CPU_TOL };
     let m = Model::open(&model.path()).expect("load model");
-    let mut gpu = CudaBackend::new(m.clone(), CudaOptions::default()).expect("CUDA backend");
+    let opts = CudaOptions {
+        packed,
+        ..CudaOptions::default()
+    };
+    let mut gpu = CudaBackend::new(m.clone(), opts).expect("CUDA backend");
     let mut cpu = CpuBackend::new(
         m,
         CpuOptions {
-            exact: true,
+            exact: !packed,
             ..CpuOptions::default()
         },
     )
@@ -125,31 +139,49 @@ fn check_against_cpu(model: TestModel) {
             .iter()
             .zip(&b)
             .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
-        eprintln!("{model:?} step {i}: max |gpu - cpu| {diff:.5} (row scale {scale:.2})");
-        assert!(
-            diff <= CPU_TOL * scale,
-            "step {i}: {diff} > {CPU_TOL} * {scale}"
+        eprintln!(
+            "{model:?} packed={packed} step {i}: max |gpu - cpu| {diff:.5} (row scale {scale:.2})"
         );
+        assert!(diff <= tol * scale, "step {i}: {diff} > {tol} * {scale}");
         worst = worst.max(diff / scale);
-        assert_eq!(
+        let (ga, ca) = (
             gpu.logits_argmax(0).unwrap().0,
             cpu.logits_argmax(0).unwrap().0,
-            "step {i}"
         );
+        // Same argmax, unless the CPU's top two are closer than the paths' difference (Q8).
+        let runner_up = b
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != ca as usize)
+            .fold(f32::NEG_INFINITY, |m, (_, &v)| m.max(v));
+        if !packed || b[ca as usize] - runner_up > 2.0 * diff {
+            assert_eq!(ga, ca, "step {i}");
+        } else if ga != ca {
+            eprintln!("step {i}: argmax {ga} vs {ca} at a near tie");
+        }
     }
-    eprintln!("{model:?}: largest relative per-step logit difference GPU vs CPU {worst:.2e}");
+    eprintln!(
+        "{model:?} packed={packed}: largest relative per-step logit difference GPU vs CPU {worst:.2e}"
+    );
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU and the SmolLM2 model"]
 fn smollm2_logits_match_the_cpu_backend_at_every_step() {
-    check_against_cpu(TestModel::SmolLm2);
+    check_against_cpu(TestModel::SmolLm2, false);
+}
+
+/// The packed path (Q8 activations, integer dots) against the CPU backend's Q8 path.
+#[test]
+#[ignore = "needs a CUDA GPU and the SmolLM2 model"]
+fn smollm2_packed_logits_match_the_cpu_q8_backend_at_every_step() {
+    check_against_cpu(TestModel::SmolLm2, true);
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU and the Gemma 3 model"]
 fn gemma3_logits_match_the_cpu_backend_at_every_step() {
-    check_against_cpu(TestModel::Gemma3);
+    check_against_cpu(TestModel::Gemma3, false);
 }
 
 /// Two sequences in one batch, split into chunks smaller than a prompt, give the same logits
@@ -314,13 +346,20 @@ fn a_missing_gpu_is_a_typed_error() {
 
 /// Decode speed at batch 1 (printed, not asserted): a 16-token prompt, then 128 greedy steps,
 /// each a forward of one token plus the GPU argmax read back, as the worker's loop does; for
-/// fused kernels + CUDA graphs (the default), graphs alone, and neither.
+/// packed weights + fused kernels + CUDA graphs (the default), the same unpacked, packed with
+/// graphs alone, and unpacked with neither.
 #[test]
 #[ignore = "needs a CUDA GPU and the SmolLM2 model"]
 fn decode_speed_smollm2_batch1() {
     let m = Model::open(&TestModel::SmolLm2.path()).expect("load model");
-    for (fused, graphs) in [(true, true), (false, true), (false, false)] {
+    for (packed, fused, graphs) in [
+        (true, true, true),
+        (false, true, true),
+        (true, false, true),
+        (false, false, false),
+    ] {
         let opts = CudaOptions {
+            packed,
             fused,
             cuda_graphs: graphs,
             ..CudaOptions::default()
@@ -357,7 +396,7 @@ fn decode_speed_smollm2_batch1() {
             let secs = start.elapsed().as_secs_f64();
             dev.free_seq(slot);
             eprintln!(
-                "decode fused={fused} graphs={graphs} round {round}: {:.1} tok/s at batch 1 on {} ({:.3} ms/token)",
+                "decode packed={packed} fused={fused} graphs={graphs} round {round}: {:.1} tok/s at batch 1 on {} ({:.3} ms/token)",
                 128.0 / secs,
                 dev.gpu_name(),
                 secs * 1000.0 / 128.0
@@ -409,45 +448,52 @@ fn cuda_graphs_replay_the_same_steps() {
     assert_eq!(without.graphs_captured(), 0);
 }
 
-/// The fused kernels compute the same forward as one launch per op.
+/// The fused kernels compute the same forward as one launch per op, packed or not. Packed:
+/// bit-identical (the quantization with the norm on the fly equals rms_norm then quantization,
+/// and every packed matrix kernel computes the canonical dot).
 fn check_fused_against_unfused(model: TestModel) {
     let m = Model::open(&model.path()).expect("load model");
-    let mut fused = CudaBackend::new(m.clone(), CudaOptions::default()).unwrap();
-    let mut plain = CudaBackend::new(
-        m,
-        CudaOptions {
-            fused: false,
+    for packed in [true, false] {
+        let opts = |fused| CudaOptions {
+            fused,
+            packed,
             ..CudaOptions::default()
-        },
-    )
-    .unwrap();
-    let case = &model.cases()[0];
-    let mut ids = case.prompt_tokens.clone();
-    ids.extend(&case.greedy_tokens[..8]);
-    for dev in [&mut fused, &mut plain] {
-        let slot = dev.alloc_seq(ids.len()).unwrap();
-        dev.forward(&[SeqInput {
-            slot,
-            start_pos: 0,
-            tokens: &ids,
-            logits: LogitsWanted::All,
-        }])
-        .unwrap();
+        };
+        let mut fused = CudaBackend::new(m.clone(), opts(true)).unwrap();
+        let mut plain = CudaBackend::new(m.clone(), opts(false)).unwrap();
+        let case = &model.cases()[0];
+        let mut ids = case.prompt_tokens.clone();
+        ids.extend(&case.greedy_tokens[..8]);
+        for dev in [&mut fused, &mut plain] {
+            let slot = dev.alloc_seq(ids.len()).unwrap();
+            dev.forward(&[SeqInput {
+                slot,
+                start_pos: 0,
+                tokens: &ids,
+                logits: LogitsWanted::All,
+            }])
+            .unwrap();
+        }
+        let mut worst = 0.0f32;
+        for r in 0..ids.len() {
+            let (a, b) = (fused.logits_row(r).unwrap(), plain.logits_row(r).unwrap());
+            let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let d = a
+                .iter()
+                .zip(&b)
+                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            worst = worst.max(d / scale);
+        }
+        eprintln!(
+            "{model:?} packed={packed}: fused vs one-op-per-launch, largest relative logit difference {worst:.2e}"
+        );
+        if packed && matches!(model, TestModel::SmolLm2) {
+            // SmolLM2 uses no fused kernel but the matrices' (and RoPE + store, bit-identical).
+            assert_eq!(worst, 0.0);
+        } else {
+            assert!(worst < 1e-5, "{worst}");
+        }
     }
-    let mut worst = 0.0f32;
-    for r in 0..ids.len() {
-        let (a, b) = (fused.logits_row(r).unwrap(), plain.logits_row(r).unwrap());
-        let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let d = a
-            .iter()
-            .zip(&b)
-            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
-        worst = worst.max(d / scale);
-    }
-    eprintln!(
-        "{model:?}: fused vs one-op-per-launch, largest relative logit difference {worst:.2e}"
-    );
-    assert!(worst < 1e-5, "{worst}");
 }
 
 #[test]

@@ -9,9 +9,11 @@ mod embed;
 mod logits;
 mod matmul;
 mod norm;
+mod packed;
 mod rope;
 
 pub use attention::KvGeometry;
+pub use packed::ActsQ8Dev;
 pub use rope::RopeStyle;
 
 use orcd_engine::EngineError;

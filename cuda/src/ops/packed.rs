@@ -1,0 +1,325 @@
+//! Packed weights (`crate::packed`) and Q8 activations: the load-time repack and embedding
+//! lookup (`mmvq_packed.cu`), the activation quantization with the RMS norm on the fly
+//! (`quant_act.cu`), and the matrix x Q8 activation kernels computing the canonical dot product
+//! bit for bit, whatever the number of columns.
+
+use orcd_engine::EngineError;
+use orcd_engine::quant::GgmlType;
+
+use super::{Ops, blocks, int};
+use crate::kernels::{Arg, launch};
+use crate::packed::is_packed_type;
+
+/// mmvq_packed.cu: most warps (= weight rows) per block, activation columns per block (grid.y
+/// tiles).
+pub const PK_WARPS: u32 = 8;
+pub const PK_COLS: u32 = 8;
+/// quant_act.cu: threads per block (= norm.cu's NORM_THREADS: the norm's sum of squares must
+/// match), and 32-wide blocks quantized per block (one per warp).
+pub const QA_THREADS: u32 = 256;
+pub const QA_WARPS: u32 = 8;
+/// Below this many blocks of `PK_WARPS` warps a matrix launch uses blocks of 4 warps (more SMs
+/// busy for the small, latency-bound shapes).
+const MIN_BLOCKS: usize = 264;
+
+/// Device addresses of Q8 activations of up to some number of columns of width k:
+/// q: (ncols, k) i8;  d: (ncols, k / 32) f32;  sum: (ncols, k / 32) i32 (`crate::packed`).
+#[derive(Copy, Clone, Debug)]
+pub struct ActsQ8Dev {
+    pub q: u64,
+    pub d: u64,
+    pub sum: u64,
+}
+
+fn check_packed(ty: GgmlType, k: usize, what: &str) -> Result<(), EngineError> {
+    if !is_packed_type(ty) || k == 0 || !k.is_multiple_of(32) {
+        return Err(EngineError::InvalidInput(format!(
+            "{what} of a packed {} matrix of width {k}",
+            ty.name()
+        )));
+    }
+    Ok(())
+}
+
+/// Warps per block for `rows` weight rows, one per warp (`pair`: a gate and an up warp per
+/// row). Any choice gives the same results; smaller blocks spread the small shapes over more SMs.
+fn block_warps(rows: usize, pair: bool) -> u32 {
+    let per = |w: u32| if pair { w as usize / 2 } else { w as usize };
+    if rows.div_ceil(per(PK_WARPS)) >= MIN_BLOCKS {
+        PK_WARPS
+    } else {
+        4
+    }
+}
+
+impl Ops<'_> {
+    /// GGUF blocks `src` (rows x k of `ty`, rows contiguous, 2-byte aligned) into the packed
+    /// layout at `dst` (`crate::packed::packed_bytes` bytes, 256-byte aligned).
+    pub fn repack(
+        &self,
+        ty: GgmlType,
+        src: u64,
+        dst: u64,
+        rows: usize,
+        k: usize,
+    ) -> Result<(), EngineError> {
+        if !is_packed_type(ty) || !k.is_multiple_of(32) {
+            return Err(EngineError::InvalidInput(format!("repack of width {k}")));
+        }
+        let nblk = rows * (k / 32);
+        let f = self.k.for_type("repack", ty, "")?;
+        launch(
+            self.gpu,
+            f,
+            (blocks(nblk, 256), 1, 1),
+            (256, 1, 1),
+            &[
+                Arg::Ptr(src),
+                Arg::Ptr(dst),
+                Arg::I32(int(rows, "rows")?),
+                Arg::I32(int(k, "columns")?),
+            ],
+            "repack",
+        )
+    }
+
+    /// out[t][:] = dequant(W[tokens[t]][:]) * scale from a packed table.
+    /// W: packed (vocab, dim) of `ty`;  tokens: (ntok) u32, each < vocab;  out: (ntok, dim) f32.
+    pub fn embed_packed(
+        &self,
+        ty: GgmlType,
+        w: u64,
+        vocab: usize,
+        tokens: u64,
+        out: u64,
+        ntok: usize,
+        dim: usize,
+        scale: f32,
+    ) -> Result<(), EngineError> {
+        if !is_packed_type(ty) || !dim.is_multiple_of(32) {
+            return Err(EngineError::InvalidInput(format!(
+                "packed embedding of width {dim} in {}",
+                ty.name()
+            )));
+        }
+        let f = self.k.for_type("embed_packed", ty, "")?;
+        launch(
+            self.gpu,
+            f,
+            (int(ntok, "tokens")? as u32, 1, 1),
+            (crate::kernels::shape::EMBED_THREADS, 1, 1),
+            &[
+                Arg::Ptr(w),
+                Arg::Ptr(tokens),
+                Arg::Ptr(out),
+                Arg::I32(int(vocab, "vocab")?),
+                Arg::I32(int(dim, "dim")?),
+                Arg::F32(scale),
+            ],
+            "embed_packed",
+        )
+    }
+
+    /// Q8 activations of x: (ncols, k) f32 into `acts` (room for ncols columns of k). With
+    /// `norm` = Some((weights (k) f32, eps)) each column is RMS-normalized first, exactly as
+    /// [`Ops::rms_norm`] computes it.
+    pub fn quantize_q8(
+        &self,
+        x: u64,
+        k: usize,
+        ncols: usize,
+        norm: Option<(u64, f32)>,
+        acts: ActsQ8Dev,
+    ) -> Result<(), EngineError> {
+        if k == 0 || !k.is_multiple_of(32) {
+            return Err(EngineError::InvalidInput(format!(
+                "Q8 activations of width {k}"
+            )));
+        }
+        let f = self.k.get("quantize_q8_f32")?;
+        let (nw, eps) = norm.unwrap_or((0, 0.0));
+        launch(
+            self.gpu,
+            f,
+            (blocks(k / 32, QA_WARPS), int(ncols, "columns")? as u32, 1),
+            (QA_THREADS, 1, 1),
+            &[
+                Arg::Ptr(x),
+                Arg::Ptr(nw),
+                Arg::F32(eps),
+                Arg::Ptr(acts.q),
+                Arg::Ptr(acts.d),
+                Arg::Ptr(acts.sum),
+                Arg::I32(int(k, "width")?),
+            ],
+            "quantize_q8_f32",
+        )
+    }
+
+    /// The one dispatch of a packed linear layer: y[c][r] (+)= W[r] . x[c] (canonical dot
+    /// product) for r < n, c < ncols. W: packed (n, k) of `ty`;  acts: Q8 activations of x:
+    /// (ncols, k);  y: (ncols, y_stride) f32, y_stride >= n.
+    /// (The prefill GEMM joins here as a `ncols >= N` branch with the same arguments.)
+    pub fn linear_packed(
+        &self,
+        ty: GgmlType,
+        w: u64,
+        n: usize,
+        k: usize,
+        acts: ActsQ8Dev,
+        ncols: usize,
+        y: u64,
+        y_stride: usize,
+        accumulate: bool,
+    ) -> Result<(), EngineError> {
+        self.matmul_packed(ty, w, n, k, acts, ncols, y, y_stride, accumulate, None)
+    }
+
+    /// [`Ops::linear_packed`]'s matrix-vector kernel; `warps` forces the warps per block (1 to
+    /// `PK_WARPS`; tests), `None` picks them from the shape.
+    pub fn matmul_packed(
+        &self,
+        ty: GgmlType,
+        w: u64,
+        n: usize,
+        k: usize,
+        acts: ActsQ8Dev,
+        ncols: usize,
+        y: u64,
+        y_stride: usize,
+        accumulate: bool,
+        warps: Option<u32>,
+    ) -> Result<(), EngineError> {
+        check_packed(ty, k, "matmul")?;
+        if y_stride < n {
+            return Err(EngineError::InvalidInput(format!(
+                "packed matmul of {n} rows into a stride of {y_stride}"
+            )));
+        }
+        let wp = warps.unwrap_or_else(|| block_warps(n, false));
+        if wp == 0 || wp > PK_WARPS {
+            return Err(EngineError::InvalidInput(format!("{wp} warps per block")));
+        }
+        let f = self.k.for_type("mmvq_packed", ty, "")?;
+        launch(
+            self.gpu,
+            f,
+            (blocks(n, wp), blocks(ncols, PK_COLS), 1),
+            (wp * 32, 1, 1),
+            &[
+                Arg::Ptr(w),
+                Arg::Ptr(acts.q),
+                Arg::Ptr(acts.d),
+                Arg::Ptr(acts.sum),
+                Arg::Ptr(y),
+                Arg::I32(int(n, "rows")?),
+                Arg::I32(int(k, "columns")?),
+                Arg::I32(int(ncols, "activation columns")?),
+                Arg::I32(int(y_stride, "output stride")?),
+                Arg::I32(i32::from(accumulate)),
+            ],
+            "mmvq_packed",
+        )
+    }
+
+    /// Up to three packed matrices of one type and width k against the same activations, one
+    /// launch: parts[i] = (W: packed (n_i, k), y: (ncols, n_i) f32); parts with n = 0 are
+    /// skipped.
+    pub fn matmul3_packed(
+        &self,
+        ty: GgmlType,
+        parts: [(u64, u64, usize); 3],
+        k: usize,
+        acts: ActsQ8Dev,
+        ncols: usize,
+    ) -> Result<(), EngineError> {
+        check_packed(ty, k, "matmul3")?;
+        let rows: usize = parts.iter().map(|p| p.2).sum();
+        let wp = block_warps(rows, false);
+        let f = self.k.for_type("mmvq3_packed", ty, "")?;
+        let mut args = Vec::with_capacity(14);
+        for (w, y, n) in parts {
+            args.extend([Arg::Ptr(w), Arg::Ptr(y), Arg::I32(int(n, "rows")?)]);
+        }
+        args.extend([
+            Arg::Ptr(acts.q),
+            Arg::Ptr(acts.d),
+            Arg::Ptr(acts.sum),
+            Arg::I32(int(k, "columns")?),
+            Arg::I32(int(ncols, "activation columns")?),
+        ]);
+        launch(
+            self.gpu,
+            f,
+            (blocks(rows, wp), blocks(ncols, PK_COLS), 1),
+            (wp * 32, 1, 1),
+            &args,
+            "mmvq3_packed",
+        )
+    }
+
+    /// out[c][r] = act(Wg[r] . x[c]) * (Wu[r] . x[c]), act SiLU or GELU-tanh (`gelu`), each dot
+    /// canonical. Wg, Wu: packed (n, k) of `ty`;  out: (ncols, n) f32.
+    pub fn matmul_glu_packed(
+        &self,
+        ty: GgmlType,
+        wg: u64,
+        wu: u64,
+        n: usize,
+        k: usize,
+        acts: ActsQ8Dev,
+        ncols: usize,
+        out: u64,
+        gelu: bool,
+    ) -> Result<(), EngineError> {
+        check_packed(ty, k, "matmul_glu")?;
+        let wp = block_warps(n, true);
+        let f = self.k.for_type("mmvq_glu_packed", ty, "")?;
+        launch(
+            self.gpu,
+            f,
+            (blocks(n, wp / 2), blocks(ncols, PK_COLS), 1),
+            (wp * 32, 1, 1),
+            &[
+                Arg::Ptr(wg),
+                Arg::Ptr(wu),
+                Arg::Ptr(acts.q),
+                Arg::Ptr(acts.d),
+                Arg::Ptr(acts.sum),
+                Arg::Ptr(out),
+                Arg::I32(int(n, "rows")?),
+                Arg::I32(int(k, "columns")?),
+                Arg::I32(int(ncols, "activation columns")?),
+                Arg::I32(i32::from(gelu)),
+            ],
+            "mmvq_glu_packed",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_match_the_sources() {
+        let pk = include_str!("../../kernels/mmvq_packed.cu");
+        let qa = include_str!("../../kernels/quant_act.cu");
+        assert!(pk.contains(&format!("#define PK_WARPS {PK_WARPS}\n")));
+        assert!(pk.contains(&format!("#define PK_COLS {PK_COLS}\n")));
+        assert!(qa.contains(&format!("#define QA_THREADS {QA_THREADS}\n")));
+        assert!(qa.contains(&format!("#define QA_WARPS {QA_WARPS}\n")));
+        assert_eq!(QA_THREADS, crate::kernels::shape::NORM_THREADS);
+        assert_eq!(QA_THREADS, QA_WARPS * 32);
+    }
+
+    #[test]
+    fn block_sizes_hold_whole_rows_and_pairs() {
+        for n in [1, 64, 576, 4096, 14336, 151_936] {
+            for pair in [false, true] {
+                let w = block_warps(n, pair);
+                assert!(w <= PK_WARPS && w.is_multiple_of(2));
+            }
+        }
+    }
+}

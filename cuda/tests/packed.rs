@@ -1,0 +1,559 @@
+//! The packed-weight kernels against their host references (`orcd_cuda::packed`), BIT-EXACT:
+//! the GPU repack equals `packed::pack`; the activation quantization equals
+//! `packed::quantize_acts` (with the RMS norm: the rms_norm kernel's output quantized on the
+//! host); every matrix kernel variant (plain, accumulate, 3-part, gated pair) equals
+//! `packed::dot_canonical` for Q4_0, Q4_1 and Q8_0 at k = 256 .. 14336 (uneven last
+//! segment), 1..=8 and 13 columns (tiles), every block size; the packed embedding equals the
+//! GGUF one. Inputs are fresh random data each run (the seed is printed); outputs are poisoned
+//! (NaN) before each launch. A last `--ignored` test prints kernel timings, old `mmv` vs packed.
+//! GPU tests: `#[ignore]`d, run on the GPU machine.
+
+use std::sync::Arc;
+
+use orcd_cuda::compile::KernelCompiler;
+use orcd_cuda::graph::GraphCache;
+use orcd_cuda::kernels::Kernels;
+use orcd_cuda::ops::{ActsQ8Dev, Ops};
+use orcd_cuda::packed::{self, ActsQ8};
+use orcd_cuda::{DeviceBuffer, GpuContext, Purpose, VramLedger};
+use orcd_engine::quant::{GgmlType, quantize_row};
+
+const TYPES: [GgmlType; 3] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
+
+/// xorshift64*: small, seedable, good enough for test data.
+struct Rng(u64);
+
+impl Rng {
+    fn fresh(what: &str) -> Rng {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9e37_79b9)
+            | 1;
+        eprintln!("{what}: seed {seed}");
+        Rng(seed)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in [-1, 1).
+    fn f(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.f() * scale).collect()
+    }
+}
+
+struct Gpu {
+    kernels: Kernels,
+    ledger: Arc<VramLedger>,
+    gpu: Arc<GpuContext>,
+}
+
+impl Gpu {
+    fn new() -> Gpu {
+        let gpu = Arc::new(GpuContext::new(0).expect("GPU 0"));
+        let dir = std::env::temp_dir().join("orcd-kernel-tests");
+        let compiler = KernelCompiler::new(gpu.compute_capability(), &dir).expect("nvrtc");
+        let kernels = Kernels::load(&gpu, &compiler).expect("kernels");
+        let ledger = VramLedger::new(Arc::clone(&gpu));
+        Gpu {
+            kernels,
+            ledger,
+            gpu,
+        }
+    }
+    fn ops(&self) -> Ops<'_> {
+        Ops::new(&self.gpu, &self.kernels)
+    }
+    fn up<T: Copy>(&self, data: &[T]) -> DeviceBuffer {
+        let b = self
+            .ledger
+            .alloc(std::mem::size_of_val(data).max(1) as u64, Purpose::Scratch)
+            .expect("alloc");
+        b.write_sync(0, data).expect("upload");
+        b
+    }
+    /// A buffer of `bytes` filled with 0xFF (NaN as f32).
+    fn poisoned(&self, bytes: usize) -> DeviceBuffer {
+        let b = self
+            .ledger
+            .alloc(bytes as u64, Purpose::Scratch)
+            .expect("alloc");
+        b.fill_sync(0xFF).expect("poison");
+        b
+    }
+    fn down<T: Copy + Default>(&self, b: &DeviceBuffer, n: usize) -> Vec<T> {
+        let mut v = vec![T::default(); n];
+        b.read_sync(0, &mut v).expect("download");
+        v
+    }
+    /// GGUF bytes repacked on the GPU.
+    fn repacked(&self, ty: GgmlType, gguf: &[u8], rows: usize, k: usize) -> DeviceBuffer {
+        let src = self.up(gguf);
+        let dst = self.poisoned(packed::packed_bytes(ty, rows, k));
+        self.ops()
+            .repack(ty, src.ptr(), dst.ptr(), rows, k)
+            .expect("repack");
+        dst
+    }
+}
+
+/// Q8 activations on the device: (q, d, sum) buffers and their addresses.
+struct DevActs {
+    _bufs: [DeviceBuffer; 3],
+    acts: ActsQ8Dev,
+}
+
+fn up_acts(g: &Gpu, a: &ActsQ8) -> DevActs {
+    let (q, d, s) = (g.up(&a.q), g.up(&a.d), g.up(&a.sum));
+    let acts = ActsQ8Dev {
+        q: q.ptr(),
+        d: d.ptr(),
+        sum: s.ptr(),
+    };
+    DevActs {
+        _bufs: [q, d, s],
+        acts,
+    }
+}
+
+/// `rows` random rows of `k` weights quantized to `ty` (GGUF bytes).
+fn gguf_matrix(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec<u8> {
+    (0..rows)
+        .flat_map(|_| quantize_row(ty, &rng.vec(k, 1.0)).expect("quantize"))
+        .collect()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn repack_matches_the_host_pack() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("repack");
+    for ty in TYPES {
+        for (rows, k) in [(37, 576), (5, 14336), (3, 32 * 37)] {
+            let gguf = gguf_matrix(&mut rng, ty, rows, k);
+            let want = packed::pack(ty, &gguf, rows, k);
+            let dst = g.repacked(ty, &gguf, rows, k);
+            let got: Vec<u8> = g.down(&dst, want.len());
+            // Padding between the regions is not part of the layout.
+            let so = packed::scales_offset(ty, rows, k);
+            let qbytes = rows * (k / 32) * if ty == GgmlType::Q8_0 { 32 } else { 16 };
+            assert_eq!(
+                got[..qbytes],
+                want[..qbytes],
+                "{} quants {rows}x{k}",
+                ty.name()
+            );
+            assert_eq!(got[so..], want[so..], "{} scales {rows}x{k}", ty.name());
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn activation_quantization_is_the_hosts_bit_for_bit() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("quantize_q8");
+    for (k, ncols) in [(576, 3), (4096, 2), (14336, 1), (896, 5)] {
+        let mut x = rng.vec(ncols * k, 3.0);
+        // A zero block, a block of one huge value, exact halves.
+        x[32..64].fill(0.0);
+        x[64] = 1e30;
+        for (i, v) in x[96..128].iter_mut().enumerate() {
+            *v = (i as f32 - 16.0) * 0.5;
+        }
+        let nb = k / 32;
+        let xd = g.up(&x);
+        let out = [
+            g.poisoned(ncols * k),
+            g.poisoned(ncols * nb * 4),
+            g.poisoned(ncols * nb * 4),
+        ];
+        let acts = ActsQ8Dev {
+            q: out[0].ptr(),
+            d: out[1].ptr(),
+            sum: out[2].ptr(),
+        };
+        let check = |want: &ActsQ8, what: &str| {
+            let q: Vec<i8> = g.down(&out[0], ncols * k);
+            let d: Vec<f32> = g.down(&out[1], ncols * nb);
+            let s: Vec<i32> = g.down(&out[2], ncols * nb);
+            assert_eq!(q, want.q, "{what} q, k {k}");
+            assert_eq!(bits(&d), bits(&want.d), "{what} d, k {k}");
+            assert_eq!(s, want.sum, "{what} sum, k {k}");
+        };
+        g.ops().quantize_q8(xd.ptr(), k, ncols, None, acts).unwrap();
+        check(&packed::quantize_acts(&x, ncols, k), "plain");
+        // With the norm: the rms_norm kernel's output, quantized on the host.
+        let x = rng.vec(ncols * k, 2.0);
+        let xd = g.up(&x);
+        let nw = g.up(&rng.vec(k, 1.5));
+        let normed = g.poisoned(ncols * k * 4);
+        g.ops()
+            .rms_norm(xd.ptr(), nw.ptr(), normed.ptr(), ncols, k, 1e-5)
+            .unwrap();
+        let xn: Vec<f32> = g.down(&normed, ncols * k);
+        g.ops()
+            .quantize_q8(xd.ptr(), k, ncols, Some((nw.ptr(), 1e-5)), acts)
+            .unwrap();
+        check(&packed::quantize_acts(&xn, ncols, k), "normed");
+    }
+}
+
+const KS: [usize; 6] = [256, 576, 896, 1056, 4096, 14336];
+const NCOLS: [usize; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 13];
+
+/// The canonical dots of every row of `packed` (rows x k) and column of `acts`: (ncols, rows).
+fn host_dots(ty: GgmlType, packed: &[u8], rows: usize, acts: &ActsQ8) -> Vec<f32> {
+    (0..acts.ncols)
+        .flat_map(|c| (0..rows).map(move |r| packed::dot_canonical(ty, packed, rows, r, acts, c)))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn matmul_packed_is_the_canonical_dot_bit_for_bit() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("matmul_packed");
+    let n = 67;
+    let maxc = *NCOLS.iter().max().unwrap();
+    for ty in TYPES {
+        for k in KS {
+            let gguf = gguf_matrix(&mut rng, ty, n, k);
+            let host = packed::pack(ty, &gguf, n, k);
+            let w = g.repacked(ty, &gguf, n, k);
+            let acts = packed::quantize_acts(&rng.vec(maxc * k, 1.0), maxc, k);
+            let want = host_dots(ty, &host, n, &acts);
+            let da = up_acts(&g, &acts);
+            let ys = n + 3;
+            for ncols in NCOLS {
+                for warps in [None, Some(1), Some(3), Some(8)] {
+                    let y = g.poisoned(ncols * ys * 4);
+                    g.ops()
+                        .matmul_packed(ty, w.ptr(), n, k, da.acts, ncols, y.ptr(), ys, false, warps)
+                        .unwrap();
+                    let got: Vec<f32> = g.down(&y, ncols * ys);
+                    for c in 0..ncols {
+                        assert_eq!(
+                            bits(&got[c * ys..c * ys + n]),
+                            bits(&want[c * n..(c + 1) * n]),
+                            "{} k {k} ncols {ncols} col {c} warps {warps:?}",
+                            ty.name()
+                        );
+                    }
+                }
+                // Accumulate: y0 + dot, one f32 addition.
+                let y0 = rng.vec(ncols * ys, 4.0);
+                let y = g.up(&y0);
+                g.ops()
+                    .linear_packed(ty, w.ptr(), n, k, da.acts, ncols, y.ptr(), ys, true)
+                    .unwrap();
+                let got: Vec<f32> = g.down(&y, ncols * ys);
+                for c in 0..ncols {
+                    for r in 0..ys {
+                        let i = c * ys + r;
+                        let exp = if r < n {
+                            y0[i] + want[c * n + r]
+                        } else {
+                            y0[i]
+                        };
+                        assert_eq!(
+                            got[i].to_bits(),
+                            exp.to_bits(),
+                            "{} accumulate k {k} ncols {ncols} ({c}, {r})",
+                            ty.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn fused_packed_matmuls_are_the_canonical_dot_bit_for_bit() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("fused packed");
+    let maxc = *NCOLS.iter().max().unwrap();
+    for ty in TYPES {
+        for k in KS {
+            let acts = packed::quantize_acts(&rng.vec(maxc * k, 1.0), maxc, k);
+            let da = up_acts(&g, &acts);
+            // Three parts (q, k, v).
+            let ns = [41usize, 9, 9];
+            let mats: Vec<(Vec<u8>, DeviceBuffer)> = ns
+                .iter()
+                .map(|&n| {
+                    let gguf = gguf_matrix(&mut rng, ty, n, k);
+                    let w = g.repacked(ty, &gguf, n, k);
+                    (packed::pack(ty, &gguf, n, k), w)
+                })
+                .collect();
+            let wants: Vec<Vec<f32>> = (0..3)
+                .map(|i| host_dots(ty, &mats[i].0, ns[i], &acts))
+                .collect();
+            for ncols in NCOLS {
+                let ys: Vec<DeviceBuffer> = ns.iter().map(|&n| g.poisoned(ncols * n * 4)).collect();
+                let parts = [0, 1, 2].map(|i| (mats[i].1.ptr(), ys[i].ptr(), ns[i]));
+                g.ops()
+                    .matmul3_packed(ty, parts, k, da.acts, ncols)
+                    .unwrap();
+                for i in 0..3 {
+                    let got: Vec<f32> = g.down(&ys[i], ncols * ns[i]);
+                    assert_eq!(
+                        bits(&got),
+                        bits(&wants[i][..ncols * ns[i]]),
+                        "{} 3-part k {k} ncols {ncols} part {i}",
+                        ty.name()
+                    );
+                }
+            }
+            // The gated pair: act(gate) * up against the plain kernel's (bit-exact) dots and
+            // activation.cu's kernels.
+            let n = 45;
+            let wg = g.repacked(ty, &gguf_matrix(&mut rng, ty, n, k), n, k);
+            let wu = g.repacked(ty, &gguf_matrix(&mut rng, ty, n, k), n, k);
+            for ncols in NCOLS {
+                let (gy, uy) = (g.poisoned(ncols * n * 4), g.poisoned(ncols * n * 4));
+                for (w, y) in [(&wg, &gy), (&wu, &uy)] {
+                    g.ops()
+                        .linear_packed(ty, w.ptr(), n, k, da.acts, ncols, y.ptr(), n, false)
+                        .unwrap();
+                }
+                for gelu in [false, true] {
+                    let want = g.poisoned(ncols * n * 4);
+                    if gelu {
+                        g.ops()
+                            .gelu_tanh_mul(gy.ptr(), uy.ptr(), want.ptr(), ncols * n)
+                            .unwrap();
+                    } else {
+                        g.ops()
+                            .silu_mul(gy.ptr(), uy.ptr(), want.ptr(), ncols * n)
+                            .unwrap();
+                    }
+                    let out = g.poisoned(ncols * n * 4);
+                    g.ops()
+                        .matmul_glu_packed(
+                            ty,
+                            wg.ptr(),
+                            wu.ptr(),
+                            n,
+                            k,
+                            da.acts,
+                            ncols,
+                            out.ptr(),
+                            gelu,
+                        )
+                        .unwrap();
+                    let (a, b): (Vec<f32>, Vec<f32>) =
+                        (g.down(&out, ncols * n), g.down(&want, ncols * n));
+                    assert_eq!(
+                        bits(&a),
+                        bits(&b),
+                        "{} glu (gelu {gelu}) k {k} ncols {ncols}",
+                        ty.name()
+                    );
+                }
+                // And the plain dots themselves are canonical (checked above for one shape;
+                // here for these matrices too).
+                let gd: Vec<f32> = g.down(&gy, ncols * n);
+                assert!(gd.iter().all(|v| v.is_finite()));
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn packed_embedding_is_the_gguf_embedding() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("embed_packed");
+    let (vocab, dim) = (50, 576);
+    let tokens: Vec<u32> = vec![0, 49, 7, 7, 23];
+    let toks = g.up(&tokens);
+    for ty in TYPES {
+        let gguf = gguf_matrix(&mut rng, ty, vocab, dim);
+        let raw = g.up(&gguf);
+        let w = g.repacked(ty, &gguf, vocab, dim);
+        for scale in [1.0f32, 0.37] {
+            let (a, b) = (
+                g.poisoned(tokens.len() * dim * 4),
+                g.poisoned(tokens.len() * dim * 4),
+            );
+            g.ops()
+                .embed(ty, raw.ptr(), toks.ptr(), a.ptr(), tokens.len(), dim, scale)
+                .unwrap();
+            g.ops()
+                .embed_packed(
+                    ty,
+                    w.ptr(),
+                    vocab,
+                    toks.ptr(),
+                    b.ptr(),
+                    tokens.len(),
+                    dim,
+                    scale,
+                )
+                .unwrap();
+            let (x, y): (Vec<f32>, Vec<f32>) = (
+                g.down(&a, tokens.len() * dim),
+                g.down(&b, tokens.len() * dim),
+            );
+            assert_eq!(bits(&x), bits(&y), "{} scale {scale}", ty.name());
+        }
+    }
+}
+
+/// GGUF bytes of a `rows` x `k` matrix of random quants with small valid scales (fast to make;
+/// for timing only).
+fn random_gguf(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec<u8> {
+    let (bb, sb) = match ty {
+        GgmlType::Q4_0 => (18, 2),
+        GgmlType::Q4_1 => (20, 4),
+        _ => (34, 2),
+    };
+    let mut v = vec![0u8; rows * (k / 32) * bb];
+    for chunk in v.chunks_mut(8) {
+        let r = rng.next().to_le_bytes();
+        chunk.copy_from_slice(&r[..chunk.len()]);
+    }
+    for block in v.chunks_mut(bb) {
+        block[0..2].copy_from_slice(&0x2C00u16.to_le_bytes()); // d = 1/16
+        if sb == 4 {
+            block[2..4].copy_from_slice(&0xAC00u16.to_le_bytes()); // m = -1/16
+        }
+    }
+    v
+}
+
+/// Seconds per call of `launch`, replayed from a CUDA graph of `per_graph` calls.
+fn time_graph(g: &Gpu, per_graph: usize, launch: &dyn Fn()) -> f64 {
+    let mut cache = GraphCache::default();
+    let shape = (1, 0, 0);
+    cache
+        .run(&g.gpu, shape, || {
+            for _ in 0..per_graph {
+                launch();
+            }
+            Ok(())
+        })
+        .unwrap();
+    g.gpu.synchronize().unwrap();
+    let reps = 10;
+    let t = std::time::Instant::now();
+    for _ in 0..reps {
+        cache.run(&g.gpu, shape, || Ok(())).unwrap();
+    }
+    g.gpu.synchronize().unwrap();
+    t.elapsed().as_secs_f64() / (reps * per_graph) as f64
+}
+
+/// Kernel timings (printed, not asserted): old `mmv` (GGUF weights, f32 activations) against
+/// the packed kernels (Q8 activations; their quantization timed on its own), for the 8B,
+/// Qwen2.5-0.5B and SmolLM2 decode shapes, 1 and 8 columns. GB/s = weight bytes / time.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn packed_kernel_timings() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("timings");
+    eprintln!("device: {}", g.gpu.name());
+    // (label, n, k, gated pair)
+    let shapes: [(&str, usize, usize, bool); 11] = [
+        ("8B q/o 4096x4096", 4096, 4096, false),
+        ("8B gate+up 2x14336x4096", 14336, 4096, true),
+        ("8B down 4096x14336", 4096, 14336, false),
+        ("8B head 128256x4096", 128_256, 4096, false),
+        ("Qwen q 896x896", 896, 896, false),
+        ("Qwen gate+up 2x4864x896", 4864, 896, true),
+        ("Qwen down 896x4864", 896, 4864, false),
+        ("Smol q 576x576", 576, 576, false),
+        ("Smol gate+up 2x1536x576", 1536, 576, true),
+        ("Smol down 576x1536", 576, 1536, false),
+        ("Smol head 49152x576", 49152, 576, false),
+    ];
+    for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_1] {
+        for &(label, n, k, pair) in &shapes {
+            if ty == GgmlType::Q4_1 && !label.starts_with("Smol") {
+                continue;
+            }
+            let gguf = random_gguf(&mut rng, ty, n, k);
+            let raw = g.up(&gguf);
+            let w = g.repacked(ty, &gguf, n, k);
+            let (raw2, w2) = if pair {
+                let gg = random_gguf(&mut rng, ty, n, k);
+                let w2 = g.repacked(ty, &gg, n, k);
+                (Some(g.up(&gg)), Some(w2))
+            } else {
+                (None, None)
+            };
+            let bytes = gguf.len() as f64 * if pair { 2.0 } else { 1.0 };
+            for ncols in [1usize, 8] {
+                let x = g.up(&rng.vec(ncols * k, 1.0));
+                let y = g.poisoned(ncols * n * 4);
+                let nb = k / 32;
+                let qb = [
+                    g.poisoned(ncols * k),
+                    g.poisoned(ncols * nb * 4),
+                    g.poisoned(ncols * nb * 4),
+                ];
+                let acts = ActsQ8Dev {
+                    q: qb[0].ptr(),
+                    d: qb[1].ptr(),
+                    sum: qb[2].ptr(),
+                };
+                let ops = g.ops();
+                ops.quantize_q8(x.ptr(), k, ncols, None, acts).unwrap();
+                let per = if n * k > 50_000_000 { 10 } else { 50 };
+                let t_old = time_graph(&g, per, &|| match &raw2 {
+                    Some(u) => ops
+                        .matmul_glu(
+                            ty,
+                            raw.ptr(),
+                            u.ptr(),
+                            x.ptr(),
+                            y.ptr(),
+                            n,
+                            k,
+                            ncols,
+                            false,
+                            None,
+                        )
+                        .unwrap(),
+                    None => ops
+                        .matmul(ty, raw.ptr(), x.ptr(), y.ptr(), n, k, ncols, n)
+                        .unwrap(),
+                });
+                let t_new = time_graph(&g, per, &|| match &w2 {
+                    Some(u) => ops
+                        .matmul_glu_packed(ty, w.ptr(), u.ptr(), n, k, acts, ncols, y.ptr(), false)
+                        .unwrap(),
+                    None => ops
+                        .linear_packed(ty, w.ptr(), n, k, acts, ncols, y.ptr(), n, false)
+                        .unwrap(),
+                });
+                let t_q = time_graph(&g, 50, &|| {
+                    ops.quantize_q8(x.ptr(), k, ncols, None, acts).unwrap()
+                });
+                eprintln!(
+                    "timing {:5} {label:26} ncols {ncols}: mmv {:8.2} us {:7.0} GB/s | packed {:8.2} us {:7.0} GB/s | quant {:5.2} us",
+                    ty.name(),
+                    t_old * 1e6,
+                    bytes / t_old / 1e9,
+                    t_new * 1e6,
+                    bytes / t_new / 1e9,
+                    t_q * 1e6
+                );
+            }
+        }
+    }
+}
