@@ -7,6 +7,7 @@
 // the tiling, the block size or ncols. Blocks of up to PK_WARPS warps; grid.y covers the
 // activation columns in tiles of PK_COLS.
 // Activations: q (ncols, k) i8, d (ncols, k / 32) f32, sum (ncols, k / 32) i32 (quant_act.cu).
+// pdl: every kernel of this module begins with pdl_prologue()
 
 #define PK_WARPS 8
 #define PK_COLS 8
@@ -48,6 +49,7 @@ __device__ __forceinline__ void repack(const u8* __restrict__ src, u8* __restric
 
 #define REPACK_KERNEL(NAME, T)                                                                  \
     extern "C" __global__ void NAME(const u8* src, u8* dst, int rows, int k) {                   \
+        pdl_prologue();                                                                             \
         repack<T>(src, dst, rows, k);                                                           \
     }
 
@@ -101,6 +103,7 @@ __device__ __forceinline__ void embed_packed(const u8* __restrict__ W, const u32
 #define PKEMBED_KERNEL(NAME, T)                                                                 \
     extern "C" __global__ void NAME(const u8* W, const u32* tokens, float* out, int vocab,       \
                                     int dim, float scale) {                                     \
+        pdl_prologue();                                                                             \
         embed_packed<T>(W, tokens, out, vocab, dim, scale);                                     \
     }
 
@@ -302,6 +305,7 @@ __device__ __forceinline__ void mmvq_glu_packed(const u8* __restrict__ Wg, const
     extern "C" __global__ void __launch_bounds__(PK_WARPS * WARP_SIZE)                                     \
     NAME(const u8* W, const i8* xq, const float* xd, const i32* xs, float* y, int n, int k,      \
          int ncols, int y_stride, int accumulate) {                                             \
+        pdl_prologue();                                                                             \
         mmvq_packed<T>(W, xq, xd, xs, y, n, k, ncols, y_stride, accumulate);                    \
     }
 
@@ -313,6 +317,7 @@ PK_KERNEL(mmvq_packed_q8_0, T_Q8_0)
     extern "C" __global__ void __launch_bounds__(PK_WARPS * WARP_SIZE)                                     \
     NAME(const u8* W0, float* y0, int n0, const u8* W1, float* y1, int n1, const u8* W2,         \
          float* y2, int n2, const i8* xq, const float* xd, const i32* xs, int k, int ncols) {    \
+        pdl_prologue();                                                                             \
         mmvq3_packed<T>(W0, y0, n0, W1, y1, n1, W2, y2, n2, xq, xd, xs, k, ncols);               \
     }
 
@@ -324,6 +329,7 @@ PK3_KERNEL(mmvq3_packed_q8_0, T_Q8_0)
     extern "C" __global__ void __launch_bounds__(PK_WARPS * WARP_SIZE)                                     \
     NAME(const u8* Wg, const u8* Wu, const i8* xq, const float* xd, const i32* xs, float* out,   \
          int n, int k, int ncols, int act) {                                                    \
+        pdl_prologue();                                                                             \
         mmvq_glu_packed<T>(Wg, Wu, xq, xd, xs, out, n, k, ncols, act);                          \
     }
 

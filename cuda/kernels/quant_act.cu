@@ -9,6 +9,7 @@
 // output: v = x * inv_rms * nw.
 // Grid: (ceil(k / 32 / QA_WARPS), ncols); block: QA_THREADS (must equal NORM_THREADS for the
 // sum of squares to match); each warp quantizes one 32-wide block.
+// pdl: every kernel of this module begins with pdl_prologue()
 
 #define QA_THREADS 256
 #define QA_WARPS 8
@@ -16,6 +17,7 @@
 extern "C" __global__ void __launch_bounds__(QA_THREADS)
 quantize_q8_f32(const float* __restrict__ x, const float* __restrict__ nw, float eps,
                 i8* __restrict__ q, float* __restrict__ d, i32* __restrict__ sum, int k) {
+    pdl_prologue();
     __shared__ float scratch[32];
     const int c = blockIdx.y;
     const float* xr = x + (u64)c * k;
