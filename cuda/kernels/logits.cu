@@ -1,5 +1,6 @@
 // Operations on logits rows that stay on the GPU: argmax, top-k and repetition penalties.
-// logits: (rows, vocab) f32. Each kernel works on one row with one block, deterministically
+// logits: (rows, vocab) f32. Each kernel works on one row (argmax with many blocks, the others
+// with one), deterministically
 // (ties go to the lower token id; NaN is never selected).
 // pdl: every kernel of this module begins with pdl_prologue()
 
@@ -12,38 +13,57 @@ __device__ __forceinline__ bool better(float va, u32 ia, float vb, u32 ib) {
     return va > vb || (va == vb && ia < ib);
 }
 
-// out[0] = best id (as u32 bits), out[1] = its logit. Grid: (1); block: LOGITS_THREADS.
-// A row of only NaN gives id 0 and NaN.
-extern "C" __global__ void argmax_f32(const float* __restrict__ logits, int row, int vocab, u32* out) {
-    pdl_prologue();
-    __shared__ float s_v[LOGITS_THREADS / WARP_SIZE];
-    __shared__ u32 s_i[LOGITS_THREADS / WARP_SIZE];
-    const float* x = logits + (u64)row * vocab;
-    float bv = NAN;
-    u32 bi = 0xffffffffu;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x)
-        if (better(x[i], i, bv, bi)) { bv = x[i]; bi = i; }
-    #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float ov = __shfl_xor_sync(FULL_MASK, bv, o);
-        const u32 oi = __shfl_xor_sync(FULL_MASK, bi, o);
-        if (better(ov, oi, bv, bi)) { bv = ov; bi = oi; }
-    }
-    const int lane = threadIdx.x % WARP_SIZE, warp = threadIdx.x / WARP_SIZE;
-    if (lane == 0) { s_v[warp] = bv; s_i[warp] = bi; }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int w = 1; w < (int)(blockDim.x / WARP_SIZE); ++w)
-            if (better(s_v[w], s_i[w], bv, bi)) { bv = s_v[w]; bi = s_i[w]; }
-        out[0] = bi == 0xffffffffu ? 0u : bi;
-        out[1] = __float_as_uint(bv);
-    }
-}
-
 // A float's bits mapped to an unsigned key with the same order (larger float, larger key).
 __device__ __forceinline__ u32 order_key(float v) {
     const u32 b = __float_as_uint(v);
     return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// The float whose order_key is `key`.
+__device__ __forceinline__ float from_order_key(u32 key) {
+    return __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
+}
+
+// out[0] = best id, out[1] = its logit's bits (ties go to the lower id; NaN never wins; a row
+// of only NaN gives id 0 and -inf, like the host's `host_logits::argmax`). Many blocks share the
+// row: each folds its entries into one 64-bit key (order_key(value) high, ~id low: the larger
+// key is the better entry, so the result does not depend on the order of the folds), takes the
+// maximum into out[2..4) with atomicMax, and the last block to finish (counter out[4]) writes
+// the answer. out[2..5) must be zero on entry (the launcher clears them).
+// Grid: (any); block: ARGMAX_THREADS.  out: 8 u32 (result, key, counter).
+#define ARGMAX_THREADS 256
+extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS)
+argmax_f32(const float* __restrict__ logits, int row, int vocab, u32* out) {
+    pdl_prologue();
+    __shared__ unsigned long long s_best[ARGMAX_THREADS / WARP_SIZE];
+    const float* x = logits + (u64)row * vocab;
+    unsigned long long best = 0;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < vocab; i += gridDim.x * blockDim.x) {
+        const float v = x[i] + 0.0f; // -0 ranks as +0: equal values tie by id
+        if (!isnan(v)) {
+            const unsigned long long key = ((unsigned long long)order_key(v) << 32) | (u32)~(u32)i;
+            best = key > best ? key : best;
+        }
+    }
+    #pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const unsigned long long other = __shfl_xor_sync(FULL_MASK, best, o);
+        best = other > best ? other : best;
+    }
+    const int lane = threadIdx.x % WARP_SIZE, warp = threadIdx.x / WARP_SIZE;
+    if (lane == 0) s_best[warp] = best;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < ARGMAX_THREADS / WARP_SIZE; ++w) best = s_best[w] > best ? s_best[w] : best;
+        unsigned long long* acc = (unsigned long long*)(out + 2);
+        atomicMax(acc, best);
+        __threadfence();
+        if (atomicAdd(out + 4, 1u) == gridDim.x - 1) {
+            const unsigned long long k = atomicMax(acc, 0ull);
+            out[0] = k == 0 ? 0u : ~(u32)k;
+            out[1] = k == 0 ? __float_as_uint(-INFINITY) : __float_as_uint(from_order_key((u32)(k >> 32)));
+        }
+    }
 }
 
 // The k best entries of a row (k >= 1): radix-select the k-th largest key (4 passes of 8 bits),

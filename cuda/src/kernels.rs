@@ -58,6 +58,7 @@ pub(crate) mod shape {
     pub const ATT_MAX_HEAD_DIM: usize = 256;
     /// logits.cu.
     pub const LOGITS_THREADS: u32 = 1024;
+    pub const ARGMAX_THREADS: u32 = 256;
 }
 
 /// The full source NVRTC sees for module `name`.
@@ -454,6 +455,7 @@ mod tests {
             ("ATT_WARPS", shape::ATT_WARPS),
             ("ATT_MAX_HEAD_DIM", shape::ATT_MAX_HEAD_DIM as u32),
             ("LOGITS_THREADS", shape::LOGITS_THREADS),
+            ("ARGMAX_THREADS", shape::ARGMAX_THREADS),
         ] {
             assert!(
                 all.contains(&format!("#define {name} {value}\n")),

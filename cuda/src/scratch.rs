@@ -43,7 +43,7 @@ pub struct Scratch {
     pub out_x: u64,
     /// (R, vocab) the forward's logits.
     pub logits: u64,
-    /// argmax result: 2 u32 (id, logit bits).
+    /// argmax: 8 u32: the result (id, logit bits), then the kernel's accumulator and counter.
     pub argmax: u64,
     /// top-k results: (vocab) u32 ids, (vocab) f32 values, 1 u32 count.
     pub topk_ids: u64,
@@ -86,7 +86,7 @@ impl Scratch {
             f(t * c.ffn_dim),    // hb2
             f(t * c.dim),        // out_x
             f(r * c.vocab_size), // logits
-            f(2),                // argmax
+            f(8),                // argmax: result, key accumulator, block counter
             f(c.vocab_size),     // topk ids
             f(c.vocab_size),     // topk vals
             f(1),                // topk count

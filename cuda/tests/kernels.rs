@@ -455,8 +455,17 @@ fn logits_argmax_top_k_and_penalties_match_the_host() {
     for i in 200..260 {
         logits[r1 + i] = 20.0;
     }
+    // Row 2: every value negative but a +0 and an earlier -0, which tie (the lower id wins),
+    // and the entries spread over many argmax blocks.
+    let r2 = 2 * vocab;
+    for v in &mut logits[r2..r2 + vocab] {
+        *v = -v.abs() - 1.0;
+    }
+    logits[r2 + 40_000] = 0.0;
+    logits[r2 + 30_000] = -0.0;
     let ld = g.up(&logits);
-    let out = g.up(&[0u32; 2]);
+    // Result, then the kernel's accumulator and counter (8 u32).
+    let out = g.up(&[0u32; 8]);
     let ids = g.up(&vec![0u32; vocab]);
     let vals = g.up(&vec![0f32; vocab]);
     let count = g.up(&[0u32; 1]);

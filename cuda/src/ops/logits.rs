@@ -1,12 +1,15 @@
 //! Argmax, top-k and penalties on logits rows kept on the GPU (`logits.cu`).
 
+use cudarc::driver::result;
 use orcd_engine::EngineError;
 
 use super::{Ops, blocks, int};
+use crate::driver::check;
 use crate::kernels::{Arg, launch, shape};
 
 impl Ops<'_> {
-    /// out[0] = best id, out[1] = its logit's bits.  logits: (rows, vocab) f32;  out: 2 u32.
+    /// out[0] = best id, out[1] = its logit's bits.  logits: (rows, vocab) f32;  out: 8 u32
+    /// (the result, then the kernel's 64-bit key accumulator and block counter, cleared here).
     pub fn argmax(
         &self,
         logits: u64,
@@ -14,12 +17,19 @@ impl Ops<'_> {
         vocab: usize,
         out: u64,
     ) -> Result<(), EngineError> {
+        // SAFETY: `out` has 8 u32; bytes 8..20 are the kernel's accumulator and counter.
+        check(
+            unsafe { result::memset_d8_async(out + 8, 0, 12, self.gpu.stream()) },
+            "cuMemsetD8Async(argmax state)",
+        )?;
         let f = self.k.get("argmax_f32")?;
+        // About 8 entries per thread: 152k entries take ~75 blocks.
+        let grid = blocks(vocab, shape::ARGMAX_THREADS * 8).clamp(1, 1024);
         launch(
             self.gpu,
             f,
-            (1, 1, 1),
-            (shape::LOGITS_THREADS, 1, 1),
+            (grid, 1, 1),
+            (shape::ARGMAX_THREADS, 1, 1),
             &[
                 Arg::Ptr(logits),
                 Arg::I32(int(row, "row")?),
