@@ -11,7 +11,7 @@ mod matmul;
 mod norm;
 mod rope;
 
-pub use attention::KvGeometry;
+pub use attention::{ATT_DECODE_MAX_TOKENS, AttnKernel, KvGeometry};
 pub use rope::RopeStyle;
 
 use orcd_engine::EngineError;
