@@ -189,38 +189,90 @@ __device__ __forceinline__ void chunk_softmax(float* s, int jlo, int jhi, int la
     s[j1] = p1;
 }
 
+// chunk_softmax for N rows at once (rows s + rr * stride, ranges jlo[rr]..=jhi[rr]): the same
+// operations per row, interleaved. A row with an empty range gets garbage m, l (unused).
+template <int N>
+__device__ __forceinline__ void chunk_softmax_rows(float* s, int stride, const int* jlo,
+                                                   const int* jhi, int lane, float* m, float* l) {
+    const int j0 = lane, j1 = lane + WARP_SIZE;
+    float s0[N], s1[N];
+    bool v0[N], v1[N];
+    #pragma unroll
+    for (int rr = 0; rr < N; ++rr) {
+        v0[rr] = j0 >= jlo[rr] && j0 <= jhi[rr];
+        v1[rr] = j1 >= jlo[rr] && j1 <= jhi[rr];
+        s0[rr] = v0[rr] ? s[rr * stride + j0] : -INFINITY;
+        s1[rr] = v1[rr] ? s[rr * stride + j1] : -INFINITY;
+        m[rr] = fmaxf(s0[rr], s1[rr]);
+    }
+    #pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        #pragma unroll
+        for (int rr = 0; rr < N; ++rr) m[rr] = fmaxf(m[rr], __shfl_xor_sync(FULL_MASK, m[rr], o));
+    #pragma unroll
+    for (int rr = 0; rr < N; ++rr) {
+        const float p0 = v0[rr] ? expf(__fsub_rn(s0[rr], m[rr])) : 0.0f;
+        const float p1 = v1[rr] ? expf(__fsub_rn(s1[rr], m[rr])) : 0.0f;
+        l[rr] = __fadd_rn(p0, p1);
+        s[rr * stride + j0] = p0;
+        s[rr * stride + j1] = p1;
+    }
+    #pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        #pragma unroll
+        for (int rr = 0; rr < N; ++rr) l[rr] += __shfl_xor_sync(FULL_MASK, l[rr], o);
+}
+
 // Stage the K and V rows of positions j0 + jlo ..= j0 + jhi of slot sl, KV head kvh, into
 // sk: (ATT_CHUNK, head_dim + 4) and sv: (ATT_CHUNK, head_dim) f32 (chunk-local rows), with
-// 16-byte loads, 2 BATCH in flight per thread. The whole block calls it.
+// 16-byte loads, 2 BATCH in flight per thread; rows: (ATT_CHUNK) u64 shared scratch for the rows'
+// cache offsets (one page-table lookup per key). The whole block calls it (one barrier inside).
 template <int BATCH>
 __device__ __forceinline__ void stage_kv(const float* __restrict__ kc, const float* __restrict__ vc,
                                          const i32* __restrict__ page_table, int pages_per_slot,
                                          int page_tokens, int sl, int j0, int jlo, int jhi,
-                                         int kv_dim, int kvh, int hd, float* sk, float* sv) {
+                                         int kv_dim, int kvh, int hd, float* sk, float* sv,
+                                         u64* rows) {
+    const int tid = threadIdx.x;
+    if (tid >= jlo && tid <= jhi)  // ATT_CHUNK <= ATT_THREADS
+        rows[tid] = kv_row(page_table, pages_per_slot, page_tokens, sl, j0 + tid) * kv_dim +
+                    (u64)kvh * hd;
+    __syncthreads();
+    // Thread (jr, e): keys jlo + jr + k kp, float4 column e.
     const int hd4 = hd / 4;
-    const int n = (jhi - jlo + 1) * hd4;
-    for (int base = 0; base < n; base += BATCH * ATT_THREADS) {
+    const int kp = ATT_THREADS / hd4;
+    const int jr = tid / hd4, e = tid - jr * hd4;
+    if (jr >= kp) return;
+    for (int j = jlo + jr; j <= jhi; j += BATCH * kp) {
         float4 kr[BATCH], vr[BATCH];
         #pragma unroll
         for (int u = 0; u < BATCH; ++u) {
-            const int f = base + u * ATT_THREADS + threadIdx.x;
-            if (f < n) {
-                const int j = jlo + f / hd4, e = f % hd4;
-                const u64 src = kv_row(page_table, pages_per_slot, page_tokens, sl, j0 + j) * kv_dim +
-                                (u64)kvh * hd + 4 * e;
+            const int jj = j + u * kp;
+            if (jj <= jhi) {
+                const u64 src = rows[jj] + 4 * e;
                 kr[u] = *(const float4*)(kc + src);
                 vr[u] = *(const float4*)(vc + src);
             }
         }
         #pragma unroll
         for (int u = 0; u < BATCH; ++u) {
-            const int f = base + u * ATT_THREADS + threadIdx.x;
-            if (f < n) {
-                const int j = jlo + f / hd4, e = f % hd4;
-                *(float4*)(sk + j * (hd + 4) + 4 * e) = kr[u];
-                *(float4*)(sv + j * hd + 4 * e) = vr[u];
+            const int jj = j + u * kp;
+            if (jj <= jhi) {
+                *(float4*)(sk + jj * (hd + 4) + 4 * e) = kr[u];
+                *(float4*)(sv + jj * hd + 4 * e) = vr[u];
             }
         }
+    }
+}
+
+// out[i] = o[i] / l[row of i] for the block's n4 float4 columns (row i / hd4).
+__device__ __forceinline__ void att_write_out(float* out, const float4* o, const float* l, int n4,
+                                              int hd4) {
+    for (int i = threadIdx.x; i < n4; i += ATT_THREADS) {
+        const float4 v = o[i];
+        const float d = l[i / hd4];
+        *(float4*)(out + 4 * i) =
+            make_float4(__fdiv_rn(v.x, d), __fdiv_rn(v.y, d), __fdiv_rn(v.z, d), __fdiv_rn(v.w, d));
     }
 }
 
@@ -244,6 +296,7 @@ attention_decode_f32(const float* __restrict__ q, const float* __restrict__ kc,
     extern __shared__ float4 att_smem[];
     __shared__ float s_m[ATT_DEC_ROWS], s_l[ATT_DEC_ROWS], s_a[ATT_DEC_ROWS], s_b[ATT_DEC_ROWS];
     __shared__ float s_fa[ATT_DEC_ROWS][WARP_SIZE], s_fb[ATT_DEC_ROWS][WARP_SIZE];
+    __shared__ u64 s_rows[ATT_CHUNK];
     __shared__ int s_last;
     const int hd = head_dim, hd4 = hd / 4, ks = hd + 4;
     float* sq = (float*)att_smem;        // (ATT_DEC_ROWS, hd): scaled queries
@@ -259,6 +312,15 @@ attention_decode_f32(const float* __restrict__ q, const float* __restrict__ kc,
     const int h0 = kvh * group + (blockIdx.y % ngrp) * ATT_DEC_ROWS;
     const int rows = min(ATT_DEC_ROWS, kvh * group + group - h0);
     const int kv_dim = n_kv_heads * hd;
+    const int n_out = rows * hd;              // outputs (row i / hd, element i % hd)
+    const int n_out4 = rows * hd4;            // their float4 columns
+    const u64 row0 = (u64)t * n_heads + h0;  // first query row of the block
+    float4* so4 = (float4*)so;
+    // The queries first: their loads overlap the position's.
+    for (int i = tid; i < n_out; i += ATT_THREADS) {
+        sq[i] = __fmul_rn(q[row0 * hd + i], scale);
+        so[i] = 0.0f;
+    }
     const int sl = slot[t], p = pos[t];
     const int lo = window > 0 ? max(0, p - window + 1) : 0;
     const int c_lo = lo / ATT_CHUNK, c_hi = p / ATT_CHUNK;
@@ -267,24 +329,18 @@ attention_decode_f32(const float* __restrict__ q, const float* __restrict__ kc,
         if (blockIdx.z != 0) return;
         n_split = 1;
     }
-    const int n_out = rows * hd;              // outputs (row i / hd, element i % hd)
-    const u64 row0 = (u64)t * n_heads + h0;  // first query row of the block
-
-    for (int i = tid; i < n_out; i += ATT_THREADS) so[i] = 0.0f;
     if (tid < ATT_DEC_ROWS) {
         s_m[tid] = -INFINITY;
         s_l[tid] = 0.0f;
     }
     const int c_first = c_lo + (int)blockIdx.z;
-    if (c_first <= c_hi)
-        for (int i = tid; i < n_out; i += ATT_THREADS) sq[i] = __fmul_rn(q[row0 * hd + i], scale);
 
     for (int c = c_first; c <= c_hi; c += n_split) {
         const int j0 = c * ATT_CHUNK;
         const int jlo = max(lo, j0) - j0, jhi = min(p, j0 + ATT_CHUNK - 1) - j0;
         __syncthreads();  // sq written; the previous chunk's readers done
         stage_kv<4>(kc, vc, page_table, pages_per_slot, page_tokens, sl, j0, jlo, jhi, kv_dim, kvh,
-                    hd, sk, sv);
+                    hd, sk, sv, s_rows);
         __syncthreads();
         // scores: row i / ATT_CHUNK, key i % ATT_CHUNK
         for (int i = tid; i < rows * ATT_CHUNK; i += ATT_THREADS) {
@@ -317,23 +373,23 @@ attention_decode_f32(const float* __restrict__ q, const float* __restrict__ kc,
             }
         }
         __syncthreads();
-        for (int i = tid; i < n_out; i += ATT_THREADS) {
-            const int r = i / hd, d = i - r * hd;
+        // o_c, 4 elements (one float4 column d4 of row r) per thread
+        for (int i = tid; i < n_out4; i += ATT_THREADS) {
+            const int r = i / hd4, d4 = i - r * hd4;
             const float* pr = sp + r * ATT_CHUNK;
-            const float* vd = sv + d;
-            float oc = 0.0f;
+            const float4* v4 = (const float4*)sv + d4;
+            float4 oc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             #pragma unroll 8
-            for (int j = jlo; j <= jhi; ++j) oc = __fmaf_rn(pr[j], vd[j * hd], oc);
+            for (int j = jlo; j <= jhi; ++j) oc = att_axpy4(pr[j], v4[j * hd4], oc);
             if (n_split == 1)
-                so[i] = att_merge(so[i], s_a[r], oc, s_b[r]);
+                so4[i] = att_merge4(so4[i], s_a[r], oc, s_b[r]);
             else
-                att_part_o[((row0 + r) * chunk_cap + c - c_lo) * hd + d] = oc;
+                *(float4*)(att_part_o + ((row0 + r) * chunk_cap + c - c_lo) * hd + 4 * d4) = oc;
         }
     }
 
     if (n_split == 1) {
-        for (int i = tid; i < n_out; i += ATT_THREADS)
-            out[row0 * hd + i] = __fdiv_rn(so[i], s_l[i / hd]);
+        att_write_out(out + row0 * hd, so4, s_l, n_out4, hd4);
         return;
     }
 
@@ -377,21 +433,21 @@ attention_decode_f32(const float* __restrict__ q, const float* __restrict__ kc,
                                   __shfl_sync(FULL_MASK, lc, i), __shfl_sync(FULL_MASK, fb, i));
         }
         __syncthreads();
-        for (int i = tid; i < n_out; i += ATT_THREADS) {
-            const int r = i / hd, d = i - r * hd;
-            const float* src = att_part_o + ((row0 + r) * chunk_cap + cb - c_lo) * hd + d;
-            float o = so[i];
+        for (int i = tid; i < n_out4; i += ATT_THREADS) {
+            const int r = i / hd4, d4 = i - r * hd4;
+            const float4* src =
+                (const float4*)(att_part_o + ((row0 + r) * chunk_cap + cb - c_lo) * hd) + d4;
+            float4 o = so4[i];
             #pragma unroll 8
             for (int ci = 0; ci < nc; ++ci)
-                o = att_merge(o, s_fa[r][ci], __ldcg(src + (u64)ci * hd), s_fb[r][ci]);
-            so[i] = o;
+                o = att_merge4(o, s_fa[r][ci], __ldcg(src + (u64)ci * hd4), s_fb[r][ci]);
+            so4[i] = o;
         }
         __syncthreads();
     }
     if (warp < rows && lane == 0) s_l[warp] = l_run;
     __syncthreads();
-    for (int i = tid; i < n_out; i += ATT_THREADS)
-        out[row0 * hd + i] = __fdiv_rn(so[i], s_l[i / hd]);
+    att_write_out(out + row0 * hd, so4, s_l, n_out4, hd4);
 }
 
 // Query-tiled attention, the path for long steps (prefill). KP: float4 columns per lane in the
@@ -400,8 +456,7 @@ attention_decode_f32(const float* __restrict__ q, const float* __restrict__ kc,
 // ATT_PRE_ROWS) heads and tq = ATT_PRE_ROWS / gb tokens per block: grid (ceil(ntok / tq),
 // n_kv_heads * ceil(group / gb)); block: ATT_THREADS; dynamic shared memory: (ATT_PRE_ROWS
 // (hd + 4) + ATT_CHUNK (2 hd + 4) + ATT_PRE_ROWS ATT_PRE_SP) floats.
-// Block x takes the tile ceil(ntok / tq) - 1 - x (the last tiles, with the longest key ranges,
-// start first). Block row r (0..ATT_PRE_ROWS) is token t0 + r / gb, head hb + r % gb. The block's tokens are
+// Blocks take the tiles from the last (the longest key ranges) in launch order. Block row r (0..ATT_PRE_ROWS) is token t0 + r / gb, head hb + r % gb. The block's tokens are
 // taken in runs of one slot (a prefill tile is one run; a batch of decodes is runs of one);
 // each chunk of a run's key range is staged once in shared memory for all the run's rows.
 // Warp w owns rows 8w..8w+8 in every phase: lane (rh, sub) = (lane / 16, lane % 16) computes
@@ -417,6 +472,7 @@ __device__ __forceinline__ void attention_prefill(
     __shared__ float s_m[ATT_PRE_ROWS], s_l[ATT_PRE_ROWS], s_a[ATT_PRE_ROWS], s_b[ATT_PRE_ROWS];
     __shared__ int s_act[ATT_PRE_ROWS];
     __shared__ int s_slot[ATT_PRE_ROWS], s_pos[ATT_PRE_ROWS], s_lo[ATT_PRE_ROWS];
+    __shared__ u64 s_rows[ATT_CHUNK];
     const int hd = head_dim, hd4 = hd / 4, ks = hd + 4;
     float* sq = (float*)att_smem;        // (ATT_PRE_ROWS, hd + 4)
     float* sk = sq + ATT_PRE_ROWS * ks;  // (ATT_CHUNK, hd + 4)
@@ -428,10 +484,14 @@ __device__ __forceinline__ void attention_prefill(
     const int gb = min(group, ATT_PRE_ROWS);
     const int ngrp = (group + gb - 1) / gb;
     const int tq = ATT_PRE_ROWS / gb;
-    const int kvh = blockIdx.y / ngrp;
-    const int hb = kvh * group + (blockIdx.y % ngrp) * gb;  // the block's first head
+    // Launch order (x fastest) walks the tiles from the last, every head group of a tile
+    // together: the longest key ranges start first.
+    const int lin = blockIdx.y * gridDim.x + blockIdx.x;
+    const int yb = lin % gridDim.y;
+    const int kvh = yb / ngrp;
+    const int hb = kvh * group + (yb % ngrp) * gb;  // the block's first head
     const int nh = min(gb, kvh * group + group - hb);
-    const int t0 = (gridDim.x - 1 - blockIdx.x) * tq;
+    const int t0 = (gridDim.x - 1 - lin / gridDim.y) * tq;
     const int nt = min(tq, ntok - t0);
     const int kv_dim = n_kv_heads * hd;
 
@@ -475,7 +535,7 @@ __device__ __forceinline__ void attention_prefill(
             const int j0 = c * ATT_CHUNK;
             __syncthreads();  // the previous chunk's readers are done
             stage_kv<8>(kc, vc, page_table, pages_per_slot, page_tokens, sl, j0, max(lo_min, j0) - j0,
-                     min(p_max, j0 + ATT_CHUNK - 1) - j0, kv_dim, kvh, hd, sk, sv);
+                        min(p_max, j0 + ATT_CHUNK - 1) - j0, kv_dim, kvh, hd, sk, sv, s_rows);
             __syncthreads();
             // Row w8 + (lane % 8)'s range in this chunk; skip the warp when none of its rows has one.
             int jlo_r, jhi_r;
@@ -517,25 +577,37 @@ __device__ __forceinline__ void attention_prefill(
                     for (int b = 0; b < 4; ++b) sp[(rb + a) * ATT_PRE_SP + sub + 16 * b] = acc[a][b];
             }
             __syncwarp();
-            // chunk softmax and merge factors, row by row
-            for (int rr = 0; rr < 8; ++rr) {
-                const int r = warp * 8 + rr;
-                const bool act = __shfl_sync(FULL_MASK, act_r, rr);
-                const int jlo = __shfl_sync(FULL_MASK, jlo_r, rr);
-                const int jhi = __shfl_sync(FULL_MASK, jhi_r, rr);
-                if (act) {
-                    float mc, lc;
-                    chunk_softmax(sp + r * ATT_PRE_SP, jlo, jhi, lane, mc, lc);
-                    if (lane == 0) {
+            // chunk softmax of the warp's 8 rows at once (each row as chunk_softmax does it),
+            // then lane rr < 8 merges row 8w + rr's factors
+            {
+                int jlo[8], jhi[8];
+                float mc[8], lc[8];
+                #pragma unroll
+                for (int rr = 0; rr < 8; ++rr) {
+                    jlo[rr] = __shfl_sync(FULL_MASK, jlo_r, rr);
+                    jhi[rr] = __shfl_sync(FULL_MASK, jhi_r, rr);
+                }
+                chunk_softmax_rows<8>(sp + warp * 8 * ATT_PRE_SP, ATT_PRE_SP, jlo, jhi, lane, mc,
+                                      lc);
+                float my_m = 0.0f, my_l = 0.0f;
+                #pragma unroll
+                for (int rr = 0; rr < 8; ++rr)
+                    if (lane == rr) {
+                        my_m = mc[rr];
+                        my_l = lc[rr];
+                    }
+                if (lane < 8) {
+                    const int r = warp * 8 + lane;
+                    if (act_r) {
                         float m = s_m[r], fa, fb;
-                        att_factors(m, mc, fa, fb);
+                        att_factors(m, my_m, fa, fb);
                         s_m[r] = m;
-                        s_l[r] = att_merge(s_l[r], fa, lc, fb);
+                        s_l[r] = att_merge(s_l[r], fa, my_l, fb);
                         s_a[r] = fa;
                         s_b[r] = fb;
                     }
+                    s_act[r] = act_r;
                 }
-                if (lane == 0) s_act[r] = act;
             }
             __syncwarp();
             // P V for this lane's 4 rows
