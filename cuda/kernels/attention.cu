@@ -5,6 +5,12 @@
 // page_table: (n_slots, pages_per_slot) i32, so token position p of slot s lives in page
 // page_table[s * pages_per_slot + p / page_tokens] at row p % page_tokens.
 // Per-token metadata (one entry per new token of the step): slot (i32), pos (i32).
+//
+// Kernels: kv_write_f32 appends a step's keys and values; attention_ref_f32 is the reference
+// attention; attention_decode_f32 (flash-decoding, steps of few tokens) and
+// attention_prefill{1,2,3,4}_f32 (query tiles, long steps) are the fast paths, which give a
+// token the same bits whichever of them runs (see "The fast kernels" below). Ops::attention
+// (src/ops/attention.rs) picks one by the step's token count.
 
 #define KV_THREADS 128
 #define ATT_WARPS 8
