@@ -125,7 +125,7 @@ skip=()
 [ "$have_gemma" = 1 ] || skip=(--skip gemma3)
 declare -A rc
 t0=$(date +%s)
-for t in lib kernels model; do
+for t in lib kernels packed attention gemm model; do
     [ -x "/tmp/orcd-bin/$t" ] || continue
     args=(--include-ignored --test-threads=1 --nocapture)
     [ "$t" = model ] && args+=("${skip[@]}")

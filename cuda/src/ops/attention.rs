@@ -2,7 +2,13 @@
 
 use orcd_engine::EngineError;
 
+use std::ffi::c_void;
+use std::sync::OnceLock;
+
+use cudarc::driver::{result, sys};
+
 use super::{Ops, int};
+use crate::driver::{GpuContext, check};
 use crate::kernels::{Arg, launch, shape};
 
 /// Where the KV cache's rows are: the page table and the heads' geometry.
@@ -61,7 +67,8 @@ impl Ops<'_> {
     }
 
     /// Causal attention of each new token over its slot's cached positions 0..=pos (or the
-    /// last `window` of them when window > 0).
+    /// last `window` of them when window > 0), by the kernel the shape picks
+    /// ([`AttnKernel::Auto`]).
     /// q, out: (ntok, n_heads, head_dim) f32;  slot, pos: (ntok) i32.
     pub fn attention(
         &self,
@@ -76,7 +83,40 @@ impl Ops<'_> {
         window: usize,
         scale: f32,
     ) -> Result<(), EngineError> {
+        self.attention_with(
+            AttnKernel::Auto,
+            geo,
+            q,
+            kc,
+            vc,
+            slot,
+            pos,
+            out,
+            ntok,
+            window,
+            scale,
+        )
+    }
+
+    /// [`Ops::attention`] through a chosen kernel. Every kernel but the reference gives the
+    /// same bits for a token whatever the step holds (see `attention.cu`).
+    /// q, out: (ntok, n_heads, head_dim) f32;  slot, pos: (ntok) i32.
+    pub fn attention_with(
+        &self,
+        kernel: AttnKernel,
+        geo: &KvGeometry,
+        q: u64,
+        kc: u64,
+        vc: u64,
+        slot: u64,
+        pos: u64,
+        out: u64,
+        ntok: usize,
+        window: usize,
+        scale: f32,
+    ) -> Result<(), EngineError> {
         if !geo.head_dim.is_multiple_of(32)
+            || geo.head_dim == 0
             || geo.head_dim > shape::ATT_MAX_HEAD_DIM
             || geo.n_kv_heads == 0
             || !geo.n_heads.is_multiple_of(geo.n_kv_heads)
@@ -86,33 +126,226 @@ impl Ops<'_> {
                 geo.head_dim, geo.n_heads, geo.n_kv_heads
             )));
         }
-        let f = self.k.get("attention_f32")?;
-        launch(
-            self.gpu,
-            f,
-            (
-                int(ntok, "tokens")? as u32,
-                int(geo.n_heads, "heads")? as u32,
-                1,
-            ),
-            (shape::ATT_WARPS * 32, 1, 1),
-            &[
-                Arg::Ptr(q),
-                Arg::Ptr(kc),
-                Arg::Ptr(vc),
-                Arg::Ptr(geo.page_table),
-                Arg::Ptr(slot),
-                Arg::Ptr(pos),
-                Arg::Ptr(out),
-                Arg::I32(int(geo.n_heads, "heads")?),
-                Arg::I32(int(geo.n_kv_heads, "kv heads")?),
-                Arg::I32(int(geo.head_dim, "head_dim")?),
-                Arg::I32(int(geo.pages_per_slot, "pages per slot")?),
-                Arg::I32(int(geo.page_tokens, "page tokens")?),
-                Arg::I32(int(window, "window")?),
-                Arg::F32(scale),
-            ],
-            "attention_f32",
-        )
+        if ntok == 0 {
+            return Ok(());
+        }
+        let kernel = match kernel {
+            AttnKernel::Auto if reference_selected() => AttnKernel::Reference,
+            AttnKernel::Auto if ntok <= ATT_DECODE_MAX_TOKENS => AttnKernel::Decode(None),
+            AttnKernel::Auto => AttnKernel::Prefill,
+            k => k,
+        };
+        let common = [
+            Arg::Ptr(q),
+            Arg::Ptr(kc),
+            Arg::Ptr(vc),
+            Arg::Ptr(geo.page_table),
+            Arg::Ptr(slot),
+            Arg::Ptr(pos),
+            Arg::Ptr(out),
+        ];
+        let heads = [
+            Arg::I32(int(geo.n_heads, "heads")?),
+            Arg::I32(int(geo.n_kv_heads, "kv heads")?),
+            Arg::I32(int(geo.head_dim, "head_dim")?),
+            Arg::I32(int(geo.pages_per_slot, "pages per slot")?),
+            Arg::I32(int(geo.page_tokens, "page tokens")?),
+            Arg::I32(int(window, "window")?),
+            Arg::F32(scale),
+        ];
+        let ntok32 = int(ntok, "tokens")? as u32;
+        let group = geo.n_heads / geo.n_kv_heads;
+        match kernel {
+            AttnKernel::Auto => unreachable!("resolved above"),
+            AttnKernel::Reference => {
+                let f = self.k.get("attention_ref_f32")?;
+                launch(
+                    self.gpu,
+                    f,
+                    (ntok32, int(geo.n_heads, "heads")? as u32, 1),
+                    (shape::ATT_WARPS * 32, 1, 1),
+                    &[&common[..], &heads[..]].concat(),
+                    "attention_ref_f32",
+                )
+            }
+            AttnKernel::Decode(force_split) => {
+                let groups = geo.n_kv_heads * group.div_ceil(ATT_DEC_ROWS);
+                let n_chunks = (geo.pages_per_slot * geo.page_tokens).div_ceil(ATT_CHUNK);
+                // Chunks per row the split buffer holds; a longer token goes unsplit.
+                let chunk_cap = ATT_PART_FLOATS / (ntok * geo.n_heads * geo.head_dim);
+                let fits = chunk_cap > 0 && ntok * groups <= ATT_COUNTERS;
+                let split = match force_split {
+                    _ if !fits => 1,
+                    Some(n) => n.clamp(1, n_chunks.max(1)),
+                    None => ATT_SPLIT_BLOCKS
+                        .div_ceil(ntok * groups)
+                        .clamp(1, n_chunks.max(1)),
+                };
+                let f = self.k.get("attention_decode_f32")?;
+                let smem = 4
+                    * (2 * ATT_DEC_ROWS * geo.head_dim
+                        + ATT_CHUNK * (2 * geo.head_dim + 4)
+                        + ATT_DEC_ROWS * ATT_CHUNK);
+                let mut args = [&common[..], &heads[..]].concat();
+                args.push(Arg::I32(int(chunk_cap.min(n_chunks), "chunks per row")?));
+                launch_smem(
+                    self.gpu,
+                    f,
+                    (ntok32, int(groups, "head groups")? as u32, split as u32),
+                    smem,
+                    &args,
+                    "attention_decode_f32",
+                )
+            }
+            AttnKernel::Prefill => {
+                let gb = group.min(ATT_PRE_ROWS);
+                let tq = ATT_PRE_ROWS / gb;
+                let groups = geo.n_kv_heads * group.div_ceil(gb);
+                let kp = geo.head_dim.div_ceil(64);
+                let name = format!("attention_prefill{kp}_f32");
+                let f = self.k.get(&name)?;
+                let smem = 4
+                    * (ATT_PRE_ROWS * (geo.head_dim + 4)
+                        + ATT_CHUNK * (2 * geo.head_dim + 4)
+                        + ATT_PRE_ROWS * (ATT_CHUNK + 4));
+                let mut args = common.to_vec();
+                args.push(Arg::I32(ntok32 as i32));
+                args.extend_from_slice(&heads);
+                launch_smem(
+                    self.gpu,
+                    f,
+                    (
+                        ntok.div_ceil(tq) as u32,
+                        int(groups, "head groups")? as u32,
+                        1,
+                    ),
+                    smem,
+                    &args,
+                    &name,
+                )
+            }
+        }
+    }
+}
+
+/// Which attention kernel a launch takes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AttnKernel {
+    /// By shape: [`AttnKernel::Decode`] up to [`ATT_DECODE_MAX_TOKENS`] tokens,
+    /// [`AttnKernel::Prefill`] beyond; the reference everywhere when `ORCD_ATTN=ref`.
+    Auto,
+    /// `attention_ref_f32`: one block per (token, head), each warp walks every 8th key.
+    Reference,
+    /// `attention_decode_f32` (flash-decoding). `Some(n)` forces n splits of a token's chunks
+    /// (1: no split; clamped to the chunks of a slot); `None` sizes the split from the shape.
+    Decode(Option<usize>),
+    /// `attention_prefill<KP>_f32`: tiles of consecutive tokens share each staged K/V chunk.
+    Prefill,
+}
+
+/// Steps of up to this many tokens take the decode kernel under [`AttnKernel::Auto`].
+pub const ATT_DECODE_MAX_TOKENS: usize = 64;
+
+// attention.cu's shapes (checked against the source in the tests below).
+/// Keys per canonical chunk.
+const ATT_CHUNK: usize = 64;
+/// Threads per block of the decode and prefill kernels.
+const ATT_THREADS: u32 = 256;
+/// Query heads per decode block.
+const ATT_DEC_ROWS: usize = 8;
+/// Query rows (tokens x heads) per prefill block.
+const ATT_PRE_ROWS: usize = 64;
+/// Floats of the split results' buffer.
+const ATT_PART_FLOATS: usize = 4_194_304;
+/// Arrival counters of split decoding.
+const ATT_COUNTERS: usize = 16_384;
+/// Blocks the split decoding aims for (the H100/H200 have 132 SMs).
+const ATT_SPLIT_BLOCKS: usize = 512;
+
+/// `ORCD_ATTN=ref` selects the reference attention kernel everywhere (read once).
+fn reference_selected() -> bool {
+    static REF: OnceLock<bool> = OnceLock::new();
+    *REF.get_or_init(|| std::env::var("ORCD_ATTN").is_ok_and(|v| v == "ref"))
+}
+
+/// [`launch`] with ATT_THREADS threads and `smem` bytes of dynamic shared memory (the
+/// function's limit raised to it first).
+fn launch_smem(
+    gpu: &GpuContext,
+    f: sys::CUfunction,
+    grid: (u32, u32, u32),
+    smem: usize,
+    args: &[Arg],
+    what: &str,
+) -> Result<(), EngineError> {
+    let bytes = int(smem, "shared memory")?;
+    let attr = sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+    // SAFETY: `f` is a loaded kernel of the bound context; the attribute is a plain limit.
+    let limit = check(
+        unsafe { result::function::get_function_attribute(f, attr) },
+        &format!("{what}: dynamic shared memory limit"),
+    )?;
+    if limit < bytes {
+        // SAFETY: as above.
+        check(
+            unsafe { result::function::set_function_attribute(f, attr, bytes) },
+            &format!("{what}: dynamic shared memory {bytes} bytes"),
+        )?;
+    }
+    if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
+        return Ok(()); // nothing to do
+    }
+    // As in `launch`: each argument's bytes at the start of an 8-byte slot.
+    let mut slots: Vec<u64> = args
+        .iter()
+        .map(|a| match *a {
+            Arg::Ptr(p) => p,
+            Arg::I32(v) => u64::from(v as u32),
+            Arg::F32(v) => u64::from(v.to_bits()),
+        })
+        .collect();
+    let mut params: Vec<*mut c_void> = slots
+        .iter_mut()
+        .map(|s| s as *mut u64 as *mut c_void)
+        .collect();
+    // SAFETY: `f` is a loaded kernel whose parameter list matches `args` (the launchers above
+    // are written against the kernels' signatures); `params` outlives the call, which copies
+    // them; `bytes` is within the limit just set.
+    check(
+        unsafe {
+            result::launch_kernel(
+                f,
+                grid,
+                (ATT_THREADS, 1, 1),
+                bytes as u32,
+                gpu.stream(),
+                &mut params,
+            )
+        },
+        what,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_match_the_source() {
+        let src = include_str!("../../kernels/attention.cu");
+        for (name, value) in [
+            ("ATT_CHUNK", ATT_CHUNK),
+            ("ATT_THREADS", ATT_THREADS as usize),
+            ("ATT_DEC_ROWS", ATT_DEC_ROWS),
+            ("ATT_PRE_ROWS", ATT_PRE_ROWS),
+            ("ATT_PRE_SP", ATT_CHUNK + 4),
+            ("ATT_PART_FLOATS", ATT_PART_FLOATS),
+            ("ATT_COUNTERS", ATT_COUNTERS),
+        ] {
+            assert!(
+                src.contains(&format!("#define {name} {value}\n")),
+                "{name} is not {value} in attention.cu"
+            );
+        }
     }
 }

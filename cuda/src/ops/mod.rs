@@ -12,7 +12,7 @@ mod norm;
 mod packed;
 mod rope;
 
-pub use attention::KvGeometry;
+pub use attention::{ATT_DECODE_MAX_TOKENS, AttnKernel, KvGeometry};
 pub use packed::ActsQ8Dev;
 pub use rope::RopeStyle;
 
