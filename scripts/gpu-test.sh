@@ -166,7 +166,7 @@ if [ -x /tmp/orcd-bin/worker-orcd ]; then
     rc[cli]=$?
 fi
 echo "================ summary ($(cat "$OUT/gpu.txt"); tests $((t1 - t0)) s, memcheck $((t2 - t1)) s)"
-for t in lib kernels model memcheck cli; do
+for t in lib kernels packed attention gemm model memcheck cli; do
     [ -n "${rc[$t]:-}" ] || continue
     printf '%-9s rc=%-3s %s\n' "$t" "${rc[$t]}" "$(grep -h 'test result' "$OUT/$t.log" 2>/dev/null | tail -1)"
 done
