@@ -6,12 +6,14 @@
 mod activation;
 mod attention;
 mod embed;
+mod gemm;
 mod logits;
 mod matmul;
 mod norm;
 mod rope;
 
 pub use attention::KvGeometry;
+pub use gemm::GemmTile;
 pub use rope::RopeStyle;
 
 use orcd_engine::EngineError;
