@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use orcd_cuda::compile::KernelCompiler;
 use orcd_cuda::kernels::Kernels;
-use orcd_cuda::ops::{GemmTile, Ops};
+use orcd_cuda::ops::{GEMM_TILES as TILES, GemmTile, Ops};
 use orcd_cuda::packed::{self, ActsQ8};
 use orcd_cuda::{DeviceBuffer, GpuContext, Purpose, VramLedger};
 use orcd_engine::quant::{GgmlType, quantize_row};
@@ -128,12 +128,14 @@ const TYPES: [GgmlType; 3] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
 fn gemm_is_the_canonical_dot_bit_for_bit() {
     let g = Gpu::new();
     let mut rng = Rng::fresh("gemm");
-    // 200 rows: a partial tile for both tiles (128 and 32 rows).
-    let n = 200;
+    g.ops().gemm_q8_prepare().expect("shared memory limits");
+    // 201 rows: a partial tile for every tile (128, 64 and 32 rows); with k = 288 (9 blocks) the
+    // tensor has an odd number of f16 scales.
+    let n = 201;
     let stride = n + 13;
     let mut checked = 0usize;
     for ty in TYPES {
-        for k in [576usize, 896, 4096, 14336] {
+        for k in [288usize, 576, 896, 4096, 14336] {
             let gguf: Vec<u8> = (0..n)
                 .flat_map(|_| quantize_row(ty, &rng.vec(k, 1.0)).expect("quantize"))
                 .collect();
@@ -153,7 +155,7 @@ fn gemm_is_the_canonical_dot_bit_for_bit() {
                 let acts = packed::quantize_acts(&x, ncols, k);
                 let want = reference(ty, &wp, n, &acts);
                 let da = up_acts(&g, &acts);
-                for tile in [GemmTile::Large, GemmTile::Small] {
+                for tile in TILES {
                     for accumulate in [false, true] {
                         let pre = rng.vec(ncols * stride, 2.0);
                         let y = g.up(&pre);
@@ -260,11 +262,19 @@ fn gemm_timings() {
         ("Qwen head", GgmlType::Q8_0, 151_936, 896),
     ];
     let max_cols = 512;
+    // GEMM_FILTER: time only the rows whose "shape type cols tile" contains it (profiling).
+    let filter = std::env::var("GEMM_FILTER").ok();
     eprintln!(
         "{:<13} {:<5} {:>7} {:>6} {:>5} {:>6} {:>9} {:>8} {:>9}",
         "shape", "type", "n", "k", "cols", "tile", "us", "TOPS", "W GB/s"
     );
     for (name, ty, n, k) in shapes {
+        if filter
+            .as_ref()
+            .is_some_and(|f| !f.starts_with(name) && !f.contains(&format!("{name} {}", ty.name())))
+        {
+            continue;
+        }
         let wp = random_packed(&mut rng, ty, n, k);
         let w = g.up(&wp);
         let x = rng.vec(max_cols * k, 1.0);
@@ -272,7 +282,11 @@ fn gemm_timings() {
         let da = up_acts(&g, &acts);
         let y = g.up(&vec![0f32; max_cols * n]);
         for ncols in [64usize, 512] {
-            for tile in [GemmTile::Large, GemmTile::Small] {
+            for tile in TILES {
+                let key = format!("{name} {} {ncols} {tile:?}", ty.name());
+                if filter.as_ref().is_some_and(|f| !key.contains(f.as_str())) {
+                    continue;
+                }
                 let t = time(&g, || {
                     g.ops()
                         .gemm_q8_tile(
@@ -291,7 +305,7 @@ fn gemm_timings() {
                         )
                         .expect("launch")
                 });
-                let auto = if GemmTile::for_shape(n, ncols) == tile {
+                let auto = if GemmTile::for_shape(n, k, ncols) == tile {
                     "*"
                 } else {
                     ""
@@ -308,6 +322,9 @@ fn gemm_timings() {
         }
     }
 
+    if filter.is_some() {
+        return;
+    }
     // Crossover against the 8-column matrix-vector kernel (GGUF blocks, f32 activations).
     eprintln!("crossover: gemm_q8 (auto tile) vs mmv (matmul), us per call");
     for (name, ty, n, k) in [

@@ -7,19 +7,36 @@
 use orcd_engine::EngineError;
 use orcd_engine::quant::GgmlType;
 
+use std::ffi::c_void;
+use std::sync::Mutex;
+
+use cudarc::driver::{result, sys};
+
 use super::{Ops, blocks, int};
-use crate::kernels::{Arg, launch};
-use crate::packed::is_packed_type;
+use crate::driver::check;
+use crate::packed::{SEG_BLOCKS, is_packed_type};
+
+/// Pipeline depth of `gemm_q8.cu` (`GEMM_STAGES`, `GEMM_D_STAGES` for the split-k tile): k
+/// stages in shared memory at once.
+const STAGES: u32 = 4;
+const D_STAGES: u32 = 3;
 
 /// The tile shapes of `gemm_q8.cu` (they must match its `GEMM_*` `#define`s).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum GemmTile {
     /// 128 weight rows x 64 activation columns a block of 8 warps: many columns (prefill).
     Large,
-    /// 32 rows x 64 columns a block of 4 warps: few row tiles or columns (decode batches),
+    /// 32 rows x 64 columns a block of 4 warps: few row tiles and short k (small models),
     /// 4x the blocks of [`GemmTile::Large`] to spread the weight stream over every SM.
     Small,
+    /// The Small tile with k split over 4 groups of 4 warps inside the block (16 warps; the
+    /// groups' segment sums are folded in order): few row tiles and long k (decode batches of
+    /// large models).
+    Decode,
 }
+
+/// Every tile, for [`Ops::gemm_q8_prepare`] and the tests.
+pub const GEMM_TILES: [GemmTile; 3] = [GemmTile::Large, GemmTile::Small, GemmTile::Decode];
 
 impl GemmTile {
     /// (weight rows, activation columns, warps) of a block.
@@ -27,6 +44,15 @@ impl GemmTile {
         match self {
             GemmTile::Large => (128, 64, 8),
             GemmTile::Small => (32, 64, 4),
+            GemmTile::Decode => (32, 64, 16),
+        }
+    }
+
+    /// Groups of warps that split k inside a block.
+    const fn groups(self) -> u32 {
+        match self {
+            GemmTile::Decode => 4,
+            _ => 1,
         }
     }
 
@@ -34,15 +60,41 @@ impl GemmTile {
         match self {
             GemmTile::Large => "_l",
             GemmTile::Small => "_s",
+            GemmTile::Decode => "_d",
         }
     }
 
-    /// The tile [`Ops::gemm_q8`] takes for `n` weight rows and `ncols` columns: Large once its
-    /// blocks fill the GPU (132 SMs on an H100 / H200) at least once, else Small.
-    pub fn for_shape(n: usize, ncols: usize) -> GemmTile {
+    /// Dynamic shared memory of a block: `GEMM_STAGES` x `gemm_stage_bytes` of `gemm_q8.cu`
+    /// (the kernel traps if it gets less).
+    pub fn shared_bytes(self, ty: GgmlType) -> u32 {
+        let (bm, bn, _) = self.shape();
+        // (quant bytes per block, blocks per stage, scale bytes per row of a stage)
+        let (qb, kb) = if ty == GgmlType::Q8_0 {
+            (32, 2)
+        } else {
+            (16, 4)
+        };
+        let w_row = if ty == GgmlType::Q4_1 {
+            kb * 4
+        } else {
+            (kb / 2 + 1) * 4
+        };
+        let stage = bm * (kb * qb + 16) + bn * (kb * 32 + 16) + bm * w_row + 2 * kb * bn * 4;
+        let groups = self.groups();
+        let stages = if groups > 1 { D_STAGES } else { STAGES };
+        stages * groups * stage + (groups - 1) * bm * bn * 4
+    }
+
+    /// The tile [`Ops::gemm_q8`] takes for `n` weight rows, `k` and `ncols` columns (measured
+    /// on an H200, `tests/gemm.rs` timings, 2026-11-27): Large once it has >= 100 blocks (about
+    /// one per SM), else Decode when k has >= 8 segments (k >= 4096: its 4 groups all work),
+    /// else Small.
+    pub fn for_shape(n: usize, k: usize, ncols: usize) -> GemmTile {
         let (bm, bn, _) = GemmTile::Large.shape();
-        if n.div_ceil(bm as usize) * ncols.div_ceil(bn as usize) >= 132 {
+        if n.div_ceil(bm as usize) * ncols.div_ceil(bn as usize) >= 100 {
             GemmTile::Large
+        } else if (k / 32).div_ceil(SEG_BLOCKS) >= 8 {
+            GemmTile::Decode
         } else {
             GemmTile::Small
         }
@@ -50,6 +102,18 @@ impl GemmTile {
 }
 
 impl Ops<'_> {
+    /// Raise every gemm_q8 kernel's dynamic shared memory limit now (it is otherwise done at a
+    /// kernel's first launch): call once before capturing launches into a CUDA graph.
+    pub fn gemm_q8_prepare(&self) -> Result<(), EngineError> {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            for tile in GEMM_TILES {
+                let f = self.k.for_type("gemm_q8", ty, tile.suffix())?;
+                allow_shared(f, tile.shared_bytes(ty))?;
+            }
+        }
+        Ok(())
+    }
+
     /// y[c * y_stride + r] = W[r] . x[c] (`accumulate`: +=, the fused residual add) for r < n,
     /// c < ncols, the canonical dot product of [`crate::packed`] bit for bit.
     /// W: packed (n, k) of type `ty` (Q4_0, Q4_1 or Q8_0), 16-byte aligned;
@@ -71,7 +135,7 @@ impl Ops<'_> {
         y_stride: usize,
         accumulate: bool,
     ) -> Result<(), EngineError> {
-        let tile = GemmTile::for_shape(n, ncols);
+        let tile = GemmTile::for_shape(n, k, ncols);
         self.gemm_q8_tile(
             tile, ty, w, n, k, xq, xd, xsum, ncols, y, y_stride, accumulate,
         )
@@ -105,26 +169,78 @@ impl Ops<'_> {
         }
         let (bm, bn, warps) = tile.shape();
         let f = self.k.for_type("gemm_q8", ty, tile.suffix())?;
-        launch(
-            self.gpu,
-            f,
-            (blocks(ncols, bn), blocks(n, bm), 1),
-            (warps * 32, 1, 1),
-            &[
-                Arg::Ptr(w),
-                Arg::I32(int(n, "rows")?),
-                Arg::I32(int(k, "columns")?),
-                Arg::Ptr(xq),
-                Arg::Ptr(xd),
-                Arg::Ptr(xsum),
-                Arg::I32(int(ncols, "activation columns")?),
-                Arg::Ptr(y),
-                Arg::I32(int(y_stride, "output stride")?),
-                Arg::I32(i32::from(accumulate)),
-            ],
+        let smem = tile.shared_bytes(ty);
+        allow_shared(f, smem)?;
+        let args = [
+            Arg::Ptr(w),
+            Arg::I32(int(n, "rows")?),
+            Arg::I32(int(k, "columns")?),
+            Arg::Ptr(xq),
+            Arg::Ptr(xd),
+            Arg::Ptr(xsum),
+            Arg::I32(int(ncols, "activation columns")?),
+            Arg::Ptr(y),
+            Arg::I32(int(y_stride, "output stride")?),
+            Arg::I32(i32::from(accumulate)),
+        ];
+        // Each argument's bytes sit at the start of an 8-byte slot (little-endian), which is how
+        // cuLaunchKernel reads a parameter of 4 or 8 bytes through its pointer.
+        let mut slots: Vec<u64> = args
+            .iter()
+            .map(|a| match *a {
+                Arg::Ptr(p) => p,
+                Arg::I32(v) => u64::from(v as u32),
+            })
+            .collect();
+        let mut params: Vec<*mut c_void> = slots
+            .iter_mut()
+            .map(|s| s as *mut u64 as *mut c_void)
+            .collect();
+        // SAFETY: `f` is a loaded gemm_q8 kernel whose parameters are `args` in order, allowed
+        // `smem` bytes of dynamic shared memory; `params` outlives the call, which copies them.
+        check(
+            unsafe {
+                result::launch_kernel(
+                    f,
+                    (blocks(ncols, bn), blocks(n, bm), 1),
+                    (warps * 32, 1, 1),
+                    smem,
+                    self.gpu.stream(),
+                    &mut params,
+                )
+            },
             "gemm_q8",
         )
     }
+}
+
+/// A kernel argument, passed by value.
+#[derive(Copy, Clone, Debug)]
+enum Arg {
+    Ptr(u64),
+    I32(i32),
+}
+
+/// Let `f` use `bytes` of dynamic shared memory (above the default 48 KiB), once per function.
+fn allow_shared(f: sys::CUfunction, bytes: u32) -> Result<(), EngineError> {
+    static DONE: Mutex<Vec<(usize, u32)>> = Mutex::new(Vec::new());
+    let key = (f as usize, bytes);
+    let mut done = DONE.lock().unwrap_or_else(|p| p.into_inner());
+    if !done.contains(&key) {
+        // SAFETY: `f` is a loaded kernel; the attribute only bounds its launches' shared memory.
+        check(
+            unsafe {
+                result::function::set_function_attribute(
+                    f,
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    bytes as i32,
+                )
+            },
+            "cuFuncSetAttribute(gemm_q8 shared memory)",
+        )?;
+        done.push(key);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -134,7 +250,17 @@ mod tests {
     #[test]
     fn tile_shapes_match_the_kernel_source() {
         let src = include_str!("../../kernels/gemm_q8.cu");
-        for (tile, tag) in [(GemmTile::Large, "L"), (GemmTile::Small, "S")] {
+        assert!(src.contains(&format!("#define GEMM_STAGES {STAGES}\n")));
+        assert!(src.contains(&format!("#define GEMM_D_STAGES {D_STAGES}\n")));
+        assert!(src.contains(&format!(
+            "#define GEMM_D_GROUPS {}\n",
+            GemmTile::Decode.groups()
+        )));
+        for (tile, tag) in [
+            (GemmTile::Large, "L"),
+            (GemmTile::Small, "S"),
+            (GemmTile::Decode, "D"),
+        ] {
             let (bm, bn, warps) = tile.shape();
             for (name, v) in [("BM", bm), ("BN", bn), ("WARPS", warps)] {
                 let line = format!("#define GEMM_{tag}_{name} {v}\n");
@@ -144,16 +270,19 @@ mod tests {
             for ty in ["q4_0", "q4_1", "q8_0"] {
                 let mac = format!("GEMM_KERNEL(gemm_q8_{ty}{suffix}, ");
                 assert!(src.contains(&mac), "{mac:?} missing");
-                let (wm, wn) = if tile == GemmTile::Large {
-                    (4, 2)
-                } else {
-                    (1, 4)
+                let (wm, wn) = match tile {
+                    GemmTile::Large => (4, 2),
+                    GemmTile::Small | GemmTile::Decode => (1, 4),
                 };
+                let gr = tile.groups();
                 assert!(
-                    src.contains(&format!("{mac}{}, {bm}, {bn}, {wm}, {wn},", ty_id(ty))),
+                    src.contains(&format!(
+                        "{mac}{}, {bm}, {bn}, {wm}, {wn}, {gr},",
+                        ty_id(ty)
+                    )),
                     "{mac} shape"
                 );
-                assert_eq!(wm * wn, warps);
+                assert_eq!(wm * wn * gr, warps);
             }
         }
     }
@@ -167,10 +296,34 @@ mod tests {
     }
 
     #[test]
-    fn large_tiles_once_they_fill_the_gpu() {
-        assert_eq!(GemmTile::for_shape(4096, 512), GemmTile::Large);
-        assert_eq!(GemmTile::for_shape(14336, 64), GemmTile::Large);
-        assert_eq!(GemmTile::for_shape(4096, 64), GemmTile::Small);
-        assert_eq!(GemmTile::for_shape(896, 512), GemmTile::Small);
+    fn shared_memory_is_the_kernels_formula() {
+        // 4 stages of A (BM x 80) + B (BN x 144 or 80) + scales (BM x 12, 16 or 8) + xd, xsum.
+        assert_eq!(GemmTile::Large.shared_bytes(GgmlType::Q4_0), 4 * 23040);
+        assert_eq!(GemmTile::Large.shared_bytes(GgmlType::Q4_1), 4 * 23552);
+        assert_eq!(GemmTile::Small.shared_bytes(GgmlType::Q8_0), 4 * 8960);
+        for tile in GEMM_TILES {
+            for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+                assert!(
+                    tile.shared_bytes(ty) <= 227 * 1024,
+                    "{tile:?} {}",
+                    ty.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_by_shape() {
+        // Llama-3-8B: 64 columns (decode batch) and 512 (prefill).
+        assert_eq!(GemmTile::for_shape(4096, 4096, 64), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(14336, 4096, 64), GemmTile::Large);
+        assert_eq!(GemmTile::for_shape(4096, 14336, 64), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(4096, 4096, 512), GemmTile::Large);
+        assert_eq!(GemmTile::for_shape(1024, 4096, 512), GemmTile::Decode);
+        // Qwen2.5-0.5B.
+        assert_eq!(GemmTile::for_shape(4864, 896, 64), GemmTile::Small);
+        assert_eq!(GemmTile::for_shape(896, 4864, 64), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(896, 896, 512), GemmTile::Small);
+        assert_eq!(GemmTile::for_shape(4864, 896, 512), GemmTile::Large);
     }
 }

@@ -13,7 +13,7 @@ mod norm;
 mod rope;
 
 pub use attention::KvGeometry;
-pub use gemm::GemmTile;
+pub use gemm::{GEMM_TILES, GemmTile};
 pub use rope::RopeStyle;
 
 use orcd_engine::EngineError;
