@@ -85,14 +85,19 @@ impl GemmTile {
         stages * groups * stage + (groups - 1) * bm * bn * 4
     }
 
-    /// The tile [`Ops::gemm_q8`] takes for `n` weight rows, `k` and `ncols` columns (measured
-    /// on an H200, `tests/gemm.rs` timings, 2026-11-27): Large once it has >= 100 blocks (about
-    /// one per SM), else Decode when k has >= 8 segments (k >= 4096: its 4 groups all work),
-    /// else Small.
+    /// The tile [`Ops::gemm_q8`] takes for `n` weight rows, `k` and `ncols` columns, a rule fitted
+    /// to the H200 timings of `tests/gemm.rs` (2026-11-27): Large for > 32 columns once it has
+    /// >= 100 blocks (about one an SM; its time hardly depends on the columns, the others' grows
+    /// with them); else Small when that has >= 264 blocks (2 an SM); else Decode when k has >= 8
+    /// segments (k >= 4096: its 4 groups all work); else Small.
     pub fn for_shape(n: usize, k: usize, ncols: usize) -> GemmTile {
         let (bm, bn, _) = GemmTile::Large.shape();
-        if n.div_ceil(bm as usize) * ncols.div_ceil(bn as usize) >= 100 {
+        let (sm, _, _) = GemmTile::Small.shape();
+        let col_tiles = ncols.div_ceil(bn as usize);
+        if ncols > 32 && n.div_ceil(bm as usize) * col_tiles >= 100 {
             GemmTile::Large
+        } else if n.div_ceil(sm as usize) * col_tiles >= 264 {
+            GemmTile::Small
         } else if (k / 32).div_ceil(SEG_BLOCKS) >= 8 {
             GemmTile::Decode
         } else {
@@ -314,16 +319,19 @@ mod tests {
 
     #[test]
     fn tiles_by_shape() {
-        // Llama-3-8B: 64 columns (decode batch) and 512 (prefill).
+        // Llama-3-8B: few columns, 64 (decode batch) and 512 (prefill).
         assert_eq!(GemmTile::for_shape(4096, 4096, 64), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(14336, 4096, 16), GemmTile::Small);
         assert_eq!(GemmTile::for_shape(14336, 4096, 64), GemmTile::Large);
         assert_eq!(GemmTile::for_shape(4096, 14336, 64), GemmTile::Decode);
         assert_eq!(GemmTile::for_shape(4096, 4096, 512), GemmTile::Large);
         assert_eq!(GemmTile::for_shape(1024, 4096, 512), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(128_256, 4096, 64), GemmTile::Large);
         // Qwen2.5-0.5B.
         assert_eq!(GemmTile::for_shape(4864, 896, 64), GemmTile::Small);
         assert_eq!(GemmTile::for_shape(896, 4864, 64), GemmTile::Decode);
         assert_eq!(GemmTile::for_shape(896, 896, 512), GemmTile::Small);
         assert_eq!(GemmTile::for_shape(4864, 896, 512), GemmTile::Large);
+        assert_eq!(GemmTile::for_shape(896, 4864, 512), GemmTile::Decode);
     }
 }
