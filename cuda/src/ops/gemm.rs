@@ -85,11 +85,12 @@ impl GemmTile {
         stages * groups * stage + (groups - 1) * bm * bn * 4
     }
 
-    /// The tile [`Ops::gemm_q8`] takes for `n` weight rows, `k` and `ncols` columns, a rule fitted
-    /// to the H200 timings of `tests/gemm.rs` (2026-11-27): Large for > 32 columns once it has
-    /// >= 100 blocks (about one an SM; its time hardly depends on the columns, the others' grows
-    /// with them); else Small when that has >= 264 blocks (2 an SM); else Decode when k has >= 8
-    /// segments (k >= 4096: its 4 groups all work); else Small.
+    /// The tile [`Ops::gemm_q8`] takes for `n` weight rows, `k` and `ncols` columns, a rule
+    /// fitted to the H200 timings of `tests/gemm.rs` (2026-11-27): Large for more than 32
+    /// columns once it has 100 blocks or more (about one an SM; its time hardly depends on the
+    /// columns, the others' grows with them); else Small when that has 264 blocks or more (2 an
+    /// SM); else Decode when k has 8 segments or more (k of 4096 and up: its 4 groups all work);
+    /// else Small.
     pub fn for_shape(n: usize, k: usize, ncols: usize) -> GemmTile {
         let (bm, bn, _) = GemmTile::Large.shape();
         let (sm, _, _) = GemmTile::Small.shape();
