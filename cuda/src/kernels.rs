@@ -19,7 +19,7 @@ const QUANT: &str = include_str!("../kernels/quant.cuh");
 const PACKED: &str = include_str!("../kernels/packed.cuh");
 
 /// (module name, source, needs the quant headers: quant.cuh and packed.cuh).
-const SOURCES: [(&str, &str, bool); 9] = [
+const SOURCES: [(&str, &str, bool); 10] = [
     ("norm", include_str!("../kernels/norm.cu"), false),
     ("rope", include_str!("../kernels/rope.cu"), false),
     (
@@ -37,6 +37,7 @@ const SOURCES: [(&str, &str, bool); 9] = [
         include_str!("../kernels/mmvq_packed.cu"),
         true,
     ),
+    ("gemm_q8", include_str!("../kernels/gemm_q8.cu"), true),
 ];
 
 /// Launch shapes; they must match the `#define`s of the same names in the `.cu` files.

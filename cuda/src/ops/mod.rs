@@ -6,6 +6,7 @@
 mod activation;
 mod attention;
 mod embed;
+mod gemm;
 mod logits;
 mod matmul;
 mod norm;
@@ -13,6 +14,7 @@ mod packed;
 mod rope;
 
 pub use attention::{ATT_DECODE_MAX_TOKENS, AttnKernel, KvGeometry};
+pub use gemm::{GEMM_TILES, GemmTile};
 pub use packed::ActsQ8Dev;
 pub use rope::RopeStyle;
 

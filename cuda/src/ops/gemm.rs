@@ -1,0 +1,338 @@
+//! Packed-weight GEMM on the tensor cores (`gemm_q8.cu`): Q4_0 / Q4_1 / Q8_0 weights in the
+//! packed layout ([`crate::packed`]) against Q8 activations, int8 `mma.sync`, for prefill
+//! chunks and many-sequence decode steps. Every output is the canonical dot product
+//! ([`crate::packed::dot_canonical`]) bit for bit, so it equals what a matrix-vector kernel over
+//! the same packed weights computes, whatever the number of columns.
+
+use orcd_engine::EngineError;
+use orcd_engine::quant::GgmlType;
+
+use std::ffi::c_void;
+use std::sync::Mutex;
+
+use cudarc::driver::{result, sys};
+
+use super::{Ops, blocks, int};
+use crate::driver::check;
+use crate::packed::{SEG_BLOCKS, is_packed_type};
+
+/// Pipeline depth of `gemm_q8.cu` (`GEMM_STAGES`, `GEMM_D_STAGES` for the split-k tile): k
+/// stages in shared memory at once.
+const STAGES: u32 = 4;
+const D_STAGES: u32 = 3;
+
+/// The tile shapes of `gemm_q8.cu` (they must match its `GEMM_*` `#define`s).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum GemmTile {
+    /// 128 weight rows x 64 activation columns a block of 8 warps: many columns (prefill).
+    Large,
+    /// 32 rows x 64 columns a block of 4 warps: few row tiles and short k (small models),
+    /// 4x the blocks of [`GemmTile::Large`] to spread the weight stream over every SM.
+    Small,
+    /// The Small tile with k split over 4 groups of 4 warps inside the block (16 warps; the
+    /// groups' segment sums are folded in order): few row tiles and long k (decode batches of
+    /// large models).
+    Decode,
+}
+
+/// Every tile, for [`Ops::gemm_q8_prepare`] and the tests.
+pub const GEMM_TILES: [GemmTile; 3] = [GemmTile::Large, GemmTile::Small, GemmTile::Decode];
+
+impl GemmTile {
+    /// (weight rows, activation columns, warps) of a block.
+    pub const fn shape(self) -> (u32, u32, u32) {
+        match self {
+            GemmTile::Large => (128, 64, 8),
+            GemmTile::Small => (32, 64, 4),
+            GemmTile::Decode => (32, 64, 16),
+        }
+    }
+
+    /// Groups of warps that split k inside a block.
+    const fn groups(self) -> u32 {
+        match self {
+            GemmTile::Decode => 4,
+            _ => 1,
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            GemmTile::Large => "_l",
+            GemmTile::Small => "_s",
+            GemmTile::Decode => "_d",
+        }
+    }
+
+    /// Dynamic shared memory of a block: `GEMM_STAGES` x `gemm_stage_bytes` of `gemm_q8.cu`
+    /// (the kernel traps if it gets less).
+    pub fn shared_bytes(self, ty: GgmlType) -> u32 {
+        let (bm, bn, _) = self.shape();
+        // (quant bytes per block, blocks per stage, scale bytes per row of a stage)
+        let (qb, kb) = if ty == GgmlType::Q8_0 {
+            (32, 2)
+        } else {
+            (16, 4)
+        };
+        let w_row = if ty == GgmlType::Q4_1 {
+            kb * 4
+        } else {
+            (kb / 2 + 1) * 4
+        };
+        let stage = bm * (kb * qb + 16) + bn * (kb * 32 + 16) + bm * w_row + 2 * kb * bn * 4;
+        let groups = self.groups();
+        let stages = if groups > 1 { D_STAGES } else { STAGES };
+        stages * groups * stage + (groups - 1) * bm * bn * 4
+    }
+
+    /// The tile [`Ops::gemm_q8`] takes for `n` weight rows, `k` and `ncols` columns, a rule
+    /// fitted to the H200 timings of `tests/gemm.rs` (2026-11-27): Large for more than 32
+    /// columns once it has 100 blocks or more (about one an SM; its time hardly depends on the
+    /// columns, the others' grows with them); else Small when that has 264 blocks or more (2 an
+    /// SM); else Decode when k has 8 segments or more (k of 4096 and up: its 4 groups all work);
+    /// else Small.
+    pub fn for_shape(n: usize, k: usize, ncols: usize) -> GemmTile {
+        let (bm, bn, _) = GemmTile::Large.shape();
+        let (sm, _, _) = GemmTile::Small.shape();
+        let col_tiles = ncols.div_ceil(bn as usize);
+        if ncols > 32 && n.div_ceil(bm as usize) * col_tiles >= 100 {
+            GemmTile::Large
+        } else if n.div_ceil(sm as usize) * col_tiles >= 264 {
+            GemmTile::Small
+        } else if (k / 32).div_ceil(SEG_BLOCKS) >= 8 {
+            GemmTile::Decode
+        } else {
+            GemmTile::Small
+        }
+    }
+}
+
+impl Ops<'_> {
+    /// Raise every gemm_q8 kernel's dynamic shared memory limit now (it is otherwise done at a
+    /// kernel's first launch): call once before capturing launches into a CUDA graph.
+    pub fn gemm_q8_prepare(&self) -> Result<(), EngineError> {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            for tile in GEMM_TILES {
+                let f = self.k.for_type("gemm_q8", ty, tile.suffix())?;
+                allow_shared(f, tile.shared_bytes(ty))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// y[c * y_stride + r] = W[r] . x[c] (`accumulate`: +=, the fused residual add) for r < n,
+    /// c < ncols, the canonical dot product of [`crate::packed`] bit for bit.
+    /// W: packed (n, k) of type `ty` (Q4_0, Q4_1 or Q8_0), 16-byte aligned;
+    /// xq: (ncols, k) i8, 16-byte aligned;  xd: (ncols, k / 32) f32;  xsum: (ncols, k / 32) i32
+    /// (the Q8 activations of [`crate::packed::quantize_acts`]);  y: (ncols, y_stride) f32,
+    /// y_stride >= n; y's elements outside the n x ncols outputs are not touched.
+    /// k must be a positive multiple of 32. The tile is [`GemmTile::for_shape`]'s.
+    pub fn gemm_q8(
+        &self,
+        ty: GgmlType,
+        w: u64,
+        n: usize,
+        k: usize,
+        xq: u64,
+        xd: u64,
+        xsum: u64,
+        ncols: usize,
+        y: u64,
+        y_stride: usize,
+        accumulate: bool,
+    ) -> Result<(), EngineError> {
+        let tile = GemmTile::for_shape(n, k, ncols);
+        self.gemm_q8_tile(
+            tile, ty, w, n, k, xq, xd, xsum, ncols, y, y_stride, accumulate,
+        )
+    }
+
+    /// [`Ops::gemm_q8`] with the tile chosen by the caller (tests, timings); same buffers,
+    /// same results bit for bit whatever the tile.
+    pub fn gemm_q8_tile(
+        &self,
+        tile: GemmTile,
+        ty: GgmlType,
+        w: u64,
+        n: usize,
+        k: usize,
+        xq: u64,
+        xd: u64,
+        xsum: u64,
+        ncols: usize,
+        y: u64,
+        y_stride: usize,
+        accumulate: bool,
+    ) -> Result<(), EngineError> {
+        if !is_packed_type(ty) || k == 0 || !k.is_multiple_of(32) || y_stride < n {
+            return Err(EngineError::InvalidInput(format!(
+                "gemm_q8 of a packed {} ({n} x {k}) matrix with y stride {y_stride}",
+                ty.name()
+            )));
+        }
+        if n == 0 || ncols == 0 {
+            return Ok(());
+        }
+        let (bm, bn, warps) = tile.shape();
+        let f = self.k.for_type("gemm_q8", ty, tile.suffix())?;
+        let smem = tile.shared_bytes(ty);
+        allow_shared(f, smem)?;
+        let args = [
+            Arg::Ptr(w),
+            Arg::I32(int(n, "rows")?),
+            Arg::I32(int(k, "columns")?),
+            Arg::Ptr(xq),
+            Arg::Ptr(xd),
+            Arg::Ptr(xsum),
+            Arg::I32(int(ncols, "activation columns")?),
+            Arg::Ptr(y),
+            Arg::I32(int(y_stride, "output stride")?),
+            Arg::I32(i32::from(accumulate)),
+        ];
+        // Each argument's bytes sit at the start of an 8-byte slot (little-endian), which is how
+        // cuLaunchKernel reads a parameter of 4 or 8 bytes through its pointer.
+        let mut slots: Vec<u64> = args
+            .iter()
+            .map(|a| match *a {
+                Arg::Ptr(p) => p,
+                Arg::I32(v) => u64::from(v as u32),
+            })
+            .collect();
+        let mut params: Vec<*mut c_void> = slots
+            .iter_mut()
+            .map(|s| s as *mut u64 as *mut c_void)
+            .collect();
+        // SAFETY: `f` is a loaded gemm_q8 kernel whose parameters are `args` in order, allowed
+        // `smem` bytes of dynamic shared memory; `params` outlives the call, which copies them.
+        check(
+            unsafe {
+                result::launch_kernel(
+                    f,
+                    (blocks(ncols, bn), blocks(n, bm), 1),
+                    (warps * 32, 1, 1),
+                    smem,
+                    self.gpu.stream(),
+                    &mut params,
+                )
+            },
+            "gemm_q8",
+        )
+    }
+}
+
+/// A kernel argument, passed by value.
+#[derive(Copy, Clone, Debug)]
+enum Arg {
+    Ptr(u64),
+    I32(i32),
+}
+
+/// Let `f` use `bytes` of dynamic shared memory (above the default 48 KiB), once per function.
+fn allow_shared(f: sys::CUfunction, bytes: u32) -> Result<(), EngineError> {
+    static DONE: Mutex<Vec<(usize, u32)>> = Mutex::new(Vec::new());
+    let key = (f as usize, bytes);
+    let mut done = DONE.lock().unwrap_or_else(|p| p.into_inner());
+    if !done.contains(&key) {
+        // SAFETY: `f` is a loaded kernel; the attribute only bounds its launches' shared memory.
+        check(
+            unsafe {
+                result::function::set_function_attribute(
+                    f,
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    bytes as i32,
+                )
+            },
+            "cuFuncSetAttribute(gemm_q8 shared memory)",
+        )?;
+        done.push(key);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_shapes_match_the_kernel_source() {
+        let src = include_str!("../../kernels/gemm_q8.cu");
+        assert!(src.contains(&format!("#define GEMM_STAGES {STAGES}\n")));
+        assert!(src.contains(&format!("#define GEMM_D_STAGES {D_STAGES}\n")));
+        assert!(src.contains(&format!(
+            "#define GEMM_D_GROUPS {}\n",
+            GemmTile::Decode.groups()
+        )));
+        for (tile, tag) in [
+            (GemmTile::Large, "L"),
+            (GemmTile::Small, "S"),
+            (GemmTile::Decode, "D"),
+        ] {
+            let (bm, bn, warps) = tile.shape();
+            for (name, v) in [("BM", bm), ("BN", bn), ("WARPS", warps)] {
+                let line = format!("#define GEMM_{tag}_{name} {v}\n");
+                assert!(src.contains(&line), "{line:?} missing from gemm_q8.cu");
+            }
+            let suffix = tile.suffix();
+            for ty in ["q4_0", "q4_1", "q8_0"] {
+                let mac = format!("GEMM_KERNEL(gemm_q8_{ty}{suffix}, ");
+                assert!(src.contains(&mac), "{mac:?} missing");
+                let (wm, wn) = match tile {
+                    GemmTile::Large => (4, 2),
+                    GemmTile::Small | GemmTile::Decode => (1, 4),
+                };
+                let gr = tile.groups();
+                assert!(
+                    src.contains(&format!(
+                        "{mac}{}, {bm}, {bn}, {wm}, {wn}, {gr},",
+                        ty_id(ty)
+                    )),
+                    "{mac} shape"
+                );
+                assert_eq!(wm * wn * gr, warps);
+            }
+        }
+    }
+
+    fn ty_id(ty: &str) -> u32 {
+        match ty {
+            "q4_0" => 0,
+            "q4_1" => 1,
+            _ => 2,
+        }
+    }
+
+    #[test]
+    fn shared_memory_is_the_kernels_formula() {
+        // 4 stages of A (BM x 80) + B (BN x 144 or 80) + scales (BM x 12, 16 or 8) + xd, xsum.
+        assert_eq!(GemmTile::Large.shared_bytes(GgmlType::Q4_0), 4 * 23040);
+        assert_eq!(GemmTile::Large.shared_bytes(GgmlType::Q4_1), 4 * 23552);
+        assert_eq!(GemmTile::Small.shared_bytes(GgmlType::Q8_0), 4 * 8960);
+        for tile in GEMM_TILES {
+            for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+                assert!(
+                    tile.shared_bytes(ty) <= 227 * 1024,
+                    "{tile:?} {}",
+                    ty.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_by_shape() {
+        // Llama-3-8B: few columns, 64 (decode batch) and 512 (prefill).
+        assert_eq!(GemmTile::for_shape(4096, 4096, 64), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(14336, 4096, 16), GemmTile::Small);
+        assert_eq!(GemmTile::for_shape(14336, 4096, 64), GemmTile::Large);
+        assert_eq!(GemmTile::for_shape(4096, 14336, 64), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(4096, 4096, 512), GemmTile::Large);
+        assert_eq!(GemmTile::for_shape(1024, 4096, 512), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(128_256, 4096, 64), GemmTile::Large);
+        // Qwen2.5-0.5B.
+        assert_eq!(GemmTile::for_shape(4864, 896, 64), GemmTile::Small);
+        assert_eq!(GemmTile::for_shape(896, 4864, 64), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(896, 896, 512), GemmTile::Small);
+        assert_eq!(GemmTile::for_shape(4864, 896, 512), GemmTile::Large);
+        assert_eq!(GemmTile::for_shape(896, 4864, 512), GemmTile::Decode);
+    }
+}
