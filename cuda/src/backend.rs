@@ -68,7 +68,16 @@ pub struct CudaOptions {
     /// layout and the f32-activation kernels (the A/B reference). Default on; the environment
     /// variable `ORCD_PACKED=0` turns the default off.
     pub packed: bool,
+    /// Packed matrices against more than [`GEMM_MIN_COLS`] - 1 activation columns (prefill,
+    /// batches) go through the tensor-core GEMM (`gemm_q8.cu`), which computes the same
+    /// canonical dot product bit for bit; off: the matrix-vector kernels in tiles of 8 columns.
+    /// Default on; `ORCD_GEMM=0` turns the default off.
+    pub gemm: bool,
 }
+
+/// Fewest activation columns a packed matrix takes the GEMM for (with [`CudaOptions::gemm`]):
+/// the matrix-vector kernels read the weights once per 8 columns.
+pub const GEMM_MIN_COLS: usize = 9;
 
 impl Default for CudaOptions {
     fn default() -> Self {
@@ -83,6 +92,7 @@ impl Default for CudaOptions {
             cuda_graphs: true,
             fused: true,
             packed: std::env::var("ORCD_PACKED").map_or(true, |v| v != "0"),
+            gemm: std::env::var("ORCD_GEMM").map_or(true, |v| v != "0"),
         }
     }
 }
@@ -107,6 +117,8 @@ pub struct CudaBackend {
     /// Captured forward passes by step shape; `None` when graphs are off.
     graphs: Option<GraphCache>,
     fused: bool,
+    /// Whether packed matrices with many columns take the GEMM.
+    gemm: bool,
     kernels: Kernels,
     ledger: Arc<VramLedger>,
     gpu: Arc<GpuContext>,
@@ -195,6 +207,10 @@ impl CudaBackend {
             });
         }
 
+        if opts.gemm {
+            // The GEMM's shared-memory limits are raised now, not inside a graph capture.
+            Ops::new(&gpu, &kernels).gemm_q8_prepare()?;
+        }
         let ledger = VramLedger::new(Arc::clone(&gpu));
         let load_start = std::time::Instant::now();
         let weights = GpuWeights::upload(&model, &ledger, opts.packed.then_some(&kernels))?;
@@ -236,6 +252,7 @@ impl CudaBackend {
             n_rows: 0,
             graphs: opts.cuda_graphs.then(GraphCache::default),
             fused: opts.fused,
+            gemm: opts.gemm,
             kernels,
             ledger,
             gpu,
@@ -444,13 +461,24 @@ impl CudaBackend {
         y_stride: usize,
         accumulate: bool,
     ) -> Result<(), EngineError> {
+        if self.use_gemm(ncols) {
+            return self.ops().gemm_q8(
+                wt.ty, wt.ptr, wt.rows, wt.cols, acts.q, acts.d, acts.sum, ncols, y, y_stride,
+                accumulate,
+            );
+        }
         self.ops().linear_packed(
             wt.ty, wt.ptr, wt.rows, wt.cols, acts, ncols, y, y_stride, accumulate,
         )
     }
 
+    /// Whether a packed matrix against `ncols` activation columns takes the GEMM.
+    fn use_gemm(&self, ncols: usize) -> bool {
+        self.gemm && ncols >= GEMM_MIN_COLS
+    }
+
     /// q, k, v (packed, one type) from the same Q8 activations in one launch: parts[i] =
-    /// (W_i, y_i: (ncols, rows_i) f32). (With a GEMM: a `linear_q8` per part.)
+    /// (W_i, y_i: (ncols, rows_i) f32); with many columns a GEMM per part.
     fn qkv_q8(
         &self,
         w: [&DevTensor; 3],
@@ -458,15 +486,21 @@ impl CudaBackend {
         acts: ActsQ8Dev,
         ncols: usize,
     ) -> Result<(), EngineError> {
+        if self.use_gemm(ncols) {
+            for (wt, y) in w.into_iter().zip(y) {
+                self.linear_q8(wt, acts, ncols, y, wt.rows, false)?;
+            }
+            return Ok(());
+        }
         let parts = [0, 1, 2].map(|i| (w[i].ptr, y[i], w[i].rows));
         self.ops()
             .matmul3_packed(w[0].ty, parts, w[0].cols, acts, ncols)
     }
 
     /// out = act(Wg x) * (Wu x) (packed, one type; act GELU-tanh or SiLU) from the same Q8
-    /// activations in one launch. out: (ncols, Wg.rows) f32; `spare`, as large, is free for a
-    /// GEMM branch (`linear_q8` of Wg into out and of Wu into spare, then the gated
-    /// activation).
+    /// activations in one launch. out: (ncols, Wg.rows) f32. With many columns: the GEMM of
+    /// Wg into out and of Wu into `spare` (as large), then the gated activation (the same float
+    /// operations as the fused kernel's epilogue).
     fn glu_q8(
         &self,
         g: &DevTensor,
@@ -474,9 +508,19 @@ impl CudaBackend {
         acts: ActsQ8Dev,
         ncols: usize,
         out: u64,
-        _spare: u64,
+        spare: u64,
         gelu: bool,
     ) -> Result<(), EngineError> {
+        if self.use_gemm(ncols) {
+            self.linear_q8(g, acts, ncols, out, g.rows, false)?;
+            self.linear_q8(u, acts, ncols, spare, u.rows, false)?;
+            let n = ncols * g.rows;
+            return if gelu {
+                self.ops().gelu_tanh_mul(out, spare, out, n)
+            } else {
+                self.ops().silu_mul(out, spare, out, n)
+            };
+        }
         self.ops()
             .matmul_glu_packed(g.ty, g.ptr, u.ptr, g.rows, g.cols, acts, ncols, out, gelu)
     }
