@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::serve::ListenerExt;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -138,6 +139,13 @@ pub async fn start(
     let addr = listener.local_addr().map_err(LifecycleError::Listener)?;
     let (stop_server, mut stop_rx) = watch::channel(false);
     let router = app(state.clone());
+    // Small SSE writes go out at once: without TCP_NODELAY, Nagle's algorithm holds an event
+    // back until the client's (delayed, ~40 ms) ACK of the previous one.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
