@@ -484,15 +484,22 @@ fn driver_version(info: &DeviceInfo) -> Option<String> {
     let cuda = info.runtime_version.as_ref()?;
     let kernel = std::fs::read_to_string("/proc/driver/nvidia/version")
         .ok()
-        .and_then(|s| {
-            let line = s.lines().next()?.to_string();
-            let after = line.split("Kernel Module").nth(1)?;
-            after.split_whitespace().next().map(str::to_string)
-        });
+        .and_then(|s| kernel_module_version(&s));
     Some(match kernel {
         Some(k) => format!("{k} (CUDA {cuda})"),
         None => format!("CUDA {cuda}"),
     })
+}
+
+/// The version in `/proc/driver/nvidia/version`'s first line, e.g. "580.159.04" from "NVRM
+/// version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build ...": the first
+/// word after "Kernel Module" that starts with a digit and has a dot.
+fn kernel_module_version(proc_version: &str) -> Option<String> {
+    let after = proc_version.lines().next()?.split("Kernel Module").nth(1)?;
+    after
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()) && w.contains('.'))
+        .map(str::to_string)
 }
 
 /// The card's name, or the CPU's model name and the backend's thread count.
@@ -1007,6 +1014,15 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn the_driver_version_is_read_from_proc() {
+        let open = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (dvs-builder@U22-I3-AF03-09-1)  Thu Oct 16 2025\nGCC version: gcc 12";
+        assert_eq!(kernel_module_version(open).as_deref(), Some("580.159.04"));
+        let closed = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024";
+        assert_eq!(kernel_module_version(closed).as_deref(), Some("550.54.14"));
+        assert_eq!(kernel_module_version("something else"), None);
+    }
 
     #[test]
     fn percentile_picks_sorted_samples() {
