@@ -288,6 +288,20 @@ pub(crate) fn launch(
     args: &[Arg],
     what: &str,
 ) -> Result<(), EngineError> {
+    launch_smem(gpu, f, grid, block, 0, args, what)
+}
+
+/// [`launch`] with `smem` bytes of dynamic shared memory (within the function's limit, which
+/// the caller raises first where it exceeds the default 48 KiB).
+pub(crate) fn launch_smem(
+    gpu: &GpuContext,
+    f: sys::CUfunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    smem: u32,
+    args: &[Arg],
+    what: &str,
+) -> Result<(), EngineError> {
     if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
         return Ok(()); // nothing to do
     }
@@ -320,7 +334,7 @@ pub(crate) fn launch(
             blockDimX: block.0,
             blockDimY: block.1,
             blockDimZ: block.2,
-            sharedMemBytes: 0,
+            sharedMemBytes: smem,
             hStream: gpu.stream(),
             attrs: &mut attr,
             numAttrs: 1,
@@ -339,7 +353,7 @@ pub(crate) fn launch(
     // SAFETY: `f` is a loaded kernel whose parameter list matches `args` (each launcher is
     // written against its kernel's signature); `params` outlives the call, which copies them.
     check(
-        unsafe { result::launch_kernel(f, grid, block, 0, gpu.stream(), &mut params) },
+        unsafe { result::launch_kernel(f, grid, block, smem, gpu.stream(), &mut params) },
         what,
     )
 }

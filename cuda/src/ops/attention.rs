@@ -2,7 +2,6 @@
 
 use orcd_engine::EngineError;
 
-use std::ffi::c_void;
 use std::sync::OnceLock;
 
 use cudarc::driver::{result, sys};
@@ -269,7 +268,8 @@ fn reference_selected() -> bool {
 }
 
 /// [`launch`] with ATT_THREADS threads and `smem` bytes of dynamic shared memory (the
-/// function's limit raised to it first).
+/// function's limit raised to it first; programmatic dependent launch as for every kernel of
+/// a marked module).
 fn launch_smem(
     gpu: &GpuContext,
     f: sys::CUfunction,
@@ -292,38 +292,7 @@ fn launch_smem(
             &format!("{what}: dynamic shared memory {bytes} bytes"),
         )?;
     }
-    if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
-        return Ok(()); // nothing to do
-    }
-    // As in `launch`: each argument's bytes at the start of an 8-byte slot.
-    let mut slots: Vec<u64> = args
-        .iter()
-        .map(|a| match *a {
-            Arg::Ptr(p) => p,
-            Arg::I32(v) => u64::from(v as u32),
-            Arg::F32(v) => u64::from(v.to_bits()),
-        })
-        .collect();
-    let mut params: Vec<*mut c_void> = slots
-        .iter_mut()
-        .map(|s| s as *mut u64 as *mut c_void)
-        .collect();
-    // SAFETY: `f` is a loaded kernel whose parameter list matches `args` (the launchers above
-    // are written against the kernels' signatures); `params` outlives the call, which copies
-    // them; `bytes` is within the limit just set.
-    check(
-        unsafe {
-            result::launch_kernel(
-                f,
-                grid,
-                (ATT_THREADS, 1, 1),
-                bytes as u32,
-                gpu.stream(),
-                &mut params,
-            )
-        },
-        what,
-    )
+    crate::kernels::launch_smem(gpu, f, grid, (ATT_THREADS, 1, 1), bytes as u32, args, what)
 }
 
 #[cfg(test)]
