@@ -401,6 +401,38 @@ fn decode_speed_smollm2_batch1() {
                 dev.gpu_name(),
                 secs * 1000.0 / 128.0
             );
+            if packed && fused && graphs {
+                // The same steps with no token read back in between (the host queues step i + 1
+                // while step i runs): the GPU's own time per token; the difference to the loop
+                // above is what a token costs the host (argmax read, step set-up, launch).
+                let slot = dev.alloc_seq(16 + 128).unwrap();
+                dev.forward(&[SeqInput {
+                    slot,
+                    start_pos: 0,
+                    tokens: &prompt,
+                    logits: LogitsWanted::Last,
+                }])
+                .unwrap();
+                dev.synchronize().unwrap();
+                let start = std::time::Instant::now();
+                for i in 0..128 {
+                    dev.forward(&[SeqInput {
+                        slot,
+                        start_pos: 16 + i,
+                        tokens: &[tok],
+                        logits: LogitsWanted::Last,
+                    }])
+                    .unwrap();
+                }
+                dev.synchronize().unwrap();
+                let gpu = start.elapsed().as_secs_f64();
+                dev.free_seq(slot);
+                eprintln!(
+                    "decode without read-back round {round}: {:.3} ms/token (host share of the loop above {:.0} %)",
+                    gpu * 1000.0 / 128.0,
+                    100.0 * (secs - gpu) / secs
+                );
+            }
         }
     }
 }
