@@ -13,7 +13,7 @@ mod packed;
 mod rope;
 
 pub use attention::KvGeometry;
-pub use packed::ActsQ8Dev;
+pub use packed::{ActsQ8Dev, PkKernel};
 pub use rope::RopeStyle;
 
 use orcd_engine::EngineError;
