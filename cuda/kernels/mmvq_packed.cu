@@ -347,7 +347,9 @@ PKGLU_KERNEL(mmvq_glu_packed_q8_0, T_Q8_0)
 // terms in block order, then lane c adds column c's segment sums in segment order. The old
 // kernels above stay as the references. Kernel names: mmvqf{,3,_glu}_packed_<type>_c<NC>, with
 // U and the resident-block hint (MINB, registers <= 65536 / (MINB * 256)) chosen per type and
-// NC below; the plain kernel also has a few alternative (U, MINB) for timing (suffix u<U>m<MINB>).
+// NC below (U = 4 for Q4_0 / Q4_1, 2 for Q8_0, MINB 4: on an H200 the best overall of the
+// one-column (U, MINB) pairs timed, among (1..16, 2..6); cuda/tests/packed.rs prints them); the
+// one-column kernels also have alternatives (U, MINB) for timing (suffix u<U>m<MINB>).
 
 template <int T, int NC, int U> struct PKF {
     static constexpr int SPAN = U * 32;                // blocks per iteration
@@ -575,48 +577,61 @@ __device__ __forceinline__ void mmvqf_glu_packed(const u8* __restrict__ Wg, cons
         mmvqf_glu_packed<T, NC, U>(Wg, Wu, xq, xd, xs, out, n, k, ncols, act);                     \
     }
 
-PKF_KERNEL(mmvqf_packed_q4_0_c1, T_Q4_0, 1, 8, 3)
-PKF_KERNEL(mmvqf_packed_q4_0_c2, T_Q4_0, 2, 8, 3)
+PKF_KERNEL(mmvqf_packed_q4_0_c1, T_Q4_0, 1, 4, 4)
+PKF_KERNEL(mmvqf_packed_q4_0_c2, T_Q4_0, 2, 4, 4)
 PKF_KERNEL(mmvqf_packed_q4_0_c4, T_Q4_0, 4, 4, 4)
 PKF_KERNEL(mmvqf_packed_q4_0_c8, T_Q4_0, 8, 4, 4)
-PKF_KERNEL(mmvqf_packed_q4_1_c1, T_Q4_1, 1, 8, 3)
-PKF_KERNEL(mmvqf_packed_q4_1_c2, T_Q4_1, 2, 8, 3)
+PKF_KERNEL(mmvqf_packed_q4_1_c1, T_Q4_1, 1, 4, 4)
+PKF_KERNEL(mmvqf_packed_q4_1_c2, T_Q4_1, 2, 4, 4)
 PKF_KERNEL(mmvqf_packed_q4_1_c4, T_Q4_1, 4, 4, 4)
 PKF_KERNEL(mmvqf_packed_q4_1_c8, T_Q4_1, 8, 4, 4)
-PKF_KERNEL(mmvqf_packed_q8_0_c1, T_Q8_0, 1, 4, 4)
-PKF_KERNEL(mmvqf_packed_q8_0_c2, T_Q8_0, 2, 4, 3)
+PKF_KERNEL(mmvqf_packed_q8_0_c1, T_Q8_0, 1, 2, 4)
+PKF_KERNEL(mmvqf_packed_q8_0_c2, T_Q8_0, 2, 2, 4)
 PKF_KERNEL(mmvqf_packed_q8_0_c4, T_Q8_0, 4, 2, 4)
 PKF_KERNEL(mmvqf_packed_q8_0_c8, T_Q8_0, 8, 2, 4)
 
-PKF3_KERNEL(mmvqf3_packed_q4_0_c1, T_Q4_0, 1, 8, 3)
-PKF3_KERNEL(mmvqf3_packed_q4_0_c2, T_Q4_0, 2, 8, 3)
+PKF3_KERNEL(mmvqf3_packed_q4_0_c1, T_Q4_0, 1, 4, 4)
+PKF3_KERNEL(mmvqf3_packed_q4_0_c2, T_Q4_0, 2, 4, 4)
 PKF3_KERNEL(mmvqf3_packed_q4_0_c4, T_Q4_0, 4, 4, 4)
 PKF3_KERNEL(mmvqf3_packed_q4_0_c8, T_Q4_0, 8, 4, 4)
-PKF3_KERNEL(mmvqf3_packed_q4_1_c1, T_Q4_1, 1, 8, 3)
-PKF3_KERNEL(mmvqf3_packed_q4_1_c2, T_Q4_1, 2, 8, 3)
+PKF3_KERNEL(mmvqf3_packed_q4_1_c1, T_Q4_1, 1, 4, 4)
+PKF3_KERNEL(mmvqf3_packed_q4_1_c2, T_Q4_1, 2, 4, 4)
 PKF3_KERNEL(mmvqf3_packed_q4_1_c4, T_Q4_1, 4, 4, 4)
 PKF3_KERNEL(mmvqf3_packed_q4_1_c8, T_Q4_1, 8, 4, 4)
-PKF3_KERNEL(mmvqf3_packed_q8_0_c1, T_Q8_0, 1, 4, 3)
-PKF3_KERNEL(mmvqf3_packed_q8_0_c2, T_Q8_0, 2, 4, 3)
+PKF3_KERNEL(mmvqf3_packed_q8_0_c1, T_Q8_0, 1, 2, 4)
+PKF3_KERNEL(mmvqf3_packed_q8_0_c2, T_Q8_0, 2, 2, 4)
 PKF3_KERNEL(mmvqf3_packed_q8_0_c4, T_Q8_0, 4, 2, 4)
 PKF3_KERNEL(mmvqf3_packed_q8_0_c8, T_Q8_0, 8, 2, 4)
 
-PKFGLU_KERNEL(mmvqf_glu_packed_q4_0_c1, T_Q4_0, 1, 8, 3)
-PKFGLU_KERNEL(mmvqf_glu_packed_q4_0_c2, T_Q4_0, 2, 8, 3)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_0_c1, T_Q4_0, 1, 4, 4)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_0_c2, T_Q4_0, 2, 4, 4)
 PKFGLU_KERNEL(mmvqf_glu_packed_q4_0_c4, T_Q4_0, 4, 4, 4)
 PKFGLU_KERNEL(mmvqf_glu_packed_q4_0_c8, T_Q4_0, 8, 4, 4)
-PKFGLU_KERNEL(mmvqf_glu_packed_q4_1_c1, T_Q4_1, 1, 8, 3)
-PKFGLU_KERNEL(mmvqf_glu_packed_q4_1_c2, T_Q4_1, 2, 8, 3)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_1_c1, T_Q4_1, 1, 4, 4)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_1_c2, T_Q4_1, 2, 4, 4)
 PKFGLU_KERNEL(mmvqf_glu_packed_q4_1_c4, T_Q4_1, 4, 4, 4)
 PKFGLU_KERNEL(mmvqf_glu_packed_q4_1_c8, T_Q4_1, 8, 4, 4)
-PKFGLU_KERNEL(mmvqf_glu_packed_q8_0_c1, T_Q8_0, 1, 4, 4)
-PKFGLU_KERNEL(mmvqf_glu_packed_q8_0_c2, T_Q8_0, 2, 4, 3)
+PKFGLU_KERNEL(mmvqf_glu_packed_q8_0_c1, T_Q8_0, 1, 2, 4)
+PKFGLU_KERNEL(mmvqf_glu_packed_q8_0_c2, T_Q8_0, 2, 2, 4)
 PKFGLU_KERNEL(mmvqf_glu_packed_q8_0_c4, T_Q8_0, 4, 2, 4)
 PKFGLU_KERNEL(mmvqf_glu_packed_q8_0_c8, T_Q8_0, 8, 2, 4)
 
-// Alternatives of the plain kernel for timing (same results).
-PKF_KERNEL(mmvqf_packed_q4_0_c1u4m4, T_Q4_0, 1, 4, 4)
-PKF_KERNEL(mmvqf_packed_q4_0_c1u8m4, T_Q4_0, 1, 8, 4)
-PKF_KERNEL(mmvqf_packed_q4_0_c1u16m2, T_Q4_0, 1, 16, 2)
-PKF_KERNEL(mmvqf_packed_q8_0_c1u2m4, T_Q8_0, 1, 2, 4)
-PKF_KERNEL(mmvqf_packed_q8_0_c1u8m2, T_Q8_0, 1, 8, 2)
+// Alternatives (U, MINB) of the one-column kernels for timing (same results).
+PKF_KERNEL(mmvqf_packed_q4_0_c1u8m3, T_Q4_0, 1, 8, 3)
+PKF_KERNEL(mmvqf_packed_q4_0_c1u2m6, T_Q4_0, 1, 2, 6)
+PKF_KERNEL(mmvqf_packed_q4_0_c1u4m5, T_Q4_0, 1, 4, 5)
+PKF_KERNEL(mmvqf_packed_q8_0_c1u4m4, T_Q8_0, 1, 4, 4)
+PKF_KERNEL(mmvqf_packed_q8_0_c1u2m5, T_Q8_0, 1, 2, 5)
+PKF_KERNEL(mmvqf_packed_q8_0_c1u1m6, T_Q8_0, 1, 1, 6)
+PKF3_KERNEL(mmvqf3_packed_q4_0_c1u8m3, T_Q4_0, 1, 8, 3)
+PKF3_KERNEL(mmvqf3_packed_q4_0_c1u2m6, T_Q4_0, 1, 2, 6)
+PKF3_KERNEL(mmvqf3_packed_q4_0_c1u4m5, T_Q4_0, 1, 4, 5)
+PKF3_KERNEL(mmvqf3_packed_q8_0_c1u4m4, T_Q8_0, 1, 4, 4)
+PKF3_KERNEL(mmvqf3_packed_q8_0_c1u2m5, T_Q8_0, 1, 2, 5)
+PKF3_KERNEL(mmvqf3_packed_q8_0_c1u1m6, T_Q8_0, 1, 1, 6)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_0_c1u8m3, T_Q4_0, 1, 8, 3)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_0_c1u2m6, T_Q4_0, 1, 2, 6)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_0_c1u4m5, T_Q4_0, 1, 4, 5)
+PKFGLU_KERNEL(mmvqf_glu_packed_q8_0_c1u4m4, T_Q8_0, 1, 4, 4)
+PKFGLU_KERNEL(mmvqf_glu_packed_q8_0_c1u2m5, T_Q8_0, 1, 2, 5)
+PKFGLU_KERNEL(mmvqf_glu_packed_q8_0_c1u1m6, T_Q8_0, 1, 1, 6)

@@ -5,7 +5,10 @@
 //! `packed::dot_canonical` for Q4_0, Q4_1 and Q8_0 at k = 256 .. 14336 (uneven last
 //! segment), 1..=8 and 13 columns (tiles), every block size; the packed embedding equals the
 //! GGUF one. Inputs are fresh random data each run (the seed is printed); outputs are poisoned
-//! (NaN) before each launch. A last `--ignored` test prints kernel timings, old `mmv` vs packed.
+//! (NaN) before each launch. Every matrix test runs the reference kernels and the fast ones
+//! (`PkKernel`; the one-column alternatives too for the plain kernel); the 3-part kernel also
+//! with biases (against dot + bias in f32). A last `--ignored` test prints kernel timings,
+//! reference vs fast packed kernels.
 //! GPU tests: `#[ignore]`d, run on the GPU machine.
 
 use std::sync::Arc;
@@ -21,11 +24,11 @@ use orcd_engine::quant::{GgmlType, quantize_row};
 const TYPES: [GgmlType; 3] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
 /// The matrix kernels every exactness test runs: the references and the fast ones.
 const KERNELS: [PkKernel; 2] = [PkKernel::Reference, PkKernel::Fast];
-/// The fast plain kernel's alternatives (one column tile) of mmvq_packed.cu, by type.
+/// The fast kernels' alternatives (one column tile) of mmvq_packed.cu, by type.
 fn alts(ty: GgmlType) -> &'static [&'static str] {
     match ty {
-        GgmlType::Q4_0 => &["u4m4", "u8m4", "u16m2"],
-        GgmlType::Q8_0 => &["u2m4", "u8m2"],
+        GgmlType::Q4_0 => &["u8m3", "u2m6", "u4m5"],
+        GgmlType::Q8_0 => &["u4m4", "u2m5", "u1m6"],
         _ => &[],
     }
 }
@@ -536,7 +539,7 @@ enum Shape {
 }
 
 /// Kernel timings (printed, not asserted): the reference packed kernels against the fast ones
-/// (and, at one column, the fast plain kernel's alternatives), the decode shapes of the 8B,
+/// (and, at one column, the fast kernels' alternatives), the decode shapes of the 8B,
 /// Qwen2.5-0.5B and SmolLM2, 1 to 8 columns. Each launch reads another copy of the weights
 /// (as many copies as make >= 200 MB, so the 50 MB L2 holds none of them between reads).
 /// GB/s = packed weight bytes read / time. The reference 3-part launch with biases includes its
@@ -761,7 +764,7 @@ fn packed_kernel_timings() {
                 t_fast * 1e6,
                 gbs(t_fast)
             );
-            if ncols == 1 && shape == Shape::Plain {
+            if ncols == 1 {
                 for a in alts(ty) {
                     let t = run(PkKernel::Alt(a));
                     line += &format!(" | {a} {:7.2} us {:5.0}", t * 1e6, gbs(t));

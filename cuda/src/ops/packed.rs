@@ -20,8 +20,8 @@ pub const QA_THREADS: u32 = 256;
 pub const QA_WARPS: u32 = 8;
 /// Which matrix kernels a packed launch uses: the fast `mmvqf*` kernels (default; the
 /// environment variable `ORCD_PK_FAST=0` selects the references), the references (`mmvq*`), or
-/// (tests, timings) a named alternative of the fast plain kernel (`mmvqf_packed_<type>_c1<alt>`,
-/// one activation column tile).
+/// (tests, timings) a named alternative of a fast kernel (`mmvqf{,3,_glu}_packed_<type>_c1<alt>`,
+/// one activation column tile; Q4_0 and Q8_0).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum PkKernel {
     Fast,
