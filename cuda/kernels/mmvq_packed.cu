@@ -336,3 +336,302 @@ PK3_KERNEL(mmvq3_packed_q8_0, T_Q8_0)
 PKGLU_KERNEL(mmvq_glu_packed_q4_0, T_Q4_0)
 PKGLU_KERNEL(mmvq_glu_packed_q4_1, T_Q4_1)
 PKGLU_KERNEL(mmvq_glu_packed_q8_0, T_Q8_0)
+
+// ---------------------------------------------------------------------------------------------
+// Fast variants (mmvqf*): the same canonical dot, the same launch grid (one warp per weight row,
+// blocks of up to PK_WARPS warps, grid.y tiles of PK_COLS columns), but the tile's column count
+// is a compile-time NC (1, 2, 4 or 8: the smallest >= the launch's columns, capped at PK_COLS),
+// each lane fetches U blocks before use (U * 32 blocks = 2 U segments a warp per iteration), and
+// the fold is parallel: every lane writes its block terms to shared memory (one padding float
+// per 16 blocks: conflict-free), then one lane per (column, segment) folds the segment's 16
+// terms in block order, then lane c adds column c's segment sums in segment order. The old
+// kernels above stay as the references. Kernel names: mmvqf{,3,_glu}_packed_<type>_c<NC>, with
+// U and the resident-block hint (MINB, registers <= 65536 / (MINB * 256)) chosen per type and
+// NC below (U = 4 for Q4_0 / Q4_1, 2 for Q8_0, MINB 4: on an H200 the best overall of the
+// one-column (U, MINB) pairs timed, among (1..16, 2..6); cuda/tests/packed.rs prints them); the
+// one-column kernels also have alternatives (U, MINB) for timing (suffix u<U>m<MINB>).
+
+template <int T, int NC, int U> struct PKF {
+    static constexpr int SPAN = U * 32;                // blocks per iteration
+    static constexpr int PITCH = U * 34;               // padded floats per column
+    static constexpr int NSEG = 2 * U;                 // segments per iteration
+    static constexpr int FLOATS = NC * (PITCH + NSEG); // shared floats per warp
+};
+
+// Row r of the packed W (rows x k) against activation columns c0..c0+nc (nc <= NC), one warp;
+// `sm`: this warp's PKF<T, NC, U>::FLOATS floats. Returns, in lane c (c < nc), the canonical dot
+// of column c0 + c.
+template <int T, int NC, int U>
+__device__ __forceinline__ float pkf_row(const u8* __restrict__ W, int rows, int k, int r,
+                                         const i8* __restrict__ xq, const float* __restrict__ xd,
+                                         const i32* __restrict__ xs, int c0, int nc,
+                                         float* __restrict__ sm) {
+    constexpr int QB = PK<T>::QB, SB = PK<T>::SB, NV = QB / 16;
+    constexpr int SPAN = PKF<T, NC, U>::SPAN, PITCH = PKF<T, NC, U>::PITCH,
+                  NSEG = PKF<T, NC, U>::NSEG;
+    const int lane = threadIdx.x % WARP_SIZE;
+    const int nb = k / 32;
+    const u8* wq = W + (u64)r * nb * QB;
+    const u8* ws = W + packed_scales_offset(QB, rows, k) + (u64)r * nb * SB;
+    float* segs = sm + NC * PITCH;
+    float total = 0.0f;
+    for (int base = 0; base < nb; base += SPAN) {
+        uint4 w[U * NV];
+        u32 sc[U];
+        #pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int b = base + u * 32 + lane;
+            if (b < nb) {
+                #pragma unroll
+                for (int v = 0; v < NV; ++v) w[u * NV + v] = __ldg((const uint4*)(wq + (u64)b * QB) + v);
+                if constexpr (SB == 4) sc[u] = __ldg((const u32*)(ws + (u64)b * 4));
+                else sc[u] = (u32)__ldg((const unsigned short*)(ws + (u64)b * 2));
+            }
+        }
+        #pragma unroll
+        for (int u = 0; u < U; ++u) {
+            if (base + u * 32 >= nb) break; // warp-uniform
+            const int b = base + u * 32 + lane;
+            const int slot = u * 34 + lane + (lane >> 4);
+            #pragma unroll
+            for (int c = 0; c < NC; ++c) {
+                if (c < nc) {
+                    float t = 0.0f;
+                    if (b < nb) {
+                        const u64 col = (u64)(c0 + c);
+                        const i8* xb = xq + col * k + (u64)b * 32;
+                        const int4 x0 = __ldg((const int4*)xb);
+                        const int4 x1 = __ldg((const int4*)(xb + 16));
+                        const float dx = __ldg(xd + col * nb + b);
+                        const float dw = f16_to_f32((u16)(sc[u] & 0xFFFF));
+                        int dot = 0;
+                        if constexpr (T == T_Q8_0) {
+                            const uint4 a = w[2 * u], e = w[2 * u + 1];
+                            dot = __dp4a((int)a.x, x0.x, dot);
+                            dot = __dp4a((int)a.y, x0.y, dot);
+                            dot = __dp4a((int)a.z, x0.z, dot);
+                            dot = __dp4a((int)a.w, x0.w, dot);
+                            dot = __dp4a((int)e.x, x1.x, dot);
+                            dot = __dp4a((int)e.y, x1.y, dot);
+                            dot = __dp4a((int)e.z, x1.z, dot);
+                            dot = __dp4a((int)e.w, x1.w, dot);
+                            t = term_q8_0(dw, dx, dot);
+                        } else {
+                            const uint4 a = w[u];
+                            const u32 M = 0x0F0F0F0Fu;
+                            dot = __dp4a((int)(a.x & M), x0.x, dot);
+                            dot = __dp4a((int)((a.x >> 4) & M), x1.x, dot);
+                            dot = __dp4a((int)(a.y & M), x0.y, dot);
+                            dot = __dp4a((int)((a.y >> 4) & M), x1.y, dot);
+                            dot = __dp4a((int)(a.z & M), x0.z, dot);
+                            dot = __dp4a((int)((a.z >> 4) & M), x1.z, dot);
+                            dot = __dp4a((int)(a.w & M), x0.w, dot);
+                            dot = __dp4a((int)((a.w >> 4) & M), x1.w, dot);
+                            const int xsum = __ldg(xs + col * nb + b);
+                            if constexpr (T == T_Q4_0) {
+                                t = term_q4_0(dw, dx, dot, xsum);
+                            } else {
+                                const float mw = f16_to_f32((u16)(sc[u] >> 16));
+                                t = term_q4_1(dw, mw, dx, dot, xsum);
+                            }
+                        }
+                    }
+                    sm[c * PITCH + slot] = t;
+                }
+            }
+        }
+        __syncwarp();
+        // Segment s of this iteration (blocks base + 16 s ..) of column c: one lane each.
+        const int nblk = min(SPAN, nb - base);
+        const int nseg = (nblk + SEG_BLOCKS - 1) / SEG_BLOCKS;
+        #pragma unroll
+        for (int t0 = 0; t0 < NC * NSEG; t0 += 32) {
+            const int task = t0 + lane;
+            const int c = task / NSEG, s = task % NSEG;
+            if (task < NC * NSEG && c < nc && s < nseg) {
+                const int cnt = min(SEG_BLOCKS, nblk - s * SEG_BLOCKS);
+                const float* p = sm + c * PITCH + s * (SEG_BLOCKS + 1);
+                float seg = 0.0f;
+                #pragma unroll
+                for (int i = 0; i < SEG_BLOCKS; ++i)
+                    if (i < cnt) seg = __fadd_rn(seg, p[i]);
+                segs[c * NSEG + s] = seg;
+            }
+        }
+        __syncwarp();
+        if (lane < nc) {
+            #pragma unroll
+            for (int s = 0; s < NSEG; ++s)
+                if (s < nseg) total = __fadd_rn(total, segs[lane * NSEG + s]);
+        }
+        __syncwarp();
+    }
+    return total;
+}
+
+// mmvq_packed's contract (y[c][r] = or += W[r] . x[c]), tiles of NC columns.
+// W: packed (n, k);  y: (ncols, y_stride) f32.
+// Grid: (ceil(n / warps), ceil(ncols / PK_COLS)); block: warps * 32 threads (<= PK_WARPS).
+template <int T, int NC, int U>
+__device__ __forceinline__ void mmvqf_packed(const u8* __restrict__ W, const i8* __restrict__ xq,
+                                             const float* __restrict__ xd,
+                                             const i32* __restrict__ xs, float* __restrict__ y,
+                                             int n, int k, int ncols, int y_stride, int accumulate) {
+    __shared__ float sm[PK_WARPS][PKF<T, NC, U>::FLOATS];
+    const int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    const int r = blockIdx.x * (blockDim.x / WARP_SIZE) + warp;
+    const int c0 = blockIdx.y * PK_COLS;
+    const int nc = min(NC, ncols - c0);
+    if (r >= n) return; // warp-uniform; no block-wide synchronization follows
+    const float tot = pkf_row<T, NC, U>(W, n, k, r, xq, xd, xs, c0, nc, sm[warp]);
+    if (lane < nc) {
+        float* out = y + (u64)(c0 + lane) * y_stride + r;
+        *out = accumulate ? __fadd_rn(*out, tot) : tot;
+    }
+}
+
+// mmvq3_packed's contract plus optional biases: y_i[c][r] = W_i[r] . x[c] (+ b_i[r], one f32
+// addition, as add_bias_f32; b_i null: none). b_i: (n_i) f32.
+// Grid: (ceil((n0 + n1 + n2) / warps), ceil(ncols / PK_COLS)).
+template <int T, int NC, int U>
+__device__ __forceinline__ void mmvqf3_packed(const u8* W0, float* y0, const float* b0, int n0,
+                                              const u8* W1, float* y1, const float* b1, int n1,
+                                              const u8* W2, float* y2, const float* b2, int n2,
+                                              const i8* __restrict__ xq,
+                                              const float* __restrict__ xd,
+                                              const i32* __restrict__ xs, int k, int ncols) {
+    __shared__ float sm[PK_WARPS][PKF<T, NC, U>::FLOATS];
+    const int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    int r = blockIdx.x * (blockDim.x / WARP_SIZE) + warp;
+    const int c0 = blockIdx.y * PK_COLS;
+    const int nc = min(NC, ncols - c0);
+    const u8* W = W0;
+    float* y = y0;
+    const float* bias = b0;
+    int n = n0;
+    if (r < n0) {
+    } else if (r < n0 + n1) {
+        r -= n0; W = W1; y = y1; bias = b1; n = n1;
+    } else if (r < n0 + n1 + n2) {
+        r -= n0 + n1; W = W2; y = y2; bias = b2; n = n2;
+    } else {
+        return;
+    }
+    float tot = pkf_row<T, NC, U>(W, n, k, r, xq, xd, xs, c0, nc, sm[warp]);
+    if (lane < nc) {
+        if (bias) tot = __fadd_rn(tot, bias[r]);
+        y[(u64)(c0 + lane) * n + r] = tot;
+    }
+}
+
+// mmvq_glu_packed's contract: out[c][r] = act(Wg[r] . x[c]) * (Wu[r] . x[c]). Warp 2 i: gate
+// row blockIdx.x * warps / 2 + i, warp 2 i + 1: the same row of up.
+// Grid: (ceil(n / (warps / 2)), ceil(ncols / PK_COLS)).
+template <int T, int NC, int U>
+__device__ __forceinline__ void mmvqf_glu_packed(const u8* __restrict__ Wg, const u8* __restrict__ Wu,
+                                                 const i8* __restrict__ xq,
+                                                 const float* __restrict__ xd,
+                                                 const i32* __restrict__ xs, float* __restrict__ out,
+                                                 int n, int k, int ncols, int act) {
+    __shared__ float sm[PK_WARPS][PKF<T, NC, U>::FLOATS];
+    __shared__ float res[PK_WARPS][NC];
+    const int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    const int r = blockIdx.x * (blockDim.x / WARP_SIZE / 2) + warp / 2;
+    const bool up = warp & 1;
+    const int c0 = blockIdx.y * PK_COLS;
+    const int nc = min(NC, ncols - c0);
+    if (r < n) {
+        const float tot = pkf_row<T, NC, U>(up ? Wu : Wg, n, k, r, xq, xd, xs, c0, nc, sm[warp]);
+        if (lane < nc) res[warp][lane] = tot;
+    }
+    __syncthreads();
+    if (!up && r < n && lane < nc) {
+        const float g = res[warp][lane];
+        out[(u64)(c0 + lane) * n + r] = (act ? gelu_tanh_f(g) : silu_f(g)) * res[warp + 1][lane];
+    }
+}
+
+#define PKF_KERNEL(NAME, T, NC, U, MINB)                                                                 \
+    extern "C" __global__ void __launch_bounds__(PK_WARPS * WARP_SIZE, MINB)                    \
+    NAME(const u8* W, const i8* xq, const float* xd, const i32* xs, float* y, int n, int k,      \
+         int ncols, int y_stride, int accumulate) {                                             \
+        pdl_prologue();                                                                         \
+        mmvqf_packed<T, NC, U>(W, xq, xd, xs, y, n, k, ncols, y_stride, accumulate);               \
+    }
+
+#define PKF3_KERNEL(NAME, T, NC, U, MINB)                                                                \
+    extern "C" __global__ void __launch_bounds__(PK_WARPS * WARP_SIZE, MINB)                    \
+    NAME(const u8* W0, float* y0, const float* b0, int n0, const u8* W1, float* y1,             \
+         const float* b1, int n1, const u8* W2, float* y2, const float* b2, int n2,             \
+         const i8* xq, const float* xd, const i32* xs, int k, int ncols) {                      \
+        pdl_prologue();                                                                         \
+        mmvqf3_packed<T, NC, U>(W0, y0, b0, n0, W1, y1, b1, n1, W2, y2, b2, n2, xq, xd, xs, k,     \
+                             ncols);                                                            \
+    }
+
+#define PKFGLU_KERNEL(NAME, T, NC, U, MINB)                                                              \
+    extern "C" __global__ void __launch_bounds__(PK_WARPS * WARP_SIZE, MINB)                    \
+    NAME(const u8* Wg, const u8* Wu, const i8* xq, const float* xd, const i32* xs, float* out,   \
+         int n, int k, int ncols, int act) {                                                    \
+        pdl_prologue();                                                                         \
+        mmvqf_glu_packed<T, NC, U>(Wg, Wu, xq, xd, xs, out, n, k, ncols, act);                     \
+    }
+
+PKF_KERNEL(mmvqf_packed_q4_0_c1, T_Q4_0, 1, 4, 4)
+PKF_KERNEL(mmvqf_packed_q4_0_c2, T_Q4_0, 2, 4, 4)
+PKF_KERNEL(mmvqf_packed_q4_0_c4, T_Q4_0, 4, 4, 4)
+PKF_KERNEL(mmvqf_packed_q4_0_c8, T_Q4_0, 8, 4, 4)
+PKF_KERNEL(mmvqf_packed_q4_1_c1, T_Q4_1, 1, 4, 4)
+PKF_KERNEL(mmvqf_packed_q4_1_c2, T_Q4_1, 2, 4, 4)
+PKF_KERNEL(mmvqf_packed_q4_1_c4, T_Q4_1, 4, 4, 4)
+PKF_KERNEL(mmvqf_packed_q4_1_c8, T_Q4_1, 8, 4, 4)
+PKF_KERNEL(mmvqf_packed_q8_0_c1, T_Q8_0, 1, 2, 4)
+PKF_KERNEL(mmvqf_packed_q8_0_c2, T_Q8_0, 2, 2, 4)
+PKF_KERNEL(mmvqf_packed_q8_0_c4, T_Q8_0, 4, 2, 4)
+PKF_KERNEL(mmvqf_packed_q8_0_c8, T_Q8_0, 8, 2, 4)
+
+PKF3_KERNEL(mmvqf3_packed_q4_0_c1, T_Q4_0, 1, 4, 4)
+PKF3_KERNEL(mmvqf3_packed_q4_0_c2, T_Q4_0, 2, 4, 4)
+PKF3_KERNEL(mmvqf3_packed_q4_0_c4, T_Q4_0, 4, 4, 4)
+PKF3_KERNEL(mmvqf3_packed_q4_0_c8, T_Q4_0, 8, 4, 4)
+PKF3_KERNEL(mmvqf3_packed_q4_1_c1, T_Q4_1, 1, 4, 4)
+PKF3_KERNEL(mmvqf3_packed_q4_1_c2, T_Q4_1, 2, 4, 4)
+PKF3_KERNEL(mmvqf3_packed_q4_1_c4, T_Q4_1, 4, 4, 4)
+PKF3_KERNEL(mmvqf3_packed_q4_1_c8, T_Q4_1, 8, 4, 4)
+PKF3_KERNEL(mmvqf3_packed_q8_0_c1, T_Q8_0, 1, 2, 4)
+PKF3_KERNEL(mmvqf3_packed_q8_0_c2, T_Q8_0, 2, 2, 4)
+PKF3_KERNEL(mmvqf3_packed_q8_0_c4, T_Q8_0, 4, 2, 4)
+PKF3_KERNEL(mmvqf3_packed_q8_0_c8, T_Q8_0, 8, 2, 4)
+
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_0_c1, T_Q4_0, 1, 4, 4)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_0_c2, T_Q4_0, 2, 4, 4)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_0_c4, T_Q4_0, 4, 4, 4)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_0_c8, T_Q4_0, 8, 4, 4)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_1_c1, T_Q4_1, 1, 4, 4)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_1_c2, T_Q4_1, 2, 4, 4)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_1_c4, T_Q4_1, 4, 4, 4)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_1_c8, T_Q4_1, 8, 4, 4)
+PKFGLU_KERNEL(mmvqf_glu_packed_q8_0_c1, T_Q8_0, 1, 2, 4)
+PKFGLU_KERNEL(mmvqf_glu_packed_q8_0_c2, T_Q8_0, 2, 2, 4)
+PKFGLU_KERNEL(mmvqf_glu_packed_q8_0_c4, T_Q8_0, 4, 2, 4)
+PKFGLU_KERNEL(mmvqf_glu_packed_q8_0_c8, T_Q8_0, 8, 2, 4)
+
+// Alternatives (U, MINB) of the one-column kernels for timing (same results).
+PKF_KERNEL(mmvqf_packed_q4_0_c1u8m3, T_Q4_0, 1, 8, 3)
+PKF_KERNEL(mmvqf_packed_q4_0_c1u2m6, T_Q4_0, 1, 2, 6)
+PKF_KERNEL(mmvqf_packed_q4_0_c1u4m5, T_Q4_0, 1, 4, 5)
+PKF_KERNEL(mmvqf_packed_q8_0_c1u4m4, T_Q8_0, 1, 4, 4)
+PKF_KERNEL(mmvqf_packed_q8_0_c1u2m5, T_Q8_0, 1, 2, 5)
+PKF_KERNEL(mmvqf_packed_q8_0_c1u1m6, T_Q8_0, 1, 1, 6)
+PKF3_KERNEL(mmvqf3_packed_q4_0_c1u8m3, T_Q4_0, 1, 8, 3)
+PKF3_KERNEL(mmvqf3_packed_q4_0_c1u2m6, T_Q4_0, 1, 2, 6)
+PKF3_KERNEL(mmvqf3_packed_q4_0_c1u4m5, T_Q4_0, 1, 4, 5)
+PKF3_KERNEL(mmvqf3_packed_q8_0_c1u4m4, T_Q8_0, 1, 4, 4)
+PKF3_KERNEL(mmvqf3_packed_q8_0_c1u2m5, T_Q8_0, 1, 2, 5)
+PKF3_KERNEL(mmvqf3_packed_q8_0_c1u1m6, T_Q8_0, 1, 1, 6)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_0_c1u8m3, T_Q4_0, 1, 8, 3)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_0_c1u2m6, T_Q4_0, 1, 2, 6)
+PKFGLU_KERNEL(mmvqf_glu_packed_q4_0_c1u4m5, T_Q4_0, 1, 4, 5)
+PKFGLU_KERNEL(mmvqf_glu_packed_q8_0_c1u4m4, T_Q8_0, 1, 4, 4)
+PKFGLU_KERNEL(mmvqf_glu_packed_q8_0_c1u2m5, T_Q8_0, 1, 2, 5)
+PKFGLU_KERNEL(mmvqf_glu_packed_q8_0_c1u1m6, T_Q8_0, 1, 1, 6)

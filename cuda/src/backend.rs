@@ -26,7 +26,7 @@ use crate::driver::{GpuContext, check};
 use crate::graph::GraphCache;
 use crate::kernels::Kernels;
 use crate::kv_cache::{PAGE_TOKENS, PagePool};
-use crate::ops::{ActsQ8Dev, KvGeometry, Ops, RopeStyle};
+use crate::ops::{ActsQ8Dev, KvGeometry, Ops, PkKernel, RopeStyle};
 use crate::scratch::Scratch;
 use crate::vram::{DeviceBuffer, PinnedBuffer, Purpose, VramLedger, VramReport};
 use crate::weights::{DevTensor, GpuWeights, weights_bytes};
@@ -478,23 +478,37 @@ impl CudaBackend {
     }
 
     /// q, k, v (packed, one type) from the same Q8 activations in one launch: parts[i] =
-    /// (W_i, y_i: (ncols, rows_i) f32); with many columns a GEMM per part.
+    /// (W_i, y_i: (ncols, rows_i) f32), plus the optional biases b_i (rows_i) f32 (Qwen2),
+    /// added as `add_bias` does (fused into the launch). With many columns: a GEMM per part,
+    /// then `add_bias` per bias (the same f32 add).
     fn qkv_q8(
         &self,
         w: [&DevTensor; 3],
         y: [u64; 3],
+        bias: [Option<&DevTensor>; 3],
         acts: ActsQ8Dev,
         ncols: usize,
     ) -> Result<(), EngineError> {
         if self.use_gemm(ncols) {
-            for (wt, y) in w.into_iter().zip(y) {
+            for ((wt, y), b) in w.into_iter().zip(y).zip(bias) {
                 self.linear_q8(wt, acts, ncols, y, wt.rows, false)?;
+                if let Some(b) = b {
+                    self.ops().add_bias(y, b.ptr, ncols, wt.rows)?;
+                }
             }
             return Ok(());
         }
         let parts = [0, 1, 2].map(|i| (w[i].ptr, y[i], w[i].rows));
-        self.ops()
-            .matmul3_packed(w[0].ty, parts, w[0].cols, acts, ncols)
+        let biases = bias.map(|b| b.map_or(0, |t| t.ptr));
+        self.ops().matmul3_packed(
+            w[0].ty,
+            parts,
+            biases,
+            w[0].cols,
+            acts,
+            ncols,
+            PkKernel::default_choice(),
+        )
     }
 
     /// out = act(Wg x) * (Wu x) (packed, one type; act GELU-tanh or SiLU) from the same Q8
@@ -521,8 +535,18 @@ impl CudaBackend {
                 self.ops().silu_mul(out, spare, out, n)
             };
         }
-        self.ops()
-            .matmul_glu_packed(g.ty, g.ptr, u.ptr, g.rows, g.cols, acts, ncols, out, gelu)
+        self.ops().matmul_glu_packed(
+            g.ty,
+            g.ptr,
+            u.ptr,
+            g.rows,
+            g.cols,
+            acts,
+            ncols,
+            out,
+            gelu,
+            PkKernel::default_choice(),
+        )
     }
 
     /// The blocks, one launch per op (the reference for the fused path).
@@ -656,9 +680,12 @@ impl CudaBackend {
                 (k.ptr, s.k, kv_dim),
                 (v.ptr, s.v, kv_dim),
             ];
-            if q.packed && k.packed && v.packed && q.ty == k.ty && k.ty == v.ty {
+            let biases = [&lw.attn_q_bias, &lw.attn_k_bias, &lw.attn_v_bias];
+            let qkv_packed = q.packed && k.packed && v.packed && q.ty == k.ty && k.ty == v.ty;
+            if qkv_packed {
                 ops.quantize_q8(s.x, dim, n, Some((lw.attn_norm.ptr, eps)), s.acts)?;
-                self.qkv_q8([q, k, v], [s.q, s.k, s.v], s.acts, n)?;
+                let b = biases.map(|b| b.as_ref());
+                self.qkv_q8([q, k, v], [s.q, s.k, s.v], b, s.acts, n)?;
             } else if !(q.packed || k.packed || v.packed) && q.ty == k.ty && k.ty == v.ty {
                 ops.matmul3(q.ty, parts, s.x, dim, n, Some((lw.attn_norm.ptr, eps)))?;
             } else {
@@ -667,13 +694,15 @@ impl CudaBackend {
                 self.linear(k, s.xb, n, s.k, kv_dim, false)?;
                 self.linear(v, s.xb, n, s.v, kv_dim, false)?;
             }
-            // projection biases (Qwen2)
+            // projection biases (Qwen2; the packed q/k/v launch added them)
             for (b, y, len) in [
-                (&lw.attn_q_bias, s.q, q_dim),
-                (&lw.attn_k_bias, s.k, kv_dim),
-                (&lw.attn_v_bias, s.v, kv_dim),
+                (biases[0], s.q, q_dim),
+                (biases[1], s.k, kv_dim),
+                (biases[2], s.v, kv_dim),
             ] {
-                if let Some(b) = b {
+                if let Some(b) = b
+                    && !qkv_packed
+                {
                     ops.add_bias(y, b.ptr, n, len)?;
                 }
             }

@@ -5,7 +5,10 @@
 //! `packed::dot_canonical` for Q4_0, Q4_1 and Q8_0 at k = 256 .. 14336 (uneven last
 //! segment), 1..=8 and 13 columns (tiles), every block size; the packed embedding equals the
 //! GGUF one. Inputs are fresh random data each run (the seed is printed); outputs are poisoned
-//! (NaN) before each launch. A last `--ignored` test prints kernel timings, old `mmv` vs packed.
+//! (NaN) before each launch. Every matrix test runs the reference kernels and the fast ones
+//! (`PkKernel`; the one-column alternatives too for the plain kernel); the 3-part kernel also
+//! with biases (against dot + bias in f32). A last `--ignored` test prints kernel timings,
+//! reference vs fast packed kernels.
 //! GPU tests: `#[ignore]`d, run on the GPU machine.
 
 use std::sync::Arc;
@@ -13,12 +16,22 @@ use std::sync::Arc;
 use orcd_cuda::compile::KernelCompiler;
 use orcd_cuda::graph::GraphCache;
 use orcd_cuda::kernels::Kernels;
-use orcd_cuda::ops::{ActsQ8Dev, Ops};
+use orcd_cuda::ops::{ActsQ8Dev, Ops, PkKernel};
 use orcd_cuda::packed::{self, ActsQ8};
 use orcd_cuda::{DeviceBuffer, GpuContext, Purpose, VramLedger};
 use orcd_engine::quant::{GgmlType, quantize_row};
 
 const TYPES: [GgmlType; 3] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
+/// The matrix kernels every exactness test runs: the references and the fast ones.
+const KERNELS: [PkKernel; 2] = [PkKernel::Reference, PkKernel::Fast];
+/// The fast kernels' alternatives (one column tile) of mmvq_packed.cu, by type.
+fn alts(ty: GgmlType) -> &'static [&'static str] {
+    match ty {
+        GgmlType::Q4_0 => &["u8m3", "u2m6", "u4m5"],
+        GgmlType::Q8_0 => &["u4m4", "u2m5", "u1m6"],
+        _ => &[],
+    }
+}
 
 /// xorshift64*: small, seedable, good enough for test data.
 struct Rng(u64);
@@ -210,6 +223,8 @@ fn activation_quantization_is_the_hosts_bit_for_bit() {
 }
 
 const KS: [usize; 6] = [256, 576, 896, 1056, 4096, 14336];
+/// The alternatives take one column.
+const PK_COLS_1: usize = 1;
 const NCOLS: [usize; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 13];
 
 /// The canonical dots of every row of `packed` (rows x k) and column of `acts`: (ncols, rows).
@@ -236,42 +251,74 @@ fn matmul_packed_is_the_canonical_dot_bit_for_bit() {
             let da = up_acts(&g, &acts);
             let ys = n + 3;
             for ncols in NCOLS {
-                for warps in [None, Some(1), Some(3), Some(8)] {
-                    let y = g.poisoned(ncols * ys * 4);
+                let mut kernels = KERNELS.to_vec();
+                if ncols <= PK_COLS_1 {
+                    kernels.extend(alts(ty).iter().map(|a| PkKernel::Alt(a)));
+                }
+                for kernel in kernels {
+                    for warps in [None, Some(1), Some(3), Some(8)] {
+                        let y = g.poisoned(ncols * ys * 4);
+                        g.ops()
+                            .matmul_packed(
+                                ty,
+                                w.ptr(),
+                                n,
+                                k,
+                                da.acts,
+                                ncols,
+                                y.ptr(),
+                                ys,
+                                false,
+                                warps,
+                                kernel,
+                            )
+                            .unwrap();
+                        let got: Vec<f32> = g.down(&y, ncols * ys);
+                        for c in 0..ncols {
+                            assert_eq!(
+                                bits(&got[c * ys..c * ys + n]),
+                                bits(&want[c * n..(c + 1) * n]),
+                                "{} k {k} ncols {ncols} col {c} warps {warps:?} {kernel:?}",
+                                ty.name()
+                            );
+                        }
+                    }
+                }
+                // Accumulate: y0 + dot, one f32 addition (linear_packed: the default kernel).
+                let y0 = rng.vec(ncols * ys, 4.0);
+                for kernel in KERNELS {
+                    let y = g.up(&y0);
                     g.ops()
-                        .matmul_packed(ty, w.ptr(), n, k, da.acts, ncols, y.ptr(), ys, false, warps)
+                        .matmul_packed(
+                            ty,
+                            w.ptr(),
+                            n,
+                            k,
+                            da.acts,
+                            ncols,
+                            y.ptr(),
+                            ys,
+                            true,
+                            None,
+                            kernel,
+                        )
                         .unwrap();
                     let got: Vec<f32> = g.down(&y, ncols * ys);
                     for c in 0..ncols {
-                        assert_eq!(
-                            bits(&got[c * ys..c * ys + n]),
-                            bits(&want[c * n..(c + 1) * n]),
-                            "{} k {k} ncols {ncols} col {c} warps {warps:?}",
-                            ty.name()
-                        );
-                    }
-                }
-                // Accumulate: y0 + dot, one f32 addition.
-                let y0 = rng.vec(ncols * ys, 4.0);
-                let y = g.up(&y0);
-                g.ops()
-                    .linear_packed(ty, w.ptr(), n, k, da.acts, ncols, y.ptr(), ys, true)
-                    .unwrap();
-                let got: Vec<f32> = g.down(&y, ncols * ys);
-                for c in 0..ncols {
-                    for r in 0..ys {
-                        let i = c * ys + r;
-                        let exp = if r < n {
-                            y0[i] + want[c * n + r]
-                        } else {
-                            y0[i]
-                        };
-                        assert_eq!(
-                            got[i].to_bits(),
-                            exp.to_bits(),
-                            "{} accumulate k {k} ncols {ncols} ({c}, {r})",
-                            ty.name()
-                        );
+                        for r in 0..ys {
+                            let i = c * ys + r;
+                            let exp = if r < n {
+                                y0[i] + want[c * n + r]
+                            } else {
+                                y0[i]
+                            };
+                            assert_eq!(
+                                got[i].to_bits(),
+                                exp.to_bits(),
+                                "{} accumulate k {k} ncols {ncols} ({c}, {r}) {kernel:?}",
+                                ty.name()
+                            );
+                        }
                     }
                 }
             }
@@ -302,20 +349,37 @@ fn fused_packed_matmuls_are_the_canonical_dot_bit_for_bit() {
             let wants: Vec<Vec<f32>> = (0..3)
                 .map(|i| host_dots(ty, &mats[i].0, ns[i], &acts))
                 .collect();
+            // Biases on parts 0 and 2 (y = dot + b, one f32 addition, as add_bias_f32).
+            let bias_host: Vec<Vec<f32>> = ns.iter().map(|&n| rng.vec(n, 2.0)).collect();
+            let bias_dev: Vec<DeviceBuffer> = bias_host.iter().map(|b| g.up(b)).collect();
             for ncols in NCOLS {
-                let ys: Vec<DeviceBuffer> = ns.iter().map(|&n| g.poisoned(ncols * n * 4)).collect();
-                let parts = [0, 1, 2].map(|i| (mats[i].1.ptr(), ys[i].ptr(), ns[i]));
-                g.ops()
-                    .matmul3_packed(ty, parts, k, da.acts, ncols)
-                    .unwrap();
-                for i in 0..3 {
-                    let got: Vec<f32> = g.down(&ys[i], ncols * ns[i]);
-                    assert_eq!(
-                        bits(&got),
-                        bits(&wants[i][..ncols * ns[i]]),
-                        "{} 3-part k {k} ncols {ncols} part {i}",
-                        ty.name()
-                    );
+                for kernel in KERNELS {
+                    for with_bias in [false, true] {
+                        let ys: Vec<DeviceBuffer> =
+                            ns.iter().map(|&n| g.poisoned(ncols * n * 4)).collect();
+                        let parts = [0, 1, 2].map(|i| (mats[i].1.ptr(), ys[i].ptr(), ns[i]));
+                        let biased = |i: usize| with_bias && i != 1;
+                        let biases =
+                            [0, 1, 2].map(|i| if biased(i) { bias_dev[i].ptr() } else { 0 });
+                        g.ops()
+                            .matmul3_packed(ty, parts, biases, k, da.acts, ncols, kernel)
+                            .unwrap();
+                        for i in 0..3 {
+                            let got: Vec<f32> = g.down(&ys[i], ncols * ns[i]);
+                            let mut want = wants[i][..ncols * ns[i]].to_vec();
+                            if biased(i) {
+                                for (j, v) in want.iter_mut().enumerate() {
+                                    *v += bias_host[i][j % ns[i]];
+                                }
+                            }
+                            assert_eq!(
+                                bits(&got),
+                                bits(&want),
+                                "{} 3-part k {k} ncols {ncols} part {i} bias {with_bias} {kernel:?}",
+                                ty.name()
+                            );
+                        }
+                    }
                 }
             }
             // The gated pair: act(gate) * up against the plain kernel's (bit-exact) dots and
@@ -341,28 +405,31 @@ fn fused_packed_matmuls_are_the_canonical_dot_bit_for_bit() {
                             .silu_mul(gy.ptr(), uy.ptr(), want.ptr(), ncols * n)
                             .unwrap();
                     }
-                    let out = g.poisoned(ncols * n * 4);
-                    g.ops()
-                        .matmul_glu_packed(
-                            ty,
-                            wg.ptr(),
-                            wu.ptr(),
-                            n,
-                            k,
-                            da.acts,
-                            ncols,
-                            out.ptr(),
-                            gelu,
-                        )
-                        .unwrap();
-                    let (a, b): (Vec<f32>, Vec<f32>) =
-                        (g.down(&out, ncols * n), g.down(&want, ncols * n));
-                    assert_eq!(
-                        bits(&a),
-                        bits(&b),
-                        "{} glu (gelu {gelu}) k {k} ncols {ncols}",
-                        ty.name()
-                    );
+                    for kernel in KERNELS {
+                        let out = g.poisoned(ncols * n * 4);
+                        g.ops()
+                            .matmul_glu_packed(
+                                ty,
+                                wg.ptr(),
+                                wu.ptr(),
+                                n,
+                                k,
+                                da.acts,
+                                ncols,
+                                out.ptr(),
+                                gelu,
+                                kernel,
+                            )
+                            .unwrap();
+                        let (a, b): (Vec<f32>, Vec<f32>) =
+                            (g.down(&out, ncols * n), g.down(&want, ncols * n));
+                        assert_eq!(
+                            bits(&a),
+                            bits(&b),
+                            "{} glu (gelu {gelu}) k {k} ncols {ncols} {kernel:?}",
+                            ty.name()
+                        );
+                    }
                 }
                 // And the plain dots themselves are canonical (checked above for one shape;
                 // here for these matrices too).
@@ -436,14 +503,15 @@ fn random_gguf(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec<u8> {
     v
 }
 
-/// Seconds per call of `launch`, replayed from a CUDA graph of `per_graph` calls.
-fn time_graph(g: &Gpu, per_graph: usize, launch: &dyn Fn()) -> f64 {
+/// Seconds per call of `launch(i)`, replayed from a CUDA graph of `per_graph` calls
+/// (i = 0..per_graph).
+fn time_graph(g: &Gpu, per_graph: usize, launch: &dyn Fn(usize)) -> f64 {
     let mut cache = GraphCache::default();
     let shape = (1, 0, 0);
     cache
         .run(&g.gpu, shape, || {
-            for _ in 0..per_graph {
-                launch();
+            for i in 0..per_graph {
+                launch(i);
             }
             Ok(())
         })
@@ -458,102 +526,257 @@ fn time_graph(g: &Gpu, per_graph: usize, launch: &dyn Fn()) -> f64 {
     t.elapsed().as_secs_f64() / (reps * per_graph) as f64
 }
 
-/// Kernel timings (printed, not asserted): old `mmv` (GGUF weights, f32 activations) against
-/// the packed kernels (Q8 activations; their quantization timed on its own), for the 8B,
-/// Qwen2.5-0.5B and SmolLM2 decode shapes, 1 and 8 columns. GB/s = weight bytes / time.
+/// What a timed shape launches.
+#[derive(Copy, Clone, PartialEq)]
+enum Shape {
+    Plain,
+    /// q, k, v rows (n = q rows; the other two parts `kv` rows each), with biases or not.
+    Three {
+        kv: usize,
+        bias: bool,
+    },
+    Glu,
+}
+
+/// Kernel timings (printed, not asserted): the reference packed kernels against the fast ones
+/// (and, at one column, the fast kernels' alternatives), the decode shapes of the 8B,
+/// Qwen2.5-0.5B and SmolLM2, 1 to 8 columns. Each launch reads another copy of the weights
+/// (as many copies as make >= 200 MB, so the 50 MB L2 holds none of them between reads).
+/// GB/s = packed weight bytes read / time. The reference 3-part launch with biases includes its
+/// three add_bias launches.
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn packed_kernel_timings() {
     let g = Gpu::new();
     let mut rng = Rng::fresh("timings");
     eprintln!("device: {}", g.gpu.name());
-    // (label, n, k, gated pair)
-    let shapes: [(&str, usize, usize, bool); 11] = [
-        ("8B q/o 4096x4096", 4096, 4096, false),
-        ("8B gate+up 2x14336x4096", 14336, 4096, true),
-        ("8B down 4096x14336", 4096, 14336, false),
-        ("8B head 128256x4096", 128_256, 4096, false),
-        ("Qwen q 896x896", 896, 896, false),
-        ("Qwen gate+up 2x4864x896", 4864, 896, true),
-        ("Qwen down 896x4864", 896, 4864, false),
-        ("Smol q 576x576", 576, 576, false),
-        ("Smol gate+up 2x1536x576", 1536, 576, true),
-        ("Smol down 576x1536", 576, 1536, false),
-        ("Smol head 49152x576", 49152, 576, false),
+    let only = std::env::var("PK_TIMING_ONLY").unwrap_or_default();
+    // (label, type, n, k, shape)
+    let shapes: Vec<(&str, GgmlType, usize, usize, Shape)> = vec![
+        ("8B o 4096x4096", GgmlType::Q4_0, 4096, 4096, Shape::Plain),
+        (
+            "8B qkv 6144x4096",
+            GgmlType::Q4_0,
+            4096,
+            4096,
+            Shape::Three {
+                kv: 1024,
+                bias: false,
+            },
+        ),
+        (
+            "8B gate+up 2x14336x4096",
+            GgmlType::Q4_0,
+            14336,
+            4096,
+            Shape::Glu,
+        ),
+        (
+            "8B down 4096x14336",
+            GgmlType::Q4_0,
+            4096,
+            14336,
+            Shape::Plain,
+        ),
+        ("8B o 4096x4096", GgmlType::Q8_0, 4096, 4096, Shape::Plain),
+        (
+            "8B qkv 6144x4096",
+            GgmlType::Q8_0,
+            4096,
+            4096,
+            Shape::Three {
+                kv: 1024,
+                bias: false,
+            },
+        ),
+        (
+            "8B gate+up 2x14336x4096",
+            GgmlType::Q8_0,
+            14336,
+            4096,
+            Shape::Glu,
+        ),
+        (
+            "8B down 4096x14336",
+            GgmlType::Q8_0,
+            4096,
+            14336,
+            Shape::Plain,
+        ),
+        (
+            "8B head 128256x4096",
+            GgmlType::Q8_0,
+            128_256,
+            4096,
+            Shape::Plain,
+        ),
+        (
+            "Qwen qkv+bias 1152x896",
+            GgmlType::Q4_0,
+            896,
+            896,
+            Shape::Three {
+                kv: 128,
+                bias: true,
+            },
+        ),
+        ("Qwen o 896x896", GgmlType::Q4_0, 896, 896, Shape::Plain),
+        (
+            "Qwen gate+up 2x4864x896",
+            GgmlType::Q4_0,
+            4864,
+            896,
+            Shape::Glu,
+        ),
+        (
+            "Qwen down 896x4864",
+            GgmlType::Q4_0,
+            896,
+            4864,
+            Shape::Plain,
+        ),
+        (
+            "Qwen head 151936x896",
+            GgmlType::Q8_0,
+            151_936,
+            896,
+            Shape::Plain,
+        ),
+        (
+            "Smol qkv 960x576",
+            GgmlType::Q4_1,
+            576,
+            576,
+            Shape::Three {
+                kv: 192,
+                bias: false,
+            },
+        ),
+        (
+            "Smol gate+up 2x1536x576",
+            GgmlType::Q4_1,
+            1536,
+            576,
+            Shape::Glu,
+        ),
+        (
+            "Smol down 576x1536",
+            GgmlType::Q4_1,
+            576,
+            1536,
+            Shape::Plain,
+        ),
+        (
+            "Smol head 49152x576",
+            GgmlType::Q8_0,
+            49152,
+            576,
+            Shape::Plain,
+        ),
     ];
-    for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_1] {
-        for &(label, n, k, pair) in &shapes {
-            if ty == GgmlType::Q4_1 && !label.starts_with("Smol") {
-                continue;
-            }
-            let gguf = random_gguf(&mut rng, ty, n, k);
-            let raw = g.up(&gguf);
-            let w = g.repacked(ty, &gguf, n, k);
-            let (raw2, w2) = if pair {
-                let gg = random_gguf(&mut rng, ty, n, k);
-                let w2 = g.repacked(ty, &gg, n, k);
-                (Some(g.up(&gg)), Some(w2))
-            } else {
-                (None, None)
+    for &(label, ty, n, k, shape) in &shapes {
+        if !only.is_empty() && !label.contains(only.as_str()) {
+            continue;
+        }
+        // The matrices of one launch: 1 (plain), 3 (q, k, v), 2 (gate, up).
+        let dims: Vec<usize> = match shape {
+            Shape::Plain => vec![n],
+            Shape::Three { kv, .. } => vec![n, kv, kv],
+            Shape::Glu => vec![n, n],
+        };
+        let bytes: usize = dims.iter().map(|&r| packed::packed_bytes(ty, r, k)).sum();
+        let copies = (200_000_000usize.div_ceil(bytes)).clamp(1, 24);
+        let mats: Vec<Vec<DeviceBuffer>> = dims
+            .iter()
+            .map(|&r| {
+                let gguf = random_gguf(&mut rng, ty, r, k);
+                (0..copies).map(|_| g.repacked(ty, &gguf, r, k)).collect()
+            })
+            .collect();
+        let biases: Vec<DeviceBuffer> = dims.iter().map(|&r| g.up(&rng.vec(r, 0.1))).collect();
+        let ys: Vec<DeviceBuffer> = dims.iter().map(|&r| g.poisoned(8 * r * 4)).collect();
+        for ncols in [1usize, 2, 4, 8] {
+            let x = g.up(&rng.vec(ncols * k, 1.0));
+            let nb = k / 32;
+            let qb = [
+                g.poisoned(ncols * k),
+                g.poisoned(ncols * nb * 4),
+                g.poisoned(ncols * nb * 4),
+            ];
+            let acts = ActsQ8Dev {
+                q: qb[0].ptr(),
+                d: qb[1].ptr(),
+                sum: qb[2].ptr(),
             };
-            let bytes = gguf.len() as f64 * if pair { 2.0 } else { 1.0 };
-            for ncols in [1usize, 8] {
-                let x = g.up(&rng.vec(ncols * k, 1.0));
-                let y = g.poisoned(ncols * n * 4);
-                let nb = k / 32;
-                let qb = [
-                    g.poisoned(ncols * k),
-                    g.poisoned(ncols * nb * 4),
-                    g.poisoned(ncols * nb * 4),
-                ];
-                let acts = ActsQ8Dev {
-                    q: qb[0].ptr(),
-                    d: qb[1].ptr(),
-                    sum: qb[2].ptr(),
-                };
-                let ops = g.ops();
-                ops.quantize_q8(x.ptr(), k, ncols, None, acts).unwrap();
-                let per = if n * k > 50_000_000 { 10 } else { 50 };
-                let t_old = time_graph(&g, per, &|| match &raw2 {
-                    Some(u) => ops
-                        .matmul_glu(
-                            ty,
-                            raw.ptr(),
-                            u.ptr(),
-                            x.ptr(),
-                            y.ptr(),
-                            n,
-                            k,
-                            ncols,
-                            false,
-                            None,
-                        )
-                        .unwrap(),
-                    None => ops
-                        .matmul(ty, raw.ptr(), x.ptr(), y.ptr(), n, k, ncols, n)
-                        .unwrap(),
-                });
-                let t_new = time_graph(&g, per, &|| match &w2 {
-                    Some(u) => ops
-                        .matmul_glu_packed(ty, w.ptr(), u.ptr(), n, k, acts, ncols, y.ptr(), false)
-                        .unwrap(),
-                    None => ops
-                        .linear_packed(ty, w.ptr(), n, k, acts, ncols, y.ptr(), n, false)
-                        .unwrap(),
-                });
-                let t_q = time_graph(&g, 50, &|| {
+            let ops = g.ops();
+            ops.quantize_q8(x.ptr(), k, ncols, None, acts).unwrap();
+            let per = (copies * 2).max(10);
+            let run = |kernel: PkKernel| {
+                time_graph(&g, per, &|i| {
+                    let m = i % copies;
+                    match shape {
+                        Shape::Plain => ops
+                            .matmul_packed(
+                                ty,
+                                mats[0][m].ptr(),
+                                n,
+                                k,
+                                acts,
+                                ncols,
+                                ys[0].ptr(),
+                                n,
+                                false,
+                                None,
+                                kernel,
+                            )
+                            .unwrap(),
+                        Shape::Three { bias, .. } => {
+                            let parts = [0, 1, 2].map(|j| (mats[j][m].ptr(), ys[j].ptr(), dims[j]));
+                            let b = [0, 1, 2].map(|j| if bias { biases[j].ptr() } else { 0 });
+                            ops.matmul3_packed(ty, parts, b, k, acts, ncols, kernel)
+                                .unwrap()
+                        }
+                        Shape::Glu => ops
+                            .matmul_glu_packed(
+                                ty,
+                                mats[0][m].ptr(),
+                                mats[1][m].ptr(),
+                                n,
+                                k,
+                                acts,
+                                ncols,
+                                ys[0].ptr(),
+                                false,
+                                kernel,
+                            )
+                            .unwrap(),
+                    }
+                })
+            };
+            let t_ref = run(PkKernel::Reference);
+            let t_fast = run(PkKernel::Fast);
+            let gbs = |t: f64| bytes as f64 / t / 1e9;
+            let mut line = format!(
+                "timing {:5} {label:26} ncols {ncols}: ref {:8.2} us {:5.0} GB/s | fast {:8.2} us {:5.0} GB/s",
+                ty.name(),
+                t_ref * 1e6,
+                gbs(t_ref),
+                t_fast * 1e6,
+                gbs(t_fast)
+            );
+            if ncols == 1 {
+                for a in alts(ty) {
+                    let t = run(PkKernel::Alt(a));
+                    line += &format!(" | {a} {:7.2} us {:5.0}", t * 1e6, gbs(t));
+                }
+            }
+            if ncols == 1 {
+                let tq = time_graph(&g, 50, &|_| {
                     ops.quantize_q8(x.ptr(), k, ncols, None, acts).unwrap()
                 });
-                eprintln!(
-                    "timing {:5} {label:26} ncols {ncols}: mmv {:8.2} us {:7.0} GB/s | packed {:8.2} us {:7.0} GB/s | quant {:5.2} us",
-                    ty.name(),
-                    t_old * 1e6,
-                    bytes / t_old / 1e9,
-                    t_new * 1e6,
-                    bytes / t_new / 1e9,
-                    t_q * 1e6
-                );
+                line += &format!(" | quant k {k} {:5.2} us", tq * 1e6);
             }
+            eprintln!("{line}");
         }
     }
 }

@@ -15,7 +15,7 @@ mod rope;
 
 pub use attention::{ATT_DECODE_MAX_TOKENS, AttnKernel, KvGeometry};
 pub use gemm::{GEMM_TILES, GemmTile};
-pub use packed::ActsQ8Dev;
+pub use packed::{ActsQ8Dev, PkKernel};
 pub use rope::RopeStyle;
 
 use orcd_engine::EngineError;

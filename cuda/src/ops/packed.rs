@@ -18,6 +18,56 @@ pub const PK_COLS: u32 = 8;
 /// match), and 32-wide blocks quantized per block (one per warp).
 pub const QA_THREADS: u32 = 256;
 pub const QA_WARPS: u32 = 8;
+/// Which matrix kernels a packed launch uses: the fast `mmvqf*` kernels (default; the
+/// environment variable `ORCD_PK_FAST=0` selects the references), the references (`mmvq*`), or
+/// (tests, timings) a named alternative of a fast kernel (`mmvqf{,3,_glu}_packed_<type>_c1<alt>`,
+/// one activation column tile; Q4_0 and Q8_0).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PkKernel {
+    Fast,
+    Reference,
+    Alt(&'static str),
+}
+
+impl PkKernel {
+    /// The process default: [`PkKernel::Fast`] unless `ORCD_PK_FAST=0`.
+    pub fn default_choice() -> PkKernel {
+        static FAST: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *FAST.get_or_init(|| std::env::var("ORCD_PK_FAST").map_or(true, |v| v != "0")) {
+            PkKernel::Fast
+        } else {
+            PkKernel::Reference
+        }
+    }
+}
+
+/// The fast kernels' compile-time column count for a launch of `ncols` columns: the smallest
+/// of 1, 2, 4, 8 (= PK_COLS) holding min(ncols, PK_COLS).
+fn fast_cols(ncols: usize) -> u32 {
+    match ncols {
+        0 | 1 => 1,
+        2 => 2,
+        3 | 4 => 4,
+        _ => PK_COLS,
+    }
+}
+
+/// The kernel `<prefix>_<type>` (reference) or `<fast>_<type>_c<NC><alt>` (fast).
+fn pk_function(
+    ops: &Ops<'_>,
+    kernel: PkKernel,
+    prefix: &str,
+    fast: &str,
+    ty: GgmlType,
+    ncols: usize,
+) -> Result<cudarc::driver::sys::CUfunction, EngineError> {
+    match kernel {
+        PkKernel::Reference => ops.k.for_type(prefix, ty, ""),
+        PkKernel::Fast => ops.k.for_type(fast, ty, &format!("_c{}", fast_cols(ncols))),
+        PkKernel::Alt(alt) => ops.k.for_type(fast, ty, &format!("_c1{alt}")),
+    }
+}
+
 /// Below this many blocks of `PK_WARPS` warps a matrix launch uses blocks of 4 warps (more SMs
 /// busy for the small, latency-bound shapes).
 const MIN_BLOCKS: usize = 264;
@@ -172,11 +222,23 @@ impl Ops<'_> {
         y_stride: usize,
         accumulate: bool,
     ) -> Result<(), EngineError> {
-        self.matmul_packed(ty, w, n, k, acts, ncols, y, y_stride, accumulate, None)
+        self.matmul_packed(
+            ty,
+            w,
+            n,
+            k,
+            acts,
+            ncols,
+            y,
+            y_stride,
+            accumulate,
+            None,
+            PkKernel::default_choice(),
+        )
     }
 
-    /// [`Ops::linear_packed`]'s matrix-vector kernel; `warps` forces the warps per block (1 to
-    /// `PK_WARPS`; tests), `None` picks them from the shape.
+    /// [`Ops::linear_packed`]'s matrix-vector kernel (`kernel`: which one); `warps` forces the
+    /// warps per block (1 to `PK_WARPS`; tests), `None` picks them from the shape.
     pub fn matmul_packed(
         &self,
         ty: GgmlType,
@@ -189,6 +251,7 @@ impl Ops<'_> {
         y_stride: usize,
         accumulate: bool,
         warps: Option<u32>,
+        kernel: PkKernel,
     ) -> Result<(), EngineError> {
         check_packed(ty, k, "matmul")?;
         if y_stride < n {
@@ -200,7 +263,7 @@ impl Ops<'_> {
         if wp == 0 || wp > PK_WARPS {
             return Err(EngineError::InvalidInput(format!("{wp} warps per block")));
         }
-        let f = self.k.for_type("mmvq_packed", ty, "")?;
+        let f = pk_function(self, kernel, "mmvq_packed", "mmvqf_packed", ty, ncols)?;
         launch(
             self.gpu,
             f,
@@ -224,22 +287,30 @@ impl Ops<'_> {
 
     /// Up to three packed matrices of one type and width k against the same activations, one
     /// launch: parts[i] = (W: packed (n_i, k), y: (ncols, n_i) f32); parts with n = 0 are
-    /// skipped.
+    /// skipped. `biases[i]`: 0 or b_i: (n_i) f32, added to y_i's rows as [`Ops::add_bias`]
+    /// does (the fast kernel adds it in its epilogue, the reference launches add_bias).
     pub fn matmul3_packed(
         &self,
         ty: GgmlType,
         parts: [(u64, u64, usize); 3],
+        biases: [u64; 3],
         k: usize,
         acts: ActsQ8Dev,
         ncols: usize,
+        kernel: PkKernel,
     ) -> Result<(), EngineError> {
         check_packed(ty, k, "matmul3")?;
         let rows: usize = parts.iter().map(|p| p.2).sum();
         let wp = block_warps(rows, false);
-        let f = self.k.for_type("mmvq3_packed", ty, "")?;
-        let mut args = Vec::with_capacity(14);
-        for (w, y, n) in parts {
-            args.extend([Arg::Ptr(w), Arg::Ptr(y), Arg::I32(int(n, "rows")?)]);
+        let fast = kernel != PkKernel::Reference;
+        let f = pk_function(self, kernel, "mmvq3_packed", "mmvqf3_packed", ty, ncols)?;
+        let mut args = Vec::with_capacity(17);
+        for ((w, y, n), b) in parts.into_iter().zip(biases) {
+            args.extend([Arg::Ptr(w), Arg::Ptr(y)]);
+            if fast {
+                args.push(Arg::Ptr(b));
+            }
+            args.push(Arg::I32(int(n, "rows")?));
         }
         args.extend([
             Arg::Ptr(acts.q),
@@ -255,11 +326,19 @@ impl Ops<'_> {
             (wp * 32, 1, 1),
             &args,
             "mmvq3_packed",
-        )
+        )?;
+        if !fast {
+            for ((_, y, n), b) in parts.into_iter().zip(biases) {
+                if b != 0 && n > 0 {
+                    self.add_bias(y, b, ncols, n)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// out[c][r] = act(Wg[r] . x[c]) * (Wu[r] . x[c]), act SiLU or GELU-tanh (`gelu`), each dot
-    /// canonical. Wg, Wu: packed (n, k) of `ty`;  out: (ncols, n) f32.
+    /// canonical (`kernel`: which kernel). Wg, Wu: packed (n, k) of `ty`;  out: (ncols, n) f32.
     pub fn matmul_glu_packed(
         &self,
         ty: GgmlType,
@@ -271,10 +350,18 @@ impl Ops<'_> {
         ncols: usize,
         out: u64,
         gelu: bool,
+        kernel: PkKernel,
     ) -> Result<(), EngineError> {
         check_packed(ty, k, "matmul_glu")?;
         let wp = block_warps(n, true);
-        let f = self.k.for_type("mmvq_glu_packed", ty, "")?;
+        let f = pk_function(
+            self,
+            kernel,
+            "mmvq_glu_packed",
+            "mmvqf_glu_packed",
+            ty,
+            ncols,
+        )?;
         launch(
             self.gpu,
             f,
