@@ -353,7 +353,11 @@ fn fused_packed_matmuls_are_the_canonical_dot_bit_for_bit() {
             let bias_host: Vec<Vec<f32>> = ns.iter().map(|&n| rng.vec(n, 2.0)).collect();
             let bias_dev: Vec<DeviceBuffer> = bias_host.iter().map(|b| g.up(b)).collect();
             for ncols in NCOLS {
-                for kernel in KERNELS {
+                let mut kernels = KERNELS.to_vec();
+                if ncols <= PK_COLS_1 {
+                    kernels.extend(alts(ty).iter().map(|a| PkKernel::Alt(a)));
+                }
+                for kernel in kernels {
                     for with_bias in [false, true] {
                         let ys: Vec<DeviceBuffer> =
                             ns.iter().map(|&n| g.poisoned(ncols * n * 4)).collect();
@@ -405,7 +409,11 @@ fn fused_packed_matmuls_are_the_canonical_dot_bit_for_bit() {
                             .silu_mul(gy.ptr(), uy.ptr(), want.ptr(), ncols * n)
                             .unwrap();
                     }
-                    for kernel in KERNELS {
+                    let mut kernels = KERNELS.to_vec();
+                    if ncols <= PK_COLS_1 {
+                        kernels.extend(alts(ty).iter().map(|a| PkKernel::Alt(a)));
+                    }
+                    for kernel in kernels {
                         let out = g.poisoned(ncols * n * 4);
                         g.ops()
                             .matmul_glu_packed(

@@ -52,7 +52,25 @@ fn fast_cols(ncols: usize) -> u32 {
     }
 }
 
-/// The kernel `<prefix>_<type>` (reference) or `<fast>_<type>_c<NC><alt>` (fast).
+/// The one-column variant (blocks in flight per lane `u`, blocks per SM `m`) that measured
+/// fastest for a shape, where it is not the default (NVIDIA H200, graph-replayed, weights out
+/// of L2): small-dimension heads and the 8B q/k/v in Q8_0 take u1m6 (Qwen head 52.4 -> 42.7 us,
+/// SmolLM2 head 17.3 -> 13.9, 8B q/k/v 10.25 -> 8.70); Q4_0 q/k/v and small gate/up take u2m6
+/// (8B q/k/v 8.16 -> 6.89, Qwen gate+up 5.77 -> 4.95); a narrow Q4_0 down projection u8m3
+/// (Qwen 3.57 -> 3.09). Every variant computes the same canonical bits.
+fn one_column_variant(fast: &str, ty: GgmlType, n: usize, k: usize) -> Option<&'static str> {
+    let three = fast == "mmvqf3_packed";
+    let glu = fast == "mmvqf_glu_packed";
+    match ty {
+        GgmlType::Q8_0 if three || (!glu && k <= 1024 && n >= 32_768) => Some("u1m6"),
+        GgmlType::Q4_0 if three || (glu && k <= 1024) => Some("u2m6"),
+        GgmlType::Q4_0 if !glu && n <= 1024 && k >= 4096 => Some("u8m3"),
+        _ => None,
+    }
+}
+
+/// The kernel `<prefix>_<type>` (reference) or `<fast>_<type>_c<NC>[<variant>]` (fast; one
+/// column takes the shape's measured variant) for a launch of rows of `n` x `k` weights.
 fn pk_function(
     ops: &Ops<'_>,
     kernel: PkKernel,
@@ -60,10 +78,14 @@ fn pk_function(
     fast: &str,
     ty: GgmlType,
     ncols: usize,
+    (n, k): (usize, usize),
 ) -> Result<cudarc::driver::sys::CUfunction, EngineError> {
     match kernel {
         PkKernel::Reference => ops.k.for_type(prefix, ty, ""),
-        PkKernel::Fast => ops.k.for_type(fast, ty, &format!("_c{}", fast_cols(ncols))),
+        PkKernel::Fast => match one_column_variant(fast, ty, n, k) {
+            Some(v) if fast_cols(ncols) == 1 => ops.k.for_type(fast, ty, &format!("_c1{v}")),
+            _ => ops.k.for_type(fast, ty, &format!("_c{}", fast_cols(ncols))),
+        },
         PkKernel::Alt(alt) => ops.k.for_type(fast, ty, &format!("_c1{alt}")),
     }
 }
@@ -263,7 +285,15 @@ impl Ops<'_> {
         if wp == 0 || wp > PK_WARPS {
             return Err(EngineError::InvalidInput(format!("{wp} warps per block")));
         }
-        let f = pk_function(self, kernel, "mmvq_packed", "mmvqf_packed", ty, ncols)?;
+        let f = pk_function(
+            self,
+            kernel,
+            "mmvq_packed",
+            "mmvqf_packed",
+            ty,
+            ncols,
+            (n, k),
+        )?;
         launch(
             self.gpu,
             f,
@@ -303,7 +333,15 @@ impl Ops<'_> {
         let rows: usize = parts.iter().map(|p| p.2).sum();
         let wp = block_warps(rows, false);
         let fast = kernel != PkKernel::Reference;
-        let f = pk_function(self, kernel, "mmvq3_packed", "mmvqf3_packed", ty, ncols)?;
+        let f = pk_function(
+            self,
+            kernel,
+            "mmvq3_packed",
+            "mmvqf3_packed",
+            ty,
+            ncols,
+            (rows, k),
+        )?;
         let mut args = Vec::with_capacity(17);
         for ((w, y, n), b) in parts.into_iter().zip(biases) {
             args.extend([Arg::Ptr(w), Arg::Ptr(y)]);
@@ -361,6 +399,7 @@ impl Ops<'_> {
             "mmvqf_glu_packed",
             ty,
             ncols,
+            (n, k),
         )?;
         launch(
             self.gpu,
