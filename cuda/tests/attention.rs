@@ -9,105 +9,13 @@
 //! shapes of SmolLM2-135M, Qwen2.5-0.5B and Llama-3-8B at 128, 1024 and 4096 keys, a batch of
 //! 64 8B decodes, and an 8B 512-token prefill; `ORCD_ATTN_ITERS` sets the launches per figure.
 
-use std::sync::Arc;
+mod common;
+
+use common::{Gpu, Rng, rel_err};
 use std::time::Instant;
 
-use orcd_cuda::compile::KernelCompiler;
-use orcd_cuda::kernels::Kernels;
-use orcd_cuda::ops::{AttnKernel, KvGeometry, Ops};
-use orcd_cuda::{DeviceBuffer, GpuContext, Purpose, VramLedger};
-
-/// xorshift64*: small, seedable, good enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn fresh(what: &str) -> Rng {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9e37_79b9)
-            | 1;
-        eprintln!("{what}: seed {seed}");
-        Rng(seed)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in [-1, 1).
-    fn f(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.f() * scale).collect()
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-struct Gpu {
-    kernels: Kernels,
-    ledger: Arc<VramLedger>,
-    gpu: Arc<GpuContext>,
-}
-
-impl Gpu {
-    fn new() -> Gpu {
-        let gpu = Arc::new(GpuContext::new(0).expect("GPU 0"));
-        let dir = std::env::temp_dir().join("orcd-kernel-tests");
-        let compiler = KernelCompiler::new(gpu.compute_capability(), &dir).expect("nvrtc");
-        let kernels = Kernels::load(&gpu, &compiler).expect("kernels");
-        let ledger = VramLedger::new(Arc::clone(&gpu));
-        Gpu {
-            kernels,
-            ledger,
-            gpu,
-        }
-    }
-    fn ops(&self) -> Ops<'_> {
-        Ops::new(&self.gpu, &self.kernels)
-    }
-    fn up<T: Copy>(&self, data: &[T]) -> DeviceBuffer {
-        let b = self
-            .ledger
-            .alloc(std::mem::size_of_val(data).max(4) as u64, Purpose::Scratch)
-            .expect("alloc");
-        b.write_sync(0, data).expect("upload");
-        b
-    }
-    /// A buffer of n f32 filled with NaN.
-    fn poisoned(&self, n: usize) -> DeviceBuffer {
-        let b = self
-            .ledger
-            .alloc((n * 4) as u64, Purpose::Scratch)
-            .expect("alloc");
-        b.fill_sync(0xFF).expect("poison");
-        b
-    }
-    fn down<T: Copy + Default>(&self, b: &DeviceBuffer, n: usize) -> Vec<T> {
-        let mut v = vec![T::default(); n];
-        b.read_sync(0, &mut v).expect("download");
-        v
-    }
-}
-
-/// ‖a − b‖ / ‖b‖ (NaN anywhere gives infinity).
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    if a.iter().any(|v| !v.is_finite()) {
-        return f64::INFINITY;
-    }
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
-    (num / den.max(1e-30)).sqrt()
-}
+use orcd_cuda::DeviceBuffer;
+use orcd_cuda::ops::{AttnKernel, KvGeometry};
 
 /// Index of the first element whose bits differ, if any.
 fn first_bit_difference(a: &[f32], b: &[f32]) -> Option<usize> {

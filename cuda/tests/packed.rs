@@ -11,14 +11,14 @@
 //! reference vs fast packed kernels.
 //! GPU tests: `#[ignore]`d, run on the GPU machine.
 
-use std::sync::Arc;
+mod common;
 
-use orcd_cuda::compile::KernelCompiler;
+use common::{Gpu, Rng};
+
+use orcd_cuda::DeviceBuffer;
 use orcd_cuda::graph::GraphCache;
-use orcd_cuda::kernels::Kernels;
-use orcd_cuda::ops::{ActsQ8Dev, Ops, PkKernel};
+use orcd_cuda::ops::{ActsQ8Dev, PkKernel};
 use orcd_cuda::packed::{self, ActsQ8};
-use orcd_cuda::{DeviceBuffer, GpuContext, Purpose, VramLedger};
 use orcd_engine::quant::{GgmlType, quantize_row};
 
 const TYPES: [GgmlType; 3] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
@@ -33,87 +33,14 @@ fn alts(ty: GgmlType) -> &'static [&'static str] {
     }
 }
 
-/// xorshift64*: small, seedable, good enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn fresh(what: &str) -> Rng {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9e37_79b9)
-            | 1;
-        eprintln!("{what}: seed {seed}");
-        Rng(seed)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in [-1, 1).
-    fn f(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.f() * scale).collect()
-    }
-}
-
-struct Gpu {
-    kernels: Kernels,
-    ledger: Arc<VramLedger>,
-    gpu: Arc<GpuContext>,
-}
-
-impl Gpu {
-    fn new() -> Gpu {
-        let gpu = Arc::new(GpuContext::new(0).expect("GPU 0"));
-        let dir = std::env::temp_dir().join("orcd-kernel-tests");
-        let compiler = KernelCompiler::new(gpu.compute_capability(), &dir).expect("nvrtc");
-        let kernels = Kernels::load(&gpu, &compiler).expect("kernels");
-        let ledger = VramLedger::new(Arc::clone(&gpu));
-        Gpu {
-            kernels,
-            ledger,
-            gpu,
-        }
-    }
-    fn ops(&self) -> Ops<'_> {
-        Ops::new(&self.gpu, &self.kernels)
-    }
-    fn up<T: Copy>(&self, data: &[T]) -> DeviceBuffer {
-        let b = self
-            .ledger
-            .alloc(std::mem::size_of_val(data).max(1) as u64, Purpose::Scratch)
-            .expect("alloc");
-        b.write_sync(0, data).expect("upload");
-        b
-    }
-    /// A buffer of `bytes` filled with 0xFF (NaN as f32).
-    fn poisoned(&self, bytes: usize) -> DeviceBuffer {
-        let b = self
-            .ledger
-            .alloc(bytes as u64, Purpose::Scratch)
-            .expect("alloc");
-        b.fill_sync(0xFF).expect("poison");
-        b
-    }
-    fn down<T: Copy + Default>(&self, b: &DeviceBuffer, n: usize) -> Vec<T> {
-        let mut v = vec![T::default(); n];
-        b.read_sync(0, &mut v).expect("download");
-        v
-    }
-    /// GGUF bytes repacked on the GPU.
-    fn repacked(&self, ty: GgmlType, gguf: &[u8], rows: usize, k: usize) -> DeviceBuffer {
-        let src = self.up(gguf);
-        let dst = self.poisoned(packed::packed_bytes(ty, rows, k));
-        self.ops()
-            .repack(ty, src.ptr(), dst.ptr(), rows, k)
-            .expect("repack");
-        dst
-    }
+/// GGUF bytes repacked on the GPU.
+fn repacked(g: &Gpu, ty: GgmlType, gguf: &[u8], rows: usize, k: usize) -> DeviceBuffer {
+    let src = g.up(gguf);
+    let dst = g.poisoned_bytes(packed::packed_bytes(ty, rows, k));
+    g.ops()
+        .repack(ty, src.ptr(), dst.ptr(), rows, k)
+        .expect("repack");
+    dst
 }
 
 /// Q8 activations on the device: (q, d, sum) buffers and their addresses.
@@ -155,7 +82,7 @@ fn repack_matches_the_host_pack() {
         for (rows, k) in [(37, 576), (5, 14336), (3, 32 * 37)] {
             let gguf = gguf_matrix(&mut rng, ty, rows, k);
             let want = packed::pack(ty, &gguf, rows, k);
-            let dst = g.repacked(ty, &gguf, rows, k);
+            let dst = repacked(&g, ty, &gguf, rows, k);
             let got: Vec<u8> = g.down(&dst, want.len());
             // Padding between the regions is not part of the layout.
             let so = packed::scales_offset(ty, rows, k);
@@ -187,9 +114,9 @@ fn activation_quantization_is_the_hosts_bit_for_bit() {
         let nb = k / 32;
         let xd = g.up(&x);
         let out = [
-            g.poisoned(ncols * k),
-            g.poisoned(ncols * nb * 4),
-            g.poisoned(ncols * nb * 4),
+            g.poisoned_bytes(ncols * k),
+            g.poisoned_bytes(ncols * nb * 4),
+            g.poisoned_bytes(ncols * nb * 4),
         ];
         let acts = ActsQ8Dev {
             q: out[0].ptr(),
@@ -210,7 +137,7 @@ fn activation_quantization_is_the_hosts_bit_for_bit() {
         let x = rng.vec(ncols * k, 2.0);
         let xd = g.up(&x);
         let nw = g.up(&rng.vec(k, 1.5));
-        let normed = g.poisoned(ncols * k * 4);
+        let normed = g.poisoned_bytes(ncols * k * 4);
         g.ops()
             .rms_norm(xd.ptr(), nw.ptr(), normed.ptr(), ncols, k, 1e-5)
             .unwrap();
@@ -245,7 +172,7 @@ fn matmul_packed_is_the_canonical_dot_bit_for_bit() {
         for k in KS {
             let gguf = gguf_matrix(&mut rng, ty, n, k);
             let host = packed::pack(ty, &gguf, n, k);
-            let w = g.repacked(ty, &gguf, n, k);
+            let w = repacked(&g, ty, &gguf, n, k);
             let acts = packed::quantize_acts(&rng.vec(maxc * k, 1.0), maxc, k);
             let want = host_dots(ty, &host, n, &acts);
             let da = up_acts(&g, &acts);
@@ -257,7 +184,7 @@ fn matmul_packed_is_the_canonical_dot_bit_for_bit() {
                 }
                 for kernel in kernels {
                     for warps in [None, Some(1), Some(3), Some(8)] {
-                        let y = g.poisoned(ncols * ys * 4);
+                        let y = g.poisoned_bytes(ncols * ys * 4);
                         g.ops()
                             .matmul_packed(
                                 ty,
@@ -342,7 +269,7 @@ fn fused_packed_matmuls_are_the_canonical_dot_bit_for_bit() {
                 .iter()
                 .map(|&n| {
                     let gguf = gguf_matrix(&mut rng, ty, n, k);
-                    let w = g.repacked(ty, &gguf, n, k);
+                    let w = repacked(&g, ty, &gguf, n, k);
                     (packed::pack(ty, &gguf, n, k), w)
                 })
                 .collect();
@@ -359,8 +286,10 @@ fn fused_packed_matmuls_are_the_canonical_dot_bit_for_bit() {
                 }
                 for kernel in kernels {
                     for with_bias in [false, true] {
-                        let ys: Vec<DeviceBuffer> =
-                            ns.iter().map(|&n| g.poisoned(ncols * n * 4)).collect();
+                        let ys: Vec<DeviceBuffer> = ns
+                            .iter()
+                            .map(|&n| g.poisoned_bytes(ncols * n * 4))
+                            .collect();
                         let parts = [0, 1, 2].map(|i| (mats[i].1.ptr(), ys[i].ptr(), ns[i]));
                         let biased = |i: usize| with_bias && i != 1;
                         let biases =
@@ -389,17 +318,20 @@ fn fused_packed_matmuls_are_the_canonical_dot_bit_for_bit() {
             // The gated pair: act(gate) * up against the plain kernel's (bit-exact) dots and
             // activation.cu's kernels.
             let n = 45;
-            let wg = g.repacked(ty, &gguf_matrix(&mut rng, ty, n, k), n, k);
-            let wu = g.repacked(ty, &gguf_matrix(&mut rng, ty, n, k), n, k);
+            let wg = repacked(&g, ty, &gguf_matrix(&mut rng, ty, n, k), n, k);
+            let wu = repacked(&g, ty, &gguf_matrix(&mut rng, ty, n, k), n, k);
             for ncols in NCOLS {
-                let (gy, uy) = (g.poisoned(ncols * n * 4), g.poisoned(ncols * n * 4));
+                let (gy, uy) = (
+                    g.poisoned_bytes(ncols * n * 4),
+                    g.poisoned_bytes(ncols * n * 4),
+                );
                 for (w, y) in [(&wg, &gy), (&wu, &uy)] {
                     g.ops()
                         .linear_packed(ty, w.ptr(), n, k, da.acts, ncols, y.ptr(), n, false)
                         .unwrap();
                 }
                 for gelu in [false, true] {
-                    let want = g.poisoned(ncols * n * 4);
+                    let want = g.poisoned_bytes(ncols * n * 4);
                     if gelu {
                         g.ops()
                             .gelu_tanh_mul(gy.ptr(), uy.ptr(), want.ptr(), ncols * n)
@@ -414,7 +346,7 @@ fn fused_packed_matmuls_are_the_canonical_dot_bit_for_bit() {
                         kernels.extend(alts(ty).iter().map(|a| PkKernel::Alt(a)));
                     }
                     for kernel in kernels {
-                        let out = g.poisoned(ncols * n * 4);
+                        let out = g.poisoned_bytes(ncols * n * 4);
                         g.ops()
                             .matmul_glu_packed(
                                 ty,
@@ -459,11 +391,11 @@ fn packed_embedding_is_the_gguf_embedding() {
     for ty in TYPES {
         let gguf = gguf_matrix(&mut rng, ty, vocab, dim);
         let raw = g.up(&gguf);
-        let w = g.repacked(ty, &gguf, vocab, dim);
+        let w = repacked(&g, ty, &gguf, vocab, dim);
         for scale in [1.0f32, 0.37] {
             let (a, b) = (
-                g.poisoned(tokens.len() * dim * 4),
-                g.poisoned(tokens.len() * dim * 4),
+                g.poisoned_bytes(tokens.len() * dim * 4),
+                g.poisoned_bytes(tokens.len() * dim * 4),
             );
             g.ops()
                 .embed(ty, raw.ptr(), toks.ptr(), a.ptr(), tokens.len(), dim, scale)
@@ -698,18 +630,18 @@ fn packed_kernel_timings() {
             .iter()
             .map(|&r| {
                 let gguf = random_gguf(&mut rng, ty, r, k);
-                (0..copies).map(|_| g.repacked(ty, &gguf, r, k)).collect()
+                (0..copies).map(|_| repacked(&g, ty, &gguf, r, k)).collect()
             })
             .collect();
         let biases: Vec<DeviceBuffer> = dims.iter().map(|&r| g.up(&rng.vec(r, 0.1))).collect();
-        let ys: Vec<DeviceBuffer> = dims.iter().map(|&r| g.poisoned(8 * r * 4)).collect();
+        let ys: Vec<DeviceBuffer> = dims.iter().map(|&r| g.poisoned_bytes(8 * r * 4)).collect();
         for ncols in [1usize, 2, 4, 8] {
             let x = g.up(&rng.vec(ncols * k, 1.0));
             let nb = k / 32;
             let qb = [
-                g.poisoned(ncols * k),
-                g.poisoned(ncols * nb * 4),
-                g.poisoned(ncols * nb * 4),
+                g.poisoned_bytes(ncols * k),
+                g.poisoned_bytes(ncols * nb * 4),
+                g.poisoned_bytes(ncols * nb * 4),
             ];
             let acts = ActsQ8Dev {
                 q: qb[0].ptr(),

@@ -1,0 +1,106 @@
+//! Test support shared by the GPU test files: a seedable random source, a GPU with the kernels
+//! loaded and a scratch allocator, and the relative error the tolerances are stated in.
+#![allow(dead_code)] // each test file uses a part
+
+use std::sync::Arc;
+
+use orcd_cuda::compile::KernelCompiler;
+use orcd_cuda::kernels::Kernels;
+use orcd_cuda::ops::Ops;
+use orcd_cuda::{DeviceBuffer, GpuContext, Purpose, VramLedger};
+
+/// xorshift64*: small, seedable, good enough for test data.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn fresh(what: &str) -> Rng {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9e37_79b9)
+            | 1;
+        eprintln!("{what}: seed {seed}");
+        Rng(seed)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in [-1, 1).
+    pub fn f(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.f() * scale).collect()
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+pub struct Gpu {
+    pub kernels: Kernels,
+    pub ledger: Arc<VramLedger>,
+    pub gpu: Arc<GpuContext>,
+}
+
+impl Gpu {
+    pub fn new() -> Gpu {
+        let gpu = Arc::new(GpuContext::new(0).expect("GPU 0"));
+        let dir = std::env::temp_dir().join("orcd-kernel-tests");
+        let compiler = KernelCompiler::new(gpu.compute_capability(), &dir).expect("nvrtc");
+        let kernels = Kernels::load(&gpu, &compiler).expect("kernels");
+        let ledger = VramLedger::new(Arc::clone(&gpu));
+        Gpu {
+            kernels,
+            ledger,
+            gpu,
+        }
+    }
+    pub fn ops(&self) -> Ops<'_> {
+        Ops::new(&self.gpu, &self.kernels)
+    }
+    pub fn up<T: Copy>(&self, data: &[T]) -> DeviceBuffer {
+        let b = self
+            .ledger
+            .alloc(std::mem::size_of_val(data).max(4) as u64, Purpose::Scratch)
+            .expect("alloc");
+        b.write_sync(0, data).expect("upload");
+        b
+    }
+    /// A buffer of n f32 filled with NaN.
+    pub fn poisoned(&self, n: usize) -> DeviceBuffer {
+        self.poisoned_bytes(n * 4)
+    }
+    /// A buffer of `bytes` filled with 0xFF (NaN as f32).
+    pub fn poisoned_bytes(&self, bytes: usize) -> DeviceBuffer {
+        let b = self
+            .ledger
+            .alloc(bytes.max(4) as u64, Purpose::Scratch)
+            .expect("alloc");
+        b.fill_sync(0xFF).expect("poison");
+        b
+    }
+    pub fn down<T: Copy + Default>(&self, b: &DeviceBuffer, n: usize) -> Vec<T> {
+        let mut v = vec![T::default(); n];
+        b.read_sync(0, &mut v).expect("download");
+        v
+    }
+}
+
+/// ‖a − b‖ / ‖b‖ (NaN anywhere gives infinity).
+pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    if a.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum();
+    let den: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
+    (num / den.max(1e-30)).sqrt()
+}
