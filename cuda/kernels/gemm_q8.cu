@@ -13,7 +13,7 @@
 //
 // Tiles: a block of G x WM x WN warps computes BM weight rows x BN activation columns; each warp
 // WTM = BM / WM rows (MT = WTM / 16 m-tiles) x WTN = BN / WN columns (NT = WTN / 8 n-tiles);
-// G > 1 groups split k (see gemm_q8_body). k is staged through shared memory KB blocks at a
+// G > 1 groups split k (see gemm_q8_body); KS splits k over the CTAs of grid z. k is staged through shared memory KB blocks at a
 // time, GEMM_STAGES (D: GEMM_D_STAGES) stages in flight, everything by cp.async: the quants of
 // BM rows and BN columns as they are in global memory, and the scales. Rows >= n, columns >=
 // ncols and blocks >= nb are neither loaded nor written.
@@ -24,6 +24,16 @@
 // d_w * d_x, times dot, add; Q4_1: 6), about 40 % of all instructions. That caps any kernel
 // computing it at ~470 TOPS (Q4_1 ~315) on 132 SMs at ~1.75 GHz, and at 64 columns it makes a
 // GEMM compute-bound, not DRAM-bound (4096 x 4096: 4.5 us of FP32 at 100 % vs 2.4 us of bytes).
+// SASS of tile l, Q4_0 (cuobjdump, sm_90, 2026-11-27): one full stage (4 blocks, 32 IMMA) is
+// ~1250 instructions: 512 FP32 (the terms), 32 IMMA, ~115 LDS, ~100 MOV (copies of the
+// {c0, c1, c0, c1} C quads the IMMAs need), ~330 IMAD / IADD3 / LOP3 / SHF (shared addresses
+// recomputed every stage from the lane id, plus the nibble unpack and c = MAGIC - 8 * xsum),
+// ~40 ISETP / BRA. Moving the running totals to shared memory (32 fewer live registers) left
+// that count unchanged (1237): the overhead is not register pressure alone.
+// Split k over CTAs (tiles lk / sk) measured (H200, 64 columns): 8B q/o 4096 x 4096 Q4_0 28.2
+// -> 26.4 us (lk, 8 ways), 8B k/v 1024 x 4096 27.4 -> 13.6 us (sk, 8), Qwen down 896 x 4864
+// 32.4 -> 14.9 us (sk, 10); 16 columns: 8B q/o 23.0 -> 16.2 us (sk, 4). At 64 columns every
+// SM is busy issuing (ncu: 64 % issue-slot use, DRAM 5 %), so more CTAs stop helping there.
 //
 // Integer to float: the mma accumulates onto C = GEMM_MAGIC (the bits of 1.5 * 2^23), so the
 // result's bits are the f32 1.5 * 2^23 + dot exactly (|dot| < 2^22 for every type), and
@@ -48,10 +58,11 @@
 
 // Split k over CTAs (tiles ls / ss): workspace of segment sums and per-tile arrival counters,
 // static device arrays sized here (ops/gemm.rs mirrors the sizes and never launches a split that
-// needs more): 4 Mi floats (16 MiB) and 16384 tiles. The counters return to 0 after every
+// needs more): 8 Mi floats (32 MiB: 8B down 4096 x 14336 at 64 columns split 5 ways takes 24 MiB)
+// and 16384 tiles. The counters return to 0 after every
 // launch (the last CTA of a tile resets its own), so launches on one stream may follow each
 // other and be captured into graphs; two split launches must not run concurrently.
-#define GEMM_KS_WS_FLOATS (4 * 1024 * 1024)
+#define GEMM_KS_WS_FLOATS (8 * 1024 * 1024)
 #define GEMM_KS_TILES 16384
 __device__ float gemm_ks_ws[GEMM_KS_WS_FLOATS];
 __device__ u32 gemm_ks_count[GEMM_KS_TILES];
@@ -428,17 +439,28 @@ __device__ __forceinline__ void gemm_q8_body(const u8* __restrict__ w, int n, in
         __syncthreads();
         if (!last) return;
         __threadfence();
+        // Slots QC at a time, every load of a round issued before the adds (one L2 round trip
+        // a round, not one a slot and output).
+        constexpr int VALS = MT * NT * 4, QC = VALS <= 16 ? 4 : 2;
+        float* tot = &total[0][0][0];
         #pragma unroll
-        for (int i = 0; i < MT; i++)
+        for (int v = 0; v < VALS; v++) tot[v] = 0.0f;
+        for (int q0 = 0; q0 < nslots; q0 += QC) {
+            float vals[QC][VALS];
             #pragma unroll
-            for (int j = 0; j < NT; j++)
+            for (int u = 0; u < QC; u++)
                 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const float* p = wsp + ((i * NT + j) * 4 + e) * NTH + tid;
-                    float tot = __ldcg(p);
-                    for (int q = 1; q < nslots; q++) tot = __fadd_rn(tot, __ldcg(p + q * BM * BN));
-                    total[i][j][e] = tot;
-                }
+                for (int v = 0; v < VALS; v++)
+                    vals[u][v] = q0 + u < nslots ? __ldcg(wsp + (q0 + u) * BM * BN + v * NTH + tid)
+                                                 : 0.0f;
+            #pragma unroll
+            for (int u = 0; u < QC; u++)
+                #pragma unroll
+                for (int v = 0; v < VALS; v++)
+                    // Slot 0 is CTA 0's running total: the fold starts from it.
+                    if (q0 + u < nslots)
+                        tot[v] = q0 + u == 0 ? vals[u][v] : __fadd_rn(tot[v], vals[u][v]);
+        }
     }
 
     if (grp == 0) {
@@ -464,8 +486,9 @@ __device__ __forceinline__ void gemm_q8_body(const u8* __restrict__ w, int n, in
 // GEMM_STAGES, GEMM_D_STAGES when G > 1).
 // Tile l: 128 rows x 64 columns, 8 warps (4 x 2, 32 x 32 each); s: 32 x 64, 4 warps (1 x 4,
 // 32 x 16); d: the s tile with k split over 4 groups of 4 warps (16 warps), for few row tiles
-// and long k. (Measured and dropped, 2026-11-27: 64 x 64 with 2 x 2 warps, and 128 x 64 with
-// 4 warps of 64 x 32: never faster than these three.)
+// and long k; lk / sk: l / s with k split over CTAs (GEMM_SPLIT_KERNEL), for few row tiles.
+// (Measured and dropped, 2026-11-27: 64 x 64 with 2 x 2 warps, and 128 x 64 with 4 warps of
+// 64 x 32: never faster than these three.)
 #define GEMM_KERNEL(name, TY, BM, BN, WM, WN, G, MINB)                                          \
     extern "C" __global__ void __launch_bounds__(G * WM * WN * 32, MINB)                        \
         name(const u8* __restrict__ w, int n, int k, const i8* __restrict__ xq,                 \
@@ -477,7 +500,7 @@ __device__ __forceinline__ void gemm_q8_body(const u8* __restrict__ w, int n, in
 // The same with k split over the gridDim.z CTAs of a tile, spc segments each (KS above): one
 // more argument, spc; gridDim.z = ceil(nseg / spc) >= 2, and (tiles) x BM x BN x (nseg - spc +
 // 1) floats <= GEMM_KS_WS_FLOATS, tiles <= GEMM_KS_TILES.
-#define GEMM_KERNEL_KS(name, TY, BM, BN, WM, WN, MINB)                                          \
+#define GEMM_SPLIT_KERNEL(name, TY, BM, BN, WM, WN, MINB)                                    \
     extern "C" __global__ void __launch_bounds__(WM * WN * 32, MINB)                            \
         name(const u8* __restrict__ w, int n, int k, const i8* __restrict__ xq,                 \
              const float* __restrict__ xd, const i32* __restrict__ xsum, int ncols,             \
@@ -495,9 +518,9 @@ GEMM_KERNEL(gemm_q8_q8_0_s, 2, 32, 64, 1, 4, 1, 3)
 GEMM_KERNEL(gemm_q8_q4_0_d, 0, 32, 64, 1, 4, 4, 1)
 GEMM_KERNEL(gemm_q8_q4_1_d, 1, 32, 64, 1, 4, 4, 1)
 GEMM_KERNEL(gemm_q8_q8_0_d, 2, 32, 64, 1, 4, 4, 1)
-GEMM_KERNEL_KS(gemm_q8_q4_0_lk, 0, 128, 64, 4, 2, 2)
-GEMM_KERNEL_KS(gemm_q8_q4_1_lk, 1, 128, 64, 4, 2, 2)
-GEMM_KERNEL_KS(gemm_q8_q8_0_lk, 2, 128, 64, 4, 2, 2)
-GEMM_KERNEL_KS(gemm_q8_q4_0_sk, 0, 32, 64, 1, 4, 3)
-GEMM_KERNEL_KS(gemm_q8_q4_1_sk, 1, 32, 64, 1, 4, 3)
-GEMM_KERNEL_KS(gemm_q8_q8_0_sk, 2, 32, 64, 1, 4, 3)
+GEMM_SPLIT_KERNEL(gemm_q8_q4_0_lk, 0, 128, 64, 4, 2, 2)
+GEMM_SPLIT_KERNEL(gemm_q8_q4_1_lk, 1, 128, 64, 4, 2, 2)
+GEMM_SPLIT_KERNEL(gemm_q8_q8_0_lk, 2, 128, 64, 4, 2, 2)
+GEMM_SPLIT_KERNEL(gemm_q8_q4_0_sk, 0, 32, 64, 1, 4, 3)
+GEMM_SPLIT_KERNEL(gemm_q8_q4_1_sk, 1, 32, 64, 1, 4, 3)
+GEMM_SPLIT_KERNEL(gemm_q8_q8_0_sk, 2, 32, 64, 1, 4, 3)

@@ -1,6 +1,7 @@
 //! The tensor-core GEMM over packed weights (`gemm_q8.cu`, `Ops::gemm_q8`) against the host
 //! reference of the canonical dot product (`packed::dot_canonical`): BIT-exact (f32 bits), for
-//! every packed type, both tiles, uneven k segments, partial row and column tiles, accumulate
+//! every packed type, every tile (the split-k tiles at their automatic split and at 2 and 3
+//! CTAs a tile), uneven k segments, partial row and column tiles, accumulate
 //! on and off, and an output stride wider than n (the gap must stay untouched). Plus a timing
 //! print for the Llama-3-8B, Qwen2.5-0.5B and output-head shapes. GPU tests: `#[ignore]`d, run
 //! on the GPU machine.

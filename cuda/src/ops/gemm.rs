@@ -22,14 +22,14 @@ const STAGES: u32 = 4;
 const D_STAGES: u32 = 3;
 
 /// Split-k workspace of `gemm_q8.cu` (`GEMM_KS_WS_FLOATS`, `GEMM_KS_TILES`): static device
-/// arrays of the module (16 MiB of floats, 64 KiB of counters).
-const KS_WS_FLOATS: usize = 4 * 1024 * 1024;
+/// arrays of the module (32 MiB of floats, 64 KiB of counters), allocated when the module loads.
+const KS_WS_FLOATS: usize = 8 * 1024 * 1024;
 const KS_TILES: usize = 16384;
 
 /// CTAs a split tile aims at (about 2 an SM for the 8-warp tile, 4 for the 4-warp one, on the
 /// H200's 132 SMs).
 const KS_TARGET_LARGE: usize = 264;
-const KS_TARGET_SMALL: usize = 528;
+const KS_TARGET_SMALL: usize = 512;
 
 /// The tile shapes of `gemm_q8.cu` (they must match its `GEMM_*` `#define`s).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -151,21 +151,27 @@ impl GemmTile {
     }
 
     /// The tile [`Ops::gemm_q8`] takes for `n` weight rows, `k` and `ncols` columns, a rule
-    /// fitted to the H200 timings of `tests/gemm.rs` (2026-11-27): Large for more than 32
-    /// columns once it has 100 blocks or more (about one an SM; its time hardly depends on the
-    /// columns, the others' grows with them); else Small when that has 264 blocks or more (2 an
-    /// SM); else Decode when k has 8 segments or more (k of 4096 and up: its 4 groups all work);
-    /// else Small.
+    /// fitted to the H200 timings of `tests/gemm.rs` (2026-11-27, `gemm_timings`): Large for
+    /// more than 32 columns once it has 100 blocks or more (about one an SM), or for any columns
+    /// once it has 500 (output heads); else Small when that has 264 blocks or more (2 an SM);
+    /// else, for k of 4 segments or more (k >= 2048), k split over CTAs: SplitLarge for more
+    /// than 32 columns when its split reaches 200 CTAs, else SplitSmall; else Small.
     pub fn for_shape(n: usize, k: usize, ncols: usize) -> GemmTile {
         let (bm, bn, _) = GemmTile::Large.shape();
         let (sm, _, _) = GemmTile::Small.shape();
         let col_tiles = ncols.div_ceil(bn as usize);
-        if ncols > 32 && n.div_ceil(bm as usize) * col_tiles >= 100 {
+        let large_tiles = n.div_ceil(bm as usize) * col_tiles;
+        let nseg = (k / 32).div_ceil(SEG_BLOCKS);
+        if (ncols > 32 && large_tiles >= 100) || large_tiles >= 500 {
             GemmTile::Large
         } else if n.div_ceil(sm as usize) * col_tiles >= 264 {
             GemmTile::Small
-        } else if (k / 32).div_ceil(SEG_BLOCKS) >= 8 {
-            GemmTile::Decode
+        } else if nseg >= 4 {
+            if ncols > 32 && large_tiles * GemmTile::SplitLarge.splits(n, k, ncols) >= 200 {
+                GemmTile::SplitLarge
+            } else {
+                GemmTile::SplitSmall
+            }
         } else {
             GemmTile::Small
         }
@@ -391,8 +397,8 @@ mod tests {
             "#define GEMM_D_GROUPS {}\n",
             GemmTile::Decode.groups()
         )));
-        assert!(src.contains("#define GEMM_KS_WS_FLOATS (4 * 1024 * 1024)\n"));
-        assert_eq!(KS_WS_FLOATS, 4 * 1024 * 1024);
+        assert!(src.contains("#define GEMM_KS_WS_FLOATS (8 * 1024 * 1024)\n"));
+        assert_eq!(KS_WS_FLOATS, 8 * 1024 * 1024);
         assert!(src.contains(&format!("#define GEMM_KS_TILES {KS_TILES}\n")));
         for (tile, tag) in [
             (GemmTile::Large, "L"),
@@ -410,7 +416,7 @@ mod tests {
             for ty in ["q4_0", "q4_1", "q8_0"] {
                 let split = tile != tile.base();
                 let mac = if split {
-                    format!("GEMM_KERNEL_KS(gemm_q8_{ty}{suffix}, ")
+                    format!("GEMM_SPLIT_KERNEL(gemm_q8_{ty}{suffix}, ")
                 } else {
                     format!("GEMM_KERNEL(gemm_q8_{ty}{suffix}, ")
                 };
@@ -458,19 +464,27 @@ mod tests {
 
     #[test]
     fn tiles_by_shape() {
-        // Llama-3-8B: few columns, 64 (decode batch) and 512 (prefill).
-        assert_eq!(GemmTile::for_shape(4096, 4096, 64), GemmTile::Decode);
+        // Llama-3-8B: 16, 64 (decode batches) and 512 (prefill) columns.
+        assert_eq!(GemmTile::for_shape(4096, 4096, 16), GemmTile::SplitSmall);
+        assert_eq!(GemmTile::for_shape(4096, 4096, 64), GemmTile::SplitLarge);
+        assert_eq!(GemmTile::for_shape(1024, 4096, 64), GemmTile::SplitSmall);
         assert_eq!(GemmTile::for_shape(14336, 4096, 16), GemmTile::Small);
         assert_eq!(GemmTile::for_shape(14336, 4096, 64), GemmTile::Large);
-        assert_eq!(GemmTile::for_shape(4096, 14336, 64), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(4096, 14336, 16), GemmTile::SplitSmall);
         assert_eq!(GemmTile::for_shape(4096, 4096, 512), GemmTile::Large);
-        assert_eq!(GemmTile::for_shape(1024, 4096, 512), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(1024, 4096, 512), GemmTile::SplitLarge);
+        assert_eq!(GemmTile::for_shape(128_256, 4096, 16), GemmTile::Large);
         assert_eq!(GemmTile::for_shape(128_256, 4096, 64), GemmTile::Large);
         // Qwen2.5-0.5B.
         assert_eq!(GemmTile::for_shape(4864, 896, 64), GemmTile::Small);
-        assert_eq!(GemmTile::for_shape(896, 4864, 64), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(896, 4864, 64), GemmTile::SplitSmall);
         assert_eq!(GemmTile::for_shape(896, 896, 512), GemmTile::Small);
         assert_eq!(GemmTile::for_shape(4864, 896, 512), GemmTile::Large);
-        assert_eq!(GemmTile::for_shape(896, 4864, 512), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(896, 4864, 512), GemmTile::SplitLarge);
+        // Split counts: 8B qo at 64 columns one segment a CTA; 8B down 4 ways; 8B kv 8.
+        assert_eq!(GemmTile::SplitLarge.splits(4096, 4096, 64), 8);
+        assert_eq!(GemmTile::SplitSmall.splits(4096, 14336, 64), 4);
+        assert_eq!(GemmTile::SplitSmall.splits(1024, 4096, 64), 8);
+        assert_eq!(GemmTile::Large.splits(4096, 4096, 64), 1);
     }
 }
