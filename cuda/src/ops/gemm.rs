@@ -197,7 +197,9 @@ impl Ops<'_> {
     /// xq: (ncols, k) i8, 16-byte aligned;  xd: (ncols, k / 32) f32;  xsum: (ncols, k / 32) i32
     /// (the Q8 activations of [`crate::packed::quantize_acts`]);  y: (ncols, y_stride) f32,
     /// y_stride >= n; y's elements outside the n x ncols outputs are not touched.
-    /// k must be a positive multiple of 32. The tile is [`GemmTile::for_shape`]'s.
+    /// k must be a positive multiple of 32. The tile is [`GemmTile::for_shape`]'s. The split
+    /// tiles use the module's static workspace and counters (`gemm_q8.cu`), so two gemm_q8
+    /// launches of one loaded module must not run concurrently (one stream serializes them).
     pub fn gemm_q8(
         &self,
         ty: GgmlType,
@@ -220,8 +222,8 @@ impl Ops<'_> {
 
     /// [`Ops::gemm_q8_tile`] with the split count of a split tile chosen by the caller (tests,
     /// timings): k is split over `splits` CTAs a tile or the fewest that take as many segments
-    /// each (1, or a tile that is not split: the unsplit kernel). Panics-free: a split whose
-    /// workspace would not fit is an error.
+    /// each (1, or a tile that is not split: the unsplit kernel). A split whose workspace would
+    /// not fit is an error.
     pub fn gemm_q8_split(
         &self,
         tile: GemmTile,
