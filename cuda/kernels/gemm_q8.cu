@@ -13,7 +13,7 @@
 //
 // Tiles: a block of G x WM x WN warps computes BM weight rows x BN activation columns; each warp
 // WTM = BM / WM rows (MT = WTM / 16 m-tiles) x WTN = BN / WN columns (NT = WTN / 8 n-tiles);
-// G > 1 groups split k (see gemm_q8_body). k is staged through shared memory KB blocks at a
+// G > 1 groups split k (see gemm_q8_body); KS splits k over the CTAs of grid z. k is staged through shared memory KB blocks at a
 // time, GEMM_STAGES (D: GEMM_D_STAGES) stages in flight, everything by cp.async: the quants of
 // BM rows and BN columns as they are in global memory, and the scales. Rows >= n, columns >=
 // ncols and blocks >= nb are neither loaded nor written.
@@ -24,6 +24,16 @@
 // d_w * d_x, times dot, add; Q4_1: 6), about 40 % of all instructions. That caps any kernel
 // computing it at ~470 TOPS (Q4_1 ~315) on 132 SMs at ~1.75 GHz, and at 64 columns it makes a
 // GEMM compute-bound, not DRAM-bound (4096 x 4096: 4.5 us of FP32 at 100 % vs 2.4 us of bytes).
+// SASS of tile l, Q4_0 (cuobjdump, sm_90, 2026-11-27): one full stage (4 blocks, 32 IMMA) is
+// ~1250 instructions: 512 FP32 (the terms), 32 IMMA, ~115 LDS, ~100 MOV (copies of the
+// {c0, c1, c0, c1} C quads the IMMAs need), ~330 IMAD / IADD3 / LOP3 / SHF (shared addresses
+// recomputed every stage from the lane id, plus the nibble unpack and c = MAGIC - 8 * xsum),
+// ~40 ISETP / BRA. Moving the running totals to shared memory (32 fewer live registers) left
+// that count unchanged (1237): the overhead is not register pressure alone.
+// Split k over CTAs (tiles lk / sk) measured (H200, 64 columns): 8B q/o 4096 x 4096 Q4_0 28.2
+// -> 26.4 us (lk, 8 ways), 8B k/v 1024 x 4096 27.4 -> 13.6 us (sk, 8), Qwen down 896 x 4864
+// 32.4 -> 14.9 us (sk, 10); 16 columns: 8B q/o 23.0 -> 16.2 us (sk, 4). At 64 columns every
+// SM is busy issuing (ncu: 64 % issue-slot use, DRAM 5 %), so more CTAs stop helping there.
 //
 // Integer to float: the mma accumulates onto C = GEMM_MAGIC (the bits of 1.5 * 2^23), so the
 // result's bits are the f32 1.5 * 2^23 + dot exactly (|dot| < 2^22 for every type), and
@@ -45,6 +55,17 @@
 #define GEMM_D_GROUPS 4
 #define GEMM_STAGES 4
 #define GEMM_D_STAGES 3
+
+// Split k over CTAs (tiles ls / ss): workspace of segment sums and per-tile arrival counters,
+// static device arrays sized here (ops/gemm.rs mirrors the sizes and never launches a split that
+// needs more): 8 Mi floats (32 MiB: 8B down 4096 x 14336 at 64 columns split 5 ways takes 24 MiB)
+// and 16384 tiles. The counters return to 0 after every
+// launch (the last CTA of a tile resets its own), so launches on one stream may follow each
+// other and be captured into graphs; two split launches must not run concurrently.
+#define GEMM_KS_WS_FLOATS (8 * 1024 * 1024)
+#define GEMM_KS_TILES 16384
+__device__ float gemm_ks_ws[GEMM_KS_WS_FLOATS];
+__device__ u32 gemm_ks_count[GEMM_KS_TILES];
 
 #define GEMM_MAGIC 0x4B400000
 #define GEMM_MAGIC_F 12582912.0f
@@ -100,11 +121,18 @@ __host__ __device__ constexpr int gemm_stage_bytes(int bm, int bn) {
 // group q takes segments q, q + G, q + 2G, ... (each a run of SEG_BLOCKS blocks), and after each
 // round of G segments group 0 adds the groups' segment sums into the total in segment order
 // (through shared memory), which is the canonical fold. G = 1: one group walks all of k.
-template <int TY, int BM, int BN, int WM, int WN, int G>
+// KS (G = 1 only): k is split over the gridDim.z CTAs of a tile, `spc` segments each: CTA z
+// takes segments z * spc .. z * spc + spc - 1. CTA 0 folds its segments into the total as
+// usual (the canonical running total after segment spc - 1) and stores it in slot 0 of the
+// tile's workspace; CTA z > 0 stores each segment sum in its own slot (segment s at slot
+// s - spc + 1). The last CTA of the tile to arrive (atomic counter) folds slot 0, 1, 2, ... in
+// order: the canonical fold exactly.
+template <int TY, int BM, int BN, int WM, int WN, int G, int KS>
 __device__ __forceinline__ void gemm_q8_body(const u8* __restrict__ w, int n, int k,
                                              const i8* __restrict__ xq, const float* __restrict__ xd,
                                              const i32* __restrict__ xsum, int ncols,
-                                             float* __restrict__ y, int y_stride, int accumulate) {
+                                             float* __restrict__ y, int y_stride, int accumulate,
+                                             int spc) {
     typedef GemmTy<TY> T;
     constexpr int QB = T::QB, KB = T::KB, A_ROW = T::A_ROW, B_COL = T::B_COL, W_ROW = T::W_ROW;
     constexpr int NTH = WM * WN * 32;  // threads of a group
@@ -123,6 +151,7 @@ __device__ __forceinline__ void gemm_q8_body(const u8* __restrict__ w, int n, in
     static_assert(MT * 16 == WTM && NT * 8 == WTN, "warp tile");
     static_assert(SEG_BLOCKS % KB == 0 && KB % 2 == 0, "a stage never straddles a segment");
     static_assert(GSTAGE % 16 == 0, "stages stay 16-byte aligned");
+    static_assert(KS == 0 || G == 1, "split k over CTAs or inside a block, not both");
 
     extern __shared__ __align__(16) u8 smem[];
     float* xch = (float*)(smem + NST * STAGE);
@@ -136,10 +165,16 @@ __device__ __forceinline__ void gemm_q8_body(const u8* __restrict__ w, int n, in
     const int col0 = blockIdx.x * BN;
     const int row0 = blockIdx.y * BM;
     const int nb = k / 32;
-    const int nseg = (nb + SEG_BLOCKS - 1) / SEG_BLOCKS;
+    const int nseg_all = (nb + SEG_BLOCKS - 1) / SEG_BLOCKS;
+    // This CTA's segments (KS: a run of spc; else all of k).
+    const int seg_lo = KS ? (int)blockIdx.z * spc : 0;
+    const int seg_hi = KS ? min(nseg_all, seg_lo + spc) : nseg_all;
+    const int nseg = seg_hi - seg_lo;
+    const int blk_lo = seg_lo * SEG_BLOCKS;
     const int rounds = (nseg + G - 1) / G;
     // Stages: SPS a round, the last round as long as its first (longest) segment.
-    const int last_blocks = min(SEG_BLOCKS, nb - (rounds - 1) * G * SEG_BLOCKS);
+    const int last_blocks =
+        min(SEG_BLOCKS, min(nb, seg_hi * SEG_BLOCKS) - blk_lo - (rounds - 1) * G * SEG_BLOCKS);
     const int nstages = (rounds - 1) * SPS + (last_blocks + KB - 1) / KB;
     const u8* scales = w + packed_scales_offset(QB, n, k);
     const u64 scale_elems = (u64)n * nb;
@@ -158,7 +193,13 @@ __device__ __forceinline__ void gemm_q8_body(const u8* __restrict__ w, int n, in
     // Scale elements from st_base to the tensor's end (Q4_0 / Q8_0 word guard).
     const u64 tail_elems = scale_elems - (first_e - pb);
     // First block of this group's part of stage s.
-    auto first_block = [&](int s) { return ((s / SPS) * G + grp) * SEG_BLOCKS + (s % SPS) * KB; };
+    auto first_block = [&](int s) {
+        return blk_lo + ((s / SPS) * G + grp) * SEG_BLOCKS + (s % SPS) * KB;
+    };
+    // KS workspace of this tile: slots of (MT * NT * 4, NTH) floats, in the threads' fragment
+    // order (coalesced; the last CTA reads them back with the same mapping).
+    const int nslots = nseg_all - spc + 1;
+    float* wsp = gemm_ks_ws + (u32)(blockIdx.y * gridDim.x + blockIdx.x) * (u32)(nslots * BM * BN);
 
     // This group's part of a stage (blocks b0 .. b0 + KB - 1) into buffer `buf`, by cp.async,
     // loaded by the group's threads; rows >= n, columns >= ncols and blocks >= nb are not
@@ -324,7 +365,18 @@ __device__ __forceinline__ void gemm_q8_body(const u8* __restrict__ w, int n, in
                 if (b0 + kb < nb) block(kb);
         }
         // End of a segment (or of k): fold the G segment sums into the total, in order.
-        if (s % SPS == SPS - 1 || s == nstages - 1) {
+        if (KS && blockIdx.z > 0 && (s % SPS == SPS - 1 || s == nstages - 1)) {
+            float* o = wsp + (u32)((seg_lo + s / SPS - spc + 1) * BM * BN) + tid;
+            #pragma unroll
+            for (int i = 0; i < MT; i++)
+                #pragma unroll
+                for (int j = 0; j < NT; j++)
+                    #pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        __stcg(o + ((i * NT + j) * 4 + e) * NTH, seg[i][j][e]);
+                        seg[i][j][e] = 0.0f;
+                    }
+        } else if (s % SPS == SPS - 1 || s == nstages - 1) {
             if (G > 1) {
                 if (grp > 0) {
                     #pragma unroll
@@ -365,6 +417,52 @@ __device__ __forceinline__ void gemm_q8_body(const u8* __restrict__ w, int n, in
     }
     cp_async_wait<0>();
 
+    if (KS) {
+        __shared__ u32 last;
+        if (blockIdx.z == 0) {
+            #pragma unroll
+            for (int i = 0; i < MT; i++)
+                #pragma unroll
+                for (int j = 0; j < NT; j++)
+                    #pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        __stcg(wsp + ((i * NT + j) * 4 + e) * NTH + tid, total[i][j][e]);
+        }
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            u32* cnt = gemm_ks_count + blockIdx.y * gridDim.x + blockIdx.x;
+            const u32 prev = atomicAdd(cnt, 1u);
+            last = prev == gridDim.z - 1;
+            if (last) *cnt = 0;  // every CTA of the tile has counted: ready for the next launch
+        }
+        __syncthreads();
+        if (!last) return;
+        __threadfence();
+        // Slots QC at a time, every load of a round issued before the adds (one L2 round trip
+        // a round, not one a slot and output).
+        constexpr int VALS = MT * NT * 4, QC = VALS <= 16 ? 4 : 2;
+        float* tot = &total[0][0][0];
+        #pragma unroll
+        for (int v = 0; v < VALS; v++) tot[v] = 0.0f;
+        for (int q0 = 0; q0 < nslots; q0 += QC) {
+            float vals[QC][VALS];
+            #pragma unroll
+            for (int u = 0; u < QC; u++)
+                #pragma unroll
+                for (int v = 0; v < VALS; v++)
+                    vals[u][v] = q0 + u < nslots ? __ldcg(wsp + (q0 + u) * BM * BN + v * NTH + tid)
+                                                 : 0.0f;
+            #pragma unroll
+            for (int u = 0; u < QC; u++)
+                #pragma unroll
+                for (int v = 0; v < VALS; v++)
+                    // Slot 0 is CTA 0's running total: the fold starts from it.
+                    if (q0 + u < nslots)
+                        tot[v] = q0 + u == 0 ? vals[u][v] : __fadd_rn(tot[v], vals[u][v]);
+        }
+    }
+
     if (grp == 0) {
         #pragma unroll
         for (int i = 0; i < MT; i++)
@@ -388,15 +486,27 @@ __device__ __forceinline__ void gemm_q8_body(const u8* __restrict__ w, int n, in
 // GEMM_STAGES, GEMM_D_STAGES when G > 1).
 // Tile l: 128 rows x 64 columns, 8 warps (4 x 2, 32 x 32 each); s: 32 x 64, 4 warps (1 x 4,
 // 32 x 16); d: the s tile with k split over 4 groups of 4 warps (16 warps), for few row tiles
-// and long k. (Measured and dropped, 2026-11-27: 64 x 64 with 2 x 2 warps, and 128 x 64 with
-// 4 warps of 64 x 32: never faster than these three.)
+// and long k; lk / sk: l / s with k split over CTAs (GEMM_SPLIT_KERNEL), for few row tiles.
+// (Measured and dropped, 2026-11-27: 64 x 64 with 2 x 2 warps, and 128 x 64 with 4 warps of
+// 64 x 32: never faster than these three.)
 #define GEMM_KERNEL(name, TY, BM, BN, WM, WN, G, MINB)                                          \
     extern "C" __global__ void __launch_bounds__(G * WM * WN * 32, MINB)                        \
         name(const u8* __restrict__ w, int n, int k, const i8* __restrict__ xq,                 \
              const float* __restrict__ xd, const i32* __restrict__ xsum, int ncols,             \
              float* __restrict__ y, int y_stride, int accumulate) {                             \
-        gemm_q8_body<TY, BM, BN, WM, WN, G>(w, n, k, xq, xd, xsum, ncols, y, y_stride,           \
-                                            accumulate);                                        \
+        gemm_q8_body<TY, BM, BN, WM, WN, G, 0>(w, n, k, xq, xd, xsum, ncols, y, y_stride,        \
+                                               accumulate, 0);                                  \
+    }
+// The same with k split over the gridDim.z CTAs of a tile, spc segments each (KS above): one
+// more argument, spc; gridDim.z = ceil(nseg / spc) >= 2, and (tiles) x BM x BN x (nseg - spc +
+// 1) floats <= GEMM_KS_WS_FLOATS, tiles <= GEMM_KS_TILES.
+#define GEMM_SPLIT_KERNEL(name, TY, BM, BN, WM, WN, MINB)                                    \
+    extern "C" __global__ void __launch_bounds__(WM * WN * 32, MINB)                            \
+        name(const u8* __restrict__ w, int n, int k, const i8* __restrict__ xq,                 \
+             const float* __restrict__ xd, const i32* __restrict__ xsum, int ncols,             \
+             float* __restrict__ y, int y_stride, int accumulate, int spc) {                    \
+        gemm_q8_body<TY, BM, BN, WM, WN, 1, 1>(w, n, k, xq, xd, xsum, ncols, y, y_stride,        \
+                                               accumulate, spc);                                \
     }
 
 GEMM_KERNEL(gemm_q8_q4_0_l, 0, 128, 64, 4, 2, 1, 2)
@@ -408,3 +518,9 @@ GEMM_KERNEL(gemm_q8_q8_0_s, 2, 32, 64, 1, 4, 1, 3)
 GEMM_KERNEL(gemm_q8_q4_0_d, 0, 32, 64, 1, 4, 4, 1)
 GEMM_KERNEL(gemm_q8_q4_1_d, 1, 32, 64, 1, 4, 4, 1)
 GEMM_KERNEL(gemm_q8_q8_0_d, 2, 32, 64, 1, 4, 4, 1)
+GEMM_SPLIT_KERNEL(gemm_q8_q4_0_lk, 0, 128, 64, 4, 2, 2)
+GEMM_SPLIT_KERNEL(gemm_q8_q4_1_lk, 1, 128, 64, 4, 2, 2)
+GEMM_SPLIT_KERNEL(gemm_q8_q8_0_lk, 2, 128, 64, 4, 2, 2)
+GEMM_SPLIT_KERNEL(gemm_q8_q4_0_sk, 0, 32, 64, 1, 4, 3)
+GEMM_SPLIT_KERNEL(gemm_q8_q4_1_sk, 1, 32, 64, 1, 4, 3)
+GEMM_SPLIT_KERNEL(gemm_q8_q8_0_sk, 2, 32, 64, 1, 4, 3)

@@ -1,6 +1,7 @@
 //! The tensor-core GEMM over packed weights (`gemm_q8.cu`, `Ops::gemm_q8`) against the host
 //! reference of the canonical dot product (`packed::dot_canonical`): BIT-exact (f32 bits), for
-//! every packed type, both tiles, uneven k segments, partial row and column tiles, accumulate
+//! every packed type, every tile (the split-k tiles at their automatic split and at 2 and 3
+//! CTAs a tile), uneven k segments, partial row and column tiles, accumulate
 //! on and off, and an output stride wider than n (the gap must stay untouched). Plus a timing
 //! print for the Llama-3-8B, Qwen2.5-0.5B and output-head shapes. GPU tests: `#[ignore]`d, run
 //! on the GPU machine.
@@ -162,13 +163,23 @@ fn gemm_is_the_canonical_dot_bit_for_bit() {
                 let acts = packed::quantize_acts(&x, ncols, k);
                 let want = reference(ty, &wp, n, &acts);
                 let da = up_acts(&g, &acts);
-                for tile in TILES {
+                // Split tiles: the automatic split and 2 and 3 CTAs a tile (uneven runs).
+                let runs = TILES.iter().flat_map(|&t| {
+                    let s: &[usize] = if t.is_split() { &[0, 2, 3] } else { &[0] };
+                    s.iter().map(move |&s| (t, s))
+                });
+                for (tile, splits) in runs {
                     for accumulate in [false, true] {
                         let pre = rng.vec(ncols * stride, 2.0);
                         let y = g.up(&pre);
                         g.ops()
-                            .gemm_q8_tile(
+                            .gemm_q8_split(
                                 tile,
+                                if splits == 0 {
+                                    tile.splits(n, k, ncols)
+                                } else {
+                                    splits
+                                },
                                 ty,
                                 w.ptr(),
                                 n,
@@ -201,7 +212,8 @@ fn gemm_is_the_canonical_dot_bit_for_bit() {
                         }
                         assert!(
                             bad.is_empty(),
-                            "{} k {k} ncols {ncols} {tile:?} accumulate {accumulate}: {} of {} \
+                            "{} k {k} ncols {ncols} {tile:?} splits {splits} accumulate \
+                             {accumulate}: {} of {} \
                              differ, first (row, col, got, want): {:?}",
                             ty.name(),
                             bad.len(),
@@ -272,7 +284,7 @@ fn gemm_timings() {
     // GEMM_FILTER: time only the rows whose "shape type cols tile" contains it (profiling).
     let filter = std::env::var("GEMM_FILTER").ok();
     eprintln!(
-        "{:<13} {:<5} {:>7} {:>6} {:>5} {:>6} {:>9} {:>8} {:>9}",
+        "{:<13} {:<5} {:>7} {:>6} {:>5} {:>13} {:>9} {:>8} {:>9}",
         "shape", "type", "n", "k", "cols", "tile", "us", "TOPS", "W GB/s"
     );
     for (name, ty, n, k) in shapes {
@@ -288,16 +300,35 @@ fn gemm_timings() {
         let acts = packed::quantize_acts(&x, max_cols, k);
         let da = up_acts(&g, &acts);
         let y = g.up(&vec![0f32; max_cols * n]);
-        for ncols in [64usize, 512] {
-            for tile in TILES {
+        for ncols in [16usize, 32, 64, 512] {
+            // Split tiles: the automatic split (first) and 2, 4, 8, 16 CTAs a tile.
+            let runs = TILES.iter().flat_map(|&t| {
+                let auto = t.splits(n, k, ncols);
+                let s: Vec<usize> = if t.is_split() {
+                    let mut v = vec![auto];
+                    v.extend([2, 4, 8, 16].into_iter().filter(|&s| s != auto));
+                    v
+                } else {
+                    vec![1]
+                };
+                s.into_iter().map(move |s| (t, s, s == auto))
+            });
+            for (tile, splits, is_auto) in runs {
                 let key = format!("{name} {} {ncols} {tile:?}", ty.name());
                 if filter.as_ref().is_some_and(|f| !key.contains(f.as_str())) {
                     continue;
                 }
+                let nseg = (k / 32).div_ceil(16);
+                if splits > nseg {
+                    continue;
+                }
+                let mut ok = true;
                 let t = time(&g, || {
-                    g.ops()
-                        .gemm_q8_tile(
+                    ok &= g
+                        .ops()
+                        .gemm_q8_split(
                             tile,
+                            splits,
                             ty,
                             w.ptr(),
                             n,
@@ -310,17 +341,20 @@ fn gemm_timings() {
                             n,
                             false,
                         )
-                        .expect("launch")
+                        .is_ok()
                 });
-                let auto = if GemmTile::for_shape(n, k, ncols) == tile {
+                if !ok {
+                    continue; // workspace too small for this split
+                }
+                let auto = if GemmTile::for_shape(n, k, ncols) == tile && is_auto {
                     "*"
                 } else {
                     ""
                 };
                 eprintln!(
-                    "{name:<13} {:<5} {n:>7} {k:>6} {ncols:>5} {:>6} {:>9.1} {:>8.1} {:>9.0}",
+                    "{name:<13} {:<5} {n:>7} {k:>6} {ncols:>5} {:>13} {:>9.1} {:>8.1} {:>9.0}",
                     ty.name(),
-                    format!("{tile:?}{auto}"),
+                    format!("{tile:?}/{splits}{auto}"),
                     t * 1e6,
                     2.0 * (n * k * ncols) as f64 / t / 1e12,
                     wp.len() as f64 / t / 1e9

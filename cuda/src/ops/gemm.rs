@@ -21,6 +21,16 @@ use crate::packed::{SEG_BLOCKS, is_packed_type};
 const STAGES: u32 = 4;
 const D_STAGES: u32 = 3;
 
+/// Split-k workspace of `gemm_q8.cu` (`GEMM_KS_WS_FLOATS`, `GEMM_KS_TILES`): static device
+/// arrays of the module (32 MiB of floats, 64 KiB of counters), allocated when the module loads.
+const KS_WS_FLOATS: usize = 8 * 1024 * 1024;
+const KS_TILES: usize = 16384;
+
+/// CTAs a split tile aims at (about 2 an SM for the 8-warp tile, 4 for the 4-warp one, on the
+/// H200's 132 SMs).
+const KS_TARGET_LARGE: usize = 264;
+const KS_TARGET_SMALL: usize = 512;
+
 /// The tile shapes of `gemm_q8.cu` (they must match its `GEMM_*` `#define`s).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum GemmTile {
@@ -33,17 +43,29 @@ pub enum GemmTile {
     /// groups' segment sums are folded in order): few row tiles and long k (decode batches of
     /// large models).
     Decode,
+    /// The Large tile with k split over several CTAs along segment boundaries (grid z; the
+    /// segment sums meet in a static workspace and the last CTA of a tile folds them in order):
+    /// few row tiles, mid columns.
+    SplitLarge,
+    /// The Small tile split over CTAs the same way.
+    SplitSmall,
 }
 
 /// Every tile, for [`Ops::gemm_q8_prepare`] and the tests.
-pub const GEMM_TILES: [GemmTile; 3] = [GemmTile::Large, GemmTile::Small, GemmTile::Decode];
+pub const GEMM_TILES: [GemmTile; 5] = [
+    GemmTile::Large,
+    GemmTile::Small,
+    GemmTile::Decode,
+    GemmTile::SplitLarge,
+    GemmTile::SplitSmall,
+];
 
 impl GemmTile {
     /// (weight rows, activation columns, warps) of a block.
     pub const fn shape(self) -> (u32, u32, u32) {
         match self {
-            GemmTile::Large => (128, 64, 8),
-            GemmTile::Small => (32, 64, 4),
+            GemmTile::Large | GemmTile::SplitLarge => (128, 64, 8),
+            GemmTile::Small | GemmTile::SplitSmall => (32, 64, 4),
             GemmTile::Decode => (32, 64, 16),
         }
     }
@@ -61,7 +83,50 @@ impl GemmTile {
             GemmTile::Large => "_l",
             GemmTile::Small => "_s",
             GemmTile::Decode => "_d",
+            GemmTile::SplitLarge => "_lk",
+            GemmTile::SplitSmall => "_sk",
         }
+    }
+
+    /// Whether k is split over several CTAs a tile.
+    pub const fn is_split(self) -> bool {
+        matches!(self, GemmTile::SplitLarge | GemmTile::SplitSmall)
+    }
+
+    /// The unsplit tile of a split one (itself for the others).
+    const fn base(self) -> GemmTile {
+        match self {
+            GemmTile::SplitLarge => GemmTile::Large,
+            GemmTile::SplitSmall => GemmTile::Small,
+            t => t,
+        }
+    }
+
+    /// CTAs the k of one tile is split over for this shape: 1 for the unsplit tiles; else enough
+    /// to reach the tile's CTA target, at most one a segment, and fewer where the workspace
+    /// (tiles x BM x BN x (segments - segments a CTA + 1) floats) would not fit.
+    pub fn splits(self, n: usize, k: usize, ncols: usize) -> usize {
+        let target = match self {
+            GemmTile::SplitLarge => KS_TARGET_LARGE,
+            GemmTile::SplitSmall => KS_TARGET_SMALL,
+            _ => return 1,
+        };
+        let (bm, bn, _) = self.shape();
+        let tiles = n.div_ceil(bm as usize) * ncols.div_ceil(bn as usize);
+        let nseg = (k / 32).div_ceil(SEG_BLOCKS);
+        if tiles == 0 || tiles > KS_TILES {
+            return 1;
+        }
+        let mut want = target.div_ceil(tiles).clamp(1, nseg);
+        while want > 1 {
+            let spc = nseg.div_ceil(want);
+            let s = nseg.div_ceil(spc);
+            if tiles * (bm * bn) as usize * (nseg - spc + 1) <= KS_WS_FLOATS {
+                return s;
+            }
+            want -= 1;
+        }
+        1
     }
 
     /// Dynamic shared memory of a block: `GEMM_STAGES` x `gemm_stage_bytes` of `gemm_q8.cu`
@@ -80,27 +145,33 @@ impl GemmTile {
             (kb / 2 + 1) * 4
         };
         let stage = bm * (kb * qb + 16) + bn * (kb * 32 + 16) + bm * w_row + 2 * kb * bn * 4;
-        let groups = self.groups();
+        let groups = self.base().groups();
         let stages = if groups > 1 { D_STAGES } else { STAGES };
         stages * groups * stage + (groups - 1) * bm * bn * 4
     }
 
     /// The tile [`Ops::gemm_q8`] takes for `n` weight rows, `k` and `ncols` columns, a rule
-    /// fitted to the H200 timings of `tests/gemm.rs` (2026-11-27): Large for more than 32
-    /// columns once it has 100 blocks or more (about one an SM; its time hardly depends on the
-    /// columns, the others' grows with them); else Small when that has 264 blocks or more (2 an
-    /// SM); else Decode when k has 8 segments or more (k of 4096 and up: its 4 groups all work);
-    /// else Small.
+    /// fitted to the H200 timings of `tests/gemm.rs` (2026-11-27, `gemm_timings`): Large for
+    /// more than 32 columns once it has 100 blocks or more (about one an SM), or for any columns
+    /// once it has 500 (output heads); else Small when that has 264 blocks or more (2 an SM);
+    /// else, for k of 4 segments or more (k >= 2048), k split over CTAs: SplitLarge for more
+    /// than 32 columns when its split reaches 200 CTAs, else SplitSmall; else Small.
     pub fn for_shape(n: usize, k: usize, ncols: usize) -> GemmTile {
         let (bm, bn, _) = GemmTile::Large.shape();
         let (sm, _, _) = GemmTile::Small.shape();
         let col_tiles = ncols.div_ceil(bn as usize);
-        if ncols > 32 && n.div_ceil(bm as usize) * col_tiles >= 100 {
+        let large_tiles = n.div_ceil(bm as usize) * col_tiles;
+        let nseg = (k / 32).div_ceil(SEG_BLOCKS);
+        if (ncols > 32 && large_tiles >= 100) || large_tiles >= 500 {
             GemmTile::Large
         } else if n.div_ceil(sm as usize) * col_tiles >= 264 {
             GemmTile::Small
-        } else if (k / 32).div_ceil(SEG_BLOCKS) >= 8 {
-            GemmTile::Decode
+        } else if nseg >= 4 {
+            if ncols > 32 && large_tiles * GemmTile::SplitLarge.splits(n, k, ncols) >= 200 {
+                GemmTile::SplitLarge
+            } else {
+                GemmTile::SplitSmall
+            }
         } else {
             GemmTile::Small
         }
@@ -126,7 +197,9 @@ impl Ops<'_> {
     /// xq: (ncols, k) i8, 16-byte aligned;  xd: (ncols, k / 32) f32;  xsum: (ncols, k / 32) i32
     /// (the Q8 activations of [`crate::packed::quantize_acts`]);  y: (ncols, y_stride) f32,
     /// y_stride >= n; y's elements outside the n x ncols outputs are not touched.
-    /// k must be a positive multiple of 32. The tile is [`GemmTile::for_shape`]'s.
+    /// k must be a positive multiple of 32. The tile is [`GemmTile::for_shape`]'s. The split
+    /// tiles use the module's static workspace and counters (`gemm_q8.cu`), so two gemm_q8
+    /// launches of one loaded module must not run concurrently (one stream serializes them).
     pub fn gemm_q8(
         &self,
         ty: GgmlType,
@@ -147,11 +220,59 @@ impl Ops<'_> {
         )
     }
 
+    /// [`Ops::gemm_q8_tile`] with the split count of a split tile chosen by the caller (tests,
+    /// timings): k is split over `splits` CTAs a tile or the fewest that take as many segments
+    /// each (1, or a tile that is not split: the unsplit kernel). A split whose workspace would
+    /// not fit is an error.
+    pub fn gemm_q8_split(
+        &self,
+        tile: GemmTile,
+        splits: usize,
+        ty: GgmlType,
+        w: u64,
+        n: usize,
+        k: usize,
+        xq: u64,
+        xd: u64,
+        xsum: u64,
+        ncols: usize,
+        y: u64,
+        y_stride: usize,
+        accumulate: bool,
+    ) -> Result<(), EngineError> {
+        self.launch_gemm(
+            tile, splits, ty, w, n, k, xq, xd, xsum, ncols, y, y_stride, accumulate,
+        )
+    }
+
     /// [`Ops::gemm_q8`] with the tile chosen by the caller (tests, timings); same buffers,
     /// same results bit for bit whatever the tile.
     pub fn gemm_q8_tile(
         &self,
         tile: GemmTile,
+        ty: GgmlType,
+        w: u64,
+        n: usize,
+        k: usize,
+        xq: u64,
+        xd: u64,
+        xsum: u64,
+        ncols: usize,
+        y: u64,
+        y_stride: usize,
+        accumulate: bool,
+    ) -> Result<(), EngineError> {
+        let splits = tile.splits(n, k, ncols);
+        self.launch_gemm(
+            tile, splits, ty, w, n, k, xq, xd, xsum, ncols, y, y_stride, accumulate,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn launch_gemm(
+        &self,
+        tile: GemmTile,
+        splits: usize,
         ty: GgmlType,
         w: u64,
         n: usize,
@@ -174,10 +295,23 @@ impl Ops<'_> {
             return Ok(());
         }
         let (bm, bn, warps) = tile.shape();
+        // Segments a CTA (spc) and CTAs a tile (grid z); one CTA: the unsplit kernel.
+        let nseg = (k / 32).div_ceil(SEG_BLOCKS);
+        let spc = nseg.div_ceil(splits.clamp(1, nseg));
+        let z = nseg.div_ceil(spc);
+        let tile = if z == 1 { tile.base() } else { tile };
+        if tile != tile.base() {
+            let tiles = blocks(ncols, bn) as usize * blocks(n, bm) as usize;
+            if tiles > KS_TILES || tiles * (bm * bn) as usize * (nseg - spc + 1) > KS_WS_FLOATS {
+                return Err(EngineError::InvalidInput(format!(
+                    "gemm_q8 split {z} of {n} x {k} x {ncols}: workspace too small"
+                )));
+            }
+        }
         let f = self.k.for_type("gemm_q8", ty, tile.suffix())?;
         let smem = tile.shared_bytes(ty);
         allow_shared(f, smem)?;
-        let args = [
+        let mut args = vec![
             Arg::Ptr(w),
             Arg::I32(int(n, "rows")?),
             Arg::I32(int(k, "columns")?),
@@ -189,6 +323,9 @@ impl Ops<'_> {
             Arg::I32(int(y_stride, "output stride")?),
             Arg::I32(i32::from(accumulate)),
         ];
+        if tile != tile.base() {
+            args.push(Arg::I32(int(spc, "segments a CTA")?));
+        }
         // Each argument's bytes sit at the start of an 8-byte slot (little-endian), which is how
         // cuLaunchKernel reads a parameter of 4 or 8 bytes through its pointer.
         let mut slots: Vec<u64> = args
@@ -208,7 +345,7 @@ impl Ops<'_> {
             unsafe {
                 result::launch_kernel(
                     f,
-                    (blocks(ncols, bn), blocks(n, bm), 1),
+                    (blocks(ncols, bn), blocks(n, bm), z as u32),
                     (warps * 32, 1, 1),
                     smem,
                     self.gpu.stream(),
@@ -262,10 +399,15 @@ mod tests {
             "#define GEMM_D_GROUPS {}\n",
             GemmTile::Decode.groups()
         )));
+        assert!(src.contains("#define GEMM_KS_WS_FLOATS (8 * 1024 * 1024)\n"));
+        assert_eq!(KS_WS_FLOATS, 8 * 1024 * 1024);
+        assert!(src.contains(&format!("#define GEMM_KS_TILES {KS_TILES}\n")));
         for (tile, tag) in [
             (GemmTile::Large, "L"),
             (GemmTile::Small, "S"),
             (GemmTile::Decode, "D"),
+            (GemmTile::SplitLarge, "L"),
+            (GemmTile::SplitSmall, "S"),
         ] {
             let (bm, bn, warps) = tile.shape();
             for (name, v) in [("BM", bm), ("BN", bn), ("WARPS", warps)] {
@@ -274,20 +416,24 @@ mod tests {
             }
             let suffix = tile.suffix();
             for ty in ["q4_0", "q4_1", "q8_0"] {
-                let mac = format!("GEMM_KERNEL(gemm_q8_{ty}{suffix}, ");
+                let split = tile != tile.base();
+                let mac = if split {
+                    format!("GEMM_SPLIT_KERNEL(gemm_q8_{ty}{suffix}, ")
+                } else {
+                    format!("GEMM_KERNEL(gemm_q8_{ty}{suffix}, ")
+                };
                 assert!(src.contains(&mac), "{mac:?} missing");
-                let (wm, wn) = match tile {
+                let (wm, wn) = match tile.base() {
                     GemmTile::Large => (4, 2),
-                    GemmTile::Small | GemmTile::Decode => (1, 4),
+                    _ => (1, 4),
                 };
                 let gr = tile.groups();
-                assert!(
-                    src.contains(&format!(
-                        "{mac}{}, {bm}, {bn}, {wm}, {wn}, {gr},",
-                        ty_id(ty)
-                    )),
-                    "{mac} shape"
-                );
+                let line = if split {
+                    format!("{mac}{}, {bm}, {bn}, {wm}, {wn},", ty_id(ty))
+                } else {
+                    format!("{mac}{}, {bm}, {bn}, {wm}, {wn}, {gr},", ty_id(ty))
+                };
+                assert!(src.contains(&line), "{mac} shape");
                 assert_eq!(wm * wn * gr, warps);
             }
         }
@@ -320,19 +466,27 @@ mod tests {
 
     #[test]
     fn tiles_by_shape() {
-        // Llama-3-8B: few columns, 64 (decode batch) and 512 (prefill).
-        assert_eq!(GemmTile::for_shape(4096, 4096, 64), GemmTile::Decode);
+        // Llama-3-8B: 16, 64 (decode batches) and 512 (prefill) columns.
+        assert_eq!(GemmTile::for_shape(4096, 4096, 16), GemmTile::SplitSmall);
+        assert_eq!(GemmTile::for_shape(4096, 4096, 64), GemmTile::SplitLarge);
+        assert_eq!(GemmTile::for_shape(1024, 4096, 64), GemmTile::SplitSmall);
         assert_eq!(GemmTile::for_shape(14336, 4096, 16), GemmTile::Small);
         assert_eq!(GemmTile::for_shape(14336, 4096, 64), GemmTile::Large);
-        assert_eq!(GemmTile::for_shape(4096, 14336, 64), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(4096, 14336, 16), GemmTile::SplitSmall);
         assert_eq!(GemmTile::for_shape(4096, 4096, 512), GemmTile::Large);
-        assert_eq!(GemmTile::for_shape(1024, 4096, 512), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(1024, 4096, 512), GemmTile::SplitLarge);
+        assert_eq!(GemmTile::for_shape(128_256, 4096, 16), GemmTile::Large);
         assert_eq!(GemmTile::for_shape(128_256, 4096, 64), GemmTile::Large);
         // Qwen2.5-0.5B.
         assert_eq!(GemmTile::for_shape(4864, 896, 64), GemmTile::Small);
-        assert_eq!(GemmTile::for_shape(896, 4864, 64), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(896, 4864, 64), GemmTile::SplitSmall);
         assert_eq!(GemmTile::for_shape(896, 896, 512), GemmTile::Small);
         assert_eq!(GemmTile::for_shape(4864, 896, 512), GemmTile::Large);
-        assert_eq!(GemmTile::for_shape(896, 4864, 512), GemmTile::Decode);
+        assert_eq!(GemmTile::for_shape(896, 4864, 512), GemmTile::SplitLarge);
+        // Split counts: 8B qo at 64 columns one segment a CTA; 8B down 4 ways; 8B kv 8.
+        assert_eq!(GemmTile::SplitLarge.splits(4096, 4096, 64), 8);
+        assert_eq!(GemmTile::SplitSmall.splits(4096, 14336, 64), 4);
+        assert_eq!(GemmTile::SplitSmall.splits(1024, 4096, 64), 8);
+        assert_eq!(GemmTile::Large.splits(4096, 4096, 64), 1);
     }
 }
