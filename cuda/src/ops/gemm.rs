@@ -162,6 +162,18 @@ impl GemmTile {
         let col_tiles = ncols.div_ceil(bn as usize);
         let large_tiles = n.div_ceil(bm as usize) * col_tiles;
         let nseg = (k / 32).div_ceil(SEG_BLOCKS);
+        if !split_tiles_on() {
+            // The rule before the split tiles (the configuration of the last end-to-end run).
+            return if ncols > 32 && large_tiles >= 100 {
+                GemmTile::Large
+            } else if n.div_ceil(sm as usize) * col_tiles >= 264 {
+                GemmTile::Small
+            } else if nseg >= 8 {
+                GemmTile::Decode
+            } else {
+                GemmTile::Small
+            };
+        }
         if (ncols > 32 && large_tiles >= 100) || large_tiles >= 500 {
             GemmTile::Large
         } else if n.div_ceil(sm as usize) * col_tiles >= 264 {
@@ -176,6 +188,12 @@ impl GemmTile {
             GemmTile::Small
         }
     }
+}
+
+/// Whether [`GemmTile::for_shape`] may pick the split-k tiles: on unless `ORCD_GEMM_SPLIT=0`.
+fn split_tiles_on() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("ORCD_GEMM_SPLIT").map_or(true, |v| v != "0"))
 }
 
 impl Ops<'_> {
