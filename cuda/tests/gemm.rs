@@ -6,88 +6,15 @@
 //! print for the Llama-3-8B, Qwen2.5-0.5B and output-head shapes. GPU tests: `#[ignore]`d, run
 //! on the GPU machine.
 
-use std::sync::Arc;
+mod common;
+
+use common::{Gpu, Rng};
 use std::time::Instant;
 
-use orcd_cuda::compile::KernelCompiler;
-use orcd_cuda::kernels::Kernels;
-use orcd_cuda::ops::{GEMM_TILES as TILES, GemmTile, Ops};
+use orcd_cuda::DeviceBuffer;
+use orcd_cuda::ops::{GEMM_TILES as TILES, GemmTile};
 use orcd_cuda::packed::{self, ActsQ8};
-use orcd_cuda::{DeviceBuffer, GpuContext, Purpose, VramLedger};
 use orcd_engine::quant::{GgmlType, quantize_row};
-
-/// xorshift64*: small, seedable, good enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn fresh(what: &str) -> Rng {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9e37_79b9)
-            | 1;
-        eprintln!("{what}: seed {seed}");
-        Rng(seed)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in [-1, 1).
-    fn f(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.f() * scale).collect()
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(n + 8);
-        while v.len() < n {
-            v.extend_from_slice(&self.next().to_le_bytes());
-        }
-        v.truncate(n);
-        v
-    }
-}
-
-struct Gpu {
-    kernels: Kernels,
-    ledger: Arc<VramLedger>,
-    gpu: Arc<GpuContext>,
-}
-
-impl Gpu {
-    fn new() -> Gpu {
-        let gpu = Arc::new(GpuContext::new(0).expect("GPU 0"));
-        let dir = std::env::temp_dir().join("orcd-kernel-tests");
-        let compiler = KernelCompiler::new(gpu.compute_capability(), &dir).expect("nvrtc");
-        let kernels = Kernels::load(&gpu, &compiler).expect("kernels");
-        let ledger = VramLedger::new(Arc::clone(&gpu));
-        Gpu {
-            kernels,
-            ledger,
-            gpu,
-        }
-    }
-    fn ops(&self) -> Ops<'_> {
-        Ops::new(&self.gpu, &self.kernels)
-    }
-    fn up<T: Copy>(&self, data: &[T]) -> DeviceBuffer {
-        let b = self
-            .ledger
-            .alloc(std::mem::size_of_val(data) as u64, Purpose::Scratch)
-            .expect("alloc");
-        b.write_sync(0, data).expect("upload");
-        b
-    }
-    fn down<T: Copy + Default>(&self, b: &DeviceBuffer, n: usize) -> Vec<T> {
-        let mut v = vec![T::default(); n];
-        b.read_sync(0, &mut v).expect("download");
-        v
-    }
-}
 
 /// Q8 activations on the GPU: (q, d, sum).
 struct DevActs {
