@@ -291,6 +291,32 @@ pub(crate) fn launch(
     launch_smem(gpu, f, grid, block, 0, args, what)
 }
 
+/// Let `f` use `bytes` of dynamic shared memory: its limit (48 KiB by default) is raised when
+/// lower, never lowered, so launches of other sizes keep working.
+pub(crate) fn allow_dynamic_smem(
+    f: sys::CUfunction,
+    bytes: u32,
+    what: &str,
+) -> Result<(), EngineError> {
+    let bytes = i32::try_from(bytes).map_err(|_| {
+        EngineError::InvalidInput(format!("{what}: {bytes} bytes of shared memory"))
+    })?;
+    let attr = sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+    // SAFETY: `f` is a loaded kernel of the bound context; the attribute is a plain limit.
+    let limit = check(
+        unsafe { result::function::get_function_attribute(f, attr) },
+        &format!("{what}: dynamic shared memory limit"),
+    )?;
+    if limit < bytes {
+        // SAFETY: as above.
+        check(
+            unsafe { result::function::set_function_attribute(f, attr, bytes) },
+            &format!("{what}: dynamic shared memory {bytes} bytes"),
+        )?;
+    }
+    Ok(())
+}
+
 /// [`launch`] with `smem` bytes of dynamic shared memory (within the function's limit, which
 /// the caller raises first where it exceeds the default 48 KiB).
 pub(crate) fn launch_smem(

@@ -4,10 +4,10 @@ use orcd_engine::EngineError;
 
 use std::sync::OnceLock;
 
-use cudarc::driver::{result, sys};
+use cudarc::driver::sys;
 
 use super::{Ops, int};
-use crate::driver::{GpuContext, check};
+use crate::driver::GpuContext;
 use crate::kernels::{Arg, launch, shape};
 
 /// Where the KV cache's rows are: the page table and the heads' geometry.
@@ -278,21 +278,9 @@ fn launch_smem(
     args: &[Arg],
     what: &str,
 ) -> Result<(), EngineError> {
-    let bytes = int(smem, "shared memory")?;
-    let attr = sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
-    // SAFETY: `f` is a loaded kernel of the bound context; the attribute is a plain limit.
-    let limit = check(
-        unsafe { result::function::get_function_attribute(f, attr) },
-        &format!("{what}: dynamic shared memory limit"),
-    )?;
-    if limit < bytes {
-        // SAFETY: as above.
-        check(
-            unsafe { result::function::set_function_attribute(f, attr, bytes) },
-            &format!("{what}: dynamic shared memory {bytes} bytes"),
-        )?;
-    }
-    crate::kernels::launch_smem(gpu, f, grid, (ATT_THREADS, 1, 1), bytes as u32, args, what)
+    let bytes = int(smem, "shared memory")? as u32;
+    crate::kernels::allow_dynamic_smem(f, bytes, what)?;
+    crate::kernels::launch_smem(gpu, f, grid, (ATT_THREADS, 1, 1), bytes, args, what)
 }
 
 #[cfg(test)]

@@ -7,13 +7,8 @@
 use orcd_engine::EngineError;
 use orcd_engine::quant::GgmlType;
 
-use std::ffi::c_void;
-use std::sync::Mutex;
-
-use cudarc::driver::{result, sys};
-
 use super::{Ops, blocks, int};
-use crate::driver::check;
+use crate::kernels::{Arg, allow_dynamic_smem, launch_smem};
 use crate::packed::{SEG_BLOCKS, is_packed_type};
 
 /// Pipeline depth of `gemm_q8.cu` (`GEMM_STAGES`, `GEMM_D_STAGES` for the split-k tile): k
@@ -203,7 +198,7 @@ impl Ops<'_> {
         for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
             for tile in GEMM_TILES {
                 let f = self.k.for_type("gemm_q8", ty, tile.suffix())?;
-                allow_shared(f, tile.shared_bytes(ty))?;
+                allow_dynamic_smem(f, tile.shared_bytes(ty), "gemm_q8")?;
             }
         }
         Ok(())
@@ -328,7 +323,7 @@ impl Ops<'_> {
         }
         let f = self.k.for_type("gemm_q8", ty, tile.suffix())?;
         let smem = tile.shared_bytes(ty);
-        allow_shared(f, smem)?;
+        allow_dynamic_smem(f, smem, "gemm_q8")?;
         let mut args = vec![
             Arg::Ptr(w),
             Arg::I32(int(n, "rows")?),
@@ -344,64 +339,16 @@ impl Ops<'_> {
         if tile != tile.base() {
             args.push(Arg::I32(int(spc, "segments a CTA")?));
         }
-        // Each argument's bytes sit at the start of an 8-byte slot (little-endian), which is how
-        // cuLaunchKernel reads a parameter of 4 or 8 bytes through its pointer.
-        let mut slots: Vec<u64> = args
-            .iter()
-            .map(|a| match *a {
-                Arg::Ptr(p) => p,
-                Arg::I32(v) => u64::from(v as u32),
-            })
-            .collect();
-        let mut params: Vec<*mut c_void> = slots
-            .iter_mut()
-            .map(|s| s as *mut u64 as *mut c_void)
-            .collect();
-        // SAFETY: `f` is a loaded gemm_q8 kernel whose parameters are `args` in order, allowed
-        // `smem` bytes of dynamic shared memory; `params` outlives the call, which copies them.
-        check(
-            unsafe {
-                result::launch_kernel(
-                    f,
-                    (blocks(ncols, bn), blocks(n, bm), z as u32),
-                    (warps * 32, 1, 1),
-                    smem,
-                    self.gpu.stream(),
-                    &mut params,
-                )
-            },
+        launch_smem(
+            self.gpu,
+            f,
+            (blocks(ncols, bn), blocks(n, bm), z as u32),
+            (warps * 32, 1, 1),
+            smem,
+            &args,
             "gemm_q8",
         )
     }
-}
-
-/// A kernel argument, passed by value.
-#[derive(Copy, Clone, Debug)]
-enum Arg {
-    Ptr(u64),
-    I32(i32),
-}
-
-/// Let `f` use `bytes` of dynamic shared memory (above the default 48 KiB), once per function.
-fn allow_shared(f: sys::CUfunction, bytes: u32) -> Result<(), EngineError> {
-    static DONE: Mutex<Vec<(usize, u32)>> = Mutex::new(Vec::new());
-    let key = (f as usize, bytes);
-    let mut done = DONE.lock().unwrap_or_else(|p| p.into_inner());
-    if !done.contains(&key) {
-        // SAFETY: `f` is a loaded kernel; the attribute only bounds its launches' shared memory.
-        check(
-            unsafe {
-                result::function::set_function_attribute(
-                    f,
-                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    bytes as i32,
-                )
-            },
-            "cuFuncSetAttribute(gemm_q8 shared memory)",
-        )?;
-        done.push(key);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
