@@ -114,6 +114,53 @@ PKEMBED_KERNEL(embed_packed_q8_0, T_Q8_0)
 // ---------------------------------------------------------------------------------------------
 // Matrix x Q8 activations.
 
+// The canonical term (packed.cuh) of block b (of nb) of one packed weight row against Q8
+// activation column `col` (k wide): `w` the block's quants (QB / 16 16-byte words), `sc` its
+// scales (d, or d | m << 16 for Q4_1).
+template <int T>
+__device__ __forceinline__ float pk_block_term(const uint4* w, u32 sc, const i8* __restrict__ xq,
+                                               const float* __restrict__ xd,
+                                               const i32* __restrict__ xs, int col, int k, int nb,
+                                               int b) {
+    const i8* xb = xq + (u64)col * k + (u64)b * 32;
+    const int4 x0 = __ldg((const int4*)xb);
+    const int4 x1 = __ldg((const int4*)(xb + 16));
+    const float dx = __ldg(xd + (u64)col * nb + b);
+    const float dw = f16_to_f32((u16)(sc & 0xFFFF));
+    int dot = 0;
+    if constexpr (T == T_Q8_0) {
+        const uint4 a = w[0], e = w[1];
+        dot = __dp4a((int)a.x, x0.x, dot);
+        dot = __dp4a((int)a.y, x0.y, dot);
+        dot = __dp4a((int)a.z, x0.z, dot);
+        dot = __dp4a((int)a.w, x0.w, dot);
+        dot = __dp4a((int)e.x, x1.x, dot);
+        dot = __dp4a((int)e.y, x1.y, dot);
+        dot = __dp4a((int)e.z, x1.z, dot);
+        dot = __dp4a((int)e.w, x1.w, dot);
+        return term_q8_0(dw, dx, dot);
+    } else {
+        // Byte j: weight j (low nibble) and weight j + 16 (high nibble).
+        const uint4 a = w[0];
+        const u32 M = 0x0F0F0F0Fu;
+        dot = __dp4a((int)(a.x & M), x0.x, dot);
+        dot = __dp4a((int)((a.x >> 4) & M), x1.x, dot);
+        dot = __dp4a((int)(a.y & M), x0.y, dot);
+        dot = __dp4a((int)((a.y >> 4) & M), x1.y, dot);
+        dot = __dp4a((int)(a.z & M), x0.z, dot);
+        dot = __dp4a((int)((a.z >> 4) & M), x1.z, dot);
+        dot = __dp4a((int)(a.w & M), x0.w, dot);
+        dot = __dp4a((int)((a.w >> 4) & M), x1.w, dot);
+        const int xsum = __ldg(xs + (u64)col * nb + b);
+        if constexpr (T == T_Q4_0) {
+            return term_q4_0(dw, dx, dot, xsum);
+        } else {
+            const float mw = f16_to_f32((u16)(sc >> 16));
+            return term_q4_1(dw, mw, dx, dot, xsum);
+        }
+    }
+}
+
 // Row r of the packed W (rows x k) against activation columns c0..c0+nc, computed by one warp:
 // lane l takes block 32 j + l of each 32-block chunk j (its 16-byte quant loads coalesce across
 // the warp; PK_UNROLL chunks are fetched before use), computes the block's term per column and
@@ -155,47 +202,9 @@ __device__ __forceinline__ float pk_row(const u8* __restrict__ W, int rows, int 
             #pragma unroll
             for (int c = 0; c < PK_COLS; ++c) {
                 if (c < nc) {
-                    float t = 0.0f;
-                    if (b < nb) {
-                        const u64 col = (u64)(c0 + c);
-                        const i8* xb = xq + col * k + (u64)b * 32;
-                        const int4 x0 = __ldg((const int4*)xb);
-                        const int4 x1 = __ldg((const int4*)(xb + 16));
-                        const float dx = __ldg(xd + col * nb + b);
-                        const float dw = f16_to_f32((u16)(sc[u] & 0xFFFF));
-                        int dot = 0;
-                        if constexpr (T == T_Q8_0) {
-                            const uint4 a = w[2 * u], e = w[2 * u + 1];
-                            dot = __dp4a((int)a.x, x0.x, dot);
-                            dot = __dp4a((int)a.y, x0.y, dot);
-                            dot = __dp4a((int)a.z, x0.z, dot);
-                            dot = __dp4a((int)a.w, x0.w, dot);
-                            dot = __dp4a((int)e.x, x1.x, dot);
-                            dot = __dp4a((int)e.y, x1.y, dot);
-                            dot = __dp4a((int)e.z, x1.z, dot);
-                            dot = __dp4a((int)e.w, x1.w, dot);
-                            t = term_q8_0(dw, dx, dot);
-                        } else {
-                            // Byte j: weight j (low nibble) and weight j + 16 (high nibble).
-                            const uint4 a = w[u];
-                            const u32 M = 0x0F0F0F0Fu;
-                            dot = __dp4a((int)(a.x & M), x0.x, dot);
-                            dot = __dp4a((int)((a.x >> 4) & M), x1.x, dot);
-                            dot = __dp4a((int)(a.y & M), x0.y, dot);
-                            dot = __dp4a((int)((a.y >> 4) & M), x1.y, dot);
-                            dot = __dp4a((int)(a.z & M), x0.z, dot);
-                            dot = __dp4a((int)((a.z >> 4) & M), x1.z, dot);
-                            dot = __dp4a((int)(a.w & M), x0.w, dot);
-                            dot = __dp4a((int)((a.w >> 4) & M), x1.w, dot);
-                            const int xsum = __ldg(xs + col * nb + b);
-                            if constexpr (T == T_Q4_0) {
-                                t = term_q4_0(dw, dx, dot, xsum);
-                            } else {
-                                const float mw = f16_to_f32((u16)(sc[u] >> 16));
-                                t = term_q4_1(dw, mw, dx, dot, xsum);
-                            }
-                        }
-                    }
+                    const float t = b < nb ? pk_block_term<T>(&w[u * NV], sc[u], xq, xd, xs,
+                                                              c0 + c, k, nb, b)
+                                           : 0.0f;
                     sm[c][lane] = t;
                 }
             }
@@ -396,46 +405,9 @@ __device__ __forceinline__ float pkf_row(const u8* __restrict__ W, int rows, int
             #pragma unroll
             for (int c = 0; c < NC; ++c) {
                 if (c < nc) {
-                    float t = 0.0f;
-                    if (b < nb) {
-                        const u64 col = (u64)(c0 + c);
-                        const i8* xb = xq + col * k + (u64)b * 32;
-                        const int4 x0 = __ldg((const int4*)xb);
-                        const int4 x1 = __ldg((const int4*)(xb + 16));
-                        const float dx = __ldg(xd + col * nb + b);
-                        const float dw = f16_to_f32((u16)(sc[u] & 0xFFFF));
-                        int dot = 0;
-                        if constexpr (T == T_Q8_0) {
-                            const uint4 a = w[2 * u], e = w[2 * u + 1];
-                            dot = __dp4a((int)a.x, x0.x, dot);
-                            dot = __dp4a((int)a.y, x0.y, dot);
-                            dot = __dp4a((int)a.z, x0.z, dot);
-                            dot = __dp4a((int)a.w, x0.w, dot);
-                            dot = __dp4a((int)e.x, x1.x, dot);
-                            dot = __dp4a((int)e.y, x1.y, dot);
-                            dot = __dp4a((int)e.z, x1.z, dot);
-                            dot = __dp4a((int)e.w, x1.w, dot);
-                            t = term_q8_0(dw, dx, dot);
-                        } else {
-                            const uint4 a = w[u];
-                            const u32 M = 0x0F0F0F0Fu;
-                            dot = __dp4a((int)(a.x & M), x0.x, dot);
-                            dot = __dp4a((int)((a.x >> 4) & M), x1.x, dot);
-                            dot = __dp4a((int)(a.y & M), x0.y, dot);
-                            dot = __dp4a((int)((a.y >> 4) & M), x1.y, dot);
-                            dot = __dp4a((int)(a.z & M), x0.z, dot);
-                            dot = __dp4a((int)((a.z >> 4) & M), x1.z, dot);
-                            dot = __dp4a((int)(a.w & M), x0.w, dot);
-                            dot = __dp4a((int)((a.w >> 4) & M), x1.w, dot);
-                            const int xsum = __ldg(xs + col * nb + b);
-                            if constexpr (T == T_Q4_0) {
-                                t = term_q4_0(dw, dx, dot, xsum);
-                            } else {
-                                const float mw = f16_to_f32((u16)(sc[u] >> 16));
-                                t = term_q4_1(dw, mw, dx, dot, xsum);
-                            }
-                        }
-                    }
+                    const float t = b < nb ? pk_block_term<T>(&w[u * NV], sc[u], xq, xd, xs,
+                                                              c0 + c, k, nb, b)
+                                           : 0.0f;
                     sm[c * PITCH + slot] = t;
                 }
             }
