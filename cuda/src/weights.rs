@@ -17,7 +17,9 @@ use orcd_engine::model::Model;
 use orcd_engine::quant::GgmlType;
 
 use crate::driver::check;
+use crate::error::CudaResult;
 use crate::kernels::Kernels;
+use crate::operand::{GgufMatrix, PackedMatrix};
 use crate::ops::Ops;
 use crate::packed::{is_packed_type, packed_bytes};
 use crate::vram::{DeviceBuffer, PinnedBuffer, Purpose, VramLedger};
@@ -38,6 +40,56 @@ pub struct DevTensor {
     pub rows: usize,
     /// In the packed layout of [`crate::packed`] (else GGUF blocks).
     pub packed: bool,
+}
+
+/// A weight matrix in whichever layout it was uploaded in.
+#[derive(Copy, Clone, Debug)]
+pub enum Matrix {
+    Packed(PackedMatrix),
+    Gguf(GgufMatrix),
+}
+
+impl DevTensor {
+    /// The tensor as the matrix of its layout.
+    pub fn matrix(&self) -> Matrix {
+        let (ptr, ty, rows, cols) = (self.ptr, self.ty, self.rows, self.cols);
+        if self.packed {
+            Matrix::Packed(PackedMatrix {
+                ptr,
+                ty,
+                rows,
+                cols,
+            })
+        } else {
+            Matrix::Gguf(GgufMatrix {
+                ptr,
+                ty,
+                rows,
+                cols,
+            })
+        }
+    }
+
+    /// The tensor as a packed matrix, if it is stored packed.
+    pub fn as_packed(&self) -> Option<PackedMatrix> {
+        self.packed.then_some(PackedMatrix {
+            ptr: self.ptr,
+            ty: self.ty,
+            rows: self.rows,
+            cols: self.cols,
+        })
+    }
+
+    /// The tensor as a GGUF-layout matrix, if it is stored so (every vector is: f32 norms
+    /// and biases are never packed).
+    pub fn as_gguf(&self) -> Option<GgufMatrix> {
+        (!self.packed).then_some(GgufMatrix {
+            ptr: self.ptr,
+            ty: self.ty,
+            rows: self.rows,
+            cols: self.cols,
+        })
+    }
 }
 
 /// One layer's tensors on the device (see `orcd_engine::model::LayerWeights` for shapes).
@@ -78,21 +130,21 @@ fn packs(t: &TensorInfo) -> bool {
 }
 
 /// Device bytes of tensor `t` (unaligned).
-fn device_size(t: &TensorInfo, packed: bool) -> u64 {
+fn device_size(t: &TensorInfo, packed: bool) -> CudaResult<u64> {
     if packed && packs(t) {
-        packed_bytes(t.ty, t.n_rows(), t.row_len()) as u64
+        Ok(packed_bytes(t.ty, t.n_rows(), t.row_len())? as u64)
     } else {
-        t.size
+        Ok(t.size)
     }
 }
 
 /// Bytes the weights take on the device (each tensor aligned), packed or not.
-pub fn weights_bytes(model: &Model, packed: bool) -> u64 {
+pub fn weights_bytes(model: &Model, packed: bool) -> CudaResult<u64> {
     model
         .weights
         .all()
         .iter()
-        .map(|t| device_size(t, packed).next_multiple_of(TENSOR_ALIGN))
+        .map(|t| Ok(device_size(t, packed)?.next_multiple_of(TENSOR_ALIGN)))
         .sum()
 }
 
@@ -106,7 +158,7 @@ impl GpuWeights {
     ) -> Result<GpuWeights, EngineError> {
         let all = model.weights.all();
         let packed = repack.is_some();
-        let total = weights_bytes(model, packed);
+        let total = weights_bytes(model, packed)?;
         let buffer = ledger.alloc(total, Purpose::Weights)?;
         // The GGUF bytes of a tensor to repack land here first.
         let temp_bytes = all
@@ -181,7 +233,7 @@ impl GpuWeights {
                 )?;
             }
             offsets.push((t.name.clone(), offset));
-            offset += device_size(t, packed).next_multiple_of(TENSOR_ALIGN);
+            offset += device_size(t, packed)?.next_multiple_of(TENSOR_ALIGN);
         }
         gpu.synchronize()?;
         drop(temp);
