@@ -142,6 +142,14 @@ impl CudaBackend {
     /// Load `model` onto GPU `opts.gpu`.
     pub fn new(model: Model, opts: CudaOptions) -> Result<CudaBackend, EngineError> {
         let c = model.config.clone();
+        let extended = model.extended_features();
+        if !extended.is_empty() {
+            return Err(EngineError::UnsupportedArchitecture(format!(
+                "{} with {} (CUDA backend: not yet; the CPU backend runs it)",
+                c.arch.name(),
+                extended.join(", ")
+            )));
+        }
         if opts.max_batch_tokens == 0 || opts.max_logits_rows == 0 || opts.max_slots == 0 {
             return Err(invalid(
                 "max_batch_tokens, max_logits_rows and max_slots must be positive".into(),

@@ -204,14 +204,24 @@ impl GpuWeights {
             })
         };
         let opt = |t: &Option<TensorInfo>| t.as_ref().map(&find).transpose();
+        // Split Q/K/V and a separate gate: the layouts this backend runs (CudaBackend::new
+        // refuses models with `Model::extended_features`).
+        let req = |t: &Option<TensorInfo>| {
+            t.as_ref().map(&find).unwrap_or_else(|| {
+                Err(EngineError::BadTensor {
+                    tensor: "attn_q/attn_k/attn_v/ffn_gate".into(),
+                    problem: "fused projections are not supported by the CUDA backend yet".into(),
+                })
+            })
+        };
         let w = &model.weights;
         let mut layers = Vec::with_capacity(w.layers.len());
         for l in &w.layers {
             layers.push(GpuLayer {
                 attn_norm: find(&l.attn_norm)?,
-                attn_q: find(&l.attn_q)?,
-                attn_k: find(&l.attn_k)?,
-                attn_v: find(&l.attn_v)?,
+                attn_q: req(&l.attn_q)?,
+                attn_k: req(&l.attn_k)?,
+                attn_v: req(&l.attn_v)?,
                 attn_q_bias: opt(&l.attn_q_bias)?,
                 attn_k_bias: opt(&l.attn_k_bias)?,
                 attn_v_bias: opt(&l.attn_v_bias)?,
@@ -220,7 +230,7 @@ impl GpuWeights {
                 attn_output: find(&l.attn_output)?,
                 post_attention_norm: opt(&l.post_attention_norm)?,
                 ffn_norm: find(&l.ffn_norm)?,
-                ffn_gate: find(&l.ffn_gate)?,
+                ffn_gate: req(&l.ffn_gate)?,
                 ffn_up: find(&l.ffn_up)?,
                 ffn_down: find(&l.ffn_down)?,
                 post_ffw_norm: opt(&l.post_ffw_norm)?,
