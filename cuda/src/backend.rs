@@ -17,7 +17,7 @@ use orcd_engine::EngineError;
 use orcd_engine::device::{
     Device, DeviceInfo, LogitsWanted, SeqInput, SeqSlot, SlotExtent, validate_batch,
 };
-use orcd_engine::model::{Model, ModelConfig};
+use orcd_engine::model::{FfnKind, Model, ModelConfig, NormKind, Positions};
 
 use crate::compile::KernelCompiler;
 use crate::driver::{GpuContext, check};
@@ -97,12 +97,58 @@ fn check_shapes(c: &ModelConfig) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// The model features this backend does not run yet (a model with one is refused by name,
+/// never run wrongly): LayerNorm, fused Q/K/V, a fused or plain FFN, learned positions and the
+/// projection and norm biases (GPT-2, Phi-3). RoPE scaling (linear, YaRN, attention factor,
+/// frequency factors), sliding windows and the qwen3 and mistral layouts it runs.
+fn unsupported_features(model: &Model) -> Vec<&'static str> {
+    let (c, w) = (&model.config, &model.weights);
+    let mut f = Vec::new();
+    if c.norm != NormKind::Rms {
+        f.push("LayerNorm");
+    }
+    if c.fused_qkv {
+        f.push("fused QKV");
+    }
+    if c.ffn != FfnKind::Gated {
+        f.push("fused or ungated FFN");
+    }
+    if c.positions != Positions::Rope {
+        f.push("learned positions");
+    }
+    let biased = w.output_norm_bias.is_some()
+        || w.layers.iter().any(|l| {
+            [
+                &l.attn_norm_bias,
+                &l.attn_output_bias,
+                &l.ffn_norm_bias,
+                &l.ffn_gate_bias,
+                &l.ffn_up_bias,
+                &l.ffn_down_bias,
+            ]
+            .iter()
+            .any(|b| b.is_some())
+        });
+    if biased {
+        f.push("projection or norm biases");
+    }
+    f
+}
+
 impl CudaBackend {
     /// Load `model` onto GPU `opts.gpu`.
     pub fn new(model: Model, opts: CudaOptions) -> Result<CudaBackend, EngineError> {
         let c = model.config.clone();
         opts.check()?;
         check_shapes(&c)?;
+        let unsupported = unsupported_features(&model);
+        if !unsupported.is_empty() {
+            return Err(EngineError::UnsupportedArchitecture(format!(
+                "{} with {} (CUDA backend: not yet; the CPU backend runs it)",
+                c.arch.name(),
+                unsupported.join(", ")
+            )));
+        }
         let gpu = Arc::new(GpuContext::new(opts.gpu)?);
         let (cc_major, cc_minor) = gpu.compute_capability();
         let dir = opts.cache_dir();

@@ -30,18 +30,31 @@ impl Step<'_> {
         })
     }
 
-    /// Layer `l`'s RoPE.
+    /// Layer `l`'s RoPE: the linear factor, and YaRN, the attention factor and the frequency
+    /// factors where the model has them (`orcd_engine::model::rope`).
     fn rope_of(&self, l: usize) -> Rope {
         let c = self.c;
+        let base = c.rope_base_of(l);
+        let sc = c.rope_scaling_of(l);
+        let yarn = sc.ext_factor != 0.0;
         Rope {
             n_rot: c.rope_dims,
-            base: c.rope_base_of(l),
+            base,
             freq_scale: c.rope_freq_scale_of(l),
             style: match c.rope_style {
                 orcd_engine::model::RopeStyle::Normal => RopeStyle::Norm,
                 orcd_engine::model::RopeStyle::Neox => RopeStyle::Neox,
             },
-            scale: RopeScale::NONE,
+            scale: RopeScale {
+                factors: self.w.rope_factors.as_ref().map_or(0, |t| t.ptr),
+                ext_factor: sc.ext_factor,
+                attn_factor: sc.attn_factor,
+                corr: if yarn {
+                    sc.corr_dims(c.rope_dims, base)
+                } else {
+                    [0.0, 0.0]
+                },
+            },
         }
     }
 

@@ -121,6 +121,8 @@ pub struct GpuWeights {
     pub token_embd: DevTensor,
     pub output_norm: DevTensor,
     pub output: DevTensor,
+    /// The RoPE frequency factors (rope_dims / 2) f32 (Llama 3.1+, Phi-3), if the model has them.
+    pub rope_factors: Option<DevTensor>,
     pub layers: Vec<GpuLayer>,
 }
 
@@ -256,14 +258,24 @@ impl GpuWeights {
             })
         };
         let opt = |t: &Option<TensorInfo>| t.as_ref().map(&find).transpose();
+        // Split Q/K/V and a separate gate: the layouts this backend runs (CudaBackend::new
+        // refuses the fused layouts by name).
+        let req = |t: &Option<TensorInfo>| {
+            t.as_ref().map(&find).unwrap_or_else(|| {
+                Err(EngineError::BadTensor {
+                    tensor: "attn_q/attn_k/attn_v/ffn_gate".into(),
+                    problem: "fused projections are not supported by the CUDA backend yet".into(),
+                })
+            })
+        };
         let w = &model.weights;
         let mut layers = Vec::with_capacity(w.layers.len());
         for l in &w.layers {
             layers.push(GpuLayer {
                 attn_norm: find(&l.attn_norm)?,
-                attn_q: find(&l.attn_q)?,
-                attn_k: find(&l.attn_k)?,
-                attn_v: find(&l.attn_v)?,
+                attn_q: req(&l.attn_q)?,
+                attn_k: req(&l.attn_k)?,
+                attn_v: req(&l.attn_v)?,
                 attn_q_bias: opt(&l.attn_q_bias)?,
                 attn_k_bias: opt(&l.attn_k_bias)?,
                 attn_v_bias: opt(&l.attn_v_bias)?,
@@ -272,7 +284,7 @@ impl GpuWeights {
                 attn_output: find(&l.attn_output)?,
                 post_attention_norm: opt(&l.post_attention_norm)?,
                 ffn_norm: find(&l.ffn_norm)?,
-                ffn_gate: find(&l.ffn_gate)?,
+                ffn_gate: req(&l.ffn_gate)?,
                 ffn_up: find(&l.ffn_up)?,
                 ffn_down: find(&l.ffn_down)?,
                 post_ffw_norm: opt(&l.post_ffw_norm)?,
@@ -282,6 +294,7 @@ impl GpuWeights {
             token_embd: find(&w.token_embd)?,
             output_norm: find(&w.output_norm)?,
             output: find(&w.output)?,
+            rope_factors: opt(&w.rope_factors)?,
             layers,
             _buffer: buffer,
         })
