@@ -98,20 +98,18 @@ fn check_shapes(c: &ModelConfig) -> Result<(), EngineError> {
 }
 
 /// The model features this backend does not run yet (a model with one is refused by name,
-/// never run wrongly): LayerNorm, fused Q/K/V, a fused or plain FFN, learned positions and the
-/// projection and norm biases (GPT-2, Phi-3). RoPE scaling (linear, YaRN, attention factor,
-/// frequency factors), sliding windows and the qwen3 and mistral layouts it runs.
+/// never run wrongly): LayerNorm, a plain (ungated) FFN, learned positions and the projection
+/// and norm biases (GPT-2). It runs RoPE scaling (linear, YaRN, attention factor, frequency
+/// factors), sliding windows, fused Q/K/V and gate+up (Phi-3, split at upload) and the qwen3
+/// and mistral layouts.
 fn unsupported_features(model: &Model) -> Vec<&'static str> {
     let (c, w) = (&model.config, &model.weights);
     let mut f = Vec::new();
     if c.norm != NormKind::Rms {
         f.push("LayerNorm");
     }
-    if c.fused_qkv {
-        f.push("fused QKV");
-    }
-    if c.ffn != FfnKind::Gated {
-        f.push("fused or ungated FFN");
+    if c.ffn == FfnKind::Plain {
+        f.push("ungated FFN");
     }
     if c.positions != Positions::Rope {
         f.push("learned positions");
@@ -119,6 +117,7 @@ fn unsupported_features(model: &Model) -> Vec<&'static str> {
     let biased = w.output_norm_bias.is_some()
         || w.layers.iter().any(|l| {
             [
+                &l.attn_qkv_bias,
                 &l.attn_norm_bias,
                 &l.attn_output_bias,
                 &l.ffn_norm_bias,

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use cudarc::driver::result;
 use orcd_engine::EngineError;
 use orcd_engine::gguf::TensorInfo;
-use orcd_engine::model::Model;
+use orcd_engine::model::{FfnKind, Model};
 use orcd_engine::quant::GgmlType;
 
 use crate::driver::check;
-use crate::error::CudaResult;
+use crate::error::{CudaError, CudaResult};
 use crate::kernels::Kernels;
 use crate::operand::{GgufMatrix, PackedMatrix};
 use crate::ops::Ops;
@@ -126,6 +126,67 @@ pub struct GpuWeights {
     pub layers: Vec<GpuLayer>,
 }
 
+/// Rows `r0..r0 + n` of GGUF tensor `t` as a tensor of its own, named `<name>[<part>]`: a
+/// fused projection (Phi-3's `attn_qkv` and gate+up `ffn_up`) is uploaded as its parts, each a
+/// matrix of its own (packed on its own when packing is on), so the forward pass runs the same
+/// ops as for split tensors. Each output row is the same dot product either way.
+fn row_slice(t: &TensorInfo, part: &str, r0: usize, n: usize) -> CudaResult<TensorInfo> {
+    let row_bytes =
+        t.ty.row_bytes(t.row_len())
+            .map_err(|e| CudaError::shape(e.to_string()))?;
+    if t.dims.len() != 2 || r0 + n > t.n_rows() {
+        return Err(CudaError::shape(format!(
+            "rows {r0}..{} of tensor {} ({:?})",
+            r0 + n,
+            t.name,
+            t.dims
+        )));
+    }
+    Ok(TensorInfo {
+        name: format!("{}[{part}]", t.name),
+        dims: vec![t.dims[0], n as u64],
+        ty: t.ty,
+        offset: t.offset + (r0 * row_bytes) as u64,
+        size: (n * row_bytes) as u64,
+    })
+}
+
+/// The parts of one fused tensor: (part name, rows).
+fn parts(t: &TensorInfo, sizes: &[(&str, usize)]) -> CudaResult<Vec<TensorInfo>> {
+    let mut r0 = 0;
+    let mut out = Vec::with_capacity(sizes.len());
+    for &(part, n) in sizes {
+        out.push(row_slice(t, part, r0, n)?);
+        r0 += n;
+    }
+    Ok(out)
+}
+
+/// Every tensor as the device holds it: the model's tensors with each fused projection
+/// replaced by its parts (q, k, v of `attn_qkv`; gate, up of a fused `ffn_up`).
+fn device_tensors(model: &Model) -> CudaResult<Vec<TensorInfo>> {
+    let c = &model.config;
+    let mut fused: Vec<(&str, Vec<TensorInfo>)> = Vec::new();
+    for l in &model.weights.layers {
+        if let Some(qkv) = &l.attn_qkv {
+            let sizes = [("q", c.q_dim()), ("k", c.kv_dim()), ("v", c.kv_dim())];
+            fused.push((&qkv.name, parts(qkv, &sizes)?));
+        }
+        if c.ffn == FfnKind::FusedGateUp {
+            let sizes = [("gate", c.ffn_dim), ("up", c.ffn_dim)];
+            fused.push((&l.ffn_up.name, parts(&l.ffn_up, &sizes)?));
+        }
+    }
+    let mut out = Vec::new();
+    for t in model.weights.all() {
+        match fused.iter().find(|(n, _)| *n == t.name) {
+            Some((_, p)) => out.extend(p.iter().cloned()),
+            None => out.push(t.clone()),
+        }
+    }
+    Ok(out)
+}
+
 /// Whether tensor `t` is stored packed when packing is on.
 fn packs(t: &TensorInfo) -> bool {
     is_packed_type(t.ty) && t.row_len().is_multiple_of(32)
@@ -142,9 +203,7 @@ fn device_size(t: &TensorInfo, packed: bool) -> CudaResult<u64> {
 
 /// Bytes the weights take on the device (each tensor aligned), packed or not.
 pub fn weights_bytes(model: &Model, packed: bool) -> CudaResult<u64> {
-    model
-        .weights
-        .all()
+    device_tensors(model)?
         .iter()
         .map(|t| Ok(device_size(t, packed)?.next_multiple_of(TENSOR_ALIGN)))
         .sum()
@@ -158,7 +217,7 @@ impl GpuWeights {
         ledger: &Arc<VramLedger>,
         repack: Option<&Kernels>,
     ) -> Result<GpuWeights, EngineError> {
-        let all = model.weights.all();
+        let all = device_tensors(model)?;
         let packed = repack.is_some();
         let total = weights_bytes(model, packed)?;
         let buffer = ledger.alloc(total, Purpose::Weights)?;
@@ -173,7 +232,7 @@ impl GpuWeights {
             None => None,
         };
         let mut staging = PinnedBuffer::new(ledger.gpu(), STAGING_BYTES)?;
-        let mut offsets: Vec<(String, u64)> = Vec::with_capacity(all.len());
+        let mut offsets: Vec<(TensorInfo, u64)> = Vec::with_capacity(all.len());
         let mut offset = 0u64;
         let mut done = 0u64;
         let mut next_report = 0u64; // next percentage to log
@@ -234,17 +293,18 @@ impl GpuWeights {
                     t.row_len(),
                 )?;
             }
-            offsets.push((t.name.clone(), offset));
+            offsets.push((t.clone(), offset));
             offset += device_size(t, packed)?.next_multiple_of(TENSOR_ALIGN);
         }
         gpu.synchronize()?;
         drop(temp);
         let base = buffer.ptr();
+        // The device tensor of this name (a fused tensor's part has its own shape).
         let find = |t: &TensorInfo| -> Result<DevTensor, EngineError> {
-            let off = offsets
+            let (t, off) = offsets
                 .iter()
-                .find(|(n, _)| *n == t.name)
-                .map(|(_, o)| *o)
+                .find(|(d, _)| d.name == t.name)
+                .map(|(d, o)| (d, *o))
                 .ok_or_else(|| EngineError::BadTensor {
                     tensor: t.name.clone(),
                     problem: "not uploaded".into(),
@@ -258,24 +318,29 @@ impl GpuWeights {
             })
         };
         let opt = |t: &Option<TensorInfo>| t.as_ref().map(&find).transpose();
-        // Split Q/K/V and a separate gate: the layouts this backend runs (CudaBackend::new
-        // refuses the fused layouts by name).
-        let req = |t: &Option<TensorInfo>| {
-            t.as_ref().map(&find).unwrap_or_else(|| {
-                Err(EngineError::BadTensor {
-                    tensor: "attn_q/attn_k/attn_v/ffn_gate".into(),
-                    problem: "fused projections are not supported by the CUDA backend yet".into(),
-                })
-            })
+        // A projection, split in the file or a part of a fused one (`device_tensors`).
+        let part = |split: &Option<TensorInfo>, fused: Option<&TensorInfo>, name: &str| match (
+            split, fused,
+        ) {
+            (Some(t), _) => find(t),
+            (None, Some(f)) => find(&TensorInfo {
+                name: format!("{}[{name}]", f.name),
+                ..f.clone()
+            }),
+            (None, None) => Err(EngineError::BadTensor {
+                tensor: name.into(),
+                problem: "neither split nor fused in the file".into(),
+            }),
         };
         let w = &model.weights;
+        let fused_up = model.config.ffn == FfnKind::FusedGateUp;
         let mut layers = Vec::with_capacity(w.layers.len());
         for l in &w.layers {
             layers.push(GpuLayer {
                 attn_norm: find(&l.attn_norm)?,
-                attn_q: req(&l.attn_q)?,
-                attn_k: req(&l.attn_k)?,
-                attn_v: req(&l.attn_v)?,
+                attn_q: part(&l.attn_q, l.attn_qkv.as_ref(), "q")?,
+                attn_k: part(&l.attn_k, l.attn_qkv.as_ref(), "k")?,
+                attn_v: part(&l.attn_v, l.attn_qkv.as_ref(), "v")?,
                 attn_q_bias: opt(&l.attn_q_bias)?,
                 attn_k_bias: opt(&l.attn_k_bias)?,
                 attn_v_bias: opt(&l.attn_v_bias)?,
@@ -284,8 +349,12 @@ impl GpuWeights {
                 attn_output: find(&l.attn_output)?,
                 post_attention_norm: opt(&l.post_attention_norm)?,
                 ffn_norm: find(&l.ffn_norm)?,
-                ffn_gate: req(&l.ffn_gate)?,
-                ffn_up: find(&l.ffn_up)?,
+                ffn_gate: part(&l.ffn_gate, fused_up.then_some(&l.ffn_up), "gate")?,
+                ffn_up: if fused_up {
+                    part(&None, Some(&l.ffn_up), "up")?
+                } else {
+                    find(&l.ffn_up)?
+                },
                 ffn_down: find(&l.ffn_down)?,
                 post_ffw_norm: opt(&l.post_ffw_norm)?,
             });
