@@ -7,7 +7,7 @@
 //! Everything here only queues launches on the GPU's stream: no host synchronization and no
 //! allocation, so a step's launches can be captured into a CUDA graph.
 
-use orcd_engine::model::{Activation, ModelConfig};
+use orcd_engine::model::{Activation, FfnKind, ModelConfig, NormKind, Positions};
 
 use crate::error::CudaResult;
 use crate::operand::{GateAct, Norm, OutView, Tokens};
@@ -44,6 +44,10 @@ pub enum LayerOp {
     FfnNormGateUp(Exec),
     /// x += post_norm(Wd hb).
     FfnDownResidual(Exec),
+    /// Learned positions (GPT-2): the store of the new keys and values, no RoPE.
+    KvStore,
+    /// xb = norm(x); hb = act(Wu xb) (GPT-2's plain FFN).
+    FfnNormUpAct,
 }
 
 /// A model's forward pass as ops: what every layer runs, in order, and the activation of its
@@ -52,26 +56,45 @@ pub enum LayerOp {
 pub struct Plan {
     pub layer: Vec<LayerOp>,
     pub ffn_act: GateAct,
+    /// RMSNorm or LayerNorm (GPT-2, with biases) before each sublayer and at the output.
+    pub norm: NormKind,
 }
 
 impl Plan {
     /// The plan of `c`'s architecture; `fused`: every op that has fused kernels uses them.
+    /// The ops that take an input norm run the reference form under LayerNorm (the fused
+    /// kernels normalize with RMSNorm on the fly).
     pub fn for_model(c: &ModelConfig, fused: bool) -> Plan {
         let e = if fused { Exec::Fused } else { Exec::Reference };
         let ffn_act = match c.activation {
             Activation::Silu => GateAct::Silu,
             Activation::GeluTanh => GateAct::GeluTanh,
         };
+        let e_in = if c.norm == NormKind::Rms {
+            e
+        } else {
+            Exec::Reference
+        };
+        let rope = c.positions == Positions::Rope;
         Plan {
             layer: vec![
-                LayerOp::AttnNormQkv(e),
-                LayerOp::QkNormRopeStore(e),
+                LayerOp::AttnNormQkv(e_in),
+                if rope {
+                    LayerOp::QkNormRopeStore(e)
+                } else {
+                    LayerOp::KvStore
+                },
                 LayerOp::Attention,
                 LayerOp::AttnOutResidual(e),
-                LayerOp::FfnNormGateUp(e),
+                if c.ffn == FfnKind::Plain {
+                    LayerOp::FfnNormUpAct
+                } else {
+                    LayerOp::FfnNormGateUp(e_in)
+                },
                 LayerOp::FfnDownResidual(e),
             ],
             ffn_act,
+            norm: c.norm,
         }
     }
 }
@@ -114,6 +137,8 @@ impl Step<'_> {
                     LayerOp::AttnOutResidual(e) => self.attn_out_residual(e, lw, n)?,
                     LayerOp::FfnNormGateUp(e) => self.ffn_norm_gate_up(e, lw, n)?,
                     LayerOp::FfnDownResidual(e) => self.ffn_down_residual(e, lw, n)?,
+                    LayerOp::KvStore => self.kv_store(l, &tokens)?,
+                    LayerOp::FfnNormUpAct => self.ffn_norm_up_act(lw, n)?,
                 }
             }
         }
@@ -124,13 +149,22 @@ impl Step<'_> {
         Ok(())
     }
 
-    /// x = token_embd[tokens] * embed_scale (Gemma's sqrt(dim); 1 elsewhere).
+    /// x = token_embd[tokens] * embed_scale (Gemma's sqrt(dim); 1 elsewhere), plus
+    /// position_embd[pos] for learned positions (GPT-2).
     fn embed(&self, n: usize) -> CudaResult<()> {
         let (s, scale) = (self.s, self.c.embed_scale);
-        match self.w.token_embd.matrix() {
-            Matrix::Packed(e) => self.ops.embed_packed(e, s.tokens, n, s.x, scale),
-            Matrix::Gguf(e) => self.ops.embed(e, s.tokens, n, s.x, scale),
+        let rows = |t: &crate::weights::DevTensor, ids: u64, out: u64, scale: f32| match t.matrix()
+        {
+            Matrix::Packed(e) => self.ops.embed_packed(e, ids, n, out, scale),
+            Matrix::Gguf(e) => self.ops.embed(e, ids, n, out, scale),
+        };
+        rows(&self.w.token_embd, s.tokens, s.x, scale)?;
+        if let Some(pe) = &self.w.position_embd {
+            // The positions (i32, non-negative, within the context) index the table's rows.
+            rows(pe, s.pos, s.xb, 1.0)?;
+            self.ops.add(s.x, s.xb, n * self.c.dim)?;
         }
+        Ok(())
     }
 
     /// The final norm of the `r` rows that want logits (gathered from the chunk), then the
@@ -144,6 +178,11 @@ impl Step<'_> {
         };
         self.ops.gather_rows(s.x, s.out_rows, s.out_x, r, dim)?;
         let logits = OutView::write(s.logits + (row0 * c.vocab_size * 4) as u64, c.vocab_size);
+        if self.plan.norm == NormKind::Layer {
+            let bias = w.output_norm_bias.as_ref().map_or(0, |b| b.ptr);
+            self.ops.layer_norm(s.out_x, norm, bias, s.out_x, r, dim)?;
+            return self.linear(&w.output, s.out_x, r, logits);
+        }
         match w.output.matrix() {
             Matrix::Packed(out) => {
                 // the norm on the fly in the quantization, then the classifier

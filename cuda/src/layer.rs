@@ -3,9 +3,11 @@
 //! a sublayer's normed input; xb2 (T, dim) a sublayer's output; q (T, q_dim), k, v (T, kv_dim);
 //! att (T, q_dim); hb, hb2 (T, ffn_dim).
 
-use crate::error::CudaResult;
+use orcd_engine::model::NormKind;
+
+use crate::error::{CudaError, CudaResult};
 use crate::forward::{Exec, Step};
-use crate::operand::{Glu, KvLayer, Norm, OutView, Tokens};
+use crate::operand::{GateAct, Glu, KvLayer, Norm, OutView, Tokens};
 use crate::ops::{AttnKernel, AttnParams, PackedPart, QkNorm, Qkv, Rope, RopeScale, RopeStyle};
 use crate::weights::{DevTensor, GpuLayer};
 
@@ -20,6 +22,24 @@ impl Step<'_> {
     /// out = rmsnorm(x) * w over `rows` rows of `n`.
     fn rms_norm(&self, x: u64, w: &DevTensor, out: u64, rows: usize, n: usize) -> CudaResult<()> {
         self.ops.rms_norm(x, w.ptr, out, rows, n, self.c.rms_eps)
+    }
+
+    /// out = norm(x) * w (+ b): the plan's input norm (RMSNorm, or LayerNorm with its bias).
+    fn input_norm(
+        &self,
+        w: &DevTensor,
+        bias: Option<&DevTensor>,
+        out: u64,
+        n: usize,
+    ) -> CudaResult<()> {
+        let (s, dim) = (self.s, self.c.dim);
+        match self.plan.norm {
+            NormKind::Rms => self.rms_norm(s.x, w, out, n, dim),
+            NormKind::Layer => {
+                let b = bias.map_or(0, |b| b.ptr);
+                self.ops.layer_norm(s.x, self.norm(w), b, out, n, dim)
+            }
+        }
     }
 
     /// Layer `l`'s KV cache.
@@ -92,7 +112,7 @@ impl Step<'_> {
                     .matmul3(parts, s.x, n, Some(self.norm(&lw.attn_norm)))?;
             }
             _ => {
-                self.rms_norm(s.x, &lw.attn_norm, s.xb, n, dim)?;
+                self.input_norm(&lw.attn_norm, lw.attn_norm_bias.as_ref(), s.xb, n)?;
                 self.linear(q, s.xb, n, OutView::write(s.q, q_dim))?;
                 self.linear(k, s.xb, n, OutView::write(s.k, kv_dim))?;
                 self.linear(v, s.xb, n, OutView::write(s.v, kv_dim))?;
@@ -150,6 +170,13 @@ impl Step<'_> {
         }
     }
 
+    /// The store of the new keys and values into layer `l`'s cache (learned positions: no
+    /// RoPE).
+    pub(crate) fn kv_store(&self, l: usize, t: &Tokens) -> CudaResult<()> {
+        let cache = self.kv_layer(l)?;
+        self.ops.kv_write(&self.geo, self.s.k, self.s.v, cache, t)
+    }
+
     /// att = attention of every new token over its slot in layer `l`'s cache (causal,
     /// windowed on sliding layers).
     pub(crate) fn attention(&self, l: usize, t: &Tokens) -> CudaResult<()> {
@@ -164,17 +191,15 @@ impl Step<'_> {
             .attention(&self.geo, cache, self.s.q, self.s.att, t, p)
     }
 
-    /// x += post_attention_norm(Wo att) (the norm on Gemma 3 only). Fused without a post-norm:
-    /// the residual add in the matrix launch.
+    /// x += post_attention_norm(Wo att + b) (the bias on GPT-2, the norm on Gemma 3 only).
+    /// Fused without either: the residual add in the matrix launch.
     pub(crate) fn attn_out_residual(&self, e: Exec, lw: &GpuLayer, n: usize) -> CudaResult<()> {
-        let s = self.s;
-        self.out_residual(
-            e,
+        let (w, b, pn) = (
             &lw.attn_output,
+            lw.attn_output_bias.as_ref(),
             lw.post_attention_norm.as_ref(),
-            s.att,
-            n,
-        )
+        );
+        self.out_residual(e, w, b, pn, self.s.att, n)
     }
 
     /// xb = rmsnorm(x) * ffn_norm; hb = act(Wg xb) * (Wu xb). Fused: one launch for the pair
@@ -186,7 +211,9 @@ impl Step<'_> {
         let (g, u) = (&lw.ffn_gate, &lw.ffn_up);
         let act = self.plan.ffn_act;
         let norm = self.norm(&lw.ffn_norm);
-        let same_type = g.ty == u.ty;
+        let (gb, ub) = (lw.ffn_gate_bias.as_ref(), lw.ffn_up_bias.as_ref());
+        // The fused kernels add no biases: a layer with them takes separate launches.
+        let same_type = g.ty == u.ty && gb.is_none() && ub.is_none();
         match (e, g.as_packed(), u.as_packed(), g.as_gguf(), u.as_gguf()) {
             (Exec::Fused, Some(gate), Some(up), _, _) if same_type => {
                 self.ops.quantize_q8(s.x, dim, n, Some(norm), s.acts)?;
@@ -197,34 +224,64 @@ impl Step<'_> {
                     .matmul_glu(Glu { gate, up, act }, s.x, n, s.hb, Some(norm))
             }
             _ => {
-                self.rms_norm(s.x, &lw.ffn_norm, s.xb, n, dim)?;
+                self.input_norm(&lw.ffn_norm, lw.ffn_norm_bias.as_ref(), s.xb, n)?;
                 self.linear(g, s.xb, n, OutView::write(s.hb, ffn))?;
+                if let Some(b) = gb {
+                    self.ops.add_bias(s.hb, b.ptr, n, ffn)?;
+                }
                 self.linear(u, s.xb, n, OutView::write(s.hb2, ffn))?;
+                if let Some(b) = ub {
+                    self.ops.add_bias(s.hb2, b.ptr, n, ffn)?;
+                }
                 self.gated(act, s.hb, s.hb2, n * ffn)
             }
         }
     }
 
-    /// x += post_ffw_norm(Wd hb) (the norm on Gemma 3 only).
+    /// x += post_ffw_norm(Wd hb + b) (the bias on GPT-2, the norm on Gemma 3 only).
     pub(crate) fn ffn_down_residual(&self, e: Exec, lw: &GpuLayer, n: usize) -> CudaResult<()> {
-        self.out_residual(e, &lw.ffn_down, lw.post_ffw_norm.as_ref(), self.s.hb, n)
+        let (w, b, pn) = (
+            &lw.ffn_down,
+            lw.ffn_down_bias.as_ref(),
+            lw.post_ffw_norm.as_ref(),
+        );
+        self.out_residual(e, w, b, pn, self.s.hb, n)
     }
 
-    /// x += post_norm(W input), `post_norm` optional: fused without one, the add happens in the
-    /// matrix launch; else W into xb2, the norm, then the add.
+    /// xb = norm(x); hb = act(Wu xb + b) (GPT-2's plain FFN; GELU).
+    pub(crate) fn ffn_norm_up_act(&self, lw: &GpuLayer, n: usize) -> CudaResult<()> {
+        let (s, ffn) = (self.s, self.c.ffn_dim);
+        self.input_norm(&lw.ffn_norm, lw.ffn_norm_bias.as_ref(), s.xb, n)?;
+        self.linear(&lw.ffn_up, s.xb, n, OutView::write(s.hb, ffn))?;
+        if let Some(b) = &lw.ffn_up_bias {
+            self.ops.add_bias(s.hb, b.ptr, n, ffn)?;
+        }
+        match self.plan.ffn_act {
+            GateAct::GeluTanh => self.ops.gelu_tanh(s.hb, n * ffn),
+            GateAct::Silu => Err(CudaError::shape("a plain FFN with SiLU has no kernel")),
+        }
+    }
+
+    /// x += post_norm(W input + bias), the bias and `post_norm` optional: fused without
+    /// either, the add happens in the matrix launch; else W into xb2, the bias, the norm, then
+    /// the add.
     fn out_residual(
         &self,
         e: Exec,
         w: &DevTensor,
+        bias: Option<&DevTensor>,
         post_norm: Option<&DevTensor>,
         input: u64,
         n: usize,
     ) -> CudaResult<()> {
         let (s, dim) = (self.s, self.c.dim);
-        match (e, post_norm) {
-            (Exec::Fused, None) => self.linear(w, input, n, OutView::add(s.x, dim)),
+        match (e, bias, post_norm) {
+            (Exec::Fused, None, None) => self.linear(w, input, n, OutView::add(s.x, dim)),
             _ => {
                 self.linear(w, input, n, OutView::write(s.xb2, dim))?;
+                if let Some(b) = bias {
+                    self.ops.add_bias(s.xb2, b.ptr, n, dim)?;
+                }
                 if let Some(pn) = post_norm {
                     self.rms_norm(s.xb2, pn, s.xb2, n, dim)?;
                 }

@@ -111,6 +111,13 @@ pub struct GpuLayer {
     pub ffn_up: DevTensor,
     pub ffn_down: DevTensor,
     pub post_ffw_norm: Option<DevTensor>,
+    /// LayerNorm biases (GPT-2) and projection biases (GPT-2; optional on Llama), each (rows) f32.
+    pub attn_norm_bias: Option<DevTensor>,
+    pub attn_output_bias: Option<DevTensor>,
+    pub ffn_norm_bias: Option<DevTensor>,
+    pub ffn_gate_bias: Option<DevTensor>,
+    pub ffn_up_bias: Option<DevTensor>,
+    pub ffn_down_bias: Option<DevTensor>,
 }
 
 /// All weights on the device.
@@ -123,6 +130,10 @@ pub struct GpuWeights {
     pub output: DevTensor,
     /// The RoPE frequency factors (rope_dims / 2) f32 (Llama 3.1+, Phi-3), if the model has them.
     pub rope_factors: Option<DevTensor>,
+    /// The final LayerNorm's bias (GPT-2).
+    pub output_norm_bias: Option<DevTensor>,
+    /// (context, dim): one learned row per position (GPT-2).
+    pub position_embd: Option<DevTensor>,
     pub layers: Vec<GpuLayer>,
 }
 
@@ -134,6 +145,19 @@ fn row_slice(t: &TensorInfo, part: &str, r0: usize, n: usize) -> CudaResult<Tens
     let row_bytes =
         t.ty.row_bytes(t.row_len())
             .map_err(|e| CudaError::shape(e.to_string()))?;
+    if t.dims.len() == 1 {
+        // A bias vector: elements r0..r0 + n.
+        if r0 + n > t.row_len() || t.ty != GgmlType::F32 {
+            return Err(CudaError::shape(format!("part of the bias {}", t.name)));
+        }
+        return Ok(TensorInfo {
+            name: format!("{}[{part}]", t.name),
+            dims: vec![n as u64],
+            ty: t.ty,
+            offset: t.offset + (r0 * 4) as u64,
+            size: (n * 4) as u64,
+        });
+    }
     if t.dims.len() != 2 || r0 + n > t.n_rows() {
         return Err(CudaError::shape(format!(
             "rows {r0}..{} of tensor {} ({:?})",
@@ -168,13 +192,18 @@ fn device_tensors(model: &Model) -> CudaResult<Vec<TensorInfo>> {
     let c = &model.config;
     let mut fused: Vec<(&str, Vec<TensorInfo>)> = Vec::new();
     for l in &model.weights.layers {
-        if let Some(qkv) = &l.attn_qkv {
-            let sizes = [("q", c.q_dim()), ("k", c.kv_dim()), ("v", c.kv_dim())];
-            fused.push((&qkv.name, parts(qkv, &sizes)?));
+        let qkv_sizes = [("q", c.q_dim()), ("k", c.kv_dim()), ("v", c.kv_dim())];
+        for t in [&l.attn_qkv, &l.attn_qkv_bias].into_iter().flatten() {
+            fused.push((&t.name, parts(t, &qkv_sizes)?));
         }
         if c.ffn == FfnKind::FusedGateUp {
             let sizes = [("gate", c.ffn_dim), ("up", c.ffn_dim)];
-            fused.push((&l.ffn_up.name, parts(&l.ffn_up, &sizes)?));
+            for t in [Some(&l.ffn_up), l.ffn_up_bias.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                fused.push((&t.name, parts(t, &sizes)?));
+            }
         }
     }
     let mut out = Vec::new();
@@ -341,15 +370,37 @@ impl GpuWeights {
                 attn_q: part(&l.attn_q, l.attn_qkv.as_ref(), "q")?,
                 attn_k: part(&l.attn_k, l.attn_qkv.as_ref(), "k")?,
                 attn_v: part(&l.attn_v, l.attn_qkv.as_ref(), "v")?,
-                attn_q_bias: opt(&l.attn_q_bias)?,
-                attn_k_bias: opt(&l.attn_k_bias)?,
-                attn_v_bias: opt(&l.attn_v_bias)?,
+                attn_q_bias: match &l.attn_qkv_bias {
+                    Some(b) => Some(part(&None, Some(b), "q")?),
+                    None => opt(&l.attn_q_bias)?,
+                },
+                attn_k_bias: match &l.attn_qkv_bias {
+                    Some(b) => Some(part(&None, Some(b), "k")?),
+                    None => opt(&l.attn_k_bias)?,
+                },
+                attn_v_bias: match &l.attn_qkv_bias {
+                    Some(b) => Some(part(&None, Some(b), "v")?),
+                    None => opt(&l.attn_v_bias)?,
+                },
                 attn_q_norm: opt(&l.attn_q_norm)?,
                 attn_k_norm: opt(&l.attn_k_norm)?,
                 attn_output: find(&l.attn_output)?,
                 post_attention_norm: opt(&l.post_attention_norm)?,
                 ffn_norm: find(&l.ffn_norm)?,
                 ffn_gate: part(&l.ffn_gate, fused_up.then_some(&l.ffn_up), "gate")?,
+                attn_norm_bias: opt(&l.attn_norm_bias)?,
+                attn_output_bias: opt(&l.attn_output_bias)?,
+                ffn_norm_bias: opt(&l.ffn_norm_bias)?,
+                ffn_gate_bias: match (&l.ffn_gate_bias, fused_up, &l.ffn_up_bias) {
+                    (Some(b), _, _) => Some(find(b)?),
+                    (None, true, Some(ub)) => Some(part(&None, Some(ub), "gate")?),
+                    _ => None,
+                },
+                ffn_up_bias: match (fused_up, &l.ffn_up_bias) {
+                    (true, Some(ub)) => Some(part(&None, Some(ub), "up")?),
+                    (_, b) => opt(b)?,
+                },
+                ffn_down_bias: opt(&l.ffn_down_bias)?,
                 ffn_up: if fused_up {
                     part(&None, Some(&l.ffn_up), "up")?
                 } else {
@@ -364,6 +415,8 @@ impl GpuWeights {
             output_norm: find(&w.output_norm)?,
             output: find(&w.output)?,
             rope_factors: opt(&w.rope_factors)?,
+            output_norm_bias: opt(&w.output_norm_bias)?,
+            position_embd: opt(&w.position_embd)?,
             layers,
             _buffer: buffer,
         })

@@ -4,14 +4,12 @@
 //! logits compared at every step (the prompt, then single decode tokens), in both CUDA weight
 //! paths: GGUF layout (f32 activations) against the CPU's exact path, packed (Q8 activations)
 //! against the CPU's Q8 path (qwen3, qwen3 with YaRN, Llama 3.2 with rope_freqs, Mistral,
-//! Phi-3 with fused projections and LongRoPE). The families the CUDA backend does not run yet are refused with
-//! a typed error naming what is missing (that test needs no GPU). GPU tests: `#[ignore]`d here.
+//! Phi-3 with fused projections and LongRoPE, GPT-2). GPU tests: `#[ignore]`d here.
 //!
 //! Tolerances as `model.rs`: the largest |logit difference| of a step relative to the row's
 //! largest |logit|, 2e-3 for the exact path and 0.1 for the Q8 path.
 
 use orcd_cuda::{CudaBackend, CudaOptions};
-use orcd_engine::EngineError;
 use orcd_engine::cpu::{CpuBackend, CpuOptions};
 use orcd_engine::device::{Device, LogitsWanted, SeqInput};
 use orcd_engine::gguf::{GgufFile, GgufWriter, MetaArray, MetaValue};
@@ -161,23 +159,10 @@ fn phi3_logits_match_the_cpu_backend() {
     check_shape("phi3.5-mini");
 }
 
-/// GPT-2 (LayerNorm, learned positions, a plain GELU FFN, biases) is not run by the CUDA
-/// backend yet: a typed error naming the missing features, not a wrong answer. The refusal
-/// comes before the GPU is opened, so this runs without one.
+/// GPT-2: LayerNorm with biases (the reference ops: the fused kernels normalize with
+/// RMSNorm), learned positions, fused QKV with its bias, projection biases, a plain GELU FFN.
 #[test]
-fn gpt2_is_refused_by_name() {
-    for (name, features) in [(
-        "gpt2",
-        &["LayerNorm", "ungated FFN", "learned positions", "biases"][..],
-    )] {
-        let m = synth_model(name, GgmlType::Q8_0, 1);
-        match CudaBackend::new(m, CudaOptions::default()) {
-            Err(EngineError::UnsupportedArchitecture(msg)) => {
-                for f in features {
-                    assert!(msg.contains(f), "{name}: {msg:?} does not name {f}");
-                }
-            }
-            other => panic!("{name}: {other:?}"),
-        }
-    }
+#[ignore = "needs a CUDA GPU"]
+fn gpt2_logits_match_the_cpu_backend() {
+    check_shape("gpt2");
 }
