@@ -166,3 +166,45 @@ fn phi3_logits_match_the_cpu_backend() {
 fn gpt2_logits_match_the_cpu_backend() {
     check_shape("gpt2");
 }
+
+/// The plan each family gets (no GPU needed): the llama layout all fused (or all reference),
+/// GPT-2's norm-taking ops in their reference form, no RoPE and a plain FFN.
+#[test]
+fn each_family_gets_its_plan() {
+    use orcd_cuda::{Exec, LayerOp, Plan};
+    use orcd_engine::model::NormKind;
+    let llama = Plan::for_model(&synth_model("smollm2-135m", GgmlType::Q8_0, 1).config, true);
+    assert_eq!(
+        llama.layer,
+        [
+            LayerOp::AttnNormQkv(Exec::Fused),
+            LayerOp::QkNormRopeStore(Exec::Fused),
+            LayerOp::Attention,
+            LayerOp::AttnOutResidual(Exec::Fused),
+            LayerOp::FfnNormGateUp(Exec::Fused),
+            LayerOp::FfnDownResidual(Exec::Fused),
+        ]
+    );
+    let reference = Plan::for_model(&synth_model("qwen3-0.6b", GgmlType::Q8_0, 1).config, false);
+    assert!(reference.layer.iter().all(|op| !matches!(
+        op,
+        LayerOp::AttnNormQkv(Exec::Fused)
+            | LayerOp::QkNormRopeStore(Exec::Fused)
+            | LayerOp::AttnOutResidual(Exec::Fused)
+            | LayerOp::FfnNormGateUp(Exec::Fused)
+            | LayerOp::FfnDownResidual(Exec::Fused)
+    )));
+    let gpt2 = Plan::for_model(&synth_model("gpt2", GgmlType::Q8_0, 1).config, true);
+    assert_eq!(gpt2.norm, NormKind::Layer);
+    assert_eq!(
+        gpt2.layer,
+        [
+            LayerOp::AttnNormQkv(Exec::Reference),
+            LayerOp::KvStore,
+            LayerOp::Attention,
+            LayerOp::AttnOutResidual(Exec::Fused),
+            LayerOp::FfnNormUpAct,
+            LayerOp::FfnDownResidual(Exec::Fused),
+        ]
+    );
+}
