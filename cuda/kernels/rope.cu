@@ -1,6 +1,6 @@
 // Rotary position embedding, in place, on (ntok, heads, head_dim) f32 vectors.
 //
-// For pair i (0 <= i < n_rot/2) at position p: theta_i = p * f * s^i with s = base^(-2 / n_rot)
+// For pair i (0 <= i < n_rot/2) at position p: theta_i = (p * s^i) * f with s = base^(-2 / n_rot)
 // and f the linear RoPE scaling factor (freq_scale, 1 without scaling),
 // computed in f32 by repeated multiplication exactly as llama.cpp (and the CPU backend) do (the
 // host passes s, so both sides use the same f32 value), and
@@ -16,9 +16,9 @@
 // RoPE scaling beyond the linear factor, as ggml's rope_yarn / ggml_rope_cache_init: per-pair
 // frequency factors ff (null: none; llama3's rope_freqs, phi3's long/short factors), YaRN's
 // extrapolation mix (ext_factor != 0, with its correction range corr0..corr1) and the magnitude
-// attn_factor on cos and sin. Without factors and YaRN the angle is the plain one above
-// (bit for bit the kernel's arithmetic before scaling was added); with them it is ggml's:
-// theta_extrap = p * s^i / ff[i], theta_interp = f * theta_extrap, blended by the YaRN ramp.
+// attn_factor on cos and sin. The angle is ggml's: theta_extrap = p * s^i / ff[i],
+// theta_interp = f * theta_extrap, blended by the YaRN ramp; without factors, YaRN and linear
+// scaling (f = 1) that is p * s^i bit for bit as before scaling was added.
 struct RopeScale {
     const float* ff;
     float ext_factor;
@@ -30,21 +30,18 @@ struct RopeScale {
 // Rotate one head x (n_rot leading dims) for position p; threads of the block take pairs in turn.
 __device__ __forceinline__ void rope_head(float* x, int p, int n_rot, float theta_scale,
                                           float freq_scale, int neox, RopeScale rs) {
-    const bool plain = rs.ff == nullptr && rs.ext_factor == 0.0f;
     for (int i = threadIdx.x; i < n_rot / 2; i += blockDim.x) {
-        float theta = plain ? __fmul_rn((float)p, freq_scale) : (float)p;
-        for (int j = 0; j < i; ++j) theta = __fmul_rn(theta, theta_scale);
+        float extrap = (float)p;
+        for (int j = 0; j < i; ++j) extrap = __fmul_rn(extrap, theta_scale);
+        if (rs.ff != nullptr) extrap = __fdiv_rn(extrap, rs.ff[i]);
+        const float interp = __fmul_rn(freq_scale, extrap);
+        float theta = interp;
         float mscale = rs.attn_factor;
-        if (!plain) {
-            const float extrap = rs.ff != nullptr ? __fdiv_rn(theta, rs.ff[i]) : theta;
-            const float interp = __fmul_rn(freq_scale, extrap);
-            theta = interp;
-            if (rs.ext_factor != 0.0f) {
-                const float y = ((float)i - rs.corr0) / fmaxf(0.001f, rs.corr1 - rs.corr0);
-                const float mix = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * rs.ext_factor;
-                theta = __fadd_rn(__fmul_rn(interp, 1.0f - mix), __fmul_rn(extrap, mix));
-                mscale *= 1.0f + 0.1f * logf(1.0f / freq_scale);
-            }
+        if (rs.ext_factor != 0.0f) {
+            const float y = ((float)i - rs.corr0) / fmaxf(0.001f, rs.corr1 - rs.corr0);
+            const float mix = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * rs.ext_factor;
+            theta = __fadd_rn(__fmul_rn(interp, 1.0f - mix), __fmul_rn(extrap, mix));
+            mscale *= 1.0f + 0.1f * logf(1.0f / freq_scale);
         }
         double s, c;
         sincos((double)theta, &s, &c);

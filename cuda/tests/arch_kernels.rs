@@ -1,7 +1,8 @@
 //! The kernels the issue-14 architectures add, each against its CPU twin on fresh random inputs
 //! (the seed is printed): LayerNorm with and without bias (GPT-2), plain GELU (GPT-2's FFN),
 //! RoPE with frequency factors (Llama 3.1+ `rope_freqs`, Phi-3's long/short factors), YaRN and an
-//! attention factor, through both RoPE kernels. Outputs are poisoned (NaN) first.
+//! attention factor, through both RoPE kernels (twins: `cpu::ops::layernorm`, `cpu::ops::gelu_tanh`,
+//! `model::rope::angles`). Outputs are poisoned (NaN) first.
 //! GPU tests: `#[ignore]`d here, run on the GPU machine.
 //!
 //! Tolerances: relative error 1e-5 (f32 reductions in another order than the CPU's f64 sums;
@@ -14,18 +15,13 @@ use orcd_cuda::operand::KvLayer;
 use orcd_cuda::ops::{KvGeometry, QkNorm, Qkv, Rope, RopeScale, RopeStyle};
 use orcd_engine::cpu::ops as cpu;
 use orcd_engine::model::RopeStyle as CpuRope;
+use orcd_engine::model::{RopeScaling, rope};
 
-/// ggml's LayerNorm of one row (`ggml_norm`, then `* w + b`), sums in f64 as the CPU backend.
+/// The CPU backend's LayerNorm of every row of `x`.
 fn layer_norm_ref(x: &[f32], w: &[f32], b: Option<&[f32]>, eps: f32) -> Vec<f32> {
-    let n = x.len();
-    let mean = (x.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64) as f32;
-    let d: Vec<f32> = x.iter().map(|&v| v - mean).collect();
-    let var = (d.iter().map(|&v| f64::from(v * v)).sum::<f64>() / n as f64) as f32;
-    let scale = 1.0 / (var + eps).sqrt();
-    d.iter()
-        .enumerate()
-        .map(|(i, &v)| v * scale * w[i] + b.map_or(0.0, |b| b[i]))
-        .collect()
+    let mut out = vec![0f32; x.len()];
+    cpu::layernorm(&mut out, x, w, b, eps);
+    out
 }
 
 #[test]
@@ -80,34 +76,16 @@ fn plain_gelu_matches_the_cpu() {
     assert!(e < 1e-5, "{e}");
 }
 
-/// ggml's `ggml_rope_cache_init` / `rope_yarn` for one position: (cos, sin) of each pair.
-/// `sc`: (freq_scale, ext_factor, attn_factor, corr dims).
+/// The CPU backend's angles of one position (`orcd_engine::model::rope::angles`).
 fn angles_ref(
     pos: i32,
     base: f32,
     n_rot: usize,
     ff: Option<&[f32]>,
-    sc: (f32, f32, f32, [f32; 2]),
+    sc: &RopeScaling,
 ) -> (Vec<f32>, Vec<f32>) {
-    let (fs, ext, attn, corr) = sc;
-    let ts = base.powf(-2.0 / n_rot as f32);
-    let (mut c, mut s) = (Vec::new(), Vec::new());
-    let mut theta_base = pos as f32;
-    for i in 0..n_rot / 2 {
-        let extrap = theta_base / ff.map_or(1.0, |f| f[i]);
-        let interp = fs * extrap;
-        let mut theta = interp;
-        let mut m = attn;
-        if ext != 0.0 {
-            let y = (i as f32 - corr[0]) / (corr[1] - corr[0]).max(0.001);
-            let mix = (1.0 - y.clamp(0.0, 1.0)) * ext;
-            theta = interp * (1.0 - mix) + extrap * mix;
-            m *= 1.0 + 0.1 * (1.0 / fs).ln();
-        }
-        c.push(theta.cos() * m);
-        s.push(theta.sin() * m);
-        theta_base *= ts;
-    }
+    let (mut c, mut s) = (vec![0f32; n_rot / 2], vec![0f32; n_rot / 2]);
+    rope::angles(&mut c, &mut s, pos as usize, base, sc, ff, n_rot);
     (c, s)
 }
 
@@ -121,18 +99,29 @@ fn rope_scaling_matches_ggml_in_both_kernels() {
     let factors: Vec<f32> = (0..n_rot / 2).map(|_| 1.0 + 7.0 * rng.f().abs()).collect();
     let fd = g.up(&factors);
     let base = 500_000.0f32;
-    // (frequency factors, freq_scale, ext_factor, attn_factor, corr dims)
-    let cases: [(bool, f32, f32, f32, [f32; 2]); 4] = [
-        (true, 1.0, 0.0, 1.0, [0.0, 0.0]),    // llama3 rope_freqs
-        (true, 1.0, 0.0, 1.19, [0.0, 0.0]),   // phi3 long factors with their attention factor
-        (false, 0.25, 1.0, 1.0, [9.0, 23.0]), // YaRN
-        (false, 0.5, 0.0, 1.3, [0.0, 0.0]),   // linear with an attention factor
+    // (frequency factors, freq_scale, ext_factor, attn_factor)
+    let cases: [(bool, f32, f32, f32); 4] = [
+        (true, 1.0, 0.0, 1.0),   // llama3 rope_freqs
+        (true, 1.0, 0.0, 1.19),  // phi3 long factors with their attention factor
+        (false, 0.25, 1.0, 1.0), // YaRN
+        (false, 0.5, 0.0, 1.3),  // linear with an attention factor
     ];
     for (style, cpu_style) in [
         (RopeStyle::Norm, CpuRope::Normal),
         (RopeStyle::Neox, CpuRope::Neox),
     ] {
-        for &(with_ff, fs, ext, attn, corr) in &cases {
+        for &(with_ff, fs, ext, attn) in &cases {
+            let sc = RopeScaling {
+                freq_scale: fs,
+                ext_factor: ext,
+                attn_factor: attn,
+                ..RopeScaling::none(4096)
+            };
+            let corr = if ext != 0.0 {
+                sc.corr_dims(n_rot, base)
+            } else {
+                [0.0, 0.0]
+            };
             let rope = Rope {
                 n_rot,
                 base,
@@ -154,7 +143,7 @@ fn rope_scaling_matches_ggml_in_both_kernels() {
                 let mut want = x.to_vec();
                 for t in 0..ntok {
                     let ff = with_ff.then_some(&factors[..]);
-                    let (c, s) = angles_ref(pos[t], base, n_rot, ff, (fs, ext, attn, corr));
+                    let (c, s) = angles_ref(pos[t], base, n_rot, ff, &sc);
                     for h in want[t * heads * hd..(t + 1) * heads * hd].chunks_mut(hd) {
                         cpu::rope(h, &c, &s, cpu_style);
                     }
