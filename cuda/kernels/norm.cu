@@ -1,4 +1,4 @@
-// RMS normalization and the residual add.
+// RMS normalization, LayerNorm, and the residual and bias adds.
 // pdl: every kernel of this module begins with pdl_prologue()
 
 #define NORM_THREADS 256
@@ -18,6 +18,35 @@ extern "C" __global__ void rms_norm_f32(const float* x, const float* __restrict_
     ss = block_sum(ss, scratch);
     const float inv = 1.0f / sqrtf(ss / (float)n + eps);
     for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = xr[i] * inv * w[i];
+}
+
+// LayerNorm (gpt2): out[r][i] = (x[r][i] - mean) / sqrt(var + eps) * w[i] (+ b[i]), mean and
+// variance over the row, each reduced in a fixed order in f32 (the CPU sums in f64: the
+// results agree to rounding). x, out: (rows, n) f32 (out may alias x);  w, b: (n) f32, b may
+// be null.  Grid: (rows); block: NORM_THREADS. Each thread reads back only what it wrote.
+extern "C" __global__ void layer_norm_f32(const float* x, const float* __restrict__ w,
+                                          const float* __restrict__ b, float* out, int n,
+                                          float eps) {
+    pdl_prologue();
+    __shared__ float scratch[32];
+    const float* xr = x + (u64)blockIdx.x * n;
+    float* orow = out + (u64)blockIdx.x * n;
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += xr[i];
+    s = block_sum(s, scratch);
+    const float mean = s / (float)n;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float d = xr[i] - mean;
+        orow[i] = d;
+        ss += d * d;
+    }
+    ss = block_sum(ss, scratch);
+    const float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float v = orow[i] * scale * w[i];
+        orow[i] = b != nullptr ? v + b[i] : v;
+    }
 }
 
 // Residual add fused with the next RMS norm: x[r] += y[r], then out[r] = rmsnorm(x[r]) * w.

@@ -9,8 +9,8 @@
 use std::ffi::{CString, c_char};
 use std::path::{Path, PathBuf};
 
+use crate::error::{CudaError, CudaResult};
 use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys};
-use orcd_engine::EngineError;
 
 /// Where compiled kernels are kept: `$ORCD_KERNEL_CACHE`, else `$XDG_CACHE_HOME/orcd/kernels`,
 /// else `$HOME/.cache/orcd/kernels`, else the system temporary directory.
@@ -43,10 +43,10 @@ pub(crate) fn fnv1a64(parts: &[&[u8]]) -> u64 {
 }
 
 /// NVRTC's (major, minor) version; fails cleanly when libnvrtc is missing.
-pub fn nvrtc_version() -> Result<(i32, i32), EngineError> {
+pub fn nvrtc_version() -> CudaResult<(i32, i32)> {
     // SAFETY: only tries to dlopen libnvrtc by its usual names.
     if !unsafe { nvrtc_sys::is_culib_present() } {
-        return Err(EngineError::BackendUnavailable(
+        return Err(CudaError::Unavailable(
             "the CUDA run-time compiler library (libnvrtc) is not installed".into(),
         ));
     }
@@ -54,7 +54,7 @@ pub fn nvrtc_version() -> Result<(i32, i32), EngineError> {
     // SAFETY: writes two ints.
     unsafe { nvrtc_sys::nvrtcVersion(&mut major, &mut minor) }
         .result()
-        .map_err(|e| EngineError::Cuda(format!("nvrtcVersion: {e:?}")))?;
+        .map_err(|e| CudaError::Nvrtc(format!("nvrtcVersion: {e:?}")))?;
     Ok((major, minor))
 }
 
@@ -76,7 +76,7 @@ pub enum CacheOutcome {
 
 impl KernelCompiler {
     /// A compiler for compute capability `cc`, caching under `dir`.
-    pub fn new(cc: (i32, i32), dir: &Path) -> Result<KernelCompiler, EngineError> {
+    pub fn new(cc: (i32, i32), dir: &Path) -> CudaResult<KernelCompiler> {
         let nvrtc = nvrtc_version()?;
         Ok(KernelCompiler {
             arch: format!("sm_{}{}", cc.0, cc.1),
@@ -112,7 +112,7 @@ impl KernelCompiler {
 
     /// The CUBIN of `source` (`name` is for messages and file names), from the cache when
     /// present, else compiled now and stored.
-    pub fn cubin(&self, name: &str, source: &str) -> Result<(Vec<u8>, CacheOutcome), EngineError> {
+    pub fn cubin(&self, name: &str, source: &str) -> CudaResult<(Vec<u8>, CacheOutcome)> {
         let path = self.cache_path(name, source);
         if let Ok(bytes) = std::fs::read(&path)
             && !bytes.is_empty()
@@ -134,14 +134,14 @@ impl KernelCompiler {
     /// Compile `source` afresh (no cache) with ptxas's resource report on, and return that
     /// report (registers, shared memory, spills per kernel): a compile check that needs
     /// libnvrtc but no GPU (`cuda/tests/nvrtc.rs`).
-    pub fn resource_report(&self, name: &str, source: &str) -> Result<String, EngineError> {
+    pub fn resource_report(&self, name: &str, source: &str) -> CudaResult<String> {
         let mut opts = self.options();
         opts.push("--ptxas-options=-v".into());
         let (_, log) = self.compile_with(name, source, &opts)?;
         Ok(log)
     }
 
-    fn compile(&self, name: &str, source: &str) -> Result<Vec<u8>, EngineError> {
+    fn compile(&self, name: &str, source: &str) -> CudaResult<Vec<u8>> {
         self.compile_with(name, source, &self.options())
             .map(|(cubin, _)| cubin)
     }
@@ -152,11 +152,11 @@ impl KernelCompiler {
         name: &str,
         source: &str,
         opts: &[String],
-    ) -> Result<(Vec<u8>, String), EngineError> {
+    ) -> CudaResult<(Vec<u8>, String)> {
         let err =
-            |what: &str, e: nvrtc::NvrtcError| EngineError::Cuda(format!("{what} {name}: {e:?}"));
+            |what: &str, e: nvrtc::NvrtcError| CudaError::Nvrtc(format!("{what} {name}: {e:?}"));
         let src = CString::new(source)
-            .map_err(|_| EngineError::Cuda(format!("kernel source {name} contains a NUL byte")))?;
+            .map_err(|_| CudaError::Nvrtc(format!("kernel source {name} contains a NUL byte")))?;
         let cname = CString::new(format!("{name}.cu")).expect("kernel names have no NUL");
         let prog =
             nvrtc::create_program(&src, Some(&cname)).map_err(|e| err("nvrtcCreateProgram", e))?;
@@ -176,7 +176,7 @@ impl KernelCompiler {
                     let log = nvrtc::get_program_log(prog)
                         .map(|l| c_chars_to_string(&l))
                         .unwrap_or_default();
-                    Err(EngineError::Cuda(format!(
+                    Err(CudaError::Nvrtc(format!(
                         "NVRTC failed on {name}.cu ({e:?}):\n{log}"
                     )))
                 }

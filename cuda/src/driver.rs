@@ -2,20 +2,32 @@
 //!
 //! `cudarc` loads `libcuda` at run time, and panics when it is missing; [`GpuContext::new`]
 //! checks that the library is present first, so a machine without a driver gets
-//! [`EngineError::BackendUnavailable`] rather than a panic. Every driver result goes through
-//! [`check`], which turns failures into [`EngineError::Cuda`] naming the call.
+//! [`CudaError::Unavailable`] rather than a panic. Every driver result goes through
+//! [`check`], which turns failures into [`crate::CudaError::Driver`] naming the call.
 
+use crate::error::{CudaError, CudaResult};
 use cudarc::driver::{result, sys};
-use orcd_engine::EngineError;
 
-/// Turn a driver result into the engine's error, naming what was being done.
-pub(crate) fn check<T>(r: Result<T, result::DriverError>, what: &str) -> Result<T, EngineError> {
-    r.map_err(|e| {
-        let name = e
-            .error_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| format!("{:?}", e.0));
-        EngineError::Cuda(format!("{what}: {name}"))
+/// The driver's name for a failed result, e.g. `CUDA_ERROR_ILLEGAL_ADDRESS`.
+fn code_name(e: &result::DriverError) -> String {
+    e.error_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| format!("{:?}", e.0))
+}
+
+/// Turn a driver result into [`CudaError::Driver`], naming what was being done.
+pub(crate) fn check<T>(r: Result<T, result::DriverError>, what: &str) -> CudaResult<T> {
+    r.map_err(|e| CudaError::Driver {
+        call: what.to_string(),
+        code: code_name(&e),
+    })
+}
+
+/// Turn a launch's result into [`CudaError::Launch`] naming the kernel.
+pub(crate) fn check_launch(r: Result<(), result::DriverError>, kernel: &str) -> CudaResult<()> {
+    r.map_err(|e| CudaError::Launch {
+        kernel: kernel.to_string(),
+        code: code_name(&e),
     })
 }
 
@@ -47,16 +59,16 @@ unsafe impl Sync for GpuContext {}
 
 impl GpuContext {
     /// Open GPU `ordinal`: retain its primary context and create a non-blocking stream.
-    pub fn new(ordinal: usize) -> Result<GpuContext, EngineError> {
+    pub fn new(ordinal: usize) -> CudaResult<GpuContext> {
         if !driver_available() {
-            return Err(EngineError::BackendUnavailable(
+            return Err(CudaError::Unavailable(
                 "the CUDA driver library (libcuda) is not installed on this machine".into(),
             ));
         }
         check(result::init(), "cuInit")?;
         let count = check(result::device::get_count(), "cuDeviceGetCount")?;
         if ordinal >= count.max(0) as usize {
-            return Err(EngineError::BackendUnavailable(format!(
+            return Err(CudaError::Unavailable(format!(
                 "GPU {ordinal} does not exist ({count} CUDA devices)"
             )));
         }
@@ -102,7 +114,7 @@ impl GpuContext {
     }
 
     /// Make this context current on the calling thread (cheap; call at every entry point).
-    pub fn bind(&self) -> Result<(), EngineError> {
+    pub fn bind(&self) -> CudaResult<()> {
         // SAFETY: `ctx` stays retained until drop.
         check(
             unsafe { result::ctx::set_current(self.ctx) },
@@ -133,14 +145,14 @@ impl GpuContext {
     }
 
     /// (free, total) device memory in bytes.
-    pub fn mem_info(&self) -> Result<(u64, u64), EngineError> {
+    pub fn mem_info(&self) -> CudaResult<(u64, u64)> {
         self.bind()?;
         let (free, total) = check(result::mem_get_info(), "cuMemGetInfo")?;
         Ok((free as u64, total as u64))
     }
 
     /// Wait for everything queued on the stream.
-    pub fn synchronize(&self) -> Result<(), EngineError> {
+    pub fn synchronize(&self) -> CudaResult<()> {
         self.bind()?;
         // SAFETY: `stream` lives until drop.
         check(

@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 
 use cudarc::driver::{result, sys};
-use orcd_engine::EngineError;
 
 use crate::driver::{GpuContext, check};
+use crate::error::CudaResult;
 
 /// Steps of at most this many tokens are captured (decode batches; a prompt's one-off shape is
 /// not worth a capture).
@@ -50,8 +50,8 @@ impl GraphCache {
         &mut self,
         gpu: &GpuContext,
         shape: StepShape,
-        queue: impl FnOnce() -> Result<(), EngineError>,
-    ) -> Result<(), EngineError> {
+        queue: impl FnOnce() -> CudaResult<()>,
+    ) -> CudaResult<()> {
         let exec = match self.execs.get(&shape) {
             Some(&e) => e,
             None => {
@@ -87,8 +87,8 @@ impl Drop for GraphCache {
 /// Capture what `queue` launches on the stream into an executable graph.
 fn capture(
     gpu: &GpuContext,
-    queue: impl FnOnce() -> Result<(), EngineError>,
-) -> Result<sys::CUgraphExec, EngineError> {
+    queue: impl FnOnce() -> CudaResult<()>,
+) -> CudaResult<sys::CUgraphExec> {
     let stream = gpu.stream();
     // SAFETY: our stream; thread-local mode keeps other threads' CUDA calls out of the capture.
     check(

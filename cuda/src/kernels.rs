@@ -8,11 +8,11 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cudarc::driver::{result, sys};
-use orcd_engine::EngineError;
 use orcd_engine::quant::GgmlType;
 
 use crate::compile::{CacheOutcome, KernelCompiler};
-use crate::driver::{GpuContext, check};
+use crate::driver::{GpuContext, check, check_launch};
+use crate::error::{CudaError, CudaResult};
 
 const COMMON: &str = include_str!("../kernels/common.cuh");
 const QUANT: &str = include_str!("../kernels/quant.cuh");
@@ -80,7 +80,7 @@ fn full_source(body: &str, quant: bool) -> String {
 /// Compile every module afresh for the compiler's architecture (no GPU needed, only libnvrtc)
 /// and return (module name, ptxas resource report) per module; the first compile error is
 /// returned as is.
-pub fn resource_reports(compiler: &KernelCompiler) -> Result<Vec<(String, String)>, EngineError> {
+pub fn resource_reports(compiler: &KernelCompiler) -> CudaResult<Vec<(String, String)>> {
     SOURCES
         .iter()
         .map(|(name, body, quant)| {
@@ -127,7 +127,7 @@ unsafe impl Sync for Kernels {}
 
 impl Kernels {
     /// Compile (or take from the cache) and load every module for `gpu`.
-    pub fn load(gpu: &GpuContext, compiler: &KernelCompiler) -> Result<Kernels, EngineError> {
+    pub fn load(gpu: &GpuContext, compiler: &KernelCompiler) -> CudaResult<Kernels> {
         gpu.bind()?;
         let mut k = Kernels {
             modules: Vec::new(),
@@ -177,11 +177,11 @@ impl Kernels {
     }
 
     /// The kernel called `name`.
-    pub fn get(&self, name: &str) -> Result<sys::CUfunction, EngineError> {
+    pub fn get(&self, name: &str) -> CudaResult<sys::CUfunction> {
         self.functions
             .get(name)
             .copied()
-            .ok_or_else(|| EngineError::Cuda(format!("no kernel named {name}")))
+            .ok_or_else(|| CudaError::MissingKernel(name.to_string()))
     }
 
     /// The kernel `<prefix>_<type>`, e.g. `mmv_q4_k_f32` for ("mmv", Q4K, "_f32").
@@ -190,7 +190,7 @@ impl Kernels {
         prefix: &str,
         ty: GgmlType,
         suffix: &str,
-    ) -> Result<sys::CUfunction, EngineError> {
+    ) -> CudaResult<sys::CUfunction> {
         self.get(&format!(
             "{prefix}_{}{suffix}",
             ty.name().to_ascii_lowercase()
@@ -217,7 +217,7 @@ impl Drop for Kernels {
     }
 }
 
-fn load_module(cubin: &[u8], name: &str) -> Result<sys::CUmodule, EngineError> {
+fn load_module(cubin: &[u8], name: &str) -> CudaResult<sys::CUmodule> {
     // SAFETY: `cubin` is a complete CUBIN image produced by NVRTC (or read back from the cache
     // and then validated by the driver, which rejects malformed images with an error).
     check(
@@ -287,20 +287,15 @@ pub(crate) fn launch(
     block: (u32, u32, u32),
     args: &[Arg],
     what: &str,
-) -> Result<(), EngineError> {
+) -> CudaResult<()> {
     launch_smem(gpu, f, grid, block, 0, args, what)
 }
 
 /// Let `f` use `bytes` of dynamic shared memory: its limit (48 KiB by default) is raised when
 /// lower, never lowered, so launches of other sizes keep working.
-pub(crate) fn allow_dynamic_smem(
-    f: sys::CUfunction,
-    bytes: u32,
-    what: &str,
-) -> Result<(), EngineError> {
-    let bytes = i32::try_from(bytes).map_err(|_| {
-        EngineError::InvalidInput(format!("{what}: {bytes} bytes of shared memory"))
-    })?;
+pub(crate) fn allow_dynamic_smem(f: sys::CUfunction, bytes: u32, what: &str) -> CudaResult<()> {
+    let bytes = i32::try_from(bytes)
+        .map_err(|_| CudaError::shape(format!("{what}: {bytes} bytes of shared memory")))?;
     let attr = sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
     // SAFETY: `f` is a loaded kernel of the bound context; the attribute is a plain limit.
     let limit = check(
@@ -327,7 +322,7 @@ pub(crate) fn launch_smem(
     smem: u32,
     args: &[Arg],
     what: &str,
-) -> Result<(), EngineError> {
+) -> CudaResult<()> {
     if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
         return Ok(()); // nothing to do
     }
@@ -370,7 +365,7 @@ pub(crate) fn launch_smem(
         let r =
             unsafe { sys::cuLaunchKernelEx(&config, f, params.as_mut_ptr(), std::ptr::null_mut()) };
         if r != sys::cudaError_enum::CUDA_ERROR_NOT_SUPPORTED {
-            return check(r.result(), what);
+            return check_launch(r.result(), what);
         }
         // A driver without programmatic launches: plain launches from now on.
         tracing::warn!("programmatic dependent launch not supported; using plain launches");
@@ -378,7 +373,7 @@ pub(crate) fn launch_smem(
     }
     // SAFETY: `f` is a loaded kernel whose parameter list matches `args` (each launcher is
     // written against its kernel's signature); `params` outlives the call, which copies them.
-    check(
+    check_launch(
         unsafe { result::launch_kernel(f, grid, block, smem, gpu.stream(), &mut params) },
         what,
     )
@@ -426,6 +421,8 @@ mod tests {
             "mmv_glu_q5_0_f32",
             "add_rms_norm_f32",
             "rope_qk_store_f32",
+            "layer_norm_f32",
+            "gelu_tanh_f32",
         ] {
             assert!(
                 names.iter().any(|n| n == want),

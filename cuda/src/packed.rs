@@ -30,6 +30,7 @@
 //! shorter): `seg_s = ((0 + t_first) + ...) + t_last` in increasing b, then
 //! `result = ((0 + seg_0) + seg_1) + ...` in increasing s.
 
+use crate::error::{CudaError, CudaResult};
 use orcd_engine::quant::{GgmlType, f16_to_f32};
 
 /// Blocks of 32 weights per segment of the canonical sum.
@@ -42,45 +43,50 @@ pub fn is_packed_type(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
 }
 
-/// (bytes of quants per block, bytes of scales per block, GGUF bytes per block) of a packed type.
-fn block_parts(ty: GgmlType) -> (usize, usize, usize) {
+/// (bytes of quants per block, bytes of scales per block, GGUF bytes per block) of a packed
+/// type; a type without a packed layout is a shape error.
+fn block_parts(ty: GgmlType) -> CudaResult<(usize, usize, usize)> {
     match ty {
-        GgmlType::Q4_0 => (16, 2, 18),
-        GgmlType::Q4_1 => (16, 4, 20),
-        GgmlType::Q8_0 => (32, 2, 34),
-        _ => panic!("{} has no packed layout", ty.name()),
+        GgmlType::Q4_0 => Ok((16, 2, 18)),
+        GgmlType::Q4_1 => Ok((16, 4, 20)),
+        GgmlType::Q8_0 => Ok((32, 2, 34)),
+        _ => Err(CudaError::shape(format!(
+            "{} has no packed layout",
+            ty.name()
+        ))),
     }
 }
 
 /// Offset of the scales region of a packed `rows` x `k` tensor of type `ty`.
-pub fn scales_offset(ty: GgmlType, rows: usize, k: usize) -> usize {
-    (rows * (k / 32) * block_parts(ty).0).next_multiple_of(SCALES_ALIGN)
+pub fn scales_offset(ty: GgmlType, rows: usize, k: usize) -> CudaResult<usize> {
+    Ok((rows * (k / 32) * block_parts(ty)?.0).next_multiple_of(SCALES_ALIGN))
 }
 
 /// Total bytes of a packed `rows` x `k` tensor of type `ty`.
-pub fn packed_bytes(ty: GgmlType, rows: usize, k: usize) -> usize {
-    scales_offset(ty, rows, k) + rows * (k / 32) * block_parts(ty).1
+pub fn packed_bytes(ty: GgmlType, rows: usize, k: usize) -> CudaResult<usize> {
+    Ok(scales_offset(ty, rows, k)? + rows * (k / 32) * block_parts(ty)?.1)
 }
 
 /// Host reference of the repack: GGUF blocks (`rows` x `k`, rows contiguous) to the packed
 /// layout. `k` must be a multiple of 32.
-pub fn pack(ty: GgmlType, gguf: &[u8], rows: usize, k: usize) -> Vec<u8> {
-    let (qb, sb, bb) = block_parts(ty);
+pub fn pack(ty: GgmlType, gguf: &[u8], rows: usize, k: usize) -> CudaResult<Vec<u8>> {
+    let (qb, sb, bb) = block_parts(ty)?;
     let n = rows * (k / 32);
-    assert_eq!(
-        gguf.len(),
-        n * bb,
-        "GGUF bytes of a {rows} x {k} {}",
-        ty.name()
-    );
-    let so = scales_offset(ty, rows, k);
-    let mut out = vec![0u8; packed_bytes(ty, rows, k)];
+    if gguf.len() != n * bb || !k.is_multiple_of(32) {
+        return Err(CudaError::shape(format!(
+            "{} GGUF bytes for a {rows} x {k} {}",
+            gguf.len(),
+            ty.name()
+        )));
+    }
+    let so = scales_offset(ty, rows, k)?;
+    let mut out = vec![0u8; packed_bytes(ty, rows, k)?];
     for (i, block) in gguf.chunks_exact(bb).enumerate() {
         // GGUF block: scales (d, then m for Q4_1) first, then the quants.
         out[so + i * sb..so + (i + 1) * sb].copy_from_slice(&block[..sb]);
         out[i * qb..(i + 1) * qb].copy_from_slice(&block[sb..]);
     }
-    out
+    Ok(out)
 }
 
 /// Q8 activations of `ncols` columns of `k` (see the module docs).
@@ -97,9 +103,13 @@ pub struct ActsQ8 {
 }
 
 /// Host reference of the activation quantization: x: (ncols, k) f32, k a multiple of 32.
-pub fn quantize_acts(x: &[f32], ncols: usize, k: usize) -> ActsQ8 {
-    assert_eq!(x.len(), ncols * k);
-    assert!(k.is_multiple_of(32));
+pub fn quantize_acts(x: &[f32], ncols: usize, k: usize) -> CudaResult<ActsQ8> {
+    if x.len() != ncols * k || !k.is_multiple_of(32) {
+        return Err(CudaError::shape(format!(
+            "{} values as {ncols} columns of {k}",
+            x.len()
+        )));
+    }
     let mut a = ActsQ8 {
         k,
         ncols,
@@ -121,7 +131,7 @@ pub fn quantize_acts(x: &[f32], ncols: usize, k: usize) -> ActsQ8 {
         a.d.push(d);
         a.sum.push(sum);
     }
-    a
+    Ok(a)
 }
 
 /// Host reference of the canonical dot product of packed weight row `r` and activation
@@ -133,11 +143,11 @@ pub fn dot_canonical(
     r: usize,
     acts: &ActsQ8,
     c: usize,
-) -> f32 {
+) -> CudaResult<f32> {
     let k = acts.k;
     let nb = k / 32;
-    let (qb, sb, _) = block_parts(ty);
-    let so = scales_offset(ty, rows, k);
+    let (qb, sb, _) = block_parts(ty)?;
+    let so = scales_offset(ty, rows, k)?;
     let mut total = 0.0f32;
     let mut seg = 0.0f32;
     for b in 0..nb {
@@ -169,7 +179,7 @@ pub fn dot_canonical(
             seg = 0.0;
         }
     }
-    total
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -195,16 +205,16 @@ mod tests {
                 .chunks(k)
                 .flat_map(|row| quantize_row(ty, row).unwrap())
                 .collect();
-            let packed = pack(ty, &gguf, rows, k);
-            assert_eq!(packed.len(), packed_bytes(ty, rows, k));
+            let packed = pack(ty, &gguf, rows, k).unwrap();
+            assert_eq!(packed.len(), packed_bytes(ty, rows, k).unwrap());
             let x = data(2 * k, 11);
-            let acts = quantize_acts(&x, 2, k);
+            let acts = quantize_acts(&x, 2, k).unwrap();
             for c in 0..2 {
                 let cpu = QuantizedActs::new(&x[c * k..(c + 1) * k]).unwrap();
                 for r in 0..rows {
                     let row = &gguf[r * gguf.len() / rows..(r + 1) * gguf.len() / rows];
                     let want = dot_row_q8_scalar(ty, row, &cpu);
-                    let got = dot_canonical(ty, &packed, rows, r, &acts, c);
+                    let got = dot_canonical(ty, &packed, rows, r, &acts, c).unwrap();
                     assert!(
                         (got - want).abs() <= 1e-5 * want.abs().max(1.0),
                         "{} row {r} col {c}: {got} vs {want}",
@@ -218,14 +228,14 @@ mod tests {
     #[test]
     fn activation_quantization_is_the_cpus() {
         let x = data(3 * 64, 3);
-        let acts = quantize_acts(&x, 3, 64);
+        let acts = quantize_acts(&x, 3, 64).unwrap();
         for c in 0..3 {
             let cpu = QuantizedActs::new(&x[c * 64..(c + 1) * 64]).unwrap();
             for b in 0..2 {
                 assert_eq!(acts.d[c * 2 + b], cpu.scale(b));
             }
         }
-        let zero = quantize_acts(&[0.0; 32], 1, 32);
+        let zero = quantize_acts(&[0.0; 32], 1, 32).unwrap();
         assert_eq!((zero.d[0], zero.sum[0]), (0.0, 0));
     }
 }

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use orcd_engine::EngineError;
+use crate::error::CudaResult;
 use orcd_engine::model::ModelConfig;
 
-use crate::ops::ActsQ8Dev;
+use crate::operand::Q8Acts;
 use crate::vram::{DeviceBuffer, Purpose, VramLedger};
 
 const ALIGN: u64 = 256;
@@ -55,7 +55,7 @@ pub struct Scratch {
     /// Q8 activations of one matrix input of the packed path, for T columns of the widest
     /// input (kmax = max(dim, q_dim, ffn_dim)): q (T, kmax) i8, d (T, kmax / 32) f32,
     /// sum (T, kmax / 32) i32 (`crate::packed`).
-    pub acts: ActsQ8Dev,
+    pub acts: Q8Acts,
     /// Bytes of the metadata block (4 arrays of T 4-byte values).
     pub meta_bytes: usize,
 }
@@ -104,7 +104,7 @@ impl Scratch {
         t: usize,
         r: usize,
         ledger: &Arc<VramLedger>,
-    ) -> Result<Scratch, EngineError> {
+    ) -> CudaResult<Scratch> {
         let sizes = Self::layout(c, t, r);
         let buffer = ledger.alloc(Self::bytes(c, t, r), Purpose::Scratch)?;
         buffer.fill_sync(0xFF)?;
@@ -139,7 +139,7 @@ impl Scratch {
             topk_count: at[15],
             pen_ids: at[16],
             pen_counts: at[17],
-            acts: ActsQ8Dev {
+            acts: Q8Acts {
                 q: at[18],
                 d: at[19],
                 sum: at[20],

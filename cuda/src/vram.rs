@@ -11,9 +11,9 @@ use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{result, sys};
-use orcd_engine::EngineError;
 
 use crate::driver::{GpuContext, check};
+use crate::error::{CudaError, CudaResult};
 
 /// What an allocation is for; `/health` reports bytes per purpose.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -60,13 +60,9 @@ impl VramLedger {
     }
 
     /// Allocate `bytes` of device memory (at least 1 byte) for `purpose`.
-    /// Out of memory becomes [`EngineError::InsufficientVram`] with the bytes asked for and
+    /// Out of memory becomes [`CudaError::OutOfMemory`] (the engine's `InsufficientVram`) with the bytes asked for and
     /// the bytes the device reported free.
-    pub fn alloc(
-        self: &Arc<Self>,
-        bytes: u64,
-        purpose: Purpose,
-    ) -> Result<DeviceBuffer, EngineError> {
+    pub fn alloc(self: &Arc<Self>, bytes: u64, purpose: Purpose) -> CudaResult<DeviceBuffer> {
         self.gpu.bind()?;
         let size = bytes.max(1);
         // SAFETY: a plain device allocation in the current context.
@@ -74,12 +70,12 @@ impl VramLedger {
             Ok(p) => p,
             Err(e) if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
                 let available = self.gpu.mem_info().map(|(free, _)| free).unwrap_or(0);
-                return Err(EngineError::InsufficientVram {
+                return Err(CudaError::OutOfMemory {
                     required: size,
                     available,
                 });
             }
-            Err(e) => return Err(check::<()>(Err(e), "cuMemAlloc").unwrap_err()),
+            Err(e) => return check(Err(e), "cuMemAlloc"),
         };
         self.lock().insert(ptr, (size, purpose));
         Ok(DeviceBuffer {
@@ -114,7 +110,7 @@ impl VramLedger {
 
     /// Check with the driver that every live allocation is plain device memory of this GPU's
     /// context (memory type DEVICE, not managed). Returns how many were checked.
-    pub fn verify_residency(&self) -> Result<usize, EngineError> {
+    pub fn verify_residency(&self) -> CudaResult<usize> {
         self.gpu.bind()?;
         let live: Vec<u64> = self.lock().keys().copied().collect();
         for &ptr in &live {
@@ -145,7 +141,7 @@ impl VramLedger {
                 "cuPointerGetAttribute(IS_MANAGED)",
             )?;
             if mem_type != sys::CUmemorytype::CU_MEMORYTYPE_DEVICE as u32 || managed != 0 {
-                return Err(EngineError::Cuda(format!(
+                return Err(CudaError::Buffer(format!(
                     "allocation {ptr:#x} is not plain device memory (memory type {mem_type}, managed {managed})"
                 )));
             }
@@ -170,9 +166,9 @@ impl DeviceBuffer {
     }
 
     /// The device address `offset` bytes in (checked against the size).
-    pub fn ptr_at(&self, offset: u64) -> Result<u64, EngineError> {
+    pub fn ptr_at(&self, offset: u64) -> CudaResult<u64> {
         if offset > self.bytes {
-            return Err(EngineError::Cuda(format!(
+            return Err(CudaError::Buffer(format!(
                 "offset {offset} past the end of a {}-byte buffer",
                 self.bytes
             )));
@@ -189,10 +185,10 @@ impl DeviceBuffer {
     }
 
     /// Copy `src` to `offset` bytes in, synchronously (setup paths; steps use the stream).
-    pub fn write_sync<T: Copy>(&self, offset: u64, src: &[T]) -> Result<(), EngineError> {
+    pub fn write_sync<T: Copy>(&self, offset: u64, src: &[T]) -> CudaResult<()> {
         let len = std::mem::size_of_val(src) as u64;
         if offset.checked_add(len).is_none_or(|end| end > self.bytes) {
-            return Err(EngineError::Cuda(format!(
+            return Err(CudaError::Buffer(format!(
                 "write of {len} bytes at {offset} past the end of a {}-byte buffer",
                 self.bytes
             )));
@@ -207,10 +203,10 @@ impl DeviceBuffer {
     }
 
     /// Copy `dst.len()` elements from `offset` bytes in, synchronously after the stream's work.
-    pub fn read_sync<T: Copy>(&self, offset: u64, dst: &mut [T]) -> Result<(), EngineError> {
+    pub fn read_sync<T: Copy>(&self, offset: u64, dst: &mut [T]) -> CudaResult<()> {
         let len = std::mem::size_of_val(dst) as u64;
         if offset.checked_add(len).is_none_or(|end| end > self.bytes) {
-            return Err(EngineError::Cuda(format!(
+            return Err(CudaError::Buffer(format!(
                 "read of {len} bytes at {offset} past the end of a {}-byte buffer",
                 self.bytes
             )));
@@ -225,7 +221,7 @@ impl DeviceBuffer {
 
     /// Fill every byte with `value`, synchronously (0xFF makes every f32 a NaN: scratch is
     /// poisoned this way so that a read of something no kernel wrote shows up in tests).
-    pub fn fill_sync(&self, value: u8) -> Result<(), EngineError> {
+    pub fn fill_sync(&self, value: u8) -> CudaResult<()> {
         self.ledger.gpu.bind()?;
         // SAFETY: the whole allocation, which we own.
         check(
@@ -262,7 +258,7 @@ pub struct PinnedBuffer {
 unsafe impl Send for PinnedBuffer {}
 
 impl PinnedBuffer {
-    pub fn new(gpu: &Arc<GpuContext>, bytes: usize) -> Result<PinnedBuffer, EngineError> {
+    pub fn new(gpu: &Arc<GpuContext>, bytes: usize) -> CudaResult<PinnedBuffer> {
         gpu.bind()?;
         // SAFETY: flags 0: page-locked, not mapped into the device's address space.
         let ptr = check(

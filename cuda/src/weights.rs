@@ -13,11 +13,13 @@ use std::sync::Arc;
 use cudarc::driver::result;
 use orcd_engine::EngineError;
 use orcd_engine::gguf::TensorInfo;
-use orcd_engine::model::Model;
+use orcd_engine::model::{FfnKind, Model};
 use orcd_engine::quant::GgmlType;
 
 use crate::driver::check;
+use crate::error::{CudaError, CudaResult};
 use crate::kernels::Kernels;
+use crate::operand::{GgufMatrix, PackedMatrix};
 use crate::ops::Ops;
 use crate::packed::{is_packed_type, packed_bytes};
 use crate::vram::{DeviceBuffer, PinnedBuffer, Purpose, VramLedger};
@@ -40,6 +42,56 @@ pub struct DevTensor {
     pub packed: bool,
 }
 
+/// A weight matrix in whichever layout it was uploaded in.
+#[derive(Copy, Clone, Debug)]
+pub enum Matrix {
+    Packed(PackedMatrix),
+    Gguf(GgufMatrix),
+}
+
+impl DevTensor {
+    /// The tensor as the matrix of its layout.
+    pub fn matrix(&self) -> Matrix {
+        let (ptr, ty, rows, cols) = (self.ptr, self.ty, self.rows, self.cols);
+        if self.packed {
+            Matrix::Packed(PackedMatrix {
+                ptr,
+                ty,
+                rows,
+                cols,
+            })
+        } else {
+            Matrix::Gguf(GgufMatrix {
+                ptr,
+                ty,
+                rows,
+                cols,
+            })
+        }
+    }
+
+    /// The tensor as a packed matrix, if it is stored packed.
+    pub fn as_packed(&self) -> Option<PackedMatrix> {
+        self.packed.then_some(PackedMatrix {
+            ptr: self.ptr,
+            ty: self.ty,
+            rows: self.rows,
+            cols: self.cols,
+        })
+    }
+
+    /// The tensor as a GGUF-layout matrix, if it is stored so (every vector is: f32 norms
+    /// and biases are never packed).
+    pub fn as_gguf(&self) -> Option<GgufMatrix> {
+        (!self.packed).then_some(GgufMatrix {
+            ptr: self.ptr,
+            ty: self.ty,
+            rows: self.rows,
+            cols: self.cols,
+        })
+    }
+}
+
 /// One layer's tensors on the device (see `orcd_engine::model::LayerWeights` for shapes).
 #[derive(Clone, Debug)]
 pub struct GpuLayer {
@@ -59,6 +111,13 @@ pub struct GpuLayer {
     pub ffn_up: DevTensor,
     pub ffn_down: DevTensor,
     pub post_ffw_norm: Option<DevTensor>,
+    /// LayerNorm biases (GPT-2) and projection biases (GPT-2; optional on Llama), each (rows) f32.
+    pub attn_norm_bias: Option<DevTensor>,
+    pub attn_output_bias: Option<DevTensor>,
+    pub ffn_norm_bias: Option<DevTensor>,
+    pub ffn_gate_bias: Option<DevTensor>,
+    pub ffn_up_bias: Option<DevTensor>,
+    pub ffn_down_bias: Option<DevTensor>,
 }
 
 /// All weights on the device.
@@ -69,7 +128,92 @@ pub struct GpuWeights {
     pub token_embd: DevTensor,
     pub output_norm: DevTensor,
     pub output: DevTensor,
+    /// The RoPE frequency factors (rope_dims / 2) f32 (Llama 3.1+, Phi-3), if the model has them.
+    pub rope_factors: Option<DevTensor>,
+    /// The final LayerNorm's bias (GPT-2).
+    pub output_norm_bias: Option<DevTensor>,
+    /// (context, dim): one learned row per position (GPT-2).
+    pub position_embd: Option<DevTensor>,
     pub layers: Vec<GpuLayer>,
+}
+
+/// Rows `r0..r0 + n` of GGUF tensor `t` as a tensor of its own, named `<name>[<part>]`: a
+/// fused projection (Phi-3's `attn_qkv` and gate+up `ffn_up`) is uploaded as its parts, each a
+/// matrix of its own (packed on its own when packing is on), so the forward pass runs the same
+/// ops as for split tensors. Each output row is the same dot product either way.
+fn row_slice(t: &TensorInfo, part: &str, r0: usize, n: usize) -> CudaResult<TensorInfo> {
+    let row_bytes =
+        t.ty.row_bytes(t.row_len())
+            .map_err(|e| CudaError::shape(e.to_string()))?;
+    if t.dims.len() == 1 {
+        // A bias vector: elements r0..r0 + n.
+        if r0 + n > t.row_len() || t.ty != GgmlType::F32 {
+            return Err(CudaError::shape(format!("part of the bias {}", t.name)));
+        }
+        return Ok(TensorInfo {
+            name: format!("{}[{part}]", t.name),
+            dims: vec![n as u64],
+            ty: t.ty,
+            offset: t.offset + (r0 * 4) as u64,
+            size: (n * 4) as u64,
+        });
+    }
+    if t.dims.len() != 2 || r0 + n > t.n_rows() {
+        return Err(CudaError::shape(format!(
+            "rows {r0}..{} of tensor {} ({:?})",
+            r0 + n,
+            t.name,
+            t.dims
+        )));
+    }
+    Ok(TensorInfo {
+        name: format!("{}[{part}]", t.name),
+        dims: vec![t.dims[0], n as u64],
+        ty: t.ty,
+        offset: t.offset + (r0 * row_bytes) as u64,
+        size: (n * row_bytes) as u64,
+    })
+}
+
+/// The parts of one fused tensor: (part name, rows).
+fn parts(t: &TensorInfo, sizes: &[(&str, usize)]) -> CudaResult<Vec<TensorInfo>> {
+    let mut r0 = 0;
+    let mut out = Vec::with_capacity(sizes.len());
+    for &(part, n) in sizes {
+        out.push(row_slice(t, part, r0, n)?);
+        r0 += n;
+    }
+    Ok(out)
+}
+
+/// Every tensor as the device holds it: the model's tensors with each fused projection
+/// replaced by its parts (q, k, v of `attn_qkv`; gate, up of a fused `ffn_up`).
+fn device_tensors(model: &Model) -> CudaResult<Vec<TensorInfo>> {
+    let c = &model.config;
+    let mut fused: Vec<(&str, Vec<TensorInfo>)> = Vec::new();
+    for l in &model.weights.layers {
+        let qkv_sizes = [("q", c.q_dim()), ("k", c.kv_dim()), ("v", c.kv_dim())];
+        for t in [&l.attn_qkv, &l.attn_qkv_bias].into_iter().flatten() {
+            fused.push((&t.name, parts(t, &qkv_sizes)?));
+        }
+        if c.ffn == FfnKind::FusedGateUp {
+            let sizes = [("gate", c.ffn_dim), ("up", c.ffn_dim)];
+            for t in [Some(&l.ffn_up), l.ffn_up_bias.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                fused.push((&t.name, parts(t, &sizes)?));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for t in model.weights.all() {
+        match fused.iter().find(|(n, _)| *n == t.name) {
+            Some((_, p)) => out.extend(p.iter().cloned()),
+            None => out.push(t.clone()),
+        }
+    }
+    Ok(out)
 }
 
 /// Whether tensor `t` is stored packed when packing is on.
@@ -78,21 +222,19 @@ fn packs(t: &TensorInfo) -> bool {
 }
 
 /// Device bytes of tensor `t` (unaligned).
-fn device_size(t: &TensorInfo, packed: bool) -> u64 {
+fn device_size(t: &TensorInfo, packed: bool) -> CudaResult<u64> {
     if packed && packs(t) {
-        packed_bytes(t.ty, t.n_rows(), t.row_len()) as u64
+        Ok(packed_bytes(t.ty, t.n_rows(), t.row_len())? as u64)
     } else {
-        t.size
+        Ok(t.size)
     }
 }
 
 /// Bytes the weights take on the device (each tensor aligned), packed or not.
-pub fn weights_bytes(model: &Model, packed: bool) -> u64 {
-    model
-        .weights
-        .all()
+pub fn weights_bytes(model: &Model, packed: bool) -> CudaResult<u64> {
+    device_tensors(model)?
         .iter()
-        .map(|t| device_size(t, packed).next_multiple_of(TENSOR_ALIGN))
+        .map(|t| Ok(device_size(t, packed)?.next_multiple_of(TENSOR_ALIGN)))
         .sum()
 }
 
@@ -104,9 +246,9 @@ impl GpuWeights {
         ledger: &Arc<VramLedger>,
         repack: Option<&Kernels>,
     ) -> Result<GpuWeights, EngineError> {
-        let all = model.weights.all();
+        let all = device_tensors(model)?;
         let packed = repack.is_some();
-        let total = weights_bytes(model, packed);
+        let total = weights_bytes(model, packed)?;
         let buffer = ledger.alloc(total, Purpose::Weights)?;
         // The GGUF bytes of a tensor to repack land here first.
         let temp_bytes = all
@@ -119,7 +261,7 @@ impl GpuWeights {
             None => None,
         };
         let mut staging = PinnedBuffer::new(ledger.gpu(), STAGING_BYTES)?;
-        let mut offsets: Vec<(String, u64)> = Vec::with_capacity(all.len());
+        let mut offsets: Vec<(TensorInfo, u64)> = Vec::with_capacity(all.len());
         let mut offset = 0u64;
         let mut done = 0u64;
         let mut next_report = 0u64; // next percentage to log
@@ -180,17 +322,18 @@ impl GpuWeights {
                     t.row_len(),
                 )?;
             }
-            offsets.push((t.name.clone(), offset));
-            offset += device_size(t, packed).next_multiple_of(TENSOR_ALIGN);
+            offsets.push((t.clone(), offset));
+            offset += device_size(t, packed)?.next_multiple_of(TENSOR_ALIGN);
         }
         gpu.synchronize()?;
         drop(temp);
         let base = buffer.ptr();
+        // The device tensor of this name (a fused tensor's part has its own shape).
         let find = |t: &TensorInfo| -> Result<DevTensor, EngineError> {
-            let off = offsets
+            let (t, off) = offsets
                 .iter()
-                .find(|(n, _)| *n == t.name)
-                .map(|(_, o)| *o)
+                .find(|(d, _)| d.name == t.name)
+                .map(|(d, o)| (d, *o))
                 .ok_or_else(|| EngineError::BadTensor {
                     tensor: t.name.clone(),
                     problem: "not uploaded".into(),
@@ -204,24 +347,65 @@ impl GpuWeights {
             })
         };
         let opt = |t: &Option<TensorInfo>| t.as_ref().map(&find).transpose();
+        // A projection, split in the file or a part of a fused one (`device_tensors`).
+        let part = |split: &Option<TensorInfo>, fused: Option<&TensorInfo>, name: &str| match (
+            split, fused,
+        ) {
+            (Some(t), _) => find(t),
+            (None, Some(f)) => find(&TensorInfo {
+                name: format!("{}[{name}]", f.name),
+                ..f.clone()
+            }),
+            (None, None) => Err(EngineError::BadTensor {
+                tensor: name.into(),
+                problem: "neither split nor fused in the file".into(),
+            }),
+        };
         let w = &model.weights;
+        let fused_up = model.config.ffn == FfnKind::FusedGateUp;
         let mut layers = Vec::with_capacity(w.layers.len());
         for l in &w.layers {
             layers.push(GpuLayer {
                 attn_norm: find(&l.attn_norm)?,
-                attn_q: find(&l.attn_q)?,
-                attn_k: find(&l.attn_k)?,
-                attn_v: find(&l.attn_v)?,
-                attn_q_bias: opt(&l.attn_q_bias)?,
-                attn_k_bias: opt(&l.attn_k_bias)?,
-                attn_v_bias: opt(&l.attn_v_bias)?,
+                attn_q: part(&l.attn_q, l.attn_qkv.as_ref(), "q")?,
+                attn_k: part(&l.attn_k, l.attn_qkv.as_ref(), "k")?,
+                attn_v: part(&l.attn_v, l.attn_qkv.as_ref(), "v")?,
+                attn_q_bias: match &l.attn_qkv_bias {
+                    Some(b) => Some(part(&None, Some(b), "q")?),
+                    None => opt(&l.attn_q_bias)?,
+                },
+                attn_k_bias: match &l.attn_qkv_bias {
+                    Some(b) => Some(part(&None, Some(b), "k")?),
+                    None => opt(&l.attn_k_bias)?,
+                },
+                attn_v_bias: match &l.attn_qkv_bias {
+                    Some(b) => Some(part(&None, Some(b), "v")?),
+                    None => opt(&l.attn_v_bias)?,
+                },
                 attn_q_norm: opt(&l.attn_q_norm)?,
                 attn_k_norm: opt(&l.attn_k_norm)?,
                 attn_output: find(&l.attn_output)?,
                 post_attention_norm: opt(&l.post_attention_norm)?,
                 ffn_norm: find(&l.ffn_norm)?,
-                ffn_gate: find(&l.ffn_gate)?,
-                ffn_up: find(&l.ffn_up)?,
+                ffn_gate: part(&l.ffn_gate, fused_up.then_some(&l.ffn_up), "gate")?,
+                attn_norm_bias: opt(&l.attn_norm_bias)?,
+                attn_output_bias: opt(&l.attn_output_bias)?,
+                ffn_norm_bias: opt(&l.ffn_norm_bias)?,
+                ffn_gate_bias: match (&l.ffn_gate_bias, fused_up, &l.ffn_up_bias) {
+                    (Some(b), _, _) => Some(find(b)?),
+                    (None, true, Some(ub)) => Some(part(&None, Some(ub), "gate")?),
+                    _ => None,
+                },
+                ffn_up_bias: match (fused_up, &l.ffn_up_bias) {
+                    (true, Some(ub)) => Some(part(&None, Some(ub), "up")?),
+                    (_, b) => opt(b)?,
+                },
+                ffn_down_bias: opt(&l.ffn_down_bias)?,
+                ffn_up: if fused_up {
+                    part(&None, Some(&l.ffn_up), "up")?
+                } else {
+                    find(&l.ffn_up)?
+                },
                 ffn_down: find(&l.ffn_down)?,
                 post_ffw_norm: opt(&l.post_ffw_norm)?,
             });
@@ -230,6 +414,9 @@ impl GpuWeights {
             token_embd: find(&w.token_embd)?,
             output_norm: find(&w.output_norm)?,
             output: find(&w.output)?,
+            rope_factors: opt(&w.rope_factors)?,
+            output_norm_bias: opt(&w.output_norm_bias)?,
+            position_embd: opt(&w.position_embd)?,
             layers,
             _buffer: buffer,
         })

@@ -11,11 +11,12 @@
 
 mod common;
 
-use common::{Gpu, Rng, rel_err};
+use common::{Gpu, Rng, rel_err, tokens as toks};
 use std::time::Instant;
 
 use orcd_cuda::DeviceBuffer;
-use orcd_cuda::ops::{AttnKernel, KvGeometry};
+use orcd_cuda::operand::KvLayer;
+use orcd_cuda::ops::{AttnKernel, AttnParams, KvGeometry};
 
 /// Index of the first element whose bits differ, if any.
 fn first_bit_difference(a: &[f32], b: &[f32]) -> Option<usize> {
@@ -85,11 +86,11 @@ impl Cache {
                 &c.geo(),
                 kd.ptr(),
                 vd.ptr(),
-                c.kc.ptr(),
-                c.vc.ptr(),
-                sd.ptr(),
-                pd.ptr(),
-                ntok,
+                KvLayer {
+                    k: c.kc.ptr(),
+                    v: c.vc.ptr(),
+                },
+                &toks(ntok, &pd, &sd),
             )
             .unwrap();
         c
@@ -120,18 +121,20 @@ impl Cache {
         let out = g.poisoned(idx.len() * row);
         let scale = 1.0 / (self.hd as f32).sqrt();
         g.ops()
-            .attention_with(
-                kernel,
+            .attention(
                 &self.geo(),
+                KvLayer {
+                    k: self.kc.ptr(),
+                    v: self.vc.ptr(),
+                },
                 qd.ptr(),
-                self.kc.ptr(),
-                self.vc.ptr(),
-                sd.ptr(),
-                pd.ptr(),
                 out.ptr(),
-                idx.len(),
-                window,
-                scale,
+                &toks(idx.len(), &pd, &sd),
+                AttnParams {
+                    kernel,
+                    window,
+                    scale,
+                },
             )
             .unwrap();
         g.down(&out, idx.len() * row)
@@ -377,18 +380,20 @@ fn attention_timings() {
         let scale = 1.0 / (hd as f32).sqrt();
         let run = |kernel: AttnKernel, out: &DeviceBuffer| {
             g.ops()
-                .attention_with(
-                    kernel,
+                .attention(
                     &geo,
+                    KvLayer {
+                        k: kc.ptr(),
+                        v: vc.ptr(),
+                    },
                     q.ptr(),
-                    kc.ptr(),
-                    vc.ptr(),
-                    sd.ptr(),
-                    pd.ptr(),
                     out.ptr(),
-                    ntok,
-                    0,
-                    scale,
+                    &toks(ntok, &pd, &sd),
+                    AttnParams {
+                        kernel,
+                        window: 0,
+                        scale,
+                    },
                 )
                 .unwrap()
         };

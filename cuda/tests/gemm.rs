@@ -8,10 +8,11 @@
 
 mod common;
 
-use common::{Gpu, Rng};
+use common::{Gpu, Rng, gguf_mat, pk_mat};
 use std::time::Instant;
 
 use orcd_cuda::DeviceBuffer;
+use orcd_cuda::operand::{OutView, Q8Acts};
 use orcd_cuda::ops::{GEMM_TILES as TILES, GemmTile};
 use orcd_cuda::packed::{self, ActsQ8};
 use orcd_engine::quant::{GgmlType, quantize_row};
@@ -31,6 +32,16 @@ fn up_acts(g: &Gpu, a: &ActsQ8) -> DevActs {
     }
 }
 
+impl DevActs {
+    fn acts(&self) -> Q8Acts {
+        Q8Acts {
+            q: self.q.ptr(),
+            d: self.d.ptr(),
+            sum: self.sum.ptr(),
+        }
+    }
+}
+
 /// want[c * n + r] = dot_canonical(r, c), on every core.
 fn reference(ty: GgmlType, packed: &[u8], n: usize, acts: &ActsQ8) -> Vec<f32> {
     let mut want = vec![0f32; acts.ncols * n];
@@ -41,7 +52,7 @@ fn reference(ty: GgmlType, packed: &[u8], n: usize, acts: &ActsQ8) -> Vec<f32> {
             s.spawn(move || {
                 for (i, o) in chunk.iter_mut().enumerate() {
                     let idx = ci * per + i;
-                    *o = packed::dot_canonical(ty, packed, n, idx % n, acts, idx / n);
+                    *o = packed::dot_canonical(ty, packed, n, idx % n, acts, idx / n).unwrap();
                 }
             });
         }
@@ -74,7 +85,7 @@ fn gemm_is_the_canonical_dot_bit_for_bit() {
             let gguf: Vec<u8> = (0..n)
                 .flat_map(|_| quantize_row(ty, &rng.vec(k, 1.0)).expect("quantize"))
                 .collect();
-            let wp = packed::pack(ty, &gguf, n, k);
+            let wp = packed::pack(ty, &gguf, n, k).unwrap();
             let w = g.up(&wp);
             for &ncols in colss {
                 // Columns of varied magnitude, one all zero (d = 0).
@@ -87,7 +98,7 @@ fn gemm_is_the_canonical_dot_bit_for_bit() {
                     };
                     x.extend(rng.vec(k, scale));
                 }
-                let acts = packed::quantize_acts(&x, ncols, k);
+                let acts = packed::quantize_acts(&x, ncols, k).unwrap();
                 let want = reference(ty, &wp, n, &acts);
                 let da = up_acts(&g, &acts);
                 // Split tiles: the automatic split and 2 and 3 CTAs a tile (uneven runs).
@@ -107,17 +118,14 @@ fn gemm_is_the_canonical_dot_bit_for_bit() {
                                 } else {
                                     splits
                                 },
-                                ty,
-                                w.ptr(),
-                                n,
-                                k,
-                                da.q.ptr(),
-                                da.d.ptr(),
-                                da.sum.ptr(),
+                                pk_mat(ty, &w, n, k),
+                                da.acts(),
                                 ncols,
-                                y.ptr(),
-                                stride,
-                                accumulate,
+                                OutView {
+                                    ptr: y.ptr(),
+                                    stride,
+                                    accumulate,
+                                },
                             )
                             .expect("launch");
                         let got: Vec<f32> = g.down(&y, ncols * stride);
@@ -177,8 +185,8 @@ fn time(g: &Gpu, mut f: impl FnMut()) -> f64 {
 
 /// Random packed weights with sane scales (f16 0.01 for d and m).
 fn random_packed(rng: &mut Rng, ty: GgmlType, n: usize, k: usize) -> Vec<u8> {
-    let mut w = rng.bytes(packed::packed_bytes(ty, n, k));
-    let so = packed::scales_offset(ty, n, k);
+    let mut w = rng.bytes(packed::packed_bytes(ty, n, k).unwrap());
+    let so = packed::scales_offset(ty, n, k).unwrap();
     for p in w[so..].chunks_exact_mut(2) {
         p.copy_from_slice(&0x211Fu16.to_le_bytes());
     }
@@ -224,7 +232,7 @@ fn gemm_timings() {
         let wp = random_packed(&mut rng, ty, n, k);
         let w = g.up(&wp);
         let x = rng.vec(max_cols * k, 1.0);
-        let acts = packed::quantize_acts(&x, max_cols, k);
+        let acts = packed::quantize_acts(&x, max_cols, k).unwrap();
         let da = up_acts(&g, &acts);
         let y = g.up(&vec![0f32; max_cols * n]);
         for ncols in [16usize, 32, 64, 512] {
@@ -256,17 +264,10 @@ fn gemm_timings() {
                         .gemm_q8_split(
                             tile,
                             splits,
-                            ty,
-                            w.ptr(),
-                            n,
-                            k,
-                            da.q.ptr(),
-                            da.d.ptr(),
-                            da.sum.ptr(),
+                            pk_mat(ty, &w, n, k),
+                            da.acts(),
                             ncols,
-                            y.ptr(),
-                            n,
-                            false,
+                            OutView::write(y.ptr(), n),
                         )
                         .is_ok()
                 });
@@ -306,7 +307,7 @@ fn gemm_timings() {
         let wg = g.up(&rng.bytes(n * ty.row_bytes(k).expect("row bytes")));
         let cols = 64;
         let x = rng.vec(cols * k, 1.0);
-        let acts = packed::quantize_acts(&x, cols, k);
+        let acts = packed::quantize_acts(&x, cols, k).unwrap();
         let da = up_acts(&g, &acts);
         let xf = g.up(&x);
         let y = g.up(&vec![0f32; cols * n]);
@@ -314,23 +315,21 @@ fn gemm_timings() {
             let tg = time(&g, || {
                 g.ops()
                     .gemm_q8(
-                        ty,
-                        w.ptr(),
-                        n,
-                        k,
-                        da.q.ptr(),
-                        da.d.ptr(),
-                        da.sum.ptr(),
+                        pk_mat(ty, &w, n, k),
+                        da.acts(),
                         ncols,
-                        y.ptr(),
-                        n,
-                        false,
+                        OutView::write(y.ptr(), n),
                     )
                     .expect("launch")
             });
             let tm = time(&g, || {
                 g.ops()
-                    .matmul(ty, wg.ptr(), xf.ptr(), y.ptr(), n, k, ncols, n)
+                    .matmul(
+                        gguf_mat(ty, &wg, n, k),
+                        xf.ptr(),
+                        ncols,
+                        OutView::write(y.ptr(), n),
+                    )
                     .expect("launch")
             });
             eprintln!(

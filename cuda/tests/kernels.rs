@@ -9,8 +9,9 @@
 
 mod common;
 
-use common::{Gpu, Rng, rel_err};
-use orcd_cuda::ops::{KvGeometry, RopeStyle};
+use common::{Gpu, Rng, gguf_mat, norm, rel_err, tokens};
+use orcd_cuda::operand::{GateAct, Glu, KvLayer, LogitsRow, OutView, Penalties, TopKOut};
+use orcd_cuda::ops::{AttnKernel, AttnParams, KvGeometry, QkNorm, Qkv, Rope, RopeScale, RopeStyle};
 use orcd_cuda::{DeviceBuffer, Purpose};
 use orcd_engine::cpu::ops as cpu;
 use orcd_engine::device::host_logits;
@@ -40,7 +41,12 @@ fn matmul_matches_the_cpu_for_every_weight_type() {
             let xd = g.up(&x);
             let yd = g.poisoned(ncols * stride);
             g.ops()
-                .matmul(ty, w.ptr(), xd.ptr(), yd.ptr(), n, k, ncols, stride)
+                .matmul(
+                    gguf_mat(ty, &w, n, k),
+                    xd.ptr(),
+                    ncols,
+                    OutView::write(yd.ptr(), stride),
+                )
                 .expect("launch");
             let y: Vec<f32> = g.down(&yd, ncols * stride);
             let mut got = Vec::new();
@@ -82,7 +88,13 @@ fn embedding_rows_match_the_cpu_for_every_type() {
         let td = g.up(&tokens);
         let out = g.poisoned(tokens.len() * dim);
         g.ops()
-            .embed(ty, w.ptr(), td.ptr(), out.ptr(), tokens.len(), dim, 1.5)
+            .embed(
+                gguf_mat(ty, &w, vocab, dim),
+                td.ptr(),
+                tokens.len(),
+                out.ptr(),
+                1.5,
+            )
             .expect("launch");
         let got: Vec<f32> = g.down(&out, tokens.len() * dim);
         let want: Vec<f32> = tokens
@@ -178,14 +190,16 @@ fn rope_matches_the_cpu_in_both_styles() {
         g.ops()
             .rope(
                 xd.ptr(),
-                pd.ptr(),
-                ntok,
+                &tokens(ntok, &pd, &pd),
                 heads,
                 hd,
-                n_rot,
-                base,
-                fscale,
-                style,
+                &Rope {
+                    n_rot,
+                    base,
+                    freq_scale: fscale,
+                    style,
+                    scale: RopeScale::NONE,
+                },
             )
             .unwrap();
         let mut want = x.clone();
@@ -278,11 +292,11 @@ fn paged_attention_matches_the_cpu() {
                 &geo,
                 kd.ptr(),
                 vd.ptr(),
-                kc.ptr(),
-                vc.ptr(),
-                sd.ptr(),
-                pd.ptr(),
-                ntok,
+                KvLayer {
+                    k: kc.ptr(),
+                    v: vc.ptr(),
+                },
+                &tokens(ntok, &pd, &sd),
             )
             .unwrap();
         let out = g.poisoned(ntok * n_heads * hd);
@@ -290,15 +304,18 @@ fn paged_attention_matches_the_cpu() {
         g.ops()
             .attention(
                 &geo,
+                KvLayer {
+                    k: kc.ptr(),
+                    v: vc.ptr(),
+                },
                 qd.ptr(),
-                kc.ptr(),
-                vc.ptr(),
-                sd.ptr(),
-                pd.ptr(),
                 out.ptr(),
-                ntok,
-                window,
-                scale,
+                &tokens(ntok, &pd, &sd),
+                AttnParams {
+                    kernel: AttnKernel::Auto,
+                    window,
+                    scale,
+                },
             )
             .unwrap();
         let got: Vec<f32> = g.down(&out, ntok * n_heads * hd);
@@ -378,13 +395,26 @@ fn logits_argmax_top_k_and_penalties_match_the_host() {
     let count = g.up(&[0u32; 1]);
     for row in 0..rows {
         let host = &logits[row * vocab..(row + 1) * vocab];
-        g.ops().argmax(ld.ptr(), row, vocab, out.ptr()).unwrap();
+        let lrow = LogitsRow {
+            logits: ld.ptr(),
+            row,
+            vocab,
+        };
+        g.ops().argmax(lrow, out.ptr()).unwrap();
         let o: Vec<u32> = g.down(&out, 2);
         let want = host_logits::argmax(host);
         assert_eq!((o[0], f32::from_bits(o[1])), want, "argmax row {row}");
         for k in [1usize, 2, 10, 40, 61, 1000] {
             g.ops()
-                .top_k(ld.ptr(), row, vocab, k, ids.ptr(), vals.ptr(), count.ptr())
+                .top_k(
+                    lrow,
+                    k,
+                    TopKOut {
+                        ids: ids.ptr(),
+                        vals: vals.ptr(),
+                        count: count.ptr(),
+                    },
+                )
                 .unwrap();
             let n = g.down::<u32>(&count, 1)[0] as usize;
             let i: Vec<u32> = g.down(&ids, n);
@@ -405,15 +435,19 @@ fn logits_argmax_top_k_and_penalties_match_the_host() {
     let (pidd, pcntd) = (g.up(&pid), g.up(&pcnt));
     g.ops()
         .penalize(
-            ld.ptr(),
-            2,
-            vocab,
+            LogitsRow {
+                logits: ld.ptr(),
+                row: 2,
+                vocab,
+            },
             pidd.ptr(),
             pcntd.ptr(),
             pid.len(),
-            1.3,
-            0.2,
-            0.1,
+            Penalties {
+                repeat: 1.3,
+                frequency: 0.2,
+                presence: 0.1,
+            },
         )
         .unwrap();
     let mut want = logits[2 * vocab..].to_vec();
@@ -439,7 +473,7 @@ fn every_allocation_is_device_memory_and_accounted() {
     assert_eq!(g.ledger.report().total(), 0);
     // Far more than any card has: a typed error, not a panic.
     match g.ledger.alloc(1 << 50, Purpose::Scratch) {
-        Err(orcd_engine::EngineError::InsufficientVram {
+        Err(orcd_cuda::CudaError::OutOfMemory {
             required,
             available,
         }) => {
@@ -488,9 +522,9 @@ fn fused_matmuls_match_the_cpu_for_every_weight_type() {
         let ws: Vec<DeviceBuffer> = mats.iter().map(|(b, _)| g.up(b)).collect();
         let ns = [37usize, 13, 6];
         let ys: Vec<DeviceBuffer> = ns.iter().map(|&n| g.poisoned(ncols * n)).collect();
-        let parts = [0, 1, 2].map(|i| (ws[i].ptr(), ys[i].ptr(), ns[i]));
+        let parts = [0, 1, 2].map(|i| (gguf_mat(ty, &ws[i], ns[i], k), ys[i].ptr()));
         g.ops()
-            .matmul3(ty, parts, xd.ptr(), k, ncols, None)
+            .matmul3(parts, xd.ptr(), ncols, None)
             .expect("launch");
         for i in 0..3 {
             let e = rel_err(&g.down(&ys[i], ncols * ns[i]), &dots(&mats[i].1, ns[i]));
@@ -516,7 +550,7 @@ fn fused_matmuls_match_the_cpu_for_every_weight_type() {
             out
         };
         g.ops()
-            .matmul3(ty, parts, xd.ptr(), k, ncols, Some((nwd.ptr(), 1e-5)))
+            .matmul3(parts, xd.ptr(), ncols, Some(norm(&nwd, 1e-5)))
             .expect("launch");
         for i in 0..3 {
             let e = rel_err(&g.down(&ys[i], ncols * ns[i]), &dots_n(&mats[i].1, ns[i]));
@@ -527,7 +561,12 @@ fn fused_matmuls_match_the_cpu_for_every_weight_type() {
         let y0 = rng.vec(ncols * 37, 1.0);
         let yd = g.up(&y0);
         g.ops()
-            .matmul_add(ty, ws[0].ptr(), xd.ptr(), yd.ptr(), 37, k, ncols, 37)
+            .matmul(
+                gguf_mat(ty, &ws[0], 37, k),
+                xd.ptr(),
+                ncols,
+                OutView::add(yd.ptr(), 37),
+            )
             .expect("launch");
         let want: Vec<f32> = dots(&mats[0].1, 37)
             .iter()
@@ -540,16 +579,15 @@ fn fused_matmuls_match_the_cpu_for_every_weight_type() {
         let out = g.poisoned(ncols * 13);
         g.ops()
             .matmul_glu(
-                ty,
-                ws[1].ptr(),
-                ws[1].ptr(),
+                Glu {
+                    gate: gguf_mat(ty, &ws[1], 13, k),
+                    up: gguf_mat(ty, &ws[1], 13, k),
+                    act: GateAct::Silu,
+                },
                 xd.ptr(),
-                out.ptr(),
-                13,
-                k,
                 ncols,
-                false,
-                Some((nwd.ptr(), 1e-5)),
+                out.ptr(),
+                Some(norm(&nwd, 1e-5)),
             )
             .expect("launch");
         let gn = dots_n(&mats[1].1, 13);
@@ -570,15 +608,18 @@ fn fused_matmuls_match_the_cpu_for_every_weight_type() {
             let out = g.poisoned(ncols * n);
             g.ops()
                 .matmul_glu(
-                    ty,
-                    ws[1].ptr(),
-                    ws[0].ptr(),
+                    Glu {
+                        gate: gguf_mat(ty, &ws[1], n, k),
+                        up: gguf_mat(ty, &ws[0], n, k),
+                        act: if gelu {
+                            GateAct::GeluTanh
+                        } else {
+                            GateAct::Silu
+                        },
+                    },
                     xd.ptr(),
-                    out.ptr(),
-                    n,
-                    k,
                     ncols,
-                    gelu,
+                    out.ptr(),
                     None,
                 )
                 .expect("launch");
@@ -608,7 +649,7 @@ fn add_rms_norm_matches_the_cpu() {
     let (xd, yd, wd) = (g.up(&x), g.up(&y), g.up(&w));
     let out = g.poisoned(rows * n);
     g.ops()
-        .add_rms_norm(xd.ptr(), yd.ptr(), wd.ptr(), out.ptr(), rows, n, 1e-5)
+        .add_rms_norm(xd.ptr(), yd.ptr(), out.ptr(), rows, n, norm(&wd, 1e-5))
         .unwrap();
     let sum: Vec<f32> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
     assert_eq!(g.down::<f32>(&xd, rows * n), sum);
@@ -661,28 +702,40 @@ fn rope_qk_store_matches_the_cpu() {
             head_dim: hd,
         };
         let nw = if norms {
-            (qnd.ptr(), knd.ptr())
+            QkNorm {
+                q: qnd.ptr(),
+                k: knd.ptr(),
+                eps: 1e-6,
+            }
         } else {
-            (0, 0)
+            QkNorm {
+                q: 0,
+                k: 0,
+                eps: 1e-6,
+            }
         };
         let base = 10_000.0f32;
         g.ops()
             .rope_qk_store(
                 &geo,
-                qd.ptr(),
-                kd.ptr(),
-                vd.ptr(),
-                kc.ptr(),
-                vc.ptr(),
-                sd.ptr(),
-                pd.ptr(),
+                Qkv {
+                    q: qd.ptr(),
+                    k: kd.ptr(),
+                    v: vd.ptr(),
+                },
+                KvLayer {
+                    k: kc.ptr(),
+                    v: vc.ptr(),
+                },
+                &tokens(ntok, &pd, &sd),
                 nw,
-                1e-6,
-                ntok,
-                hd,
-                base,
-                1.0,
-                style,
+                &Rope {
+                    n_rot: hd,
+                    base,
+                    freq_scale: 1.0,
+                    style,
+                    scale: RopeScale::NONE,
+                },
             )
             .unwrap();
         // CPU: norm each head, rotate.

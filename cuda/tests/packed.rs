@@ -13,11 +13,12 @@
 
 mod common;
 
-use common::{Gpu, Rng};
+use common::{Gpu, Rng, gguf_mat, norm, pk_mat};
 
 use orcd_cuda::DeviceBuffer;
 use orcd_cuda::graph::GraphCache;
-use orcd_cuda::ops::{ActsQ8Dev, PkKernel};
+use orcd_cuda::operand::{GateAct, Glu, OutView, Q8Acts};
+use orcd_cuda::ops::{PackedPart, PkKernel};
 use orcd_cuda::packed::{self, ActsQ8};
 use orcd_engine::quant::{GgmlType, quantize_row};
 
@@ -36,7 +37,7 @@ fn alts(ty: GgmlType) -> &'static [&'static str] {
 /// GGUF bytes repacked on the GPU.
 fn repacked(g: &Gpu, ty: GgmlType, gguf: &[u8], rows: usize, k: usize) -> DeviceBuffer {
     let src = g.up(gguf);
-    let dst = g.poisoned_bytes(packed::packed_bytes(ty, rows, k));
+    let dst = g.poisoned_bytes(packed::packed_bytes(ty, rows, k).unwrap());
     g.ops()
         .repack(ty, src.ptr(), dst.ptr(), rows, k)
         .expect("repack");
@@ -46,12 +47,12 @@ fn repacked(g: &Gpu, ty: GgmlType, gguf: &[u8], rows: usize, k: usize) -> Device
 /// Q8 activations on the device: (q, d, sum) buffers and their addresses.
 struct DevActs {
     _bufs: [DeviceBuffer; 3],
-    acts: ActsQ8Dev,
+    acts: Q8Acts,
 }
 
 fn up_acts(g: &Gpu, a: &ActsQ8) -> DevActs {
     let (q, d, s) = (g.up(&a.q), g.up(&a.d), g.up(&a.sum));
-    let acts = ActsQ8Dev {
+    let acts = Q8Acts {
         q: q.ptr(),
         d: d.ptr(),
         sum: s.ptr(),
@@ -81,11 +82,11 @@ fn repack_matches_the_host_pack() {
     for ty in TYPES {
         for (rows, k) in [(37, 576), (5, 14336), (3, 32 * 37)] {
             let gguf = gguf_matrix(&mut rng, ty, rows, k);
-            let want = packed::pack(ty, &gguf, rows, k);
+            let want = packed::pack(ty, &gguf, rows, k).unwrap();
             let dst = repacked(&g, ty, &gguf, rows, k);
             let got: Vec<u8> = g.down(&dst, want.len());
             // Padding between the regions is not part of the layout.
-            let so = packed::scales_offset(ty, rows, k);
+            let so = packed::scales_offset(ty, rows, k).unwrap();
             let qbytes = rows * (k / 32) * if ty == GgmlType::Q8_0 { 32 } else { 16 };
             assert_eq!(
                 got[..qbytes],
@@ -118,7 +119,7 @@ fn activation_quantization_is_the_hosts_bit_for_bit() {
             g.poisoned_bytes(ncols * nb * 4),
             g.poisoned_bytes(ncols * nb * 4),
         ];
-        let acts = ActsQ8Dev {
+        let acts = Q8Acts {
             q: out[0].ptr(),
             d: out[1].ptr(),
             sum: out[2].ptr(),
@@ -132,7 +133,7 @@ fn activation_quantization_is_the_hosts_bit_for_bit() {
             assert_eq!(s, want.sum, "{what} sum, k {k}");
         };
         g.ops().quantize_q8(xd.ptr(), k, ncols, None, acts).unwrap();
-        check(&packed::quantize_acts(&x, ncols, k), "plain");
+        check(&packed::quantize_acts(&x, ncols, k).unwrap(), "plain");
         // With the norm: the rms_norm kernel's output, quantized on the host.
         let x = rng.vec(ncols * k, 2.0);
         let xd = g.up(&x);
@@ -143,9 +144,9 @@ fn activation_quantization_is_the_hosts_bit_for_bit() {
             .unwrap();
         let xn: Vec<f32> = g.down(&normed, ncols * k);
         g.ops()
-            .quantize_q8(xd.ptr(), k, ncols, Some((nw.ptr(), 1e-5)), acts)
+            .quantize_q8(xd.ptr(), k, ncols, Some(norm(&nw, 1e-5)), acts)
             .unwrap();
-        check(&packed::quantize_acts(&xn, ncols, k), "normed");
+        check(&packed::quantize_acts(&xn, ncols, k).unwrap(), "normed");
     }
 }
 
@@ -157,7 +158,9 @@ const NCOLS: [usize; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 13];
 /// The canonical dots of every row of `packed` (rows x k) and column of `acts`: (ncols, rows).
 fn host_dots(ty: GgmlType, packed: &[u8], rows: usize, acts: &ActsQ8) -> Vec<f32> {
     (0..acts.ncols)
-        .flat_map(|c| (0..rows).map(move |r| packed::dot_canonical(ty, packed, rows, r, acts, c)))
+        .flat_map(|c| {
+            (0..rows).map(move |r| packed::dot_canonical(ty, packed, rows, r, acts, c).unwrap())
+        })
         .collect()
 }
 
@@ -171,9 +174,9 @@ fn matmul_packed_is_the_canonical_dot_bit_for_bit() {
     for ty in TYPES {
         for k in KS {
             let gguf = gguf_matrix(&mut rng, ty, n, k);
-            let host = packed::pack(ty, &gguf, n, k);
+            let host = packed::pack(ty, &gguf, n, k).unwrap();
             let w = repacked(&g, ty, &gguf, n, k);
-            let acts = packed::quantize_acts(&rng.vec(maxc * k, 1.0), maxc, k);
+            let acts = packed::quantize_acts(&rng.vec(maxc * k, 1.0), maxc, k).unwrap();
             let want = host_dots(ty, &host, n, &acts);
             let da = up_acts(&g, &acts);
             let ys = n + 3;
@@ -187,17 +190,12 @@ fn matmul_packed_is_the_canonical_dot_bit_for_bit() {
                         let y = g.poisoned_bytes(ncols * ys * 4);
                         g.ops()
                             .matmul_packed(
-                                ty,
-                                w.ptr(),
-                                n,
-                                k,
+                                pk_mat(ty, &w, n, k),
                                 da.acts,
                                 ncols,
-                                y.ptr(),
-                                ys,
-                                false,
-                                warps,
+                                OutView::write(y.ptr(), ys),
                                 kernel,
+                                warps,
                             )
                             .unwrap();
                         let got: Vec<f32> = g.down(&y, ncols * ys);
@@ -217,17 +215,12 @@ fn matmul_packed_is_the_canonical_dot_bit_for_bit() {
                     let y = g.up(&y0);
                     g.ops()
                         .matmul_packed(
-                            ty,
-                            w.ptr(),
-                            n,
-                            k,
+                            pk_mat(ty, &w, n, k),
                             da.acts,
                             ncols,
-                            y.ptr(),
-                            ys,
-                            true,
-                            None,
+                            OutView::add(y.ptr(), ys),
                             kernel,
+                            None,
                         )
                         .unwrap();
                     let got: Vec<f32> = g.down(&y, ncols * ys);
@@ -261,7 +254,7 @@ fn fused_packed_matmuls_are_the_canonical_dot_bit_for_bit() {
     let maxc = *NCOLS.iter().max().unwrap();
     for ty in TYPES {
         for k in KS {
-            let acts = packed::quantize_acts(&rng.vec(maxc * k, 1.0), maxc, k);
+            let acts = packed::quantize_acts(&rng.vec(maxc * k, 1.0), maxc, k).unwrap();
             let da = up_acts(&g, &acts);
             // Three parts (q, k, v).
             let ns = [41usize, 9, 9];
@@ -270,7 +263,7 @@ fn fused_packed_matmuls_are_the_canonical_dot_bit_for_bit() {
                 .map(|&n| {
                     let gguf = gguf_matrix(&mut rng, ty, n, k);
                     let w = repacked(&g, ty, &gguf, n, k);
-                    (packed::pack(ty, &gguf, n, k), w)
+                    (packed::pack(ty, &gguf, n, k).unwrap(), w)
                 })
                 .collect();
             let wants: Vec<Vec<f32>> = (0..3)
@@ -290,12 +283,14 @@ fn fused_packed_matmuls_are_the_canonical_dot_bit_for_bit() {
                             .iter()
                             .map(|&n| g.poisoned_bytes(ncols * n * 4))
                             .collect();
-                        let parts = [0, 1, 2].map(|i| (mats[i].1.ptr(), ys[i].ptr(), ns[i]));
                         let biased = |i: usize| with_bias && i != 1;
-                        let biases =
-                            [0, 1, 2].map(|i| if biased(i) { bias_dev[i].ptr() } else { 0 });
+                        let parts = [0, 1, 2].map(|i| PackedPart {
+                            w: pk_mat(ty, &mats[i].1, ns[i], k),
+                            y: ys[i].ptr(),
+                            bias: if biased(i) { bias_dev[i].ptr() } else { 0 },
+                        });
                         g.ops()
-                            .matmul3_packed(ty, parts, biases, k, da.acts, ncols, kernel)
+                            .matmul3_packed(parts, da.acts, ncols, kernel)
                             .unwrap();
                         for i in 0..3 {
                             let got: Vec<f32> = g.down(&ys[i], ncols * ns[i]);
@@ -327,7 +322,12 @@ fn fused_packed_matmuls_are_the_canonical_dot_bit_for_bit() {
                 );
                 for (w, y) in [(&wg, &gy), (&wu, &uy)] {
                     g.ops()
-                        .linear_packed(ty, w.ptr(), n, k, da.acts, ncols, y.ptr(), n, false)
+                        .linear_packed(
+                            pk_mat(ty, w, n, k),
+                            da.acts,
+                            ncols,
+                            OutView::write(y.ptr(), n),
+                        )
                         .unwrap();
                 }
                 for gelu in [false, true] {
@@ -349,15 +349,18 @@ fn fused_packed_matmuls_are_the_canonical_dot_bit_for_bit() {
                         let out = g.poisoned_bytes(ncols * n * 4);
                         g.ops()
                             .matmul_glu_packed(
-                                ty,
-                                wg.ptr(),
-                                wu.ptr(),
-                                n,
-                                k,
+                                Glu {
+                                    gate: pk_mat(ty, &wg, n, k),
+                                    up: pk_mat(ty, &wu, n, k),
+                                    act: if gelu {
+                                        GateAct::GeluTanh
+                                    } else {
+                                        GateAct::Silu
+                                    },
+                                },
                                 da.acts,
                                 ncols,
                                 out.ptr(),
-                                gelu,
                                 kernel,
                             )
                             .unwrap();
@@ -398,17 +401,20 @@ fn packed_embedding_is_the_gguf_embedding() {
                 g.poisoned_bytes(tokens.len() * dim * 4),
             );
             g.ops()
-                .embed(ty, raw.ptr(), toks.ptr(), a.ptr(), tokens.len(), dim, scale)
+                .embed(
+                    gguf_mat(ty, &raw, vocab, dim),
+                    toks.ptr(),
+                    tokens.len(),
+                    a.ptr(),
+                    scale,
+                )
                 .unwrap();
             g.ops()
                 .embed_packed(
-                    ty,
-                    w.ptr(),
-                    vocab,
+                    pk_mat(ty, &w, vocab, dim),
                     toks.ptr(),
-                    b.ptr(),
                     tokens.len(),
-                    dim,
+                    b.ptr(),
                     scale,
                 )
                 .unwrap();
@@ -624,7 +630,10 @@ fn packed_kernel_timings() {
             Shape::Three { kv, .. } => vec![n, kv, kv],
             Shape::Glu => vec![n, n],
         };
-        let bytes: usize = dims.iter().map(|&r| packed::packed_bytes(ty, r, k)).sum();
+        let bytes: usize = dims
+            .iter()
+            .map(|&r| packed::packed_bytes(ty, r, k).unwrap())
+            .sum();
         let copies = (200_000_000usize.div_ceil(bytes)).clamp(1, 24);
         let mats: Vec<Vec<DeviceBuffer>> = dims
             .iter()
@@ -643,7 +652,7 @@ fn packed_kernel_timings() {
                 g.poisoned_bytes(ncols * nb * 4),
                 g.poisoned_bytes(ncols * nb * 4),
             ];
-            let acts = ActsQ8Dev {
+            let acts = Q8Acts {
                 q: qb[0].ptr(),
                 d: qb[1].ptr(),
                 sum: qb[2].ptr(),
@@ -657,36 +666,32 @@ fn packed_kernel_timings() {
                     match shape {
                         Shape::Plain => ops
                             .matmul_packed(
-                                ty,
-                                mats[0][m].ptr(),
-                                n,
-                                k,
+                                pk_mat(ty, &mats[0][m], n, k),
                                 acts,
                                 ncols,
-                                ys[0].ptr(),
-                                n,
-                                false,
-                                None,
+                                OutView::write(ys[0].ptr(), n),
                                 kernel,
+                                None,
                             )
                             .unwrap(),
                         Shape::Three { bias, .. } => {
-                            let parts = [0, 1, 2].map(|j| (mats[j][m].ptr(), ys[j].ptr(), dims[j]));
-                            let b = [0, 1, 2].map(|j| if bias { biases[j].ptr() } else { 0 });
-                            ops.matmul3_packed(ty, parts, b, k, acts, ncols, kernel)
-                                .unwrap()
+                            let parts = [0, 1, 2].map(|j| PackedPart {
+                                w: pk_mat(ty, &mats[j][m], dims[j], k),
+                                y: ys[j].ptr(),
+                                bias: if bias { biases[j].ptr() } else { 0 },
+                            });
+                            ops.matmul3_packed(parts, acts, ncols, kernel).unwrap()
                         }
                         Shape::Glu => ops
                             .matmul_glu_packed(
-                                ty,
-                                mats[0][m].ptr(),
-                                mats[1][m].ptr(),
-                                n,
-                                k,
+                                Glu {
+                                    gate: pk_mat(ty, &mats[0][m], n, k),
+                                    up: pk_mat(ty, &mats[1][m], n, k),
+                                    act: GateAct::Silu,
+                                },
                                 acts,
                                 ncols,
                                 ys[0].ptr(),
-                                false,
                                 kernel,
                             )
                             .unwrap(),

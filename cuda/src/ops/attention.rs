@@ -1,14 +1,14 @@
 //! The paged KV cache's write and the attention over it (`attention.cu`).
 
-use orcd_engine::EngineError;
-
 use std::sync::OnceLock;
 
 use cudarc::driver::sys;
 
 use super::{Ops, int};
 use crate::driver::GpuContext;
+use crate::error::{CudaError, CudaResult};
 use crate::kernels::{Arg, launch, shape};
+use crate::operand::{KvLayer, Tokens};
 
 /// Where the KV cache's rows are: the page table and the heads' geometry.
 #[derive(Copy, Clone, Debug)]
@@ -37,17 +37,15 @@ impl Ops<'_> {
         geo: &KvGeometry,
         k: u64,
         v: u64,
-        kc: u64,
-        vc: u64,
-        slot: u64,
-        pos: u64,
-        ntok: usize,
-    ) -> Result<(), EngineError> {
+        cache: KvLayer,
+        tokens: &Tokens,
+    ) -> CudaResult<()> {
+        let (kc, vc, slot, pos) = (cache.k, cache.v, tokens.slot, tokens.pos);
         let f = self.k.get("kv_write_f32")?;
         launch(
             self.gpu,
             f,
-            (int(ntok, "tokens")? as u32, 1, 1),
+            (int(tokens.n, "tokens")? as u32, 1, 1),
             (shape::KV_THREADS, 1, 1),
             &[
                 Arg::Ptr(k),
@@ -66,61 +64,32 @@ impl Ops<'_> {
     }
 
     /// Causal attention of each new token over its slot's cached positions 0..=pos (or the
-    /// last `window` of them when window > 0), by the kernel the shape picks
-    /// ([`AttnKernel::Auto`]).
-    /// q, out: (ntok, n_heads, head_dim) f32;  slot, pos: (ntok) i32.
+    /// last `p.window` of them when it is > 0), through the kernel `p.kernel` names
+    /// ([`AttnKernel::Auto`]: the shape picks). Every kernel but the reference gives the same
+    /// bits for a token whatever the step holds (see `attention.cu`).
+    /// q, out: (ntok, n_heads, head_dim) f32.
     pub fn attention(
         &self,
         geo: &KvGeometry,
+        cache: KvLayer,
         q: u64,
-        kc: u64,
-        vc: u64,
-        slot: u64,
-        pos: u64,
         out: u64,
-        ntok: usize,
-        window: usize,
-        scale: f32,
-    ) -> Result<(), EngineError> {
-        self.attention_with(
-            AttnKernel::Auto,
-            geo,
-            q,
-            kc,
-            vc,
-            slot,
-            pos,
-            out,
-            ntok,
+        tokens: &Tokens,
+        p: AttnParams,
+    ) -> CudaResult<()> {
+        let (kc, vc, slot, pos, ntok) = (cache.k, cache.v, tokens.slot, tokens.pos, tokens.n);
+        let AttnParams {
+            kernel,
             window,
             scale,
-        )
-    }
-
-    /// [`Ops::attention`] through a chosen kernel. Every kernel but the reference gives the
-    /// same bits for a token whatever the step holds (see `attention.cu`).
-    /// q, out: (ntok, n_heads, head_dim) f32;  slot, pos: (ntok) i32.
-    pub fn attention_with(
-        &self,
-        kernel: AttnKernel,
-        geo: &KvGeometry,
-        q: u64,
-        kc: u64,
-        vc: u64,
-        slot: u64,
-        pos: u64,
-        out: u64,
-        ntok: usize,
-        window: usize,
-        scale: f32,
-    ) -> Result<(), EngineError> {
+        } = p;
         if !geo.head_dim.is_multiple_of(32)
             || geo.head_dim == 0
             || geo.head_dim > shape::ATT_MAX_HEAD_DIM
             || geo.n_kv_heads == 0
             || !geo.n_heads.is_multiple_of(geo.n_kv_heads)
         {
-            return Err(EngineError::InvalidInput(format!(
+            return Err(CudaError::Shape(format!(
                 "attention with head_dim {} and {} / {} heads",
                 geo.head_dim, geo.n_heads, geo.n_kv_heads
             )));
@@ -227,6 +196,14 @@ impl Ops<'_> {
     }
 }
 
+/// The attention's parameters: the kernel, the window (0: none) and the score scale.
+#[derive(Copy, Clone, Debug)]
+pub struct AttnParams {
+    pub kernel: AttnKernel,
+    pub window: usize,
+    pub scale: f32,
+}
+
 /// Which attention kernel a launch takes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum AttnKernel {
@@ -277,7 +254,7 @@ fn launch_smem(
     smem: usize,
     args: &[Arg],
     what: &str,
-) -> Result<(), EngineError> {
+) -> CudaResult<()> {
     let bytes = int(smem, "shared memory")? as u32;
     crate::kernels::allow_dynamic_smem(f, bytes, what)?;
     crate::kernels::launch_smem(gpu, f, grid, (ATT_THREADS, 1, 1), bytes, args, what)

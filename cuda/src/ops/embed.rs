@@ -1,27 +1,25 @@
 //! Token embedding lookup (`embed.cu`), dequantizing the table's rows on the fly.
 
-use orcd_engine::EngineError;
-use orcd_engine::quant::GgmlType;
-
 use super::{Ops, int};
+use crate::error::{CudaError, CudaResult};
 use crate::kernels::{Arg, launch, shape};
+use crate::operand::GgufMatrix;
 
 impl Ops<'_> {
     /// out[t][:] = dequant(W[tokens[t]][:]) * scale.
-    /// W: (vocab, dim) of type `ty`;  tokens: (ntok) u32, each < vocab (the caller checks);
-    /// out: (ntok, dim) f32.
+    /// W: (vocab, dim) GGUF table;  tokens: (ntok) u32 (or non-negative i32), each < vocab (the
+    /// caller checks);  out: (ntok, dim) f32.
     pub fn embed(
         &self,
-        ty: GgmlType,
-        w: u64,
+        table: GgufMatrix,
         tokens: u64,
-        out: u64,
         ntok: usize,
-        dim: usize,
+        out: u64,
         scale: f32,
-    ) -> Result<(), EngineError> {
+    ) -> CudaResult<()> {
+        let (ty, w, dim) = (table.ty, table.ptr, table.cols);
         if !dim.is_multiple_of(32) || !dim.is_multiple_of(ty.block_size()) {
-            return Err(EngineError::InvalidInput(format!(
+            return Err(CudaError::Shape(format!(
                 "embedding of width {dim} in {}",
                 ty.name()
             )));

@@ -4,11 +4,12 @@
 //! ([`crate::packed::dot_canonical`]) bit for bit, so it equals what a matrix-vector kernel over
 //! the same packed weights computes, whatever the number of columns.
 
-use orcd_engine::EngineError;
 use orcd_engine::quant::GgmlType;
 
 use super::{Ops, blocks, int};
+use crate::error::{CudaError, CudaResult};
 use crate::kernels::{Arg, allow_dynamic_smem, launch_smem};
+use crate::operand::{OutView, PackedMatrix, Q8Acts};
 use crate::packed::{SEG_BLOCKS, is_packed_type};
 
 /// Pipeline depth of `gemm_q8.cu` (`GEMM_STAGES`, `GEMM_D_STAGES` for the split-k tile): k
@@ -194,7 +195,7 @@ fn split_tiles_on() -> bool {
 impl Ops<'_> {
     /// Raise every gemm_q8 kernel's dynamic shared memory limit now (it is otherwise done at a
     /// kernel's first launch): call once before capturing launches into a CUDA graph.
-    pub fn gemm_q8_prepare(&self) -> Result<(), EngineError> {
+    pub fn gemm_q8_prepare(&self) -> CudaResult<()> {
         for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
             for tile in GEMM_TILES {
                 let f = self.k.for_type("gemm_q8", ty, tile.suffix())?;
@@ -204,33 +205,23 @@ impl Ops<'_> {
         Ok(())
     }
 
-    /// y[c * y_stride + r] = W[r] . x[c] (`accumulate`: +=, the fused residual add) for r < n,
-    /// c < ncols, the canonical dot product of [`crate::packed`] bit for bit.
-    /// W: packed (n, k) of type `ty` (Q4_0, Q4_1 or Q8_0), 16-byte aligned;
-    /// xq: (ncols, k) i8, 16-byte aligned;  xd: (ncols, k / 32) f32;  xsum: (ncols, k / 32) i32
-    /// (the Q8 activations of [`crate::packed::quantize_acts`]);  y: (ncols, y_stride) f32,
-    /// y_stride >= n; y's elements outside the n x ncols outputs are not touched.
+    /// y[c * out.stride + r] (+)= W[r] . x[c] for r < W.rows, c < ncols, the canonical dot
+    /// product of [`crate::packed`] bit for bit.
+    /// W: packed (n, k) (Q4_0, Q4_1 or Q8_0), 16-byte aligned;  acts: the Q8 activations of x
+    /// ([`crate::packed::quantize_acts`]; q 16-byte aligned);  out: (ncols, out.stride) f32,
+    /// out.stride >= n; its elements outside the n x ncols outputs are not touched.
     /// k must be a positive multiple of 32. The tile is [`GemmTile::for_shape`]'s. The split
     /// tiles use the module's static workspace and counters (`gemm_q8.cu`), so two gemm_q8
     /// launches of one loaded module must not run concurrently (one stream serializes them).
     pub fn gemm_q8(
         &self,
-        ty: GgmlType,
-        w: u64,
-        n: usize,
-        k: usize,
-        xq: u64,
-        xd: u64,
-        xsum: u64,
+        w: PackedMatrix,
+        acts: Q8Acts,
         ncols: usize,
-        y: u64,
-        y_stride: usize,
-        accumulate: bool,
-    ) -> Result<(), EngineError> {
-        let tile = GemmTile::for_shape(n, k, ncols);
-        self.gemm_q8_tile(
-            tile, ty, w, n, k, xq, xd, xsum, ncols, y, y_stride, accumulate,
-        )
+        out: OutView,
+    ) -> CudaResult<()> {
+        let tile = GemmTile::for_shape(w.rows, w.cols, ncols);
+        self.gemm_q8_tile(tile, w, acts, ncols, out)
     }
 
     /// [`Ops::gemm_q8_tile`] with the split count of a split tile chosen by the caller (tests,
@@ -241,21 +232,12 @@ impl Ops<'_> {
         &self,
         tile: GemmTile,
         splits: usize,
-        ty: GgmlType,
-        w: u64,
-        n: usize,
-        k: usize,
-        xq: u64,
-        xd: u64,
-        xsum: u64,
+        w: PackedMatrix,
+        acts: Q8Acts,
         ncols: usize,
-        y: u64,
-        y_stride: usize,
-        accumulate: bool,
-    ) -> Result<(), EngineError> {
-        self.launch_gemm(
-            tile, splits, ty, w, n, k, xq, xd, xsum, ncols, y, y_stride, accumulate,
-        )
+        out: OutView,
+    ) -> CudaResult<()> {
+        self.launch_gemm(tile, splits, w, acts, ncols, out)
     }
 
     /// [`Ops::gemm_q8`] with the tile chosen by the caller (tests, timings); same buffers,
@@ -263,43 +245,27 @@ impl Ops<'_> {
     pub fn gemm_q8_tile(
         &self,
         tile: GemmTile,
-        ty: GgmlType,
-        w: u64,
-        n: usize,
-        k: usize,
-        xq: u64,
-        xd: u64,
-        xsum: u64,
+        w: PackedMatrix,
+        acts: Q8Acts,
         ncols: usize,
-        y: u64,
-        y_stride: usize,
-        accumulate: bool,
-    ) -> Result<(), EngineError> {
-        let splits = tile.splits(n, k, ncols);
-        self.launch_gemm(
-            tile, splits, ty, w, n, k, xq, xd, xsum, ncols, y, y_stride, accumulate,
-        )
+        out: OutView,
+    ) -> CudaResult<()> {
+        let splits = tile.splits(w.rows, w.cols, ncols);
+        self.launch_gemm(tile, splits, w, acts, ncols, out)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn launch_gemm(
         &self,
         tile: GemmTile,
         splits: usize,
-        ty: GgmlType,
-        w: u64,
-        n: usize,
-        k: usize,
-        xq: u64,
-        xd: u64,
-        xsum: u64,
+        w: PackedMatrix,
+        acts: Q8Acts,
         ncols: usize,
-        y: u64,
-        y_stride: usize,
-        accumulate: bool,
-    ) -> Result<(), EngineError> {
+        out: OutView,
+    ) -> CudaResult<()> {
+        let (ty, n, k, y_stride) = (w.ty, w.rows, w.cols, out.stride);
         if !is_packed_type(ty) || k == 0 || !k.is_multiple_of(32) || y_stride < n {
-            return Err(EngineError::InvalidInput(format!(
+            return Err(CudaError::Shape(format!(
                 "gemm_q8 of a packed {} ({n} x {k}) matrix with y stride {y_stride}",
                 ty.name()
             )));
@@ -316,7 +282,7 @@ impl Ops<'_> {
         if tile != tile.base() {
             let tiles = blocks(ncols, bn) as usize * blocks(n, bm) as usize;
             if tiles > KS_TILES || tiles * (bm * bn) as usize * (nseg - spc + 1) > KS_WS_FLOATS {
-                return Err(EngineError::InvalidInput(format!(
+                return Err(CudaError::Shape(format!(
                     "gemm_q8 split {z} of {n} x {k} x {ncols}: workspace too small"
                 )));
             }
@@ -325,16 +291,16 @@ impl Ops<'_> {
         let smem = tile.shared_bytes(ty);
         allow_dynamic_smem(f, smem, "gemm_q8")?;
         let mut args = vec![
-            Arg::Ptr(w),
+            Arg::Ptr(w.ptr),
             Arg::I32(int(n, "rows")?),
             Arg::I32(int(k, "columns")?),
-            Arg::Ptr(xq),
-            Arg::Ptr(xd),
-            Arg::Ptr(xsum),
+            Arg::Ptr(acts.q),
+            Arg::Ptr(acts.d),
+            Arg::Ptr(acts.sum),
             Arg::I32(int(ncols, "activation columns")?),
-            Arg::Ptr(y),
+            Arg::Ptr(out.ptr),
             Arg::I32(int(y_stride, "output stride")?),
-            Arg::I32(i32::from(accumulate)),
+            Arg::I32(i32::from(out.accumulate)),
         ];
         if tile != tile.base() {
             args.push(Arg::I32(int(spc, "segments a CTA")?));

@@ -1,22 +1,18 @@
 //! Argmax, top-k and penalties on logits rows kept on the GPU (`logits.cu`).
 
 use cudarc::driver::result;
-use orcd_engine::EngineError;
 
 use super::{Ops, blocks, int};
 use crate::driver::check;
+use crate::error::CudaResult;
 use crate::kernels::{Arg, launch, shape};
+use crate::operand::{LogitsRow, Penalties, TopKOut};
 
 impl Ops<'_> {
     /// out[0] = best id, out[1] = its logit's bits.  logits: (rows, vocab) f32;  out: 8 u32
     /// (the result, then the kernel's 64-bit key accumulator and block counter, cleared here).
-    pub fn argmax(
-        &self,
-        logits: u64,
-        row: usize,
-        vocab: usize,
-        out: u64,
-    ) -> Result<(), EngineError> {
+    pub fn argmax(&self, row: LogitsRow, out: u64) -> CudaResult<()> {
+        let LogitsRow { logits, row, vocab } = row;
         // SAFETY: `out` has 8 u32; bytes 8..20 are the kernel's accumulator and counter.
         check(
             unsafe { result::memset_d8_async(out + 8, 0, 12, self.gpu.stream()) },
@@ -40,17 +36,10 @@ impl Ops<'_> {
         )
     }
 
-    /// The k best entries of a row, in id order: ids: (k) u32, vals: (k) f32, count: 1 u32.
-    pub fn top_k(
-        &self,
-        logits: u64,
-        row: usize,
-        vocab: usize,
-        k: usize,
-        ids: u64,
-        vals: u64,
-        count: u64,
-    ) -> Result<(), EngineError> {
+    /// The k best entries of a row, in id order, into `out`.
+    pub fn top_k(&self, row: LogitsRow, k: usize, out: TopKOut) -> CudaResult<()> {
+        let LogitsRow { logits, row, vocab } = row;
+        let TopKOut { ids, vals, count } = out;
         let f = self.k.get("top_k_f32")?;
         launch(
             self.gpu,
@@ -74,16 +63,18 @@ impl Ops<'_> {
     /// ids, counts: (n) u32.
     pub fn penalize(
         &self,
-        logits: u64,
-        row: usize,
-        vocab: usize,
+        row: LogitsRow,
         ids: u64,
         counts: u64,
         n: usize,
-        repeat: f32,
-        frequency: f32,
-        presence: f32,
-    ) -> Result<(), EngineError> {
+        p: Penalties,
+    ) -> CudaResult<()> {
+        let LogitsRow { logits, row, vocab } = row;
+        let Penalties {
+            repeat,
+            frequency,
+            presence,
+        } = p;
         let f = self.k.get("penalize_f32")?;
         launch(
             self.gpu,

@@ -13,14 +13,14 @@ mod norm;
 mod packed;
 mod rope;
 
-pub use attention::{ATT_DECODE_MAX_TOKENS, AttnKernel, KvGeometry};
+pub use attention::{ATT_DECODE_MAX_TOKENS, AttnKernel, AttnParams, KvGeometry};
 pub use gemm::{GEMM_TILES, GemmTile};
-pub use packed::{ActsQ8Dev, PkKernel};
+pub use packed::{PackedPart, PkKernel};
 pub use rope::RopeStyle;
-
-use orcd_engine::EngineError;
+pub use rope::{QkNorm, Qkv, Rope, RopeScale};
 
 use crate::driver::GpuContext;
+use crate::error::{CudaError, CudaResult};
 use crate::kernels::Kernels;
 
 /// The kernels of one GPU, ready to launch.
@@ -42,7 +42,7 @@ pub(crate) fn blocks(n: usize, per_block: u32) -> u32 {
 }
 
 /// A size as the kernels' `int`, or an error when it does not fit.
-pub(crate) fn int(n: usize, what: &str) -> Result<i32, EngineError> {
+pub(crate) fn int(n: usize, what: &str) -> CudaResult<i32> {
     i32::try_from(n)
-        .map_err(|_| EngineError::InvalidInput(format!("{what} = {n} is too large for a kernel")))
+        .map_err(|_| CudaError::Shape(format!("{what} = {n} is too large for a kernel")))
 }

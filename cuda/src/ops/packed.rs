@@ -3,11 +3,12 @@
 //! (`quant_act.cu`), and the matrix x Q8 activation kernels computing the canonical dot product
 //! bit for bit, whatever the number of columns.
 
-use orcd_engine::EngineError;
 use orcd_engine::quant::GgmlType;
 
 use super::{Ops, blocks, int};
+use crate::error::{CudaError, CudaResult};
 use crate::kernels::{Arg, launch};
+use crate::operand::{Glu, Norm, OutView, PackedMatrix, Q8Acts};
 use crate::packed::is_packed_type;
 
 /// mmvq_packed.cu: most warps (= weight rows) per block, activation columns per block (grid.y
@@ -79,7 +80,7 @@ fn pk_function(
     ty: GgmlType,
     ncols: usize,
     (n, k): (usize, usize),
-) -> Result<cudarc::driver::sys::CUfunction, EngineError> {
+) -> CudaResult<cudarc::driver::sys::CUfunction> {
     match kernel {
         PkKernel::Reference => ops.k.for_type(prefix, ty, ""),
         PkKernel::Fast => match one_column_variant(fast, ty, n, k) {
@@ -94,23 +95,23 @@ fn pk_function(
 /// busy for the small, latency-bound shapes).
 const MIN_BLOCKS: usize = 264;
 
-/// Device addresses of Q8 activations of up to some number of columns of width k:
-/// q: (ncols, k) i8;  d: (ncols, k / 32) f32;  sum: (ncols, k / 32) i32 (`crate::packed`).
-#[derive(Copy, Clone, Debug)]
-pub struct ActsQ8Dev {
-    pub q: u64,
-    pub d: u64,
-    pub sum: u64,
-}
-
-fn check_packed(ty: GgmlType, k: usize, what: &str) -> Result<(), EngineError> {
+fn check_packed(ty: GgmlType, k: usize, what: &str) -> CudaResult<()> {
     if !is_packed_type(ty) || k == 0 || !k.is_multiple_of(32) {
-        return Err(EngineError::InvalidInput(format!(
+        return Err(CudaError::Shape(format!(
             "{what} of a packed {} matrix of width {k}",
             ty.name()
         )));
     }
     Ok(())
+}
+
+/// One part of [`Ops::matmul3_packed`]: W into y: (ncols, W.rows) f32, plus the bias b:
+/// (W.rows) f32 or 0 for none.
+#[derive(Copy, Clone, Debug)]
+pub struct PackedPart {
+    pub w: PackedMatrix,
+    pub y: u64,
+    pub bias: u64,
 }
 
 /// Warps per block for `rows` weight rows, one per warp (`pair`: a gate and an up warp per
@@ -134,9 +135,9 @@ impl Ops<'_> {
         dst: u64,
         rows: usize,
         k: usize,
-    ) -> Result<(), EngineError> {
+    ) -> CudaResult<()> {
         if !is_packed_type(ty) || !k.is_multiple_of(32) {
-            return Err(EngineError::InvalidInput(format!("repack of width {k}")));
+            return Err(CudaError::Shape(format!("repack of width {k}")));
         }
         let nblk = rows * (k / 32);
         let f = self.k.for_type("repack", ty, "")?;
@@ -156,20 +157,18 @@ impl Ops<'_> {
     }
 
     /// out[t][:] = dequant(W[tokens[t]][:]) * scale from a packed table.
-    /// W: packed (vocab, dim) of `ty`;  tokens: (ntok) u32, each < vocab;  out: (ntok, dim) f32.
+    /// W: packed (vocab, dim);  tokens: (ntok) u32, each < vocab;  out: (ntok, dim) f32.
     pub fn embed_packed(
         &self,
-        ty: GgmlType,
-        w: u64,
-        vocab: usize,
+        table: PackedMatrix,
         tokens: u64,
-        out: u64,
         ntok: usize,
-        dim: usize,
+        out: u64,
         scale: f32,
-    ) -> Result<(), EngineError> {
+    ) -> CudaResult<()> {
+        let (ty, w, vocab, dim) = (table.ty, table.ptr, table.rows, table.cols);
         if !is_packed_type(ty) || !dim.is_multiple_of(32) {
-            return Err(EngineError::InvalidInput(format!(
+            return Err(CudaError::Shape(format!(
                 "packed embedding of width {dim} in {}",
                 ty.name()
             )));
@@ -193,23 +192,21 @@ impl Ops<'_> {
     }
 
     /// Q8 activations of x: (ncols, k) f32 into `acts` (room for ncols columns of k). With
-    /// `norm` = Some((weights (k) f32, eps)) each column is RMS-normalized first, exactly as
+    /// `norm` (weights (k) f32) each column is RMS-normalized first, exactly as
     /// [`Ops::rms_norm`] computes it.
     pub fn quantize_q8(
         &self,
         x: u64,
         k: usize,
         ncols: usize,
-        norm: Option<(u64, f32)>,
-        acts: ActsQ8Dev,
-    ) -> Result<(), EngineError> {
+        norm: Option<Norm>,
+        acts: Q8Acts,
+    ) -> CudaResult<()> {
         if k == 0 || !k.is_multiple_of(32) {
-            return Err(EngineError::InvalidInput(format!(
-                "Q8 activations of width {k}"
-            )));
+            return Err(CudaError::Shape(format!("Q8 activations of width {k}")));
         }
         let f = self.k.get("quantize_q8_f32")?;
-        let (nw, eps) = norm.unwrap_or((0, 0.0));
+        let (nw, eps) = norm.map_or((0, 0.0), |n| (n.weight, n.eps));
         launch(
             self.gpu,
             f,
@@ -228,62 +225,41 @@ impl Ops<'_> {
         )
     }
 
-    /// The one dispatch of a packed linear layer: y[c][r] (+)= W[r] . x[c] (canonical dot
-    /// product) for r < n, c < ncols. W: packed (n, k) of `ty`;  acts: Q8 activations of x:
-    /// (ncols, k);  y: (ncols, y_stride) f32, y_stride >= n.
-    /// (The prefill GEMM joins here as a `ncols >= N` branch with the same arguments.)
+    /// The one dispatch of a packed linear layer's matrix-vector kernel: y[c][r] (+)= W[r] .
+    /// x[c] (canonical dot product) for r < W.rows, c < ncols. acts: Q8 activations of x:
+    /// (ncols, W.cols);  out: (ncols, out.stride) f32, out.stride >= W.rows.
     pub fn linear_packed(
         &self,
-        ty: GgmlType,
-        w: u64,
-        n: usize,
-        k: usize,
-        acts: ActsQ8Dev,
+        w: PackedMatrix,
+        acts: Q8Acts,
         ncols: usize,
-        y: u64,
-        y_stride: usize,
-        accumulate: bool,
-    ) -> Result<(), EngineError> {
-        self.matmul_packed(
-            ty,
-            w,
-            n,
-            k,
-            acts,
-            ncols,
-            y,
-            y_stride,
-            accumulate,
-            None,
-            PkKernel::default_choice(),
-        )
+        out: OutView,
+    ) -> CudaResult<()> {
+        self.matmul_packed(w, acts, ncols, out, PkKernel::default_choice(), None)
     }
 
-    /// [`Ops::linear_packed`]'s matrix-vector kernel (`kernel`: which one); `warps` forces the
-    /// warps per block (1 to `PK_WARPS`; tests), `None` picks them from the shape.
+    /// [`Ops::linear_packed`] through a chosen kernel; `warps` forces the warps per block (1 to
+    /// `PK_WARPS`; tests), `None` picks them from the shape.
     pub fn matmul_packed(
         &self,
-        ty: GgmlType,
-        w: u64,
-        n: usize,
-        k: usize,
-        acts: ActsQ8Dev,
+        w: PackedMatrix,
+        acts: Q8Acts,
         ncols: usize,
-        y: u64,
-        y_stride: usize,
-        accumulate: bool,
-        warps: Option<u32>,
+        out: OutView,
         kernel: PkKernel,
-    ) -> Result<(), EngineError> {
+        warps: Option<u32>,
+    ) -> CudaResult<()> {
+        let (ty, n, k) = (w.ty, w.rows, w.cols);
         check_packed(ty, k, "matmul")?;
-        if y_stride < n {
-            return Err(EngineError::InvalidInput(format!(
-                "packed matmul of {n} rows into a stride of {y_stride}"
+        if out.stride < n {
+            return Err(CudaError::Shape(format!(
+                "packed matmul of {n} rows into a stride of {}",
+                out.stride
             )));
         }
         let wp = warps.unwrap_or_else(|| block_warps(n, false));
         if wp == 0 || wp > PK_WARPS {
-            return Err(EngineError::InvalidInput(format!("{wp} warps per block")));
+            return Err(CudaError::Shape(format!("{wp} warps per block")));
         }
         let f = pk_function(
             self,
@@ -300,37 +276,44 @@ impl Ops<'_> {
             (blocks(n, wp), blocks(ncols, PK_COLS), 1),
             (wp * 32, 1, 1),
             &[
-                Arg::Ptr(w),
+                Arg::Ptr(w.ptr),
                 Arg::Ptr(acts.q),
                 Arg::Ptr(acts.d),
                 Arg::Ptr(acts.sum),
-                Arg::Ptr(y),
+                Arg::Ptr(out.ptr),
                 Arg::I32(int(n, "rows")?),
                 Arg::I32(int(k, "columns")?),
                 Arg::I32(int(ncols, "activation columns")?),
-                Arg::I32(int(y_stride, "output stride")?),
-                Arg::I32(i32::from(accumulate)),
+                Arg::I32(int(out.stride, "output stride")?),
+                Arg::I32(i32::from(out.accumulate)),
             ],
             "mmvq_packed",
         )
     }
 
     /// Up to three packed matrices of one type and width k against the same activations, one
-    /// launch: parts[i] = (W: packed (n_i, k), y: (ncols, n_i) f32); parts with n = 0 are
-    /// skipped. `biases[i]`: 0 or b_i: (n_i) f32, added to y_i's rows as [`Ops::add_bias`]
-    /// does (the fast kernel adds it in its epilogue, the reference launches add_bias).
+    /// launch: parts[i].w: packed (n_i, k) into parts[i].y: (ncols, n_i) f32; parts with no
+    /// rows are skipped. `parts[i].bias`: 0 or b_i: (n_i) f32, added to y_i's rows as
+    /// [`Ops::add_bias`] does (the fast kernel adds it in its epilogue, the reference launches
+    /// add_bias).
     pub fn matmul3_packed(
         &self,
-        ty: GgmlType,
-        parts: [(u64, u64, usize); 3],
-        biases: [u64; 3],
-        k: usize,
-        acts: ActsQ8Dev,
+        parts: [PackedPart; 3],
+        acts: Q8Acts,
         ncols: usize,
         kernel: PkKernel,
-    ) -> Result<(), EngineError> {
+    ) -> CudaResult<()> {
+        let (ty, k) = (parts[0].w.ty, parts[0].w.cols);
+        if parts
+            .iter()
+            .any(|p| p.w.rows > 0 && (p.w.ty != ty || p.w.cols != k))
+        {
+            return Err(CudaError::shape(
+                "matmul3_packed of matrices of different types or widths",
+            ));
+        }
         check_packed(ty, k, "matmul3")?;
-        let rows: usize = parts.iter().map(|p| p.2).sum();
+        let rows: usize = parts.iter().map(|p| p.w.rows).sum();
         let wp = block_warps(rows, false);
         let fast = kernel != PkKernel::Reference;
         let f = pk_function(
@@ -343,12 +326,12 @@ impl Ops<'_> {
             (rows, k),
         )?;
         let mut args = Vec::with_capacity(17);
-        for ((w, y, n), b) in parts.into_iter().zip(biases) {
-            args.extend([Arg::Ptr(w), Arg::Ptr(y)]);
+        for p in parts {
+            args.extend([Arg::Ptr(p.w.ptr), Arg::Ptr(p.y)]);
             if fast {
-                args.push(Arg::Ptr(b));
+                args.push(Arg::Ptr(p.bias));
             }
-            args.push(Arg::I32(int(n, "rows")?));
+            args.push(Arg::I32(int(p.w.rows, "rows")?));
         }
         args.extend([
             Arg::Ptr(acts.q),
@@ -366,30 +349,32 @@ impl Ops<'_> {
             "mmvq3_packed",
         )?;
         if !fast {
-            for ((_, y, n), b) in parts.into_iter().zip(biases) {
-                if b != 0 && n > 0 {
-                    self.add_bias(y, b, ncols, n)?;
+            for p in parts {
+                if p.bias != 0 && p.w.rows > 0 {
+                    self.add_bias(p.y, p.bias, ncols, p.w.rows)?;
                 }
             }
         }
         Ok(())
     }
 
-    /// out[c][r] = act(Wg[r] . x[c]) * (Wu[r] . x[c]), act SiLU or GELU-tanh (`gelu`), each dot
-    /// canonical (`kernel`: which kernel). Wg, Wu: packed (n, k) of `ty`;  out: (ncols, n) f32.
+    /// out[c][r] = act(Wg[r] . x[c]) * (Wu[r] . x[c]), each dot canonical (`kernel`: which
+    /// kernel). Wg, Wu: packed (n, k) of one type;  out: (ncols, n) f32.
     pub fn matmul_glu_packed(
         &self,
-        ty: GgmlType,
-        wg: u64,
-        wu: u64,
-        n: usize,
-        k: usize,
-        acts: ActsQ8Dev,
+        glu: Glu<PackedMatrix>,
+        acts: Q8Acts,
         ncols: usize,
         out: u64,
-        gelu: bool,
         kernel: PkKernel,
-    ) -> Result<(), EngineError> {
+    ) -> CudaResult<()> {
+        let Glu { gate, up, act } = glu;
+        if gate.ty != up.ty || gate.rows != up.rows || gate.cols != up.cols {
+            return Err(CudaError::shape(
+                "matmul_glu_packed of gate and up matrices that differ",
+            ));
+        }
+        let (ty, wg, wu, n, k) = (gate.ty, gate.ptr, up.ptr, gate.rows, gate.cols);
         check_packed(ty, k, "matmul_glu")?;
         let wp = block_warps(n, true);
         let f = pk_function(
@@ -416,7 +401,7 @@ impl Ops<'_> {
                 Arg::I32(int(n, "rows")?),
                 Arg::I32(int(k, "columns")?),
                 Arg::I32(int(ncols, "activation columns")?),
-                Arg::I32(i32::from(gelu)),
+                Arg::I32(act.gelu_flag()),
             ],
             "mmvq_glu_packed",
         )

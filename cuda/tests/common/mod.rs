@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use orcd_cuda::compile::KernelCompiler;
 use orcd_cuda::kernels::Kernels;
+use orcd_cuda::operand::{GgufMatrix, Norm, PackedMatrix, Tokens};
 use orcd_cuda::ops::Ops;
 use orcd_cuda::{DeviceBuffer, GpuContext, Purpose, VramLedger};
+use orcd_engine::quant::GgmlType;
 
 /// xorshift64*: small, seedable, good enough for test data.
 pub struct Rng(pub u64);
@@ -112,4 +114,36 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
         .sum();
     let den: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
     (num / den.max(1e-30)).sqrt()
+}
+
+/// A GGUF-layout matrix of `rows` x `cols` in `b`.
+pub fn gguf_mat(ty: GgmlType, b: &DeviceBuffer, rows: usize, cols: usize) -> GgufMatrix {
+    GgufMatrix {
+        ptr: b.ptr(),
+        ty,
+        rows,
+        cols,
+    }
+}
+
+/// A packed matrix of `rows` x `cols` in `b`.
+pub fn pk_mat(ty: GgmlType, b: &DeviceBuffer, rows: usize, cols: usize) -> PackedMatrix {
+    PackedMatrix::new(b.ptr(), ty, rows, cols).expect("a packed shape")
+}
+
+/// The norm with weights `w`.
+pub fn norm(w: &DeviceBuffer, eps: f32) -> Norm {
+    Norm {
+        weight: w.ptr(),
+        eps,
+    }
+}
+
+/// `n` tokens with positions and slots in `pos`, `slot` ((n) i32 each).
+pub fn tokens(n: usize, pos: &DeviceBuffer, slot: &DeviceBuffer) -> Tokens {
+    Tokens {
+        n,
+        pos: pos.ptr(),
+        slot: slot.ptr(),
+    }
 }

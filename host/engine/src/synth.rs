@@ -15,6 +15,7 @@
 //! an H200 machine: Llama-3-8B Q4_0 (Q8_0 embeddings, 5.05 GB) in 11.7 s with 235 MB peak RSS,
 //! Llama-3-8B Q8_0 (8.54 GB) in 13.5 s, Qwen2.5-7B Q4_K (4.29 GB) in 14.9 s.
 
+mod layout;
 pub mod shapes;
 
 use std::io::Write;
@@ -22,10 +23,11 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use layout::{Fill, TensorPlan, plan_metadata, plan_tensors};
 pub use shapes::{SHAPES, Shape, shape, shape_names};
 
 use crate::EngineError;
-use crate::gguf::{GgufFile, GgufWriter, MetaValue, TensorInfo};
+use crate::gguf::{GgufFile, GgufWriter, TensorInfo};
 use crate::quant::{GgmlType, quantize_row};
 
 /// Standard deviation of random matrix, embedding and bias values.
@@ -48,26 +50,10 @@ pub struct SynthOptions {
     /// Keep only the first N layers (default: all of the shape's).
     pub layers: Option<u32>,
     pub seed: u64,
-}
-
-/// How a tensor's values are drawn.
-#[derive(Clone, Debug, PartialEq)]
-enum Fill {
-    /// N(0, WEIGHT_STD²).
-    Normal,
-    /// 1 + N(0, WEIGHT_STD²): RMS-norm gains.
-    NearOne,
-    /// Fixed values (`rope_freqs.weight`).
-    Values(Vec<f32>),
-}
-
-/// One tensor of the synthetic model.
-#[derive(Clone, Debug)]
-struct TensorPlan {
-    name: String,
-    dims: Vec<u64>,
-    ty: GgmlType,
-    fill: Fill,
+    /// Standard deviation of the output projection (the embedding when tied); default
+    /// [`WEIGHT_STD`]. A larger one spreads the logits so that comparisons against another
+    /// engine see real top-2 margins.
+    pub output_std: Option<f32>,
 }
 
 /// What [`synthesize`] wrote.
@@ -98,186 +84,6 @@ pub fn type_for_row(ty: GgmlType, row_len: u64) -> GgmlType {
     }
 }
 
-/// llama.cpp's `general.file_type` (`enum llama_ftype`) for a model whose matrices are `ty`.
-fn file_type(ty: GgmlType) -> u32 {
-    match ty {
-        GgmlType::F32 => 0,
-        GgmlType::F16 => 1,
-        GgmlType::Q4_0 => 2,
-        GgmlType::Q4_1 => 3,
-        GgmlType::Q8_0 => 7,
-        GgmlType::Q5_0 => 8,
-        GgmlType::Q5_1 => 9,
-        GgmlType::Q4K => 14, // Q4_K_S
-        GgmlType::Q5K => 16, // Q5_K_S
-        GgmlType::Q6K => 18,
-        GgmlType::BF16 => 32,
-    }
-}
-
-/// The tensors of `shape` with `n_layer` layers, in the order llama.cpp writes them.
-fn plan_tensors(
-    shape: &Shape,
-    n_layer: u32,
-    n_vocab: u64,
-    ty: GgmlType,
-    embed_ty: GgmlType,
-) -> Vec<TensorPlan> {
-    let (d, ff) = (shape.n_embd as u64, shape.n_ff as u64);
-    let q_dim = (shape.n_head * shape.head_dim) as u64;
-    let kv_dim = (shape.n_head_kv * shape.head_dim) as u64;
-    let hd = shape.head_dim as u64;
-    let mut t = Vec::new();
-    let mut push = |name: String, dims: Vec<u64>, ty: GgmlType, fill: Fill| {
-        t.push(TensorPlan {
-            name,
-            dims,
-            ty,
-            fill,
-        })
-    };
-    let matrix = |cols: u64| type_for_row(ty, cols);
-    push(
-        "token_embd.weight".into(),
-        vec![d, n_vocab],
-        type_for_row(embed_ty, d),
-        Fill::Normal,
-    );
-    if let Some(rope) = &shape.llama3_rope {
-        let factors = rope.frequency_factors(shape.head_dim, shape.rope_freq_base);
-        push(
-            "rope_freqs.weight".into(),
-            vec![hd / 2],
-            GgmlType::F32,
-            Fill::Values(factors),
-        );
-    }
-    let gemma = shape.arch == "gemma3";
-    for i in 0..n_layer {
-        let b = |n: &str| format!("blk.{i}.{n}");
-        push(b("attn_norm.weight"), vec![d], GgmlType::F32, Fill::NearOne);
-        push(b("attn_q.weight"), vec![d, q_dim], matrix(d), Fill::Normal);
-        push(b("attn_k.weight"), vec![d, kv_dim], matrix(d), Fill::Normal);
-        push(b("attn_v.weight"), vec![d, kv_dim], matrix(d), Fill::Normal);
-        if shape.qkv_bias {
-            push(b("attn_q.bias"), vec![q_dim], GgmlType::F32, Fill::Normal);
-            push(b("attn_k.bias"), vec![kv_dim], GgmlType::F32, Fill::Normal);
-            push(b("attn_v.bias"), vec![kv_dim], GgmlType::F32, Fill::Normal);
-        }
-        if gemma {
-            push(
-                b("attn_q_norm.weight"),
-                vec![hd],
-                GgmlType::F32,
-                Fill::NearOne,
-            );
-            push(
-                b("attn_k_norm.weight"),
-                vec![hd],
-                GgmlType::F32,
-                Fill::NearOne,
-            );
-        }
-        push(
-            b("attn_output.weight"),
-            vec![q_dim, d],
-            matrix(q_dim),
-            Fill::Normal,
-        );
-        if gemma {
-            push(
-                b("post_attention_norm.weight"),
-                vec![d],
-                GgmlType::F32,
-                Fill::NearOne,
-            );
-        }
-        push(b("ffn_norm.weight"), vec![d], GgmlType::F32, Fill::NearOne);
-        push(b("ffn_gate.weight"), vec![d, ff], matrix(d), Fill::Normal);
-        push(b("ffn_up.weight"), vec![d, ff], matrix(d), Fill::Normal);
-        push(b("ffn_down.weight"), vec![ff, d], matrix(ff), Fill::Normal);
-        if gemma {
-            push(
-                b("post_ffw_norm.weight"),
-                vec![d],
-                GgmlType::F32,
-                Fill::NearOne,
-            );
-        }
-    }
-    push(
-        "output_norm.weight".into(),
-        vec![d],
-        GgmlType::F32,
-        Fill::NearOne,
-    );
-    if !shape.tied_embeddings {
-        push(
-            "output.weight".into(),
-            vec![d, n_vocab],
-            type_for_row(embed_ty, d),
-            Fill::Normal,
-        );
-    }
-    t
-}
-
-/// The metadata of the synthetic model: general keys, architecture keys, then the tokenizer.
-fn plan_metadata(
-    opts: &SynthOptions,
-    n_layer: u32,
-    vocab: &GgufFile,
-    n_vocab: usize,
-) -> Vec<(String, MetaValue)> {
-    let s = opts.shape;
-    let arch = s.arch;
-    let k = |name: &str| format!("{arch}.{name}");
-    let mut m: Vec<(String, MetaValue)> = vec![
-        ("general.architecture".into(), MetaValue::Str(arch.into())),
-        ("general.type".into(), MetaValue::Str("model".into())),
-        (
-            "general.name".into(),
-            MetaValue::Str(format!(
-                "synthetic {} (random weights, seed {})",
-                s.name, opts.seed
-            )),
-        ),
-        (k("block_count"), MetaValue::U32(n_layer)),
-        (k("context_length"), MetaValue::U32(s.context_length)),
-        (k("embedding_length"), MetaValue::U32(s.n_embd)),
-        (k("feed_forward_length"), MetaValue::U32(s.n_ff)),
-        (k("attention.head_count"), MetaValue::U32(s.n_head)),
-        (k("attention.head_count_kv"), MetaValue::U32(s.n_head_kv)),
-        (k("rope.freq_base"), MetaValue::F32(s.rope_freq_base)),
-        (
-            k("attention.layer_norm_rms_epsilon"),
-            MetaValue::F32(s.rms_eps),
-        ),
-    ];
-    if s.explicit_head_dim {
-        m.push((k("attention.key_length"), MetaValue::U32(s.head_dim)));
-        m.push((k("attention.value_length"), MetaValue::U32(s.head_dim)));
-    }
-    if let Some(w) = s.sliding_window {
-        m.push((k("attention.sliding_window"), MetaValue::U32(w)));
-    }
-    if arch == "llama" {
-        m.push((k("vocab_size"), MetaValue::U32(n_vocab as u32)));
-        m.push((k("rope.dimension_count"), MetaValue::U32(s.head_dim)));
-    }
-    m.push((
-        "general.file_type".into(),
-        MetaValue::U32(file_type(opts.ty)),
-    ));
-    m.push(("general.quantization_version".into(), MetaValue::U32(2)));
-    for (key, value) in vocab.metadata() {
-        if key.starts_with("tokenizer.") {
-            m.push((key.clone(), value.clone()));
-        }
-    }
-    m
-}
-
 /// Lay out the synthetic model (metadata and declared tensors) without writing it.
 fn plan(
     opts: &SynthOptions,
@@ -306,7 +112,23 @@ fn plan(
         Some(n) => n,
     };
     let embed_ty = opts.embed_ty.unwrap_or(opts.ty);
-    let tensors = plan_tensors(opts.shape, n_layer, n_vocab as u64, opts.ty, embed_ty);
+    let output_fill = match opts.output_std {
+        None => Fill::Normal,
+        Some(std) if std.is_finite() && std > 0.0 => Fill::Scaled(std),
+        Some(std) => {
+            return Err(EngineError::InvalidInput(format!(
+                "--output-std {std} must be a positive number"
+            )));
+        }
+    };
+    let tensors = plan_tensors(
+        opts.shape,
+        n_layer,
+        n_vocab as u64,
+        opts.ty,
+        embed_ty,
+        output_fill,
+    );
     let mut w = GgufWriter::new();
     for (key, value) in plan_metadata(opts, n_layer, vocab, n_vocab) {
         w.add_metadata(key, value)?;
@@ -363,6 +185,7 @@ fn write_tensor_data(
                 let values: Vec<f32> = (0..rows * row_len)
                     .map(|_| match plan.fill {
                         Fill::NearOne => 1.0 + WEIGHT_STD * rng.normal(),
+                        Fill::Scaled(std) => std * rng.normal(),
                         _ => WEIGHT_STD * rng.normal(),
                     })
                     .collect();
@@ -413,7 +236,7 @@ impl SplitMix64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gguf::MetaArray;
+    use crate::gguf::{MetaArray, MetaValue};
 
     /// A tiny vocabulary GGUF made with the writer.
     fn tiny_vocab(n: usize) -> GgufFile {
@@ -444,6 +267,7 @@ mod tests {
             embed_ty: Some(GgmlType::Q8_0),
             layers: Some(layers),
             seed,
+            output_std: None,
         }
     }
 
@@ -553,6 +377,47 @@ mod tests {
         assert_eq!(f[0], 1.0); // highest frequency: unscaled
         assert_eq!(f[31], 32.0); // lowest: scaled by the full factor
         assert!(f.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn new_family_shapes_load_with_their_layouts() {
+        use crate::model::{FfnKind, Model, NormKind, RopeFactors};
+        let vocab = tiny_vocab(64);
+        let load = |name: &str| {
+            let path = temp_path(name);
+            let o = SynthOptions {
+                output_std: Some(0.1),
+                ..opts(name, GgmlType::Q8_0, 1, 5)
+            };
+            synthesize(&o, &vocab, &path).unwrap();
+            let m = Model::open(&path).unwrap();
+            std::fs::remove_file(&path).unwrap();
+            m
+        };
+        let q = load("qwen3-0.6b");
+        assert!(q.config.qk_norm && q.config.q_dim() == 2048 && q.config.dim == 1024);
+        let y = load("qwen3-0.6b-yarn").config;
+        assert_eq!((y.rope_freq_scale, y.rope_scaling.ext_factor), (0.25, 1.0));
+        assert_eq!(y.rope_scaling.n_ctx_orig, 32768);
+        let p = load("phi3.5-mini");
+        assert_eq!(p.config.ffn, FfnKind::FusedGateUp);
+        assert_eq!(p.config.rope_factors, Some(RopeFactors::Long));
+        assert!((p.config.rope_scaling.attn_factor - 1.190_238).abs() < 1e-5);
+        assert_eq!(
+            p.config.sliding_window, None,
+            "262144 >= the context: full attention"
+        );
+        assert_eq!(
+            p.weights.layers[0].attn_qkv.as_ref().unwrap().dims,
+            [3072, 9216]
+        );
+        let g = load("gpt2");
+        assert_eq!(g.config.norm, NormKind::Layer);
+        assert_eq!(g.weights.position_embd.as_ref().unwrap().dims, [768, 1024]);
+        assert_eq!(
+            g.weights.layers[0].attn_qkv_bias.as_ref().unwrap().dims,
+            [2304]
+        );
     }
 
     #[test]

@@ -14,25 +14,35 @@ use super::ops;
 use crate::EngineError;
 use crate::device::{LogitsWanted, SeqInput};
 use crate::gguf::{GgufFile, TensorInfo};
-use crate::model::{Activation, Model, ModelConfig};
+use crate::model::{Activation, FfnKind, Model, ModelConfig, NormKind, Positions, RopeStyle, rope};
 
 /// One layer's vectors (norm weights and biases), copied out of the file as f32. The matrices
 /// stay in the mapped file and are read through [`QMatrix`].
 #[derive(Debug)]
 pub struct LayerVectors {
-    /// (dim)
+    /// (dim), (dim): the attention norm's weight and LayerNorm bias.
     pub attn_norm: Vec<f32>,
+    pub attn_norm_bias: Option<Vec<f32>>,
+    /// (q_dim + 2 kv_dim): the fused QKV bias (GPT-2).
+    pub qkv_bias: Option<Vec<f32>>,
     /// (q_dim), (kv_dim), (kv_dim): Qwen2's projection biases.
     pub q_bias: Option<Vec<f32>>,
     pub k_bias: Option<Vec<f32>>,
     pub v_bias: Option<Vec<f32>>,
-    /// (head_dim), (head_dim): Gemma 3's per-head query/key norms.
+    /// (head_dim), (head_dim): per-head query/key norms (Gemma 3, Qwen3).
     pub q_norm: Option<Vec<f32>>,
     pub k_norm: Option<Vec<f32>>,
+    /// (dim): the attention output projection's bias (GPT-2).
+    pub output_bias: Option<Vec<f32>>,
     /// (dim): Gemma 3's norm of the attention output.
     pub post_attention_norm: Option<Vec<f32>>,
-    /// (dim)
+    /// (dim), (dim): the FFN norm's weight and LayerNorm bias.
     pub ffn_norm: Vec<f32>,
+    pub ffn_norm_bias: Option<Vec<f32>>,
+    /// (ffn_dim), (up rows), (dim): FFN projection biases (GPT-2).
+    pub gate_bias: Option<Vec<f32>>,
+    pub up_bias: Option<Vec<f32>>,
+    pub down_bias: Option<Vec<f32>>,
     /// (dim): Gemma 3's norm of the FFN output.
     pub post_ffw_norm: Option<Vec<f32>>,
 }
@@ -41,8 +51,11 @@ pub struct LayerVectors {
 #[derive(Debug)]
 pub struct CpuWeights {
     pub layers: Vec<LayerVectors>,
-    /// (dim)
+    /// (dim), (dim): the final norm's weight and LayerNorm bias.
     pub output_norm: Vec<f32>,
+    pub output_norm_bias: Option<Vec<f32>>,
+    /// (rope_dims / 2): RoPE frequency factors (Llama 3.1+, Phi-3).
+    pub rope_factors: Option<Vec<f32>>,
 }
 
 impl CpuWeights {
@@ -50,24 +63,33 @@ impl CpuWeights {
         let g = &*model.gguf;
         let vec = |t: &TensorInfo| ops::f32_vec(g.tensor_data(t));
         let opt = |t: &Option<TensorInfo>| t.as_ref().map(vec);
+        let mw = &model.weights;
         CpuWeights {
-            layers: model
-                .weights
+            layers: mw
                 .layers
                 .iter()
                 .map(|l| LayerVectors {
                     attn_norm: vec(&l.attn_norm),
+                    attn_norm_bias: opt(&l.attn_norm_bias),
+                    qkv_bias: opt(&l.attn_qkv_bias),
                     q_bias: opt(&l.attn_q_bias),
                     k_bias: opt(&l.attn_k_bias),
                     v_bias: opt(&l.attn_v_bias),
                     q_norm: opt(&l.attn_q_norm),
                     k_norm: opt(&l.attn_k_norm),
+                    output_bias: opt(&l.attn_output_bias),
                     post_attention_norm: opt(&l.post_attention_norm),
                     ffn_norm: vec(&l.ffn_norm),
+                    ffn_norm_bias: opt(&l.ffn_norm_bias),
+                    gate_bias: opt(&l.ffn_gate_bias),
+                    up_bias: opt(&l.ffn_up_bias),
+                    down_bias: opt(&l.ffn_down_bias),
                     post_ffw_norm: opt(&l.post_ffw_norm),
                 })
                 .collect(),
-            output_norm: vec(&model.weights.output_norm),
+            output_norm: vec(&mw.output_norm),
+            output_norm_bias: opt(&mw.output_norm_bias),
+            rope_factors: opt(&mw.rope_factors),
         }
     }
 }
@@ -81,7 +103,7 @@ pub struct RunState {
     token_seq: Vec<usize>,
     /// (n_tok) each token's position in its sequence.
     token_pos: Vec<usize>,
-    /// (2, n_tok, rope_dims / 2) RoPE cosines: global base, then local (sliding) base.
+    /// (2, n_tok, rope_dims / 2) RoPE cosines: global table, then local (sliding) table.
     rope_cos: Vec<f32>,
     /// (2, n_tok, rope_dims / 2) RoPE sines, same layout.
     rope_sin: Vec<f32>,
@@ -91,6 +113,8 @@ pub struct RunState {
     xb: Vec<f32>,
     /// (n_tok, dim) a sublayer's output.
     xb2: Vec<f32>,
+    /// (n_tok, q_dim + 2 kv_dim) fused QKV projection (Phi-3, GPT-2).
+    qkv: Vec<f32>,
     /// (n_tok, q_dim) queries.
     q: Vec<f32>,
     /// (n_tok, kv_dim) keys of the new tokens.
@@ -99,9 +123,9 @@ pub struct RunState {
     v: Vec<f32>,
     /// (n_tok, q_dim) attention output, heads side by side.
     att: Vec<f32>,
-    /// (n_tok, ffn_dim) FFN gate, then the gated hidden activation.
+    /// (n_tok, ffn_dim) FFN gate, then the (gated) hidden activation.
     hb: Vec<f32>,
-    /// (n_tok, ffn_dim) FFN up projection.
+    /// (n_tok, up rows) FFN up projection (gate and up side by side when fused: 2 ffn_dim).
     hb2: Vec<f32>,
     /// (n_out) which token rows produce logits.
     out_rows: Vec<usize>,
@@ -129,6 +153,7 @@ pub fn forward(
     let mw = &model.weights;
     let mat = |t: &TensorInfo| QMatrix::new(g, t);
     let (dim, q_dim, kv_dim, hd, ffn) = (c.dim, c.q_dim(), c.kv_dim(), c.head_dim, c.ffn_dim);
+    let eps = c.rms_eps;
 
     // The batch, flattened to token rows.
     s.tokens.clear();
@@ -153,31 +178,51 @@ pub fn forward(
 
     // token embedding: dequantize each token's row, scaled (Gemma)
     embed(g, &mw.token_embd, &s.tokens, c.embed_scale, &mut s.x)?;
-    // RoPE angles of every token, for both bases
-    rope_tables(s, c);
+    // learned position embedding (GPT-2)
+    if let Some(pe) = &mw.position_embd {
+        add_positions(g, pe, &s.token_pos, &mut s.x)?;
+    }
+    // RoPE angles of every token, for both tables
+    if c.positions == Positions::Rope {
+        rope_tables(s, c, w.rope_factors.as_deref());
+    }
 
     for (l, (lw, lv)) in mw.layers.iter().zip(&w.layers).enumerate() {
+        let p = c.layer_plan(l);
         // attention norm
-        rmsnorm_rows(&mut s.xb, &s.x, &lv.attn_norm, c.rms_eps);
-        // q, k, v projections
-        matmul(&mut s.q, &s.xb, &mat(&lw.attn_q)?, path, &mut s.scratch)?;
-        matmul(&mut s.k, &s.xb, &mat(&lw.attn_k)?, path, &mut s.scratch)?;
-        matmul(&mut s.v, &s.xb, &mat(&lw.attn_v)?, path, &mut s.scratch)?;
+        let nb = lv.attn_norm_bias.as_deref();
+        norm_rows(&mut s.xb, &s.x, &lv.attn_norm, nb, p.norm, eps);
+        // q, k, v projections: one fused matrix split into Q | K | V, or three
+        if let Some(wqkv) = &lw.attn_qkv {
+            matmul(&mut s.qkv, &s.xb, &mat(wqkv)?, path, &mut s.scratch)?;
+            add_bias_rows(&mut s.qkv, lv.qkv_bias.as_deref());
+            split_qkv(s, q_dim, kv_dim);
+        } else {
+            let wq = required(&lw.attn_q)?;
+            let wk = required(&lw.attn_k)?;
+            let wv = required(&lw.attn_v)?;
+            matmul(&mut s.q, &s.xb, &mat(wq)?, path, &mut s.scratch)?;
+            matmul(&mut s.k, &s.xb, &mat(wk)?, path, &mut s.scratch)?;
+            matmul(&mut s.v, &s.xb, &mat(wv)?, path, &mut s.scratch)?;
+        }
         // projection biases (Qwen2)
         add_bias_rows(&mut s.q, lv.q_bias.as_deref());
         add_bias_rows(&mut s.k, lv.k_bias.as_deref());
         add_bias_rows(&mut s.v, lv.v_bias.as_deref());
-        // per-head query/key norms (Gemma 3)
-        norm_heads(&mut s.q, lv.q_norm.as_deref(), hd, c.rms_eps);
-        norm_heads(&mut s.k, lv.k_norm.as_deref(), hd, c.rms_eps);
+        // per-head query/key norms (Gemma 3, Qwen3)
+        if p.qk_norm {
+            norm_heads(&mut s.q, lv.q_norm.as_deref(), hd, eps);
+            norm_heads(&mut s.k, lv.k_norm.as_deref(), hd, eps);
+        }
         // RoPE on queries and keys
-        let table = usize::from(c.rope_base_local.is_some() && c.sliding_layers[l]);
-        rope_rows(s, c, table);
+        if let Some(rope) = &p.rope {
+            rope_rows(s, c, rope.table, rope.style);
+        }
         // append the new keys and values to each sequence's cache
         store_kv(kv, batch, s, l, kv_dim)?;
         // attention of every new token over its sequence's cache
-        attention(kv, batch, s, c, l)?;
-        // output projection
+        attention(kv, batch, s, c, l, p.window, p.attn_scale)?;
+        // output projection (+ bias)
         matmul(
             &mut s.xb2,
             &s.att,
@@ -185,27 +230,48 @@ pub fn forward(
             path,
             &mut s.scratch,
         )?;
+        add_bias_rows(&mut s.xb2, lv.output_bias.as_deref());
         // post-attention norm (Gemma 3)
-        norm_rows_inplace(
-            &mut s.xb2,
-            lv.post_attention_norm.as_deref(),
-            dim,
-            c.rms_eps,
-        );
+        norm_rows_inplace(&mut s.xb2, lv.post_attention_norm.as_deref(), dim, eps);
         // residual
         ops::add_inplace(&mut s.x, &s.xb2);
 
         // FFN norm
-        rmsnorm_rows(&mut s.xb, &s.x, &lv.ffn_norm, c.rms_eps);
-        // gate and up projections
-        matmul(&mut s.hb, &s.xb, &mat(&lw.ffn_gate)?, path, &mut s.scratch)?;
-        matmul(&mut s.hb2, &s.xb, &mat(&lw.ffn_up)?, path, &mut s.scratch)?;
-        // gated activation: act(gate) * up
-        glu(&mut s.hb, &s.hb2, c.activation);
-        // down projection
+        let nb = lv.ffn_norm_bias.as_deref();
+        norm_rows(&mut s.xb, &s.x, &lv.ffn_norm, nb, p.norm, eps);
+        // the feed-forward network's hidden activation into `hb` (n, ffn)
+        match p.ffn {
+            FfnKind::Gated => {
+                // gate and up projections, then act(gate) * up
+                let wg = required(&lw.ffn_gate)?;
+                matmul(&mut s.hb, &s.xb, &mat(wg)?, path, &mut s.scratch)?;
+                add_bias_rows(&mut s.hb, lv.gate_bias.as_deref());
+                matmul(&mut s.hb2, &s.xb, &mat(&lw.ffn_up)?, path, &mut s.scratch)?;
+                add_bias_rows(&mut s.hb2, lv.up_bias.as_deref());
+                glu(&mut s.hb, &s.hb2, p.activation);
+            }
+            FfnKind::FusedGateUp => {
+                // one projection to [gate | up], then act(gate) * up
+                matmul(&mut s.hb2, &s.xb, &mat(&lw.ffn_up)?, path, &mut s.scratch)?;
+                add_bias_rows(&mut s.hb2, lv.up_bias.as_deref());
+                for (h, gu) in s.hb.chunks_mut(ffn).zip(s.hb2.chunks(2 * ffn)) {
+                    let (gate, up) = gu.split_at(ffn);
+                    h.copy_from_slice(gate);
+                    glu(h, up, p.activation);
+                }
+            }
+            FfnKind::Plain => {
+                // up projection, then act(up)
+                matmul(&mut s.hb, &s.xb, &mat(&lw.ffn_up)?, path, &mut s.scratch)?;
+                add_bias_rows(&mut s.hb, lv.up_bias.as_deref());
+                activate(&mut s.hb, p.activation);
+            }
+        }
+        // down projection (+ bias)
         matmul(&mut s.xb2, &s.hb, &mat(&lw.ffn_down)?, path, &mut s.scratch)?;
+        add_bias_rows(&mut s.xb2, lv.down_bias.as_deref());
         // post-FFN norm (Gemma 3)
-        norm_rows_inplace(&mut s.xb2, lv.post_ffw_norm.as_deref(), dim, c.rms_eps);
+        norm_rows_inplace(&mut s.xb2, lv.post_ffw_norm.as_deref(), dim, eps);
         // residual
         ops::add_inplace(&mut s.x, &s.xb2);
     }
@@ -215,11 +281,13 @@ pub fn forward(
     let n_out = s.out_rows.len();
     s.out_x.resize(n_out * dim, 0.0);
     for (o, &r) in s.out_rows.iter().enumerate() {
-        ops::rmsnorm(
+        norm_rows(
             &mut s.out_x[o * dim..(o + 1) * dim],
             &s.x[r * dim..(r + 1) * dim],
             &w.output_norm,
-            c.rms_eps,
+            w.output_norm_bias.as_deref(),
+            c.norm,
+            eps,
         );
     }
     // classifier into logits
@@ -234,6 +302,22 @@ pub fn forward(
     Ok(n_out)
 }
 
+/// A tensor the layer's plan requires (the loader checked that it is present).
+fn required(t: &Option<TensorInfo>) -> Result<&TensorInfo, EngineError> {
+    t.as_ref()
+        .ok_or_else(|| EngineError::InvalidInput("model tensor missing for its plan".into()))
+}
+
+/// Copy the fused `s.qkv (n, q_dim + 2 kv_dim)` rows into `s.q`, `s.k`, `s.v`.
+fn split_qkv(s: &mut RunState, q_dim: usize, kv_dim: usize) {
+    let row = q_dim + 2 * kv_dim;
+    for (t, r) in s.qkv.chunks(row).enumerate() {
+        s.q[t * q_dim..(t + 1) * q_dim].copy_from_slice(&r[..q_dim]);
+        s.k[t * kv_dim..(t + 1) * kv_dim].copy_from_slice(&r[q_dim..q_dim + kv_dim]);
+        s.v[t * kv_dim..(t + 1) * kv_dim].copy_from_slice(&r[q_dim + kv_dim..]);
+    }
+}
+
 /// Size every per-token buffer for `n` tokens.
 fn resize_state(s: &mut RunState, c: &ModelConfig, n: usize) {
     s.x.resize(n * c.dim, 0.0);
@@ -244,7 +328,14 @@ fn resize_state(s: &mut RunState, c: &ModelConfig, n: usize) {
     s.v.resize(n * c.kv_dim(), 0.0);
     s.att.resize(n * c.q_dim(), 0.0);
     s.hb.resize(n * c.ffn_dim, 0.0);
-    s.hb2.resize(n * c.ffn_dim, 0.0);
+    let up_rows = match c.ffn {
+        FfnKind::FusedGateUp => 2 * c.ffn_dim,
+        _ => c.ffn_dim,
+    };
+    s.hb2.resize(n * up_rows, 0.0);
+    if c.fused_qkv {
+        s.qkv.resize(n * (c.q_dim() + 2 * c.kv_dim()), 0.0);
+    }
     s.rope_cos.resize(2 * n * c.rope_dims / 2, 0.0);
     s.rope_sin.resize(2 * n * c.rope_dims / 2, 0.0);
 }
@@ -267,34 +358,57 @@ fn embed(
     Ok(())
 }
 
+/// `x (n, dim)`: add the learned position row of each token's position.
+fn add_positions(
+    g: &GgufFile,
+    table: &TensorInfo,
+    pos: &[usize],
+    x: &mut [f32],
+) -> Result<(), EngineError> {
+    let m = QMatrix::new(g, table)?;
+    let mut row = vec![0.0; m.cols];
+    for (xr, &p) in x.chunks_mut(m.cols).zip(pos) {
+        m.dequantize_row(p, &mut row)?;
+        ops::add_inplace(xr, &row);
+    }
+    Ok(())
+}
+
 /// Fill the two RoPE tables (global layers, then local sliding layers) for every token.
-fn rope_tables(s: &mut RunState, c: &ModelConfig) {
+fn rope_tables(s: &mut RunState, c: &ModelConfig, factors: Option<&[f32]>) {
     let half = c.rope_dims / 2;
     let n = s.tokens.len();
     let tables = [
-        (c.rope_base, c.rope_freq_scale),
-        (c.rope_base_local.unwrap_or(c.rope_base), 1.0),
+        (c.rope_base, c.rope_scaling.clone()),
+        (
+            c.rope_base_local.unwrap_or(c.rope_base),
+            c.rope_scaling.unscaled(),
+        ),
     ];
-    for (b, (base, freq_scale)) in tables.into_iter().enumerate() {
+    for (b, (base, scaling)) in tables.into_iter().enumerate() {
         for (t, &pos) in s.token_pos.iter().enumerate() {
             let at = (b * n + t) * half;
-            ops::rope_angles(
+            rope::angles(
                 &mut s.rope_cos[at..at + half],
                 &mut s.rope_sin[at..at + half],
                 pos,
                 base,
-                freq_scale,
+                &scaling,
+                factors,
                 c.rope_dims,
             );
         }
     }
 }
 
-/// `out (n, d) = rmsnorm(x (n, d)) * w`, row by row.
-fn rmsnorm_rows(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+/// `out (n, d) = norm(x (n, d)) * w (+ b)`, row by row, RMSNorm or LayerNorm.
+fn norm_rows(out: &mut [f32], x: &[f32], w: &[f32], b: Option<&[f32]>, kind: NormKind, eps: f32) {
     let d = w.len();
     for (o, r) in out.chunks_mut(d).zip(x.chunks(d)) {
-        ops::rmsnorm(o, r, w, eps);
+        match kind {
+            NormKind::Rms => ops::rmsnorm(o, r, w, eps),
+            NormKind::Layer => ops::layernorm(o, r, w, b, eps),
+        }
     }
 }
 
@@ -322,7 +436,7 @@ fn add_bias_rows(x: &mut [f32], bias: Option<&[f32]>) {
 }
 
 /// Rotate every head of `s.q` and `s.k` by its token's angles from RoPE table `table`.
-fn rope_rows(s: &mut RunState, c: &ModelConfig, table: usize) {
+fn rope_rows(s: &mut RunState, c: &ModelConfig, table: usize, style: RopeStyle) {
     let half = c.rope_dims / 2;
     let n = s.tokens.len();
     for t in 0..n {
@@ -330,11 +444,11 @@ fn rope_rows(s: &mut RunState, c: &ModelConfig, table: usize) {
         let (cos, sin) = (&s.rope_cos[at..at + half], &s.rope_sin[at..at + half]);
         let q = &mut s.q[t * c.q_dim()..(t + 1) * c.q_dim()];
         for head in q.chunks_mut(c.head_dim) {
-            ops::rope(head, cos, sin, c.rope_style);
+            ops::rope(head, cos, sin, style);
         }
         let k = &mut s.k[t * c.kv_dim()..(t + 1) * c.kv_dim()];
         for head in k.chunks_mut(c.head_dim) {
-            ops::rope(head, cos, sin, c.rope_style);
+            ops::rope(head, cos, sin, style);
         }
     }
 }
@@ -370,6 +484,8 @@ fn attention(
     s: &mut RunState,
     c: &ModelConfig,
     l: usize,
+    window: Option<usize>,
+    scale: f32,
 ) -> Result<(), EngineError> {
     let slots: Vec<&SlotCache> = batch
         .iter()
@@ -380,7 +496,6 @@ fn attention(
         .collect::<Result<_, _>>()?;
     let (hd, n_heads, kv_dim) = (c.head_dim, c.n_heads, c.kv_dim());
     let group = c.n_heads / c.n_kv_heads;
-    let window = c.window_of(l);
     let (q, token_seq, token_pos) = (&s.q, &s.token_seq, &s.token_pos);
     s.att.par_chunks_mut(hd).enumerate().for_each_init(
         Vec::new,
@@ -398,7 +513,7 @@ fn attention(
             scores.clear();
             scores.extend(
                 keys.chunks(kv_dim)
-                    .map(|k| ops::dot_f32(qh, &k[kvh..kvh + hd]) * c.attn_scale),
+                    .map(|k| ops::dot_f32(qh, &k[kvh..kvh + hd]) * scale),
             );
             ops::softmax(scores);
             // weighted sum of the values
@@ -409,6 +524,14 @@ fn attention(
         },
     );
     Ok(())
+}
+
+/// `x = act(x)`, elementwise (an ungated FFN).
+fn activate(x: &mut [f32], act: Activation) {
+    match act {
+        Activation::Silu => x.iter_mut().for_each(|v| *v = ops::silu(*v)),
+        Activation::GeluTanh => x.iter_mut().for_each(|v| *v = ops::gelu_tanh(*v)),
+    }
 }
 
 /// `gate (n, ffn) = act(gate) * up`, elementwise.

@@ -2,7 +2,7 @@
 //! RMSNorm, RoPE, softmax, the GLU activations, residual adds. Their numerics follow ggml's
 //! CPU kernels (f64 accumulation in RMSNorm and softmax sums).
 
-use crate::model::RopeStyle;
+use crate::model::{RopeScaling, RopeStyle};
 
 /// `out = x / rms(x) * w` for one row: `rms(x) = sqrt(mean(x^2) + eps)`.
 pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
@@ -26,9 +26,32 @@ pub fn rmsnorm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
-/// The rotation angles' cosines and sines for one position:
-/// `theta_i = pos * freq_scale * base^(-2i/n_rot)` for `i < n_rot / 2`, written to `cos`/`sin`
-/// (each `n_rot / 2` long).
+/// LayerNorm of one row, as ggml's `ggml_norm` then `* w + b`: `out = (x - mean) /
+/// sqrt(var + eps) * w (+ b)`, the mean and variance summed in f64 like ggml's `ggml_float`.
+pub fn layernorm(out: &mut [f32], x: &[f32], w: &[f32], b: Option<&[f32]>, eps: f32) {
+    debug_assert!(out.len() == x.len() && x.len() == w.len());
+    let n = x.len();
+    let sum: f64 = x.iter().map(|&v| f64::from(v)).sum();
+    let mean = (sum / n as f64) as f32;
+    let mut sum2 = 0.0f64;
+    for (o, &v) in out.iter_mut().zip(x) {
+        let d = v - mean;
+        *o = d;
+        sum2 += f64::from(d * d);
+    }
+    let var = (sum2 / n as f64) as f32;
+    let scale = 1.0 / (var + eps).sqrt();
+    for (o, &g) in out.iter_mut().zip(w) {
+        *o = *o * scale * g;
+    }
+    if let Some(b) = b {
+        add_inplace(out, b);
+    }
+}
+
+/// The rotation angles' cosines and sines for one position with linear scaling only:
+/// `theta_i = pos * base^(-2i/n_rot) * freq_scale` for `i < n_rot / 2`, written to `cos`/`sin`
+/// (each `n_rot / 2` long). [`crate::model::rope::angles`] with a plain [`RopeScaling`].
 pub fn rope_angles(
     cos: &mut [f32],
     sin: &mut [f32],
@@ -37,14 +60,11 @@ pub fn rope_angles(
     freq_scale: f32,
     n_rot: usize,
 ) {
-    debug_assert!(cos.len() == n_rot / 2 && sin.len() == n_rot / 2);
-    let theta_scale = base.powf(-2.0 / n_rot as f32);
-    let mut theta = pos as f32 * freq_scale;
-    for i in 0..n_rot / 2 {
-        cos[i] = theta.cos();
-        sin[i] = theta.sin();
-        theta *= theta_scale;
-    }
+    let scaling = RopeScaling {
+        freq_scale,
+        ..RopeScaling::none(0)
+    };
+    crate::model::rope::angles(cos, sin, pos, base, &scaling, None, n_rot);
 }
 
 /// Rotate one head `x` (head_dim long) by the angles of [`rope_angles`]; the dimensions past
@@ -191,6 +211,17 @@ mod tests {
         rope_angles(&mut c4, &mut s4, 4, 10_000.0, 0.25, 4);
         rope_angles(&mut cos, &mut sin, 1, 10_000.0, 1.0, 4);
         assert_eq!((c4, s4), (cos, sin));
+    }
+
+    #[test]
+    fn layernorm_centres_and_scales() {
+        let x = [1.0, 2.0, 3.0, 6.0];
+        let mut out = [0.0; 4];
+        layernorm(&mut out, &x, &[2.0; 4], Some(&[0.5; 4]), 0.0);
+        let mean: f32 = out.iter().sum::<f32>() / 4.0;
+        assert!((mean - 0.5).abs() < 1e-6);
+        let var: f32 = out.iter().map(|v| (v - 0.5) * (v - 0.5)).sum::<f32>() / 4.0;
+        assert!((var - 4.0).abs() < 1e-5);
     }
 
     #[test]

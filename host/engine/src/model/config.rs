@@ -1,11 +1,16 @@
 //! A model's hyper-parameters, read from the GGUF metadata (`{arch}.*` keys), plus the few
 //! architecture constants llama.cpp hard-codes because the file does not store them.
 //!
-//! Covered: `llama` (Llama 2/3, SmolLM2, Mistral-style: RMSNorm, GQA, SwiGLU, interleaved-pair
-//! RoPE), `qwen2` (the same with q/k/v biases and NEOX RoPE), `gemma3` (q/k RMSNorm,
-//! post-attention and post-FFN norms, GELU-tanh GLU, scaled embeddings, interleaved sliding-window
-//! and global attention layers with two RoPE bases).
+//! Covered: `llama` (Llama 2/3/3.1+, SmolLM2, Mistral: RMSNorm, GQA, SwiGLU, interleaved-pair
+//! RoPE, optional sliding window), `qwen2` (the same with q/k/v biases and NEOX RoPE), `qwen3`
+//! (per-head q/k RMSNorm, NEOX, no biases), `phi3` (fused QKV and gate+up projections, NEOX,
+//! LongRoPE factors), `gemma3` (q/k RMSNorm, post-attention and post-FFN norms, GELU-tanh GLU,
+//! scaled embeddings, interleaved sliding-window and global attention layers with two RoPE
+//! bases), `gpt2` (LayerNorm with biases, learned positions, fused QKV, biased projections,
+//! plain GELU FFN). Each family is a handful of lines in [`ModelConfig::from_gguf`]'s `match`;
+//! the backends run the per-layer plan ([`super::plan`]) these fields describe.
 
+use super::rope::{self, RopeFactors, RopeScaling};
 use crate::EngineError;
 use crate::gguf::GgufFile;
 
@@ -35,7 +40,10 @@ pub const MAX_CONTEXT: usize = 1 << 24;
 pub enum Arch {
     Llama,
     Qwen2,
+    Qwen3,
+    Phi3,
     Gemma3,
+    Gpt2,
 }
 
 impl Arch {
@@ -44,7 +52,10 @@ impl Arch {
         match name {
             "llama" => Ok(Arch::Llama),
             "qwen2" => Ok(Arch::Qwen2),
+            "qwen3" => Ok(Arch::Qwen3),
+            "phi3" => Ok(Arch::Phi3),
             "gemma3" => Ok(Arch::Gemma3),
+            "gpt2" => Ok(Arch::Gpt2),
             other => Err(EngineError::UnsupportedArchitecture(other.to_string())),
         }
     }
@@ -54,7 +65,10 @@ impl Arch {
         match self {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+            Arch::Phi3 => "phi3",
             Arch::Gemma3 => "gemma3",
+            Arch::Gpt2 => "gpt2",
         }
     }
 }
@@ -74,8 +88,38 @@ pub enum RopeStyle {
 pub enum Activation {
     /// SiLU, `x * sigmoid(x)` (SwiGLU).
     Silu,
-    /// GELU, tanh approximation (GeGLU).
+    /// GELU, tanh approximation (GeGLU; GPT-2's plain FFN; ggml's `ggml_gelu`).
     GeluTanh,
+}
+
+/// The normalisation before each sublayer and at the output.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum NormKind {
+    /// `x / rms(x) * w` (every family but GPT-2).
+    Rms,
+    /// `(x - mean) / std * w + b` (GPT-2; `*_norm.bias` tensors).
+    Layer,
+}
+
+/// How the feed-forward network is laid out.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum FfnKind {
+    /// `down(act(gate(x)) * up(x))`, separate `ffn_gate` and `ffn_up` (Llama, Qwen, Gemma).
+    Gated,
+    /// The same with gate and up fused in one `ffn_up` of `2 * ffn_dim` outputs, gate first
+    /// (Phi-3; ggml's `swiglu` of one tensor).
+    FusedGateUp,
+    /// `down(act(up(x)))` with no gate (GPT-2).
+    Plain,
+}
+
+/// How token positions enter the model.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Positions {
+    /// Rotary embeddings on queries and keys.
+    Rope,
+    /// A learned `position_embd.weight` row added to the token embedding (GPT-2); no RoPE.
+    Learned,
 }
 
 /// Every hyper-parameter the forward pass needs.
@@ -98,15 +142,23 @@ pub struct ModelConfig {
     pub vocab_size: usize,
     /// Context the model was trained for: the longest sequence a KV slot may hold.
     pub context_length: usize,
-    /// Epsilon of every RMSNorm.
+    /// Epsilon of every norm: RMSNorm (`attention.layer_norm_rms_epsilon`) or LayerNorm
+    /// (`attention.layer_norm_epsilon`), per [`ModelConfig::norm`].
     pub rms_eps: f32,
+    pub norm: NormKind,
     /// RoPE base frequency of the global-attention layers (all layers outside Gemma 3).
     pub rope_base: f32,
     /// RoPE base frequency of the sliding-window layers (Gemma 3 only).
     pub rope_base_local: Option<f32>,
-    /// Linear RoPE scaling of the global-attention layers (`rope.scaling.type` "linear":
-    /// `1 / rope.scaling.factor`; 1 without scaling): positions are multiplied by it.
+    /// RoPE position scale of the global-attention layers (`1 / rope.scaling.factor` for
+    /// linear and YaRN scaling; 1 without): positions are multiplied by it. The same value as
+    /// `rope_scaling.freq_scale`.
     pub rope_freq_scale: f32,
+    /// The whole RoPE scaling of the global-attention layers (YaRN mix and magnitude included).
+    pub rope_scaling: RopeScaling,
+    /// The per-frequency factor tensor RoPE divides by (Llama 3.1+, Phi-3 LongRoPE), if any.
+    pub rope_factors: Option<RopeFactors>,
+    pub positions: Positions,
     /// Leading dimensions of each head that RoPE rotates (even, at most `head_dim`).
     pub rope_dims: usize,
     pub rope_style: RopeStyle,
@@ -121,8 +173,16 @@ pub struct ModelConfig {
     pub embed_scale: f32,
     /// The output projection is the token embedding (no `output.weight` in the file).
     pub tied_output: bool,
-    /// Q, K and V projections carry biases (Qwen2).
+    /// Q, K and V projections carry biases that the file must have (Qwen2; GPT-2's fused
+    /// `attn_qkv.bias`). Other families use such biases when the file has them, as llama.cpp.
     pub qkv_bias: bool,
+    /// Q, K and V come from one fused `attn_qkv` projection (rows: all of Q, then K, then V),
+    /// as the file has it (Phi-3, GPT-2).
+    pub fused_qkv: bool,
+    /// The attention output and FFN projections and the norms carry biases the file must have
+    /// (GPT-2).
+    pub proj_bias: bool,
+    pub ffn: FfnKind,
     /// Per-head RMSNorm of queries and keys before RoPE (Gemma 3).
     pub qk_norm: bool,
     /// RMSNorm of the attention output and of the FFN output before their residual adds (Gemma 3).
@@ -210,10 +270,14 @@ impl ModelConfig {
             usize_key("context_length")?,
             MAX_CONTEXT,
         )?;
-        let rms_eps = gguf.get_f32(&key("attention.layer_norm_rms_epsilon"))?;
+        let (norm, eps_key) = match arch {
+            Arch::Gpt2 => (NormKind::Layer, key("attention.layer_norm_epsilon")),
+            _ => (NormKind::Rms, key("attention.layer_norm_rms_epsilon")),
+        };
+        let rms_eps = gguf.get_f32(&eps_key)?;
         if !(rms_eps.is_finite() && rms_eps >= 0.0) {
             return Err(bad_meta(
-                &key("attention.layer_norm_rms_epsilon"),
+                &eps_key,
                 format!("{rms_eps} is not a finite non-negative number"),
             ));
         }
@@ -226,15 +290,11 @@ impl ModelConfig {
             ));
         }
 
-        let rope_freq_scale =
-            rope_scaling(gguf, &key("rope.scaling.type"), &key("rope.scaling.factor"))?;
-        if gguf.tensor("rope_freqs.weight").is_some() {
-            return Err(EngineError::BadTensor {
-                tensor: "rope_freqs.weight".into(),
-                problem: "per-dimension RoPE frequency factors (Llama 3 scaling) are not supported"
-                    .into(),
-            });
-        }
+        check_known_keys(gguf, arch)?;
+        let rope_scaling = rope::read_scaling(gguf, arch.name(), context_length)?;
+        // The worker serves the model's whole context, so LongRoPE's long factors apply when
+        // that context exceeds the original one (llama.cpp's choice for `n_ctx_seq`).
+        let rope_factors = rope::factors_in(gguf, context_length, rope_scaling.n_ctx_orig);
 
         let default_scale = 1.0 / (head_dim as f32).sqrt();
         let eos_token_ids = eos_ids(gguf, vocab_size)?;
@@ -258,9 +318,13 @@ impl ModelConfig {
             vocab_size,
             context_length,
             rms_eps,
+            norm,
             rope_base,
             rope_base_local: None,
-            rope_freq_scale,
+            rope_freq_scale: rope_scaling.freq_scale,
+            rope_scaling,
+            rope_factors,
+            positions: Positions::Rope,
             rope_dims,
             rope_style: RopeStyle::Normal,
             sliding_window: None,
@@ -269,17 +333,47 @@ impl ModelConfig {
             embed_scale: 1.0,
             tied_output: gguf.tensor("output.weight").is_none(),
             qkv_bias: false,
+            fused_qkv: gguf.tensor("blk.0.attn_qkv.weight").is_some(),
+            proj_bias: false,
+            ffn: FfnKind::Gated,
             qk_norm: false,
             post_norms: false,
             activation: Activation::Silu,
             eos_token_ids,
             bos_token_id,
         };
+        // What each family adds to the plain Llama layer.
         match arch {
-            Arch::Llama => {}
+            Arch::Llama => {
+                // Mistral-style sliding window, when the file names one (0: none).
+                cfg.set_uniform_window(gguf, &key("attention.sliding_window"))?;
+            }
             Arch::Qwen2 => {
                 cfg.rope_style = RopeStyle::Neox;
                 cfg.qkv_bias = true;
+            }
+            Arch::Qwen3 => {
+                cfg.rope_style = RopeStyle::Neox;
+                cfg.qk_norm = true;
+            }
+            Arch::Phi3 => {
+                cfg.rope_style = RopeStyle::Neox;
+                cfg.ffn = FfnKind::FusedGateUp;
+                cfg.set_uniform_window(gguf, &key("attention.sliding_window"))?;
+            }
+            Arch::Gpt2 => {
+                cfg.positions = Positions::Learned;
+                cfg.rope_dims = 0;
+                cfg.qkv_bias = true;
+                cfg.proj_bias = true;
+                cfg.ffn = FfnKind::Plain;
+                cfg.activation = Activation::GeluTanh;
+                if !cfg.fused_qkv {
+                    return Err(EngineError::BadTensor {
+                        tensor: "blk.0.attn_qkv.weight".into(),
+                        problem: "missing (GPT-2 has a fused QKV projection)".into(),
+                    });
+                }
             }
             Arch::Gemma3 => {
                 cfg.rope_style = RopeStyle::Neox;
@@ -315,6 +409,19 @@ impl ModelConfig {
         Ok(cfg)
     }
 
+    /// Use the window named by `key` on every layer, when the file has it and it is shorter
+    /// than the context (0, absent, or the whole context: full attention).
+    fn set_uniform_window(&mut self, gguf: &GgufFile, key: &str) -> Result<(), EngineError> {
+        if let Some(w) = gguf.get_u32_opt(key)?
+            && w > 0
+            && (w as usize) < self.context_length
+        {
+            self.sliding_window = Some(w as usize);
+            self.sliding_layers = vec![true; self.n_layers];
+        }
+        Ok(())
+    }
+
     /// Width of all query heads together (`n_heads * head_dim`).
     pub fn q_dim(&self) -> usize {
         self.n_heads * self.head_dim
@@ -343,6 +450,15 @@ impl ModelConfig {
         }
     }
 
+    /// The RoPE scaling of layer `layer` (Gemma 3's sliding layers: no position scaling).
+    pub fn rope_scaling_of(&self, layer: usize) -> RopeScaling {
+        if self.rope_base_local.is_some() && self.sliding_layers[layer] {
+            self.rope_scaling.unscaled()
+        } else {
+            self.rope_scaling.clone()
+        }
+    }
+
     /// The attention window of layer `layer`, if it slides.
     pub fn window_of(&self, layer: usize) -> Option<usize> {
         if self.sliding_layers[layer] {
@@ -353,7 +469,7 @@ impl ModelConfig {
     }
 }
 
-fn bad_meta(key: &str, problem: impl Into<String>) -> EngineError {
+pub(crate) fn bad_meta(key: &str, problem: impl Into<String>) -> EngineError {
     EngineError::BadMetadata {
         key: key.to_string(),
         problem: problem.into(),
@@ -369,7 +485,7 @@ fn capped(key: &str, value: usize, max: usize) -> Result<usize, EngineError> {
 }
 
 /// An optional positive finite f32 key, `default` when absent.
-fn positive_f32(gguf: &GgufFile, key: &str, default: f32) -> Result<f32, EngineError> {
+pub(crate) fn positive_f32(gguf: &GgufFile, key: &str, default: f32) -> Result<f32, EngineError> {
     let v = gguf.get_f32_opt(key)?.unwrap_or(default);
     if !(v.is_finite() && v > 0.0) {
         return Err(bad_meta(
@@ -380,20 +496,64 @@ fn positive_f32(gguf: &GgufFile, key: &str, default: f32) -> Result<f32, EngineE
     Ok(v)
 }
 
-/// The RoPE position scale from `rope.scaling.*`: 1 without scaling, `1 / factor` for linear
-/// scaling; other kinds (YaRN, LongRoPE, ...) are rejected rather than run wrongly.
-fn rope_scaling(gguf: &GgufFile, type_key: &str, factor_key: &str) -> Result<f32, EngineError> {
-    match gguf.get_str_opt(type_key)? {
-        None | Some("none") => Ok(1.0),
-        Some("linear") => {
-            let factor = positive_f32(gguf, factor_key, 1.0)?;
-            Ok(1.0 / factor)
-        }
-        Some(other) => Err(bad_meta(
-            type_key,
-            format!("RoPE scaling `{other}` is not supported"),
-        )),
+/// The `{arch}.*` keys this engine reads or knows to be harmless; any other key of the
+/// architecture's namespace may change the model's meaning, so it is an error naming the key.
+const KNOWN_KEYS: &[&str] = &[
+    "block_count",
+    "context_length",
+    "embedding_length",
+    "feed_forward_length",
+    "vocab_size",
+    "attention.head_count",
+    "attention.head_count_kv",
+    "attention.key_length",
+    "attention.value_length",
+    "attention.layer_norm_rms_epsilon",
+    "attention.layer_norm_epsilon",
+    "attention.sliding_window",
+    "rope.freq_base",
+    "rope.freq_base_swa",
+    "rope.dimension_count",
+    "rope.scale_linear",
+    "rope.scaling.type",
+    "rope.scaling.factor",
+    "rope.scaling.attn_factor",
+    "rope.scaling.original_context_length",
+    "rope.scaling.finetuned",
+    "rope.scaling.yarn_ext_factor",
+    "rope.scaling.yarn_attn_factor",
+    "rope.scaling.yarn_beta_fast",
+    "rope.scaling.yarn_beta_slow",
+    "rope.scaling.yarn_log_multiplier",
+];
+
+/// Keys that are harmless at a neutral value (mixture-of-experts counts of 0, causal
+/// attention on).
+fn neutral(key: &str, v: &crate::gguf::MetaValue) -> bool {
+    use crate::gguf::MetaValue as M;
+    match (key, v) {
+        ("expert_count" | "expert_used_count", M::U32(0)) => true,
+        ("attention.causal", M::Bool(true)) => true,
+        _ => false,
     }
+}
+
+/// Reject any `{arch}.*` key outside [`KNOWN_KEYS`] (unless neutral): granite's multipliers,
+/// experts, logit soft-capping, clamping and the like would otherwise be silently ignored.
+fn check_known_keys(gguf: &GgufFile, arch: Arch) -> Result<(), EngineError> {
+    let prefix = format!("{}.", arch.name());
+    for (k, v) in gguf.metadata() {
+        let Some(rest) = k.strip_prefix(&prefix) else {
+            continue;
+        };
+        if !KNOWN_KEYS.contains(&rest) && !neutral(rest, v) {
+            return Err(bad_meta(
+                k,
+                format!("not supported for `{}` models", arch.name()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The end-of-generation tokens named in the tokenizer metadata, deduplicated, in key order.

@@ -1,11 +1,15 @@
 //! Model definitions: the hyper-parameters ([`ModelConfig`]) and the tensor table
 //! ([`ModelWeights`]) of a GGUF model, checked on load, independent of any backend.
 //!
-//! Architectures: `llama`, `qwen2`, `gemma3` (see [`config`] for what differs between them).
+//! Architectures: `llama` (and Mistral), `qwen2`, `qwen3`, `phi3`, `gemma3`, `gpt2` (see
+//! [`config`] for what differs between them, [`plan`] for the per-layer steps, [`rope`] for
+//! RoPE scaling).
 //! Weight types: whatever [`crate::quant::GgmlType`] supports; norms and biases are f32.
 
 pub mod config;
 pub mod decode;
+pub mod plan;
+pub mod rope;
 #[cfg(test)]
 pub(crate) mod tiny;
 pub mod weights;
@@ -13,7 +17,9 @@ pub mod weights;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use config::{Activation, Arch, ModelConfig, RopeStyle};
+pub use config::{Activation, Arch, FfnKind, ModelConfig, NormKind, Positions, RopeStyle};
+pub use plan::{LayerPlan, LayerRope};
+pub use rope::{RopeFactors, RopeScaling};
 pub use weights::{LayerWeights, ModelWeights};
 
 use crate::EngineError;
@@ -52,6 +58,25 @@ impl Model {
             config,
             weights,
         })
+    }
+
+    /// What this model needs beyond the pre-issue-14 layer (see
+    /// [`ModelConfig::extended_features`]), plus projection biases outside Qwen2's q/k/v ones.
+    pub fn extended_features(&self) -> Vec<&'static str> {
+        let mut f = self.config.extended_features();
+        let extra_bias = self.weights.output_norm_bias.is_some()
+            || self.weights.layers.iter().any(|l| {
+                l.attn_output_bias.is_some()
+                    || l.ffn_gate_bias.is_some()
+                    || l.ffn_up_bias.is_some()
+                    || l.ffn_down_bias.is_some()
+                    || l.attn_qkv_bias.is_some()
+                    || (self.config.arch != Arch::Qwen2 && l.attn_q_bias.is_some())
+            });
+        if extra_bias {
+            f.push("projection biases");
+        }
+        f
     }
 
     /// The bytes of tensor `t` in the mapped file.
@@ -139,6 +164,17 @@ mod tests {
         let mut spec = TinySpec::new("gemma3");
         spec.drop_tensor = Some("blk.0.post_ffw_norm.weight".into());
         assert_eq!(bad_tensor(&spec).0, "blk.0.post_ffw_norm.weight");
+        for (arch, t) in [
+            ("qwen3", "blk.1.attn_k_norm.weight"),
+            ("phi3", "blk.1.attn_qkv.weight"),
+            ("gpt2", "position_embd.weight"),
+            ("gpt2", "blk.1.ffn_down.bias"),
+            ("gpt2", "output_norm.bias"),
+        ] {
+            let mut spec = TinySpec::new(arch);
+            spec.drop_tensor = Some(t.into());
+            assert_eq!(bad_tensor(&spec).0, t, "{arch}");
+        }
     }
 
     #[test]
@@ -155,8 +191,15 @@ mod tests {
         assert!(problem.contains("f32"), "{problem}");
     }
 
+    fn bad_meta(spec: &TinySpec) -> (String, String) {
+        match load(spec) {
+            Err(EngineError::BadMetadata { key, problem }) => (key, problem),
+            other => panic!("expected BadMetadata, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn rope_scaling_linear_is_read_and_other_kinds_rejected() {
+    fn rope_scaling_linear_and_yarn_are_read_and_unknown_kinds_rejected() {
         use crate::gguf::MetaValue;
         let mut spec = TinySpec::new("llama");
         spec.extra_keys = vec![
@@ -169,17 +212,44 @@ mod tests {
         let c = load(&spec).unwrap().config;
         assert_eq!(c.rope_freq_scale, 0.125);
         assert_eq!(c.rope_freq_scale_of(1), 0.125);
+        assert_eq!(c.rope_scaling.ext_factor, 0.0);
+
         spec.extra_keys[0].1 = MetaValue::Str("yarn".into());
-        match load(&spec) {
-            Err(EngineError::BadMetadata { key, problem }) => {
-                assert_eq!(key, "llama.rope.scaling.type");
-                assert!(problem.contains("yarn"));
-            }
-            other => panic!("expected BadMetadata, got {other:?}"),
-        }
-        let mut spec = TinySpec::new("llama");
-        spec.extra_vectors = vec!["rope_freqs.weight".into()];
-        assert_eq!(bad_tensor(&spec).0, "rope_freqs.weight");
+        spec.extra_keys.push((
+            "llama.rope.scaling.original_context_length".into(),
+            MetaValue::U32(16),
+        ));
+        let c = load(&spec).unwrap().config;
+        assert_eq!(
+            (
+                c.rope_freq_scale,
+                c.rope_scaling.ext_factor,
+                c.rope_scaling.n_ctx_orig
+            ),
+            (0.125, 1.0, 16)
+        );
+        // llama.cpp's attn_factor: get_mscale(8) / (1 + 0.1 ln 8), ~1 in f32.
+        assert!((c.rope_scaling.attn_factor - 1.0).abs() < 1e-6);
+        assert!(
+            load(&spec)
+                .unwrap()
+                .extended_features()
+                .contains(&"YaRN RoPE scaling")
+        );
+
+        spec.extra_keys[0].1 = MetaValue::Str("dynamic".into());
+        let (key, problem) = bad_meta(&spec);
+        assert_eq!(key, "llama.rope.scaling.type");
+        assert!(problem.contains("dynamic"), "{problem}");
+
+        // A YaRN tuning key that llama.cpp would ignore is refused by name.
+        spec.extra_keys[0].1 = MetaValue::Str("yarn".into());
+        spec.extra_keys.push((
+            "llama.rope.scaling.yarn_beta_fast".into(),
+            MetaValue::F32(16.0),
+        ));
+        assert_eq!(bad_meta(&spec).0, "llama.rope.scaling.yarn_beta_fast");
+
         // Gemma 3's sliding layers are never scaled.
         let mut spec = TinySpec::new("gemma3");
         spec.extra_keys = vec![
@@ -190,6 +260,118 @@ mod tests {
             ("gemma3.rope.scaling.factor".into(), MetaValue::F32(8.0)),
         ];
         assert_eq!(load(&spec).unwrap().config.rope_freq_scale_of(0), 1.0);
+    }
+
+    #[test]
+    fn rope_factor_tensors_are_chosen_like_llama_cpp() {
+        use crate::gguf::MetaValue;
+        let mut spec = TinySpec::new("llama");
+        spec.extra_vectors = vec!["rope_freqs.weight".into()];
+        let m = load(&spec).unwrap();
+        assert_eq!(m.config.rope_factors, Some(RopeFactors::Freqs));
+        assert_eq!(m.weights.rope_factors.unwrap().name, "rope_freqs.weight");
+        // LongRoPE: long factors when the served context exceeds the original one.
+        let mut spec = TinySpec::new("phi3");
+        spec.extra_vectors = vec![
+            "rope_factors_long.weight".into(),
+            "rope_factors_short.weight".into(),
+        ];
+        assert_eq!(
+            load(&spec).unwrap().config.rope_factors,
+            Some(RopeFactors::Short)
+        );
+        spec.extra_keys = vec![(
+            "phi3.rope.scaling.original_context_length".into(),
+            MetaValue::U32(32),
+        )];
+        spec.extra_keys
+            .push(("phi3.rope.scaling.attn_factor".into(), MetaValue::F32(1.2)));
+        let c = load(&spec).unwrap().config;
+        assert_eq!(c.rope_factors, Some(RopeFactors::Long));
+        assert_eq!(c.rope_scaling.attn_factor, 1.2);
+        // A factor tensor of the wrong length is named.
+        let mut spec = TinySpec::new("llama");
+        spec.extra_keys = vec![("llama.rope.dimension_count".into(), MetaValue::U32(8))];
+        spec.extra_vectors = vec!["rope_freqs.weight".into()];
+        let (t, problem) = bad_tensor(&spec);
+        assert_eq!(t, "rope_freqs.weight");
+        assert!(problem.contains("shape"), "{problem}");
+    }
+
+    #[test]
+    fn new_families_load_with_their_plans() {
+        let qwen3 = load(&TinySpec::new("qwen3")).unwrap();
+        let p = qwen3.config.layer_plan(0);
+        assert!(p.qk_norm && !qwen3.config.qkv_bias && !p.fused_qkv);
+        assert_eq!(p.rope.unwrap().style, RopeStyle::Neox);
+        assert!(qwen3.weights.layers[0].attn_q_bias.is_none());
+
+        let phi3 = load(&TinySpec::new("phi3")).unwrap();
+        let p = phi3.config.layer_plan(1);
+        assert!(p.fused_qkv && p.ffn == FfnKind::FusedGateUp);
+        assert!(phi3.weights.layers[1].ffn_gate.is_none());
+        assert_eq!(phi3.weights.layers[1].ffn_up.dims, [64, 256]);
+
+        let gpt2 = load(&TinySpec::new("gpt2")).unwrap();
+        let p = gpt2.config.layer_plan(0);
+        assert!(p.rope.is_none() && p.norm == NormKind::Layer && p.ffn == FfnKind::Plain);
+        assert_eq!(p.activation, Activation::GeluTanh);
+        assert!(gpt2.weights.position_embd.is_some() && gpt2.weights.output_norm_bias.is_some());
+        assert!(gpt2.extended_features().contains(&"learned positions"));
+        // The three families that ran before need nothing new from a backend.
+        for a in ["llama", "qwen2", "gemma3"] {
+            assert_eq!(
+                load(&TinySpec::new(a)).unwrap().extended_features(),
+                Vec::<&str>::new()
+            );
+        }
+    }
+
+    #[test]
+    fn sliding_window_follows_the_metadata() {
+        use crate::gguf::MetaValue;
+        // Mistral: a llama with a window; 0 or the whole context means full attention.
+        for (w, want) in [(8, Some(8)), (0, None), (tiny::CONTEXT as u32, None)] {
+            let mut spec = TinySpec::new("llama");
+            spec.extra_keys = vec![("llama.attention.sliding_window".into(), MetaValue::U32(w))];
+            let c = load(&spec).unwrap().config;
+            assert_eq!((c.window_of(0), c.window_of(1)), (want, want), "{w}");
+        }
+        let mut spec = TinySpec::new("phi3");
+        spec.extra_keys = vec![("phi3.attention.sliding_window".into(), MetaValue::U32(6))];
+        assert_eq!(load(&spec).unwrap().config.window_of(1), Some(6));
+    }
+
+    #[test]
+    fn unknown_metadata_and_unused_tensors_are_named() {
+        use crate::gguf::MetaValue;
+        for (k, v) in [
+            ("llama.expert_count", MetaValue::U32(8)),
+            ("llama.attention.clamp_kqv", MetaValue::F32(8.0)),
+            ("qwen3.logit_scale", MetaValue::F32(0.5)),
+            ("gemma3.final_logit_softcapping", MetaValue::F32(30.0)),
+        ] {
+            let arch = k.split('.').next().unwrap();
+            let mut spec = TinySpec::new(match arch {
+                "llama" => "llama",
+                "qwen3" => "qwen3",
+                _ => "gemma3",
+            });
+            spec.extra_keys = vec![(k.into(), v)];
+            let (key, problem) = bad_meta(&spec);
+            assert_eq!(key, k);
+            assert!(problem.contains("not supported"), "{problem}");
+        }
+        // Neutral values of known MoE keys are fine.
+        let mut spec = TinySpec::new("llama");
+        spec.extra_keys = vec![("llama.expert_count".into(), MetaValue::U32(0))];
+        assert!(load(&spec).is_ok());
+        // A tensor no role takes.
+        let mut spec = TinySpec::new("qwen3");
+        spec.extra_vectors = vec!["blk.0.attn_sinks.weight".into()];
+        let (t, problem) = bad_tensor(&spec);
+        assert_eq!(t, "blk.0.attn_sinks.weight");
+        assert!(problem.contains("not used"), "{problem}");
     }
 
     #[test]

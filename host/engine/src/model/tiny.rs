@@ -3,7 +3,9 @@
 //! by the golden tests in `tests/`).
 //!
 //! Shapes: 2 layers, dim 64, 4 query heads and 2 KV heads of 16, FFN 128, vocabulary 96,
-//! context 64; Gemma 3 gets a sliding window of 4 so that its window is exercised.
+//! context 64; Gemma 3 gets a sliding window of 4 so that its window is exercised. Every
+//! architecture of [`Arch`] has its tensor layout (fused QKV and gate+up for Phi-3; LayerNorm
+//! biases, learned positions and projection biases for GPT-2).
 
 use super::config::Arch;
 use crate::EngineError;
@@ -91,7 +93,11 @@ impl TinySpec {
                 MetaValue::U32(CONTEXT as u32),
             ),
             (
-                format!("{a}.attention.layer_norm_rms_epsilon"),
+                if a == "gpt2" {
+                    format!("{a}.attention.layer_norm_epsilon")
+                } else {
+                    format!("{a}.attention.layer_norm_rms_epsilon")
+                },
                 MetaValue::F32(1e-6),
             ),
             (format!("{a}.rope.freq_base"), MetaValue::F32(10_000.0)),
@@ -113,23 +119,59 @@ impl TinySpec {
         let arch = Arch::from_name(a).ok();
         let q_dim = HEADS * HEAD_DIM;
         let kv_dim = KV_HEADS * HEAD_DIM;
+        let fused = matches!(arch, Some(Arch::Phi3 | Arch::Gpt2));
+        let gpt2 = arch == Some(Arch::Gpt2);
         let mut tensors: Vec<(String, Vec<usize>, bool)> = vec![
             ("token_embd.weight".into(), vec![DIM, VOCAB], true),
             ("output_norm.weight".into(), vec![DIM], false),
         ];
+        if gpt2 {
+            tensors.extend([
+                ("position_embd.weight".into(), vec![DIM, CONTEXT], true),
+                ("output_norm.bias".into(), vec![DIM], false),
+            ]);
+        }
         for l in 0..LAYERS {
             let b = |n: &str| format!("blk.{l}.{n}");
             tensors.extend([
                 (b("attn_norm.weight"), vec![DIM], false),
-                (b("attn_q.weight"), vec![DIM, q_dim], true),
-                (b("attn_k.weight"), vec![DIM, kv_dim], true),
-                (b("attn_v.weight"), vec![DIM, kv_dim], true),
                 (b("attn_output.weight"), vec![q_dim, DIM], true),
                 (b("ffn_norm.weight"), vec![DIM], false),
-                (b("ffn_gate.weight"), vec![DIM, FFN], true),
-                (b("ffn_up.weight"), vec![DIM, FFN], true),
                 (b("ffn_down.weight"), vec![FFN, DIM], true),
             ]);
+            if fused {
+                tensors.push((b("attn_qkv.weight"), vec![DIM, q_dim + 2 * kv_dim], true));
+            } else {
+                tensors.extend([
+                    (b("attn_q.weight"), vec![DIM, q_dim], true),
+                    (b("attn_k.weight"), vec![DIM, kv_dim], true),
+                    (b("attn_v.weight"), vec![DIM, kv_dim], true),
+                ]);
+            }
+            match arch {
+                Some(Arch::Phi3) => tensors.push((b("ffn_up.weight"), vec![DIM, 2 * FFN], true)),
+                Some(Arch::Gpt2) => tensors.push((b("ffn_up.weight"), vec![DIM, FFN], true)),
+                _ => tensors.extend([
+                    (b("ffn_gate.weight"), vec![DIM, FFN], true),
+                    (b("ffn_up.weight"), vec![DIM, FFN], true),
+                ]),
+            }
+            if gpt2 {
+                tensors.extend([
+                    (b("attn_norm.bias"), vec![DIM], false),
+                    (b("attn_qkv.bias"), vec![q_dim + 2 * kv_dim], false),
+                    (b("attn_output.bias"), vec![DIM], false),
+                    (b("ffn_norm.bias"), vec![DIM], false),
+                    (b("ffn_up.bias"), vec![FFN], false),
+                    (b("ffn_down.bias"), vec![DIM], false),
+                ]);
+            }
+            if arch == Some(Arch::Qwen3) {
+                tensors.extend([
+                    (b("attn_q_norm.weight"), vec![HEAD_DIM], false),
+                    (b("attn_k_norm.weight"), vec![HEAD_DIM], false),
+                ]);
+            }
             if arch == Some(Arch::Qwen2) {
                 tensors.extend([
                     (b("attn_q.bias"), vec![q_dim], false),

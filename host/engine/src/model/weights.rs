@@ -6,44 +6,62 @@
 //! Shapes are written ggml-style, `[ne0, ne1]` with `ne0` the contiguous row length: a projection
 //! from `n_in` to `n_out` features is `[n_in, n_out]`, i.e. `n_out` rows of `n_in` weights.
 
-use super::config::ModelConfig;
+use super::config::{FfnKind, ModelConfig, NormKind, Positions};
 use crate::EngineError;
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::quant::GgmlType;
 
-/// One transformer block's tensors (`blk.N.*`).
+/// One transformer block's tensors (`blk.N.*`). Which are present follows the
+/// [`ModelConfig`]: Q/K/V split or fused, gated or plain FFN, biases where the family has them
+/// (or, as llama.cpp, where the file has them).
 #[derive(Clone, Debug)]
 pub struct LayerWeights {
-    /// `attn_norm` [dim], f32: RMSNorm before attention.
+    /// `attn_norm` [dim], f32: the norm before attention.
     pub attn_norm: TensorInfo,
-    /// `attn_q` [dim, n_heads * head_dim].
-    pub attn_q: TensorInfo,
-    /// `attn_k` [dim, n_kv_heads * head_dim].
-    pub attn_k: TensorInfo,
-    /// `attn_v` [dim, n_kv_heads * head_dim].
-    pub attn_v: TensorInfo,
+    /// `attn_norm.bias` [dim], f32 (LayerNorm: GPT-2).
+    pub attn_norm_bias: Option<TensorInfo>,
+    /// `attn_q` [dim, n_heads * head_dim] (split Q/K/V).
+    pub attn_q: Option<TensorInfo>,
+    /// `attn_k` [dim, n_kv_heads * head_dim] (split Q/K/V).
+    pub attn_k: Option<TensorInfo>,
+    /// `attn_v` [dim, n_kv_heads * head_dim] (split Q/K/V).
+    pub attn_v: Option<TensorInfo>,
+    /// `attn_qkv` [dim, q_dim + 2 * kv_dim]: Q, K and V in one projection (Phi-3, GPT-2).
+    pub attn_qkv: Option<TensorInfo>,
+    /// `attn_qkv.bias` [q_dim + 2 * kv_dim], f32 (GPT-2).
+    pub attn_qkv_bias: Option<TensorInfo>,
     /// `attn_q.bias` [n_heads * head_dim], f32 (Qwen2).
     pub attn_q_bias: Option<TensorInfo>,
     /// `attn_k.bias` [n_kv_heads * head_dim], f32 (Qwen2).
     pub attn_k_bias: Option<TensorInfo>,
     /// `attn_v.bias` [n_kv_heads * head_dim], f32 (Qwen2).
     pub attn_v_bias: Option<TensorInfo>,
-    /// `attn_q_norm` [head_dim], f32: per-head RMSNorm of queries (Gemma 3).
+    /// `attn_q_norm` [head_dim], f32: per-head RMSNorm of queries (Gemma 3, Qwen3).
     pub attn_q_norm: Option<TensorInfo>,
-    /// `attn_k_norm` [head_dim], f32: per-head RMSNorm of keys (Gemma 3).
+    /// `attn_k_norm` [head_dim], f32: per-head RMSNorm of keys (Gemma 3, Qwen3).
     pub attn_k_norm: Option<TensorInfo>,
     /// `attn_output` [n_heads * head_dim, dim].
     pub attn_output: TensorInfo,
+    /// `attn_output.bias` [dim], f32 (GPT-2; optional on Llama).
+    pub attn_output_bias: Option<TensorInfo>,
     /// `post_attention_norm` [dim], f32: RMSNorm of the attention output (Gemma 3).
     pub post_attention_norm: Option<TensorInfo>,
-    /// `ffn_norm` [dim], f32: RMSNorm before the feed-forward network.
+    /// `ffn_norm` [dim], f32: the norm before the feed-forward network.
     pub ffn_norm: TensorInfo,
-    /// `ffn_gate` [dim, ffn_dim].
-    pub ffn_gate: TensorInfo,
-    /// `ffn_up` [dim, ffn_dim].
+    /// `ffn_norm.bias` [dim], f32 (LayerNorm: GPT-2).
+    pub ffn_norm_bias: Option<TensorInfo>,
+    /// `ffn_gate` [dim, ffn_dim] (gated FFN with separate gate).
+    pub ffn_gate: Option<TensorInfo>,
+    /// `ffn_gate.bias` [ffn_dim], f32 (optional on Llama).
+    pub ffn_gate_bias: Option<TensorInfo>,
+    /// `ffn_up` [dim, ffn_dim]; [dim, 2 * ffn_dim], gate rows first, for a fused gate+up (Phi-3).
     pub ffn_up: TensorInfo,
+    /// `ffn_up.bias` [ffn_dim], f32 (GPT-2; optional on Llama).
+    pub ffn_up_bias: Option<TensorInfo>,
     /// `ffn_down` [ffn_dim, dim].
     pub ffn_down: TensorInfo,
+    /// `ffn_down.bias` [dim], f32 (GPT-2; optional on Llama).
+    pub ffn_down_bias: Option<TensorInfo>,
     /// `post_ffw_norm` [dim], f32: RMSNorm of the FFN output (Gemma 3).
     pub post_ffw_norm: Option<TensorInfo>,
 }
@@ -53,9 +71,15 @@ pub struct LayerWeights {
 pub struct ModelWeights {
     /// `token_embd` [dim, vocab]: one row per token.
     pub token_embd: TensorInfo,
+    /// `position_embd` [dim, context_length]: one learned row per position (GPT-2).
+    pub position_embd: Option<TensorInfo>,
+    /// The RoPE frequency factors [rope_dims / 2], f32, named by `ModelConfig::rope_factors`.
+    pub rope_factors: Option<TensorInfo>,
     pub layers: Vec<LayerWeights>,
-    /// `output_norm` [dim], f32: the final RMSNorm.
+    /// `output_norm` [dim], f32: the final norm.
     pub output_norm: TensorInfo,
+    /// `output_norm.bias` [dim], f32 (LayerNorm: GPT-2).
+    pub output_norm_bias: Option<TensorInfo>,
     /// `output` [dim, vocab]; the same tensor as `token_embd` when the model ties them.
     pub output: TensorInfo,
 }
@@ -70,7 +94,8 @@ enum Role {
 }
 
 impl ModelWeights {
-    /// Find and check every tensor `config` asks for.
+    /// Find and check every tensor `config` asks for. Like llama.cpp's loader, a file tensor
+    /// that no role takes is an error: it would be model content silently ignored.
     pub fn from_gguf(gguf: &GgufFile, config: &ModelConfig) -> Result<ModelWeights, EngineError> {
         let c = config;
         let (dim, q_dim, kv_dim, hd, ffn, vocab) = (
@@ -82,7 +107,22 @@ impl ModelWeights {
             c.vocab_size,
         );
         let token_embd = expect(gguf, "token_embd.weight", &[dim, vocab], Role::Matrix)?;
+        let position_embd = match c.positions {
+            Positions::Learned => Some(expect(
+                gguf,
+                "position_embd.weight",
+                &[dim, c.context_length],
+                Role::Matrix,
+            )?),
+            Positions::Rope => None,
+        };
+        let rope_factors = c
+            .rope_factors
+            .map(|f| expect(gguf, f.tensor_name(), &[c.rope_dims / 2], Role::Vector))
+            .transpose()?;
         let output_norm = expect(gguf, "output_norm.weight", &[dim], Role::Vector)?;
+        let layer_norm = c.norm == NormKind::Layer;
+        let output_norm_bias = maybe(gguf, layer_norm, "output_norm.bias", &[dim], Role::Vector)?;
         let output = if c.tied_output {
             token_embd.clone()
         } else {
@@ -91,49 +131,106 @@ impl ModelWeights {
 
         let mut layers = Vec::with_capacity(c.n_layers);
         for il in 0..c.n_layers {
-            let get = |name: &str, shape: &[usize], role| {
-                expect(gguf, &format!("blk.{il}.{name}.weight"), shape, role)
-            };
-            let bias = |name: &str, len: usize| -> Result<Option<TensorInfo>, EngineError> {
-                if c.qkv_bias {
-                    expect(gguf, &format!("blk.{il}.{name}.bias"), &[len], Role::Vector).map(Some)
+            let name = |n: &str| format!("blk.{il}.{n}");
+            let get = |n: &str, shape: &[usize], role| expect(gguf, &name(n), shape, role);
+            // Required when `on`, else used if the file has it (llama.cpp's optional biases).
+            let opt =
+                |on: bool, n: &str, shape: &[usize]| maybe(gguf, on, &name(n), shape, Role::Vector);
+            // Present only when `on`.
+            let only = |on: bool, n: &str, shape: &[usize], role| {
+                if on {
+                    get(n, shape, role).map(Some)
                 } else {
                     Ok(None)
                 }
             };
-            let opt =
-                |on: bool, name: &str, len: usize| -> Result<Option<TensorInfo>, EngineError> {
-                    if on {
-                        get(name, &[len], Role::Vector).map(Some)
-                    } else {
-                        Ok(None)
-                    }
-                };
+            let split = !c.fused_qkv;
+            let gated = c.ffn == FfnKind::Gated;
+            let up_rows = if c.ffn == FfnKind::FusedGateUp {
+                2 * ffn
+            } else {
+                ffn
+            };
+            let qkv_rows = q_dim + 2 * kv_dim;
+            let (pb, bias_split) = (c.proj_bias, c.qkv_bias && split);
             layers.push(LayerWeights {
-                attn_norm: get("attn_norm", &[dim], Role::Vector)?,
-                attn_q: get("attn_q", &[dim, q_dim], Role::Matrix)?,
-                attn_k: get("attn_k", &[dim, kv_dim], Role::Matrix)?,
-                attn_v: get("attn_v", &[dim, kv_dim], Role::Matrix)?,
-                attn_q_bias: bias("attn_q", q_dim)?,
-                attn_k_bias: bias("attn_k", kv_dim)?,
-                attn_v_bias: bias("attn_v", kv_dim)?,
-                attn_q_norm: opt(c.qk_norm, "attn_q_norm", hd)?,
-                attn_k_norm: opt(c.qk_norm, "attn_k_norm", hd)?,
-                attn_output: get("attn_output", &[q_dim, dim], Role::Matrix)?,
-                post_attention_norm: opt(c.post_norms, "post_attention_norm", dim)?,
-                ffn_norm: get("ffn_norm", &[dim], Role::Vector)?,
-                ffn_gate: get("ffn_gate", &[dim, ffn], Role::Matrix)?,
-                ffn_up: get("ffn_up", &[dim, ffn], Role::Matrix)?,
-                ffn_down: get("ffn_down", &[ffn, dim], Role::Matrix)?,
-                post_ffw_norm: opt(c.post_norms, "post_ffw_norm", dim)?,
+                attn_norm: get("attn_norm.weight", &[dim], Role::Vector)?,
+                attn_norm_bias: only(layer_norm, "attn_norm.bias", &[dim], Role::Vector)?,
+                attn_q: only(split, "attn_q.weight", &[dim, q_dim], Role::Matrix)?,
+                attn_k: only(split, "attn_k.weight", &[dim, kv_dim], Role::Matrix)?,
+                attn_v: only(split, "attn_v.weight", &[dim, kv_dim], Role::Matrix)?,
+                attn_qkv: only(!split, "attn_qkv.weight", &[dim, qkv_rows], Role::Matrix)?,
+                attn_qkv_bias: if split {
+                    None
+                } else {
+                    opt(c.qkv_bias, "attn_qkv.bias", &[qkv_rows])?
+                },
+                attn_q_bias: if split {
+                    opt(bias_split, "attn_q.bias", &[q_dim])?
+                } else {
+                    None
+                },
+                attn_k_bias: if split {
+                    opt(bias_split, "attn_k.bias", &[kv_dim])?
+                } else {
+                    None
+                },
+                attn_v_bias: if split {
+                    opt(bias_split, "attn_v.bias", &[kv_dim])?
+                } else {
+                    None
+                },
+                attn_q_norm: only(c.qk_norm, "attn_q_norm.weight", &[hd], Role::Vector)?,
+                attn_k_norm: only(c.qk_norm, "attn_k_norm.weight", &[hd], Role::Vector)?,
+                attn_output: get("attn_output.weight", &[q_dim, dim], Role::Matrix)?,
+                attn_output_bias: opt(pb, "attn_output.bias", &[dim])?,
+                post_attention_norm: only(
+                    c.post_norms,
+                    "post_attention_norm.weight",
+                    &[dim],
+                    Role::Vector,
+                )?,
+                ffn_norm: get("ffn_norm.weight", &[dim], Role::Vector)?,
+                ffn_norm_bias: only(layer_norm, "ffn_norm.bias", &[dim], Role::Vector)?,
+                ffn_gate: only(gated, "ffn_gate.weight", &[dim, ffn], Role::Matrix)?,
+                ffn_gate_bias: if gated {
+                    opt(false, "ffn_gate.bias", &[ffn])?
+                } else {
+                    None
+                },
+                ffn_up: get("ffn_up.weight", &[dim, up_rows], Role::Matrix)?,
+                ffn_up_bias: opt(pb, "ffn_up.bias", &[up_rows])?,
+                ffn_down: get("ffn_down.weight", &[ffn, dim], Role::Matrix)?,
+                ffn_down_bias: opt(pb, "ffn_down.bias", &[dim])?,
+                post_ffw_norm: only(c.post_norms, "post_ffw_norm.weight", &[dim], Role::Vector)?,
             });
         }
-        Ok(ModelWeights {
+        let w = ModelWeights {
             token_embd,
+            position_embd,
+            rope_factors,
             layers,
             output_norm,
+            output_norm_bias,
             output,
-        })
+        };
+        w.check_all_used(gguf)?;
+        Ok(w)
+    }
+
+    /// Every file tensor must have a role (LongRoPE files carry both factor sets; one is used).
+    fn check_all_used(&self, gguf: &GgufFile) -> Result<(), EngineError> {
+        let used: std::collections::HashSet<&str> =
+            self.all().iter().map(|t| t.name.as_str()).collect();
+        for t in gguf.tensors() {
+            let n = t.name.as_str();
+            let spare_factors = self.rope_factors.is_some()
+                && (n == "rope_factors_long.weight" || n == "rope_factors_short.weight");
+            if !used.contains(n) && !spare_factors {
+                return Err(bad(n, "not used by this architecture; unsupported"));
+            }
+        }
+        Ok(())
     }
 
     /// Every distinct tensor, each once (a tied output is not repeated).
@@ -142,26 +239,43 @@ impl ModelWeights {
         if self.output.name != self.token_embd.name {
             all.push(&self.output);
         }
+        all.extend(
+            [
+                &self.position_embd,
+                &self.rope_factors,
+                &self.output_norm_bias,
+            ]
+            .into_iter()
+            .flatten(),
+        );
         for l in &self.layers {
             all.extend([
                 &l.attn_norm,
-                &l.attn_q,
-                &l.attn_k,
-                &l.attn_v,
                 &l.attn_output,
                 &l.ffn_norm,
-                &l.ffn_gate,
                 &l.ffn_up,
                 &l.ffn_down,
             ]);
             all.extend(
                 [
+                    &l.attn_norm_bias,
+                    &l.attn_q,
+                    &l.attn_k,
+                    &l.attn_v,
+                    &l.attn_qkv,
+                    &l.attn_qkv_bias,
                     &l.attn_q_bias,
                     &l.attn_k_bias,
                     &l.attn_v_bias,
                     &l.attn_q_norm,
                     &l.attn_k_norm,
+                    &l.attn_output_bias,
                     &l.post_attention_norm,
+                    &l.ffn_norm_bias,
+                    &l.ffn_gate,
+                    &l.ffn_gate_bias,
+                    &l.ffn_up_bias,
+                    &l.ffn_down_bias,
                     &l.post_ffw_norm,
                 ]
                 .into_iter()
@@ -174,6 +288,21 @@ impl ModelWeights {
     /// Bytes of all distinct tensors.
     pub fn total_bytes(&self) -> u64 {
         self.all().iter().map(|t| t.size).sum()
+    }
+}
+
+/// The tensor `name` when `required` or when the file has it; checked like [`expect`].
+fn maybe(
+    gguf: &GgufFile,
+    required: bool,
+    name: &str,
+    shape: &[usize],
+    role: Role,
+) -> Result<Option<TensorInfo>, EngineError> {
+    if required || gguf.tensor(name).is_some() {
+        expect(gguf, name, shape, role).map(Some)
+    } else {
+        Ok(None)
     }
 }
 

@@ -14,12 +14,29 @@ pub struct Llama3RopeScaling {
     pub original_context_length: u32,
 }
 
+/// YaRN scaling (`rope_scaling.rope_type = "yarn"`), written as `rope.scaling.type` "yarn",
+/// `rope.scaling.factor` and `rope.scaling.original_context_length`.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct YarnScaling {
+    pub factor: f32,
+    pub original_context_length: u32,
+}
+
+/// Phi-3's LongRoPE: `rope_factors_long/short.weight` tensors, `rope.scaling.attn_factor`
+/// `sqrt(1 + ln(ctx / orig) / ln(orig))` and `rope.scaling.original_context_length`, as
+/// llama.cpp's Phi-3 converter writes them. The factor values are synthetic (smooth curves in
+/// the range of the real ones: short 1 to ~2.5, long 1 to ~60).
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct LongRopeScaling {
+    pub original_context_length: u32,
+}
+
 /// The architecture and dimensions of one model.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub struct Shape {
     /// Name on the command line, e.g. "llama3-8b".
     pub name: &'static str,
-    /// `general.architecture`: "llama", "qwen2" or "gemma3".
+    /// `general.architecture`: "llama", "qwen2", "qwen3", "phi3", "gemma3" or "gpt2".
     pub arch: &'static str,
     pub n_layer: u32,
     pub n_embd: u32,
@@ -35,11 +52,14 @@ pub struct Shape {
     pub rms_eps: f32,
     /// The output projection shares `token_embd.weight` (no `output.weight` tensor).
     pub tied_embeddings: bool,
-    /// Biases on the Q, K and V projections (Qwen2).
+    /// Biases on the Q, K and V projections (Qwen2; GPT-2's fused one).
     pub qkv_bias: bool,
-    /// Gemma 3's local-attention window.
+    /// The attention window the converter writes (Gemma 3's local layers; Phi-3's
+    /// `sliding_window`, 0 when the config has none).
     pub sliding_window: Option<u32>,
     pub llama3_rope: Option<Llama3RopeScaling>,
+    pub yarn: Option<YarnScaling>,
+    pub longrope: Option<LongRopeScaling>,
 }
 
 /// Every shape `synth` knows.
@@ -62,6 +82,8 @@ pub const SHAPES: &[Shape] = &[
         qkv_bias: false,
         sliding_window: None,
         llama3_rope: None,
+        yarn: None,
+        longrope: None,
     },
     // Llama-3.2-1B.
     Shape {
@@ -86,6 +108,8 @@ pub const SHAPES: &[Shape] = &[
             high_freq_factor: 4.0,
             original_context_length: 8192,
         }),
+        yarn: None,
+        longrope: None,
     },
     // Qwen2.5-0.5B(-Instruct).
     Shape {
@@ -105,6 +129,8 @@ pub const SHAPES: &[Shape] = &[
         qkv_bias: true,
         sliding_window: None,
         llama3_rope: None,
+        yarn: None,
+        longrope: None,
     },
     // Qwen2.5-7B(-Instruct).
     Shape {
@@ -124,6 +150,8 @@ pub const SHAPES: &[Shape] = &[
         qkv_bias: true,
         sliding_window: None,
         llama3_rope: None,
+        yarn: None,
+        longrope: None,
     },
     // SmolLM2-135M(-Instruct): a llama.
     Shape {
@@ -143,6 +171,8 @@ pub const SHAPES: &[Shape] = &[
         qkv_bias: false,
         sliding_window: None,
         llama3_rope: None,
+        yarn: None,
+        longrope: None,
     },
     // gemma-3-270m(-it).
     Shape {
@@ -162,6 +192,140 @@ pub const SHAPES: &[Shape] = &[
         qkv_bias: false,
         sliding_window: Some(512),
         llama3_rope: None,
+        yarn: None,
+        longrope: None,
+    },
+    // Mistral-7B-v0.3(-Instruct): a llama (no sliding window in v0.2+).
+    Shape {
+        name: "mistral-7b",
+        arch: "llama",
+        n_layer: 32,
+        n_embd: 4096,
+        n_ff: 14336,
+        n_head: 32,
+        n_head_kv: 8,
+        head_dim: 128,
+        explicit_head_dim: false,
+        context_length: 32768,
+        rope_freq_base: 1000000.0,
+        rms_eps: 1e-5,
+        tied_embeddings: false,
+        qkv_bias: false,
+        sliding_window: None,
+        llama3_rope: None,
+        yarn: None,
+        longrope: None,
+    },
+    // Qwen3-0.6B: per-head q/k norms, head_dim 128 (q_dim 2048 != n_embd 1024).
+    Shape {
+        name: "qwen3-0.6b",
+        arch: "qwen3",
+        n_layer: 28,
+        n_embd: 1024,
+        n_ff: 3072,
+        n_head: 16,
+        n_head_kv: 8,
+        head_dim: 128,
+        explicit_head_dim: true,
+        context_length: 40960,
+        rope_freq_base: 1000000.0,
+        rms_eps: 1e-6,
+        tied_embeddings: true,
+        qkv_bias: false,
+        sliding_window: None,
+        llama3_rope: None,
+        yarn: None,
+        longrope: None,
+    },
+    // Qwen3-0.6B with the YaRN long-context setting of the Qwen3 model cards
+    // (`rope_scaling: {rope_type: yarn, factor: 4.0, original_max_position_embeddings: 32768}`).
+    Shape {
+        name: "qwen3-0.6b-yarn",
+        arch: "qwen3",
+        n_layer: 28,
+        n_embd: 1024,
+        n_ff: 3072,
+        n_head: 16,
+        n_head_kv: 8,
+        head_dim: 128,
+        explicit_head_dim: true,
+        context_length: 131072,
+        rope_freq_base: 1000000.0,
+        rms_eps: 1e-6,
+        tied_embeddings: true,
+        qkv_bias: false,
+        sliding_window: None,
+        llama3_rope: None,
+        yarn: Some(YarnScaling {
+            factor: 4.0,
+            original_context_length: 32768,
+        }),
+        longrope: None,
+    },
+    // Qwen3-8B.
+    Shape {
+        name: "qwen3-8b",
+        arch: "qwen3",
+        n_layer: 36,
+        n_embd: 4096,
+        n_ff: 12288,
+        n_head: 32,
+        n_head_kv: 8,
+        head_dim: 128,
+        explicit_head_dim: true,
+        context_length: 40960,
+        rope_freq_base: 1000000.0,
+        rms_eps: 1e-6,
+        tied_embeddings: false,
+        qkv_bias: false,
+        sliding_window: None,
+        llama3_rope: None,
+        yarn: None,
+        longrope: None,
+    },
+    // Phi-3.5-mini-instruct: fused QKV and gate+up, LongRoPE (131072 from 4096).
+    Shape {
+        name: "phi3.5-mini",
+        arch: "phi3",
+        n_layer: 32,
+        n_embd: 3072,
+        n_ff: 8192,
+        n_head: 32,
+        n_head_kv: 32,
+        head_dim: 96,
+        explicit_head_dim: false,
+        context_length: 131072,
+        rope_freq_base: 10000.0,
+        rms_eps: 1e-5,
+        tied_embeddings: false,
+        qkv_bias: false,
+        sliding_window: Some(262144),
+        llama3_rope: None,
+        yarn: None,
+        longrope: Some(LongRopeScaling {
+            original_context_length: 4096,
+        }),
+    },
+    // GPT-2 (124M): LayerNorm, learned positions, fused biased QKV, plain GELU FFN.
+    Shape {
+        name: "gpt2",
+        arch: "gpt2",
+        n_layer: 12,
+        n_embd: 768,
+        n_ff: 3072,
+        n_head: 12,
+        n_head_kv: 12,
+        head_dim: 64,
+        explicit_head_dim: false,
+        context_length: 1024,
+        rope_freq_base: 10000.0,
+        rms_eps: 1e-5,
+        tied_embeddings: true,
+        qkv_bias: true,
+        sliding_window: None,
+        llama3_rope: None,
+        yarn: None,
+        longrope: None,
     },
 ];
 
@@ -198,5 +362,26 @@ impl Llama3RopeScaling {
                 }
             })
             .collect()
+    }
+}
+
+impl LongRopeScaling {
+    /// `rope.scaling.attn_factor` of a model trained for `ctx` positions.
+    pub fn attn_factor(&self, ctx: u32) -> f32 {
+        let orig = self.original_context_length as f64;
+        let scale = ctx as f64 / orig;
+        if scale > 1.0 {
+            (1.0 + scale.ln() / orig.ln()).sqrt() as f32
+        } else {
+            1.0
+        }
+    }
+
+    /// Synthetic (long, short) factors, `n` each, rising smoothly with the pair index.
+    pub fn factors(&self, n: u32) -> (Vec<f32>, Vec<f32>) {
+        let t = |i: u32| i as f32 / (n.max(2) - 1) as f32;
+        let long = (0..n).map(|i| 1.0 + 59.0 * t(i).powi(3)).collect();
+        let short = (0..n).map(|i| 1.0 + 1.5 * t(i).powi(2)).collect();
+        (long, short)
     }
 }

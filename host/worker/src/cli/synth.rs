@@ -18,7 +18,8 @@ use orcd_engine::synth::{SynthOptions, shape, shape_names, synthesize};
 
 #[derive(clap::Args, Debug)]
 pub struct SynthArgs {
-    /// Model shape: llama3-8b, llama3.2-1b, qwen2.5-0.5b, qwen2.5-7b, smollm2-135m, gemma3-270m.
+    /// Model shape: llama3-8b, llama3.2-1b, qwen2.5-0.5b, qwen2.5-7b, smollm2-135m, gemma3-270m,
+    /// mistral-7b, qwen3-0.6b, qwen3-0.6b-yarn, qwen3-8b, phi3.5-mini, gpt2.
     #[arg(long)]
     shape: String,
     /// Type of the layer matrices: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k.
@@ -39,6 +40,10 @@ pub struct SynthArgs {
     /// Keep only the first N layers.
     #[arg(long)]
     layers: Option<u32>,
+    /// Standard deviation of the output projection (the embedding when tied), default 0.02:
+    /// e.g. 0.1 spreads the logits so that comparisons see real top-2 margins.
+    #[arg(long)]
+    output_std: Option<f32>,
 }
 
 fn parse_type(s: &str) -> Result<GgmlType, String> {
@@ -59,6 +64,7 @@ pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
         embed_ty: args.embed_type,
         layers: args.layers,
         seed: args.seed,
+        output_std: args.output_std,
     };
     let start = Instant::now();
     let summary = synthesize(&opts, &vocab, &args.out)
