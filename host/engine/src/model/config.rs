@@ -531,11 +531,10 @@ const KNOWN_KEYS: &[&str] = &[
 /// attention on).
 fn neutral(key: &str, v: &crate::gguf::MetaValue) -> bool {
     use crate::gguf::MetaValue as M;
-    match (key, v) {
-        ("expert_count" | "expert_used_count", M::U32(0)) => true,
-        ("attention.causal", M::Bool(true)) => true,
-        _ => false,
-    }
+    matches!(
+        (key, v),
+        ("expert_count" | "expert_used_count", M::U32(0)) | ("attention.causal", M::Bool(true))
+    )
 }
 
 /// Reject any `{arch}.*` key outside [`KNOWN_KEYS`] (unless neutral): granite's multipliers,

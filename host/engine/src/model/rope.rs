@@ -121,7 +121,7 @@ pub fn read_scaling(
     };
     let freq_scale = match factor {
         None => 1.0,
-        Some((_, f)) if f == 0.0 => 1.0,
+        Some((_, 0.0)) => 1.0,
         Some((k, f)) if !(f.is_finite() && f > 0.0) => {
             return Err(bad_meta(&k, format!("{f} is not a positive finite number")));
         }
