@@ -81,6 +81,32 @@ def bad_request():
     raise AssertionError("temperature 3.0 was accepted")
 
 
+def samplers():
+    # The worker's extensions ride in extra_body, as with vLLM.
+    ok = client.completions.create(model=model_id(), prompt="Once upon a time", max_tokens=4,
+                                   seed=3, extra_body={"sampler": "standard",
+                                                       "sampler_params": {"candidates": 32}})
+    assert ok.choices[0].text is not None, ok
+    chat_ok = client.chat.completions.create(
+        model=model_id(), messages=[{"role": "user", "content": "Hi"}], max_tokens=3,
+        extra_body={"sampler": "standard"})
+    assert chat_ok.choices[0].message.role == "assistant", chat_ok
+    for extra, code, param in [
+        ({"sampler": "nosuch"}, "PLUGIN_NOT_FOUND", "sampler"),
+        ({"sampler_params": {"tau": 5}}, "INVALID_REQUEST", "sampler_params.tau"),
+        ({"samplr": "standard"}, "INVALID_REQUEST", "samplr"),
+    ]:
+        try:
+            client.completions.create(model=model_id(), prompt="x", max_tokens=2,
+                                      extra_body=extra)
+        except openai.BadRequestError as e:
+            assert e.status_code == 400
+            assert e.body["code"] == code, e.body
+            assert e.body["param"] == param, e.body
+            continue
+        raise AssertionError(f"{extra} was accepted")
+
+
 def prometheus():
     text = urllib.request.urlopen(BASE + "/metrics", timeout=30).read().decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -104,7 +130,8 @@ def prometheus():
 
 
 for name, fn in [("models", models), ("completions", completions), ("chat", chat),
-                 ("bad_request", bad_request), ("prometheus", prometheus)]:
+                 ("bad_request", bad_request), ("samplers", samplers),
+                 ("prometheus", prometheus)]:
     check(name, fn)
 print(f"{passed} passed, {len(failures)} failed")
 sys.exit(1 if failures else 0)

@@ -28,6 +28,7 @@ impl Sampler for Mirostat {
 
     fn new(params: &SamplerParams) -> Result<Self, Error> {
         params.validate()?;
+        params.only_extras(&["tau", "eta"])?;
         let tau = params.extra("tau").unwrap_or(5.0);
         let eta = params.extra("eta").unwrap_or(0.1);
         if !(tau > 0.0 && tau <= 64.0) {
@@ -147,6 +148,11 @@ mod tests {
     fn bad_params_and_rows_are_errors() {
         assert!(Mirostat::new(&params(0, &[("tau", -1.0)])).is_err());
         assert!(Mirostat::new(&params(0, &[("eta", 0.0)])).is_err());
+        // A misspelt name is refused at admission (the SDK's default `validate` runs `new`).
+        match Mirostat::validate(&params(0, &[("tua", 5.0)])) {
+            Err(e) => assert_eq!(e.field().unwrap().0, "sampler_params.tua"),
+            Ok(()) => panic!("tua accepted"),
+        }
         let mut s = Mirostat::new(&params(0, &[])).unwrap();
         let r = s.sample(&RowLogits::new(vec![f32::NAN; 10]), &[]);
         assert_eq!(r, Err(Error::NoValidLogits));

@@ -9,7 +9,18 @@
 //!   over 128k floats; on CUDA they run on the GPU instead).
 //! - `end to end`: `sample()` on the mock device (plugin + host ops).
 //!
+//! Then, plugin-side only (the `plugin` column's method):
+//! - custom samplers written with the SDK (`examples/typical-sampler`,
+//!   `examples/mirostat-sampler`, built here) asking for 256 candidates, beside `standard`'s
+//!   256-candidate window;
+//! - what each host call costs a sampler: a 0.2.0 test guest (`hostile-sampler-next`) whose
+//!   `sample` makes exactly one kind of call (argmax; top-k of 1, 64, 256, 1024; the full row;
+//!   penalties over 64 tokens then argmax).
+//!
 //! Run: `cargo bench -p orcd-plugin-host --bench plugin_cost`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -33,7 +44,7 @@ const WARMUP: usize = 200;
 struct Precomputed {
     row: Vec<f32>,
     best: (u32, f32),
-    /// The 256 best (id, logit), best first; top-k for k <= 256 is a prefix copy.
+    /// The 1024 best (id, logit), best first; top-k for k <= 1024 is a prefix copy.
     top: Vec<(u32, f32)>,
 }
 
@@ -41,7 +52,7 @@ impl Precomputed {
     fn new(row: Vec<f32>) -> Self {
         Precomputed {
             best: host_logits::argmax(&row),
-            top: host_logits::top_k(&row, 256),
+            top: host_logits::top_k(&row, 1024),
             row,
         }
     }
@@ -207,6 +218,9 @@ fn main() {
         );
     }
 
+    custom_samplers(&host, &mut fixed, &prompt);
+    host_calls(&mut fixed, &prompt);
+
     let (open, _) = measure(|| {
         std::hint::black_box(
             host.sampler("standard", &params(0.8, 40, 0.9, true), 1)
@@ -214,4 +228,87 @@ fn main() {
         );
     });
     println!("session open (instantiate + open + drop): {open:.1} µs median");
+}
+
+/// Plugin-side cost of the SDK samplers at 256 candidates, beside `standard` at its 256 window.
+fn custom_samplers(host: &PluginHost, fixed: &mut Precomputed, prompt: &[u32]) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut p = params(0.8, 0, 1.0, false);
+    println!();
+    println!(
+        "custom samplers, 256 candidates from the host, plugin cost, median (p90) µs per token"
+    );
+    let cell = |(m, p9): (f64, f64)| format!("{m:.2} ({p9:.2})");
+    let mut session = host.sampler("standard", &p, 42).expect("session");
+    let standard = measure(|| {
+        session.sample(fixed, 0, prompt).expect("sample");
+    });
+    println!(
+        "{:<44} {:>16}",
+        "standard (top_k 0: 256 window)",
+        cell(standard)
+    );
+    for (example, name, extra) in [
+        ("typical-sampler", "typical", vec![("p".to_string(), 0.9)]),
+        (
+            "mirostat-sampler",
+            "mirostat",
+            vec![("tau".to_string(), 5.0)],
+        ),
+    ] {
+        let wasm = orcd_tests::guest::build_guest(&root, example);
+        host.load_file(&wasm).expect("example loads");
+        p.extra = extra;
+        let mut session = host.sampler(name, &p, 42).expect("session");
+        let cost = measure(|| {
+            session.sample(fixed, 0, prompt).expect("sample");
+        });
+        println!("{:<44} {:>16}", format!("{name} ({example})"), cell(cost));
+    }
+}
+
+/// What each host call costs a sampler: one `sample` per row, each making one kind of call.
+fn host_calls(fixed: &mut Precomputed, prompt: &[u32]) {
+    let host = common::hostile_host(PluginHostConfig {
+        load_builtins: false,
+        ..PluginHostConfig::default()
+    });
+    host.load_file(&common::guest("hostile_sampler_next"))
+        .expect("0.2.0 guest loads");
+    let mode = |m: u32, top_k: u32, window: u32| SamplingParams {
+        top_k,
+        penalty_window: window,
+        repetition_penalty: if window > 0 { 1.1 } else { 1.0 },
+        ..common::params(m)
+    };
+    println!();
+    println!(
+        "host calls from a 0.2.0 guest (hostile-sampler-next), one sample() each, median (p90) µs"
+    );
+    let cell = |(m, p9): (f64, f64)| format!("{m:.2} ({p9:.2})");
+    let setups: [(&str, SamplingParams); 8] = [
+        ("sample() + argmax()", mode(0, 0, 0)),
+        ("sample() + top_k(1)", mode(8, 1, 0)),
+        ("sample() + top_k(64)", mode(8, 64, 0)),
+        ("sample() + top_k(256)", mode(8, 256, 0)),
+        ("sample() + top_k(1024)", mode(8, 1024, 0)),
+        ("sample() + penalize(64 ids) + argmax()", mode(0, 0, 64)),
+        ("sample() + full() (131072 floats)", mode(9, 0, 0)),
+        ("sample() + argmax(), 0.1.0 guest", mode(0, 0, 0)),
+    ];
+    for (i, (name, p)) in setups.iter().enumerate() {
+        let h = if i == setups.len() - 1 {
+            common::hostile_host(PluginHostConfig {
+                load_builtins: false,
+                ..PluginHostConfig::default()
+            })
+        } else {
+            host.clone()
+        };
+        let mut session = h.sampler("hostile", p, 1).expect("session");
+        let cost = measure(|| {
+            session.sample(fixed, 0, prompt).expect("sample");
+        });
+        println!("{name:<44} {:>16}", cell(cost));
+    }
 }

@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 
-use crate::bindings::handler::RequestHandler;
 use crate::bindings::handler::exports::worker::plugin::handler_plugin::{
     Job, Limits, StopHit, StreamEvent,
 };
 use crate::host::Inner;
-use crate::plugin::{LoadedPlugin, PluginPre};
+use crate::plugin::LoadedPlugin;
 use crate::state::{PluginState, guarded_call};
+use crate::versions::HandlerBindings;
 use crate::{PluginError, PluginInfo};
 
 /// Largest request body passed to the handler, in bytes.
@@ -32,19 +32,17 @@ pub struct HandlerSession {
     inner: Arc<Inner>,
     plugin: Arc<LoadedPlugin>,
     /// None after a failure: a trapped instance is dropped.
-    live: Option<(Store<PluginState>, RequestHandler)>,
+    live: Option<(Store<PluginState>, HandlerBindings)>,
 }
 
 impl HandlerSession {
     pub(crate) fn open(inner: Arc<Inner>, plugin: Arc<LoadedPlugin>) -> Result<Self, PluginError> {
-        let PluginPre::Handler(pre) = &plugin.pre else {
-            return Err(PluginError::Runtime(format!(
-                "{} is not a request handler",
-                plugin.label
-            )));
-        };
         let mut store = inner.store(&plugin);
-        let bindings = guarded_call(&mut store, inner.call_budget(), |s| pre.instantiate(s))?;
+        let pre = &plugin.pre;
+        let bindings = guarded_call(&mut store, inner.call_budget(), |s| {
+            pre.handler(s)
+                .unwrap_or_else(|| Err(wasmtime::Error::msg("not a request-handler plugin")))
+        })?;
         Ok(HandlerSession {
             inner,
             plugin,
@@ -74,10 +72,7 @@ impl HandlerSession {
                 ),
             });
         }
-        let parsed = self.call(|b, s| {
-            b.worker_plugin_handler_plugin()
-                .call_parse_execute(s, body, content_type, limits)
-        })?;
+        let parsed = self.call(|b, s| b.parse_execute(s, body, content_type, limits))?;
         match parsed {
             Ok(job) => {
                 check_job(&job, limits).map_err(|reason| self.invalid(reason))?;
@@ -99,10 +94,7 @@ impl HandlerSession {
         if stops.is_empty() {
             return Ok(None);
         }
-        let hit = self.call(|b, s| {
-            b.worker_plugin_handler_plugin()
-                .call_check_stop(s, text, stops)
-        })?;
+        let hit = self.call(|b, s| b.check_stop(s, text, stops))?;
         if let Some(h) = &hit {
             let offset = h.offset as usize;
             if h.stop_index as usize >= stops.len()
@@ -123,8 +115,7 @@ impl HandlerSession {
 
     /// Render one SSE event (`event: <name>\ndata: <json>\n\n`).
     pub fn render_event(&mut self, event: &StreamEvent) -> Result<String, PluginError> {
-        let text =
-            self.call(|b, s| b.worker_plugin_handler_plugin().call_render_event(s, event))?;
+        let text = self.call(|b, s| b.render_event(s, event))?;
         let well_formed = text.len() <= MAX_EVENT_BYTES
             && text.starts_with("event: ")
             && text.contains("\ndata: ")
@@ -146,7 +137,7 @@ impl HandlerSession {
 
     fn call<R>(
         &mut self,
-        f: impl FnOnce(&RequestHandler, &mut Store<PluginState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&HandlerBindings, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let Some((store, bindings)) = self.live.as_mut() else {
             return Err(PluginError::Trap {
@@ -186,7 +177,11 @@ fn check_job(job: &Job, limits: &Limits) -> Result<(), String> {
             job.stop.len() <= MAX_STOPS && job.stop.iter().all(|s| !s.is_empty()),
             "stop",
         ),
-        (limits.samplers.contains(&job.sampler), "sampler"),
+        // Whether the sampler is loaded is the host's check at admission (PLUGIN_NOT_FOUND).
+        (
+            !job.sampler.is_empty() && job.sampler.len() <= 64,
+            "sampler",
+        ),
         ((0.0..=2.0).contains(&p.temperature), "temperature"),
         (p.top_k <= limits.vocab_size, "top_k"),
         ((0.0..=1.0).contains(&p.top_p), "top_p"),

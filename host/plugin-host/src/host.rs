@@ -1,18 +1,19 @@
 //! [`PluginHost`]: the shared wasmtime engine, the plugin directory, and the factory of
 //! per-request sessions.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, SystemTime};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, OptLevel, Store};
 
-use crate::bindings::{handler, sampler, tokenizer};
+use crate::bindings::{handler, sampler, tokenizer, v0_1_0};
 use crate::builtin::BUILTIN_PLUGINS;
+use crate::directory::{Counters, Directory};
 use crate::plugin::{LoadedPlugin, PluginInfo, PluginKind, PluginPre, PluginSource};
 use crate::state::{CallBudget, PluginState, guarded_call};
+use crate::versions::Contract;
 use crate::vocab_view::{VocabData, VocabView};
 use crate::{
     HandlerSession, ModelFacts, PluginError, PluginHostConfig, SamplerSession, SamplingParams,
@@ -36,19 +37,14 @@ pub struct PluginHost {
     pub(crate) inner: Arc<Inner>,
 }
 
-/// The pre-linked host functions of each world.
+/// The pre-linked host functions of each world, per contract version.
 struct Linkers {
     tokenizer: Linker<PluginState>,
     sampler: Linker<PluginState>,
     handler: Linker<PluginState>,
-}
-
-/// The plugins loaded, by kind and name, and what the last folder scan saw.
-#[derive(Default)]
-struct Directory {
-    plugins: BTreeMap<(PluginKind, String), Arc<LoadedPlugin>>,
-    /// Modification time and length of each scanned file.
-    scanned: HashMap<PathBuf, (SystemTime, u64)>,
+    tokenizer_v0_1: Linker<PluginState>,
+    sampler_v0_1: Linker<PluginState>,
+    handler_v0_1: Linker<PluginState>,
 }
 
 pub(crate) struct Inner {
@@ -58,11 +54,18 @@ pub(crate) struct Inner {
     pub facts: Arc<ModelFacts>,
     pub vocab: Arc<VocabView>,
     directory: RwLock<Directory>,
+    /// Changes of the directory, counted.
+    pub counters: Arc<Counters>,
     /// Initialised tokenizer instances returned by finished sessions.
     pub tokenizer_pool: Mutex<Vec<crate::tokenizer_session::TokenizerInstance>>,
 }
 
 impl Inner {
+    /// The directory, for reading.
+    pub(crate) fn directory(&self) -> RwLockReadGuard<'_, Directory> {
+        self.directory.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The budget of a per-request call.
     pub(crate) fn call_budget(&self) -> CallBudget {
         budget(self.cfg.call_timeout, self.cfg.fuel_per_call)
@@ -99,7 +102,7 @@ impl Inner {
         kind: PluginKind,
         name: &str,
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let dir = self.directory.read().unwrap_or_else(|e| e.into_inner());
+        let dir = self.directory();
         dir.plugins
             .get(&(kind, name.to_string()))
             .cloned()
@@ -120,7 +123,7 @@ impl Inner {
         if let Some(name) = wanted {
             return self.find(kind, name);
         }
-        let dir = self.directory.read().unwrap_or_else(|e| e.into_inner());
+        let dir = self.directory();
         let of_kind: Vec<&Arc<LoadedPlugin>> = dir
             .plugins
             .iter()
@@ -180,6 +183,7 @@ impl PluginHost {
             facts: Arc::new(facts),
             vocab,
             directory: RwLock::new(Directory::default()),
+            counters: Arc::new(Counters::default()),
             tokenizer_pool: Mutex::new(Vec::new()),
         });
         spawn_ticker(Arc::downgrade(&inner))?;
@@ -188,9 +192,7 @@ impl PluginHost {
             for (crate_name, wasm) in BUILTIN_PLUGINS {
                 let source = PluginSource::Builtin(crate_name.to_string());
                 match host.load_bytes(wasm, source) {
-                    Ok(info) => {
-                        tracing::info!(event = "plugin_loaded", plugin = %info.label(), kind = %info.kind, "built-in plugin loaded")
-                    }
+                    Ok(_) => {}
                     Err(e) => tracing::warn!(
                         event = "plugin_load_failed",
                         code = e.code(),
@@ -199,21 +201,14 @@ impl PluginHost {
                 }
             }
         }
-        for result in host.rescan() {
-            if let Err(e) = result {
-                tracing::warn!(event = "plugin_load_failed", code = e.code(), "{e}");
-            }
-        }
+        // `rescan` logs each load and failure.
+        let _ = host.rescan();
         Ok(host)
     }
 
     /// Every plugin loaded, sorted by kind and name.
     pub fn plugins(&self) -> Vec<PluginInfo> {
-        let dir = self
-            .inner
-            .directory
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let dir = self.directory();
         dir.plugins.values().map(|p| p.info.clone()).collect()
     }
 
@@ -257,8 +252,8 @@ impl PluginHost {
         };
         let inner = &self.inner;
         let component = cache::compile(&inner.engine, wasm, inner.cfg.cache_dir.as_deref(), &hint)?;
-        let (kind, contract) = plugin::inspect(&inner.engine, &component, &hint)?;
-        let pre = self.link(kind, &component, &hint)?;
+        let (kind, contract, version) = plugin::inspect(&inner.engine, &component, &hint)?;
+        let pre = self.link(kind, version, &component, &hint)?;
         let mut loaded = LoadedPlugin {
             info: PluginInfo {
                 name: String::new(),
@@ -270,6 +265,7 @@ impl PluginHost {
             },
             label: Arc::from(hint.as_str()),
             pre,
+            released: None,
         };
         let (name, version, description) = self.read_info(&loaded)?;
         plugin::check_info(&name, &version, &hint)?;
@@ -277,77 +273,41 @@ impl PluginHost {
         loaded.info.version = version;
         loaded.info.description = description.chars().take(200).collect();
         loaded.label = Arc::from(loaded.info.label());
+        loaded.released = Some(inner.counters.clone());
         let info = loaded.info.clone();
-        let mut dir = inner.directory.write().unwrap_or_else(|e| e.into_inner());
-        dir.plugins
-            .insert((kind, info.name.clone()), Arc::new(loaded));
-        drop(dir);
+        self.directory_mut()
+            .insert(Arc::new(loaded), &inner.counters);
         if kind == PluginKind::Tokenizer {
-            // Pooled instances belong to the replaced plugin.
-            inner
-                .tokenizer_pool
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
+            self.clear_stale_tokenizers();
         }
         Ok(info)
     }
 
-    /// Scan the plugin folder and load every `.wasm` file that is new or changed since the
-    /// last scan. Returns one result per file loaded (nothing when there is no folder).
-    pub fn rescan(&self) -> Vec<Result<PluginInfo, PluginError>> {
-        let Some(dir) = self.inner.cfg.plugin_dir.clone() else {
-            return Vec::new();
-        };
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) => {
-                return vec![Err(PluginError::Runtime(format!(
-                    "cannot read plugin folder {}: {e}",
-                    dir.display()
-                )))];
-            }
-        };
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
-            .collect();
-        paths.sort();
-        let mut results = Vec::new();
-        for path in paths {
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            let stamp = (
-                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                meta.len(),
-            );
-            {
-                let d = self
-                    .inner
-                    .directory
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner());
-                if d.scanned.get(&path) == Some(&stamp) {
-                    continue;
-                }
-            }
-            let result = self.load_file(&path);
-            match &result {
-                Ok(info) => {
-                    tracing::info!(event = "plugin_loaded", plugin = %info.label(), kind = %info.kind, path = %path.display(), "plugin loaded")
-                }
-                Err(e) => tracing::warn!(event = "plugin_load_failed", code = e.code(), "{e}"),
-            }
-            self.inner
-                .directory
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .scanned
-                .insert(path, stamp);
-            results.push(result);
-        }
-        results
+    /// The directory, for reading.
+    pub(crate) fn directory(&self) -> RwLockReadGuard<'_, Directory> {
+        self.inner.directory()
+    }
+
+    /// The directory, for changing.
+    pub(crate) fn directory_mut(&self) -> RwLockWriteGuard<'_, Directory> {
+        self.inner
+            .directory
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drop pooled tokenizer instances of a plugin that no longer serves (they would keep it
+    /// in memory).
+    pub(crate) fn clear_stale_tokenizers(&self) {
+        let active = self
+            .inner
+            .active(
+                PluginKind::Tokenizer,
+                self.inner.cfg.tokenizer.as_deref(),
+                None,
+            )
+            .ok();
+        crate::tokenizer_session::retain_pooled(&self.inner, active.as_ref());
     }
 
     /// Rescan the plugin folder every `interval` on a background thread until the host and
@@ -388,6 +348,21 @@ impl PluginHost {
         SamplerSession::open(self.inner.clone(), plugin, params, seed)
     }
 
+    /// Admission check of a request's sampler: the plugin `name` is loaded
+    /// ([`PluginError::NotFound`] otherwise) and its `validate` accepts `params`
+    /// ([`PluginError::InvalidRequest`] naming the field otherwise). Runs on a fresh instance,
+    /// under the same bounds as any call; a 0.1.0 sampler has no `validate` and accepts here.
+    pub fn validate_sampler(&self, name: &str, params: &SamplingParams) -> Result<(), PluginError> {
+        let plugin = self.inner.find(PluginKind::Sampler, name)?;
+        match crate::sampler_session::validate(&self.inner, &plugin, params)? {
+            Ok(()) => Ok(()),
+            Err(f) => Err(PluginError::InvalidRequest {
+                field: f.field,
+                message: f.message,
+            }),
+        }
+    }
+
     /// A session of the active request handler.
     pub fn request_handler(&self) -> Result<HandlerSession, PluginError> {
         let plugin = self.inner.active(
@@ -403,27 +378,46 @@ impl PluginHost {
         &self.inner.facts
     }
 
-    /// Link a component against the host functions of its kind.
+    /// Link a component against the host functions of its kind and contract version.
     fn link(
         &self,
         kind: PluginKind,
+        contract: Contract,
         component: &Component,
         hint: &str,
     ) -> Result<PluginPre, PluginError> {
         let l = &self.inner.linkers;
         let fail = |e: wasmtime::Error| PluginError::load(hint, format!("cannot link: {e:#}"));
-        Ok(match kind {
-            PluginKind::Tokenizer => PluginPre::Tokenizer(
+        Ok(match (kind, contract) {
+            (PluginKind::Tokenizer, Contract::V0_2) => PluginPre::Tokenizer(
                 tokenizer::TokenizerPre::new(l.tokenizer.instantiate_pre(component).map_err(fail)?)
                     .map_err(fail)?,
             ),
-            PluginKind::Sampler => PluginPre::Sampler(
+            (PluginKind::Sampler, Contract::V0_2) => PluginPre::Sampler(
                 sampler::SamplerPre::new(l.sampler.instantiate_pre(component).map_err(fail)?)
                     .map_err(fail)?,
             ),
-            PluginKind::RequestHandler => PluginPre::Handler(
+            (PluginKind::RequestHandler, Contract::V0_2) => PluginPre::Handler(
                 handler::RequestHandlerPre::new(
                     l.handler.instantiate_pre(component).map_err(fail)?,
+                )
+                .map_err(fail)?,
+            ),
+            (PluginKind::Tokenizer, Contract::V0_1) => PluginPre::TokenizerV0_1(
+                v0_1_0::tokenizer::TokenizerPre::new(
+                    l.tokenizer_v0_1.instantiate_pre(component).map_err(fail)?,
+                )
+                .map_err(fail)?,
+            ),
+            (PluginKind::Sampler, Contract::V0_1) => PluginPre::SamplerV0_1(
+                v0_1_0::sampler::SamplerPre::new(
+                    l.sampler_v0_1.instantiate_pre(component).map_err(fail)?,
+                )
+                .map_err(fail)?,
+            ),
+            (PluginKind::RequestHandler, Contract::V0_1) => PluginPre::HandlerV0_1(
+                v0_1_0::handler::RequestHandlerPre::new(
+                    l.handler_v0_1.instantiate_pre(component).map_err(fail)?,
                 )
                 .map_err(fail)?,
             ),
@@ -435,20 +429,19 @@ impl PluginHost {
         let inner = &self.inner;
         let mut store = inner.store(plugin);
         let budget = inner.init_budget();
-        let info = match &plugin.pre {
-            PluginPre::Tokenizer(pre) => guarded_call(&mut store, budget, |s| {
-                let b = pre.instantiate(&mut *s)?;
-                b.worker_plugin_tokenizer_plugin().call_info(&mut *s)
-            }),
-            PluginPre::Sampler(pre) => guarded_call(&mut store, budget, |s| {
-                let b = pre.instantiate(&mut *s)?;
-                b.worker_plugin_sampler_plugin().call_info(&mut *s)
-            }),
-            PluginPre::Handler(pre) => guarded_call(&mut store, budget, |s| {
-                let b = pre.instantiate(&mut *s)?;
-                b.worker_plugin_handler_plugin().call_info(&mut *s)
-            }),
-        }
+        let pre = &plugin.pre;
+        let info = guarded_call(&mut store, budget, |s| {
+            if let Some(b) = pre.tokenizer(s) {
+                return b?.info(s);
+            }
+            if let Some(b) = pre.sampler(s) {
+                return b?.info(s);
+            }
+            match pre.handler(s) {
+                Some(b) => b?.info(s),
+                None => Err(wasmtime::Error::msg("no plugin kind matched")),
+            }
+        })
         .map_err(|e| PluginError::load(plugin.label.to_string(), format!("info() failed: {e}")))?;
         Ok((info.name, info.version, info.description))
     }
@@ -470,7 +463,7 @@ fn make_engine(cfg: &PluginHostConfig) -> Result<Engine, PluginError> {
     Engine::new(&config).map_err(|e| PluginError::Runtime(format!("cannot start wasmtime: {e:#}")))
 }
 
-/// WASI with nothing granted plus each world's host interfaces.
+/// WASI with nothing granted plus each world's host interfaces, for each contract version.
 fn make_linkers(engine: &Engine) -> Result<Linkers, PluginError> {
     let fail = |e: wasmtime::Error| PluginError::Runtime(format!("cannot build linker: {e:#}"));
     let base = || -> Result<Linker<PluginState>, PluginError> {
@@ -478,18 +471,26 @@ fn make_linkers(engine: &Engine) -> Result<Linkers, PluginError> {
         wasmtime_wasi::p2::add_to_linker_sync(&mut l).map_err(fail)?;
         Ok(l)
     };
+    type H = HasSelf<PluginState>;
     let mut tok = base()?;
-    tokenizer::Tokenizer::add_to_linker::<_, HasSelf<PluginState>>(&mut tok, |s| s)
-        .map_err(fail)?;
+    tokenizer::Tokenizer::add_to_linker::<_, H>(&mut tok, |s| s).map_err(fail)?;
     let mut samp = base()?;
-    sampler::Sampler::add_to_linker::<_, HasSelf<PluginState>>(&mut samp, |s| s).map_err(fail)?;
+    sampler::Sampler::add_to_linker::<_, H>(&mut samp, |s| s).map_err(fail)?;
     let mut hand = base()?;
-    handler::RequestHandler::add_to_linker::<_, HasSelf<PluginState>>(&mut hand, |s| s)
-        .map_err(fail)?;
+    handler::RequestHandler::add_to_linker::<_, H>(&mut hand, |s| s).map_err(fail)?;
+    let mut tok1 = base()?;
+    v0_1_0::tokenizer::Tokenizer::add_to_linker::<_, H>(&mut tok1, |s| s).map_err(fail)?;
+    let mut samp1 = base()?;
+    v0_1_0::sampler::Sampler::add_to_linker::<_, H>(&mut samp1, |s| s).map_err(fail)?;
+    let mut hand1 = base()?;
+    v0_1_0::handler::RequestHandler::add_to_linker::<_, H>(&mut hand1, |s| s).map_err(fail)?;
     Ok(Linkers {
         tokenizer: tok,
         sampler: samp,
         handler: hand,
+        tokenizer_v0_1: tok1,
+        sampler_v0_1: samp1,
+        handler_v0_1: hand1,
     })
 }
 

@@ -1,5 +1,6 @@
 //! The Wasm plugin runtime: loads tokenizer, sampler and request-handler components
-//! (contract `worker:plugin@0.1.0`, see `wit/`) and runs them sandboxed.
+//! (contract `worker:plugin@0.2.0`, see `wit/`; plugins of the frozen 0.1.0 contract in
+//! `wit/since_v0.1.0/` load too) and runs them sandboxed.
 //!
 //! # Model
 //! One wasmtime [`Engine`](wasmtime::Engine) per worker. Every plugin is compiled once (through
@@ -38,18 +39,22 @@ mod bindings;
 mod builtin;
 mod cache;
 mod config;
+mod directory;
 mod error;
 mod handler_session;
 mod host;
 mod host_api;
+mod legacy;
 mod logits;
 mod plugin;
 mod sampler_session;
 mod state;
 mod tokenizer_session;
+mod versions;
 mod vocab_view;
 
 pub use config::PluginHostConfig;
+pub use directory::{DirectoryChanges, LoadFailure};
 pub use error::PluginError;
 pub use handler_session::{HandlerSession, MAX_BODY_BYTES};
 pub use host::PluginHost;
@@ -64,7 +69,8 @@ pub use bindings::handler::exports::worker::plugin::handler_plugin::{
     EndEvent, ErrorEvent, Invalid, Job as ExecuteJob, Limits, MetricsEvent, StartedEvent, StopHit,
     StreamEvent, TokenEvent,
 };
-pub use bindings::types::{ModelFacts, SamplingParams};
+pub use bindings::types::{InvalidField, ModelFacts, SamplingParams};
+pub use versions::Contract;
 
 #[cfg(test)]
 mod tests {

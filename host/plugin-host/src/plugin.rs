@@ -13,11 +13,13 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::PluginError;
-use crate::bindings::{handler, sampler, tokenizer};
+use crate::bindings::{handler, sampler, tokenizer, v0_1_0};
 use crate::state::PluginState;
+use crate::versions::{Contract, HandlerBindings, SamplerBindings, TokenizerBindings};
 
-/// The contract versions this host can load (semver-compatible with `0.1.0`).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The newest contract version this host speaks (it also loads every version of
+/// [`Contract::SUPPORTED`]).
+pub const CONTRACT_VERSION: &str = "0.2.0";
 /// The WIT package every plugin interface lives in.
 const PACKAGE: &str = "worker:plugin/";
 /// WASI 0.2 interface families a plugin may import (std's runtime needs them; the host grants
@@ -109,11 +111,52 @@ impl PluginInfo {
     }
 }
 
-/// A component linked against the host, ready to instantiate.
+/// A component linked against the host of its contract version, ready to instantiate.
 pub(crate) enum PluginPre {
     Tokenizer(tokenizer::TokenizerPre<PluginState>),
     Sampler(sampler::SamplerPre<PluginState>),
     Handler(handler::RequestHandlerPre<PluginState>),
+    TokenizerV0_1(v0_1_0::tokenizer::TokenizerPre<PluginState>),
+    SamplerV0_1(v0_1_0::sampler::SamplerPre<PluginState>),
+    HandlerV0_1(v0_1_0::handler::RequestHandlerPre<PluginState>),
+}
+
+impl PluginPre {
+    /// A new tokenizer instance, or `None` when this is not a tokenizer.
+    pub fn tokenizer(
+        &self,
+        store: &mut wasmtime::Store<PluginState>,
+    ) -> Option<wasmtime::Result<TokenizerBindings>> {
+        Some(match self {
+            PluginPre::Tokenizer(pre) => pre.instantiate(store).map(TokenizerBindings::V0_2),
+            PluginPre::TokenizerV0_1(pre) => pre.instantiate(store).map(TokenizerBindings::V0_1),
+            _ => return None,
+        })
+    }
+
+    /// A new sampler instance, or `None` when this is not a sampler.
+    pub fn sampler(
+        &self,
+        store: &mut wasmtime::Store<PluginState>,
+    ) -> Option<wasmtime::Result<SamplerBindings>> {
+        Some(match self {
+            PluginPre::Sampler(pre) => pre.instantiate(store).map(SamplerBindings::V0_2),
+            PluginPre::SamplerV0_1(pre) => pre.instantiate(store).map(SamplerBindings::V0_1),
+            _ => return None,
+        })
+    }
+
+    /// A new request-handler instance, or `None` when this is not a handler.
+    pub fn handler(
+        &self,
+        store: &mut wasmtime::Store<PluginState>,
+    ) -> Option<wasmtime::Result<HandlerBindings>> {
+        Some(match self {
+            PluginPre::Handler(pre) => pre.instantiate(store).map(HandlerBindings::V0_2),
+            PluginPre::HandlerV0_1(pre) => pre.instantiate(store).map(HandlerBindings::V0_1),
+            _ => return None,
+        })
+    }
 }
 
 /// A plugin in the directory. Sessions hold an `Arc` to it, so replacing it in the directory
@@ -123,6 +166,20 @@ pub(crate) struct LoadedPlugin {
     /// `name@version`.
     pub label: Arc<str>,
     pub pre: PluginPre,
+    /// Set once the plugin is in the directory: its drop (the last session of a plugin taken
+    /// out of service ended) is counted there.
+    pub released: Option<Arc<crate::directory::Counters>>,
+}
+
+impl Drop for LoadedPlugin {
+    fn drop(&mut self) {
+        if let Some(counters) = &self.released {
+            counters
+                .released
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(event = "plugin_released", plugin = %self.label, "plugin released");
+        }
+    }
 }
 
 /// Which kind and contract version `component` exports, after checking its imports.
@@ -130,7 +187,7 @@ pub(crate) fn inspect(
     engine: &Engine,
     component: &Component,
     hint: &str,
-) -> Result<(PluginKind, String), PluginError> {
+) -> Result<(PluginKind, String, Contract), PluginError> {
     let ty = component.component_type();
     let mut found: Option<(PluginKind, String)> = None;
     for (name, _) in ty.exports(engine) {
@@ -152,18 +209,19 @@ pub(crate) fn inspect(
              sampler-plugin or handler-plugin)",
         ));
     };
-    if !contract_supported(&version) {
+    let Some(contract) = Contract::parse(&version) else {
         return Err(PluginError::load(
             hint,
             format!(
-                "contract version {version} is not supported (this host speaks {CONTRACT_VERSION})"
+                "contract version {version} is not supported (this host loads {})",
+                Contract::SUPPORTED
             ),
         ));
-    }
+    };
     for (name, _) in ty.imports(engine) {
-        check_import(kind, name).map_err(|reason| PluginError::load(hint, reason))?;
+        check_import(kind, contract, name).map_err(|reason| PluginError::load(hint, reason))?;
     }
-    Ok((kind, version))
+    Ok((kind, version, contract))
 }
 
 /// `worker:plugin/sampler-plugin@0.1.0` -> (sampler, "0.1.0").
@@ -180,24 +238,17 @@ fn parse_export(name: &str) -> Option<(PluginKind, String)> {
     .map(|k| (k, version.to_string()))
 }
 
-/// Whether a contract version is semver-compatible with the one this host implements.
-fn contract_supported(version: &str) -> bool {
-    let mut parts = version.split('.');
-    matches!(
-        (parts.next(), parts.next(), parts.next(), parts.next()),
-        (Some("0"), Some("1"), Some(patch), None) if patch.parse::<u32>().is_ok()
-    )
-}
-
 /// Refuse imports outside WASI's allowed families and the kind's own host interfaces.
-fn check_import(kind: PluginKind, name: &str) -> Result<(), String> {
+fn check_import(kind: PluginKind, contract: Contract, name: &str) -> Result<(), String> {
     if WASI_ALLOWED.iter().any(|p| name.starts_with(p)) {
         return Ok(());
     }
     if let Some(rest) = name.strip_prefix(PACKAGE) {
         let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
-        if !contract_supported(version) {
-            return Err(format!("import `{name}`: unsupported contract version"));
+        if Contract::parse(version) != Some(contract) {
+            return Err(format!(
+                "import `{name}`: not the contract version of the plugin's export"
+            ));
         }
         if kind.allowed_imports().contains(&iface) {
             return Ok(());
@@ -246,20 +297,19 @@ mod tests {
         );
         assert_eq!(parse_export("worker:plugin/types@0.1.0"), None);
         assert_eq!(parse_export("other:pkg/sampler-plugin@0.1.0"), None);
-        assert!(contract_supported("0.1.7"));
-        assert!(!contract_supported("0.2.0"));
-        assert!(!contract_supported("1.1.0"));
-        assert!(!contract_supported(""));
     }
 
     #[test]
     fn imports_are_checked_per_kind() {
-        assert!(check_import(PluginKind::Sampler, "wasi:cli/stdout@0.2.6").is_ok());
-        assert!(check_import(PluginKind::Sampler, "worker:plugin/logits@0.1.0").is_ok());
-        assert!(check_import(PluginKind::Sampler, "worker:plugin/vocab@0.1.0").is_err());
-        assert!(check_import(PluginKind::Tokenizer, "worker:plugin/vocab@0.2.0").is_err());
-        assert!(check_import(PluginKind::RequestHandler, "wasi:sockets/tcp@0.2.0").is_err());
-        assert!(check_import(PluginKind::RequestHandler, "evil:x/y").is_err());
+        use Contract::{V0_1, V0_2};
+        assert!(check_import(PluginKind::Sampler, V0_2, "wasi:cli/stdout@0.2.6").is_ok());
+        assert!(check_import(PluginKind::Sampler, V0_1, "worker:plugin/logits@0.1.0").is_ok());
+        assert!(check_import(PluginKind::Sampler, V0_2, "worker:plugin/logits@0.2.0").is_ok());
+        assert!(check_import(PluginKind::Sampler, V0_2, "worker:plugin/logits@0.1.0").is_err());
+        assert!(check_import(PluginKind::Sampler, V0_1, "worker:plugin/vocab@0.1.0").is_err());
+        assert!(check_import(PluginKind::Tokenizer, V0_1, "worker:plugin/vocab@0.3.0").is_err());
+        assert!(check_import(PluginKind::RequestHandler, V0_2, "wasi:sockets/tcp@0.2.0").is_err());
+        assert!(check_import(PluginKind::RequestHandler, V0_2, "evil:x/y").is_err());
     }
 
     #[test]

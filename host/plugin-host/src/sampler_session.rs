@@ -10,12 +10,12 @@ use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
-use crate::bindings::sampler::Sampler;
 use crate::host::Inner;
 use crate::logits::{LogitsBinding, LogitsSource};
-use crate::plugin::{LoadedPlugin, PluginPre};
+use crate::plugin::LoadedPlugin;
 use crate::state::{PluginState, guarded_call};
 use crate::tokenizer_session::reported;
+use crate::versions::SamplerBindings;
 use crate::{PluginError, PluginInfo, SamplingParams};
 
 /// Most history tokens passed to one `sample` call.
@@ -24,7 +24,7 @@ const MAX_HISTORY: usize = 1 << 16;
 /// The live instance of a session.
 struct Live {
     store: Store<PluginState>,
-    bindings: Sampler,
+    bindings: SamplerBindings,
     /// The guest's `session` resource.
     session: ResourceAny,
 }
@@ -46,21 +46,9 @@ impl SamplerSession {
         params: &SamplingParams,
         seed: u64,
     ) -> Result<Self, PluginError> {
-        let PluginPre::Sampler(pre) = &plugin.pre else {
-            return Err(PluginError::Runtime(format!(
-                "{} is not a sampler",
-                plugin.label
-            )));
-        };
-        let mut store = inner.store(&plugin);
+        let (mut store, bindings) = instantiate(&inner, &plugin)?;
         let budget = inner.call_budget();
-        let bindings = guarded_call(&mut store, budget, |s| pre.instantiate(s))?;
-        let opened = guarded_call(&mut store, budget, |s| {
-            bindings
-                .worker_plugin_sampler_plugin()
-                .session()
-                .call_open(s, params, seed)
-        })?;
+        let opened = guarded_call(&mut store, budget, |s| bindings.open(s, params, seed))?;
         let session = opened.map_err(|e| reported(&plugin, e))?;
         Ok(SamplerSession {
             inner,
@@ -106,10 +94,7 @@ impl SamplerSession {
         let result = guarded_call(&mut live.store, budget, |s| {
             let handle = s.data_mut().table.push(handle)?;
             let rep = handle.rep();
-            let out = bindings
-                .worker_plugin_sampler_plugin()
-                .session()
-                .call_sample(&mut *s, session, handle, history);
+            let out = bindings.sample(&mut *s, session, handle, history);
             let _ = s
                 .data_mut()
                 .table
@@ -133,6 +118,37 @@ impl SamplerSession {
             }
         }
     }
+}
+
+/// A fresh instance of a sampler plugin in its own store.
+fn instantiate(
+    inner: &Inner,
+    plugin: &LoadedPlugin,
+) -> Result<(Store<PluginState>, SamplerBindings), PluginError> {
+    let mut store = inner.store(plugin);
+    let pre = &plugin.pre;
+    let bindings = guarded_call(&mut store, inner.call_budget(), |s| {
+        pre.sampler(s)
+            .unwrap_or_else(|| Err(wasmtime::Error::msg("not a sampler plugin")))
+    })?;
+    Ok((store, bindings))
+}
+
+/// Run the sampler's `validate` on a fresh instance (admission, before the request is queued).
+/// `Ok(Err(field))` is a refusal naming the field; `Err` is a plugin failure.
+pub(crate) fn validate(
+    inner: &Inner,
+    plugin: &LoadedPlugin,
+    params: &SamplingParams,
+) -> Result<Result<(), crate::InvalidField>, PluginError> {
+    let (mut store, bindings) = instantiate(inner, plugin)?;
+    let refused = guarded_call(&mut store, inner.call_budget(), |s| {
+        bindings.validate(s, params)
+    })?;
+    Ok(refused.map_err(|f| crate::InvalidField {
+        field: crate::tokenizer_session::cap(&f.field, 128),
+        message: crate::tokenizer_session::cap(&f.message, 1024),
+    }))
 }
 
 impl Drop for SamplerSession {

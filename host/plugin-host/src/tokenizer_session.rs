@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 
-use crate::bindings::tokenizer::Tokenizer;
 use crate::host::Inner;
-use crate::plugin::{LoadedPlugin, PluginKind, PluginPre};
+use crate::plugin::{LoadedPlugin, PluginKind};
 use crate::state::{PluginState, guarded_call};
+use crate::versions::TokenizerBindings;
 use crate::{PluginError, PluginHost};
 
 /// Longest text `encode` accepts, in bytes.
@@ -24,7 +24,7 @@ const MAX_DECODE_IDS: usize = 1 << 16;
 pub(crate) struct TokenizerInstance {
     plugin: Arc<LoadedPlugin>,
     store: Store<PluginState>,
-    bindings: Tokenizer,
+    bindings: TokenizerBindings,
 }
 
 /// A tokenizer for one request (or any caller that needs one for a while).
@@ -81,10 +81,7 @@ impl TokenizerSession {
                 ),
             });
         }
-        let ids = self.call(|b, s| {
-            b.worker_plugin_tokenizer_plugin()
-                .call_encode(s, text, parse_special, add_bos)
-        })?;
+        let ids = self.call(|b, s| b.encode(s, text, parse_special, add_bos))?;
         let vocab = self.host.inner.facts.vocab_size;
         if let Some(bad) = ids.iter().find(|&&id| id >= vocab) {
             return Err(PluginError::invalid_output(
@@ -97,7 +94,7 @@ impl TokenizerSession {
 
     /// The bytes of one token for streaming (may be part of a UTF-8 character).
     pub fn piece(&mut self, id: u32) -> Result<Vec<u8>, PluginError> {
-        self.call(|b, s| b.worker_plugin_tokenizer_plugin().call_token_piece(s, id))
+        self.call(|b, s| b.token_piece(s, id))
     }
 
     /// The bytes of a whole token sequence.
@@ -108,17 +105,14 @@ impl TokenizerSession {
                 message: format!("{} ids is over the {MAX_DECODE_IDS} limit", ids.len()),
             });
         }
-        self.call(|b, s| {
-            b.worker_plugin_tokenizer_plugin()
-                .call_decode(s, ids, skip_special)
-        })
+        self.call(|b, s| b.decode(s, ids, skip_special))
     }
 
     /// Run one export; a trap drops the instance, a reported error keeps it.
     fn call<R>(
         &mut self,
         f: impl FnOnce(
-            &Tokenizer,
+            &TokenizerBindings,
             &mut Store<PluginState>,
         ) -> wasmtime::Result<Result<R, crate::bindings::types::Error>>,
     ) -> Result<R, PluginError> {
@@ -161,6 +155,15 @@ impl Drop for TokenizerSession {
     }
 }
 
+/// Keep only the pooled instances of `active` (none when no tokenizer serves).
+pub(crate) fn retain_pooled(inner: &Inner, active: Option<&Arc<LoadedPlugin>>) {
+    let mut pool = inner
+        .tokenizer_pool
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    pool.retain(|i| active.is_some_and(|a| Arc::ptr_eq(a, &i.plugin)));
+}
+
 fn active_tokenizer(inner: &Inner) -> Result<Arc<LoadedPlugin>, PluginError> {
     inner.active(PluginKind::Tokenizer, inner.cfg.tokenizer.as_deref(), None)
 }
@@ -170,18 +173,14 @@ fn new_instance(
     inner: &Inner,
     plugin: Arc<LoadedPlugin>,
 ) -> Result<TokenizerInstance, PluginError> {
-    let PluginPre::Tokenizer(pre) = &plugin.pre else {
-        return Err(PluginError::Runtime(format!(
-            "{} is not a tokenizer",
-            plugin.label
-        )));
-    };
     let mut store = inner.store(&plugin);
     let budget = inner.init_budget();
-    let bindings = guarded_call(&mut store, budget, |s| pre.instantiate(s))?;
-    match guarded_call(&mut store, budget, |s| {
-        bindings.worker_plugin_tokenizer_plugin().call_init(s)
-    })? {
+    let pre = &plugin.pre;
+    let bindings = guarded_call(&mut store, budget, |s| {
+        pre.tokenizer(s)
+            .unwrap_or_else(|| Err(wasmtime::Error::msg("not a tokenizer plugin")))
+    })?;
+    match guarded_call(&mut store, budget, |s| bindings.init(s))? {
         Ok(()) => {}
         Err(e) => return Err(reported(&plugin, e)),
     }

@@ -17,15 +17,16 @@ use orcd_engine::vocab::Vocab;
 use orcd_engine::{Device, EngineError};
 use orcd_plugin_host::{
     EndEvent, ErrorEvent, HandlerSession, Limits, LogitsSource, MetricsEvent,
-    ModelFacts as PluginModelFacts, PluginError, PluginHost, PluginHostConfig, SamplingParams,
-    StartedEvent, StreamEvent, TokenEvent, TokenizerSession, VocabData,
+    ModelFacts as PluginModelFacts, PluginError, PluginHost, PluginHostConfig, PluginSource,
+    SamplingParams, StartedEvent, StreamEvent, TokenEvent, TokenizerSession, VocabData,
 };
 
 use crate::error_code::ErrorCode;
 use crate::job::{GenParams, JobEvent};
 use crate::plugins::{
-    ExecuteRequest, InvalidField, PluginFailure, Plugins, RequestHandler, RequestLimits,
-    SamplerFactory, SamplerSession, StreamDecoder, Tokenizer,
+    ExecuteRequest, InvalidField, PluginCatalog, PluginFailure, PluginLoadFailure, PluginRow,
+    Plugins, RequestHandler, RequestLimits, SamplerFactory, SamplerRefusal, SamplerSession,
+    StreamDecoder, Tokenizer,
 };
 use crate::utf8_stream::Utf8Stream;
 
@@ -201,6 +202,23 @@ fn sampling_params(p: &GenParams) -> SamplingParams {
 }
 
 impl SamplerFactory for WasmPlugins {
+    fn validate(&self, params: &GenParams) -> Result<(), SamplerRefusal> {
+        match self
+            .host
+            .validate_sampler(&params.sampler, &sampling_params(params))
+        {
+            Ok(()) => Ok(()),
+            Err(PluginError::NotFound { name, .. }) => Err(SamplerRefusal::NotFound {
+                name,
+                loaded: self.host.sampler_names(),
+            }),
+            Err(PluginError::InvalidRequest { field, message }) => {
+                Err(SamplerRefusal::Invalid(InvalidField { field, message }))
+            }
+            Err(e) => Err(SamplerRefusal::Failed(failure(e))),
+        }
+    }
+
     fn session(
         &self,
         params: &GenParams,
@@ -258,6 +276,49 @@ fn stream_event(event: &JobEvent) -> StreamEvent {
             message,
             retriable,
         }),
+    }
+}
+
+impl PluginCatalog for WasmPlugins {
+    fn loaded(&self) -> Vec<PluginRow> {
+        self.host
+            .plugins()
+            .into_iter()
+            .map(|p| PluginRow {
+                kind: p.kind.as_str().to_string(),
+                name: p.name,
+                version: p.version,
+                contract: p.contract,
+                source: match p.source {
+                    PluginSource::Builtin(_) => "builtin".to_string(),
+                    PluginSource::File(path) => path.display().to_string(),
+                },
+                description: p.description,
+            })
+            .collect()
+    }
+
+    fn load_failures(&self) -> Vec<PluginLoadFailure> {
+        self.host
+            .load_failures()
+            .into_iter()
+            .map(|f| PluginLoadFailure {
+                path: f.path.display().to_string(),
+                code: f.code.to_string(),
+                message: f.message,
+            })
+            .collect()
+    }
+
+    fn changes(&self) -> Vec<(&'static str, u64)> {
+        let c = self.host.directory_changes();
+        vec![
+            ("loaded", c.loaded),
+            ("replaced", c.replaced),
+            ("unloaded", c.unloaded),
+            ("released", c.released),
+            ("failed", c.failed),
+        ]
     }
 }
 
@@ -376,6 +437,7 @@ pub fn load(
     Ok(Plugins {
         tokenizer: Arc::new(SharedTokenizer(bridge.clone())),
         sampler: bridge.clone(),
-        handler: bridge,
+        handler: bridge.clone(),
+        catalog: bridge,
     })
 }

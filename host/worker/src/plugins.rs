@@ -15,13 +15,25 @@ use crate::job::{GenParams, JobEvent};
 
 /// A plugin failure, tagged with the plugin that failed.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("plugin {plugin}: {message}")]
+#[error("{message}")]
 pub struct PluginFailure {
     /// `PLUGIN_TRAP` (a plugin bug) or `PLUGIN_ERROR` (an expected failure it reported).
     pub code: ErrorCode,
     /// Plugin name and version, e.g. `tokenizer@0.1.0`.
     pub plugin: String,
+    /// What happened, naming the plugin once (`plugin typical@0.1.0 failed with ...`).
     pub message: String,
+}
+
+/// Why a request's sampler was refused at admission (before the request is queued).
+#[derive(Debug, Clone)]
+pub enum SamplerRefusal {
+    /// No sampler plugin of that name is loaded (`PLUGIN_NOT_FOUND`).
+    NotFound { name: String, loaded: Vec<String> },
+    /// The sampler's `validate` refused a field (`INVALID_REQUEST`).
+    Invalid(InvalidField),
+    /// The sampler failed while validating (trap, timeout, ...).
+    Failed(PluginFailure),
 }
 
 /// A request body the handler rejected: the field at fault and why.
@@ -71,6 +83,10 @@ pub trait StreamDecoder: Send {
 
 /// Creates one sampling session per request.
 pub trait SamplerFactory: Send + Sync {
+    /// Admission check: the sampler `params.sampler` is loaded and accepts `params` (its
+    /// `sampler_params` included). Runs before the request is queued, so a refusal is an HTTP
+    /// error rather than an `error` event after `started`.
+    fn validate(&self, params: &GenParams) -> Result<(), SamplerRefusal>;
     /// A session for `params` with the RNG seeded by `seed`.
     fn session(
         &self,
@@ -107,12 +123,49 @@ pub trait RequestHandler: Send + Sync {
     fn render_event(&self, event: &JobEvent) -> Result<String, PluginFailure>;
 }
 
+/// One plugin in service (`GET /plugins`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PluginRow {
+    /// `tokenizer`, `sampler` or `request-handler`.
+    pub kind: String,
+    /// What requests select it by (`"sampler": "<name>"`).
+    pub name: String,
+    /// The plugin's own version.
+    pub version: String,
+    /// The contract version it was built against (`0.1.0`, `0.2.0`).
+    pub contract: String,
+    /// `builtin` or the `.wasm` file's path.
+    pub source: String,
+    pub description: String,
+}
+
+/// A plugin file that failed to load (`GET /plugins`, `/health`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PluginLoadFailure {
+    pub path: String,
+    /// `PLUGIN_LOAD_FAILED` (or the code of a failing `info()`).
+    pub code: String,
+    pub message: String,
+}
+
+/// What the worker has loaded and how its plugin folder changed.
+pub trait PluginCatalog: Send + Sync {
+    /// The plugins in service, by kind and name.
+    fn loaded(&self) -> Vec<PluginRow>;
+    /// The plugin files that fail to load.
+    fn load_failures(&self) -> Vec<PluginLoadFailure>;
+    /// Directory changes since start, by change (`loaded`, `replaced`, `unloaded`, `released`,
+    /// `failed`), for `/metrics`.
+    fn changes(&self) -> Vec<(&'static str, u64)>;
+}
+
 /// The plugins of one worker, shared by the HTTP tasks and the scheduler thread.
 #[derive(Clone)]
 pub struct Plugins {
     pub tokenizer: Arc<dyn Tokenizer>,
     pub sampler: Arc<dyn SamplerFactory>,
     pub handler: Arc<dyn RequestHandler>,
+    pub catalog: Arc<dyn PluginCatalog>,
 }
 
 impl std::fmt::Debug for Plugins {

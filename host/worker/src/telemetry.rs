@@ -27,6 +27,11 @@ pub const QUEUE_DEPTH: &str = "worker_queue_depth";
 pub const RUNNING_SEQUENCES: &str = "worker_running_sequences";
 /// Histogram: tokens computed by one device step (prefill chunks + decode tokens).
 pub const STEP_TOKENS: &str = "worker_step_tokens";
+/// Changes of the plugin directory, by `change` (`loaded`, `replaced`, `unloaded`, `released`,
+/// `failed`).
+pub const PLUGIN_CHANGES_TOTAL: &str = "worker_plugin_changes_total";
+/// Plugins in service.
+pub const PLUGINS_LOADED: &str = "worker_plugins_loaded";
 
 /// The `outcome` label values of [`REQUESTS_TOTAL`].
 pub mod outcome {
@@ -90,6 +95,11 @@ fn describe() {
     metrics::describe_gauge!(QUEUE_DEPTH, "Jobs waiting for admission");
     metrics::describe_gauge!(RUNNING_SEQUENCES, "Sequences in the running batch");
     metrics::describe_histogram!(STEP_TOKENS, "Tokens per device step");
+    metrics::describe_counter!(
+        PLUGIN_CHANGES_TOTAL,
+        "Plugin directory changes by kind of change"
+    );
+    metrics::describe_gauge!(PLUGINS_LOADED, "Plugins in service");
     // Every outcome appears from the first scrape on, at zero.
     for o in [
         outcome::SUCCESS,

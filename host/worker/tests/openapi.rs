@@ -147,3 +147,55 @@ async fn every_documented_path_answers_as_documented() {
         }
     }
 }
+
+/// The rows of `docs/api.md`'s error-code table: (codes of the row, HTTP status, retriable).
+fn api_md_error_rows() -> Vec<(Vec<String>, u16, bool)> {
+    let md = include_str!("../../../docs/api.md");
+    let table = md
+        .split("## Error codes")
+        .nth(1)
+        .expect("docs/api.md has an `## Error codes` section");
+    let mut rows = Vec::new();
+    for line in table.lines().skip_while(|l| !l.starts_with('|')) {
+        if !line.starts_with('|') {
+            break;
+        }
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        let codes: Vec<String> = cells[0]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|c| c.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_'))
+            .map(str::to_string)
+            .collect();
+        let Ok(status) = cells[1].parse::<u16>() else {
+            continue; // the header and the separator
+        };
+        rows.push((codes, status, cells[2] == "yes"));
+    }
+    rows
+}
+
+#[test]
+fn error_codes_in_api_md_are_the_workers_with_their_status() {
+    let rows = api_md_error_rows();
+    let mut documented: Vec<String> = rows.iter().flat_map(|(c, _, _)| c.clone()).collect();
+    documented.sort();
+    let mut ours: Vec<String> = ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect();
+    ours.sort();
+    assert_eq!(documented, ours, "docs/api.md's error table vs ErrorCode");
+    for (codes, status, retriable) in rows {
+        for code in codes {
+            let c = ErrorCode::from_wire(&code);
+            assert_eq!(
+                c.http_status(),
+                status,
+                "{code}: HTTP status in docs/api.md"
+            );
+            assert_eq!(c.retriable(), retriable, "{code}: retriable in docs/api.md");
+        }
+    }
+}

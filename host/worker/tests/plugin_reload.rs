@@ -1,5 +1,7 @@
 //! A sampler plugin dropped into `--plugin-dir` while the worker runs serves the next requests,
-//! without a restart (the plugin folder is rescanned in the background).
+//! without a restart (the plugin folder is rescanned in the background); removed, it is
+//! unloaded; a file that fails to load shows in `/health`; every change is counted in
+//! `/metrics`.
 
 mod common;
 
@@ -38,6 +40,7 @@ async fn a_sampler_added_while_running_serves_new_requests() {
     assert_eq!(refused.status(), 400);
     let refused: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(refused["field"], "sampler", "{refused}");
+    assert_eq!(refused["code"], "PLUGIN_NOT_FOUND", "{refused}");
 
     std::fs::copy(&wasm, dir.join("mirostat.wasm")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -61,6 +64,67 @@ async fn a_sampler_added_while_running_serves_new_requests() {
             Instant::now() < deadline,
             "the new sampler was never picked up"
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Removed: unloaded (no request in flight uses it), and the next request is refused.
+    std::fs::remove_file(dir.join("mirostat.wasm")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for attempt in 0.. {
+        // A fresh job id each time: the last one may still be finishing.
+        let mut body = body.clone();
+        body["job_id"] = json!(format!("gone-{attempt}"));
+        let resp = w
+            .client
+            .post(w.url("/execute"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 400 {
+            let refused: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(refused["code"], "PLUGIN_NOT_FOUND", "{refused}");
+            break;
+        }
+        let _ = common::read_sse(resp).await;
+        assert!(
+            Instant::now() < deadline,
+            "the removed sampler kept serving"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = w
+        .client
+        .get(w.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "worker_plugin_changes_total{change=\"unloaded\"} 1",
+        "worker_plugin_changes_total{change=\"released\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+
+    // A file that fails to load is reported by /health with its error.
+    std::fs::write(dir.join("broken.wasm"), b"not a component").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = w.get_json("/health").await;
+        let failures = health["plugin_load_failures"].as_array().unwrap();
+        if let Some(f) = failures.first() {
+            assert_eq!(f["code"], "PLUGIN_LOAD_FAILED", "{health}");
+            assert!(
+                f["path"].as_str().unwrap().ends_with("broken.wasm"),
+                "{health}"
+            );
+            assert!(!f["message"].as_str().unwrap().is_empty());
+            break;
+        }
+        assert!(Instant::now() < deadline, "the failure was never reported");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -24,6 +24,8 @@ pub const MAX_JOB_ID_BYTES: usize = 256;
 pub const MAX_STOPS: usize = 4;
 /// Longest stop sequence, in characters.
 pub const MAX_STOP_CHARS: usize = 256;
+/// Longest plugin name (the host's limit on `info().name`).
+const MAX_SAMPLER_NAME: usize = 64;
 /// Most entries in `sampler_params`.
 pub const MAX_SAMPLER_PARAMS: usize = 16;
 /// Longest `sampler_params` name.
@@ -415,16 +417,20 @@ fn sampler(obj: &Map<String, Value>, limits: &Limits) -> Result<String, Invalid>
             ));
         }
     };
-    if limits.samplers.iter().any(|s| s == name) {
+    // Whether it is loaded is the host's check (PLUGIN_NOT_FOUND); the name only has to be
+    // one a plugin could have.
+    let well_formed = !name.is_empty()
+        && name.len() <= MAX_SAMPLER_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if well_formed {
         Ok(name.clone())
     } else {
-        let shown: String = name.chars().take(64).collect();
+        let shown: String = name.chars().take(MAX_SAMPLER_NAME).collect();
         Err(invalid(
             "sampler",
-            format!(
-                "unknown sampler {shown:?}; loaded: {}",
-                limits.samplers.join(", ")
-            ),
+            format!("{shown:?} is not a plugin name (1 to {MAX_SAMPLER_NAME} of [a-z0-9_-])"),
         ))
     }
 }
@@ -551,7 +557,10 @@ mod tests {
                 "stop",
             ),
             (r#"{"job_id":"j","prompt":"p","stop":["a",""]}"#, "stop[1]"),
-            (r#"{"job_id":"j","prompt":"p","sampler":"nope"}"#, "sampler"),
+            (
+                r#"{"job_id":"j","prompt":"p","sampler":"No Pe"}"#,
+                "sampler",
+            ),
             (
                 r#"{"job_id":"j","prompt":"p","temprature":1}"#,
                 "temprature",

@@ -27,6 +27,7 @@ impl Sampler for Standard {
 
     fn new(params: &SamplerParams) -> Result<Self, Error> {
         params.validate()?;
+        params.only_extras(&["candidates"])?;
         let window = match params.extra("candidates") {
             None => DEFAULT_WINDOW,
             Some(n) if n.is_finite() && n >= 0.0 && n <= u32::MAX as f64 && n.fract() == 0.0 => {

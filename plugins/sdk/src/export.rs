@@ -69,6 +69,7 @@ pub fn error_to_wit(e: Error) -> types::Error {
     let code = match &e {
         Error::NoValidLogits => "NO_VALID_LOGITS",
         Error::InvalidParam { .. } => "INVALID_PARAM",
+        Error::UnknownParam { .. } => "UNKNOWN_PARAM",
         Error::Host(_) => "HOST_ERROR",
     };
     types::Error {
@@ -84,4 +85,14 @@ pub fn info(name: &str, version: &str, description: &str) -> types::PluginInfo {
         version: version.to_string(),
         description: description.to_string(),
     }
+}
+
+/// The outcome of [`crate::Sampler::validate`] as the WIT `validate` result.
+pub fn validated(r: Result<(), Error>) -> Result<(), types::InvalidField> {
+    r.map_err(|e| {
+        let (field, message) = e
+            .field()
+            .unwrap_or_else(|| ("sampler_params".to_string(), e.to_string()));
+        types::InvalidField { field, message }
+    })
 }

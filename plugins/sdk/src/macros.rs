@@ -23,6 +23,13 @@ macro_rules! export_sampler {
                         <$ty as $crate::Sampler>::DESCRIPTION,
                     )
                 }
+
+                fn validate(
+                    params: __types::SamplingParams,
+                ) -> ::core::result::Result<(), __types::InvalidField> {
+                    let params = $crate::export::params_from_wit(params, 0);
+                    $crate::export::validated(<$ty as $crate::Sampler>::validate(&params))
+                }
             }
 
             impl __sp::GuestSession for __Session {

@@ -63,6 +63,22 @@ impl SamplerParams {
         self.extra.iter().find(|(n, _)| n == name).map(|&(_, v)| v)
     }
 
+    /// Refuse `sampler_params` names outside `known` (the sampler's own parameters), so a
+    /// misspelt name is a 400 at admission instead of a silently ignored setting.
+    pub fn only_extras(&self, known: &'static [&'static str]) -> Result<(), Error> {
+        match self
+            .extra
+            .iter()
+            .find(|(n, _)| !known.contains(&n.as_str()))
+        {
+            Some((name, _)) => Err(Error::UnknownParam {
+                name: name.clone(),
+                known,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Whether any penalty changes the logits.
     pub fn penalties_active(&self) -> bool {
         let repeat = self.repetition_penalty != 1.0 && self.repetition_penalty > 0.0;
@@ -99,6 +115,15 @@ pub trait Sampler: Sized {
 
     /// Build the sampler for a request; reject parameters it cannot honour.
     fn new(params: &SamplerParams) -> Result<Self, Error>;
+
+    /// Check a request's parameters at admission, before its stream starts: a refusal is an
+    /// HTTP 400 naming the field (`Error::InvalidParam { name: "tau", .. }` becomes
+    /// `sampler_params.tau`). The default builds the sampler with [`Sampler::new`] and drops
+    /// it, so a sampler that checks its parameters in `new` needs nothing more. `params.seed`
+    /// is 0 here.
+    fn validate(params: &SamplerParams) -> Result<(), Error> {
+        Self::new(params).map(drop)
+    }
     /// Pick the next token from `logits`, given the tokens of the sequence so far (prompt and
     /// generated). The returned id must be below `logits.vocab_size()`.
     fn sample(&mut self, logits: &dyn Logits, history: &[u32]) -> Result<u32, Error>;
@@ -130,6 +155,19 @@ mod tests {
             ..SamplerParams::default()
         };
         assert!(p.validate().is_err());
+    }
+
+    #[test]
+    fn unknown_extras_are_refused_by_name() {
+        let p = SamplerParams {
+            extra: vec![("tau".into(), 5.0), ("etta".into(), 0.1)],
+            ..SamplerParams::default()
+        };
+        assert!(p.only_extras(&["tau", "eta", "etta"]).is_ok());
+        match p.only_extras(&["tau", "eta"]) {
+            Err(Error::UnknownParam { name, .. }) => assert_eq!(name, "etta"),
+            other => panic!("expected etta refused, got {other:?}"),
+        }
     }
 
     #[test]

@@ -61,6 +61,16 @@ pub fn host_with_config(
     Ok((host, info))
 }
 
+/// The kind of plugin the component at `wasm` is (loaded once, with nothing else, to find out).
+pub fn detect_kind(wasm: &Path) -> Result<PluginKind, KitError> {
+    let cfg = PluginHostConfig {
+        load_builtins: false,
+        ..PluginHostConfig::default()
+    };
+    let host = PluginHost::new(cfg, synthetic_facts(1000), &synthetic_vocab(1000))?;
+    Ok(host.load_file(wasm)?.kind)
+}
+
 /// Sampling parameters with every filter off at `temperature`.
 pub fn plain_params(temperature: f32) -> SamplingParams {
     SamplingParams {

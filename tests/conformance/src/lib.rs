@@ -1,6 +1,7 @@
 //! The plugin conformance kit: runs a sampler, tokenizer or request-handler component through
 //! the real plugin host (against the mock device for logits) and reports a pass/fail table.
-//! The binary `orcd-conform` wraps it:
+//! `worker-orcd plugin check FILE.wasm` runs it from the worker binary (the kind is found in
+//! the component); the binary `orcd-conform` is a thin wrapper too:
 //!
 //! ```text
 //! orcd-conform sampler FILE.wasm [--max-us-per-token N]
@@ -21,6 +22,7 @@ pub mod tokenizer_checks;
 
 pub use error::KitError;
 pub use handler_checks::check_handler;
+pub use harness::detect_kind;
 pub use report::{Check, Report};
 pub use sampler_checks::{SamplerOptions, check_sampler};
 pub use tokenizer_checks::{Suite, check_tokenizer};

@@ -66,6 +66,18 @@ pub fn check_sampler(wasm: &Path, opts: &SamplerOptions) -> Result<Report, KitEr
         generate(&host, &name, params, seed, SMALL_VOCAB, mock, tokens)
     };
 
+    report.record("validate accepts the defaults", {
+        match info.contract.as_str() {
+            c if c.starts_with("0.1.") => Ok(format!(
+                "contract {c}: no validate (parameters are checked by open, after `started`)"
+            )),
+            _ => match host.validate_sampler(&name, &plain_params(1.0)) {
+                Ok(()) => Ok("no sampler_params, every filter off: accepted".into()),
+                Err(e) => Err(format!("refused the defaults: {e}")),
+            },
+        }
+    });
+
     report.record("ids in range", {
         let mut bad = None;
         for (temp, seed) in [(1.0, 1), (2.0, 2), (0.7, 3)] {

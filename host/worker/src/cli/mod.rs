@@ -2,6 +2,8 @@
 
 mod bench;
 mod generate;
+mod plugin;
+mod plugin_new;
 mod score;
 mod serve;
 mod synth;
@@ -33,6 +35,9 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Measure prefill, decode, time to first token, plugin cost, load time and VRAM.
     Bench(bench::BenchArgs),
+    /// Plugin tools: `new` (a plugin crate), `check` (the conformance kit), `list` (what a
+    /// running worker has loaded).
+    Plugin(plugin::PluginArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -43,5 +48,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Tokenize(a)) => tokenize::run(a),
         Some(Command::Synth(a)) => synth::run(a),
         Some(Command::Bench(a)) => bench::run(a),
+        Some(Command::Plugin(a)) => plugin::run(a),
     }
 }

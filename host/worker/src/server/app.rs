@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 
 use super::error::AppError;
 use super::state::AppState;
-use super::{control, execute, health, metrics, openai};
+use super::{control, execute, health, metrics, openai, plugins};
 use crate::error_code::ErrorCode;
 
 /// The OpenAPI description served at `GET /openapi.yaml`.
@@ -25,6 +25,7 @@ pub fn app(state: AppState) -> Router {
         .route("/shutdown", post(control::shutdown))
         .route("/health", get(health::health))
         .route("/metrics", get(metrics::metrics))
+        .route("/plugins", get(plugins::plugins))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))

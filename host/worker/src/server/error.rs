@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::error_code::ErrorCode;
-use crate::plugins::{InvalidField, PluginFailure};
+use crate::plugins::{InvalidField, PluginFailure, SamplerRefusal};
 use crate::scheduler::SubmitError;
 
 #[derive(Debug, Clone)]
@@ -66,6 +66,26 @@ impl From<PluginFailure> for AppError {
     fn from(f: PluginFailure) -> AppError {
         tracing::warn!(event = "error", code = %f.code, plugin = %f.plugin, "{}", f.message);
         AppError::new(f.code, format!("plugin {} failed", f.plugin))
+    }
+}
+
+impl From<SamplerRefusal> for AppError {
+    fn from(r: SamplerRefusal) -> AppError {
+        match r {
+            SamplerRefusal::NotFound { name, loaded } => {
+                let shown: String = name.chars().take(64).collect();
+                AppError {
+                    code: ErrorCode::PluginNotFound,
+                    message: format!(
+                        "sampler: no sampler plugin {shown:?} is loaded (loaded: {})",
+                        loaded.join(", ")
+                    ),
+                    field: Some("sampler".into()),
+                }
+            }
+            SamplerRefusal::Invalid(f) => f.into(),
+            SamplerRefusal::Failed(f) => f.into(),
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::chat_template::{ChatMessage, ChatTemplate};
 use super::error::AppError;
+use super::openai_fields::{self, Endpoint};
 use super::state::AppState;
 use super::submit::{Submitted, submit};
 use crate::error_code::ErrorCode;
@@ -81,6 +82,10 @@ struct SamplingFields {
     top_k: Option<u32>,
     min_p: Option<f32>,
     repetition_penalty: Option<f32>,
+    /// The sampler plugin (worker extension; default `standard`).
+    sampler: Option<Value>,
+    /// Named numbers for that sampler (worker extension).
+    sampler_params: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,6 +187,8 @@ impl SamplingFields {
                 "stop sequences must not be empty",
             ));
         }
+        let sampler = openai_fields::sampler(self.sampler.as_ref())?;
+        let extra = openai_fields::sampler_params(self.sampler_params.as_ref())?;
         let top_k = self.top_k.unwrap_or(0);
         if top_k as usize > state.model.vocab_size {
             return Err(AppError::invalid("top_k", "larger than the vocabulary"));
@@ -209,6 +216,8 @@ impl SamplingFields {
             presence_penalty: in_range("presence_penalty", self.presence_penalty, -2.0, 2.0, 0.0)?,
             stop,
             seed: self.seed,
+            sampler: sampler.unwrap_or_else(|| GenParams::default().sampler),
+            extra,
             ..GenParams::default()
         })
     }
@@ -250,6 +259,19 @@ fn reject_json(e: JsonRejection) -> AppError {
     AppError::invalid("body", e.body_text())
 }
 
+/// The body as `T`, after refusing fields the endpoint neither honours nor can ignore.
+fn parse_body<T: serde::de::DeserializeOwned>(
+    body: Result<Json<Value>, JsonRejection>,
+    endpoint: Endpoint,
+) -> Result<T, AppError> {
+    let Json(value) = body.map_err(reject_json)?;
+    let Some(map) = value.as_object() else {
+        return Err(AppError::invalid("body", "must be a JSON object"));
+    };
+    openai_fields::check_fields(map, endpoint)?;
+    serde_json::from_value(value).map_err(|e| AppError::invalid("body", e))
+}
+
 fn refuse_when_draining(state: &AppState) -> Result<(), AppError> {
     if state.shutting_down() {
         Err(AppError::new(
@@ -271,10 +293,10 @@ enum Flavour {
 /// `POST /v1/completions`.
 pub async fn completions(
     State(state): State<AppState>,
-    body: Result<Json<CompletionRequest>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, OpenAiError> {
     refuse_when_draining(&state)?;
-    let Json(req) = body.map_err(reject_json)?;
+    let req: CompletionRequest = parse_body(body, Endpoint::Completions)?;
     check_model(&state, &req.model)?;
     let prompt = match req.prompt {
         PromptField::One(p) => p,
@@ -302,10 +324,10 @@ pub async fn completions(
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(
     State(state): State<AppState>,
-    body: Result<Json<ChatRequest>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, OpenAiError> {
     refuse_when_draining(&state)?;
-    let Json(req) = body.map_err(reject_json)?;
+    let req: ChatRequest = parse_body(body, Endpoint::Chat)?;
     check_model(&state, &req.model)?;
     if req.messages.is_empty() {
         return Err(AppError::invalid("messages", "at least one message is required").into());

@@ -1,4 +1,5 @@
-//! The path every generation request takes before its stream starts: reserve the job id, tokenize
+//! The path every generation request takes before its stream starts: check the sampler and its
+//! parameters (the plugin's `validate`), reserve the job id, tokenize
 //! the prompt (off the async threads), check the token limits, pick the seed, hand the job to the
 //! scheduler. Shared by `/execute` and the OpenAI endpoints.
 
@@ -65,6 +66,13 @@ pub async fn submit(
     params: GenParams,
 ) -> Result<Submitted, AppError> {
     let accepted_at = Instant::now();
+    // The sampler is loaded and accepts the parameters (a fresh plugin instance: off the
+    // async threads), before anything is reserved or streamed.
+    let sampler = state.plugins.sampler.clone();
+    let checked = params.clone();
+    tokio::task::spawn_blocking(move || sampler.validate(&checked))
+        .await
+        .map_err(|e| AppError::new(ErrorCode::Internal, format!("sampler task failed: {e}")))??;
     let flag = state.scheduler.reserve(&job_id)?;
     let mut reservation = Reservation {
         state,

@@ -1,9 +1,12 @@
+//! Built against the frozen contract 0.1.0 (`wit/since_v0.1.0`), so the host tests also prove
+//! that 0.1.0 plugins of this kind still load and run.
+//!
 //! A request handler that answers wrongly on request, so the host's output checks can be
 //! tested: the body `bad-job` gives a job over the limits, `spin` never returns, any other body
 //! is refused naming the field `prompt`; `check-stop` reports an offset past the text;
 //! `render-event` returns text that is not an SSE event.
 
-wit_bindgen::generate!({ path: "../../../../../wit", world: "request-handler" });
+wit_bindgen::generate!({ path: "../../../../../wit/since_v0.1.0", world: "request-handler" });
 
 use std::hint::black_box;
 

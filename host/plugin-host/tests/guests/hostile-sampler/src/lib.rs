@@ -3,7 +3,14 @@
 //! bomb, a panic, unbounded recursion, an out-of-range token id, a file read, a bad penalty
 //! history, a host-side top-k, the full row, and
 //! recursion that exhausts the shadow stack in linear memory.
+//!
+//! Built against the frozen contract 0.1.0 (`wit/since_v0.1.0`); as `hostile-sampler-next`
+//! (feature `v0_2`) against 0.2.0, where its `validate` refuses an unknown `mode` at admission
+//! (field `sampler_params.mode`), so the tests prove both versions load, run and hot-swap.
 
+#[cfg(not(feature = "v0_2"))]
+wit_bindgen::generate!({ path: "../../../../../wit/since_v0.1.0", world: "sampler" });
+#[cfg(feature = "v0_2")]
 wit_bindgen::generate!({ path: "../../../../../wit", world: "sampler" });
 
 use std::hint::black_box;
@@ -64,6 +71,28 @@ impl Guest for Plugin {
             description: "misbehaves on request, for sandbox tests".into(),
         }
     }
+
+    #[cfg(feature = "v0_2")]
+    fn validate(params: SamplingParams) -> Result<(), worker::plugin::types::InvalidField> {
+        let n = mode_number(&params);
+        match Mode::from_number(n) {
+            Some(_) => Ok(()),
+            None => Err(worker::plugin::types::InvalidField {
+                field: "sampler_params.mode".into(),
+                message: format!("{n} is not a mode (0 to 10)"),
+            }),
+        }
+    }
+}
+
+/// The `mode` the request asked for (0 when absent).
+fn mode_number(params: &SamplingParams) -> f64 {
+    params
+        .extra
+        .iter()
+        .find(|(k, _)| k == "mode")
+        .map(|(_, v)| *v)
+        .unwrap_or(0.0)
 }
 
 fn error(code: &str, message: String) -> Error {
@@ -95,12 +124,7 @@ fn recurse_big(depth: u64) -> u64 {
 
 impl GuestSession for Hostile {
     fn open(params: SamplingParams, _seed: u64) -> Result<Session, Error> {
-        let n = params
-            .extra
-            .iter()
-            .find(|(k, _)| k == "mode")
-            .map(|(_, v)| *v)
-            .unwrap_or(0.0);
+        let n = mode_number(&params);
         let mode = Mode::from_number(n).ok_or_else(|| error("BAD_MODE", format!("mode {n}")))?;
         Ok(Session::new(Hostile { mode, params }))
     }

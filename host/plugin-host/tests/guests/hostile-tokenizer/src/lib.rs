@@ -1,8 +1,11 @@
+//! Built against the frozen contract 0.1.0 (`wit/since_v0.1.0`), so the host tests also prove
+//! that 0.1.0 plugins of this kind still load and run.
+//!
 //! A whole-token lookup tokenizer that reads the entire vocabulary through the `vocab` import
 //! at `init` (checking that every bulk getter agrees on the size), and misbehaves on request:
 //! `encode("out-of-range")` returns an id past the vocabulary, `encode("spin")` never returns.
 
-wit_bindgen::generate!({ path: "../../../../../wit", world: "tokenizer" });
+wit_bindgen::generate!({ path: "../../../../../wit/since_v0.1.0", world: "tokenizer" });
 
 use std::cell::RefCell;
 use std::collections::HashMap;

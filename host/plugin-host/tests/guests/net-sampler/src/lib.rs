@@ -4,7 +4,7 @@ wit_bindgen::generate!({ path: "../../../../../wit", world: "sampler" });
 
 use exports::worker::plugin::sampler_plugin::{Guest, GuestSession, Session};
 use worker::plugin::logits::Logits;
-use worker::plugin::types::{Error, PluginInfo, SamplingParams};
+use worker::plugin::types::{Error, InvalidField, PluginInfo, SamplingParams};
 
 struct Plugin;
 struct Net;
@@ -18,6 +18,10 @@ impl Guest for Plugin {
             version: "0.1.0".into(),
             description: "opens a socket".into(),
         }
+    }
+
+    fn validate(_params: SamplingParams) -> Result<(), InvalidField> {
+        Ok(())
     }
 }
 

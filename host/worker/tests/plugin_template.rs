@@ -1,0 +1,127 @@
+//! The plugin author's path, end to end with the `worker-orcd` binary, so the template cannot
+//! rot: `plugin new` writes a crate outside any workspace layout the repository provides, its
+//! native unit tests pass, it builds for `wasm32-wasip2` with a plain `cargo build`, and
+//! `plugin check` passes it. The examples pass the kit the same way; `plugin check` of a file
+//! that is not a plugin exits 2.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::worker_orcd;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// `cargo ARGS` in `dir`, without the outer cargo's settings, into `target`.
+fn cargo(dir: &Path, args: &[&str], target: &Path) -> std::process::Output {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(dir)
+        .args(args)
+        .env("CARGO_TARGET_DIR", target);
+    for (key, _) in std::env::vars_os() {
+        if let Some(k) = key.to_str()
+            && ((k.starts_with("CARGO_") && k != "CARGO_HOME")
+                || matches!(k, "RUSTFLAGS" | "MAKEFLAGS" | "MFLAGS"))
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("CARGO_TARGET_DIR", target);
+    cmd.output().expect("run cargo")
+}
+
+fn ok(out: &std::process::Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn plugin_new_then_cargo_build_then_plugin_check_passes() {
+    let work = repo().join("target/plugin-template-test");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let sdk = repo().join("plugins/sdk");
+    let out = worker_orcd(&[
+        "plugin",
+        "new",
+        "tmpl-sampler",
+        "--kind",
+        "sampler",
+        "--dir",
+        work.to_str().unwrap(),
+        "--sdk-path",
+        sdk.to_str().unwrap(),
+    ]);
+    ok(&out, "plugin new");
+    let krate = work.join("tmpl-sampler");
+    // The repository's lock file pins the same dependency versions (and lets the build run
+    // without reaching a registry when its cache holds them).
+    std::fs::copy(repo().join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    let target = repo().join("target/plugin-template-build");
+    ok(
+        &cargo(&krate, &["test", "--release"], &target),
+        "cargo test",
+    );
+    ok(
+        &cargo(
+            &krate,
+            &["build", "--release", "--target", "wasm32-wasip2"],
+            &target,
+        ),
+        "cargo build --target wasm32-wasip2",
+    );
+    let wasm = target.join("wasm32-wasip2/release/tmpl_sampler.wasm");
+    let report = ok(
+        &worker_orcd(&["plugin", "check", wasm.to_str().unwrap()]),
+        "plugin check",
+    );
+    assert!(
+        report.contains("plugin: tmpl-sampler@0.1.0 (sampler)"),
+        "{report}"
+    );
+    assert!(report.contains(" 0 failed"), "{report}");
+
+    // The kit refuses what it cannot check, with exit code 2.
+    let not_wasm = work.join("not.wasm");
+    std::fs::write(&not_wasm, b"nope").unwrap();
+    let out = worker_orcd(&["plugin", "check", not_wasm.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    // A planned kind is a clear error now.
+    let out = worker_orcd(&[
+        "plugin",
+        "new",
+        "c1",
+        "--kind",
+        "constraint",
+        "--dir",
+        work.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("issue 16"));
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+#[test]
+fn the_examples_pass_plugin_check() {
+    for example in ["typical-sampler", "mirostat-sampler"] {
+        let wasm = orcd_tests::guest::build_guest(&repo(), example);
+        let report = ok(
+            &worker_orcd(&["plugin", "check", wasm.to_str().unwrap()]),
+            example,
+        );
+        assert!(report.contains(" 0 failed"), "{example}:\n{report}");
+        assert!(report.contains("validate accepts the defaults"), "{report}");
+    }
+}
