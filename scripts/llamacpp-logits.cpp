@@ -3,7 +3,8 @@
 // best K candidates per input position. Lets both engines score the same GGUF file on the same
 // machine (llama.cpp's CUDA build on the GPU machine, its CPU build here).
 //
-//   llamacpp-logits MODEL IDS TOPK [N_GPU_LAYERS]     (IDS: comma-separated token ids)
+//   llamacpp-logits MODEL IDS TOPK [N_GPU_LAYERS [N_CTX]]   (IDS: comma-separated token ids;
+//   N_CTX: the context llama.cpp is given, which picks e.g. Phi-3's long or short RoPE factors)
 //
 // Build against a llama.cpp build tree (see scripts/llamacpp-compare.sh):
 //   g++ -O2 -std=c++17 scripts/llamacpp-logits.cpp -I$LCPP/include -I$LCPP/ggml/include \
@@ -20,7 +21,7 @@ static void quiet_log(ggml_log_level, const char *, void *) {}
 
 int main(int argc, char ** argv) {
     if (argc < 4) {
-        std::fprintf(stderr, "usage: %s MODEL IDS TOPK [N_GPU_LAYERS]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s MODEL IDS TOPK [N_GPU_LAYERS [N_CTX]]\n", argv[0]);
         return 2;
     }
     const char * path = argv[1];
@@ -32,6 +33,7 @@ int main(int argc, char ** argv) {
     }
     const int top = std::atoi(argv[3]);
     const int ngl = argc > 4 ? std::atoi(argv[4]) : 0;
+    const size_t n_ctx = argc > 5 ? (size_t) std::atol(argv[5]) : 0;
 
     llama_log_set(quiet_log, nullptr);
     llama_backend_init();
@@ -43,9 +45,9 @@ int main(int argc, char ** argv) {
         return 1;
     }
     llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = (uint32_t) std::max<size_t>(ids.size(), 16);
-    cp.n_batch = cp.n_ctx;
-    cp.n_ubatch = cp.n_ctx;
+    cp.n_ctx = (uint32_t) std::max<size_t>({ids.size(), 16, n_ctx});
+    cp.n_batch = (uint32_t) std::max<size_t>(ids.size(), 16);
+    cp.n_ubatch = cp.n_batch;
     llama_context * ctx = llama_init_from_model(model, cp);
     if (!ctx) {
         std::fprintf(stderr, "cannot create a context\n");
