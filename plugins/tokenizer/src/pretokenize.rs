@@ -188,6 +188,37 @@ mod tests {
     }
 
     #[test]
+    fn every_table_entry_builds_and_keeps_the_text() {
+        let text = "Hello WORLD, I've 1234567 apples!\n\n\t  中文テキスト 한국어 ½ café e\u{301} $x+=1; <sentinel:12> IMGIMGABZ   end  ";
+        for spec in pre_table::PRE_TOKENIZERS {
+            for name in spec.names {
+                let pre = PreTokenizer::new(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let words = pre.split(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(words.concat(), text, "{name}");
+                assert!(words.iter().all(|w| !w.is_empty()), "{name}: {words:?}");
+            }
+        }
+        // Names llama.cpp does not know, and the ones left out, are typed errors.
+        for name in ["nonesuch", "whitespace", "roberta-bpe", "jina-v1-en"] {
+            assert!(matches!(
+                PreTokenizer::new(name),
+                Err(TokenizerError::UnsupportedPreTokenizer(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn afmoe_digits_and_kimi_han_runs() {
+        assert_eq!(split("afmoe", "1234567"), ["1", "234", "567"]);
+        assert_eq!(
+            split("kimi-k2", "中文abc's 12345"),
+            ["中文", "abc's", " ", "123", "45"]
+        );
+        assert_eq!(split("qwen35", "e\u{301}x"), ["e\u{301}x"]);
+        assert_eq!(split("qwen2", "e\u{301}x"), ["e", "\u{301}x"]);
+    }
+
+    #[test]
     fn digit_triples_leave_the_rest_between_matches() {
         let words = split("default", "1234567");
         assert_eq!(words, ["123", "456", "7"]);
