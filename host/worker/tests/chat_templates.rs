@@ -5,8 +5,8 @@
 //! `apply_chat_template` (Jinja2, `trim_blocks` and `lstrip_blocks`) renders for the same
 //! conversation.
 
-use orcd_worker::server::chat_template::{ChatMessage, ChatTemplate, TemplateError};
 use serde_json::{Map, Value, json};
+use worker_orcd::server::chat_template::{ChatMessage, ChatTemplate, TemplateError};
 
 fn fixture(name: &str) -> String {
     let path = format!(
