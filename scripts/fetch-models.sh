@@ -5,6 +5,8 @@
 #   scripts/fetch-models.sh            # both models
 #   scripts/fetch-models.sh smollm2    # only SmolLM2-135M-Instruct Q4_1
 #   scripts/fetch-models.sh gemma3     # only Gemma 3 270M Q4_K_M
+#   scripts/fetch-models.sh vocab      # llama.cpp's vocabulary test suites (ggml-vocab-*), from
+#                                      # the llama-cpp-python 0.3.36 sdist; prints their folder
 #
 # Prints the path of each model on stdout.
 set -euo pipefail
@@ -16,6 +18,9 @@ SMOL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
 SMOL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 GEMMA_FILE=gemma-3-270m-q4_k_m.gguf
 GEMMA_SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+
+LLAMA_SDIST=llama_cpp_python-0.3.36.tar.gz
+LLAMA_SDIST_SHA=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 
 verified() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
 
@@ -63,9 +68,57 @@ fetch_gemma3() {
     echo "$out"
 }
 
+# The sdist's address comes from PyPI's simple index (PEP 691 JSON, what pip reads); pip download
+# itself would build the package's metadata, which needs its CMake toolchain. The pinned sha256
+# is the check.
+fetch_vocab() {
+    local sdist="$cache/wheels/$LLAMA_SDIST" out="$cache/llama-vocab-0.3.36"
+    if [ ! -f "$out/.complete" ]; then
+        if ! verified "$sdist" "$LLAMA_SDIST_SHA"; then
+            python3 - "$LLAMA_SDIST" "$sdist.tmp" <<'PY'
+import json, shutil, sys, urllib.request
+name, dest = sys.argv[1:]
+index = urllib.request.Request(
+    "https://pypi.org/simple/llama-cpp-python/",
+    headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+)
+with urllib.request.urlopen(index, timeout=60) as r:
+    urls = [f["url"] for f in json.load(r)["files"] if f["filename"] == name]
+if len(urls) != 1:
+    sys.exit(f"PyPI lists {len(urls)} files named {name}")
+with urllib.request.urlopen(urls[0], timeout=300) as r, open(dest, "wb") as out:
+    shutil.copyfileobj(r, out, 1 << 20)
+PY
+            verified "$sdist.tmp" "$LLAMA_SDIST_SHA" || { echo "sha256 mismatch for $LLAMA_SDIST" >&2; exit 1; }
+            mv "$sdist.tmp" "$sdist"
+        fi
+        rm -rf "$out.tmp"
+        python3 - "$sdist" "$out.tmp" <<'PY'
+import os, shutil, sys, tarfile
+sdist, dest = sys.argv[1:]
+os.makedirs(dest)
+n = 0
+with tarfile.open(sdist) as t:
+    for m in t:
+        name = os.path.basename(m.name)
+        if m.isfile() and "/vendor/llama.cpp/models/" in m.name and name.startswith("ggml-vocab-"):
+            with t.extractfile(m) as src, open(os.path.join(dest, name), "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            n += 1
+if n == 0:
+    sys.exit(f"{sdist}: no models/ggml-vocab-* files")
+PY
+        touch "$out.tmp/.complete"
+        rm -rf "$out"
+        mv "$out.tmp" "$out"
+    fi
+    echo "$out"
+}
+
 case "${1:-all}" in
     smollm2) fetch_smollm2 ;;
     gemma3) fetch_gemma3 ;;
+    vocab) fetch_vocab ;;
     all) fetch_smollm2; fetch_gemma3 ;;
-    *) echo "usage: $0 [smollm2|gemma3|all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [smollm2|gemma3|vocab|all]" >&2; exit 2 ;;
 esac

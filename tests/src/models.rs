@@ -19,8 +19,16 @@ pub fn reference_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("../shared/reference"))
 }
 
-/// The path of a real model (`smollm2` or `gemma3`), fetched and verified by
-/// `scripts/fetch-models.sh` when missing; the script prints the path as its last line.
+/// The folder of llama.cpp's vocabulary test suites (`ggml-vocab-*.gguf` with their
+/// `.gguf.inp` / `.gguf.out`), extracted from the pinned llama-cpp-python sdist by
+/// `scripts/fetch-models.sh vocab` when missing.
+pub fn fetch_vocab_suites() -> PathBuf {
+    fetch_model("vocab")
+}
+
+/// The path of a real model (`smollm2` or `gemma3`; `vocab` for the suites' folder), fetched
+/// and verified by `scripts/fetch-models.sh` when missing; the script prints the path as its
+/// last line.
 pub fn fetch_model(which: &str) -> PathBuf {
     let out = Command::new("bash")
         .arg(repo_root().join("scripts/fetch-models.sh"))

@@ -4,7 +4,7 @@
 //! - `llama` (SentencePiece) vocabularies default to BOS 1, EOS 2, UNK 0, `add_bos` and
 //!   `add_space_prefix` on;
 //! - `gpt2` (byte-level BPE) vocabularies default to `add_bos` on only for the Llama 3
-//!   pre-tokenizers, and never prefix a space;
+//!   pre-tokenizers, and never prefix a space; Gemma 4's (`gemma4`) always add BOS;
 //! - the end-of-turn token, when the file has none, is found by its text (`<|im_end|>`,
 //!   `<end_of_turn>`, `<|eot_id|>`, ...);
 //! - special ids outside the vocabulary are ignored (llama.cpp warns and keeps its default).
@@ -43,6 +43,9 @@ const BOS_BY_DEFAULT_PRE: &[&str] = &[
     "tekken",
     "chameleon",
 ];
+
+/// Pre-tokenizers of llama.cpp's `GEMMA4` type (`tokenizer.ggml.model = gemma4` selects it too).
+const GEMMA4_PRE: &[&str] = &["gemma4", "granite-embed-multi-311m"];
 
 /// The tokenizer facts of a GGUF file.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -132,6 +135,18 @@ impl Vocab {
             Some(_) => file.get_str_array("tokenizer.ggml.merges")?.to_vec(),
         };
 
+        // WordPiece normalises text (lowercase, accents stripped) unless the file says
+        // otherwise; the tokenizer implements only the default.
+        if model == "bert" {
+            for key in [
+                "tokenizer.ggml.normalizer.lowercase",
+                "tokenizer.ggml.normalizer.strip_accents",
+            ] {
+                if file.get_bool_opt(key)? == Some(false) {
+                    return Err(bad(key, "only the default (true) is supported"));
+                }
+            }
+        }
         let spm = model == "llama";
         let in_range = |id: Option<u32>| id.filter(|&id| (id as usize) < n);
         let special = |key: &str, default: Option<u32>| -> Result<Option<u32>, EngineError> {
@@ -150,9 +165,12 @@ impl Vocab {
         };
 
         let bos_by_default = spm || BOS_BY_DEFAULT_PRE.contains(&pre.as_str());
-        let add_bos = file
-            .get_bool_opt("tokenizer.ggml.add_bos_token")?
-            .unwrap_or(bos_by_default);
+        // llama.cpp forces BOS on for Gemma 4's pre-tokenizer, whatever the file says.
+        let gemma4 = model == "gemma4" || GEMMA4_PRE.contains(&pre.as_str());
+        let add_bos = gemma4
+            || file
+                .get_bool_opt("tokenizer.ggml.add_bos_token")?
+                .unwrap_or(bos_by_default);
         let add_eos = file
             .get_bool_opt("tokenizer.ggml.add_eos_token")?
             .unwrap_or(false);

@@ -543,3 +543,26 @@ async fn openai_streams_end_with_done_and_a_dropped_stream_cancels_its_job() {
     let ev = w.execute(&job("after-openai", 4, 1)).await;
     assert_eq!(terminal(&ev).event, "end");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_template_kwargs_the_template_cannot_take_get_400_naming_the_field() {
+    let w = mock_worker(1, 2, 1 << 16).await;
+    // SmolLM2's template reads no `enable_thinking`; `messages` is the worker's own.
+    for kwargs in [json!({"enable_thinking": true}), json!({"messages": []})] {
+        let r = w
+            .client
+            .post(w.url("/v1/chat/completions"))
+            .json(
+                &json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2,
+                          "chat_template_kwargs": kwargs}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        // OpenAI's error shape.
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "INVALID_REQUEST", "{v}");
+        assert_eq!(v["error"]["param"], "chat_template_kwargs", "{v}");
+    }
+}

@@ -138,7 +138,7 @@ impl Guest for Plugin {
         PluginInfo {
             name: "orcd".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "llama.cpp-compatible GGUF tokenizers: byte-level BPE (gpt2) and SentencePiece (llama)"
+            description: "llama.cpp-compatible GGUF tokenizers: BPE (gpt2, gemma4) with every llama.cpp pre-tokenizer, SentencePiece (llama), WordPiece (bert)"
                 .into(),
         }
     }

@@ -10,6 +10,7 @@ use crate::pretokenize::PreTokenizer;
 use crate::special::{Fragment, SpecialToken, SpecialTokens};
 use crate::spm;
 use crate::vocab::{TokenType, VocabSpec};
+use crate::wpm;
 
 /// Longest text [`Tokenizer::encode`] accepts, in bytes.
 pub const MAX_TEXT_BYTES: usize = 8 << 20;
@@ -58,15 +59,15 @@ const EOG_TEXTS: &[&str] = &[
 /// The algorithm the vocabulary's `tokenizer.ggml.model` selects.
 #[derive(Debug)]
 enum Algorithm {
-    /// Byte-level BPE (`gpt2`).
+    /// BPE with a pre-tokenizer: byte-level (`gpt2`) or SentencePiece-style (`gemma4`).
     Bpe {
         pre: PreTokenizer,
-        /// Llama 3: a word that is a token as a whole skips the merges.
-        ignore_merges: bool,
         merges: MergeTable,
     },
     /// SentencePiece-style BPE (`llama`).
     Spm,
+    /// WordPiece (`bert`); `max_token_len` is the longest token text in bytes.
+    Wpm { max_token_len: usize },
 }
 
 /// Which family a vocabulary's tokenizer belongs to.
@@ -74,8 +75,13 @@ enum Algorithm {
 pub enum TokenizerKind {
     /// Byte-level BPE (`tokenizer.ggml.model = gpt2`).
     ByteLevelBpe,
+    /// BPE on raw UTF-8 with `▁` for spaces (`tokenizer.ggml.model = gemma4`, or
+    /// `tokenizer.ggml.pre = gemma4`).
+    SentencePieceBpe,
     /// SentencePiece-style (`tokenizer.ggml.model = llama`).
     SentencePiece,
+    /// WordPiece (`tokenizer.ggml.model = bert`).
+    WordPiece,
 }
 
 /// A tokenizer for one vocabulary.
@@ -202,28 +208,36 @@ impl Tokenizer {
         };
 
         let algorithm = match spec.model.as_str() {
-            "gpt2" => {
-                let (pre, ignore_merges) = byte_level_pre_tokenizer(&spec.pre)?;
+            // llama.cpp: a `gemma4` model always uses the `gemma4` pre-tokenizer.
+            "gpt2" | "gemma4" => {
+                let pre = PreTokenizer::new(if spec.model == "gemma4" {
+                    "gemma4"
+                } else {
+                    &spec.pre
+                })?;
                 let merges = MergeTable::new(&spec.merges, &token_id, n_u32);
-                Algorithm::Bpe {
-                    pre,
-                    ignore_merges,
-                    merges,
-                }
+                Algorithm::Bpe { pre, merges }
             }
             "llama" => Algorithm::Spm,
+            "bert" => Algorithm::Wpm {
+                max_token_len: tokens.iter().map(|t| t.len()).max().unwrap_or(0),
+            },
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
 
         let special = special_tokens(&tokens, &attrs, &spec.name);
         let mut byte_token = [None; 256];
         for (b, slot) in byte_token.iter_mut().enumerate() {
-            *slot = match algorithm {
+            *slot = match &algorithm {
                 Algorithm::Spm => token_id
                     .get(format!("<0x{b:02X}>").as_bytes())
                     .or_else(|| token_id.get(&[b as u8][..]))
                     .copied(),
+                Algorithm::Bpe { pre, .. } if pre.spm_style() => {
+                    token_id.get(format!("<0x{b:02X}>").as_bytes()).copied()
+                }
                 Algorithm::Bpe { .. } => token_id.get(&[b as u8][..]).copied(),
+                Algorithm::Wpm { .. } => None,
             };
         }
         Ok(Tokenizer {
@@ -252,9 +266,19 @@ impl Tokenizer {
 
     /// The tokenizer family.
     pub fn kind(&self) -> TokenizerKind {
-        match self.algorithm {
+        match &self.algorithm {
+            Algorithm::Bpe { pre, .. } if pre.spm_style() => TokenizerKind::SentencePieceBpe,
             Algorithm::Bpe { .. } => TokenizerKind::ByteLevelBpe,
             Algorithm::Spm => TokenizerKind::SentencePiece,
+            Algorithm::Wpm { .. } => TokenizerKind::WordPiece,
+        }
+    }
+
+    /// llama.cpp's name of the pre-tokenizer (`LLAMA3`, `QWEN2`, ...), for BPE vocabularies.
+    pub fn pre_kind(&self) -> Option<&'static str> {
+        match &self.algorithm {
+            Algorithm::Bpe { pre, .. } => Some(pre.kind()),
+            _ => None,
         }
     }
 
@@ -309,12 +333,31 @@ impl Tokenizer {
                 max: MAX_TEXT_BYTES,
             });
         }
+        if add_special && matches!(self.algorithm, Algorithm::Wpm { .. }) {
+            return Err(TokenizerError::UnsupportedModel(
+                "bert with special tokens added ([CLS] ... [SEP])".into(),
+            ));
+        }
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if add_special && self.add_bos {
             out.extend(self.bos);
         }
         let fragments = self.special.partition(text, parse_special);
         match &self.algorithm {
+            Algorithm::Wpm { max_token_len } => {
+                for frag in fragments {
+                    match frag {
+                        Fragment::Token(id) => out.push(id),
+                        Fragment::Text(start, end) => wpm::encode(
+                            &text[start..end],
+                            &self.token_id,
+                            *max_token_len,
+                            self.unk,
+                            &mut out,
+                        ),
+                    }
+                }
+            }
             Algorithm::Spm => {
                 // A space is prefixed at the start and after each special token.
                 let mut prev_special = true;
@@ -338,20 +381,34 @@ impl Tokenizer {
                     }
                 }
             }
-            Algorithm::Bpe {
-                pre,
-                ignore_merges,
-                merges,
-            } => {
+            Algorithm::Bpe { pre, merges } => {
                 let mut word = String::new();
                 for frag in fragments {
                     match frag {
                         Fragment::Token(id) => out.push(id),
+                        Fragment::Text(start, end) if pre.spm_style() => {
+                            let escaped = text[start..end].replace(' ', SPM_SPACE);
+                            for raw in pre.split(&escaped)? {
+                                // Gemma 4: a run of newlines that is a token stays whole
+                                // (llama.cpp PR 21343).
+                                let newlines =
+                                    pre.kind() == "GEMMA4" && !raw.contains(|c| c != '\n');
+                                match self.token_id.get(raw.as_bytes()) {
+                                    Some(&id) if newlines => out.push(id),
+                                    _ => self.encode_bpe_word(
+                                        raw,
+                                        pre.ignore_merges(),
+                                        merges,
+                                        &mut out,
+                                    ),
+                                }
+                            }
+                        }
                         Fragment::Text(start, end) => {
-                            for raw in pre.split(&text[start..end]) {
+                            for raw in pre.split(&text[start..end])? {
                                 word.clear();
                                 byte_level::encode_into(raw, &mut word);
-                                self.encode_bpe_word(&word, *ignore_merges, merges, &mut out);
+                                self.encode_bpe_word(&word, pre.ignore_merges(), merges, &mut out);
                             }
                         }
                     }
@@ -395,8 +452,8 @@ impl Tokenizer {
                 out.push(id);
                 continue;
             }
-            // As llama.cpp: try each byte of the encoded text as a one-byte token; bytes
-            // without one are dropped.
+            // As llama.cpp: try each byte of the encoded text as a one-byte token (`<0xXX>`
+            // for SentencePiece-style BPE); bytes without one are dropped.
             for &b in piece {
                 out.extend(self.byte_token[b as usize]);
             }
@@ -417,8 +474,9 @@ impl Tokenizer {
             return Ok(text.to_vec());
         }
         if a & attr::NORMAL != 0 {
-            return Ok(match self.algorithm {
-                Algorithm::Spm => unescape_spm(text),
+            return Ok(match &self.algorithm {
+                Algorithm::Spm | Algorithm::Wpm { .. } => unescape_spm(text),
+                Algorithm::Bpe { pre, .. } if pre.spm_style() => unescape_spm(text),
                 Algorithm::Bpe { .. } => unescape_byte_level(text),
             });
         }
@@ -460,28 +518,6 @@ impl Tokenizer {
             })
         }
     }
-}
-
-/// The pre-tokenizer for a `tokenizer.ggml.pre` name (llama.cpp's table), and whether whole-word
-/// tokens skip the merges.
-fn byte_level_pre_tokenizer(pre: &str) -> Result<(PreTokenizer, bool), TokenizerError> {
-    let llama3 = PreTokenizer::Llama3 { max_digits: 3 };
-    Ok(match pre {
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
-        | "lfm2" | "jina-v5-nano" => (llama3, true),
-        "dbrx" | "smaug-bpe" | "chatglm-bpe" | "glm4" => (llama3, false),
-        "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "stablelm2" | "hunyuan" | "megrez"
-        | "solar-open" => (PreTokenizer::Llama3 { max_digits: 1 }, false),
-        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de"
-        | "a.x-4.0" | "mellum" | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe"
-        | "mpt" | "olmo" | "jais" | "trillion" | "granite-docling" | "exaone4" => {
-            (PreTokenizer::Gpt2, false)
-        }
-        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b"
-        | "mellum2" => (PreTokenizer::IsolatedDigitsGpt2, false),
-        "" | "default" => (PreTokenizer::Default, false),
-        other => return Err(TokenizerError::UnsupportedPreTokenizer(other.to_string())),
-    })
 }
 
 /// The special tokens (control, user-defined, unknown) with llama.cpp's strip attributes:
@@ -604,14 +640,15 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(err, TokenizerError::InvalidVocab(_)));
+        // T5's Unigram vocabularies are not implemented (no decoder in llama.cpp's list).
         let spec = VocabSpec {
-            model: "bert".into(),
+            model: "t5".into(),
             tokens: vec![b"a".to_vec()],
             ..VocabSpec::default()
         };
         assert_eq!(
             Tokenizer::new(spec).unwrap_err(),
-            TokenizerError::UnsupportedModel("bert".into())
+            TokenizerError::UnsupportedModel("t5".into())
         );
         let spec = VocabSpec {
             model: "gpt2".into(),

@@ -1,6 +1,7 @@
 //! The Unicode character classes the pre-tokenizers need, with llama.cpp's meanings:
 //! letters are general category `L*` (`\p{L}`), numbers `N*` (`\p{N}`), punctuation `P*`
-//! (`\p{P}`), and whitespace is the Unicode `White_Space` property (`\s`).
+//! (`\p{P}`), marks `M*` (`\p{M}`), symbols `S*` (`\p{S}`), and whitespace is the Unicode
+//! `White_Space` property (`\s`).
 
 use unicode_general_category::{GeneralCategory, get_general_category};
 
@@ -46,6 +47,44 @@ pub fn is_punctuation(c: char) -> bool {
     )
 }
 
+/// Whether `c` is a combining mark (`\p{M}`: Mn, Mc, Me).
+pub fn is_mark(c: char) -> bool {
+    matches!(
+        get_general_category(c),
+        GeneralCategory::NonspacingMark
+            | GeneralCategory::SpacingMark
+            | GeneralCategory::EnclosingMark
+    )
+}
+
+/// Whether `c` is a symbol (`\p{S}`: Sm, Sc, Sk, So), e.g. `$`, `+`, `©`.
+pub fn is_symbol(c: char) -> bool {
+    matches!(
+        get_general_category(c),
+        GeneralCategory::MathSymbol
+            | GeneralCategory::CurrencySymbol
+            | GeneralCategory::ModifierSymbol
+            | GeneralCategory::OtherSymbol
+    )
+}
+
+/// Whether `c` is a Han character (llama.cpp's `unicode_cpt_is_han`: the CJK unified
+/// ideographs, extensions A-F and the compatibility ideographs).
+pub fn is_han(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x4E00..=0x9FFF
+            | 0x3400..=0x4DBF
+            | 0x20000..=0x2A6DF
+            | 0x2A700..=0x2B73F
+            | 0x2B740..=0x2B81F
+            | 0x2B820..=0x2CEAF
+            | 0x2CEB0..=0x2EBEF
+            | 0xF900..=0xFAFF
+            | 0x2F800..=0x2FA1F
+    )
+}
+
 /// Whether `c` has the Unicode `White_Space` property (llama.cpp's `unicode_set_whitespace`).
 /// Unlike `char::is_whitespace` this is exactly the property list, spelled out.
 pub fn is_whitespace(c: char) -> bool {
@@ -83,5 +122,8 @@ mod tests {
         assert!(!is_punctuation('$') && !is_punctuation('+'));
         assert!(is_whitespace(' ') && is_whitespace('\n') && is_whitespace('\u{3000}'));
         assert!(!is_whitespace('\u{200B}') && !is_whitespace('\u{1C}'));
+        assert!(is_mark('\u{301}') && !is_mark('a'));
+        assert!(is_symbol('$') && is_symbol('©') && !is_symbol('!'));
+        assert!(is_han('我') && !is_han('あ'));
     }
 }

@@ -2,9 +2,17 @@
 //! with `minijinja`, with the globals HF templates expect (`messages`, `add_generation_prompt`,
 //! `bos_token`, `eos_token`, `raise_exception`, `strftime_now`) and Python string methods
 //! (`.strip()`, `.startswith()`, ...) through `minijinja-contrib`'s pycompat layer.
+//!
+//! A request's `chat_template_kwargs` (vLLM's and llama-server's field) become template
+//! variables; `enable_thinking` is `false` unless the request sets it, so Qwen3-style templates
+//! answer without a thinking block by default. A template feature minijinja cannot render is a
+//! typed error ([`TemplateError::Unsupported`]), never a prompt rendered some other way.
 
-use minijinja::{Environment, Error, ErrorKind, context};
+use std::collections::HashSet;
+
+use minijinja::{Environment, Error, ErrorKind, Value};
 use serde::{Deserialize, Serialize};
+use serde_json::Map;
 
 /// Largest template accepted from a model file.
 pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
@@ -51,13 +59,41 @@ pub enum TemplateError {
     TooLarge(usize),
     #[error("the chat template does not compile: {0}")]
     Compile(String),
-    /// The template refused the conversation (`raise_exception`) or failed while rendering.
+    /// The template refused the conversation (`raise_exception`), or rendering it ran past
+    /// the limits.
     #[error("the chat template rejected the conversation: {0}")]
     Render(String),
+    /// The template uses something minijinja cannot render (an unknown filter, test, method or
+    /// function, an operation on values it does not support).
+    #[error("the model's chat template uses a feature this worker cannot render: {0}")]
+    Unsupported(String),
+    /// A `chat_template_kwargs` entry the template cannot take.
+    #[error("chat_template_kwargs: {0}")]
+    Kwargs(String),
 }
 
+/// The variables the worker sets itself; `chat_template_kwargs` cannot replace them.
+const RESERVED: &[&str] = &[
+    "messages",
+    "add_generation_prompt",
+    "bos_token",
+    "eos_token",
+];
+
+/// Marks an error raised by the template's own `raise_exception`.
+#[derive(Debug)]
+struct RaisedByTemplate;
+
+impl std::fmt::Display for RaisedByTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("raised by the template")
+    }
+}
+
+impl std::error::Error for RaisedByTemplate {}
+
 fn raise_exception(msg: String) -> Result<String, Error> {
-    Err(Error::new(ErrorKind::InvalidOperation, msg))
+    Err(Error::new(ErrorKind::InvalidOperation, msg).with_source(RaisedByTemplate))
 }
 
 fn strftime_now(format: String) -> String {
@@ -92,24 +128,48 @@ impl ChatTemplate {
     }
 
     /// Render a conversation; with `add_generation_prompt` the text ends where the assistant's
-    /// answer starts.
+    /// answer starts. `kwargs` (the request's `chat_template_kwargs`) become variables; each
+    /// must be one the template reads (an ignored one would be a silent no-op) and none may
+    /// replace the worker's own.
     pub fn render(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
+        kwargs: &Map<String, serde_json::Value>,
     ) -> Result<String, TemplateError> {
         let tmpl = self
             .env
             .get_template("chat")
             .map_err(|e| TemplateError::Compile(e.to_string()))?;
+        if !kwargs.is_empty() {
+            let read: HashSet<String> = tmpl.undeclared_variables(false);
+            for key in kwargs.keys() {
+                if RESERVED.contains(&key.as_str()) {
+                    return Err(TemplateError::Kwargs(format!(
+                        "`{key}` is set by the worker and cannot be replaced"
+                    )));
+                }
+                if !read.contains(key) {
+                    return Err(TemplateError::Kwargs(format!(
+                        "the model's chat template does not use `{key}`"
+                    )));
+                }
+            }
+        }
+        // The worker's variables over the request's over the defaults.
+        let mut vars = Map::new();
+        vars.insert("enable_thinking".into(), false.into());
+        vars.extend(kwargs.clone());
+        vars.insert(
+            "messages".into(),
+            serde_json::to_value(messages).map_err(|e| TemplateError::Render(e.to_string()))?,
+        );
+        vars.insert("add_generation_prompt".into(), add_generation_prompt.into());
+        vars.insert("bos_token".into(), self.bos_token.clone().into());
+        vars.insert("eos_token".into(), self.eos_token.clone().into());
         let out = tmpl
-            .render(context! {
-                messages => messages,
-                add_generation_prompt => add_generation_prompt,
-                bos_token => self.bos_token,
-                eos_token => self.eos_token,
-            })
-            .map_err(|e| TemplateError::Render(render_message(&e)))?;
+            .render(Value::from_serialize(&vars))
+            .map_err(|e| classify(&e))?;
         if out.len() > MAX_RENDERED_BYTES {
             return Err(TemplateError::Render(format!(
                 "the rendered prompt is {} bytes, at most {MAX_RENDERED_BYTES} allowed",
@@ -131,10 +191,16 @@ impl ChatTemplate {
     }
 }
 
-fn render_message(e: &Error) -> String {
-    match e.detail() {
-        Some(d) if e.kind() == ErrorKind::InvalidOperation => d.to_string(),
-        _ => e.to_string(),
+/// A render error as the template's refusal (its `raise_exception`, or the fuel limit) or as
+/// a feature minijinja lacks.
+fn classify(e: &Error) -> TemplateError {
+    let raised = std::error::Error::source(e).is_some_and(|s| s.is::<RaisedByTemplate>());
+    if raised {
+        return TemplateError::Render(e.detail().unwrap_or_default().to_string());
+    }
+    match e.kind() {
+        ErrorKind::OutOfFuel => TemplateError::Render(e.to_string()),
+        _ => TemplateError::Unsupported(format!("{e:#}")),
     }
 }
 
@@ -154,13 +220,13 @@ mod tests {
     #[test]
     fn renders_smollm2_chatml() {
         let t = ChatTemplate::new(SMOLLM2, "<|im_start|>", "<|im_end|>").unwrap();
-        let out = t.render(&[user("Hi")], true).unwrap();
+        let out = t.render(&[user("Hi")], true, &Map::new()).unwrap();
         assert_eq!(
             out,
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
         assert!(
-            !t.render(&[user("Hi")], false)
+            !t.render(&[user("Hi")], false, &Map::new())
                 .unwrap()
                 .ends_with("assistant\n")
         );
@@ -170,12 +236,15 @@ mod tests {
     fn raise_exception_and_python_methods_work() {
         let src = "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{{ bos_token }}{% for m in messages %}{{ m['content'] | trim }}|{{ m.content.strip().upper() }}{% endfor %}";
         let t = ChatTemplate::new(src, "<bos>", "<eos>").unwrap();
-        assert_eq!(t.render(&[user("  hey ")], true).unwrap(), "<bos>hey|HEY");
+        assert_eq!(
+            t.render(&[user("  hey ")], true, &Map::new()).unwrap(),
+            "<bos>hey|HEY"
+        );
         let sys = ChatMessage {
             role: "system".into(),
             content: "x".into(),
         };
-        let err = t.render(&[sys], true).unwrap_err();
+        let err = t.render(&[sys], true, &Map::new()).unwrap_err();
         assert!(
             err.to_string().contains("System role not supported"),
             "{err}"
@@ -190,13 +259,15 @@ mod tests {
             role: "system".into(),
             content: "Be brief.".into(),
         };
-        let out = t.render(&[sys, user(" Hi ")], true).unwrap();
+        let out = t.render(&[sys, user(" Hi ")], true, &Map::new()).unwrap();
         assert_eq!(
             out,
             "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
         );
         assert_eq!(t.strip_bos(&out).len(), out.len() - "<bos>".len());
-        let err = t.render(&[user("a"), user("b")], true).unwrap_err();
+        let err = t
+            .render(&[user("a"), user("b")], true, &Map::new())
+            .unwrap_err();
         assert!(err.to_string().contains("alternate"), "{err}");
         assert_eq!(template_for("gemma3", None), GEMMA_TEMPLATE);
         assert_eq!(template_for("llama", None), CHATML_TEMPLATE);
@@ -206,7 +277,7 @@ mod tests {
     #[test]
     fn strftime_now_formats_the_date() {
         let t = ChatTemplate::new("{{ strftime_now('%Y') }}", "", "").unwrap();
-        let year: i32 = t.render(&[], false).unwrap().parse().unwrap();
+        let year: i32 = t.render(&[], false, &Map::new()).unwrap().parse().unwrap();
         assert!(year >= 2024);
     }
 
@@ -227,6 +298,6 @@ mod tests {
             "",
         )
         .unwrap();
-        assert!(looping.render(&[], false).is_err());
+        assert!(looping.render(&[], false, &Map::new()).is_err());
     }
 }

@@ -14,7 +14,7 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::chat_template::{ChatMessage, ChatTemplate};
+use super::chat_template::{ChatMessage, ChatTemplate, TemplateError};
 use super::error::AppError;
 use super::openai_fields::{self, Endpoint};
 use super::state::AppState;
@@ -136,6 +136,9 @@ pub struct ChatRequest {
     messages: Vec<InMessage>,
     #[serde(default)]
     stream: bool,
+    /// Extra chat-template variables (vLLM / llama-server), e.g. `{"enable_thinking": true}`.
+    #[serde(default)]
+    chat_template_kwargs: Option<serde_json::Map<String, Value>>,
     #[serde(flatten)]
     sampling: SamplingFields,
 }
@@ -358,9 +361,14 @@ pub async fn chat_completions(
     };
     let template = ChatTemplate::new(source, &state.model.bos_token, &state.model.eos_token)
         .map_err(|e| AppError::new(ErrorCode::Internal, e.to_string()))?;
+    let kwargs = req.chat_template_kwargs.unwrap_or_default();
     let rendered = template
-        .render(&messages, true)
-        .map_err(|e| AppError::invalid("messages", e))?;
+        .render(&messages, true, &kwargs)
+        .map_err(|e| match e {
+            TemplateError::Kwargs(_) => AppError::invalid("chat_template_kwargs", e),
+            TemplateError::Unsupported(_) => AppError::new(ErrorCode::Internal, e.to_string()),
+            _ => AppError::invalid("messages", e),
+        })?;
     let prompt = template.strip_bos(&rendered).to_string();
     let default_max = state.limits.request.max_tokens_out;
     let params = req.sampling.into_params(&state, default_max)?;

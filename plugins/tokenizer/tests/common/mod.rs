@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use orcd_engine::vocab::Vocab;
 /// Where llama.cpp's golden files are, and the path of a real model (fetched when missing).
-pub use orcd_tests::models::{fetch_model as model_path, reference_dir};
+pub use orcd_tests::models::{fetch_model as model_path, fetch_vocab_suites, reference_dir};
 use orcd_tokenizer::{TokenType, Tokenizer, VocabSpec};
 
 /// The tokenizer input for a vocabulary read by the engine.
@@ -48,27 +48,60 @@ pub struct Case {
     pub ids: Vec<u32>,
 }
 
-/// The names of llama.cpp's vocabulary suites (`ggml-vocab-<name>.gguf`).
-pub const SUITES: &[&str] = &["gpt-2", "llama-bpe", "llama-spm", "phi-3", "qwen2"];
+/// The names of llama.cpp's vocabulary suites (`ggml-vocab-<name>.gguf` with `.inp`/`.out`
+/// in `vendor/llama.cpp/models/` of the llama-cpp-python 0.3.36 sdist): all fifteen.
+pub const SUITES: &[&str] = &[
+    "bert-bge",
+    "command-r",
+    "deepseek-coder",
+    "deepseek-llm",
+    "falcon",
+    "gemma-4",
+    "gpt-2",
+    "llama-bpe",
+    "llama-spm",
+    "mpt",
+    "phi-3",
+    "qwen2",
+    "qwen35",
+    "refact",
+    "starcoder",
+];
 
-/// The GGUF file of a suite.
+/// The GGUF file of a suite (fetched with the sdist when missing).
 pub fn suite_vocab(name: &str) -> PathBuf {
-    reference_dir().join(format!("tokenizer/ggml-vocab-{name}.gguf"))
+    fetch_vocab_suites().join(format!("ggml-vocab-{name}.gguf"))
 }
 
-/// A suite's cases: `.inp` holds the strings, each followed by a line `__ggml_vocab_test__`
-/// (the newline before the marker is not part of the string); `.out` one line of ids per
-/// string.
+/// The suites the sdist has: every `ggml-vocab-*.gguf.inp`, by name, sorted.
+pub fn suites_in_sdist() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(fetch_vocab_suites())
+        .expect("read the suites' folder")
+        .filter_map(|e| {
+            let name = e.expect("folder entry").file_name().into_string().ok()?;
+            Some(
+                name.strip_prefix("ggml-vocab-")?
+                    .strip_suffix(".gguf.inp")?
+                    .to_string(),
+            )
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// A suite's cases: `.inp` holds the strings separated by lines `__ggml_vocab_test__` (the
+/// newline before the marker is not part of the string); `.out` one line of ids per string.
 pub fn suite_cases(name: &str) -> Vec<Case> {
     let base = suite_vocab(name);
     let inp = std::fs::read_to_string(base.with_extension("gguf.inp")).expect("read .inp");
     let out = std::fs::read_to_string(base.with_extension("gguf.out")).expect("read .out");
+    // As llama.cpp's `test-tokenizer-0` reads it: the text after the last marker is a case
+    // too unless the file ends with the marker.
     let mut texts: Vec<&str> = inp.split("\n__ggml_vocab_test__\n").collect();
-    assert_eq!(
-        texts.pop(),
-        Some(""),
-        "{name}.inp must end with the marker line"
-    );
+    if texts.last() == Some(&"") {
+        texts.pop();
+    }
     let ids: Vec<Vec<u32>> = out
         .lines()
         .map(|l| {
