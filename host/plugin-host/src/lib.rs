@@ -49,6 +49,7 @@ mod state;
 mod tokenizer_session;
 mod vocab_view;
 
+pub use builtin::{BuiltinPlugin, builtin_plugins};
 pub use config::PluginHostConfig;
 pub use error::PluginError;
 pub use handler_session::{HandlerSession, MAX_BODY_BYTES};

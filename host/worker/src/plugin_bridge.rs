@@ -17,15 +17,15 @@ use orcd_engine::vocab::Vocab;
 use orcd_engine::{Device, EngineError};
 use orcd_plugin_host::{
     EndEvent, ErrorEvent, HandlerSession, Limits, LogitsSource, MetricsEvent,
-    ModelFacts as PluginModelFacts, PluginError, PluginHost, PluginHostConfig, SamplingParams,
-    StartedEvent, StreamEvent, TokenEvent, TokenizerSession, VocabData,
+    ModelFacts as PluginModelFacts, PluginError, PluginHost, PluginHostConfig, PluginSource,
+    SamplingParams, StartedEvent, StreamEvent, TokenEvent, TokenizerSession, VocabData,
 };
 
 use crate::error_code::ErrorCode;
 use crate::job::{GenParams, JobEvent};
 use crate::plugins::{
-    ExecuteRequest, InvalidField, PluginFailure, Plugins, RequestHandler, RequestLimits,
-    SamplerFactory, SamplerSession, StreamDecoder, Tokenizer,
+    ExecuteRequest, InvalidField, PluginCatalog, PluginFailure, PluginListing, Plugins,
+    RequestHandler, RequestLimits, SamplerFactory, SamplerSession, StreamDecoder, Tokenizer,
 };
 use crate::utf8_stream::Utf8Stream;
 
@@ -261,6 +261,22 @@ fn stream_event(event: &JobEvent) -> StreamEvent {
     }
 }
 
+impl PluginCatalog for WasmPlugins {
+    fn loaded(&self) -> Vec<PluginListing> {
+        self.host
+            .plugins()
+            .into_iter()
+            .map(|p| PluginListing {
+                kind: p.kind.as_str().to_string(),
+                name: p.name,
+                version: p.version,
+                contract: p.contract,
+                builtin: matches!(p.source, PluginSource::Builtin(_)),
+            })
+            .collect()
+    }
+}
+
 impl RequestHandler for WasmPlugins {
     fn parse_execute(
         &self,
@@ -316,11 +332,23 @@ impl RequestHandler for WasmPlugins {
     }
 }
 
-/// Start the plugin runtime for `model` (built-in plugins plus those in `plugin_dir`). With
-/// `rescan_every`, the folder is scanned again at that interval while the worker runs: a new or
-/// updated plugin serves new requests; requests in flight keep the version they started with.
+/// Start the plugin runtime for `model` (built-in plugins plus those in `plugin_dir`), compiling
+/// every plugin anew. With `rescan_every`, the folder is scanned again at that interval while
+/// the worker runs: a new or updated plugin serves new requests; requests in flight keep the
+/// version they started with.
 pub fn load(
     plugin_dir: Option<&Path>,
+    model: &Model,
+    rescan_every: Option<Duration>,
+) -> Result<Plugins, PluginFailure> {
+    load_cached(plugin_dir, None, model, rescan_every)
+}
+
+/// [`load`], with compiled plugins kept in and reused from `cache_dir` (a folder only this
+/// user can write; see `cli/plugin_cache.rs` for the default).
+pub fn load_cached(
+    plugin_dir: Option<&Path>,
+    cache_dir: Option<&Path>,
     model: &Model,
     rescan_every: Option<Duration>,
 ) -> Result<Plugins, PluginFailure> {
@@ -348,6 +376,7 @@ pub fn load(
     };
     let config = PluginHostConfig {
         plugin_dir: plugin_dir.map(Path::to_path_buf),
+        cache_dir: cache_dir.map(Path::to_path_buf),
         ..PluginHostConfig::default()
     };
     let host = PluginHost::new(config, facts, &VocabData::from(&vocab)).map_err(failure)?;
@@ -376,6 +405,7 @@ pub fn load(
     Ok(Plugins {
         tokenizer: Arc::new(SharedTokenizer(bridge.clone())),
         sampler: bridge.clone(),
-        handler: bridge,
+        handler: bridge.clone(),
+        catalog: bridge,
     })
 }

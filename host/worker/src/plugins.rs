@@ -107,12 +107,33 @@ pub trait RequestHandler: Send + Sync {
     fn render_event(&self, event: &JobEvent) -> Result<String, PluginFailure>;
 }
 
+/// A loaded plugin as `/health` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginListing {
+    /// `tokenizer`, `sampler` or `request-handler`.
+    pub kind: String,
+    /// The name requests select it by.
+    pub name: String,
+    /// The plugin's own version.
+    pub version: String,
+    /// The contract version it implements.
+    pub contract: String,
+    /// Built into the binary (else loaded from `--plugin-dir`).
+    pub builtin: bool,
+}
+
+/// Which plugins are loaded now (the list changes when `--plugin-dir` is rescanned).
+pub trait PluginCatalog: Send + Sync {
+    fn loaded(&self) -> Vec<PluginListing>;
+}
+
 /// The plugins of one worker, shared by the HTTP tasks and the scheduler thread.
 #[derive(Clone)]
 pub struct Plugins {
     pub tokenizer: Arc<dyn Tokenizer>,
     pub sampler: Arc<dyn SamplerFactory>,
     pub handler: Arc<dyn RequestHandler>,
+    pub catalog: Arc<dyn PluginCatalog>,
 }
 
 impl std::fmt::Debug for Plugins {

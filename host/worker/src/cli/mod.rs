@@ -2,6 +2,7 @@
 
 mod bench;
 mod generate;
+mod plugin_cache;
 mod score;
 mod serve;
 mod synth;
@@ -33,6 +34,26 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Measure prefill, decode, time to first token, plugin cost, load time and VRAM.
     Bench(bench::BenchArgs),
+}
+
+/// What `--version` prints after the program name: the worker's version and the plugins built
+/// into this binary with theirs (read from the build, nothing is compiled to answer).
+pub fn version_text() -> String {
+    let builtins = orcd_plugin_host::builtin_plugins();
+    let listed = if builtins.is_empty() {
+        "none (built with ORCD_SKIP_PLUGIN_BUILD=1; plugins come from --plugin-dir)".to_string()
+    } else {
+        builtins
+            .iter()
+            .map(|p| format!("{} {}", p.crate_name, p.version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "{}\nplugin contract: worker:plugin@{}\nbuilt-in plugins: {listed}",
+        env!("CARGO_PKG_VERSION"),
+        orcd_plugin_host::CONTRACT_VERSION
+    )
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {

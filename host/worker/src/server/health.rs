@@ -5,6 +5,7 @@ use axum::extract::State;
 use serde::Serialize;
 
 use super::state::{AppState, VramReport};
+use crate::plugins::PluginListing;
 
 /// The `/health` body (worker spec).
 #[derive(Debug, Serialize)]
@@ -28,6 +29,8 @@ pub struct Health {
     /// Jobs reserved, waiting or running.
     pub jobs_in_flight: usize,
     pub shutting_down: bool,
+    /// The plugins loaded (built-in and from `--plugin-dir`) with their versions.
+    pub plugins: Vec<PluginListing>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sm: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,6 +71,7 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
         backend: state.health.backend.clone(),
         jobs_in_flight: state.scheduler.in_flight(),
         shutting_down: state.shutting_down(),
+        plugins: state.plugins.catalog.loaded(),
         sm: state.health.sm.clone(),
         cuda_runtime_version: state.health.cuda_runtime_version.clone(),
     })
