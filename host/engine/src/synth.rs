@@ -145,9 +145,30 @@ pub fn synthesize(
     vocab: &GgufFile,
     out: &Path,
 ) -> Result<SynthSummary, EngineError> {
+    synthesize_with_progress(opts, vocab, out, &mut |_, _| {})
+}
+
+/// [`synthesize`], calling `progress(tensor_bytes_written, tensor_bytes_total)` once before the
+/// first tensor and after each one (a large model takes minutes).
+pub fn synthesize_with_progress(
+    opts: &SynthOptions,
+    vocab: &GgufFile,
+    out: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<SynthSummary, EngineError> {
     let (writer, tensors, vocab_size) = plan(opts, vocab)?;
+    let mut total = 0u64;
+    for t in &tensors {
+        let rows: u64 = t.dims[1..].iter().product();
+        total += rows * t.ty.row_bytes(t.dims[0] as usize)? as u64;
+    }
+    let mut written = 0u64;
+    progress(0, total);
     let bytes = writer.write_file(out, |i, info, sink| {
-        write_tensor_data(&tensors[i], info, opts.seed, i as u64, sink)
+        write_tensor_data(&tensors[i], info, opts.seed, i as u64, sink)?;
+        written += info.size;
+        progress(written, total);
+        Ok(())
     })?;
     Ok(SynthSummary {
         n_tensors: tensors.len(),

@@ -189,7 +189,7 @@ impl PluginHost {
         spawn_ticker(Arc::downgrade(&inner))?;
         let host = PluginHost { inner };
         if host.inner.cfg.load_builtins {
-            for (crate_name, wasm) in BUILTIN_PLUGINS {
+            for (crate_name, _version, wasm) in BUILTIN_PLUGINS {
                 let source = PluginSource::Builtin(crate_name.to_string());
                 match host.load_bytes(wasm, source) {
                     Ok(_) => {}

@@ -53,6 +53,7 @@ mod tokenizer_session;
 mod versions;
 mod vocab_view;
 
+pub use builtin::{BuiltinPlugin, builtin_plugins};
 pub use config::PluginHostConfig;
 pub use directory::{DirectoryChanges, LoadFailure};
 pub use error::PluginError;

@@ -52,6 +52,27 @@ fn sampling(temperature: f32) -> SamplingParams {
     }
 }
 
+/// The build embedded all three plugins, and the version it recorded for each crate is the one
+/// the loaded plugin reports (what `worker-orcd --version` prints matches `/health`).
+#[test]
+fn every_shipped_plugin_is_built_in_with_its_version() {
+    let built = orcd_plugin_host::builtin_plugins();
+    let crates: Vec<&str> = built.iter().map(|b| b.crate_name).collect();
+    assert_eq!(
+        crates,
+        ["orcd-tokenizer", "orcd-sampler-standard", "orcd-handler"]
+    );
+    let (host, _) = host();
+    for b in built {
+        let loaded = host
+            .plugins()
+            .into_iter()
+            .find(|p| p.source == PluginSource::Builtin(b.crate_name.to_string()))
+            .unwrap_or_else(|| panic!("{} is built in but not loaded", b.crate_name));
+        assert_eq!(loaded.version, b.version, "{}", b.crate_name);
+    }
+}
+
 #[test]
 fn builtins_are_listed_with_kind_and_contract() {
     let (host, _) = host();

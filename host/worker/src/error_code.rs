@@ -44,6 +44,15 @@ pub enum ErrorCode {
     ShuttingDown,
     /// No such route (404).
     NotFound,
+    /// `--api-key` is set and the request carries no `Authorization: Bearer` with that key
+    /// (401).
+    Unauthorized,
+    /// A control route (`/shutdown`, `/cancel`) got a body that is not `application/json`
+    /// (415): a cross-site "simple" POST cannot reach it.
+    UnsupportedMediaType,
+    /// An OpenAI request named a model this worker does not serve under
+    /// `--served-model-name` (404, OpenAI's `model_not_found`).
+    ModelNotFound,
 }
 
 impl ErrorCode {
@@ -68,6 +77,9 @@ impl ErrorCode {
             ErrorCode::WorkerBusy => "WORKER_BUSY",
             ErrorCode::ShuttingDown => "SHUTTING_DOWN",
             ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::ModelNotFound => "MODEL_NOT_FOUND",
         }
     }
 
@@ -75,7 +87,9 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::InvalidRequest | ErrorCode::PluginNotFound => 400,
-            ErrorCode::NotFound => 404,
+            ErrorCode::NotFound | ErrorCode::ModelNotFound => 404,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::Cancelled => 499,
             ErrorCode::InsufficientVram | ErrorCode::WorkerBusy | ErrorCode::ShuttingDown => 503,
             ErrorCode::InferenceTimeout => 504,
@@ -101,7 +115,7 @@ impl ErrorCode {
     }
 
     /// Every code, for lookups and documentation checks.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidRequest,
         ErrorCode::ModelLoadFailed,
         ErrorCode::InsufficientVram,
@@ -120,6 +134,9 @@ impl ErrorCode {
         ErrorCode::WorkerBusy,
         ErrorCode::ShuttingDown,
         ErrorCode::NotFound,
+        ErrorCode::Unauthorized,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::ModelNotFound,
     ];
 
     /// The code with this wire spelling; unknown spellings (a code added by a newer engine or

@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod model_facts;
 pub mod plugin_bridge;
 pub mod plugins;
+pub mod progress;
 pub mod scheduler;
 pub mod served_device;
 pub mod server;

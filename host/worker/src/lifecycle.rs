@@ -19,7 +19,7 @@ use tracing::{error, info};
 use crate::plugins::Plugins;
 use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerThread};
 use crate::served_device::{Residency, ServedDevice};
-use crate::server::{AppState, HealthCache, ModelFacts, ServerLimits, VramReport, app};
+use crate::server::{ApiKey, AppState, HealthCache, ModelFacts, ServerLimits, VramReport, app};
 
 /// What a worker is made of: a device holding the model, the plugins, the model's facts.
 pub struct WorkerParts {
@@ -40,6 +40,8 @@ pub struct WorkerOptions {
     pub callback_url: Option<String>,
     /// Also drain on SIGTERM (the binary; in-process tests leave it off).
     pub handle_sigterm: bool,
+    /// `--api-key`: every route but `GET /health` then needs `Authorization: Bearer KEY`.
+    pub api_key: Option<ApiKey>,
 }
 
 /// Why a worker could not start.
@@ -135,6 +137,7 @@ pub async fn start(
         limits: options.limits,
         started,
         shutdown,
+        api_key: options.api_key.clone(),
     };
     let addr = listener.local_addr().map_err(LifecycleError::Listener)?;
     let (stop_server, mut stop_rx) = watch::channel(false);

@@ -25,6 +25,11 @@ pub fn model_facts(model: &Model, path: &Path) -> ModelFacts {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "model".to_string())
         });
+    let id = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "model".to_string());
     let tokens = gguf.get_str_array("tokenizer.ggml.tokens").ok();
     let token_text = |key: &str| -> String {
         let id = gguf.get_u32_opt(key).ok().flatten();
@@ -35,6 +40,8 @@ pub fn model_facts(model: &Model, path: &Path) -> ModelFacts {
     };
     ModelFacts {
         name,
+        id,
+        served_names: Vec::new(),
         quant_kind: quant_kind(model),
         vocab_size: model.config.vocab_size,
         context_length: model.config.context_length,

@@ -377,11 +377,23 @@ impl RequestHandler for WasmPlugins {
     }
 }
 
-/// Start the plugin runtime for `model` (built-in plugins plus those in `plugin_dir`). With
-/// `rescan_every`, the folder is scanned again at that interval while the worker runs: a new or
-/// updated plugin serves new requests; requests in flight keep the version they started with.
+/// Start the plugin runtime for `model` (built-in plugins plus those in `plugin_dir`), compiling
+/// every plugin anew. With `rescan_every`, the folder is scanned again at that interval while
+/// the worker runs: a new or updated plugin serves new requests; requests in flight keep the
+/// version they started with.
 pub fn load(
     plugin_dir: Option<&Path>,
+    model: &Model,
+    rescan_every: Option<Duration>,
+) -> Result<Plugins, PluginFailure> {
+    load_cached(plugin_dir, None, model, rescan_every)
+}
+
+/// [`load`], with compiled plugins kept in and reused from `cache_dir` (a folder only this
+/// user can write; see `cli/plugin_cache.rs` for the default).
+pub fn load_cached(
+    plugin_dir: Option<&Path>,
+    cache_dir: Option<&Path>,
     model: &Model,
     rescan_every: Option<Duration>,
 ) -> Result<Plugins, PluginFailure> {
@@ -409,6 +421,7 @@ pub fn load(
     };
     let config = PluginHostConfig {
         plugin_dir: plugin_dir.map(Path::to_path_buf),
+        cache_dir: cache_dir.map(Path::to_path_buf),
         ..PluginHostConfig::default()
     };
     let host = PluginHost::new(config, facts, &VocabData::from(&vocab)).map_err(failure)?;

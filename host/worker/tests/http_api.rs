@@ -450,7 +450,13 @@ async fn shutdown_refuses_new_jobs_and_lets_running_ones_finish() {
         .send()
         .await
         .unwrap();
-    let r = w.client.post(w.url("/shutdown")).send().await.unwrap();
+    let r = w
+        .client
+        .post(w.url("/shutdown"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     let r = w
         .client

@@ -1,5 +1,6 @@
-//! Real Python clients against the worker (SmolLM2 on the CPU backend): the `openai` SDK on
-//! both OpenAI endpoints, streaming and not, and `prometheus_client`'s parser on `/metrics`.
+//! Real Python clients against the worker (SmolLM2 on the CPU backend, behind an API key): the
+//! `openai` SDK on both OpenAI endpoints, streaming and not, with the key, with a wrong key and
+//! with model names the worker never heard of; `prometheus_client`'s parser on `/metrics`.
 //! The clients are installed with pip into the git-ignored `.cache/pyclients` venv; without
 //! access to PyPI the test is skipped with a message.
 
@@ -66,13 +67,27 @@ async fn openai_sdk_and_prometheus_parser_against_the_worker() {
             return;
         }
     };
-    let w = cpu_worker(4, 4, 8192).await;
+    let key = "python-clients-key";
+    let (plugins, facts, model) = smollm2_plugins();
+    let device = orcd_engine::cpu::CpuBackend::new(
+        model,
+        orcd_engine::cpu::CpuOptions {
+            threads: 2,
+            kv_tokens_budget: 8192,
+            ..Default::default()
+        },
+    )
+    .expect("CPU backend");
+    let mut options = test_options(4, 4);
+    options.api_key = worker_orcd::server::ApiKey::new(key);
+    let w = start(Box::new(device), plugins, facts, options).await;
     let script = root().join("tests/python/openai_clients.py");
     let base = w.base.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)
             .arg(script)
             .env("ORCD_BASE_URL", base)
+            .env("ORCD_API_KEY", key)
             .output()
             .unwrap()
     })
@@ -81,5 +96,5 @@ async fn openai_sdk_and_prometheus_parser_against_the_worker() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "python clients failed:\n{stdout}");
-    assert!(stdout.contains("5 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("7 passed, 0 failed"), "{stdout}");
 }

@@ -39,6 +39,7 @@ use worker_orcd::lifecycle::{self, WorkerOptions, WorkerParts};
 use worker_orcd::model_facts::model_facts;
 use worker_orcd::plugin_bridge;
 use worker_orcd::plugins::{Plugins, RequestLimits};
+use worker_orcd::progress::{Progress, Unit};
 use worker_orcd::scheduler::SchedulerConfig;
 use worker_orcd::served_device::ServedDevice;
 use worker_orcd::server::ServerLimits;
@@ -53,6 +54,8 @@ const BATCH_PREFILL_TOKENS: usize = 512;
 const PLUGIN_PROMPT: usize = 32;
 /// Untimed `sample` calls before timing.
 const PLUGIN_WARMUP: usize = 20;
+/// Rows of the plugin-cost test (greedy, top-k).
+const PLUGIN_SETUPS: usize = 2;
 /// Scheduler step budget of the in-process server, as `serve` sets it per backend by default
 /// (keep in step with `cli/serve.rs`; `--step-tokens` overrides).
 const SERVE_STEP_TOKENS_CPU: usize = 16;
@@ -127,6 +130,8 @@ pub struct BenchArgs {
     /// Seed of the random prompt token ids.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    #[command(flatten)]
+    pub cache: super::plugin_cache::PluginCacheArgs,
 }
 
 /// One row of the report.
@@ -259,6 +264,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let vocab = device.vocab_size();
     let mut rng = SplitMix64(args.seed);
     let skip = |p: Part| args.skip.contains(&p);
+    let parts: u64 = [
+        (Part::Pp, 1),
+        (Part::Tg, 1),
+        (Part::Batched, args.batches.len()),
+        (Part::Plugin, PLUGIN_SETUPS),
+        (Part::Http, 1),
+    ]
+    .iter()
+    .filter(|(p, _)| !skip(*p))
+    .map(|(_, n)| *n as u64)
+    .sum();
+    let mut progress = Progress::terminal_only("bench", parts, Unit::Steps("rows"));
     {
         let dev: &mut dyn Device = device.as_mut();
         if !skip(Part::Pp) {
@@ -271,7 +288,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 )),
                 Err(e) => Row::failed(id, "tok/s", &e),
             });
-            eprintln!("  {}", line(rows.last().expect("a row")));
+            progress.step(&format!("  {}", line(rows.last().expect("a row"))));
         }
         if !skip(Part::Tg) {
             let id = format!("tg{}", args.tg);
@@ -283,7 +300,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 )),
                 Err(e) => Row::failed(id, "tok/s", &e),
             });
-            eprintln!("  {}", line(rows.last().expect("a row")));
+            progress.step(&format!("  {}", line(rows.last().expect("a row"))));
         }
         if !skip(Part::Batched) {
             for &n in &args.batches {
@@ -306,7 +323,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                         Err(e) => Row::failed(id, "tok/s", &e),
                     },
                 );
-                eprintln!("  {}", line(rows.last().expect("a row")));
+                progress.step(&format!("  {}", line(rows.last().expect("a row"))));
             }
         }
     }
@@ -314,14 +331,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let plugins = if skip(Part::Plugin) && skip(Part::Http) {
         None
     } else {
+        let cache = args.cache.resolve()?;
         Some(
-            plugin_bridge::load(None, &model, None)
+            plugin_bridge::load_cached(None, cache.as_deref(), &model, None)
                 .map_err(|f| anyhow::anyhow!("plugins failed to load: {}: {f}", f.code)),
         )
     };
     if !skip(Part::Plugin) {
         let prompt = rng.tokens(PLUGIN_PROMPT, vocab);
-        let setups = [
+        let setups: [_; PLUGIN_SETUPS] = [
             (
                 "plugin_greedy",
                 "standard sampler, greedy",
@@ -362,7 +380,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 )),
                 Err(e) => Row::failed(id, "us", &e),
             });
-            eprintln!("  {}", line(rows.last().expect("a row")));
+            progress.step(&format!("  {}", line(rows.last().expect("a row"))));
         }
     }
     // The server gets its own device: release this one first (VRAM).
@@ -385,9 +403,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => Row::failed("ttft_http", "ms", &e),
         });
-        eprintln!("  {}", line(rows.last().expect("a row")));
+        progress.step(&format!("  {}", line(rows.last().expect("a row"))));
     }
 
+    progress.finish();
     let report = Report { setup, rows };
     let table = render(&report);
     if args.json {
@@ -792,6 +811,7 @@ fn bench_http(
         },
         callback_url: None,
         handle_sigterm: false,
+        api_key: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

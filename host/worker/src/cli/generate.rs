@@ -20,6 +20,8 @@ use orcd_engine::model::decode::greedy_generate;
 use orcd_engine::vocab::Vocab;
 use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig, VocabData};
 
+use super::plugin_cache::PluginCacheArgs;
+
 /// The backends the CLI can run on.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Backend {
@@ -124,9 +126,8 @@ pub struct GenerateArgs {
     /// Leave `text` null instead of decoding the tokens with the tokenizer plugin.
     #[arg(long)]
     pub no_text: bool,
-    /// Folder for compiled plugins, reused across runs (writable by this user alone).
-    #[arg(long, value_name = "DIR")]
-    pub plugin_cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: PluginCacheArgs,
 }
 
 /// The tokens as text, through the model's tokenizer plugin (special tokens included).
@@ -182,7 +183,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
             &model,
             &args.device.model,
             &out.tokens,
-            args.plugin_cache.clone(),
+            args.cache.resolve()?,
         )
         .inspect_err(|e| eprintln!("warning: no text: {e:#}"))
         .ok()

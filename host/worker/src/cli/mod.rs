@@ -4,6 +4,7 @@ mod bench;
 mod generate;
 mod plugin;
 mod plugin_new;
+mod plugin_cache;
 mod score;
 mod serve;
 mod synth;
@@ -38,6 +39,26 @@ enum Command {
     /// Plugin tools: `new` (a plugin crate), `check` (the conformance kit), `list` (what a
     /// running worker has loaded).
     Plugin(plugin::PluginArgs),
+}
+
+/// What `--version` prints after the program name: the worker's version and the plugins built
+/// into this binary with theirs (read from the build, nothing is compiled to answer).
+pub fn version_text() -> String {
+    let builtins = orcd_plugin_host::builtin_plugins();
+    let listed = if builtins.is_empty() {
+        "none (built with ORCD_SKIP_PLUGIN_BUILD=1; plugins come from --plugin-dir)".to_string()
+    } else {
+        builtins
+            .iter()
+            .map(|p| format!("{} {}", p.crate_name, p.version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "{}\nplugin contract: worker:plugin@{}\nbuilt-in plugins: {listed}",
+        env!("CARGO_PKG_VERSION"),
+        orcd_plugin_host::CONTRACT_VERSION
+    )
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {

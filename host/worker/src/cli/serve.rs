@@ -12,14 +12,14 @@ use std::time::Duration;
 use anyhow::Context;
 use orcd_engine::cpu::{CpuBackend, CpuOptions};
 use orcd_engine::model::Model;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use worker_orcd::lifecycle::{self, WorkerOptions, WorkerParts};
 use worker_orcd::model_facts::model_facts;
 use worker_orcd::plugin_bridge;
 use worker_orcd::plugins::RequestLimits;
 use worker_orcd::scheduler::SchedulerConfig;
 use worker_orcd::served_device::ServedDevice;
-use worker_orcd::server::ServerLimits;
+use worker_orcd::server::{ApiKey, ServerLimits};
 
 /// Longest prompt in characters (worker spec).
 const MAX_PROMPT_CHARS: usize = 32_768;
@@ -49,9 +49,19 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one; the ready log and callback report it).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Address to bind.
-    #[arg(long, alias = "host", default_value = "0.0.0.0")]
+    /// Address to listen on: loopback by default; `0.0.0.0` (or a NIC's address) for an
+    /// orchestrator on another machine, with --api-key.
+    #[arg(long, alias = "host", default_value = "127.0.0.1")]
     pub bind: String,
+    /// Require `Authorization: Bearer KEY` on every route but `GET /health`. Prefer the
+    /// environment variable, which `ps` does not show.
+    #[arg(long, env = "ORCD_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Names the OpenAI routes answer to (the first is the id `/v1/models` lists); a request
+    /// naming another model gets 404 MODEL_NOT_FOUND. Default: any name, and the id is the
+    /// model file's stem.
+    #[arg(long, num_args = 1.., value_name = "NAME")]
+    pub served_model_name: Vec<String>,
     /// `POST {"worker_id","model_ref","vram_bytes","uri"}` here once ready; failure is fatal.
     #[arg(long)]
     pub callback_url: Option<String>,
@@ -73,6 +83,8 @@ pub struct ServeArgs {
     /// Directory with the plugin components (default: the ones built into the worker).
     #[arg(long)]
     pub plugin_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: super::plugin_cache::PluginCacheArgs,
     /// CPU backend threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -163,6 +175,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let Some(model_path) = args.model.clone() else {
         anyhow::bail!("--model is required (path to a .gguf file)");
     };
+    let api_key = match args.api_key.as_deref() {
+        None => None,
+        Some(key) => Some(
+            ApiKey::new(key).context("--api-key / ORCD_API_KEY is empty; give a key or none")?,
+        ),
+    };
+    if let Some(bad) = args.served_model_name.iter().find(|n| n.trim().is_empty()) {
+        anyhow::bail!("--served-model-name `{bad}`: a name must not be empty");
+    }
+    let plugin_cache = args.cache.resolve()?;
     info!(
         event = "startup",
         worker_id = %worker_id,
@@ -176,16 +198,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let facts = model_facts(&model, &model_path);
         (model, facts)
     });
-    let (model, facts) = match loaded {
+    let (model, mut facts) = match loaded {
         Ok(m) => m,
         Err(e) => {
             error!(event = "error", worker_id = %worker_id, code = e.code(), model = %model_path.display(), gpu_device = args.gpu_device, "model load failed: {e}");
             return Err(anyhow::anyhow!("{}: {e}", e.code()));
         }
     };
+    if let Some(first) = args.served_model_name.first() {
+        facts.id = first.clone();
+        facts.served_names = args.served_model_name.clone();
+    }
     let rescan = (args.plugin_rescan_sec > 0).then(|| Duration::from_secs(args.plugin_rescan_sec));
-    let plugins = plugin_bridge::load(args.plugin_dir.as_deref(), &model, rescan)
-        .map_err(|f| anyhow::anyhow!("{}: {f}", f.code))?;
+    let plugins = plugin_bridge::load_cached(
+        args.plugin_dir.as_deref(),
+        plugin_cache.as_deref(),
+        &model,
+        rescan,
+    )
+    .map_err(|f| anyhow::anyhow!("{}: {f}", f.code))?;
     if args.backend == Backend::Cpu {
         // The CPU backend runs the weights in place from the mapped file: nothing to copy.
         info!(event = "model_load_progress", worker_id = %worker_id, percent = 0, "preparing the CPU backend");
@@ -263,6 +294,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         callback_url: args.callback_url.clone(),
         handle_sigterm: true,
+        api_key: api_key.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -274,6 +306,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(&bind)
             .await
             .with_context(|| format!("cannot listen on {bind}"))?;
+        let addr = listener
+            .local_addr()
+            .context("cannot read the listening address")?;
+        if !addr.ip().is_loopback() && api_key.is_none() {
+            warn!(
+                event = "open_listener",
+                worker_id = %worker_id,
+                %addr,
+                "listening beyond loopback without an API key: anyone who can reach {addr} can \
+                 run jobs, cancel them and shut the worker down; set ORCD_API_KEY (or --api-key)"
+            );
+        }
         let worker = lifecycle::start(
             WorkerParts {
                 device,

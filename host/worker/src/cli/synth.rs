@@ -14,7 +14,8 @@ use std::time::Instant;
 use anyhow::Context;
 use orcd_engine::gguf::GgufFile;
 use orcd_engine::quant::GgmlType;
-use orcd_engine::synth::{SynthOptions, shape, shape_names, synthesize};
+use orcd_engine::synth::{SynthOptions, shape, shape_names, synthesize_with_progress};
+use worker_orcd::progress::{Progress, Unit};
 
 #[derive(clap::Args, Debug)]
 pub struct SynthArgs {
@@ -67,8 +68,16 @@ pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
         output_std: args.output_std,
     };
     let start = Instant::now();
-    let summary = synthesize(&opts, &vocab, &args.out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    let mut bar: Option<Progress> = None;
+    let label = format!("synth {}", args.out.display());
+    let summary = synthesize_with_progress(&opts, &vocab, &args.out, &mut |done, total| {
+        bar.get_or_insert_with(|| Progress::new(label.clone(), total, Unit::Bytes))
+            .set(done)
+    })
+    .with_context(|| format!("writing {}", args.out.display()))?;
+    if let Some(bar) = bar {
+        bar.finish();
+    }
     println!(
         "wrote {}: {} ({}), {} tensors, {:.3} B parameters, vocab {}, {:.2} GB in {:.1} s",
         args.out.display(),

@@ -15,6 +15,8 @@ use orcd_engine::gguf::GgufFile;
 use orcd_engine::vocab::Vocab;
 use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig, VocabData};
 
+use super::plugin_cache::PluginCacheArgs;
+
 #[derive(clap::Args, Debug)]
 pub struct TokenizeArgs {
     /// GGUF file whose vocabulary to use (a full model or a vocabulary-only file).
@@ -32,10 +34,8 @@ pub struct TokenizeArgs {
     /// Folder of extra plugins (a custom tokenizer plugin there replaces the built-in one).
     #[arg(long, value_name = "DIR")]
     pub plugin_dir: Option<PathBuf>,
-    /// Folder for compiled plugins, reused across runs (writable by this user alone); without
-    /// it every run compiles the plugins anew.
-    #[arg(long, value_name = "DIR")]
-    pub plugin_cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: PluginCacheArgs,
     /// The text, verbatim.
     #[arg(allow_hyphen_values = true, value_name = "TEXT")]
     pub text: String,
@@ -70,7 +70,7 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<ExitCode> {
     };
     let cfg = PluginHostConfig {
         plugin_dir: args.plugin_dir.clone(),
-        cache_dir: args.plugin_cache.clone(),
+        cache_dir: args.cache.resolve()?,
         ..PluginHostConfig::default()
     };
     let host = PluginHost::new(cfg, facts, &VocabData::from(&vocab))

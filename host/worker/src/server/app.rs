@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 
 use super::error::AppError;
 use super::state::AppState;
-use super::{control, execute, health, metrics, openai, plugins};
+use super::{auth, control, execute, health, metrics, openai, plugins};
 use crate::error_code::ErrorCode;
 
 /// The OpenAPI description served at `GET /openapi.yaml`.
@@ -31,6 +31,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/openapi.yaml", get(openapi))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,

@@ -5,7 +5,7 @@ use axum::extract::State;
 use serde::Serialize;
 
 use super::state::{AppState, VramReport};
-use crate::plugins::PluginLoadFailure;
+use crate::plugins::{PluginLoadFailure, PluginRow};
 
 /// The `/health` body (worker spec).
 #[derive(Debug, Serialize)]
@@ -31,6 +31,8 @@ pub struct Health {
     pub shutting_down: bool,
     /// Plugin files in `--plugin-dir` that fail to load, with their errors (empty when none).
     pub plugin_load_failures: Vec<PluginLoadFailure>,
+    /// The plugins loaded (built-in and from `--plugin-dir`) with their versions.
+    pub plugins: Vec<PluginRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sm: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,6 +74,7 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
         jobs_in_flight: state.scheduler.in_flight(),
         shutting_down: state.shutting_down(),
         plugin_load_failures: state.plugins.catalog.load_failures(),
+        plugins: state.plugins.catalog.loaded(),
         sm: state.health.sm.clone(),
         cuda_runtime_version: state.health.cuda_runtime_version.clone(),
     })

@@ -2,6 +2,7 @@
 //! `/shutdown`, and the OpenAI-compatible `/v1/*` routes.
 
 mod app;
+mod auth;
 pub mod chat_template;
 mod control;
 mod error;
@@ -16,6 +17,7 @@ mod state;
 mod submit;
 
 pub use app::{OPENAPI_YAML, app};
+pub use auth::ApiKey;
 pub use error::AppError;
 pub use health::Health;
 pub use plugins::PluginList;

@@ -38,7 +38,10 @@ impl From<AppError> for OpenAiError {
 
 fn error_json(code: ErrorCode, message: &str, param: Option<&str>) -> Value {
     let kind = match code {
-        ErrorCode::InvalidRequest => "invalid_request_error",
+        ErrorCode::InvalidRequest | ErrorCode::ModelNotFound | ErrorCode::UnsupportedMediaType => {
+            "invalid_request_error"
+        }
+        ErrorCode::Unauthorized => "authentication_error",
         ErrorCode::WorkerBusy | ErrorCode::ShuttingDown | ErrorCode::VramOom => "server_busy",
         _ => "server_error",
     };
@@ -237,17 +240,26 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn check_model(state: &AppState, model: &Option<String>) -> Result<(), AppError> {
+/// The model name a response reports: the one the request named when this worker serves it
+/// (any name without `--served-model-name`, as llama-server does), else the stable id.
+fn served_model(state: &AppState, model: Option<String>) -> Result<String, AppError> {
+    let served = &state.model.served_names;
     match model {
-        Some(m) if !m.is_empty() && *m != state.model.name => Err(AppError::new(
-            ErrorCode::InvalidRequest,
+        None => Ok(state.model.id.clone()),
+        Some(m) if m.is_empty() => Ok(state.model.id.clone()),
+        Some(m) if served.is_empty() || served.contains(&m) => Ok(m),
+        Some(m) => Err(AppError::new(
+            ErrorCode::ModelNotFound,
             format!(
-                "model: this worker serves `{}`, not `{m}`",
-                state.model.name
+                "the model `{m}` does not exist on this worker; it serves {}",
+                served
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
         .with_field("model")),
-        _ => Ok(()),
     }
 }
 
@@ -300,7 +312,7 @@ pub async fn completions(
 ) -> Result<Response, OpenAiError> {
     refuse_when_draining(&state)?;
     let req: CompletionRequest = parse_body(body, Endpoint::Completions)?;
-    check_model(&state, &req.model)?;
+    let model = served_model(&state, req.model.clone())?;
     let prompt = match req.prompt {
         PromptField::One(p) => p,
         PromptField::Many(mut v) if v.len() == 1 => v.remove(0),
@@ -321,7 +333,7 @@ pub async fn completions(
         .into_params(&state, DEFAULT_COMPLETION_TOKENS)?;
     let id = new_id("cmpl");
     let sub = submit(&state, id.clone(), prompt, params).await?;
-    respond(state, sub, id, Flavour::Completion, req.stream).await
+    respond(sub, id, model, Flavour::Completion, req.stream).await
 }
 
 /// `POST /v1/chat/completions`.
@@ -331,7 +343,7 @@ pub async fn chat_completions(
 ) -> Result<Response, OpenAiError> {
     refuse_when_draining(&state)?;
     let req: ChatRequest = parse_body(body, Endpoint::Chat)?;
-    check_model(&state, &req.model)?;
+    let model = served_model(&state, req.model.clone())?;
     if req.messages.is_empty() {
         return Err(AppError::invalid("messages", "at least one message is required").into());
     }
@@ -374,20 +386,20 @@ pub async fn chat_completions(
     let params = req.sampling.into_params(&state, default_max)?;
     let id = new_id("chatcmpl");
     let sub = submit(&state, id.clone(), prompt, params).await?;
-    respond(state, sub, id, Flavour::Chat, req.stream).await
+    respond(sub, id, model, Flavour::Chat, req.stream).await
 }
 
 async fn respond(
-    state: AppState,
     sub: Submitted,
     id: String,
+    model: String,
     flavour: Flavour,
     stream: bool,
 ) -> Result<Response, OpenAiError> {
     let meta = ChunkMeta {
         id,
         created: unix_now(),
-        model: state.model.name.clone(),
+        model,
         flavour,
     };
     if stream {
@@ -556,16 +568,25 @@ fn stream_response(
     Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_millis(500)))
 }
 
-/// `GET /v1/models`: the one model this worker serves.
+/// `GET /v1/models`: the one model this worker serves, under each name it answers to (its
+/// stable id when `--served-model-name` is not given).
 pub async fn models(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "object": "list",
-        "data": [{
-            "id": state.model.name,
-            "object": "model",
-            "created": 0,
-            "owned_by": "worker-orcd",
-            "context_length": state.model.context_length,
-        }],
-    }))
+    let names = if state.model.served_names.is_empty() {
+        std::slice::from_ref(&state.model.id)
+    } else {
+        state.model.served_names.as_slice()
+    };
+    let data: Vec<Value> = names
+        .iter()
+        .map(|name| {
+            json!({
+                "id": name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "worker-orcd",
+                "context_length": state.model.context_length,
+            })
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data}))
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::auth::ApiKey;
 use crate::plugins::{Plugins, RequestLimits};
 use crate::scheduler::Scheduler;
 use crate::served_device::Residency;
@@ -16,6 +17,12 @@ use crate::served_device::Residency;
 pub struct ModelFacts {
     /// Model name reported in events and `/health` (the GGUF `general.name` or the file stem).
     pub name: String,
+    /// The model's stable id in the OpenAI API (`/v1/models`, responses that name no model):
+    /// the first `--served-model-name`, else the file stem (`SmolLM2-135M-Instruct.Q4_1`).
+    pub id: String,
+    /// `--served-model-name`: the only names OpenAI requests may ask for (others get 404
+    /// `MODEL_NOT_FOUND`); empty = any name is served, as llama-server does.
+    pub served_names: Vec<String>,
     /// Weight quantization, e.g. `Q4_1`.
     pub quant_kind: String,
     pub vocab_size: usize,
@@ -78,6 +85,8 @@ pub struct AppState {
     pub started: Instant,
     /// Flipped to true by `POST /shutdown` (SIGTERM flips it from the lifecycle).
     pub shutdown: watch::Sender<bool>,
+    /// With a key, every route but `GET /health` needs `Authorization: Bearer KEY`.
+    pub api_key: Option<ApiKey>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -68,6 +68,7 @@ pub fn test_options(max_running: usize, queue_capacity: usize) -> WorkerOptions 
         },
         callback_url: None,
         handle_sigterm: false,
+        api_key: None,
     }
 }
 
@@ -193,10 +194,10 @@ pub fn plugins_for(path: &std::path::Path) -> (Plugins, ModelFacts, orcd_engine:
 }
 
 /// Context length of the test workers' mock devices.
-const MOCK_CONTEXT: usize = 2048;
+pub const MOCK_CONTEXT: usize = 2048;
 
 /// The mock device of the test workers: seed 7, [`MOCK_CONTEXT`], `kv_tokens` of KV budget.
-fn mock_device(vocab_size: usize, kv_tokens: usize) -> orcd_engine::mock::MockDevice {
+pub fn mock_device(vocab_size: usize, kv_tokens: usize) -> orcd_engine::mock::MockDevice {
     let opts = orcd_engine::mock::MockOptions {
         context_length: MOCK_CONTEXT,
         kv_tokens,
