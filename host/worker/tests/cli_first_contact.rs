@@ -37,7 +37,14 @@ fn version_names_the_builtin_plugins_and_their_versions() {
         text.starts_with(&format!("worker-orcd {}", env!("CARGO_PKG_VERSION"))),
         "{text}"
     );
-    assert!(text.contains("worker:plugin@0.1.0"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "plugin contract: worker:plugin@{}",
+            orcd_plugin_host::CONTRACT_VERSION
+        )),
+        "{text}"
+    );
+    assert_eq!(orcd_plugin_host::CONTRACT_VERSION, "0.2.0");
     let builtins = orcd_plugin_host::builtin_plugins();
     let names: Vec<&str> = builtins.iter().map(|b| b.crate_name).collect();
     assert_eq!(
