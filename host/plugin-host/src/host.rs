@@ -12,6 +12,7 @@ use wasmtime::{Config, Engine, OptLevel, Store};
 use crate::bindings::{handler, sampler, tokenizer};
 use crate::builtin::BUILTIN_PLUGINS;
 use crate::plugin::{LoadedPlugin, PluginInfo, PluginKind, PluginPre, PluginSource};
+use crate::bounded_clock::{BoundedClocks, bounded_clock};
 use crate::state::{CallBudget, PluginState, guarded_call};
 use crate::vocab_view::{VocabData, VocabView};
 use crate::{
@@ -476,6 +477,14 @@ fn make_linkers(engine: &Engine) -> Result<Linkers, PluginError> {
     let base = || -> Result<Linker<PluginState>, PluginError> {
         let mut l = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut l).map_err(fail)?;
+        // The monotonic clock again, with waits bounded by the call's deadline.
+        l.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<_, BoundedClocks>(
+            &mut l,
+            bounded_clock,
+        )
+        .map_err(fail)?;
+        l.allow_shadowing(false);
         Ok(l)
     };
     let mut tok = base()?;
