@@ -41,7 +41,7 @@ use worker_orcd::plugin_bridge;
 use worker_orcd::plugins::{Plugins, RequestLimits};
 use worker_orcd::scheduler::SchedulerConfig;
 use worker_orcd::served_device::ServedDevice;
-use worker_orcd::server::ServerLimits;
+use worker_orcd::server::{ConnectionLimits, ServerLimits};
 
 use super::generate::Backend;
 
@@ -789,7 +789,9 @@ fn bench_http(
             },
             max_tokens_in: None,
             max_body_bytes: 1 << 20,
+            compute: None,
         },
+        connections: ConnectionLimits::default(),
         callback_url: None,
         handle_sigterm: false,
     };

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::error::AppError;
+use super::job_id::validate_job_id;
 use super::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -30,9 +31,7 @@ pub async fn cancel(
     body: Result<Json<CancelRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), AppError> {
     let Json(req) = body.map_err(|e| AppError::invalid("job_id", e.body_text()))?;
-    if req.job_id.is_empty() {
-        return Err(AppError::invalid("job_id", "must be a non-empty string"));
-    }
+    validate_job_id(&req.job_id)?;
     info!(event = "cancel", worker_id = %state.worker_id, job_id = %req.job_id, "cancel requested");
     state.scheduler.cancel(&req.job_id);
     Ok((

@@ -3,17 +3,25 @@
 
 mod app;
 pub mod chat_template;
+mod compute_budget;
+pub mod connections;
 mod control;
 mod error;
 mod execute;
 mod health;
+mod job_id;
 mod metrics;
+mod min_rate_body;
 mod openai;
 mod sse;
 mod state;
 mod submit;
 
 pub use app::{OPENAPI_YAML, app};
+pub use compute_budget::{ComputeBudget, ComputeCost};
+pub use connections::ConnectionLimits;
 pub use error::AppError;
 pub use health::Health;
+pub use job_id::{MAX_JOB_ID_BYTES, validate_job_id};
+pub use min_rate_body::BodyRate;
 pub use state::{AppState, HealthCache, ModelFacts, ServerLimits, VramReport};

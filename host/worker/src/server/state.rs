@@ -7,6 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::compute_budget::ComputeBudget;
 use crate::plugins::{Plugins, RequestLimits};
 use crate::scheduler::Scheduler;
 use crate::served_device::Residency;
@@ -64,6 +65,8 @@ pub struct ServerLimits {
     pub max_tokens_in: Option<usize>,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
+    /// The per-request compute bound (`--max-request-gflop`); `None` = unbounded.
+    pub compute: Option<ComputeBudget>,
 }
 
 /// Shared by all handlers.
