@@ -100,7 +100,8 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = stop.wait_for(|v| *v) => break,
+            // The guard `wait_for` returns is not `Send`: drop it inside the branch's future.
+            () = async { drop(stop.wait_for(|v| *v).await) } => break,
         };
         // Small SSE writes go out at once: without TCP_NODELAY, Nagle's algorithm holds an event
         // back until the client's (delayed, ~40 ms) ACK of the previous one.
