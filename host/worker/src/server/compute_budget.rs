@@ -96,16 +96,18 @@ mod tests {
             attention_flops_per_token_squared: 1e6,
         };
         assert_eq!(cost.gflop(0), 0.0);
-        assert!((cost.gflop(1000) - (2000.0 + 1.0)).abs() < 1e-9);
+        // 2e9 * 1000 FLOPs linear + 1e6 * 1000^2 FLOPs attention.
+        assert!((cost.gflop(1000) - (2000.0 + 1000.0)).abs() < 1e-9);
         let budget = ComputeBudget {
             cost,
             max_gflop: 100.0,
         };
-        assert!(budget.admit(40, 9, 4096).is_ok());
+        // 48 tokens: 96 + 2.3 GFLOP; 60 tokens: 120 + 3.6 GFLOP.
+        assert!(budget.admit(40, 8, 4096).is_ok());
         let e = budget.admit(40, 20, 4096).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("prompt"));
         assert!(e.message.contains("--max-request-gflop"), "{}", e.message);
-        // max_tokens beyond the context counts only up to the context.
-        assert!(budget.admit(40, 1_000_000, 50).is_ok());
+        // max_tokens beyond the context counts only up to the context (48 tokens).
+        assert!(budget.admit(40, 1_000_000, 48).is_ok());
     }
 }
