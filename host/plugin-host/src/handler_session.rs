@@ -161,7 +161,9 @@ fn check_job(job: &Job, limits: &Limits) -> Result<(), String> {
     let p = &job.params;
     let checks: [(bool, &str); 12] = [
         (
-            !job.job_id.is_empty() && job.job_id.len() <= MAX_JOB_ID,
+            !job.job_id.is_empty()
+                && job.job_id.len() <= MAX_JOB_ID
+                && !job.job_id.chars().any(char::is_control),
             "job_id",
         ),
         (

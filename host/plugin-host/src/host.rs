@@ -12,6 +12,7 @@ use crate::bindings::{handler, sampler, tokenizer, v0_1_0};
 use crate::builtin::BUILTIN_PLUGINS;
 use crate::directory::{Counters, Directory};
 use crate::plugin::{LoadedPlugin, PluginInfo, PluginKind, PluginPre, PluginSource};
+use crate::bounded_clock::{BoundedClocks, bounded_clock};
 use crate::state::{CallBudget, PluginState, guarded_call};
 use crate::versions::Contract;
 use crate::vocab_view::{VocabData, VocabView};
@@ -469,6 +470,14 @@ fn make_linkers(engine: &Engine) -> Result<Linkers, PluginError> {
     let base = || -> Result<Linker<PluginState>, PluginError> {
         let mut l = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut l).map_err(fail)?;
+        // The monotonic clock again, with waits bounded by the call's deadline.
+        l.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<_, BoundedClocks>(
+            &mut l,
+            bounded_clock,
+        )
+        .map_err(fail)?;
+        l.allow_shadowing(false);
         Ok(l)
     };
     type H = HasSelf<PluginState>;

@@ -36,6 +36,7 @@
 //! ```
 
 mod bindings;
+mod bounded_clock;
 mod builtin;
 mod cache;
 mod config;

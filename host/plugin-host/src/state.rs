@@ -99,6 +99,9 @@ pub(crate) struct PluginState {
     pub fault: Option<HostFault>,
     /// Log lines written so far.
     pub log_lines: u32,
+    /// When the guest call in progress must end; bounds the guest's clock waits (see
+    /// `bounded_clock`).
+    pub call_deadline: Option<std::time::Instant>,
 }
 
 impl WasiView for PluginState {
@@ -134,6 +137,7 @@ impl PluginState {
             logits: None,
             fault: None,
             log_lines: 0,
+            call_deadline: None,
         }
     }
 
@@ -176,8 +180,11 @@ pub(crate) fn guarded_call<R>(
             .map_err(|e| PluginError::Runtime(format!("cannot set fuel: {e}")))?;
     }
     store.data_mut().fault = None;
+    store.data_mut().call_deadline =
+        Some(std::time::Instant::now() + std::time::Duration::from_millis(budget.timeout_ms));
     let outcome = call(store);
     let state = store.data_mut();
+    state.call_deadline = None;
     let fault = state.fault.take();
     match outcome {
         Ok(value) => Ok(value),

@@ -19,6 +19,11 @@ use crate::{PluginError, PluginHost};
 const MAX_ENCODE_BYTES: usize = 1 << 20;
 /// Most ids `decode` accepts.
 const MAX_DECODE_IDS: usize = 1 << 16;
+/// Ids `encode` may return beyond one per byte of text (BOS, EOS, a dummy-prefix token): no
+/// tokenizer makes more tokens than the text has bytes, so more is a plugin fault.
+const ENCODE_EXTRA_IDS: usize = 16;
+/// Longest piece of one token, in bytes (real vocabularies stay far below).
+const MAX_PIECE_BYTES: usize = 1 << 16;
 
 /// An initialised tokenizer instance.
 pub(crate) struct TokenizerInstance {
@@ -82,6 +87,16 @@ impl TokenizerSession {
             });
         }
         let ids = self.call(|b, s| b.encode(s, text, parse_special, add_bos))?;
+        if ids.len() > text.len() + ENCODE_EXTRA_IDS {
+            return Err(PluginError::invalid_output(
+                self.plugin.label.to_string(),
+                format!(
+                    "encode returned {} ids for {} bytes of text",
+                    ids.len(),
+                    text.len()
+                ),
+            ));
+        }
         let vocab = self.host.inner.facts.vocab_size;
         if let Some(bad) = ids.iter().find(|&&id| id >= vocab) {
             return Err(PluginError::invalid_output(
@@ -94,7 +109,17 @@ impl TokenizerSession {
 
     /// The bytes of one token for streaming (may be part of a UTF-8 character).
     pub fn piece(&mut self, id: u32) -> Result<Vec<u8>, PluginError> {
-        self.call(|b, s| b.token_piece(s, id))
+        let piece = self.call(|b, s| b.token_piece(s, id))?;
+        if piece.len() > MAX_PIECE_BYTES {
+            return Err(PluginError::invalid_output(
+                self.plugin.label.to_string(),
+                format!(
+                    "token-piece returned {} bytes for token {id}, over {MAX_PIECE_BYTES}",
+                    piece.len()
+                ),
+            ));
+        }
+        Ok(piece)
     }
 
     /// The bytes of a whole token sequence.

@@ -8,6 +8,7 @@
 pub mod error_code;
 pub mod job;
 pub mod lifecycle;
+pub mod log_format;
 pub mod model_facts;
 pub mod plugin_bridge;
 pub mod plugins;

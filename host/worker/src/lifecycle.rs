@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::serve::ListenerExt;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,7 +18,10 @@ use tracing::{error, info};
 use crate::plugins::Plugins;
 use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerThread};
 use crate::served_device::{Residency, ServedDevice};
-use crate::server::{ApiKey, AppState, HealthCache, ModelFacts, ServerLimits, VramReport, app};
+use crate::server::{
+    ApiKey, AppState, ConnectionLimits, HealthCache, ModelFacts, ServerLimits, VramReport, app,
+    connections,
+};
 
 /// What a worker is made of: a device holding the model, the plugins, the model's facts.
 pub struct WorkerParts {
@@ -36,6 +38,8 @@ pub struct WorkerOptions {
     pub model_ref: String,
     pub scheduler: SchedulerConfig,
     pub limits: ServerLimits,
+    /// Timeouts and the connection cap of the HTTP layer.
+    pub connections: ConnectionLimits,
     /// `POST` here once the server answers; a failure is fatal.
     pub callback_url: Option<String>,
     /// Also drain on SIGTERM (the binary; in-process tests leave it off).
@@ -140,22 +144,14 @@ pub async fn start(
         api_key: options.api_key.clone(),
     };
     let addr = listener.local_addr().map_err(LifecycleError::Listener)?;
-    let (stop_server, mut stop_rx) = watch::channel(false);
+    let (stop_server, stop_rx) = watch::channel(false);
     let router = app(state.clone());
-    // Small SSE writes go out at once: without TCP_NODELAY, Nagle's algorithm holds an event
-    // back until the client's (delayed, ~40 ms) ACK of the previous one.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY on a connection");
-        }
-    });
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|v| *v).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(connections::serve(
+        listener,
+        router,
+        options.connections,
+        stop_rx,
+    ));
     info!(event = "listening", worker_id = %options.worker_id, %addr, "HTTP server listening");
     let worker = RunningWorker {
         addr,

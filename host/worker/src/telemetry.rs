@@ -25,6 +25,12 @@ pub const UPTIME_SECONDS: &str = "worker_uptime_seconds";
 pub const QUEUE_DEPTH: &str = "worker_queue_depth";
 /// Gauge: sequences in the running batch.
 pub const RUNNING_SEQUENCES: &str = "worker_running_sequences";
+/// Counter, label `code` = a stable error code: every error a client was answered with, once
+/// per request: a refusal before the job existed (an HTTP error response, a refused connection)
+/// or the job's terminal `error` event (also for a client that had gone away).
+pub const ERRORS_TOTAL: &str = "worker_errors_total";
+/// Counter: connections refused at the connection cap (each also counts as `WORKER_BUSY`).
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "worker_connections_refused_total";
 /// Histogram: tokens computed by one device step (prefill chunks + decode tokens).
 pub const STEP_TOKENS: &str = "worker_step_tokens";
 /// Changes of the plugin directory, by `change` (`loaded`, `replaced`, `unloaded`, `released`,
@@ -47,6 +53,11 @@ const LATENCY_BUCKETS_MS: &[f64] = &[
     30_000.0, 60_000.0, 300_000.0, 600_000.0,
 ];
 const STEP_TOKEN_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// Count one error answered with `code` (see [`ERRORS_TOTAL`]).
+pub fn count_error(code: crate::error_code::ErrorCode) {
+    metrics::counter!(ERRORS_TOTAL, "code" => code.as_str()).increment(1);
+}
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -109,6 +120,15 @@ fn describe() {
     ] {
         metrics::counter!(REQUESTS_TOTAL, "outcome" => o).increment(0);
     }
+    metrics::describe_counter!(ERRORS_TOTAL, "Errors answered, by code");
+    metrics::describe_counter!(
+        CONNECTIONS_REFUSED_TOTAL,
+        "Connections refused at the connection cap"
+    );
+    for code in crate::error_code::ErrorCode::ALL {
+        metrics::counter!(ERRORS_TOTAL, "code" => code.as_str()).increment(0);
+    }
+    metrics::counter!(CONNECTIONS_REFUSED_TOTAL).increment(0);
     metrics::counter!(TOKENS_GENERATED_TOTAL).increment(0);
     metrics::counter!(TOKENS_IN_TOTAL).increment(0);
 }

@@ -42,7 +42,7 @@ use worker_orcd::plugins::{Plugins, RequestLimits};
 use worker_orcd::progress::{Progress, Unit};
 use worker_orcd::scheduler::SchedulerConfig;
 use worker_orcd::served_device::ServedDevice;
-use worker_orcd::server::ServerLimits;
+use worker_orcd::server::{ConnectionLimits, ServerLimits};
 
 use super::generate::Backend;
 
@@ -808,7 +808,9 @@ fn bench_http(
             },
             max_tokens_in: None,
             max_body_bytes: 1 << 20,
+            compute: None,
         },
+        connections: ConnectionLimits::default(),
         callback_url: None,
         handle_sigterm: false,
         api_key: None,

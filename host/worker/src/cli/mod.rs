@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. One file per subcommand.
 
 mod bench;
+mod connection_args;
 mod generate;
 mod plugin;
 mod plugin_new;

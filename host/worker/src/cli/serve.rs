@@ -19,7 +19,9 @@ use worker_orcd::plugin_bridge;
 use worker_orcd::plugins::RequestLimits;
 use worker_orcd::scheduler::SchedulerConfig;
 use worker_orcd::served_device::ServedDevice;
-use worker_orcd::server::{ApiKey, ServerLimits};
+use worker_orcd::server::{ApiKey, ComputeBudget, ComputeCost, ServerLimits};
+
+use super::connection_args::ConnectionArgs;
 
 /// Longest prompt in characters (worker spec).
 const MAX_PROMPT_CHARS: usize = 32_768;
@@ -71,6 +73,11 @@ pub struct ServeArgs {
     /// Largest `max_tokens` a request may ask for.
     #[arg(long, default_value_t = 2048)]
     pub max_tokens_out: u32,
+    /// Refuse at admission a request whose worst case (prompt tokens + `max_tokens`) needs more
+    /// than this many GFLOPs on the loaded model (see `docs/api.md`, "Compute limit"); unset:
+    /// no bound beyond `--inference-timeout-sec`.
+    #[arg(long)]
+    pub max_request_gflop: Option<f64>,
     /// A job still running this many seconds after it arrived ends with INFERENCE_TIMEOUT.
     #[arg(long, default_value_t = 300)]
     pub inference_timeout_sec: u64,
@@ -106,19 +113,8 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     pub log_json: bool,
-}
-
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 /// A worker id from the flag (it must be a UUID) or a fresh random one.
@@ -170,7 +166,7 @@ fn open_device(
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    init_logging(args.log_json);
+    worker_orcd::log_format::init(args.log_json);
     let worker_id = worker_id(args.worker_id.as_deref())?;
     let Some(model_path) = args.model.clone() else {
         anyhow::bail!("--model is required (path to a .gguf file)");
@@ -209,6 +205,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         facts.id = first.clone();
         facts.served_names = args.served_model_name.clone();
     }
+    let compute_cost = ComputeCost::of(&model.config);
     let rescan = (args.plugin_rescan_sec > 0).then(|| Duration::from_secs(args.plugin_rescan_sec));
     let plugins = plugin_bridge::load_cached(
         args.plugin_dir.as_deref(),
@@ -291,7 +288,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             },
             max_tokens_in: args.max_tokens_in,
             max_body_bytes: MAX_BODY_BYTES,
+            compute: args.max_request_gflop.map(|max_gflop| ComputeBudget {
+                cost: compute_cost,
+                max_gflop,
+            }),
         },
+        connections: args.connections.limits(),
         callback_url: args.callback_url.clone(),
         handle_sigterm: true,
         api_key: api_key.clone(),

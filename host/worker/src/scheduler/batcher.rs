@@ -101,8 +101,7 @@ pub(super) fn run(
         let turn = std::panic::catch_unwind(AssertUnwindSafe(|| {
             b.retire_cancelled_and_expired();
             b.admit();
-            metrics::gauge!(telemetry::QUEUE_DEPTH).set(b.waiting.len() as f64);
-            metrics::gauge!(telemetry::RUNNING_SEQUENCES).set(b.running.len() as f64);
+            b.publish_gauges();
             if !b.running.is_empty() {
                 b.step();
             }
@@ -110,11 +109,20 @@ pub(super) fn run(
         if let Err(panic) = turn {
             b.recover_from_panic(panic.as_ref());
         }
+        // Again after the step: the step may have retired the last sequences, and the loop may
+        // block next; read before the step only, the gauge kept the batch's last size while
+        // the worker sat idle.
+        b.publish_gauges();
     }
     info!(event = "shutdown", worker_id = %b.config.worker_id, "scheduler stopped");
 }
 
 impl Batcher {
+    fn publish_gauges(&self) {
+        metrics::gauge!(telemetry::QUEUE_DEPTH).set(self.waiting.len() as f64);
+        metrics::gauge!(telemetry::RUNNING_SEQUENCES).set(self.running.len() as f64);
+    }
+
     /// Worker spec 1012: a failed check logs at error level and turns `/health` unhealthy.
     fn check_residency(&mut self) {
         self.last_residency_check = Instant::now();
@@ -144,6 +152,9 @@ impl Batcher {
             _ => outcome::ERROR,
         };
         metrics::counter!(telemetry::REQUESTS_TOTAL, "outcome" => label).increment(1);
+        if let JobEvent::Error { code, .. } = &event {
+            telemetry::count_error(*code);
+        }
         metrics::histogram!(telemetry::INFERENCE_DURATION_MS)
             .record(job.accepted_at.elapsed().as_secs_f64() * 1000.0);
         match &event {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::error::AppError;
+use super::job_id::validate_job_id;
 use super::state::AppState;
 use crate::error_code::ErrorCode;
 
@@ -72,9 +73,7 @@ pub async fn cancel(
     let body = body.map_err(|e| AppError::invalid("body", e.body_text()))?;
     let req: CancelRequest =
         serde_json::from_slice(&body).map_err(|e| AppError::invalid("job_id", e))?;
-    if req.job_id.is_empty() {
-        return Err(AppError::invalid("job_id", "must be a non-empty string"));
-    }
+    validate_job_id(&req.job_id)?;
     info!(event = "cancel", worker_id = %state.worker_id, job_id = %req.job_id, "cancel requested");
     state.scheduler.cancel(&req.job_id);
     Ok((

@@ -17,6 +17,9 @@ pub struct AppError {
     pub message: String,
     /// The request field at fault, for `INVALID_REQUEST`.
     pub field: Option<String>,
+    /// The scheduler counted this error already (a job's terminal event answered as an HTTP
+    /// error); see `telemetry::ERRORS_TOTAL`.
+    pub counted: bool,
 }
 
 #[derive(Serialize)]
@@ -34,6 +37,24 @@ impl AppError {
             code,
             message: message.into(),
             field: None,
+            counted: false,
+        }
+    }
+
+    /// A job's terminal error, answered as an HTTP error (a non-streaming request); the
+    /// scheduler has counted it.
+    pub fn job_ended(code: ErrorCode, message: impl Into<String>) -> AppError {
+        AppError {
+            counted: true,
+            ..AppError::new(code, message)
+        }
+    }
+
+    /// Count this error in `worker_errors_total` unless the scheduler did; called once, when
+    /// the error becomes a response.
+    pub fn record(&self) {
+        if !self.counted {
+            crate::telemetry::count_error(self.code);
         }
     }
 
@@ -52,6 +73,7 @@ impl AppError {
                 format!("{field}: {message}")
             },
             field: Some(field.to_string()),
+            counted: false,
         }
     }
 }
@@ -100,6 +122,7 @@ impl From<SubmitError> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        self.record();
         let status = StatusCode::from_u16(self.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = Body {

@@ -4,11 +4,15 @@
 mod app;
 mod auth;
 pub mod chat_template;
+mod compute_budget;
+pub mod connections;
 mod control;
 mod error;
 mod execute;
 mod health;
+mod job_id;
 mod metrics;
+mod min_rate_body;
 mod openai;
 mod openai_fields;
 mod plugins;
@@ -18,7 +22,11 @@ mod submit;
 
 pub use app::{OPENAPI_YAML, app};
 pub use auth::ApiKey;
+pub use compute_budget::{ComputeBudget, ComputeCost};
+pub use connections::ConnectionLimits;
 pub use error::AppError;
 pub use health::Health;
+pub use job_id::{MAX_JOB_ID_BYTES, validate_job_id};
+pub use min_rate_body::BodyRate;
 pub use plugins::PluginList;
 pub use state::{AppState, HealthCache, ModelFacts, ServerLimits, VramReport};

@@ -51,6 +51,7 @@ fn error_json(code: ErrorCode, message: &str, param: Option<&str>) -> Value {
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
         let e = self.0;
+        e.record();
         let status =
             StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (
@@ -501,7 +502,7 @@ async fn whole_response(meta: ChunkMeta, mut sub: Submitted) -> Result<Response,
             }
             JobEvent::Error { code, message, .. } => {
                 sub.guard.disarm();
-                return Err(AppError::new(code, message).into());
+                return Err(AppError::job_ended(code, message).into());
             }
             JobEvent::Started { .. } | JobEvent::Metrics { .. } => {}
         }

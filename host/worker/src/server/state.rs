@@ -8,6 +8,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::auth::ApiKey;
+use super::compute_budget::ComputeBudget;
 use crate::plugins::{Plugins, RequestLimits};
 use crate::scheduler::Scheduler;
 use crate::served_device::Residency;
@@ -71,6 +72,8 @@ pub struct ServerLimits {
     pub max_tokens_in: Option<usize>,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
+    /// The per-request compute bound (`--max-request-gflop`); `None` = unbounded.
+    pub compute: Option<ComputeBudget>,
 }
 
 /// Shared by all handlers.

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use super::error::AppError;
+use super::job_id::validate_job_id;
 use super::state::AppState;
 use crate::error_code::ErrorCode;
 use crate::job::{CancelFlag, GenParams, Job, JobEvent};
@@ -66,6 +67,8 @@ pub async fn submit(
     params: GenParams,
 ) -> Result<Submitted, AppError> {
     let accepted_at = Instant::now();
+    // The handler plugin checked an `/execute` id already; a plugin is not trusted.
+    validate_job_id(&job_id)?;
     // The sampler is loaded and accepts the parameters (a fresh plugin instance: off the
     // async threads), before anything is reserved or streamed.
     let sampler = state.plugins.sampler.clone();
@@ -96,6 +99,9 @@ pub async fn submit(
             "prompt",
             format!("{} tokens, at most {max_in} allowed", tokens.len()),
         ));
+    }
+    if let Some(budget) = &state.limits.compute {
+        budget.admit(tokens.len(), params.max_tokens, state.model.context_length)?;
     }
     let seed = params.seed.unwrap_or_else(rand::random);
     let (tx, rx) = mpsc::unbounded_channel();

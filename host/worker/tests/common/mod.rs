@@ -15,7 +15,7 @@ use worker_orcd::lifecycle::{self, RunningWorker, WorkerOptions, WorkerParts};
 use worker_orcd::plugins::{Plugins, RequestLimits};
 use worker_orcd::scheduler::SchedulerConfig;
 use worker_orcd::served_device::ServedDevice;
-use worker_orcd::server::{ModelFacts, ServerLimits};
+use worker_orcd::server::{ConnectionLimits, ModelFacts, ServerLimits};
 
 /// Path of SmolLM2-135M-Instruct Q4_1, fetched (and checksummed) by the project's script once
 /// per test binary.
@@ -65,7 +65,9 @@ pub fn test_options(max_running: usize, queue_capacity: usize) -> WorkerOptions 
             },
             max_tokens_in: None,
             max_body_bytes: 1 << 20,
+            compute: None,
         },
+        connections: ConnectionLimits::default(),
         callback_url: None,
         handle_sigterm: false,
         api_key: None,

@@ -3,7 +3,11 @@
 //!
 //! A whole-token lookup tokenizer that reads the entire vocabulary through the `vocab` import
 //! at `init` (checking that every bulk getter agrees on the size), and misbehaves on request:
-//! `encode("out-of-range")` returns an id past the vocabulary, `encode("spin")` never returns.
+//! `encode("out-of-range")` returns an id past the vocabulary, `encode("huge")` returns far more
+//! ids than the text has bytes, `encode("bad-utf8")` reports an error whose message is not
+//! UTF-8, the piece of the last token is 1 MiB, and `encode(word)` runs the attack `word` names
+//! (see the `attacks` crate: `spin`, `bomb`, `panic`, `sleep`, `env`, ...), reporting a probe's
+//! finding as the error `PROBE_OK` (the sandbox held) or `PROBE_BREACH`.
 
 wit_bindgen::generate!({ path: "../../../../../wit/since_v0.1.0", world: "tokenizer" });
 
@@ -97,11 +101,21 @@ impl Guest for Plugin {
     }
 
     fn encode(text: String, _parse_special: bool, add_bos: bool) -> Result<Vec<u32>, Error> {
-        if text == "spin" {
-            let mut n = 0u64;
-            loop {
-                n = black_box(n.wrapping_add(1));
+        if let Some(attack) = attacks::Attack::from_word(&text) {
+            return Err(match attacks::run(attack) {
+                Ok(finding) => error("PROBE_OK", finding),
+                Err(finding) => error("PROBE_BREACH", finding),
+            });
+        }
+        match text.as_str() {
+            "huge" => return Ok(vec![black_box(1); 1 << 20]),
+            "bad-utf8" => {
+                return Err(Error {
+                    code: "BAD".into(),
+                    message: attacks::invalid_utf8(),
+                });
             }
+            _ => {}
         }
         with_table(|t| {
             if text == "out-of-range" {
@@ -123,6 +137,7 @@ impl Guest for Plugin {
 
     fn token_piece(id: u32) -> Result<Vec<u8>, Error> {
         with_table(|t| match t.tokens.get(id as usize) {
+            Some(_) if id as usize + 1 == t.tokens.len() => Ok(vec![b'x'; 1 << 20]),
             Some(_) if t.control[id as usize] => Ok(Vec::new()),
             Some(bytes) => Ok(bytes.clone()),
             None => Err(error("UNKNOWN_TOKEN", format!("id {id}"))),

@@ -1,0 +1,101 @@
+//! Chat templates, the worker's own module (`host/worker/src/server/chat_template.rs`, included
+//! here by path so the fuzz build need not compile the whole worker), with hostile input on
+//! both sides:
+//!
+//! - first byte even: the rest up to the first NUL is a template (a GGUF file's
+//!   `tokenizer.chat_template` is model-file input) rendered over a fixed conversation;
+//! - first byte odd: the built-in templates (ChatML, Gemma) rendered over a conversation made
+//!   of the input (client input: roles and contents).
+//!
+//! Nothing may panic or hang (minijinja's fuel bounds loops; libFuzzer's `-timeout` catches a
+//! hang); a rendered prompt stays within `MAX_RENDERED_BYTES`; the built-in ChatML template
+//! carries every message's role and content into the prompt unchanged.
+
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../../host/worker/src/server/chat_template.rs"]
+mod chat_template;
+
+use chat_template::{
+    CHATML_TEMPLATE, ChatMessage, ChatTemplate, GEMMA_TEMPLATE, MAX_RENDERED_BYTES, template_for,
+};
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+
+fn fixed_conversation() -> Vec<ChatMessage> {
+    [
+        ("system", "You are terse."),
+        ("user", "Hi"),
+        ("assistant", "Hello."),
+        ("user", "Bye"),
+    ]
+    .into_iter()
+    .map(|(role, content)| ChatMessage {
+        role: role.into(),
+        content: content.into(),
+    })
+    .collect()
+}
+
+/// Messages from arbitrary text: NUL separates fields, role then content, alternately.
+fn conversation(text: &str) -> Vec<ChatMessage> {
+    let fields: Vec<&str> = text.split('\0').collect();
+    fields
+        .chunks(2)
+        .take(16)
+        .map(|pair| ChatMessage {
+            role: pair[0].to_string(),
+            content: pair.get(1).copied().unwrap_or("").to_string(),
+        })
+        .collect()
+}
+
+fn render(source: &str, messages: &[ChatMessage]) -> Option<String> {
+    let template = ChatTemplate::new(source, "<s>", "</s>").ok()?;
+    render_with(&template, messages)
+}
+
+fn render_with(template: &ChatTemplate, messages: &[ChatMessage]) -> Option<String> {
+    for add_generation_prompt in [false, true] {
+        if let Ok(out) = template.render(messages, add_generation_prompt) {
+            assert!(out.len() <= MAX_RENDERED_BYTES);
+            let stripped = template.strip_bos(&out);
+            assert!(out.ends_with(stripped));
+            if add_generation_prompt {
+                return Some(out);
+            }
+        }
+    }
+    None
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    if mode % 2 == 0 {
+        let source = text.split('\0').next().unwrap_or("");
+        let _ = render(&template_for("llama", Some(source)), &fixed_conversation());
+    } else {
+        let messages = conversation(text);
+        // The built-in templates compile once.
+        static BUILT_IN: OnceLock<(ChatTemplate, ChatTemplate)> = OnceLock::new();
+        let (chatml, gemma) = BUILT_IN.get_or_init(|| {
+            let t = |s| ChatTemplate::new(s, "<s>", "</s>").expect("built-in template compiles");
+            (t(CHATML_TEMPLATE), t(GEMMA_TEMPLATE))
+        });
+        if let Some(out) = render_with(chatml, &messages) {
+            for m in &messages {
+                let turn = format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content);
+                assert!(out.contains(&turn), "{out:?} lacks {turn:?}");
+            }
+            assert!(out.ends_with("<|im_start|>assistant\n"));
+        }
+        let _ = render_with(gemma, &messages);
+    }
+});
