@@ -9,10 +9,10 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, OptLevel, Store};
 
 use crate::bindings::{handler, sampler, tokenizer, v0_1_0};
+use crate::bounded_clock::{BoundedClocks, bounded_clock};
 use crate::builtin::BUILTIN_PLUGINS;
 use crate::directory::{Counters, Directory};
 use crate::plugin::{LoadedPlugin, PluginInfo, PluginKind, PluginPre, PluginSource};
-use crate::bounded_clock::{BoundedClocks, bounded_clock};
 use crate::state::{CallBudget, PluginState, guarded_call};
 use crate::versions::Contract;
 use crate::vocab_view::{VocabData, VocabView};
