@@ -4,12 +4,15 @@
 //! guest runs Wasm code. A guest that sleeps (`std::thread::sleep`, which becomes
 //! `subscribe-duration` and a blocking `wasi:io/poll`) waits inside the host, where no epoch
 //! check happens, so an hour-long sleep would hold the worker thread for an hour. Here a
-//! subscription never waits past the deadline of the call in progress: the sleep returns early,
-//! the guest's next Wasm instruction meets the expired epoch deadline, and the call ends with
-//! `PLUGIN_TIMEOUT` like any runaway call. Reading the clock stays as wasmtime-wasi has it.
+//! subscription that would wait past the deadline of the call in progress ends the call at once
+//! with `PLUGIN_TIMEOUT`, as a runaway call does (a guest that asks to wait longer than it has
+//! left cannot finish in time; waking it at the deadline instead would race the epoch ticker,
+//! which may not have reached the epoch deadline yet). Reading the clock stays as wasmtime-wasi
+//! has it.
 
 use std::time::{Duration, Instant};
 
+use wasmtime::Trap;
 use wasmtime::component::{HasData, Resource};
 use wasmtime_wasi::clocks::{WasiClocksCtxView, WasiClocksView};
 use wasmtime_wasi::p2::DynPollable;
@@ -41,11 +44,14 @@ pub(crate) fn bounded_clock(state: &mut PluginState) -> BoundedClock<'_> {
 }
 
 impl BoundedClock<'_> {
-    /// `wait` cut to the time left in the call.
-    fn bound(&self, wait: Duration) -> Duration {
+    /// `wait` when it ends before the call's deadline; past it, the trap that ends the call
+    /// as timed out.
+    fn bound(&self, wait: Duration) -> wasmtime::Result<Duration> {
         match self.deadline {
-            Some(d) => wait.min(d.saturating_duration_since(Instant::now())),
-            None => wait,
+            Some(d) if wait > d.saturating_duration_since(Instant::now()) => {
+                Err(wasmtime::Error::from(Trap::Interrupt))
+            }
+            _ => Ok(wait),
         }
     }
 }
@@ -64,7 +70,7 @@ impl monotonic_clock::Host for BoundedClock<'_> {
         when: monotonic_clock::Instant,
     ) -> wasmtime::Result<Resource<DynPollable>> {
         let now = monotonic_clock::Host::now(&mut self.inner)?;
-        let wait = self.bound(Duration::from_nanos(when.saturating_sub(now)));
+        let wait = self.bound(Duration::from_nanos(when.saturating_sub(now)))?;
         monotonic_clock::Host::subscribe_duration(&mut self.inner, wait.as_nanos() as u64)
     }
 
@@ -72,7 +78,7 @@ impl monotonic_clock::Host for BoundedClock<'_> {
         &mut self,
         duration: monotonic_clock::Duration,
     ) -> wasmtime::Result<Resource<DynPollable>> {
-        let wait = self.bound(Duration::from_nanos(duration));
+        let wait = self.bound(Duration::from_nanos(duration))?;
         monotonic_clock::Host::subscribe_duration(&mut self.inner, wait.as_nanos() as u64)
     }
 }

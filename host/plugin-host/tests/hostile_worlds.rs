@@ -126,7 +126,7 @@ fn handler_attacks_are_contained() {
         assert!(err.to_string().contains("liar@0.1.0"), "{word}: {err}");
         assert_all_healthy(&host);
     }
-    // Oversized and forged outputs: a 4 MiB prompt, a job id with a newline, a 2 MiB event,
+    // Oversized and forged outputs: a 1 MiB prompt, a job id with a newline, a 2 MiB event,
     // an event that is not UTF-8.
     for body in ["huge", "bad-id"] {
         let err = handler_attack(&host, body);

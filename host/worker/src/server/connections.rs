@@ -3,8 +3,9 @@
 //!
 //! - **Header read timeout** (hyper's `header_read_timeout`, driven by a tokio timer): a request
 //!   head must be complete within this bound of the connection starting to wait for it. hyper
-//!   starts that wait on a fresh connection and again after every response on a kept-alive one,
-//!   so the same bound closes slowloris connections and idle keep-alive connections.
+//!   starts that wait again after every response on a kept-alive one, and this module bounds the
+//!   wait for a fresh connection's first byte by the same time, so the one bound closes
+//!   slowloris connections, silent connections and idle keep-alive connections.
 //! - **Body rate** ([`MinRateBody`]): a body must arrive within a grace period plus one second
 //!   per `min_rate` bytes received; a slow drip or a lying `Content-Length` is cut.
 //! - **Connection cap**: at most `max_connections` connections are served at once; one beyond
@@ -118,7 +119,20 @@ pub async fn serve(
         let hyper_service = TowerToHyperService::new(service.clone());
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let first_byte_within = limits.header_read_timeout;
         tokio::spawn(async move {
+            // The auto (HTTP/1 or HTTP/2) builder reads the protocol preface before hyper's
+            // header-read timer runs, so a client that connects and sends nothing would keep
+            // its slot forever: the first byte must come within the header-read bound too.
+            let mut probe = [0u8; 1];
+            match tokio::time::timeout(first_byte_within, tcp.peek(&mut probe)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => {
+                    tracing::debug!(%peer, "connection closed: no request within the header-read timeout");
+                    drop(slot);
+                    return;
+                }
+            }
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(tcp), hyper_service)
                 .into_owned();

@@ -93,8 +93,10 @@ pub fn run(attack: Attack) -> Result<String, String> {
             let vars = std::env::vars().count();
             let args = std::env::args().count();
             let cwd = std::env::current_dir().ok();
-            if vars == 0 && args == 0 && cwd.is_none() {
-                Ok("no environment".into())
+            // wasi-libc answers `getcwd` with "/" on its own when no directory is preopened:
+            // not a capability (the file probe checks that nothing can be opened).
+            if vars == 0 && args == 0 && cwd.as_deref().is_none_or(|d| d == std::path::Path::new("/")) {
+                Ok(format!("no environment (cwd {cwd:?})"))
             } else {
                 Err(format!("{vars} variables, {args} arguments, cwd {cwd:?}"))
             }

@@ -63,7 +63,8 @@ impl Guest for Plugin {
         match body.as_slice() {
             b"bad-job" => Ok(job("j", "p".into(), limits.max_tokens_cap + 1)),
             b"bad-id" => Ok(job("j\n2026-01-01 INFO forged", "p".into(), 1)),
-            b"huge" => Ok(job("j", "x".repeat(4 << 20), 1)),
+            // Over the prompt limit, under the hostcall copy limit (past that, wasmtime traps first).
+            b"huge" => Ok(job("j", "x".repeat(1 << 20), 1)),
             b"bad-utf8" => Err(Invalid {
                 field: "prompt".into(),
                 message: attacks::invalid_utf8(),
