@@ -16,7 +16,15 @@ if ! command -v rustup >/dev/null 2>&1; then
          "install the $target standard library for your Rust (e.g. \`rustup target add $target\`)" >&2
     exit 1
 fi
-# Run inside the repository so rust-toolchain.toml picks the toolchain (installed on first use).
+# Run inside the repository so rust-toolchain.toml picks the toolchain. Recent rustup installs a
+# missing toolchain on first use of `cargo`/`rustc` only, not for `rustup target`: install it
+# here (with the file's components and targets) when it is missing.
+channel=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+if ! rustup run "$channel" rustc --version >/dev/null 2>&1; then
+    echo "installing the Rust toolchain $channel (rust-toolchain.toml)" >&2
+    rustup toolchain install "$channel" --profile minimal --component rustfmt,clippy \
+        --target "$target"
+fi
 if ! rustup target list --installed | grep -qx "$target"; then
     echo "installing the Rust target $target (rustup target add $target)" >&2
     rustup target add "$target"

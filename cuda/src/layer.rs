@@ -208,7 +208,11 @@ impl Step<'_> {
     pub(crate) fn ffn_norm_gate_up(&self, e: Exec, lw: &GpuLayer, n: usize) -> CudaResult<()> {
         let (c, s) = (self.c, self.s);
         let (dim, ffn) = (c.dim, c.ffn_dim);
-        let (g, u) = (&lw.ffn_gate, &lw.ffn_up);
+        let g = lw
+            .ffn_gate
+            .as_ref()
+            .ok_or_else(|| CudaError::shape("a gated FFN op on a layer without a gate"))?;
+        let u = &lw.ffn_up;
         let act = self.plan.ffn_act;
         let norm = self.norm(&lw.ffn_norm);
         let (gb, ub) = (lw.ffn_gate_bias.as_ref(), lw.ffn_up_bias.as_ref());

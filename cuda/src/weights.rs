@@ -107,7 +107,8 @@ pub struct GpuLayer {
     pub attn_output: DevTensor,
     pub post_attention_norm: Option<DevTensor>,
     pub ffn_norm: DevTensor,
-    pub ffn_gate: DevTensor,
+    /// `None` on a plain FFN (GPT-2: `down(act(up(x)))`).
+    pub ffn_gate: Option<DevTensor>,
     pub ffn_up: DevTensor,
     pub ffn_down: DevTensor,
     pub post_ffw_norm: Option<DevTensor>,
@@ -387,7 +388,10 @@ impl GpuWeights {
                 attn_output: find(&l.attn_output)?,
                 post_attention_norm: opt(&l.post_attention_norm)?,
                 ffn_norm: find(&l.ffn_norm)?,
-                ffn_gate: part(&l.ffn_gate, fused_up.then_some(&l.ffn_up), "gate")?,
+                ffn_gate: match model.config.ffn {
+                    FfnKind::Plain => None,
+                    _ => Some(part(&l.ffn_gate, fused_up.then_some(&l.ffn_up), "gate")?),
+                },
                 attn_norm_bias: opt(&l.attn_norm_bias)?,
                 attn_output_bias: opt(&l.attn_output_bias)?,
                 ffn_norm_bias: opt(&l.ffn_norm_bias)?,
