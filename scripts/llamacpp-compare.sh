@@ -7,6 +7,7 @@
 # every position where llama.cpp's top-2 margin is at least 0.3.
 #
 #   scripts/llamacpp-compare.sh WORKER LCPP_TREE OUT_DIR [BACKEND] [NGL]
+#   ONLY=REGEX scripts/llamacpp-compare.sh ...   # only the shapes whose "shape type" matches
 #
 # LCPP_TREE: llama.cpp sources with build/bin holding libllama (shared/tools/llamacpp-gpu.sh
 # builds one in /tmp/lcpp). The files use the 1,024-token vocabulary of the CPU golden test
@@ -43,6 +44,7 @@ ids=$(python3 -c 'print(",".join(str((7 + 389 * i) % 1024) for i in range(24)))'
 status=0
 echo "$cases" | while read -r shape ty layers nctx; do
     [ -n "$shape" ] || continue
+    [ -z "${ONLY:-}" ] || [[ "$shape $ty" =~ $ONLY ]] || continue
     m="$out/$shape-$ty.gguf"; tag="$shape $ty"
     "$worker" synth --shape "$shape" --type "$ty" --embed-type q8_0 --vocab-from "$vocab" \
         --layers "$layers" --seed 14 --output-std 0.1 --out "$m" > "$m.synth.log" 2>&1 || { echo "$tag: synth failed"; continue; }

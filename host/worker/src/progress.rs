@@ -115,11 +115,7 @@ impl Progress {
 
     /// The lines printed without a terminal so far would be these percentages.
     fn percent(&self) -> u64 {
-        if self.total == 0 {
-            100
-        } else {
-            self.done * 100 / self.total
-        }
+        (self.done * 100).checked_div(self.total).unwrap_or(100)
     }
 
     fn report(&mut self) {

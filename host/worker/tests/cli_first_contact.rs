@@ -174,7 +174,8 @@ fn serve(args: &[&str], envs: &[(&str, &str)]) -> (Child, Vec<Value>) {
             return (child, lines);
         }
     }
-    panic!("the worker exited before it was ready: {lines:?}");
+    let status = child.wait();
+    panic!("the worker exited ({status:?}) before it was ready: {lines:?}");
 }
 
 fn addr_of(lines: &[Value]) -> String {
