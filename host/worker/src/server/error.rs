@@ -103,6 +103,7 @@ impl From<SamplerRefusal> for AppError {
                         loaded.join(", ")
                     ),
                     field: Some("sampler".into()),
+                    counted: false,
                 }
             }
             SamplerRefusal::Invalid(f) => f.into(),
