@@ -274,7 +274,21 @@ macro_rules! same_record {
 }
 
 same_record!(h2 => h1::Limits { max_prompt_chars, max_tokens_cap, vocab_size, context_length, samplers });
-same_record!(h1 => h2::Job { job_id, prompt, max_tokens, stop, seed, sampler, params });
+// A 0.1.0 handler knows no constraint fields: its jobs are unconstrained.
+impl From<h1::Job> for h2::Job {
+    fn from(v: h1::Job) -> Self {
+        h2::Job {
+            job_id: v.job_id,
+            prompt: v.prompt,
+            max_tokens: v.max_tokens,
+            stop: v.stop,
+            seed: v.seed,
+            sampler: v.sampler,
+            params: v.params,
+            constraint: None,
+        }
+    }
+}
 same_record!(h1 => h2::Invalid { field, message });
 same_record!(h1 => h2::StopHit { stop_index, offset });
 same_record!(h2 => h1::StartedEvent { job_id, model, started_at });
