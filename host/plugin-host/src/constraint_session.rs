@@ -97,11 +97,13 @@ impl ConstraintSession {
 
     /// The allowed-token bitset for the next token: `ceil(vocab / 32)` words, token `i`
     /// allowed when bit `i % 32` of word `i / 32` is set (bits past the vocabulary clear).
-    pub fn allowed(&mut self) -> Result<Vec<u32>, PluginError> {
+    /// `remaining`: tokens the request may still generate, the end token included (the plugin
+    /// narrows the mask so the output can complete within it).
+    pub fn allowed(&mut self, remaining: u32) -> Result<Vec<u32>, PluginError> {
         let words = self.words;
         let vocab = self.inner.facts.vocab_size as usize;
         let label = self.plugin.label.to_string();
-        let mut mask = self.call(|b, s, c| Ok(Ok(b.allowed(s, c)?)))?;
+        let mut mask = self.call(|b, s, c| Ok(Ok(b.allowed(s, c, remaining)?)))?;
         if mask.len() != words {
             self.live = None;
             return Err(PluginError::invalid_output(

@@ -131,11 +131,11 @@ impl ConstraintBindings {
             .constraint()
             .call_compile(s, kind, spec)
     }
-    pub fn allowed(&self, s: S, c: ResourceAny) -> wasmtime::Result<Vec<u32>> {
+    pub fn allowed(&self, s: S, c: ResourceAny, remaining: u32) -> wasmtime::Result<Vec<u32>> {
         self.0
             .worker_plugin_constraint_plugin()
             .constraint()
-            .call_allowed(s, c)
+            .call_allowed(s, c, remaining)
     }
     pub fn advance(&self, s: S, c: ResourceAny, token: u32) -> wasmtime::Result<Result<(), Error>> {
         self.0

@@ -236,8 +236,8 @@ impl SamplerFactory for WasmPlugins {
 struct WasmConstraint(orcd_plugin_host::ConstraintSession);
 
 impl ConstraintSession for WasmConstraint {
-    fn allowed(&mut self) -> Result<Vec<u32>, PluginFailure> {
-        self.0.allowed().map_err(failure)
+    fn allowed(&mut self, remaining: u32) -> Result<Vec<u32>, PluginFailure> {
+        self.0.allowed(remaining).map_err(failure)
     }
     fn advance(&mut self, token: u32) -> Result<(), PluginFailure> {
         self.0.advance(token).map_err(failure)

@@ -131,8 +131,10 @@ pub enum ConstraintRefusal {
 /// One request's constraint: the allowed tokens before each sample, the sampled token after.
 pub trait ConstraintSession: Send {
     /// The allowed-token bitset of the next token: `ceil(vocab / 32)` words, token `i` allowed
-    /// when bit `i % 32` of word `i / 32` is set. All zero is a dead end.
-    fn allowed(&mut self) -> Result<Vec<u32>, PluginFailure>;
+    /// when bit `i % 32` of word `i / 32` is set. All zero is a dead end. `remaining`: tokens
+    /// the sequence may still generate, the end token included (the mask keeps the output
+    /// able to complete within them).
+    fn allowed(&mut self, remaining: u32) -> Result<Vec<u32>, PluginFailure>;
     /// Take the sampled token (refused when it was not allowed).
     fn advance(&mut self, token: u32) -> Result<(), PluginFailure>;
 }

@@ -56,9 +56,8 @@ pub fn pattern(kind: Kind, spec: &str) -> Result<String, ConstraintError> {
 pub struct Compiled {
     automaton: Automaton,
     vocab: Arc<Vocabulary>,
-    /// Allowed-token bitsets by automaton state: `(ceil(vocab / 32),)` words, bit `i % 32` of
-    /// word `i / 32` set when token `i` is allowed.
-    masks: Mutex<HashMap<StateID, Arc<[u32]>>>,
+    /// Allowed-token bitsets by automaton state.
+    masks: Mutex<HashMap<StateID, Arc<Mask>>>,
 }
 
 impl Compiled {
@@ -82,30 +81,80 @@ impl Compiled {
 
     /// The tokens allowed in state `s`: those whose bytes keep the output completable, and
     /// the end tokens when the output is already complete.
-    pub fn mask(&self, s: StateID) -> Arc<[u32]> {
+    pub fn mask(&self, s: StateID) -> Arc<Mask> {
         let mut cache = self.masks.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(m) = cache.get(&s) {
             return m.clone();
         }
-        let mut words = vec![0u32; self.vocab.size().div_ceil(32)];
         let a = &self.automaton;
-        self.vocab.trie().walk(
-            s,
-            |s, b| a.next(s, b),
-            |id| words[id as usize / 32] |= 1 << (id % 32),
-        );
-        if a.is_complete(s) {
-            for &id in self.vocab.end_ids() {
-                words[id as usize / 32] |= 1 << (id % 32);
-            }
-        }
-        let m: Arc<[u32]> = words.into();
+        let mut max_next = 0u32;
+        let words = self.scan(s, |next| {
+            max_next = max_next.max(a.distance(next).unwrap_or(u32::MAX));
+            true
+        });
+        let m = Arc::new(Mask {
+            words: words.into(),
+            max_next,
+        });
         if cache.len() >= MASK_CACHE {
             cache.clear();
         }
         cache.insert(s, m.clone());
         m
     }
+
+    /// [`Compiled::mask`] for an output that may take at most `remaining` more tokens, the end
+    /// token included: when some allowed token would leave more bytes to write than the
+    /// budget holds, only the tokens after which the output can still complete in time are
+    /// kept (a byte takes at most one token where the vocabulary has single-byte tokens, as
+    /// byte-level and byte-fallback vocabularies do). When no token can, the plain mask: the
+    /// budget will cut the output whatever is chosen.
+    pub fn mask_within(&self, s: StateID, remaining: u32) -> Arc<[u32]> {
+        let m = self.mask(s);
+        // After the token, `remaining - 1` tokens must hold `distance` bytes and the end token.
+        let fits = |d: u32| u64::from(d) + 2 <= u64::from(remaining);
+        if fits(m.max_next) {
+            return m.words.clone();
+        }
+        let a = &self.automaton;
+        let words = self.scan(s, |next| a.distance(next).is_some_and(fits));
+        if words.iter().any(|&w| w != 0) {
+            words.into()
+        } else {
+            m.words.clone()
+        }
+    }
+
+    /// The bitset of the tokens whose next state is live and passes `keep`, plus the end tokens
+    /// when `s` is complete.
+    fn scan(&self, s: StateID, mut keep: impl FnMut(StateID) -> bool) -> Vec<u32> {
+        let mut words = vec![0u32; self.vocab.size().div_ceil(32)];
+        let a = &self.automaton;
+        self.vocab.trie().walk(
+            s,
+            |s, b| a.next(s, b),
+            |id, next| {
+                if keep(next) {
+                    words[id as usize / 32] |= 1 << (id % 32);
+                }
+            },
+        );
+        if a.is_complete(s) {
+            for &id in self.vocab.end_ids() {
+                words[id as usize / 32] |= 1 << (id % 32);
+            }
+        }
+        words
+    }
+}
+
+/// The allowed tokens of one automaton state.
+pub struct Mask {
+    /// `(ceil(vocab / 32),)` words, token `i` allowed when bit `i % 32` of word `i / 32` is
+    /// set.
+    pub words: Arc<[u32]>,
+    /// The most bytes any allowed token leaves to write before the output is complete.
+    pub max_next: u32,
 }
 
 /// One request's progress through a compiled constraint.
@@ -129,10 +178,16 @@ impl Session {
 
     /// The allowed-token bitset for the next token.
     pub fn allowed(&self) -> Arc<[u32]> {
+        self.allowed_within(u32::MAX)
+    }
+
+    /// The allowed-token bitset for the next token of an output that may take at most
+    /// `remaining` more tokens (see [`Compiled::mask_within`]).
+    pub fn allowed_within(&self, remaining: u32) -> Arc<[u32]> {
         if self.ended {
             return vec![0u32; self.compiled.vocab.size().div_ceil(32)].into();
         }
-        self.compiled.mask(self.state)
+        self.compiled.mask_within(self.state, remaining)
     }
 
     /// Take `token` as the next output token; refused when the mask did not allow it.

@@ -187,8 +187,8 @@ impl GuestConstraint for Constraint {
         ))
     }
 
-    fn allowed(&self) -> Vec<u32> {
-        self.0.borrow().allowed().to_vec()
+    fn allowed(&self, remaining: u32) -> Vec<u32> {
+        self.0.borrow().allowed_within(remaining).to_vec()
     }
 
     fn advance(&self, token: u32) -> Result<(), Error> {

@@ -41,7 +41,7 @@ const NOTHING: &str = "[a&&b]";
 /// One character of a JSON string's contents: anything but `"`, `\` and control characters,
 /// or an escape.
 const STRING_CHAR: &str = r#"(?:[^"\\\x00-\x1F]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})"#;
-const INTEGER: &str = r"-?(?:0|[1-9][0-9]{0,15})";
+const INTEGER: &str = r"(?:0|-?[1-9][0-9]{0,15})";
 const NUMBER: &str = r"-?(?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,15})?(?:[eE][+-]?[0-9]{1,2})?";
 const DATE: &str = r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])";
 const TIME: &str = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])";

@@ -76,13 +76,14 @@ impl TokenTrie {
     }
 
     /// Visit every token whose piece `step` accepts byte by byte: `step(state, byte)` returns
-    /// the next state or `None` to prune that prefix; `emit(id)` gets each accepted token.
+    /// the next state or `None` to prune that prefix; `emit(id, state)` gets each accepted
+    /// token with the state after its last byte.
     #[inline]
     pub fn walk<S: Copy>(
         &self,
         start: S,
         mut step: impl FnMut(S, u8) -> Option<S>,
-        mut emit: impl FnMut(u32),
+        mut emit: impl FnMut(u32, S),
     ) {
         let n = self.byte.len();
         // `states[d]`: the state after the first `d` bytes of the current path.
@@ -96,7 +97,7 @@ impl TokenTrie {
                     states[d] = s;
                     let (a, b) = (self.tok_start[k] as usize, self.tok_start[k + 1] as usize);
                     for &id in &self.tokens[a..b] {
-                        emit(id);
+                        emit(id, s);
                     }
                     k += 1;
                 }
@@ -118,7 +119,7 @@ mod tests {
         let t = TokenTrie::new(&pieces);
         // Accept strings over {a, b} only.
         let mut got = Vec::new();
-        t.walk(0u8, |s, b| (b != b'c').then_some(s), |id| got.push(id));
+        t.walk(0u8, |s, b| (b != b'c').then_some(s), |id, _| got.push(id));
         got.sort();
         assert_eq!(got, vec![0, 1, 3, 5, 6]);
         // Accept only prefixes of "ab".
@@ -126,7 +127,7 @@ mod tests {
         t.walk(
             0usize,
             |d, b| (d < 2 && b"ab"[d] == b).then_some(d + 1),
-            |id| got.push(id),
+            |id, _| got.push(id),
         );
         got.sort();
         assert_eq!(got, vec![0, 1, 5]);

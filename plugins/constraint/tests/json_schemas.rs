@@ -289,3 +289,38 @@ fn a_128k_vocabulary_masks_the_same_way() {
     let v: Value = serde_json::from_str(&text).unwrap();
     validate(&f.schema, &f.schema, &v, "$").unwrap();
 }
+
+/// The token budget (`allowed_within`): an adversary that always takes the allowed text token
+/// leaving the most bytes to write (it would fill strings forever) still ends with EOS inside
+/// the budget, with output that validates, whenever the budget holds a shortest completion.
+#[test]
+fn a_token_budget_is_met_even_by_a_model_that_never_stops() {
+    let vocab = smollm2();
+    for f in fixtures() {
+        let c = compile(Kind::JsonSchema, &f.schema.to_string(), &vocab);
+        let mut s = Session::new(c.clone());
+        let budget = s.distance().unwrap() + 1 + 30;
+        let mut out = Vec::new();
+        let mut ended = false;
+        for step in 0..budget {
+            let allowed = ids(&s.allowed_within(budget - step));
+            let text = allowed.iter().copied().filter(|&id| !vocab.is_end(id));
+            let worst = text
+                .max_by_key(|&id| (s.peek(id).and_then(|n| n.distance()), std::cmp::Reverse(id)));
+            let pick = worst.or_else(|| allowed.iter().copied().find(|&id| vocab.is_end(id)));
+            let pick = pick.unwrap_or_else(|| panic!("{}: empty mask", f.name));
+            s.advance(pick).unwrap();
+            if vocab.is_end(pick) {
+                ended = true;
+                break;
+            }
+            out.extend_from_slice(vocab.piece(pick));
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(ended, "{}: no end within {budget} tokens: {text}", f.name);
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {text}: {e}", f.name));
+        validate(&f.schema, &f.schema, &v, "$")
+            .unwrap_or_else(|e| panic!("{}: {text}: {e}", f.name));
+    }
+}

@@ -123,9 +123,10 @@ fn constrain(
     c: &mut dyn crate::plugins::ConstraintSession,
     device: &mut dyn ServedDevice,
     row: usize,
+    remaining: u32,
 ) -> Result<(), JobEvent> {
     let allowed = c
-        .allowed()
+        .allowed(remaining)
         .map_err(|f| JobEvent::error(f.code, f.to_string()))?;
     if allowed.iter().all(|&w| w == 0) {
         return Err(JobEvent::error(
@@ -396,8 +397,10 @@ impl Batcher {
             row += 1;
             // A constrained sequence's row is masked on the device first, so argmax, top-k
             // and any sampler plugin see only the tokens the constraint allows.
+            // An end token does not count against `max_new`, so it fits while a text token does.
+            let remaining = (seq.max_new - seq.generated()) as u32;
             if let Some(c) = seq.constraint.as_mut()
-                && let Err(ev) = constrain(c.as_mut(), self.device.as_mut(), this_row)
+                && let Err(ev) = constrain(c.as_mut(), self.device.as_mut(), this_row, remaining)
             {
                 warn!(event = "error", worker_id = %self.config.worker_id, job_id = %seq.job.id, "constrained decoding ended the job");
                 done.push((*i, ev));
