@@ -455,4 +455,8 @@ impl Device for CudaBackend {
         };
         self.penalize_row(row, history, p)
     }
+
+    fn logits_mask(&mut self, row: usize, allowed: &[u32]) -> Result<(), EngineError> {
+        self.mask_row(row, allowed)
+    }
 }

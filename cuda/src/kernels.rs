@@ -19,7 +19,7 @@ const QUANT: &str = include_str!("../kernels/quant.cuh");
 const PACKED: &str = include_str!("../kernels/packed.cuh");
 
 /// (module name, source, needs the quant headers: quant.cuh and packed.cuh).
-const SOURCES: [(&str, &str, bool); 10] = [
+const SOURCES: [(&str, &str, bool); 11] = [
     ("norm", include_str!("../kernels/norm.cu"), false),
     ("rope", include_str!("../kernels/rope.cu"), false),
     (
@@ -29,6 +29,7 @@ const SOURCES: [(&str, &str, bool); 10] = [
     ),
     ("attention", include_str!("../kernels/attention.cu"), false),
     ("logits", include_str!("../kernels/logits.cu"), false),
+    ("mask", include_str!("../kernels/mask.cu"), false),
     ("embed", include_str!("../kernels/embed.cu"), true),
     ("mmvq", include_str!("../kernels/mmvq.cu"), true),
     ("quant_act", include_str!("../kernels/quant_act.cu"), false),
@@ -60,6 +61,8 @@ pub(crate) mod shape {
     /// logits.cu.
     pub const LOGITS_THREADS: u32 = 1024;
     pub const ARGMAX_THREADS: u32 = 256;
+    /// mask.cu.
+    pub const MASK_THREADS: u32 = 256;
 }
 
 /// The full source NVRTC sees for module `name`.

@@ -116,6 +116,22 @@ impl CudaBackend {
             .penalize(self.row(row), s.pen_ids, s.pen_counts, ids.len(), p)?)
     }
 
+    /// Keep only the tokens of `allowed` in a row (the others become -inf on the GPU):
+    /// the bitset (vocab / 32 words, 16 KiB at 128k tokens) goes up, no row comes down.
+    pub(crate) fn mask_row(&mut self, row: usize, allowed: &[u32]) -> Result<(), EngineError> {
+        self.check_row(row)?;
+        let vocab = self.config.vocab_size;
+        if !orcd_engine::device::host_logits::mask_fits(vocab, allowed) {
+            return Err(invalid(format!(
+                "a mask of {} words for a vocabulary of {vocab}",
+                allowed.len()
+            )));
+        }
+        self.gpu.bind()?;
+        self.upload(self.scratch.mask, allowed)?;
+        Ok(self.ops().mask(self.row(row), self.scratch.mask)?)
+    }
+
     /// Copy `dst.len()` values from device address `src` after the queued work.
     fn download<T: Copy>(&self, src: u64, dst: &mut [T]) -> CudaResult<()> {
         self.gpu.synchronize()?;
@@ -129,10 +145,11 @@ impl CudaBackend {
     /// Copy `src` to device address `dst` (inside the scratch) after the queued work.
     fn upload(&self, dst: u64, src: &[u32]) -> CudaResult<()> {
         self.gpu.synchronize()?;
-        // SAFETY: `dst` is a scratch array of `vocab` u32 and `src` holds distinct ids < vocab.
+        // SAFETY: `dst` is a scratch array with room for `src`: the penalty arrays hold
+        // `vocab` u32 (`src` has distinct ids < vocab), the mask `ceil(vocab / 32)` (checked).
         check(
             unsafe { result::memcpy_htod_sync(dst, src) },
-            "cuMemcpyHtoD(penalties)",
+            "cuMemcpyHtoD(logits inputs)",
         )
     }
 }

@@ -52,6 +52,8 @@ pub struct Scratch {
     /// penalty inputs: (vocab) u32 distinct ids, (vocab) u32 counts.
     pub pen_ids: u64,
     pub pen_counts: u64,
+    /// constrained decoding: (ceil(vocab / 32)) u32, the allowed-token bitset of one row.
+    pub mask: u64,
     /// Q8 activations of one matrix input of the packed path, for T columns of the widest
     /// input (kmax = max(dim, q_dim, ffn_dim)): q (T, kmax) i8, d (T, kmax / 32) f32,
     /// sum (T, kmax / 32) i32 (`crate::packed`).
@@ -70,31 +72,32 @@ impl Scratch {
     }
 
     /// Buffer sizes in the order of the fields.
-    fn layout(c: &ModelConfig, t: usize, r: usize) -> [u64; 21] {
+    fn layout(c: &ModelConfig, t: usize, r: usize) -> [u64; 22] {
         let f = |n: usize| (n * 4) as u64;
         let kmax = c.dim.max(c.q_dim()).max(c.ffn_dim);
         [
-            f(4 * t),            // meta
-            f(t * c.dim),        // x
-            f(t * c.dim),        // xb
-            f(t * c.dim),        // xb2
-            f(t * c.q_dim()),    // q
-            f(t * c.kv_dim()),   // k
-            f(t * c.kv_dim()),   // v
-            f(t * c.q_dim()),    // att
-            f(t * c.ffn_dim),    // hb
-            f(t * c.ffn_dim),    // hb2
-            f(t * c.dim),        // out_x
-            f(r * c.vocab_size), // logits
-            f(8),                // argmax: result, key accumulator, block counter
-            f(c.vocab_size),     // topk ids
-            f(c.vocab_size),     // topk vals
-            f(1),                // topk count
-            f(c.vocab_size),     // penalty ids
-            f(c.vocab_size),     // penalty counts
-            (t * kmax) as u64,   // Q8 activations: q
-            f(t * kmax / 32),    // d
-            f(t * kmax / 32),    // sum
+            f(4 * t),                     // meta
+            f(t * c.dim),                 // x
+            f(t * c.dim),                 // xb
+            f(t * c.dim),                 // xb2
+            f(t * c.q_dim()),             // q
+            f(t * c.kv_dim()),            // k
+            f(t * c.kv_dim()),            // v
+            f(t * c.q_dim()),             // att
+            f(t * c.ffn_dim),             // hb
+            f(t * c.ffn_dim),             // hb2
+            f(t * c.dim),                 // out_x
+            f(r * c.vocab_size),          // logits
+            f(8),                         // argmax: result, key accumulator, block counter
+            f(c.vocab_size),              // topk ids
+            f(c.vocab_size),              // topk vals
+            f(1),                         // topk count
+            f(c.vocab_size),              // penalty ids
+            f(c.vocab_size),              // penalty counts
+            f(c.vocab_size.div_ceil(32)), // allowed-token mask
+            (t * kmax) as u64,            // Q8 activations: q
+            f(t * kmax / 32),             // d
+            f(t * kmax / 32),             // sum
         ]
     }
 
@@ -108,7 +111,7 @@ impl Scratch {
         let sizes = Self::layout(c, t, r);
         let buffer = ledger.alloc(Self::bytes(c, t, r), Purpose::Scratch)?;
         buffer.fill_sync(0xFF)?;
-        let mut at = [0u64; 21];
+        let mut at = [0u64; 22];
         let mut off = buffer.ptr();
         for (a, s) in at.iter_mut().zip(sizes) {
             *a = off;
@@ -139,10 +142,11 @@ impl Scratch {
             topk_count: at[15],
             pen_ids: at[16],
             pen_counts: at[17],
+            mask: at[18],
             acts: Q8Acts {
-                q: at[18],
-                d: at[19],
-                sum: at[20],
+                q: at[19],
+                d: at[20],
+                sum: at[21],
             },
             meta_bytes: 4 * t * 4,
             _buffer: buffer,

@@ -456,6 +456,41 @@ fn logits_argmax_top_k_and_penalties_match_the_host() {
     assert_eq!(&all[2 * vocab..], &want[..]);
 }
 
+/// The constrained-decoding mask (`mask.cu`) against its CPU twin `host_logits::mask`: a
+/// vocabulary that is not a multiple of 32 (the last word partly used), one row of three
+/// masked, the other rows untouched, and argmax after the mask picks an allowed token.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn logits_mask_matches_the_host() {
+    let g = Gpu::new();
+    let (vocab, rows) = (128_259usize, 3usize);
+    let logits: Vec<f32> = (0..rows * vocab)
+        .map(|i| ((i as u64).wrapping_mul(2_654_435_761) % 10_007) as f32 / 100.0 - 50.0)
+        .collect();
+    // Every third token allowed, plus the last one.
+    let mut allowed = vec![0u32; vocab.div_ceil(32)];
+    for i in (0..vocab).step_by(3).chain([vocab - 1]) {
+        allowed[i / 32] |= 1 << (i % 32);
+    }
+    let ld = g.up(&logits);
+    let ad = g.up(&allowed);
+    let lrow = LogitsRow {
+        logits: ld.ptr(),
+        row: 1,
+        vocab,
+    };
+    g.ops().mask(lrow, ad.ptr()).unwrap();
+    let mut want = logits.clone();
+    host_logits::mask(&mut want[vocab..2 * vocab], &allowed);
+    let got: Vec<f32> = g.down(&ld, rows * vocab);
+    assert_eq!(got, want);
+    let out = g.up(&[0u32; 8]);
+    g.ops().argmax(lrow, out.ptr()).unwrap();
+    let o: Vec<u32> = g.down(&out, 2);
+    assert_eq!(o[0], host_logits::argmax(&want[vocab..2 * vocab]).0);
+    assert!(o[0].is_multiple_of(3) || o[0] as usize == vocab - 1);
+}
+
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn every_allocation_is_device_memory_and_accounted() {

@@ -27,6 +27,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("orcd-tokenizer", "tokenizer"),
     ("orcd-sampler-standard", "sampler"),
     ("orcd-handler", "handler"),
+    ("orcd-constraint", "constraint"),
 ];
 
 /// A guest that was built: its crate, version and component file.
@@ -58,7 +59,21 @@ fn main() {
         let target_dir = root.join("target").join("wasm-plugins");
         for &(package, folder) in GUESTS {
             match build_guest(&root, &target_dir, package, folder) {
-                Ok(b) => built.push(b),
+                // Copied at once: a later guest that depends on this crate (the constraint
+                // plugin reuses the tokenizer library) rebuilds it and overwrites the shared
+                // `<crate>.wasm` path with a build without this guest's exports.
+                Ok(mut b) => {
+                    let kept = out_dir.join(format!("{package}.wasm"));
+                    if let Err(e) = std::fs::copy(&b.wasm, &kept) {
+                        fail(
+                            package,
+                            &format!("cannot copy {}: {e}", b.wasm.display()),
+                            "the error above",
+                        );
+                    }
+                    b.wasm = kept;
+                    built.push(b);
+                }
                 Err(why) => fail(
                     package,
                     &why,

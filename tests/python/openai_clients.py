@@ -1,15 +1,19 @@
 """Real Python clients against a running worker: the `openai` SDK drives /v1/completions and
-/v1/chat/completions (streaming and not), `prometheus_client`'s parser reads /metrics.
+/v1/chat/completions (streaming and not, and `response_format` json_schema over the schema
+fixtures, outputs checked with `jsonschema`), `prometheus_client`'s parser reads /metrics.
 
 Run by host/worker/tests/python_clients.rs with ORCD_BASE_URL and ORCD_API_KEY set (the worker
 requires that key); exits non-zero on failure. Requests name models the worker has never heard of
 ("x", "gpt-4o-mini"): without --served-model-name it serves any name, as llama-server does.
 """
 
+import json
 import os
 import sys
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
+import jsonschema
 import openai
 from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
@@ -133,6 +137,42 @@ def samplers():
         raise AssertionError(f"{extra} was accepted")
 
 
+def structured():
+    path = os.path.join(os.path.dirname(__file__), "../fixtures/constraint/schemas.json")
+    with open(path) as f:
+        fixtures = json.load(f)
+
+    def one(job):
+        fx, temperature = job
+        answer = client.chat.completions.create(
+            model=model_id(), max_tokens=160, temperature=temperature, seed=42,
+            messages=[{"role": "system", "content": "You answer with JSON only."},
+                      {"role": "user", "content": f"Make up a realistic {fx['name']} record."}],
+            response_format={"type": "json_schema", "json_schema": {
+                "name": fx["name"], "schema": fx["schema"], "strict": True}},
+)
+        choice = answer.choices[0]
+        assert choice.finish_reason == "stop", (fx["name"], choice)
+        value = json.loads(choice.message.content)
+        jsonschema.validate(value, fx["schema"])
+        return fx["name"]
+
+    jobs = [(fx, t) for fx in fixtures for t in (0.0, 0.8)]
+    with ThreadPoolExecutor(4) as pool:
+        done = list(pool.map(one, jobs))
+    assert len(done) == len(jobs) >= 20, done
+    # A schema the worker cannot enforce is a 400 naming the field.
+    try:
+        client.chat.completions.create(
+            model=model_id(), max_tokens=4, messages=[{"role": "user", "content": "x"}],
+            response_format={"type": "json_schema", "json_schema": {
+                "name": "p", "schema": {"type": "string", "pattern": "a+"}}})
+    except openai.BadRequestError as e:
+        assert e.body["param"] == "response_format", e.body
+        return
+    raise AssertionError("a pattern schema was accepted")
+
+
 def prometheus():
     req = urllib.request.Request(BASE + "/metrics", headers={"Authorization": f"Bearer {KEY}"})
     text = urllib.request.urlopen(req, timeout=30).read().decode()
@@ -159,7 +199,7 @@ def prometheus():
 for name, fn in [("models", models), ("any_model_name", any_model_name),
                  ("wrong_key", wrong_key), ("completions", completions), ("chat", chat),
                  ("bad_request", bad_request), ("samplers", samplers),
-                 ("prometheus", prometheus)]:
+                 ("structured", structured), ("prometheus", prometheus)]:
     check(name, fn)
 print(f"{passed} passed, {len(failures)} failed")
 sys.exit(1 if failures else 0)

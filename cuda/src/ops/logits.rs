@@ -1,4 +1,5 @@
-//! Argmax, top-k and penalties on logits rows kept on the GPU (`logits.cu`).
+//! Argmax, top-k and penalties on logits rows kept on the GPU (`logits.cu`), and the
+//! constrained-decoding mask (`mask.cu`).
 
 use cudarc::driver::result;
 
@@ -56,6 +57,26 @@ impl Ops<'_> {
                 Arg::Ptr(count),
             ],
             "top_k_f32",
+        )
+    }
+
+    /// Every token of the row not in `allowed` gets -inf (`mask.cu`).
+    /// allowed: (ceil(vocab / 32)) u32 bitset words on the device.
+    pub fn mask(&self, row: LogitsRow, allowed: u64) -> CudaResult<()> {
+        let LogitsRow { logits, row, vocab } = row;
+        let f = self.k.get("mask_logits_f32")?;
+        launch(
+            self.gpu,
+            f,
+            (blocks(vocab, shape::MASK_THREADS), 1, 1),
+            (shape::MASK_THREADS, 1, 1),
+            &[
+                Arg::Ptr(logits),
+                Arg::I32(int(row, "row")?),
+                Arg::I32(int(vocab, "vocab")?),
+                Arg::Ptr(allowed),
+            ],
+            "mask_logits_f32",
         )
     }
 

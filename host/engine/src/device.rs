@@ -157,6 +157,11 @@ pub trait Device: Send {
         frequency: f32,
         presence: f32,
     ) -> Result<(), EngineError>;
+    /// Keep only the tokens of `allowed` in a row (constrained decoding): every other logit
+    /// becomes -inf in place, on the device, before argmax / top-k / the sampler read it.
+    /// `allowed`: `(ceil(vocab / 32),)` words, token `i` allowed when bit `i % 32` of word
+    /// `i / 32` is set; another length is an `InvalidInput` error.
+    fn logits_mask(&mut self, row: usize, allowed: &[u32]) -> Result<(), EngineError>;
 }
 
 /// Reference implementations of the logits operations over a host row; backends that keep
@@ -196,6 +201,21 @@ pub mod host_logits {
         all
     }
 
+    /// See [`super::Device::logits_mask`]; `allowed` must have `ceil(row.len() / 32)` words.
+    pub fn mask(row: &mut [f32], allowed: &[u32]) {
+        debug_assert_eq!(allowed.len(), row.len().div_ceil(32));
+        for (i, v) in row.iter_mut().enumerate() {
+            if allowed[i / 32] >> (i % 32) & 1 == 0 {
+                *v = f32::NEG_INFINITY;
+            }
+        }
+    }
+
+    /// Whether `allowed` has the length of a mask over a `vocab`-token row.
+    pub fn mask_fits(vocab: usize, allowed: &[u32]) -> bool {
+        allowed.len() == vocab.div_ceil(32)
+    }
+
     /// See [`super::Device::logits_penalize`].
     pub fn penalize(row: &mut [f32], history: &[u32], repeat: f32, frequency: f32, presence: f32) {
         let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
@@ -228,6 +248,19 @@ pub mod host_logits {
             let r = [0.5, 2.0, f32::NAN, 2.0, -1.0];
             assert_eq!(top_k(&r, 3), vec![(1, 2.0), (3, 2.0), (0, 0.5)]);
             assert_eq!(top_k(&r, 10).len(), 4);
+        }
+
+        #[test]
+        fn mask_keeps_only_the_allowed_bits() {
+            let mut r = [1.0f32; 40];
+            // Tokens 0, 5, 33 and 39 allowed.
+            let allowed = [1u32 | 1 << 5, 1 << 1 | 1 << 7];
+            assert!(mask_fits(40, &allowed) && !mask_fits(65, &allowed));
+            mask(&mut r, &allowed);
+            for (i, v) in r.iter().enumerate() {
+                assert_eq!(*v == 1.0, [0, 5, 33, 39].contains(&i), "{i}");
+            }
+            assert_eq!(argmax(&r), (0, 1.0));
         }
 
         #[test]

@@ -283,6 +283,18 @@ impl Device for MockDevice {
         host_logits::penalize(&mut self.rows[row], history, repeat, frequency, presence);
         Ok(())
     }
+
+    fn logits_mask(&mut self, row: usize, allowed: &[u32]) -> Result<(), EngineError> {
+        let vocab = self.row(row)?.len();
+        if !host_logits::mask_fits(vocab, allowed) {
+            return Err(EngineError::InvalidInput(format!(
+                "a mask of {} words for a vocabulary of {vocab}",
+                allowed.len()
+            )));
+        }
+        host_logits::mask(&mut self.rows[row], allowed);
+        Ok(())
+    }
 }
 
 /// SplitMix64's output function: a fast, well-mixed 64-bit hash.

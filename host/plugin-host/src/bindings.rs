@@ -42,6 +42,21 @@ pub mod handler {
     });
 }
 
+/// The `constraint` world (0.2.0 only): imports `host` and `vocab`, exports
+/// `constraint-plugin`.
+pub mod constraint {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "constraint",
+        imports: { default: trappable },
+        with: {
+            "worker:plugin/types": super::tokenizer::worker::plugin::types,
+            "worker:plugin/host": super::tokenizer::worker::plugin::host,
+            "worker:plugin/vocab": super::tokenizer::worker::plugin::vocab,
+        },
+    });
+}
+
 /// The frozen contract `worker:plugin@0.1.0` (`wit/since_v0.1.0/`), for plugins built against
 /// it. Its `types` records are the same as 0.2.0's, so they are mapped onto the 0.2.0 Rust
 /// types; the other interfaces get their own traits, implemented in [`crate::legacy`] by

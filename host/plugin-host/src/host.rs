@@ -8,7 +8,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, OptLevel, Store};
 
-use crate::bindings::{handler, sampler, tokenizer, v0_1_0};
+use crate::bindings::{constraint, handler, sampler, tokenizer, v0_1_0};
 use crate::bounded_clock::{BoundedClocks, bounded_clock};
 use crate::builtin::BUILTIN_PLUGINS;
 use crate::directory::{Counters, Directory};
@@ -17,8 +17,8 @@ use crate::state::{CallBudget, PluginState, guarded_call};
 use crate::versions::Contract;
 use crate::vocab_view::{VocabData, VocabView};
 use crate::{
-    HandlerSession, ModelFacts, PluginError, PluginHostConfig, SamplerSession, SamplingParams,
-    TokenizerSession, cache, plugin,
+    ConstraintSession, HandlerSession, ModelFacts, PluginError, PluginHostConfig, SamplerSession,
+    SamplingParams, TokenizerSession, cache, plugin,
 };
 
 /// Period of the epoch ticker; call time bounds are counted in these ticks.
@@ -46,6 +46,7 @@ struct Linkers {
     tokenizer_v0_1: Linker<PluginState>,
     sampler_v0_1: Linker<PluginState>,
     handler_v0_1: Linker<PluginState>,
+    constraint: Linker<PluginState>,
 }
 
 pub(crate) struct Inner {
@@ -59,6 +60,8 @@ pub(crate) struct Inner {
     pub counters: Arc<Counters>,
     /// Initialised tokenizer instances returned by finished sessions.
     pub tokenizer_pool: Mutex<Vec<crate::tokenizer_session::TokenizerInstance>>,
+    /// Initialised constraint instances returned by finished sessions.
+    pub constraint_pool: Mutex<Vec<crate::constraint_session::ConstraintInstance>>,
 }
 
 impl Inner {
@@ -82,7 +85,11 @@ impl Inner {
 
     /// A fresh store for one instance of `plugin`.
     pub(crate) fn store(&self, plugin: &LoadedPlugin) -> Store<PluginState> {
-        let vocab = (plugin.info.kind == PluginKind::Tokenizer).then(|| self.vocab.clone());
+        let reads_vocab = matches!(
+            plugin.info.kind,
+            PluginKind::Tokenizer | PluginKind::Constraint
+        );
+        let vocab = reads_vocab.then(|| self.vocab.clone());
         let state = PluginState::new(
             plugin.label.clone(),
             self.facts.clone(),
@@ -186,6 +193,7 @@ impl PluginHost {
             directory: RwLock::new(Directory::default()),
             counters: Arc::new(Counters::default()),
             tokenizer_pool: Mutex::new(Vec::new()),
+            constraint_pool: Mutex::new(Vec::new()),
         });
         spawn_ticker(Arc::downgrade(&inner))?;
         let host = PluginHost { inner };
@@ -364,6 +372,31 @@ impl PluginHost {
         }
     }
 
+    /// Names of the constraint plugins loaded, `structured` (the built-in) first.
+    pub fn constraint_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .plugins()
+            .into_iter()
+            .filter(|p| p.kind == PluginKind::Constraint)
+            .map(|p| p.name)
+            .collect();
+        names.sort_by_key(|n| (n != "structured", n.clone()));
+        names
+    }
+
+    /// A constraint session of the plugin `name` for one request: `spec` of `kind`
+    /// (`json-schema`, `json-object`, `regex`) compiled for the model's vocabulary. A plugin
+    /// that refuses the spec gives [`PluginError::Reported`] with its code and message.
+    pub fn constraint(
+        &self,
+        name: &str,
+        kind: &str,
+        spec: &str,
+    ) -> Result<ConstraintSession, PluginError> {
+        let plugin = self.inner.find(PluginKind::Constraint, name)?;
+        ConstraintSession::open(self.inner.clone(), plugin, kind, spec)
+    }
+
     /// A session of the active request handler.
     pub fn request_handler(&self) -> Result<HandlerSession, PluginError> {
         let plugin = self.inner.active(
@@ -390,6 +423,18 @@ impl PluginHost {
         let l = &self.inner.linkers;
         let fail = |e: wasmtime::Error| PluginError::load(hint, format!("cannot link: {e:#}"));
         Ok(match (kind, contract) {
+            (PluginKind::Constraint, Contract::V0_2) => PluginPre::Constraint(
+                constraint::ConstraintPre::new(
+                    l.constraint.instantiate_pre(component).map_err(fail)?,
+                )
+                .map_err(fail)?,
+            ),
+            (PluginKind::Constraint, Contract::V0_1) => {
+                return Err(PluginError::load(
+                    hint,
+                    "the constraint world exists from contract 0.2.0 on",
+                ));
+            }
             (PluginKind::Tokenizer, Contract::V0_2) => PluginPre::Tokenizer(
                 tokenizer::TokenizerPre::new(l.tokenizer.instantiate_pre(component).map_err(fail)?)
                     .map_err(fail)?,
@@ -436,6 +481,9 @@ impl PluginHost {
                 return b?.info(s);
             }
             if let Some(b) = pre.sampler(s) {
+                return b?.info(s);
+            }
+            if let Some(b) = pre.constraint(s) {
                 return b?.info(s);
             }
             match pre.handler(s) {
@@ -487,6 +535,8 @@ fn make_linkers(engine: &Engine) -> Result<Linkers, PluginError> {
     sampler::Sampler::add_to_linker::<_, H>(&mut samp, |s| s).map_err(fail)?;
     let mut hand = base()?;
     handler::RequestHandler::add_to_linker::<_, H>(&mut hand, |s| s).map_err(fail)?;
+    let mut cons = base()?;
+    constraint::Constraint::add_to_linker::<_, H>(&mut cons, |s| s).map_err(fail)?;
     let mut tok1 = base()?;
     v0_1_0::tokenizer::Tokenizer::add_to_linker::<_, H>(&mut tok1, |s| s).map_err(fail)?;
     let mut samp1 = base()?;
@@ -500,6 +550,7 @@ fn make_linkers(engine: &Engine) -> Result<Linkers, PluginError> {
         tokenizer_v0_1: tok1,
         sampler_v0_1: samp1,
         handler_v0_1: hand1,
+        constraint: cons,
     })
 }
 

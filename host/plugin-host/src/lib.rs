@@ -1,4 +1,4 @@
-//! The Wasm plugin runtime: loads tokenizer, sampler and request-handler components
+//! The Wasm plugin runtime: loads tokenizer, sampler, request-handler and constraint components
 //! (contract `worker:plugin@0.2.0`, see `wit/`; plugins of the frozen 0.1.0 contract in
 //! `wit/since_v0.1.0/` load too) and runs them sandboxed.
 //!
@@ -40,6 +40,7 @@ mod bounded_clock;
 mod builtin;
 mod cache;
 mod config;
+mod constraint_session;
 mod directory;
 mod error;
 mod handler_session;
@@ -56,6 +57,7 @@ mod vocab_view;
 
 pub use builtin::{BuiltinPlugin, builtin_plugins};
 pub use config::PluginHostConfig;
+pub use constraint_session::ConstraintSession;
 pub use directory::{DirectoryChanges, LoadFailure};
 pub use error::PluginError;
 pub use handler_session::{HandlerSession, MAX_BODY_BYTES};
@@ -87,5 +89,6 @@ mod tests {
         movable::<SamplerSession>();
         movable::<TokenizerSession>();
         movable::<HandlerSession>();
+        movable::<ConstraintSession>();
     }
 }

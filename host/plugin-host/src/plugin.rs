@@ -13,9 +13,11 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::PluginError;
-use crate::bindings::{handler, sampler, tokenizer, v0_1_0};
+use crate::bindings::{constraint, handler, sampler, tokenizer, v0_1_0};
 use crate::state::PluginState;
-use crate::versions::{Contract, HandlerBindings, SamplerBindings, TokenizerBindings};
+use crate::versions::{
+    ConstraintBindings, Contract, HandlerBindings, SamplerBindings, TokenizerBindings,
+};
 
 /// The newest contract version this host speaks (it also loads every version of
 /// [`Contract::SUPPORTED`]).
@@ -34,7 +36,7 @@ const WASI_ALLOWED: &[&str] = &[
 /// Longest plugin name or version string.
 const MAX_NAME_LEN: usize = 64;
 
-/// The three kinds of plugin, one per WIT world.
+/// The kinds of plugin, one per WIT world.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PluginKind {
     /// World `tokenizer`.
@@ -43,6 +45,8 @@ pub enum PluginKind {
     Sampler,
     /// World `request-handler`.
     RequestHandler,
+    /// World `constraint` (contract 0.2.0).
+    Constraint,
 }
 
 impl PluginKind {
@@ -52,6 +56,7 @@ impl PluginKind {
             PluginKind::Tokenizer => "tokenizer-plugin",
             PluginKind::Sampler => "sampler-plugin",
             PluginKind::RequestHandler => "handler-plugin",
+            PluginKind::Constraint => "constraint-plugin",
         }
     }
 
@@ -61,6 +66,7 @@ impl PluginKind {
             PluginKind::Tokenizer => &["types", "host", "vocab"],
             PluginKind::Sampler => &["types", "host", "logits"],
             PluginKind::RequestHandler => &["types", "host"],
+            PluginKind::Constraint => &["types", "host", "vocab"],
         }
     }
 
@@ -70,6 +76,7 @@ impl PluginKind {
             PluginKind::Tokenizer => "tokenizer",
             PluginKind::Sampler => "sampler",
             PluginKind::RequestHandler => "request-handler",
+            PluginKind::Constraint => "constraint",
         }
     }
 }
@@ -119,6 +126,7 @@ pub(crate) enum PluginPre {
     TokenizerV0_1(v0_1_0::tokenizer::TokenizerPre<PluginState>),
     SamplerV0_1(v0_1_0::sampler::SamplerPre<PluginState>),
     HandlerV0_1(v0_1_0::handler::RequestHandlerPre<PluginState>),
+    Constraint(constraint::ConstraintPre<PluginState>),
 }
 
 impl PluginPre {
@@ -144,6 +152,17 @@ impl PluginPre {
             PluginPre::SamplerV0_1(pre) => pre.instantiate(store).map(SamplerBindings::V0_1),
             _ => return None,
         })
+    }
+
+    /// A new constraint instance, or `None` when this is not a constraint plugin.
+    pub fn constraint(
+        &self,
+        store: &mut wasmtime::Store<PluginState>,
+    ) -> Option<wasmtime::Result<ConstraintBindings>> {
+        match self {
+            PluginPre::Constraint(pre) => Some(pre.instantiate(store).map(ConstraintBindings)),
+            _ => None,
+        }
     }
 
     /// A new request-handler instance, or `None` when this is not a handler.
@@ -206,7 +225,7 @@ pub(crate) fn inspect(
         return Err(PluginError::load(
             hint,
             "the component exports no worker:plugin interface (tokenizer-plugin, \
-             sampler-plugin or handler-plugin)",
+             sampler-plugin, handler-plugin or constraint-plugin)",
         ));
     };
     let Some(contract) = Contract::parse(&version) else {
@@ -232,6 +251,7 @@ fn parse_export(name: &str) -> Option<(PluginKind, String)> {
         PluginKind::Tokenizer,
         PluginKind::Sampler,
         PluginKind::RequestHandler,
+        PluginKind::Constraint,
     ]
     .into_iter()
     .find(|k| k.export_interface() == iface)

@@ -12,7 +12,7 @@ use wasmtime::component::{Resource, ResourceAny};
 use crate::bindings::handler::exports::worker::plugin::handler_plugin as h2;
 use crate::bindings::types::{Error, InvalidField, PluginInfo, SamplingParams};
 use crate::bindings::v0_1_0::handler::exports::worker::plugin::handler_plugin as h1;
-use crate::bindings::{handler, sampler, tokenizer, v0_1_0};
+use crate::bindings::{constraint, handler, sampler, tokenizer, v0_1_0};
 use crate::logits::LogitsHandle;
 use crate::state::PluginState;
 
@@ -107,6 +107,47 @@ impl SamplerBindings {
                 .session()
                 .call_sample(s, session, logits, history),
         }
+    }
+}
+
+/// A constraint instance's exports (the world exists from contract 0.2.0 on).
+pub(crate) struct ConstraintBindings(pub constraint::Constraint);
+
+impl ConstraintBindings {
+    pub fn info(&self, s: S) -> wasmtime::Result<PluginInfo> {
+        self.0.worker_plugin_constraint_plugin().call_info(s)
+    }
+    pub fn init(&self, s: S) -> wasmtime::Result<Result<(), Error>> {
+        self.0.worker_plugin_constraint_plugin().call_init(s)
+    }
+    pub fn compile(
+        &self,
+        s: S,
+        kind: &str,
+        spec: &str,
+    ) -> wasmtime::Result<Result<ResourceAny, Error>> {
+        self.0
+            .worker_plugin_constraint_plugin()
+            .constraint()
+            .call_compile(s, kind, spec)
+    }
+    pub fn allowed(&self, s: S, c: ResourceAny, remaining: u32) -> wasmtime::Result<Vec<u32>> {
+        self.0
+            .worker_plugin_constraint_plugin()
+            .constraint()
+            .call_allowed(s, c, remaining)
+    }
+    pub fn advance(&self, s: S, c: ResourceAny, token: u32) -> wasmtime::Result<Result<(), Error>> {
+        self.0
+            .worker_plugin_constraint_plugin()
+            .constraint()
+            .call_advance(s, c, token)
+    }
+    pub fn is_complete(&self, s: S, c: ResourceAny) -> wasmtime::Result<bool> {
+        self.0
+            .worker_plugin_constraint_plugin()
+            .constraint()
+            .call_is_complete(s, c)
     }
 }
 
@@ -233,7 +274,21 @@ macro_rules! same_record {
 }
 
 same_record!(h2 => h1::Limits { max_prompt_chars, max_tokens_cap, vocab_size, context_length, samplers });
-same_record!(h1 => h2::Job { job_id, prompt, max_tokens, stop, seed, sampler, params });
+// A 0.1.0 handler knows no constraint fields: its jobs are unconstrained.
+impl From<h1::Job> for h2::Job {
+    fn from(v: h1::Job) -> Self {
+        h2::Job {
+            job_id: v.job_id,
+            prompt: v.prompt,
+            max_tokens: v.max_tokens,
+            stop: v.stop,
+            seed: v.seed,
+            sampler: v.sampler,
+            params: v.params,
+            constraint: None,
+        }
+    }
+}
 same_record!(h1 => h2::Invalid { field, message });
 same_record!(h1 => h2::StopHit { stop_index, offset });
 same_record!(h2 => h1::StartedEvent { job_id, model, started_at });

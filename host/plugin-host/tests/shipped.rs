@@ -60,7 +60,12 @@ fn every_shipped_plugin_is_built_in_with_its_version() {
     let crates: Vec<&str> = built.iter().map(|b| b.crate_name).collect();
     assert_eq!(
         crates,
-        ["orcd-tokenizer", "orcd-sampler-standard", "orcd-handler"]
+        [
+            "orcd-tokenizer",
+            "orcd-sampler-standard",
+            "orcd-handler",
+            "orcd-constraint"
+        ]
     );
     let (host, _) = host();
     for b in built {
@@ -81,6 +86,7 @@ fn builtins_are_listed_with_kind_and_contract() {
         (PluginKind::Tokenizer, "tokenizer"),
         (PluginKind::Sampler, "sampler"),
         (PluginKind::RequestHandler, "handler"),
+        (PluginKind::Constraint, "constraint"),
     ] {
         if !is_component(folder) {
             continue;

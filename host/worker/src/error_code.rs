@@ -53,6 +53,10 @@ pub enum ErrorCode {
     /// An OpenAI request named a model this worker does not serve under
     /// `--served-model-name` (404, OpenAI's `model_not_found`).
     ModelNotFound,
+    /// Constrained decoding reached a point where no token of the vocabulary can continue
+    /// the output towards the constraint (`response_format`, `regex`): the job ends rather
+    /// than emit text outside it (500, after `started`: an SSE `error` event).
+    ConstraintDeadEnd,
 }
 
 impl ErrorCode {
@@ -80,6 +84,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::ModelNotFound => "MODEL_NOT_FOUND",
+            ErrorCode::ConstraintDeadEnd => "CONSTRAINT_DEAD_END",
         }
     }
 
@@ -102,7 +107,8 @@ impl ErrorCode {
             | ErrorCode::PluginTimeout
             | ErrorCode::PluginMemory
             | ErrorCode::PluginInvalidOutput
-            | ErrorCode::PluginLoadFailed => 500,
+            | ErrorCode::PluginLoadFailed
+            | ErrorCode::ConstraintDeadEnd => 500,
         }
     }
 
@@ -115,7 +121,7 @@ impl ErrorCode {
     }
 
     /// Every code, for lookups and documentation checks.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::InvalidRequest,
         ErrorCode::ModelLoadFailed,
         ErrorCode::InsufficientVram,
@@ -137,6 +143,7 @@ impl ErrorCode {
         ErrorCode::Unauthorized,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::ModelNotFound,
+        ErrorCode::ConstraintDeadEnd,
     ];
 
     /// The code with this wire spelling; unknown spellings (a code added by a newer engine or

@@ -42,6 +42,24 @@ pub struct GenParams {
     pub stop: Vec<String>,
     /// The RNG seed; `None` lets the worker pick one (reported in `end`).
     pub seed: Option<u64>,
+    /// Constrained decoding: what the output must satisfy (`response_format`, `regex`).
+    pub constraint: Option<ConstraintSpec>,
+}
+
+/// The constraint plugin requests use (the built-in `structured`).
+pub const BUILTIN_CONSTRAINT: &str = "structured";
+
+/// The constraint a request puts on its output, compiled by a constraint plugin at admission.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConstraintSpec {
+    /// The constraint plugin (`structured`, the built-in, unless the request names another).
+    pub plugin: String,
+    /// `json-schema`, `json-object` or `regex` (the constraint world's kinds).
+    pub kind: String,
+    /// The schema as JSON text, the expression, or empty for `json-object`.
+    pub spec: String,
+    /// The request field it came from (`response_format`, `regex`), named when it is refused.
+    pub field: String,
 }
 
 impl Default for GenParams {
@@ -60,6 +78,7 @@ impl Default for GenParams {
             extra: Vec::new(),
             stop: Vec::new(),
             seed: None,
+            constraint: None,
         }
     }
 }
@@ -180,4 +199,6 @@ pub struct Job {
     /// When the HTTP request was accepted; the inference timeout counts from here.
     pub accepted_at: Instant,
     pub events: mpsc::UnboundedSender<JobEvent>,
+    /// The request's compiled constraint (when `params.constraint` is set).
+    pub constraint: Option<Box<dyn crate::plugins::ConstraintSession>>,
 }

@@ -22,11 +22,11 @@ use orcd_plugin_host::{
 };
 
 use crate::error_code::ErrorCode;
-use crate::job::{GenParams, JobEvent};
+use crate::job::{BUILTIN_CONSTRAINT, GenParams, JobEvent};
 use crate::plugins::{
-    ExecuteRequest, InvalidField, PluginCatalog, PluginFailure, PluginLoadFailure, PluginRow,
-    Plugins, RequestHandler, RequestLimits, SamplerFactory, SamplerRefusal, SamplerSession,
-    StreamDecoder, Tokenizer,
+    ConstraintFactory, ConstraintRefusal, ConstraintSession, ExecuteRequest, InvalidField,
+    PluginCatalog, PluginFailure, PluginLoadFailure, PluginRow, Plugins, RequestHandler,
+    RequestLimits, SamplerFactory, SamplerRefusal, SamplerSession, StreamDecoder, Tokenizer,
 };
 use crate::utf8_stream::Utf8Stream;
 
@@ -232,6 +232,48 @@ impl SamplerFactory for WasmPlugins {
     }
 }
 
+/// A constraint plugin's session behind the worker's trait.
+struct WasmConstraint(orcd_plugin_host::ConstraintSession);
+
+impl ConstraintSession for WasmConstraint {
+    fn allowed(&mut self, remaining: u32) -> Result<Vec<u32>, PluginFailure> {
+        self.0.allowed(remaining).map_err(failure)
+    }
+    fn advance(&mut self, token: u32) -> Result<(), PluginFailure> {
+        self.0.advance(token).map_err(failure)
+    }
+}
+
+impl ConstraintFactory for WasmPlugins {
+    fn compile(
+        &self,
+        spec: &crate::job::ConstraintSpec,
+    ) -> Result<Box<dyn ConstraintSession>, ConstraintRefusal> {
+        match self.host.constraint(&spec.plugin, &spec.kind, &spec.spec) {
+            Ok(s) => Ok(Box::new(WasmConstraint(s))),
+            Err(PluginError::NotFound { name, .. }) => Err(ConstraintRefusal::NotFound {
+                name,
+                loaded: self.host.constraint_names(),
+            }),
+            // The plugin's own refusal (an unsupported keyword, a bad expression) or the
+            // host's (a spec over the size limit): the client's field is at fault.
+            Err(PluginError::Reported { code, message, .. }) => {
+                Err(ConstraintRefusal::Invalid(InvalidField {
+                    field: spec.field.clone(),
+                    message: format!("{message} ({code})"),
+                }))
+            }
+            Err(PluginError::InvalidRequest { message, .. }) => {
+                Err(ConstraintRefusal::Invalid(InvalidField {
+                    field: spec.field.clone(),
+                    message,
+                }))
+            }
+            Err(e) => Err(ConstraintRefusal::Failed(failure(e))),
+        }
+    }
+}
+
 fn stream_event(event: &JobEvent) -> StreamEvent {
     match event.clone() {
         JobEvent::Started {
@@ -356,6 +398,12 @@ impl RequestHandler for WasmPlugins {
                     extra: job.params.extra,
                     stop: job.stop,
                     seed: job.seed,
+                    constraint: job.constraint.map(|c| crate::job::ConstraintSpec {
+                        plugin: BUILTIN_CONSTRAINT.into(),
+                        kind: c.kind,
+                        spec: c.spec,
+                        field: c.field,
+                    }),
                 },
             })),
             Err(PluginError::InvalidRequest { field, message }) => {
@@ -450,6 +498,7 @@ pub fn load_cached(
     Ok(Plugins {
         tokenizer: Arc::new(SharedTokenizer(bridge.clone())),
         sampler: bridge.clone(),
+        constraint: bridge.clone(),
         handler: bridge.clone(),
         catalog: bridge,
     })

@@ -1,5 +1,5 @@
-//! The worker's view of its plugins: the three roles the scheduler and the server call
-//! (tokenizer, sampler, request handler), as narrow traits.
+//! The worker's view of its plugins: the roles the scheduler and the server call (tokenizer,
+//! sampler, constraint, request handler), as narrow traits.
 //!
 //! The shipped implementation forwards to the Wasm components of `orcd-plugin-host`
 //! ([`crate::plugin_bridge`]); the scheduler and the HTTP layer only see these traits, so the
@@ -107,6 +107,44 @@ pub trait SamplerSession: Send {
     ) -> Result<u32, PluginFailure>;
 }
 
+/// Compiles one constraint session per constrained request.
+pub trait ConstraintFactory: Send + Sync {
+    /// Compile the request's constraint (admission, before the request is queued): a spec the
+    /// plugin refuses is [`ConstraintRefusal::Invalid`] naming `spec.field` (HTTP 400).
+    fn compile(
+        &self,
+        spec: &crate::job::ConstraintSpec,
+    ) -> Result<Box<dyn ConstraintSession>, ConstraintRefusal>;
+}
+
+/// Why a request's constraint was refused at admission.
+#[derive(Debug, Clone)]
+pub enum ConstraintRefusal {
+    /// No constraint plugin of that name is loaded (`PLUGIN_NOT_FOUND`).
+    NotFound { name: String, loaded: Vec<String> },
+    /// The plugin cannot compile the spec (`INVALID_REQUEST` naming the field).
+    Invalid(InvalidField),
+    /// The plugin failed while compiling (trap, timeout, ...).
+    Failed(PluginFailure),
+}
+
+/// One request's constraint: the allowed tokens before each sample, the sampled token after.
+pub trait ConstraintSession: Send {
+    /// The allowed-token bitset of the next token: `ceil(vocab / 32)` words, token `i` allowed
+    /// when bit `i % 32` of word `i / 32` is set. All zero is a dead end. `remaining`: tokens
+    /// the sequence may still generate, the end token included (the mask keeps the output
+    /// able to complete within them).
+    fn allowed(&mut self, remaining: u32) -> Result<Vec<u32>, PluginFailure>;
+    /// Take the sampled token (refused when it was not allowed).
+    fn advance(&mut self, token: u32) -> Result<(), PluginFailure>;
+}
+
+impl std::fmt::Debug for dyn ConstraintSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConstraintSession")
+    }
+}
+
 /// Request handling: parsing `/execute`, stop sequences, SSE event rendering.
 pub trait RequestHandler: Send + Sync {
     /// Parse and validate an `/execute` body.
@@ -164,6 +202,7 @@ pub trait PluginCatalog: Send + Sync {
 pub struct Plugins {
     pub tokenizer: Arc<dyn Tokenizer>,
     pub sampler: Arc<dyn SamplerFactory>,
+    pub constraint: Arc<dyn ConstraintFactory>,
     pub handler: Arc<dyn RequestHandler>,
     pub catalog: Arc<dyn PluginCatalog>,
 }

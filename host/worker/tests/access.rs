@@ -273,8 +273,8 @@ async fn health_lists_the_plugins_with_their_versions() {
     let h = w.get_json("/health").await;
     let plugins = h["plugins"].as_array().expect("plugins listed");
     let builtins = orcd_plugin_host::builtin_plugins();
-    assert_eq!(builtins.len(), 3, "{builtins:?}");
-    for kind in ["tokenizer", "sampler", "request-handler"] {
+    assert_eq!(builtins.len(), 4, "{builtins:?}");
+    for kind in ["tokenizer", "sampler", "request-handler", "constraint"] {
         let p = plugins
             .iter()
             .find(|p| p["kind"] == kind)

@@ -49,7 +49,12 @@ fn version_names_the_builtin_plugins_and_their_versions() {
     let names: Vec<&str> = builtins.iter().map(|b| b.crate_name).collect();
     assert_eq!(
         names,
-        ["orcd-tokenizer", "orcd-sampler-standard", "orcd-handler"]
+        [
+            "orcd-tokenizer",
+            "orcd-sampler-standard",
+            "orcd-handler",
+            "orcd-constraint"
+        ]
     );
     for b in builtins {
         assert!(
@@ -99,7 +104,7 @@ fn compiled_plugins_are_cached_per_user_by_default_and_reused() {
     let default_cache = home.join(".cache/worker-orcd/plugins");
     let first = tokenize(&home, &[]);
     let after_first = compiled(&default_cache);
-    assert_eq!(after_first.len(), 3, "{after_first:?}");
+    assert_eq!(after_first.len(), 4, "{after_first:?}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -117,7 +122,7 @@ fn compiled_plugins_are_cached_per_user_by_default_and_reused() {
     // XDG_CACHE_HOME moves the default; --plugin-cache moves it anywhere.
     let moved = scratch("moved");
     tokenize(&home, &["--plugin-cache", moved.to_str().unwrap()]);
-    assert_eq!(compiled(&moved).len(), 3);
+    assert_eq!(compiled(&moved).len(), 4);
 
     // --no-plugin-cache reads and writes nothing.
     let off_home = scratch("off-home");

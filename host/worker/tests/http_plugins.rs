@@ -195,3 +195,35 @@ async fn samplers_are_selected_and_checked_at_admission_on_every_endpoint() {
     assert_eq!(list["load_failures"], json!([]));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Constrained decoding composes with any sampler: the mask is applied to the row on the
+/// device before the sampler plugin reads it, so the example samplers (built outside this
+/// repository's sampler) stay inside the constraint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn constraints_compose_with_custom_samplers() {
+    let (w, dir) = worker_with_examples().await;
+    for (sampler, params) in [
+        ("mirostat", json!({"tau": 3.0})),
+        ("typical", json!({})),
+        ("standard", json!({})),
+    ] {
+        for seed in [1u64, 2, 3] {
+            let body = json!({"job_id": format!("c-{sampler}-{seed}"), "prompt": "Call me at",
+                "max_tokens": 20, "temperature": 1.0, "seed": seed, "sampler": sampler,
+                "sampler_params": params, "regex": r"[0-9]{3}-[0-9]{4}"});
+            let events = w.execute(&body).await;
+            let end = common::terminal(&events);
+            assert_eq!(end.event, "end", "{sampler}: {events:?}");
+            assert_eq!(end.data["stop_reason"], "eos", "{sampler}: {events:?}");
+            let text = common::text_of(&events);
+            let b = text.as_bytes();
+            assert!(
+                b.len() == 8
+                    && b[3] == b'-'
+                    && b[..3].iter().chain(&b[4..]).all(u8::is_ascii_digit),
+                "{sampler} seed {seed}: {text:?}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

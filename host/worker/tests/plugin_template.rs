@@ -98,7 +98,7 @@ fn plugin_new_then_cargo_build_then_plugin_check_passes() {
     std::fs::write(&not_wasm, b"nope").unwrap();
     let out = worker_orcd(&["plugin", "check", not_wasm.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    // A planned kind is a clear error now.
+    // A kind without a template is a clear error pointing at the built-in one.
     let out = worker_orcd(&[
         "plugin",
         "new",
@@ -109,7 +109,7 @@ fn plugin_new_then_cargo_build_then_plugin_check_passes() {
         work.to_str().unwrap(),
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("issue 16"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("plugins/constraint"));
     let _ = std::fs::remove_dir_all(&work);
 }
 

@@ -87,6 +87,9 @@ impl Device for Probe {
         self.inner
             .logits_penalize(row, history, repeat, frequency, presence)
     }
+    fn logits_mask(&mut self, row: usize, allowed: &[u32]) -> Result<(), EngineError> {
+        self.inner.logits_mask(row, allowed)
+    }
 }
 
 impl ServedDevice for Probe {

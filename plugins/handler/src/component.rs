@@ -7,7 +7,9 @@ wit_bindgen::generate!({
     world: "request-handler",
 });
 
-use exports::worker::plugin::handler_plugin::{Guest, Invalid, Job, Limits, StopHit, StreamEvent};
+use exports::worker::plugin::handler_plugin::{
+    ConstraintRequest, Guest, Invalid, Job, Limits, StopHit, StreamEvent,
+};
 use worker::plugin::types::{PluginInfo, SamplingParams};
 
 struct Handler;
@@ -49,6 +51,11 @@ impl Guest for Handler {
                     penalty_window: j.penalty_window,
                     extra: j.sampler_params,
                 },
+                constraint: j.constraint.map(|c| ConstraintRequest {
+                    kind: c.kind,
+                    spec: c.spec,
+                    field: c.field,
+                }),
             }),
             Err(e) => Err(Invalid {
                 field: e.field,

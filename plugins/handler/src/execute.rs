@@ -51,6 +51,8 @@ pub const FIELDS: &[&str] = &[
     "sampler_params",
     "presence_penalty",
     "frequency_penalty",
+    "response_format",
+    "regex",
 ];
 
 /// What the worker allows (the WIT `limits` record).
@@ -83,6 +85,8 @@ pub struct JobRequest {
     pub frequency_penalty: f32,
     pub penalty_window: u32,
     pub sampler_params: Vec<(String, f64)>,
+    /// Constrained decoding (`response_format`, `regex`).
+    pub constraint: Option<crate::constraint::ConstraintRequest>,
 }
 
 /// A refused request: HTTP 400 `INVALID_REQUEST`, the message naming `field`.
@@ -189,6 +193,7 @@ pub fn parse_execute(
     let stop = stops(&obj)?;
     let sampler = sampler(&obj, limits)?;
     let sampler_params = sampler_params(&obj)?;
+    let constraint = crate::constraint::parse(&obj)?;
 
     Ok(JobRequest {
         job_id,
@@ -206,6 +211,7 @@ pub fn parse_execute(
         frequency_penalty,
         penalty_window: DEFAULT_PENALTY_WINDOW,
         sampler_params,
+        constraint,
     })
 }
 

@@ -8,6 +8,7 @@
 //! The logic is plain Rust, tested natively; the `request-handler` world's exports wrap it
 //! in Wasm builds.
 
+pub mod constraint;
 pub mod events;
 pub mod execute;
 pub mod stop;

@@ -30,7 +30,7 @@ pub mod unicode_class;
 pub mod vocab;
 pub mod wpm;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod guest;
 
 pub use error::TokenizerError;

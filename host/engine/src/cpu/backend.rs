@@ -209,6 +209,19 @@ impl Device for CpuBackend {
         host_logits::penalize(r, history, repeat, frequency, presence);
         Ok(())
     }
+
+    fn logits_mask(&mut self, row: usize, allowed: &[u32]) -> Result<(), EngineError> {
+        self.row(row)?;
+        let v = self.model.config.vocab_size;
+        if !host_logits::mask_fits(v, allowed) {
+            return Err(invalid(format!(
+                "a mask of {} words for a vocabulary of {v}",
+                allowed.len()
+            )));
+        }
+        host_logits::mask(&mut self.state.logits[row * v..(row + 1) * v], allowed);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -116,6 +116,10 @@ fn check(a: &CheckArgs) -> anyhow::Result<Report> {
             check_tokenizer(&a.file, vocab, &suites)?
         }
         PluginKind::RequestHandler => check_handler(&a.file)?,
+        PluginKind::Constraint => anyhow::bail!(
+            "{} is a constraint plugin: the conformance kit has no constraint checks yet",
+            a.file.display()
+        ),
     })
 }
 

@@ -17,8 +17,8 @@ const CONTRACT: &str = orcd_plugin_host::CONTRACT_VERSION;
 pub enum NewKind {
     /// A sampler: picks each next token (the SDK's `Sampler` trait).
     Sampler,
-    /// Not yet: constraint plugins arrive with issue 16 (a `constraint` world in contract
-    /// 0.2.0); asking for one is an error until then.
+    /// A constraint (the `constraint` world of contract 0.2.0): no template yet; asking for
+    /// one is an error that points at the built-in `plugins/constraint`.
     Constraint,
     /// A tokenizer: text to token ids and back (the `tokenizer` world).
     Tokenizer,
@@ -54,13 +54,10 @@ pub fn new_crate(a: &NewArgs) -> anyhow::Result<PathBuf> {
     check_name(&a.name)?;
     match a.kind {
         NewKind::Sampler => {}
-        NewKind::Constraint => anyhow::bail!(
-            "constraint plugins are not in the contract yet: they arrive with issue 16 (a \
-             `constraint` world in contract {CONTRACT}); write a sampler meanwhile"
-        ),
-        NewKind::Tokenizer | NewKind::Handler => anyhow::bail!(
-            "no template for {:?} plugins yet: start from the worker's own (plugins/tokenizer, \
-             plugins/handler in the repository) and the WIT contract {CONTRACT}",
+        NewKind::Constraint | NewKind::Tokenizer | NewKind::Handler => anyhow::bail!(
+            "no template for {:?} plugins yet: start from the worker's own \
+             (plugins/constraint, plugins/tokenizer, plugins/handler in the repository) and the \
+             WIT contract {CONTRACT}",
             a.kind
         ),
     }
@@ -190,6 +187,6 @@ mod tests {
         assert!(new_crate(&args("My Sampler", NewKind::Sampler, &dir)).is_err());
         assert!(new_crate(&args("1st", NewKind::Sampler, &dir)).is_err());
         let e = new_crate(&args("c", NewKind::Constraint, &dir)).unwrap_err();
-        assert!(e.to_string().contains("issue 16"), "{e}");
+        assert!(e.to_string().contains("plugins/constraint"), "{e}");
     }
 }

@@ -117,6 +117,28 @@ pub(super) fn run(
     info!(event = "shutdown", worker_id = %b.config.worker_id, "scheduler stopped");
 }
 
+/// Mask logits row `row` with the constraint's allowed tokens; a dead end (no token allowed)
+/// or a failure is the job's terminal event.
+fn constrain(
+    c: &mut dyn crate::plugins::ConstraintSession,
+    device: &mut dyn ServedDevice,
+    row: usize,
+    remaining: u32,
+) -> Result<(), JobEvent> {
+    let allowed = c
+        .allowed(remaining)
+        .map_err(|f| JobEvent::error(f.code, f.to_string()))?;
+    if allowed.iter().all(|&w| w == 0) {
+        return Err(JobEvent::error(
+            ErrorCode::ConstraintDeadEnd,
+            "no token of the vocabulary can continue the output towards its constraint",
+        ));
+    }
+    device
+        .logits_mask(row, &allowed)
+        .map_err(|e| JobEvent::error(ErrorCode::from_engine(&e), e.to_string()))
+}
+
 impl Batcher {
     fn publish_gauges(&self) {
         metrics::gauge!(telemetry::QUEUE_DEPTH).set(self.waiting.len() as f64);
@@ -282,7 +304,9 @@ impl Batcher {
             metrics::counter!(telemetry::TOKENS_IN_TOTAL).increment(prompt_len as u64);
             debug!(job_id = %job.id, prompt_len, max_new, slot = slot.0, "admitted");
             let now = Instant::now();
+            let constraint = job.constraint.take();
             self.running.push(Sequence {
+                constraint,
                 tokens: std::mem::take(&mut job.prompt_tokens),
                 prompt_len,
                 cached: 0,
@@ -371,10 +395,24 @@ impl Batcher {
             }
             let this_row = row;
             row += 1;
+            // A constrained sequence's row is masked on the device first, so argmax, top-k
+            // and any sampler plugin see only the tokens the constraint allows.
+            // An end token does not count against `max_new`, so it fits while a text token does.
+            let remaining = (seq.max_new - seq.generated()) as u32;
+            if let Some(c) = seq.constraint.as_mut()
+                && let Err(ev) = constrain(c.as_mut(), self.device.as_mut(), this_row, remaining)
+            {
+                warn!(event = "error", worker_id = %self.config.worker_id, job_id = %seq.job.id, "constrained decoding ended the job");
+                done.push((*i, ev));
+                continue;
+            }
             let sampled = seq
                 .sampler
                 .sample(self.device.as_mut(), this_row, &seq.tokens);
             let progress = sampled.and_then(|token| {
+                if let Some(c) = seq.constraint.as_mut() {
+                    c.advance(token)?;
+                }
                 let eog = self.plugins.tokenizer.is_end_of_generation(token);
                 seq.push_token(token, eog, self.plugins.handler.as_ref())
             });

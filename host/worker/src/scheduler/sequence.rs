@@ -6,7 +6,9 @@ use std::time::Instant;
 use orcd_engine::{LogitsWanted, SeqSlot};
 
 use crate::job::{Job, JobEvent, StopReason};
-use crate::plugins::{PluginFailure, RequestHandler, SamplerSession, StreamDecoder};
+use crate::plugins::{
+    ConstraintSession, PluginFailure, RequestHandler, SamplerSession, StreamDecoder,
+};
 
 /// What pushing a sampled token did.
 #[derive(Debug, PartialEq, Eq)]
@@ -30,6 +32,8 @@ pub(crate) struct Sequence {
     /// Whether `max_new` was cut by the context rather than by `max_tokens`.
     pub context_bound: bool,
     pub sampler: Box<dyn SamplerSession>,
+    /// The request's constraint: masks each row before the sampler reads it.
+    pub constraint: Option<Box<dyn ConstraintSession>>,
     pub decoder: Box<dyn StreamDecoder>,
     /// Everything decoded so far (complete characters only).
     pub text: String,
@@ -248,6 +252,7 @@ mod tests {
             cancel: CancelFlag::default(),
             accepted_at: now,
             events: tx,
+            constraint: None,
         };
         let seq = Sequence {
             job,
@@ -258,6 +263,7 @@ mod tests {
             max_new,
             context_bound: false,
             sampler: Box::new(NoSampler),
+            constraint: None,
             decoder: Box::new(Pieces),
             text: String::new(),
             emitted: 0,

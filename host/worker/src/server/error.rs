@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::error_code::ErrorCode;
-use crate::plugins::{InvalidField, PluginFailure, SamplerRefusal};
+use crate::plugins::{ConstraintRefusal, InvalidField, PluginFailure, SamplerRefusal};
 use crate::scheduler::SubmitError;
 
 #[derive(Debug, Clone)]
@@ -108,6 +108,28 @@ impl From<SamplerRefusal> for AppError {
             }
             SamplerRefusal::Invalid(f) => f.into(),
             SamplerRefusal::Failed(f) => f.into(),
+        }
+    }
+}
+
+impl From<ConstraintRefusal> for AppError {
+    fn from(r: ConstraintRefusal) -> AppError {
+        match r {
+            ConstraintRefusal::NotFound { name, loaded } => {
+                let shown: String = name.chars().take(64).collect();
+                AppError {
+                    field: Some("constraint".into()),
+                    ..AppError::new(
+                        ErrorCode::PluginNotFound,
+                        format!(
+                            "constraint: no constraint plugin {shown:?} is loaded (loaded: {})",
+                            loaded.join(", ")
+                        ),
+                    )
+                }
+            }
+            ConstraintRefusal::Invalid(f) => f.into(),
+            ConstraintRefusal::Failed(f) => f.into(),
         }
     }
 }

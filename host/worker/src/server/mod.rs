@@ -16,6 +16,7 @@ mod min_rate_body;
 mod openai;
 mod openai_fields;
 mod plugins;
+mod response_format;
 mod sse;
 mod state;
 mod submit;

@@ -90,6 +90,8 @@ struct SamplingFields {
     sampler: Option<Value>,
     /// Named numbers for that sampler (worker extension).
     sampler_params: Option<Value>,
+    /// `text`, `json_object` or `json_schema` (constrained decoding).
+    response_format: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +227,7 @@ impl SamplingFields {
             seed: self.seed,
             sampler: sampler.unwrap_or_else(|| GenParams::default().sampler),
             extra,
+            constraint: super::response_format::parse(self.response_format.as_ref())?,
             ..GenParams::default()
         })
     }

@@ -27,6 +27,8 @@ const COMMON: &[&str] = &[
     "repetition_penalty",
     "sampler",
     "sampler_params",
+    // Constrained decoding (`server::response_format`).
+    "response_format",
     // An opaque end-user id for the caller's own monitoring; it changes no output.
     "user",
 ];
@@ -71,7 +73,6 @@ fn neutral(field: &str, v: &Value) -> Option<bool> {
         | "reasoning_effort" | "web_search_options" => empty(v),
         "logit_bias" | "tools" | "functions" => empty(v),
         "tool_choice" | "function_call" => null || v == "none",
-        "response_format" => null || v.get("type").is_some_and(|t| t == "text"),
         "stream_options" => {
             empty(v)
                 || v.get("include_usage")

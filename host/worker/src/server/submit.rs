@@ -76,6 +76,21 @@ pub async fn submit(
     tokio::task::spawn_blocking(move || sampler.validate(&checked))
         .await
         .map_err(|e| AppError::new(ErrorCode::Internal, format!("sampler task failed: {e}")))??;
+    // The constraint compiles (the plugin's automaton for this vocabulary), off the async
+    // threads: a schema it cannot enforce is a 400 naming the field, before any event.
+    let constraint = match params.constraint.clone() {
+        None => None,
+        Some(spec) => {
+            let factory = state.plugins.constraint.clone();
+            Some(
+                tokio::task::spawn_blocking(move || factory.compile(&spec))
+                    .await
+                    .map_err(|e| {
+                        AppError::new(ErrorCode::Internal, format!("constraint task failed: {e}"))
+                    })??,
+            )
+        }
+    };
     let flag = state.scheduler.reserve(&job_id)?;
     let mut reservation = Reservation {
         state,
@@ -123,6 +138,7 @@ pub async fn submit(
         cancel: flag.clone(),
         accepted_at,
         events: tx,
+        constraint,
     };
     state.scheduler.submit(job)?;
     reservation.kept = true;

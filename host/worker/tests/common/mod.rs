@@ -315,6 +315,9 @@ impl orcd_engine::Device for TestDevice {
         self.inner
             .logits_penalize(row, history, repeat, frequency, presence)
     }
+    fn logits_mask(&mut self, row: usize, allowed: &[u32]) -> Result<(), orcd_engine::EngineError> {
+        self.inner.logits_mask(row, allowed)
+    }
 }
 
 impl ServedDevice for TestDevice {
