@@ -398,7 +398,7 @@ impl Batcher {
             // A constrained sequence's row is masked on the device first, so argmax, top-k
             // and any sampler plugin see only the tokens the constraint allows.
             // An end token does not count against `max_new`, so it fits while a text token does.
-            let remaining = (seq.max_new - seq.generated()) as u32;
+            let remaining = seq.max_new.saturating_sub(seq.generated()) as u32;
             if let Some(c) = seq.constraint.as_mut()
                 && let Err(ev) = constrain(c.as_mut(), self.device.as_mut(), this_row, remaining)
             {
