@@ -93,6 +93,19 @@ fn plugin_new_then_cargo_build_then_plugin_check_passes() {
     );
     assert!(report.contains(" 0 failed"), "{report}");
 
+    // Dropped into a worker's plugin folder, the new sampler is selected per request through
+    // the OpenAI endpoint, the body the `openai` client sends with
+    // `extra_body={"sampler": "tmpl-sampler"}`.
+    let plugin_dir = work.join("plugins");
+    std::fs::create_dir_all(&plugin_dir).unwrap();
+    std::fs::copy(&wasm, plugin_dir.join("tmpl_sampler.wasm")).unwrap();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(serve_the_new_sampler(&plugin_dir));
+
     // The kit refuses what it cannot check, with exit code 2.
     let not_wasm = work.join("not.wasm");
     std::fs::write(&not_wasm, b"nope").unwrap();
@@ -111,6 +124,49 @@ fn plugin_new_then_cargo_build_then_plugin_check_passes() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("plugins/constraint"));
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A CPU worker on SmolLM2 with `plugin_dir`: a completion with the new sampler succeeds, its
+/// tokens are the same for the same seed, and an unknown sampler is refused with
+/// `PLUGIN_NOT_FOUND` listing the new one among those loaded.
+async fn serve_the_new_sampler(plugin_dir: &Path) {
+    let path = common::smollm2_path();
+    let model = orcd_engine::model::Model::open(&path).expect("SmolLM2 loads");
+    let facts = worker_orcd::model_facts::model_facts(&model, &path);
+    let plugins = worker_orcd::plugin_bridge::load(Some(plugin_dir), &model, None)
+        .expect("the plugin folder loads");
+    let device = orcd_engine::cpu::CpuBackend::new(
+        model,
+        orcd_engine::cpu::CpuOptions {
+            threads: 1,
+            kv_tokens_budget: 2048,
+            ..Default::default()
+        },
+    )
+    .expect("CPU backend");
+    let w = common::start(Box::new(device), plugins, facts, common::test_options(2, 2)).await;
+    let complete = |sampler: &'static str| {
+        let body = serde_json::json!({"model": "any", "prompt": "Once upon a time",
+            "max_tokens": 6, "temperature": 0.9, "seed": 11, "sampler": sampler});
+        let (client, url) = (w.client.clone(), w.url("/v1/completions"));
+        async move {
+            let resp = client.post(url).json(&body).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, first) = complete("tmpl-sampler").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["usage"]["completion_tokens"], 6, "{first}");
+    let (_, again) = complete("tmpl-sampler").await;
+    assert_eq!(first["choices"][0]["text"], again["choices"][0]["text"]);
+    let (status, refused) = complete("no-such-sampler").await;
+    assert_eq!(status, 400, "{refused}");
+    let text = refused.to_string();
+    assert!(
+        text.contains("PLUGIN_NOT_FOUND") && text.contains("tmpl-sampler"),
+        "{text}"
+    );
 }
 
 #[test]
