@@ -58,8 +58,13 @@ fn render(source: &str, messages: &[ChatMessage]) -> Option<String> {
 }
 
 fn render_with(template: &ChatTemplate, messages: &[ChatMessage]) -> Option<String> {
-    for add_generation_prompt in [false, true] {
-        if let Ok(out) = template.render(messages, add_generation_prompt) {
+    // No `chat_template_kwargs`, and Qwen3's `enable_thinking` (a template that does not
+    // read it refuses it: a typed error, fine here).
+    let none = serde_json::Map::new();
+    let mut thinking = serde_json::Map::new();
+    thinking.insert("enable_thinking".into(), serde_json::Value::Bool(false));
+    for (add_generation_prompt, kwargs) in [(false, &none), (true, &thinking), (true, &none)] {
+        if let Ok(out) = template.render(messages, add_generation_prompt, kwargs) {
             assert!(out.len() <= MAX_RENDERED_BYTES);
             let stripped = template.strip_bos(&out);
             assert!(out.ends_with(stripped));

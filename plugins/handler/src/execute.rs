@@ -97,7 +97,11 @@ pub struct Invalid {
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
-    let field = field.into();
+    let mut field = field.into();
+    // A client's key may be empty (`{"": 1}`); the error still names it, quoted.
+    if field.is_empty() {
+        field = "\"\"".into();
+    }
     let message = format!("{field}: {}", message.into());
     Invalid { field, message }
 }
@@ -502,6 +506,13 @@ mod tests {
 
     fn field_of(body: &str) -> String {
         parse(body).expect_err(body).field
+    }
+
+    #[test]
+    fn an_empty_key_is_named_quoted() {
+        // Found by the execute_body fuzz target: the error named an empty field.
+        assert_eq!(field_of(r#"{"job_id":"r","":"[a-z]+"}"#), "\"\"");
+        assert_eq!(field_of(r#"{"job_id":"r","":1,"":2}"#), "\"\"");
     }
 
     #[test]
