@@ -75,7 +75,9 @@ fuzz_target!(|data: &[u8]| {
     assert!(chars >= 1 && chars <= limits.max_prompt_chars as usize);
     assert!((1..=limits.max_tokens_cap).contains(&job.max_tokens));
     assert!(job.stop.len() <= 4 && job.stop.iter().all(|s| !s.is_empty()));
-    assert!(limits.samplers.contains(&job.sampler));
+    // Any sampler name within the host's bounds: whether it is loaded is the host's check at
+    // admission (PLUGIN_NOT_FOUND), not the handler's.
+    assert!(!job.sampler.is_empty() && job.sampler.len() <= 64);
     assert!((0.0..=2.0).contains(&job.temperature));
     assert!(job.top_k <= limits.vocab_size);
     assert!((0.0..=1.0).contains(&job.top_p) && (0.0..=1.0).contains(&job.min_p));
