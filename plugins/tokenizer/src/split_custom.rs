@@ -92,6 +92,26 @@ impl<'a> Cursor<'a> {
     }
     /// Trailing whitespace rules shared by both splitters: `\s+(?!\S)|\s+` over the
     /// `count` whitespace characters at `pos`. Returns the new position.
+    /// The whitespace alternatives that end Llama 3's and Kimi K2's regexes,
+    /// `\s*[\r\n]+|\s+(?!\S)|\s+`, at `pos`: the end of the piece emitted, or `None` when no
+    /// whitespace starts there.
+    fn spaces(&mut self, pos: usize, out: &mut Vec<Piece>) -> Option<usize> {
+        let mut count = 0;
+        let mut last_newline_end = None;
+        while self.space(pos + count) {
+            if matches!(self.chars[pos + count], '\r' | '\n') {
+                last_newline_end = Some(pos + count + 1);
+            }
+            count += 1;
+        }
+        // `\s*[\r\n]+`
+        if let Some(end) = last_newline_end {
+            self.emit(end, out);
+            return Some(end);
+        }
+        (count > 0).then(|| self.whitespace_run(pos, count, out))
+    }
+
     fn whitespace_run(&mut self, pos: usize, count: usize, out: &mut Vec<Piece>) -> usize {
         if count > 1 && self.get(pos + count).is_some() {
             // `\s+(?!\S)`: leave the last space to prefix the next word.
@@ -208,22 +228,8 @@ pub fn split_llama3(
             cur.emit(pos, out);
             continue;
         }
-        let mut count = 0;
-        let mut last_newline_end = None;
-        while cur.space(pos + count) {
-            if matches!(chars[pos + count], '\r' | '\n') {
-                last_newline_end = Some(pos + count + 1);
-            }
-            count += 1;
-        }
-        // `\s*[\r\n]+`
-        if let Some(end) = last_newline_end {
+        if let Some(end) = cur.spaces(pos, out) {
             pos = end;
-            cur.emit(pos, out);
-            continue;
-        }
-        if count > 0 {
-            pos = cur.whitespace_run(pos, count, out);
             continue;
         }
         pos += 1;
@@ -288,21 +294,8 @@ pub fn split_kimi_k2(chars: &[char], piece: Piece, out: &mut Vec<Piece>) {
             cur.emit(pos, out);
             continue;
         }
-        let mut count = 0;
-        let mut last_newline_end = None;
-        while cur.space(pos + count) {
-            if matches!(chars[pos + count], '\r' | '\n') {
-                last_newline_end = Some(pos + count + 1);
-            }
-            count += 1;
-        }
-        if let Some(end) = last_newline_end {
+        if let Some(end) = cur.spaces(pos, out) {
             pos = end;
-            cur.emit(pos, out);
-            continue;
-        }
-        if count > 0 {
-            pos = cur.whitespace_run(pos, count, out);
             continue;
         }
         pos += 1;
