@@ -7,9 +7,11 @@
 //! - first byte odd: the built-in templates (ChatML, Gemma) rendered over a conversation made
 //!   of the input (client input: roles and contents).
 //!
-//! Nothing may panic or hang (minijinja's fuel bounds loops; libFuzzer's `-timeout` catches a
-//! hang); a rendered prompt stays within `MAX_RENDERED_BYTES`; the built-in ChatML template
-//! carries every message's role and content into the prompt unchanged.
+//! Nothing may panic or hang: templates go through the worker's own bounds (`ChatTemplate::load`
+//! probes at load, `render_within` gives up at the render deadline and marks the template
+//! stalled; libFuzzer's `-timeout` catches anything those miss); a rendered prompt stays
+//! within `MAX_RENDERED_BYTES`; the built-in ChatML template carries every message's role and
+//! content into the prompt unchanged.
 
 #![no_main]
 
@@ -18,9 +20,10 @@
 mod chat_template;
 
 use chat_template::{
-    CHATML_TEMPLATE, ChatMessage, ChatTemplate, GEMMA_TEMPLATE, MAX_RENDERED_BYTES, template_for,
+    CHATML_TEMPLATE, ChatMessage, ChatTemplate, GEMMA_TEMPLATE, MAX_RENDERED_BYTES,
+    RENDER_DEADLINE, template_for,
 };
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 
@@ -53,18 +56,24 @@ fn conversation(text: &str) -> Vec<ChatMessage> {
 }
 
 fn render(source: &str, messages: &[ChatMessage]) -> Option<String> {
-    let template = ChatTemplate::new(source, "<s>", "</s>").ok()?;
+    let template = ChatTemplate::load(source, "<s>", "</s>").ok()?;
     render_with(&template, messages)
 }
 
-fn render_with(template: &ChatTemplate, messages: &[ChatMessage]) -> Option<String> {
+fn render_with(template: &Arc<ChatTemplate>, messages: &[ChatMessage]) -> Option<String> {
     // No `chat_template_kwargs`, and Qwen3's `enable_thinking` (a template that does not
     // read it refuses it: a typed error, fine here).
     let none = serde_json::Map::new();
     let mut thinking = serde_json::Map::new();
     thinking.insert("enable_thinking".into(), serde_json::Value::Bool(false));
     for (add_generation_prompt, kwargs) in [(false, &none), (true, &thinking), (true, &none)] {
-        if let Ok(out) = template.render(messages, add_generation_prompt, kwargs) {
+        let rendered = template.render_within(
+            messages.to_vec(),
+            add_generation_prompt,
+            kwargs.clone(),
+            RENDER_DEADLINE,
+        );
+        if let Ok(out) = rendered {
             assert!(out.len() <= MAX_RENDERED_BYTES);
             let stripped = template.strip_bos(&out);
             assert!(out.ends_with(stripped));
@@ -89,9 +98,9 @@ fuzz_target!(|data: &[u8]| {
     } else {
         let messages = conversation(text);
         // The built-in templates compile once.
-        static BUILT_IN: OnceLock<(ChatTemplate, ChatTemplate)> = OnceLock::new();
+        static BUILT_IN: OnceLock<(Arc<ChatTemplate>, Arc<ChatTemplate>)> = OnceLock::new();
         let (chatml, gemma) = BUILT_IN.get_or_init(|| {
-            let t = |s| ChatTemplate::new(s, "<s>", "</s>").expect("built-in template compiles");
+            let t = |s| ChatTemplate::load(s, "<s>", "</s>").expect("built-in template loads");
             (t(CHATML_TEMPLATE), t(GEMMA_TEMPLATE))
         });
         if let Some(out) = render_with(chatml, &messages) {

@@ -57,6 +57,10 @@ pub enum ErrorCode {
     /// the output towards the constraint (`response_format`, `regex`): the job ends rather
     /// than emit text outside it (500, after `started`: an SSE `error` event).
     ConstraintDeadEnd,
+    /// The model's chat template cannot render (it does not compile, uses a feature the
+    /// worker cannot render, or stalled past its render deadline): `/v1/chat/completions` is
+    /// refused with the reason, other endpoints serve on (500).
+    ChatTemplateFailed,
 }
 
 impl ErrorCode {
@@ -85,6 +89,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::ModelNotFound => "MODEL_NOT_FOUND",
             ErrorCode::ConstraintDeadEnd => "CONSTRAINT_DEAD_END",
+            ErrorCode::ChatTemplateFailed => "CHAT_TEMPLATE_FAILED",
         }
     }
 
@@ -108,7 +113,8 @@ impl ErrorCode {
             | ErrorCode::PluginMemory
             | ErrorCode::PluginInvalidOutput
             | ErrorCode::PluginLoadFailed
-            | ErrorCode::ConstraintDeadEnd => 500,
+            | ErrorCode::ConstraintDeadEnd
+            | ErrorCode::ChatTemplateFailed => 500,
         }
     }
 
@@ -121,7 +127,7 @@ impl ErrorCode {
     }
 
     /// Every code, for lookups and documentation checks.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::InvalidRequest,
         ErrorCode::ModelLoadFailed,
         ErrorCode::InsufficientVram,
@@ -144,6 +150,7 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::ModelNotFound,
         ErrorCode::ConstraintDeadEnd,
+        ErrorCode::ChatTemplateFailed,
     ];
 
     /// The code with this wire spelling; unknown spellings (a code added by a newer engine or

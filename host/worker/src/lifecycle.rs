@@ -18,6 +18,7 @@ use tracing::{error, info};
 use crate::plugins::Plugins;
 use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerThread};
 use crate::served_device::{Residency, ServedDevice};
+use crate::server::chat_template::ChatTemplate;
 use crate::server::{
     ApiKey, AppState, ConnectionLimits, HealthCache, ModelFacts, ServerLimits, VramReport, app,
     connections,
@@ -132,11 +133,18 @@ pub async fn start(
     let scheduler = Scheduler::spawn(parts.device, parts.plugins.clone(), sched_config, residency)
         .map_err(LifecycleError::Thread)?;
     let (shutdown, _) = watch::channel(false);
+    let chat = parts.model.chat_template.as_deref().map(|source| {
+        ChatTemplate::load(source, &parts.model.bos_token, &parts.model.eos_token).map_err(|e| {
+            error!(event = "chat_template_refused", error = %e, "chat requests will be refused");
+            Arc::<str>::from(e.to_string())
+        })
+    });
     let state = AppState {
         worker_id: options.worker_id.clone(),
         scheduler: scheduler.scheduler().clone(),
         plugins: parts.plugins,
         model: Arc::new(parts.model),
+        chat,
         health,
         limits: options.limits,
         started,

@@ -231,3 +231,101 @@ async fn a_request_over_the_compute_budget_is_refused_before_streaming() {
         .await;
     assert_eq!(terminal(&events).event, "end", "{events:?}");
 }
+
+/// A mock worker (SmolLM2's plugins) whose model carries `template`.
+async fn worker_with_template(template: &str) -> TestWorker {
+    let (plugins, mut facts, _model) = smollm2_plugins();
+    let device = mock_device(facts.vocab_size, 1 << 14);
+    facts.context_length = MOCK_CONTEXT;
+    facts.chat_template = Some(template.to_string());
+    start(Box::new(device), plugins, facts, test_options(2, 4)).await
+}
+
+async fn chat(w: &TestWorker, content: &str) -> (u16, Value) {
+    let resp = w
+        .client
+        .post(w.url("/v1/chat/completions"))
+        .json(&json!({"messages": [{"role": "user", "content": content}], "max_tokens": 2}))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+async fn completion_status(w: &TestWorker) -> u16 {
+    w.client
+        .post(w.url("/v1/completions"))
+        .json(&json!({"prompt": "Once", "max_tokens": 2}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A hostile model-file template (the chat_template fuzzing finding: a lazily repeated empty
+/// sequence iterates for minutes without fuel or output) is refused at load; chat requests get
+/// `CHAT_TEMPLATE_FAILED` at once, the rest of the API serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_that_stalls_at_load_refuses_chat_and_the_worker_serves_on() {
+    let _g = SERIAL.lock().await;
+    let w = worker_with_template("{{ () * 33331333334 }}").await;
+    let (status, body) = chat(&w, "Hi").await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"]["code"], "CHAT_TEMPLATE_FAILED", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish rendering"),
+        "{body}"
+    );
+    assert_eq!(completion_status(&w).await, 200);
+    assert_eq!(w.get_json("/health").await["status"], "healthy");
+}
+
+/// A template that stalls only on some conversations: the request that stalls it ends with
+/// `CHAT_TEMPLATE_FAILED` at the render deadline while `/health` stays fast, and the template is
+/// refused from then on (no second runaway render is started).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_that_stalls_on_a_request_is_bounded_and_refused_from_then_on() {
+    let _g = SERIAL.lock().await;
+    let w = worker_with_template(
+        "{% for m in messages %}{% if m.content == 'stall' %}{{ () * 33331333334 }}{% endif %}\
+         {{ m.content }}{% endfor %}",
+    )
+    .await;
+    assert_eq!(chat(&w, "Hi").await.0, 200);
+    let stalled = tokio::spawn({
+        let client = w.client.clone();
+        let url = w.url("/v1/chat/completions");
+        async move {
+            let resp = client
+                .post(url)
+                .json(&json!({"messages": [{"role": "user", "content": "stall"}], "max_tokens": 2}))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    });
+    // While the render runs (until its deadline), the server answers: /health comes back
+    // before the stalled request does.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!stalled.is_finished(), "the stalled render ended early");
+    let health = w.get_json("/health").await;
+    assert_eq!(health["status"], "healthy");
+    assert!(
+        !stalled.is_finished(),
+        "/health waited for the stalled render"
+    );
+    let (status, body) = stalled.await.unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"]["code"], "CHAT_TEMPLATE_FAILED", "{body}");
+    let (status, body) = chat(&w, "Hi").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (500, &json!("CHAT_TEMPLATE_FAILED"))
+    );
+    assert_eq!(completion_status(&w).await, 200);
+}

@@ -7,8 +7,22 @@
 //! variables; `enable_thinking` is `false` unless the request sets it, so Qwen3-style templates
 //! answer without a thinking block by default. A template feature minijinja cannot render is a
 //! typed error ([`TemplateError::Unsupported`]), never a prompt rendered some other way.
+//!
+//! Bounds. A template is model-file input, and a hostile one must not stall the worker: loops
+//! are bounded by minijinja's fuel, the output by a writer that stops at [`MAX_RENDERED_BYTES`],
+//! and everything else (minijinja repeats a sequence lazily, `{{ () * 33331333334 }}` iterates
+//! without fuel or output, a fuzzing finding; printing a repeated non-empty sequence iterates
+//! every item even after the writer refused one) by [`ChatTemplate::render_within`], which renders
+//! on a thread of its own and gives up at a deadline. A template that once ran past it is
+//! marked stalled and refused from then on (its thread cannot be stopped; no second one is
+//! started). [`ChatTemplate::load`] compiles once at startup and renders a probe conversation
+//! under the same deadline.
 
 use std::collections::HashSet;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use minijinja::{Environment, Error, ErrorKind, Value};
 use serde::{Deserialize, Serialize};
@@ -18,6 +32,8 @@ use serde_json::Map;
 pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
 /// Longest rendered prompt (bytes); a template that loops past it is stopped.
 pub const MAX_RENDERED_BYTES: usize = 4 * 1024 * 1024;
+/// Longest a render may take before the template is given up as stalled.
+pub const RENDER_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Gemma's turn format, for Gemma files that carry no template (the system message goes in
 /// front of the first user turn; roles must alternate).
@@ -50,6 +66,8 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    /// Set once a render ran past its deadline; every later render is refused.
+    stalled: AtomicBool,
 }
 
 /// Why a template could not be used.
@@ -70,6 +88,47 @@ pub enum TemplateError {
     /// A `chat_template_kwargs` entry the template cannot take.
     #[error("chat_template_kwargs: {0}")]
     Kwargs(String),
+    /// A render ran past [`RENDER_DEADLINE`]; the template is refused from then on.
+    #[error(
+        "the model's chat template did not finish rendering within {} ms and is refused until the worker restarts",
+        RENDER_DEADLINE.as_millis()
+    )]
+    Stalled,
+}
+
+impl TemplateError {
+    /// Whether the fault lies with the template (the model file) rather than the request.
+    pub fn is_the_templates(&self) -> bool {
+        matches!(
+            self,
+            TemplateError::TooLarge(_)
+                | TemplateError::Compile(_)
+                | TemplateError::Unsupported(_)
+                | TemplateError::Stalled
+        )
+    }
+}
+
+/// A writer that takes at most [`MAX_RENDERED_BYTES`] and then fails, so a template that
+/// produces endless output stops as soon as it passes the bound.
+struct BoundedOut {
+    buf: Vec<u8>,
+    overflowed: bool,
+}
+
+impl Write for BoundedOut {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + bytes.len() > MAX_RENDERED_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("rendered prompt too long"));
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The variables the worker sets itself; `chat_template_kwargs` cannot replace them.
@@ -124,7 +183,66 @@ impl ChatTemplate {
             env,
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
+            stalled: AtomicBool::new(false),
         })
+    }
+
+    /// Compile `source` and render a short probe conversation within [`RENDER_DEADLINE`]: a
+    /// template that cannot even do that is refused at startup, not on the first request. A
+    /// template that refuses the probe itself (`raise_exception`, e.g. roles it does not
+    /// know) still loads: the refusal is the template's answer to that conversation.
+    pub fn load(
+        source: &str,
+        bos_token: &str,
+        eos_token: &str,
+    ) -> Result<Arc<ChatTemplate>, TemplateError> {
+        let template = Arc::new(ChatTemplate::new(source, bos_token, eos_token)?);
+        let probe = vec![
+            ChatMessage {
+                role: "system".into(),
+                content: "You are terse.".into(),
+            },
+            ChatMessage {
+                role: "user".into(),
+                content: "Hi".into(),
+            },
+        ];
+        match template.render_within(probe, true, Map::new(), RENDER_DEADLINE) {
+            Ok(_) | Err(TemplateError::Render(_)) => Ok(template),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`ChatTemplate::render`] on a thread of its own, waiting at most `deadline` (the caller
+    /// blocks: call it from a blocking context). Past the deadline the template is marked
+    /// stalled: this and every later call get [`TemplateError::Stalled`]; the stalled thread
+    /// runs on until minijinja returns.
+    pub fn render_within(
+        self: &Arc<Self>,
+        messages: Vec<ChatMessage>,
+        add_generation_prompt: bool,
+        kwargs: Map<String, serde_json::Value>,
+        deadline: Duration,
+    ) -> Result<String, TemplateError> {
+        if self.stalled.load(Ordering::Acquire) {
+            return Err(TemplateError::Stalled);
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let template = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("chat-template".into())
+            .spawn(move || {
+                let out = template.render(&messages, add_generation_prompt, &kwargs);
+                let _ = tx.send(out);
+            })
+            .map_err(|e| TemplateError::Render(format!("no thread to render on: {e}")))?;
+        match rx.recv_timeout(deadline) {
+            Ok(out) => out,
+            Err(_) => {
+                self.stalled.store(true, Ordering::Release);
+                Err(TemplateError::Stalled)
+            }
+        }
     }
 
     /// Render a conversation; with `add_generation_prompt` the text ends where the assistant's
@@ -167,16 +285,18 @@ impl ChatTemplate {
         vars.insert("add_generation_prompt".into(), add_generation_prompt.into());
         vars.insert("bos_token".into(), self.bos_token.clone().into());
         vars.insert("eos_token".into(), self.eos_token.clone().into());
-        let out = tmpl
-            .render(Value::from_serialize(&vars))
-            .map_err(|e| classify(&e))?;
-        if out.len() > MAX_RENDERED_BYTES {
+        let mut out = BoundedOut {
+            buf: Vec::new(),
+            overflowed: false,
+        };
+        let rendered = tmpl.render_captured_to(Value::from_serialize(&vars), &mut out);
+        if out.overflowed {
             return Err(TemplateError::Render(format!(
-                "the rendered prompt is {} bytes, at most {MAX_RENDERED_BYTES} allowed",
-                out.len()
+                "the rendered prompt passed {MAX_RENDERED_BYTES} bytes"
             )));
         }
-        Ok(out)
+        rendered.map_err(|e| classify(&e))?;
+        String::from_utf8(out.buf).map_err(|e| TemplateError::Render(e.to_string()))
     }
 
     /// The rendered text minus a leading BOS text: the tokenizer adds BOS itself when the model
@@ -299,5 +419,74 @@ mod tests {
         )
         .unwrap();
         assert!(looping.render(&[], false, &Map::new()).is_err());
+    }
+
+    #[test]
+    fn endless_output_stops_at_the_bound() {
+        // 100,000 x 100 bytes within the fuel: only the output bound stops it.
+        let t = ChatTemplate::new(
+            "{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}",
+            "",
+            "",
+        )
+        .unwrap();
+        let err = t.render(&[], false, &Map::new()).unwrap_err();
+        assert!(
+            matches!(&err, TemplateError::Render(m) if m.contains("passed")),
+            "{err:?}"
+        );
+    }
+
+    /// The fuzzing finding (`fuzz/findings/chat_template-timeout-repeat`): an empty sequence
+    /// repeated 33 billion times iterates without fuel or output.
+    #[test]
+    fn a_stalling_template_is_refused_at_load_and_stays_refused() {
+        let finding = include_str!("../../../../fuzz/findings/chat_template-timeout-repeat");
+        let source = finding
+            .get(1..)
+            .unwrap_or_default()
+            .split('\0')
+            .next()
+            .unwrap();
+        assert!(source.contains("33331333334"), "{source:?}");
+        assert!(matches!(
+            ChatTemplate::load(source, "", ""),
+            Err(TemplateError::Stalled)
+        ));
+        // A printed non-empty repetition: formatting a sequence iterates every item even after
+        // the output bound refused the first write; the deadline ends it.
+        assert!(matches!(
+            ChatTemplate::load("{{ [1, 2] * 100000000000 }}", "", ""),
+            Err(TemplateError::Stalled)
+        ));
+        // A template that stalls only on some conversations loads, and is refused once it
+        // has stalled.
+        let t = ChatTemplate::load(
+            "{% for m in messages %}{% if m.content == 'stall' %}{{ () * 33331333334 }}{% endif %}{{ m.content }}{% endfor %}",
+            "",
+            "",
+        )
+        .unwrap();
+        let says = |text: &str| {
+            vec![ChatMessage {
+                role: "user".into(),
+                content: text.into(),
+            }]
+        };
+        let short = Duration::from_millis(200);
+        assert_eq!(
+            t.render_within(says("hi"), false, Map::new(), short)
+                .unwrap(),
+            "hi"
+        );
+        assert!(matches!(
+            t.render_within(says("stall"), false, Map::new(), short),
+            Err(TemplateError::Stalled)
+        ));
+        assert!(matches!(
+            t.render_within(says("hi"), false, Map::new(), short),
+            Err(TemplateError::Stalled)
+        ));
+        assert!(TemplateError::Stalled.is_the_templates());
     }
 }

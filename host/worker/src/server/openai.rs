@@ -3,6 +3,7 @@
 //! turned into a prompt by the model's chat template.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -14,7 +15,7 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::chat_template::{ChatMessage, ChatTemplate, TemplateError};
+use super::chat_template::{ChatMessage, RENDER_DEADLINE, TemplateError};
 use super::error::AppError;
 use super::openai_fields::{self, Endpoint};
 use super::state::AppState;
@@ -372,19 +373,25 @@ pub async fn chat_completions(
     if total_chars > state.limits.request.max_prompt_chars {
         return Err(AppError::invalid("messages", "too long").into());
     }
-    let Some(source) = state.model.chat_template.as_deref() else {
-        return Err(AppError::invalid("messages", "the model has no chat template").into());
+    let template = match &state.chat {
+        None => return Err(AppError::invalid("messages", "the model has no chat template").into()),
+        Some(Err(why)) => {
+            return Err(AppError::new(ErrorCode::ChatTemplateFailed, why.to_string()).into());
+        }
+        Some(Ok(template)) => Arc::clone(template),
     };
-    let template = ChatTemplate::new(source, &state.model.bos_token, &state.model.eos_token)
-        .map_err(|e| AppError::new(ErrorCode::Internal, e.to_string()))?;
     let kwargs = req.chat_template_kwargs.unwrap_or_default();
-    let rendered = template
-        .render(&messages, true, &kwargs)
-        .map_err(|e| match e {
-            TemplateError::Kwargs(_) => AppError::invalid("chat_template_kwargs", e),
-            TemplateError::Unsupported(_) => AppError::new(ErrorCode::Internal, e.to_string()),
-            _ => AppError::invalid("messages", e),
-        })?;
+    let renderer = Arc::clone(&template);
+    let rendered = tokio::task::spawn_blocking(move || {
+        renderer.render_within(messages, true, kwargs, RENDER_DEADLINE)
+    })
+    .await
+    .map_err(|e| AppError::new(ErrorCode::Internal, format!("chat template render: {e}")))?
+    .map_err(|e| match e {
+        TemplateError::Kwargs(_) => AppError::invalid("chat_template_kwargs", e),
+        e if e.is_the_templates() => AppError::new(ErrorCode::ChatTemplateFailed, e.to_string()),
+        e => AppError::invalid("messages", e),
+    })?;
     let prompt = template.strip_bos(&rendered).to_string();
     let default_max = state.limits.request.max_tokens_out;
     let params = req.sampling.into_params(&state, default_max)?;

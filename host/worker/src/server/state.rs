@@ -8,6 +8,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::auth::ApiKey;
+use super::chat_template::ChatTemplate;
 use super::compute_budget::ComputeBudget;
 use crate::plugins::{Plugins, RequestLimits};
 use crate::scheduler::Scheduler;
@@ -83,6 +84,10 @@ pub struct AppState {
     pub scheduler: Scheduler,
     pub plugins: Plugins,
     pub model: Arc<ModelFacts>,
+    /// The model's chat template compiled and probed once at startup
+    /// ([`ChatTemplate::load`]), or why it cannot be used (`CHAT_TEMPLATE_FAILED` on
+    /// `/v1/chat/completions`); `None` when the model has none.
+    pub chat: Option<Result<Arc<ChatTemplate>, Arc<str>>>,
     pub health: Arc<HealthCache>,
     pub limits: ServerLimits,
     pub started: Instant,
