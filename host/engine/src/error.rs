@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+use crate::error_code::ErrorCode;
+
 /// Everything that can go wrong in the engine: bad model files, bad inputs, exhausted capacity,
 /// device failures.
 #[derive(Debug, Error)]
@@ -46,7 +48,7 @@ pub enum EngineError {
 
 impl EngineError {
     /// The stable public code of this error (the worker spec's error codes).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             EngineError::Io { .. }
             | EngineError::InvalidGguf { .. }
@@ -54,11 +56,11 @@ impl EngineError {
             | EngineError::UnsupportedTensorType { .. }
             | EngineError::BadMetadata { .. }
             | EngineError::BadTensor { .. }
-            | EngineError::BackendUnavailable(_) => "MODEL_LOAD_FAILED",
-            EngineError::InvalidInput(_) => "INVALID_REQUEST",
-            EngineError::KvCacheExhausted { .. } => "VRAM_OOM",
-            EngineError::InsufficientVram { .. } => "INSUFFICIENT_VRAM",
-            EngineError::Cuda(_) => "CUDA_ERROR",
+            | EngineError::BackendUnavailable(_) => ErrorCode::ModelLoadFailed,
+            EngineError::InvalidInput(_) => ErrorCode::InvalidRequest,
+            EngineError::KvCacheExhausted { .. } => ErrorCode::VramOom,
+            EngineError::InsufficientVram { .. } => ErrorCode::InsufficientVram,
+            EngineError::Cuda(_) => ErrorCode::CudaError,
         }
     }
 

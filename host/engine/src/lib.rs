@@ -5,6 +5,7 @@
 pub mod cpu;
 pub mod device;
 pub mod error;
+pub mod error_code;
 pub mod gguf;
 pub mod mock;
 pub mod model;
@@ -14,3 +15,4 @@ pub mod vocab;
 
 pub use device::{Device, DeviceInfo, LogitsWanted, SeqInput, SeqSlot};
 pub use error::EngineError;
+pub use error_code::ErrorCode;

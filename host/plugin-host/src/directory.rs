@@ -44,7 +44,7 @@ pub struct LoadFailure {
     /// The file.
     pub path: PathBuf,
     /// The stable code (`PLUGIN_LOAD_FAILED`, or `PLUGIN_TRAP`... when `info()` failed).
-    pub code: &'static str,
+    pub code: orcd_engine::ErrorCode,
     /// Why, naming the file.
     pub message: String,
 }
@@ -227,7 +227,7 @@ impl PluginHost {
                 }
                 Err(e) => {
                     Counters::bump(&counters.failed);
-                    tracing::warn!(event = "plugin_load_failed", code = e.code(), path = %path.display(), "{e}");
+                    tracing::warn!(event = "plugin_load_failed", code = e.code().as_str(), path = %path.display(), "{e}");
                     if let Some(old) = old_key {
                         d.unload(&old, &path, "its file no longer loads", counters);
                     }

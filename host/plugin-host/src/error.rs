@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use orcd_engine::EngineError;
+use orcd_engine::{EngineError, ErrorCode};
 
 /// A plugin's identity in error messages: `name@version` (or the file it came from when it
 /// could not be read far enough to know).
@@ -60,24 +60,24 @@ pub enum PluginError {
 
 impl PluginError {
     /// The stable public code of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            PluginError::NotFound { .. } => "PLUGIN_NOT_FOUND",
-            PluginError::LoadFailed { .. } => "PLUGIN_LOAD_FAILED",
-            PluginError::Trap { .. } => "PLUGIN_TRAP",
-            PluginError::Timeout { .. } => "PLUGIN_TIMEOUT",
-            PluginError::Memory { .. } => "PLUGIN_MEMORY",
-            PluginError::InvalidOutput { .. } => "PLUGIN_INVALID_OUTPUT",
-            PluginError::Reported { .. } => "PLUGIN_ERROR",
-            PluginError::InvalidRequest { .. } => "INVALID_REQUEST",
+            PluginError::NotFound { .. } => ErrorCode::PluginNotFound,
+            PluginError::LoadFailed { .. } => ErrorCode::PluginLoadFailed,
+            PluginError::Trap { .. } => ErrorCode::PluginTrap,
+            PluginError::Timeout { .. } => ErrorCode::PluginTimeout,
+            PluginError::Memory { .. } => ErrorCode::PluginMemory,
+            PluginError::InvalidOutput { .. } => ErrorCode::PluginInvalidOutput,
+            PluginError::Reported { .. } => ErrorCode::PluginError,
+            PluginError::InvalidRequest { .. } => ErrorCode::InvalidRequest,
             PluginError::Device { source, .. } => source.code(),
-            PluginError::Runtime(_) => "INTERNAL",
+            PluginError::Runtime(_) => ErrorCode::Internal,
         }
     }
 
     /// Whether retrying the request later may succeed (only device capacity errors).
     pub fn retriable(&self) -> bool {
-        matches!(self.code(), "VRAM_OOM" | "INSUFFICIENT_VRAM")
+        self.code().retriable()
     }
 
     pub(crate) fn load(plugin: impl Into<String>, reason: impl Into<String>) -> Self {

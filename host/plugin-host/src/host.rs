@@ -204,7 +204,7 @@ impl PluginHost {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(
                         event = "plugin_load_failed",
-                        code = e.code(),
+                        code = e.code().as_str(),
                         "built-in {crate_name}: {e}"
                     ),
                 }

@@ -63,7 +63,7 @@ fn failure(e: PluginError) -> PluginFailure {
         PluginError::InvalidRequest { .. } | PluginError::Runtime(_) => "plugin-host".into(),
     };
     PluginFailure {
-        code: ErrorCode::from_wire(e.code()),
+        code: e.code(),
         plugin,
         message: e.to_string(),
     }

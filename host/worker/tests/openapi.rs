@@ -189,7 +189,7 @@ fn error_codes_in_api_md_are_the_workers_with_their_status() {
     assert_eq!(documented, ours, "docs/api.md's error table vs ErrorCode");
     for (codes, status, retriable) in rows {
         for code in codes {
-            let c = ErrorCode::from_wire(&code);
+            let c = ErrorCode::from_wire(&code).unwrap_or_else(|| panic!("{code}: not an ErrorCode"));
             assert_eq!(
                 c.http_status(),
                 status,

@@ -197,7 +197,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (model, mut facts) = match loaded {
         Ok(m) => m,
         Err(e) => {
-            error!(event = "error", worker_id = %worker_id, code = e.code(), model = %model_path.display(), gpu_device = args.gpu_device, "model load failed: {e}");
+            error!(event = "error", worker_id = %worker_id, code = e.code().as_str(), model = %model_path.display(), gpu_device = args.gpu_device, "model load failed: {e}");
             return Err(anyhow::anyhow!("{}: {e}", e.code()));
         }
     };
@@ -231,7 +231,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             error!(
                 event = "error",
                 worker_id = %worker_id,
-                code = e.code(),
+                code = e.code().as_str(),
                 model = %model_path.display(),
                 gpu_device = args.gpu_device,
                 backend = ?args.backend,

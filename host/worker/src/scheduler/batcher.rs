@@ -136,7 +136,7 @@ fn constrain(
     }
     device
         .logits_mask(row, &allowed)
-        .map_err(|e| JobEvent::error(ErrorCode::from_engine(&e), e.to_string()))
+        .map_err(|e| JobEvent::error(e.code(), e.to_string()))
 }
 
 impl Batcher {
@@ -152,7 +152,7 @@ impl Batcher {
         if let Err(e) = &outcome {
             error!(
                 event = "error",
-                code = e.code(),
+                code = e.code().as_str(),
                 "VRAM residency check failed: {e}"
             );
         }
@@ -279,10 +279,10 @@ impl Batcher {
                     break;
                 }
                 Err(e) => {
-                    warn!(event = "error", worker_id = %self.config.worker_id, job_id = %job.id, code = e.code(), "{e}");
+                    warn!(event = "error", worker_id = %self.config.worker_id, job_id = %job.id, code = e.code().as_str(), "{e}");
                     self.end_job(
                         &job,
-                        JobEvent::error(ErrorCode::from_engine(&e), e.to_string()),
+                        JobEvent::error(e.code(), e.to_string()),
                     );
                     continue;
                 }
@@ -373,13 +373,13 @@ impl Batcher {
         drop(inputs);
         if let Err(e) = result {
             // The step failed for the whole batch: end every sequence in it, keep serving.
-            warn!(event = "error", worker_id = %self.config.worker_id, code = e.code(), "device step failed: {e}");
+            warn!(event = "error", worker_id = %self.config.worker_id, code = e.code().as_str(), "device step failed: {e}");
             let mut idx: Vec<usize> = plan.iter().map(|p| p.0).collect();
             idx.sort_unstable_by(|a, b| b.cmp(a));
             for i in idx {
                 self.finish_seq(
                     i,
-                    JobEvent::error(ErrorCode::from_engine(&e), e.to_string()),
+                    JobEvent::error(e.code(), e.to_string()),
                 );
             }
             return;
