@@ -199,7 +199,7 @@ enum RunError {
 }
 
 impl RunError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> orcd_engine::ErrorCode {
         match self {
             RunError::Plugin(e) => e.code(),
             RunError::Engine(e) => e.code(),
