@@ -256,6 +256,7 @@ MMV_KERNEL(mmv_q8_0_f32, T_Q8_0)
 MMV_KERNEL(mmv_q4_k_f32, T_Q4_K)
 MMV_KERNEL(mmv_q5_k_f32, T_Q5_K)
 MMV_KERNEL(mmv_q6_k_f32, T_Q6_K)
+MMV_KERNEL(mmv_mxfp4_f32, T_MXFP4)
 
 #define MMV3_KERNEL(NAME, T)                                                                    \
     extern "C" __global__ void __launch_bounds__(MMV_ROWS_PER_BLOCK * WARP_SIZE)                 \
@@ -277,6 +278,7 @@ MMV3_KERNEL(mmv3_q8_0_f32, T_Q8_0)
 MMV3_KERNEL(mmv3_q4_k_f32, T_Q4_K)
 MMV3_KERNEL(mmv3_q5_k_f32, T_Q5_K)
 MMV3_KERNEL(mmv3_q6_k_f32, T_Q6_K)
+MMV3_KERNEL(mmv3_mxfp4_f32, T_MXFP4)
 
 #define GLU_KERNEL(NAME, T)                                                                     \
     extern "C" __global__ void __launch_bounds__(MMV_ROWS_PER_BLOCK * WARP_SIZE)                 \
@@ -298,3 +300,4 @@ GLU_KERNEL(mmv_glu_q8_0_f32, T_Q8_0)
 GLU_KERNEL(mmv_glu_q4_k_f32, T_Q4_K)
 GLU_KERNEL(mmv_glu_q5_k_f32, T_Q5_K)
 GLU_KERNEL(mmv_glu_q6_k_f32, T_Q6_K)
+GLU_KERNEL(mmv_glu_mxfp4_f32, T_MXFP4)

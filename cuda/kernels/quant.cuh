@@ -15,6 +15,7 @@
 #define T_Q5_K 13
 #define T_Q6_K 14
 #define T_BF16 30
+#define T_MXFP4 39
 
 template <int T> struct QTraits;
 // Q4_0: {f16 d; u8 qs[16]}: w = d * (nibble - 8); low nibbles are weights 0..15.
@@ -33,6 +34,9 @@ template <> struct QTraits<T_Q4_K> { static constexpr int QK = 256, BYTES = 144;
 template <> struct QTraits<T_Q5_K> { static constexpr int QK = 256, BYTES = 176; };
 // Q6_K: {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: 16 sub-blocks of 16 with 8-bit scales.
 template <> struct QTraits<T_Q6_K> { static constexpr int QK = 256, BYTES = 210; };
+// MXFP4: {u8 e; u8 qs[16]}: w = kvalues[nibble] * 2^(e - 128) (E2M1 values doubled, E8M0 scale
+// halved, as ggml); low nibbles are weights 0..15.
+template <> struct QTraits<T_MXFP4> { static constexpr int QK = 32, BYTES = 17; };
 // Float types: one element per "block".
 template <> struct QTraits<T_F32> { static constexpr int QK = 1, BYTES = 4; };
 template <> struct QTraits<T_F16> { static constexpr int QK = 1, BYTES = 2; };
@@ -164,6 +168,26 @@ template <> __device__ __forceinline__ void dequant_unit<T_Q6_K>(const u8* row, 
     for (int l = 0; l < 32; ++l) {
         const int q = (((ql[l] >> lshift) & 0xF) | (((qh[l] >> hshift) & 3) << 4)) - 32;
         w[l] = d * (float)sc[l / 16] * (float)q;
+    }
+}
+
+// ggml's kvalues_mxfp4: the E2M1 values times two.
+__device__ __constant__ signed char KVALUES_MXFP4[16] = {0, 1, 2, 3, 4, 6, 8, 12,
+                                                          0, -1, -2, -3, -4, -6, -8, -12};
+
+// ggml_e8m0_to_fp32_half: 2^(e - 128) from its bits (subnormal for e < 2).
+__device__ __forceinline__ float e8m0_to_f32_half(u8 e) {
+    const u32 bits = e < 2 ? 0x00200000u << e : (u32)(e - 1) << 23;
+    return __uint_as_float(bits);
+}
+
+template <> __device__ __forceinline__ void dequant_unit<T_MXFP4>(const u8* row, int u, float* w) {
+    const u8* b = row + (u64)u * 17;
+    const float d = e8m0_to_f32_half(b[0]);
+    #pragma unroll
+    for (int j = 0; j < 16; ++j) {
+        w[j] = (float)KVALUES_MXFP4[b[1 + j] & 0xF] * d;
+        w[j + 16] = (float)KVALUES_MXFP4[b[1 + j] >> 4] * d;
     }
 }
 

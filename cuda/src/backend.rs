@@ -98,7 +98,8 @@ fn check_shapes(c: &ModelConfig) -> Result<(), EngineError> {
 }
 
 /// The model features this backend does not run (a model with one is refused by name, never
-/// run wrongly): a plain FFN with another activation than GELU (no such family is known).
+/// run wrongly): a plain FFN with another activation than GELU (no such family is known), and
+/// GPT-OSS's mixture of experts and attention sinks (the CPU backend runs them).
 /// Everything else the engine loads it runs: RoPE scaling (linear, YaRN, attention factor,
 /// frequency factors), sliding windows, fused Q/K/V and gate+up (split at upload), LayerNorm,
 /// learned positions and biases.
@@ -107,6 +108,12 @@ fn unsupported_features(model: &Model) -> Vec<&'static str> {
     let mut f = Vec::new();
     if c.ffn == FfnKind::Plain && c.activation != Activation::GeluTanh {
         f.push("a plain FFN without GELU");
+    }
+    if c.ffn == FfnKind::Moe {
+        f.push("a mixture of experts");
+    }
+    if c.attn_sinks {
+        f.push("attention sinks");
     }
     f
 }

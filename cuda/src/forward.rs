@@ -69,6 +69,7 @@ impl Plan {
         let ffn_act = match c.activation {
             Activation::Silu => GateAct::Silu,
             Activation::GeluTanh => GateAct::GeluTanh,
+            Activation::SwigluOai => GateAct::SwigluOai,
         };
         let e_in = if c.norm == NormKind::Rms {
             e

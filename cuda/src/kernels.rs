@@ -19,7 +19,7 @@ const QUANT: &str = include_str!("../kernels/quant.cuh");
 const PACKED: &str = include_str!("../kernels/packed.cuh");
 
 /// (module name, source, needs the quant headers: quant.cuh and packed.cuh).
-const SOURCES: [(&str, &str, bool); 11] = [
+const SOURCES: [(&str, &str, bool); 12] = [
     ("norm", include_str!("../kernels/norm.cu"), false),
     ("rope", include_str!("../kernels/rope.cu"), false),
     (
@@ -39,6 +39,7 @@ const SOURCES: [(&str, &str, bool); 11] = [
         true,
     ),
     ("gemm_q8", include_str!("../kernels/gemm_q8.cu"), true),
+    ("moe", include_str!("../kernels/moe.cu"), true),
 ];
 
 /// Launch shapes; they must match the `#define`s of the same names in the `.cu` files.
@@ -63,6 +64,10 @@ pub(crate) mod shape {
     pub const ARGMAX_THREADS: u32 = 256;
     /// mask.cu.
     pub const MASK_THREADS: u32 = 256;
+    /// moe.cu.
+    pub const MOE_ROWS_PER_BLOCK: u32 = 4;
+    pub const MOE_THREADS: u32 = 256;
+    pub const MOE_MAX_USED: usize = 32;
 }
 
 /// The full source NVRTC sees for module `name`.
@@ -426,6 +431,10 @@ mod tests {
             "rope_qk_store_f32",
             "layer_norm_f32",
             "gelu_tanh_f32",
+            "moe_route_f32",
+            "moe_mmv_mxfp4_f32",
+            "moe_swiglu_oai_f32",
+            "moe_combine_f32",
         ] {
             assert!(
                 names.iter().any(|n| n == want),
@@ -499,6 +508,9 @@ mod tests {
             ("ATT_MAX_HEAD_DIM", shape::ATT_MAX_HEAD_DIM as u32),
             ("LOGITS_THREADS", shape::LOGITS_THREADS),
             ("ARGMAX_THREADS", shape::ARGMAX_THREADS),
+            ("MOE_ROWS_PER_BLOCK", shape::MOE_ROWS_PER_BLOCK),
+            ("MOE_THREADS", shape::MOE_THREADS),
+            ("MOE_MAX_USED", shape::MOE_MAX_USED as u32),
         ] {
             assert!(
                 all.contains(&format!("#define {name} {value}\n")),

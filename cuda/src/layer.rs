@@ -262,7 +262,9 @@ impl Step<'_> {
         }
         match self.plan.ffn_act {
             GateAct::GeluTanh => self.ops.gelu_tanh(s.hb, n * ffn),
-            GateAct::Silu => Err(CudaError::shape("a plain FFN with SiLU has no kernel")),
+            GateAct::Silu | GateAct::SwigluOai => {
+                Err(CudaError::shape("a plain FFN without GELU has no kernel"))
+            }
         }
     }
 

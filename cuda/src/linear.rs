@@ -5,7 +5,7 @@
 //! compute the same bits. [`Step::qkv_q8`] and [`Step::glu_q8`] are the fused forms of three
 //! projections and of a gated pair.
 
-use crate::error::CudaResult;
+use crate::error::{CudaError, CudaResult};
 use crate::forward::Step;
 use crate::operand::{GateAct, Glu, OutView, PackedMatrix, Q8Acts};
 use crate::ops::{PackedPart, PkKernel};
@@ -103,6 +103,7 @@ impl Step<'_> {
         match act {
             GateAct::Silu => self.ops.silu_mul(gate, up, gate, n),
             GateAct::GeluTanh => self.ops.gelu_tanh_mul(gate, up, gate, n),
+            GateAct::SwigluOai => Err(CudaError::shape("the clamped SwiGLU has no kernel yet")),
         }
     }
 }

@@ -122,6 +122,8 @@ pub struct Norm {
 pub enum GateAct {
     Silu,
     GeluTanh,
+    /// GPT-OSS's clamped SwiGLU: its experts only (the dense FFN's fused kernels never see it).
+    SwigluOai,
 }
 
 impl GateAct {

@@ -53,6 +53,7 @@ fn synth_model(name: &str, ty: GgmlType, layers: u32) -> Model {
         ty,
         embed_ty: Some(GgmlType::Q8_0),
         layers: Some(layers),
+        experts: None,
         seed: 7,
         output_std: Some(0.5),
     };

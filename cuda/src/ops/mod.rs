@@ -9,12 +9,14 @@ mod embed;
 mod gemm;
 mod logits;
 mod matmul;
+mod moe;
 mod norm;
 mod packed;
 mod rope;
 
 pub use attention::{ATT_DECODE_MAX_TOKENS, AttnKernel, AttnParams, KvGeometry};
 pub use gemm::{GEMM_TILES, GemmTile};
+pub use moe::Experts;
 pub use packed::{PackedPart, PkKernel};
 pub use rope::RopeStyle;
 pub use rope::{QkNorm, Qkv, Rope, RopeScale};

@@ -49,6 +49,11 @@ pub struct SynthOptions {
     pub embed_ty: Option<GgmlType>,
     /// Keep only the first N layers (default: all of the shape's).
     pub layers: Option<u32>,
+    /// A mixture of experts: keep only the first N experts (default: all of the shape's; at
+    /// least the experts each token uses). `expert_count` says N, so the file is a smaller
+    /// model of the same layer shape (a two-layer gpt-oss-20b with 8 experts is 0.2 GB instead
+    /// of 0.9 GB).
+    pub experts: Option<u32>,
     pub seed: u64,
     /// Standard deviation of the output projection (the embedding when tied); default
     /// [`WEIGHT_STD`]. A larger one spreads the logits so that comparisons against another
@@ -111,6 +116,23 @@ fn plan(
         }
         Some(n) => n,
     };
+    let n_expert = match (opts.shape.moe, opts.experts) {
+        (None, None) => 0,
+        (None, Some(_)) => {
+            return Err(EngineError::InvalidInput(format!(
+                "--experts: {} has no experts",
+                opts.shape.name
+            )));
+        }
+        (Some(m), None) => m.n_expert,
+        (Some(m), Some(n)) if n < m.n_expert_used || n > m.n_expert => {
+            return Err(EngineError::InvalidInput(format!(
+                "--experts {n}: {} has {} experts and uses {} per token",
+                opts.shape.name, m.n_expert, m.n_expert_used
+            )));
+        }
+        (Some(_), Some(n)) => n,
+    };
     let embed_ty = opts.embed_ty.unwrap_or(opts.ty);
     let output_fill = match opts.output_std {
         None => Fill::Normal,
@@ -124,13 +146,14 @@ fn plan(
     let tensors = plan_tensors(
         opts.shape,
         n_layer,
+        n_expert,
         n_vocab as u64,
         opts.ty,
         embed_ty,
         output_fill,
     );
     let mut w = GgufWriter::new();
-    for (key, value) in plan_metadata(opts, n_layer, vocab, n_vocab) {
+    for (key, value) in plan_metadata(opts, n_layer, n_expert, vocab, n_vocab) {
         w.add_metadata(key, value)?;
     }
     for t in &tensors {
@@ -287,6 +310,7 @@ mod tests {
             ty,
             embed_ty: Some(GgmlType::Q8_0),
             layers: Some(layers),
+            experts: None,
             seed,
             output_std: None,
         }
@@ -439,6 +463,52 @@ mod tests {
             g.weights.layers[0].attn_qkv_bias.as_ref().unwrap().dims,
             [2304]
         );
+    }
+
+    #[test]
+    fn gpt_oss_shape_loads_with_mxfp4_experts_sinks_and_yarn() {
+        use crate::model::{FfnKind, Model};
+        let vocab = tiny_vocab(64);
+        let path = temp_path("gpt-oss");
+        let o = SynthOptions {
+            experts: Some(4),
+            ..opts("gpt-oss-20b", GgmlType::Q8_0, 2, 5)
+        };
+        synthesize(&o, &vocab, &path).unwrap();
+        let m = Model::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let c = &m.config;
+        assert_eq!(c.ffn, FfnKind::Moe);
+        let moe = c.moe.unwrap();
+        assert_eq!((moe.n_expert, moe.n_expert_used, c.ffn_dim), (4, 4, 2880));
+        assert_eq!((c.q_dim(), c.kv_dim(), c.dim), (4096, 512, 2880));
+        assert_eq!((c.window_of(0), c.window_of(1)), (Some(128), None));
+        assert_eq!(c.rope_freq_scale, 1.0 / 32.0);
+        assert_eq!(c.rope_scaling.n_ctx_orig, 4096);
+        assert!(c.attn_sinks && !c.tied_output);
+        let l = &m.weights.layers[1];
+        let gate = l.ffn_gate.as_ref().unwrap();
+        assert_eq!(
+            (gate.ty, gate.dims.as_slice()),
+            (GgmlType::Mxfp4, &[2880, 2880, 4][..])
+        );
+        assert_eq!(l.ffn_down.dims, [2880, 2880, 4]);
+        assert_eq!(l.ffn_gate_inp.as_ref().unwrap().ty, GgmlType::F32);
+        assert_eq!(l.attn_sinks.as_ref().unwrap().dims, [64]);
+        assert_eq!(l.attn_q.as_ref().unwrap().ty, GgmlType::Q8_0);
+        // fewer experts than a token uses, or experts on a dense shape: errors
+        for (shape_name, n) in [("gpt-oss-20b", 3), ("gpt-oss-20b", 33), ("smollm2-135m", 4)] {
+            let o = SynthOptions {
+                experts: Some(n),
+                ..opts(shape_name, GgmlType::Q8_0, 1, 0)
+            };
+            let e = synthesize(&o, &vocab, &path);
+            assert!(
+                matches!(e, Err(EngineError::InvalidInput(_))),
+                "{shape_name} {n}"
+            );
+        }
+        assert!(!path.exists());
     }
 
     #[test]

@@ -79,6 +79,22 @@ fn dequantize_is_bit_exact_with_gguf_py() {
 }
 
 #[test]
+fn mxfp4_blocks_of_every_exponent_dequantize_bit_exactly() {
+    // Random codes under exponents 0..=250, the subnormal half-scales of 0 and 1 included.
+    let (bin, want, _) = read_vectors("mxfp4_raw");
+    assert_eq!(bin.len(), GgmlType::Mxfp4.row_bytes(want.len()).unwrap());
+    let mut got = vec![0.0f32; want.len()];
+    dequantize_row(GgmlType::Mxfp4, &bin, &mut got).unwrap();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(
+            g.to_bits(),
+            w.to_bits(),
+            "mxfp4_raw element {i}: {g} vs {w}"
+        );
+    }
+}
+
+#[test]
 fn real_model_blocks_dequantize_bit_exactly() {
     // Blocks llama.cpp's own quantizers wrote (SmolLM2-135M Q4_1, gemma-3-270m Q4_K_M).
     for ty in REAL_TYPES {
@@ -110,7 +126,8 @@ fn dequantize_reads_unaligned_bytes() {
 
 #[test]
 fn quantize_is_byte_exact_with_gguf_py_where_it_has_a_quantizer() {
-    // gguf-py quantizes the float types and the legacy quants with ggml's reference rules.
+    // gguf-py quantizes the float types, the legacy quants and MXFP4 with ggml's reference
+    // rules.
     let mut checked = 0;
     for ty in GgmlType::ALL {
         let (bin, _, src) = vectors(ty);
@@ -119,7 +136,10 @@ fn quantize_is_byte_exact_with_gguf_py_where_it_has_a_quantizer() {
         assert_eq!(got, bin, "{}", ty.name());
         checked += 1;
     }
-    assert_eq!(checked, 8, "f32, f16, bf16 and the five legacy quants");
+    assert_eq!(
+        checked, 9,
+        "f32, f16, bf16, the five legacy quants and mxfp4"
+    );
 }
 
 #[test]
@@ -179,6 +199,10 @@ fn round_trip_bound(ty: GgmlType, x: &[f32], i: usize) -> f32 {
         GgmlType::Q5K => a32 / 31.0 * 1.05 + a256 / 600.0,
         // half a step amax16/31 plus half a super-step max step / 127
         GgmlType::Q6K => a32 / 62.0 * 1.05 + a256 / 6000.0,
+        // ggml's exponent floor(log2 amax) - 2 puts the grid's top at 1.5 * 2^E >= 0.75 amax:
+        // the largest values clip by up to amax / 4, the others round to within half the top
+        // spacing (2^E / 4 <= amax / 4)
+        GgmlType::Mxfp4 => a32 / 4.0 * 1.001,
     }
 }
 

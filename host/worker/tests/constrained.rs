@@ -261,6 +261,7 @@ async fn a_constraint_the_vocabulary_cannot_finish_ends_with_constraint_dead_end
         ty: orcd_engine::quant::GgmlType::Q8_0,
         embed_ty: None,
         layers: Some(1),
+        experts: None,
         seed: 1,
         output_std: None,
     };

@@ -89,6 +89,12 @@ impl CpuBackend {
         self.path
     }
 
+    /// Per token row of the last step (batch order), the smallest routing margin of a mixture
+    /// of experts over its layers (infinite without experts): see `RunState::route_margin`.
+    pub fn route_margins(&self) -> &[f32] {
+        &self.state.route_margin
+    }
+
     /// Threads of the backend's pool.
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
@@ -337,7 +343,8 @@ mod tests {
 
     #[test]
     fn step_by_step_equals_one_prefill_on_every_architecture() {
-        for arch in ["llama", "qwen2", "gemma3"] {
+        // (gpt-oss: one product per expert over the tokens routed to it, in a prefill)
+        for arch in ["llama", "qwen2", "gemma3", "gpt-oss"] {
             let mut dev = backend(arch, false);
             let s = dev.alloc_seq(SEQ.len()).unwrap();
             assert_eq!(
@@ -383,7 +390,7 @@ mod tests {
 
     #[test]
     fn quantized_activations_stay_close_to_exact() {
-        for arch in ["llama", "qwen2", "gemma3"] {
+        for arch in ["llama", "qwen2", "gemma3", "gpt-oss"] {
             let exact = last_row(&mut backend(arch, true), &SEQ);
             let fast = last_row(&mut backend(arch, false), &SEQ);
             let d = max_diff(&exact, &fast);

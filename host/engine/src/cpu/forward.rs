@@ -14,7 +14,9 @@ use super::ops;
 use crate::EngineError;
 use crate::device::{LogitsWanted, SeqInput};
 use crate::gguf::{GgufFile, TensorInfo};
-use crate::model::{Activation, FfnKind, Model, ModelConfig, NormKind, Positions, RopeStyle, rope};
+use crate::model::{
+    Activation, FfnKind, LayerWeights, Model, ModelConfig, NormKind, Positions, RopeStyle, rope,
+};
 
 /// One layer's vectors (norm weights and biases), copied out of the file as f32. The matrices
 /// stay in the mapped file and are read through [`QMatrix`].
@@ -32,14 +34,19 @@ pub struct LayerVectors {
     /// (head_dim), (head_dim): per-head query/key norms (Gemma 3, Qwen3).
     pub q_norm: Option<Vec<f32>>,
     pub k_norm: Option<Vec<f32>>,
-    /// (dim): the attention output projection's bias (GPT-2).
+    /// (dim): the attention output projection's bias (GPT-2, GPT-OSS).
     pub output_bias: Option<Vec<f32>>,
+    /// (n_heads): each query head's attention sink logit (GPT-OSS).
+    pub attn_sinks: Option<Vec<f32>>,
     /// (dim): Gemma 3's norm of the attention output.
     pub post_attention_norm: Option<Vec<f32>>,
     /// (dim), (dim): the FFN norm's weight and LayerNorm bias.
     pub ffn_norm: Vec<f32>,
     pub ffn_norm_bias: Option<Vec<f32>>,
-    /// (ffn_dim), (up rows), (dim): FFN projection biases (GPT-2).
+    /// (n_expert): the router's bias (GPT-OSS).
+    pub router_bias: Option<Vec<f32>>,
+    /// (ffn_dim), (up rows), (dim): FFN projection biases (GPT-2); with a mixture of experts
+    /// (n_expert, ffn_dim), (n_expert, ffn_dim), (n_expert, dim).
     pub gate_bias: Option<Vec<f32>>,
     pub up_bias: Option<Vec<f32>>,
     pub down_bias: Option<Vec<f32>>,
@@ -78,9 +85,11 @@ impl CpuWeights {
                     q_norm: opt(&l.attn_q_norm),
                     k_norm: opt(&l.attn_k_norm),
                     output_bias: opt(&l.attn_output_bias),
+                    attn_sinks: opt(&l.attn_sinks),
                     post_attention_norm: opt(&l.post_attention_norm),
                     ffn_norm: vec(&l.ffn_norm),
                     ffn_norm_bias: opt(&l.ffn_norm_bias),
+                    router_bias: opt(&l.ffn_gate_inp_bias),
                     gate_bias: opt(&l.ffn_gate_bias),
                     up_bias: opt(&l.ffn_up_bias),
                     down_bias: opt(&l.ffn_down_bias),
@@ -127,12 +136,22 @@ pub struct RunState {
     hb: Vec<f32>,
     /// (n_tok, up rows) FFN up projection (gate and up side by side when fused: 2 ffn_dim).
     hb2: Vec<f32>,
+    /// (n_tok, n_expert) router logits (mixture of experts).
+    router: Vec<f32>,
+    /// (m, dim) the normed inputs of the m tokens routed to one expert.
+    moe_x: Vec<f32>,
+    /// (m, dim) that expert's outputs.
+    moe_y: Vec<f32>,
     /// (n_out) which token rows produce logits.
     out_rows: Vec<usize>,
     /// (n_out, dim) final hidden states of those rows, normed.
     out_x: Vec<f32>,
     /// (n_out, vocab) the logits of this step.
     pub logits: Vec<f32>,
+    /// (n_tok) per token of this step, the smallest routing margin over the layers: how far
+    /// the last chosen expert's router logit lies above the best unchosen one (infinite
+    /// without experts). A near tie means another engine may well route differently.
+    pub route_margin: Vec<f32>,
     /// Matmul scratch: (rows, n_tok) transposed products.
     scratch: Vec<f32>,
 }
@@ -175,6 +194,8 @@ pub fn forward(
     }
     let n = s.tokens.len();
     resize_state(s, c, n);
+    s.route_margin.clear();
+    s.route_margin.resize(n, f32::INFINITY);
 
     // token embedding: dequantize each token's row, scaled (Gemma)
     embed(g, &mw.token_embd, &s.tokens, c.embed_scale, &mut s.x)?;
@@ -221,7 +242,8 @@ pub fn forward(
         // append the new keys and values to each sequence's cache
         store_kv(kv, batch, s, l, kv_dim)?;
         // attention of every new token over its sequence's cache
-        attention(kv, batch, s, c, l, p.window, p.attn_scale)?;
+        let sinks = lv.attn_sinks.as_deref().filter(|_| p.sinks);
+        attention(kv, batch, s, c, l, p.window, p.attn_scale, sinks)?;
         // output projection (+ bias)
         matmul(
             &mut s.xb2,
@@ -264,12 +286,17 @@ pub fn forward(
                 // up projection, then act(up)
                 matmul(&mut s.hb, &s.xb, &mat(&lw.ffn_up)?, path, &mut s.scratch)?;
                 add_bias_rows(&mut s.hb, lv.up_bias.as_deref());
-                activate(&mut s.hb, p.activation);
+                activate(&mut s.hb, p.activation)?;
             }
+            // each token's chosen experts, weighted, straight into `xb2` (every expert has its
+            // own down projection)
+            FfnKind::Moe => moe_ffn(g, lw, lv, s, c, path)?,
         }
-        // down projection (+ bias)
-        matmul(&mut s.xb2, &s.hb, &mat(&lw.ffn_down)?, path, &mut s.scratch)?;
-        add_bias_rows(&mut s.xb2, lv.down_bias.as_deref());
+        if p.ffn != FfnKind::Moe {
+            // down projection (+ bias)
+            matmul(&mut s.xb2, &s.hb, &mat(&lw.ffn_down)?, path, &mut s.scratch)?;
+            add_bias_rows(&mut s.xb2, lv.down_bias.as_deref());
+        }
         // post-FFN norm (Gemma 3)
         norm_rows_inplace(&mut s.xb2, lv.post_ffw_norm.as_deref(), dim, eps);
         // residual
@@ -476,8 +503,9 @@ fn store_kv(
 }
 
 /// `s.att (n, q_dim)`: for each new token and query head, softmax(q·K / scale) · V over the
-/// positions its sequence has cached (causal; the last `window` positions on sliding layers).
-/// In parallel over (token, head) pairs.
+/// positions its sequence has cached (causal; the last `window` positions on sliding layers;
+/// with `sinks`, the head's sink logit joins the softmax). In parallel over (token, head) pairs.
+#[allow(clippy::too_many_arguments)]
 fn attention(
     kv: &KvCache,
     batch: &[SeqInput<'_>],
@@ -486,6 +514,7 @@ fn attention(
     l: usize,
     window: Option<usize>,
     scale: f32,
+    sinks: Option<&[f32]>,
 ) -> Result<(), EngineError> {
     let slots: Vec<&SlotCache> = batch
         .iter()
@@ -515,7 +544,10 @@ fn attention(
                 keys.chunks(kv_dim)
                     .map(|k| ops::dot_f32(qh, &k[kvh..kvh + hd]) * scale),
             );
-            ops::softmax(scores);
+            match sinks {
+                Some(sk) => ops::softmax_with_sink(scores, sk[h]),
+                None => ops::softmax(scores),
+            }
             // weighted sum of the values
             out.fill(0.0);
             for (p, v) in scores.iter().zip(values.chunks(kv_dim)) {
@@ -527,11 +559,17 @@ fn attention(
 }
 
 /// `x = act(x)`, elementwise (an ungated FFN).
-fn activate(x: &mut [f32], act: Activation) {
+fn activate(x: &mut [f32], act: Activation) -> Result<(), EngineError> {
     match act {
         Activation::Silu => x.iter_mut().for_each(|v| *v = ops::silu(*v)),
         Activation::GeluTanh => x.iter_mut().for_each(|v| *v = ops::gelu_tanh(*v)),
+        Activation::SwigluOai => {
+            return Err(EngineError::InvalidInput(
+                "the clamped SwiGLU needs a gate; no ungated FFN uses it".into(),
+            ));
+        }
     }
+    Ok(())
 }
 
 /// `gate (n, ffn) = act(gate) * up`, elementwise.
@@ -547,5 +585,93 @@ fn glu(gate: &mut [f32], up: &[f32], act: Activation) {
                 *g = ops::gelu_tanh(*g) * u;
             }
         }
+        Activation::SwigluOai => {
+            for (g, &u) in gate.iter_mut().zip(up) {
+                *g = ops::swiglu_oai(*g, u);
+            }
+        }
     }
+}
+
+/// `s.xb2 (n, dim)`: the mixture of experts (GPT-OSS) of `s.xb`. Each token's router logits
+/// `W_r xb + b_r` pick its top `n_expert_used` experts, weighted by the softmax over the chosen
+/// logits (llama.cpp's `SOFTMAX_WEIGHT` gating); each chosen expert then runs once over all the
+/// tokens that chose it (gate and up with biases, the clamped SwiGLU, down with bias) and its
+/// rows are added, weighted, to those tokens' outputs.
+fn moe_ffn(
+    g: &GgufFile,
+    lw: &LayerWeights,
+    lv: &LayerVectors,
+    s: &mut RunState,
+    c: &ModelConfig,
+    path: DotPath,
+) -> Result<(), EngineError> {
+    let moe = c
+        .moe
+        .ok_or_else(|| EngineError::InvalidInput("mixture of experts without experts".into()))?;
+    let (dim, ffn, n) = (c.dim, c.ffn_dim, s.tokens.len());
+    let mat = |t: &TensorInfo| QMatrix::new(g, t);
+    // router logits (n, n_expert)
+    s.router.resize(n * moe.n_expert, 0.0);
+    let router = mat(required(&lw.ffn_gate_inp)?)?;
+    matmul(&mut s.router, &s.xb, &router, path, &mut s.scratch)?;
+    add_bias_rows(&mut s.router, lv.router_bias.as_deref());
+    // the tokens (and their weights) of each expert
+    let mut routed: Vec<Vec<(usize, f32)>> = vec![Vec::new(); moe.n_expert];
+    for (t, logits) in s.router.chunks(moe.n_expert).enumerate() {
+        let chosen = ops::route(logits, moe.n_expert_used);
+        let unchosen = (0..moe.n_expert)
+            .filter(|e| chosen.iter().all(|c| c.0 != *e))
+            .map(|e| logits[e])
+            .fold(f32::NEG_INFINITY, f32::max);
+        let last = logits[chosen[chosen.len() - 1].0];
+        s.route_margin[t] = s.route_margin[t].min(last - unchosen);
+        for (e, w) in chosen {
+            routed[e].push((t, w));
+        }
+    }
+    let (wg, wu) = (mat(required(&lw.ffn_gate)?)?, mat(&lw.ffn_up)?);
+    let wd = mat(&lw.ffn_down)?;
+    s.xb2.fill(0.0);
+    for (e, tokens) in routed.iter().enumerate().filter(|(_, t)| !t.is_empty()) {
+        let m = tokens.len();
+        // the inputs of the expert's tokens, gathered (m, dim)
+        s.moe_x.clear();
+        for &(t, _) in tokens {
+            s.moe_x.extend_from_slice(&s.xb[t * dim..(t + 1) * dim]);
+        }
+        // gate and up (+ biases), then the clamped SwiGLU (m, ffn)
+        let (gate, up) = (&mut s.hb[..m * ffn], &mut s.hb2[..m * ffn]);
+        matmul(
+            gate,
+            &s.moe_x,
+            &wg.rows(e * ffn, ffn)?,
+            path,
+            &mut s.scratch,
+        )?;
+        add_bias_rows(gate, expert_bias(&lv.gate_bias, e, ffn));
+        matmul(up, &s.moe_x, &wu.rows(e * ffn, ffn)?, path, &mut s.scratch)?;
+        add_bias_rows(up, expert_bias(&lv.up_bias, e, ffn));
+        glu(gate, up, c.activation);
+        // down (+ bias) (m, dim)
+        s.moe_y.resize(m * dim, 0.0);
+        matmul(
+            &mut s.moe_y,
+            gate,
+            &wd.rows(e * dim, dim)?,
+            path,
+            &mut s.scratch,
+        )?;
+        add_bias_rows(&mut s.moe_y, expert_bias(&lv.down_bias, e, dim));
+        // weighted into each token's output
+        for (&(t, w), y) in tokens.iter().zip(s.moe_y.chunks(dim)) {
+            ops::axpy(&mut s.xb2[t * dim..(t + 1) * dim], w, y);
+        }
+    }
+    Ok(())
+}
+
+/// Expert `e`'s `len` values of stacked biases (n_expert, len), when present.
+fn expert_bias(b: &Option<Vec<f32>>, e: usize, len: usize) -> Option<&[f32]> {
+    b.as_deref().map(|b| &b[e * len..(e + 1) * len])
 }

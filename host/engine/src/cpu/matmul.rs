@@ -64,6 +64,22 @@ impl<'a> QMatrix<'a> {
         })
     }
 
+    /// Rows `first..first + n` as a matrix of their own (one expert of a stacked tensor).
+    pub fn rows(&self, first: usize, n: usize) -> Result<QMatrix<'a>, EngineError> {
+        if first + n > self.rows {
+            return Err(EngineError::InvalidInput(format!(
+                "rows {first}..{} of a matrix with {} rows",
+                first + n,
+                self.rows
+            )));
+        }
+        Ok(QMatrix {
+            rows: n,
+            data: &self.data[first * self.row_bytes..(first + n) * self.row_bytes],
+            ..*self
+        })
+    }
+
     /// The bytes of row `r`.
     #[inline]
     pub fn row(&self, r: usize) -> &'a [u8] {

@@ -100,6 +100,44 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
+/// [`softmax`] with one more logit, `sink`, in the denominator, whose share goes nowhere
+/// (GPT-OSS's attention sinks; ggml's `soft_max` with sinks): `x_i <- exp(x_i - m) /
+/// (sum_j exp(x_j - m) + exp(sink - m))`, `m` the largest of the `x_j` and `sink`.
+pub fn softmax_with_sink(x: &mut [f32], sink: f32) {
+    let max = x.iter().copied().fold(sink, f32::max);
+    let mut sum = f64::from((sink - max).exp());
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += f64::from(*v);
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// The top `k` experts of one token's router `logits` (highest first, the lower index on a
+/// tie), each with its weight: the softmax over the chosen logits (llama.cpp's
+/// `SOFTMAX_WEIGHT` gating, GPT-OSS).
+pub fn route(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut experts: Vec<usize> = (0..logits.len()).collect();
+    experts.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    experts.truncate(k);
+    let mut weights: Vec<f32> = experts.iter().map(|&e| logits[e]).collect();
+    softmax(&mut weights);
+    experts.into_iter().zip(weights).collect()
+}
+
+/// GPT-OSS's clamped SwiGLU of one gate value `g` and up value `u` (ggml's `swiglu_oai`):
+/// `x * sigmoid(alpha * x) * (y + 1)` with `x = min(g, limit)`, `y = clamp(u, -limit, limit)`.
+#[inline]
+pub fn swiglu_oai(g: f32, u: f32) -> f32 {
+    use crate::model::config::{SWIGLU_OAI_ALPHA as ALPHA, SWIGLU_OAI_LIMIT as LIMIT};
+    let x = g.min(LIMIT);
+    let y = u.clamp(-LIMIT, LIMIT);
+    x / (1.0 + (ALPHA * -x).exp()) * (y + 1.0)
+}
+
 /// SiLU, `x * sigmoid(x)`.
 #[inline]
 pub fn silu(x: f32) -> f32 {
@@ -171,6 +209,50 @@ pub fn f32_vec(bytes: &[u8]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sink_takes_its_share_of_the_softmax() {
+        // softmax over [x.., sink] with the sink's entry dropped
+        let x = [0.5f32, -1.0, 2.0];
+        let sink = 1.25f32;
+        let mut got = x;
+        softmax_with_sink(&mut got, sink);
+        let mut all = [x[0], x[1], x[2], sink];
+        softmax(&mut all);
+        for (g, w) in got.iter().zip(&all) {
+            assert!((g - w).abs() < 1e-6, "{g} vs {w}");
+        }
+        assert!(got.iter().sum::<f32>() < 1.0);
+        // a very low sink changes nothing
+        let mut plain = x;
+        softmax(&mut plain);
+        let mut low = x;
+        softmax_with_sink(&mut low, -1e30);
+        assert_eq!(plain, low);
+    }
+
+    #[test]
+    fn route_picks_the_top_k_and_softmaxes_only_them() {
+        let logits = [0.5f32, 3.0, -1.0, 3.0, 2.0];
+        let r = route(&logits, 3);
+        // highest first, the lower index on the tie
+        assert_eq!(r.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 3, 4]);
+        let z = 2.0 * 3f32.exp() + 2f32.exp();
+        assert!((r[0].1 - 3f32.exp() / z).abs() < 1e-6);
+        assert!((r[2].1 - 2f32.exp() / z).abs() < 1e-6);
+        assert!((r.iter().map(|p| p.1).sum::<f32>() - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn swiglu_oai_clamps_gate_above_and_up_both_ways() {
+        let sig = |v: f32| 1.0 / (1.0 + (-1.702 * v).exp());
+        assert!((swiglu_oai(1.0, 2.0) - sig(1.0) * 3.0).abs() < 1e-6);
+        // the gate is capped at 7, the up projection clamped to [-7, 7], then offset by 1
+        assert_eq!(swiglu_oai(30.0, 100.0), swiglu_oai(7.0, 7.0));
+        assert_eq!(swiglu_oai(-30.0, -100.0), swiglu_oai(-30.0, -7.0));
+        assert!((swiglu_oai(7.0, 7.0) - 7.0 * sig(7.0) * 8.0).abs() < 1e-5);
+        assert_eq!(swiglu_oai(0.0, 5.0), 0.0);
+    }
 
     #[test]
     fn rmsnorm_gives_unit_rms() {

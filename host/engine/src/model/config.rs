@@ -7,7 +7,9 @@
 //! LongRoPE factors), `gemma3` (q/k RMSNorm, post-attention and post-FFN norms, GELU-tanh GLU,
 //! scaled embeddings, interleaved sliding-window and global attention layers with two RoPE
 //! bases), `gpt2` (LayerNorm with biases, learned positions, fused QKV, biased projections,
-//! plain GELU FFN). Each family is a handful of lines in [`ModelConfig::from_gguf`]'s `match`;
+//! plain GELU FFN), `gpt-oss` (GPT-OSS: a mixture of experts with a softmax over the chosen
+//! experts' router logits and a clamped SwiGLU, attention sinks, biases on every projection,
+//! alternating sliding-window and full layers, NEOX RoPE with YaRN). Each family is a handful of lines in [`ModelConfig::from_gguf`]'s `match`;
 //! the backends run the per-layer plan ([`super::plan`]) these fields describe.
 
 use super::rope::{self, RopeFactors, RopeScaling};
@@ -26,6 +28,16 @@ pub const GEMMA3_SLIDING_PATTERN: usize = 6;
 /// `dim / n_heads` instead of the head dimension (llama.cpp `LLM_TYPE_27B`).
 pub const GEMMA3_27B_LAYERS: usize = 62;
 
+/// GPT-OSS: every `GPT_OSS_SLIDING_PATTERN`-th layer from the second on attends globally, the
+/// others through the sliding window (llama.cpp's `load_swa_pattern(ml, 2)`: layers 0, 2, 4, ...
+/// slide).
+pub const GPT_OSS_SLIDING_PATTERN: usize = 2;
+
+/// GPT-OSS's clamped SwiGLU (llama.cpp's `LLM_FFN_SWIGLU_OAI_MOE`, constants it hard-codes):
+/// `min(g, L) * sigmoid(ALPHA * min(g, L)) * (clamp(u, -L, L) + 1)`.
+pub const SWIGLU_OAI_ALPHA: f32 = 1.702;
+pub const SWIGLU_OAI_LIMIT: f32 = 7.0;
+
 /// Caps on hyper-parameters read from a (hostile) file, well above any real model.
 pub const MAX_LAYERS: usize = 1024;
 pub const MAX_DIM: usize = 1 << 16;
@@ -34,6 +46,8 @@ pub const MAX_HEAD_DIM: usize = 1024;
 pub const MAX_FFN_DIM: usize = 1 << 20;
 pub const MAX_VOCAB: usize = 1 << 22;
 pub const MAX_CONTEXT: usize = 1 << 24;
+/// llama.cpp's `LLAMA_MAX_EXPERTS`.
+pub const MAX_EXPERTS: usize = 512;
 
 /// The architectures this engine runs.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -44,6 +58,7 @@ pub enum Arch {
     Phi3,
     Gemma3,
     Gpt2,
+    GptOss,
 }
 
 impl Arch {
@@ -56,6 +71,7 @@ impl Arch {
             "phi3" => Ok(Arch::Phi3),
             "gemma3" => Ok(Arch::Gemma3),
             "gpt2" => Ok(Arch::Gpt2),
+            "gpt-oss" => Ok(Arch::GptOss),
             other => Err(EngineError::UnsupportedArchitecture(other.to_string())),
         }
     }
@@ -69,6 +85,7 @@ impl Arch {
             Arch::Phi3 => "phi3",
             Arch::Gemma3 => "gemma3",
             Arch::Gpt2 => "gpt2",
+            Arch::GptOss => "gpt-oss",
         }
     }
 }
@@ -90,6 +107,9 @@ pub enum Activation {
     Silu,
     /// GELU, tanh approximation (GeGLU; GPT-2's plain FFN; ggml's `ggml_gelu`).
     GeluTanh,
+    /// GPT-OSS's clamped SwiGLU, ggml's `swiglu_oai` with [`SWIGLU_OAI_ALPHA`] and
+    /// [`SWIGLU_OAI_LIMIT`]: the gate capped above, the up projection clamped and offset by 1.
+    SwigluOai,
 }
 
 /// The normalisation before each sublayer and at the output.
@@ -111,6 +131,19 @@ pub enum FfnKind {
     FusedGateUp,
     /// `down(act(up(x)))` with no gate (GPT-2).
     Plain,
+    /// A mixture of experts (GPT-OSS): a router picks `n_expert_used` of `n_expert` gated FFNs
+    /// per token (each with biases), weighted by the softmax of the chosen router logits. See
+    /// [`MoeConfig`].
+    Moe,
+}
+
+/// The mixture of experts of [`FfnKind::Moe`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct MoeConfig {
+    /// Experts per layer (`expert_count`).
+    pub n_expert: usize,
+    /// Experts each token runs (`expert_used_count`).
+    pub n_expert_used: usize,
 }
 
 /// How token positions enter the model.
@@ -188,6 +221,13 @@ pub struct ModelConfig {
     /// RMSNorm of the attention output and of the FFN output before their residual adds (Gemma 3).
     pub post_norms: bool,
     pub activation: Activation,
+    /// The experts of [`FfnKind::Moe`] (`ffn_dim` is then each expert's hidden width).
+    pub moe: Option<MoeConfig>,
+    /// A learned logit per query head that joins every softmax of its attention scores
+    /// (`attn_sinks.weight`, GPT-OSS): its weight goes to no value.
+    pub attn_sinks: bool,
+    /// The attention output projection carries a bias the file must have (GPT-2, GPT-OSS).
+    pub attn_out_bias: bool,
     /// Tokens that end generation (`tokenizer.ggml.eos_token_id`, `eot_token_id`, `eom_token_id`).
     pub eos_token_ids: Vec<u32>,
     /// `tokenizer.ggml.bos_token_id`, if any.
@@ -339,6 +379,9 @@ impl ModelConfig {
             qk_norm: false,
             post_norms: false,
             activation: Activation::Silu,
+            moe: None,
+            attn_sinks: false,
+            attn_out_bias: false,
             eos_token_ids,
             bos_token_id,
         };
@@ -366,6 +409,7 @@ impl ModelConfig {
                 cfg.rope_dims = 0;
                 cfg.qkv_bias = true;
                 cfg.proj_bias = true;
+                cfg.attn_out_bias = true;
                 cfg.ffn = FfnKind::Plain;
                 cfg.activation = Activation::GeluTanh;
                 if !cfg.fused_qkv {
@@ -404,6 +448,53 @@ impl ModelConfig {
                     head_dim as f32
                 };
                 cfg.attn_scale = 1.0 / query_pre_attn_scalar.sqrt();
+            }
+            Arch::GptOss => {
+                cfg.rope_style = RopeStyle::Neox;
+                cfg.attn_sinks = true;
+                cfg.attn_out_bias = true;
+                cfg.ffn = FfnKind::Moe;
+                cfg.activation = Activation::SwigluOai;
+                let n_expert = capped(
+                    &key("expert_count"),
+                    usize_key("expert_count")?,
+                    MAX_EXPERTS,
+                )?;
+                let n_expert_used = capped(
+                    &key("expert_used_count"),
+                    usize_key("expert_used_count")?,
+                    n_expert,
+                )?;
+                cfg.moe = Some(MoeConfig {
+                    n_expert,
+                    n_expert_used,
+                });
+                cfg.ffn_dim = capped(
+                    &key("expert_feed_forward_length"),
+                    usize_key("expert_feed_forward_length")?,
+                    MAX_FFN_DIM,
+                )?;
+                let window = usize_key("attention.sliding_window")?;
+                if window == 0 {
+                    return Err(bad_meta(
+                        &key("attention.sliding_window"),
+                        "must be positive",
+                    ));
+                }
+                cfg.sliding_window = Some(window);
+                cfg.sliding_layers = (0..n_layers)
+                    .map(|il| il % GPT_OSS_SLIDING_PATTERN < GPT_OSS_SLIDING_PATTERN - 1)
+                    .collect();
+                // The sliding layers share the global RoPE (base and YaRN scaling) unless the
+                // file names another base, which this engine does not run.
+                if let Some(b) = gguf.get_f32_opt(&key("rope.freq_base_swa"))?
+                    && b != rope_base
+                {
+                    return Err(bad_meta(
+                        &key("rope.freq_base_swa"),
+                        format!("{b} differs from rope.freq_base {rope_base}; unsupported"),
+                    ));
+                }
             }
         }
         Ok(cfg)
@@ -527,6 +618,17 @@ const KNOWN_KEYS: &[&str] = &[
     "rope.scaling.yarn_log_multiplier",
 ];
 
+/// Keys only some architectures read (outside them, [`neutral`] decides).
+fn known_for(arch: Arch, key: &str) -> bool {
+    match arch {
+        Arch::GptOss => matches!(
+            key,
+            "expert_count" | "expert_used_count" | "expert_feed_forward_length"
+        ),
+        _ => false,
+    }
+}
+
 /// Keys that are harmless at a neutral value (mixture-of-experts counts of 0, causal
 /// attention on).
 fn neutral(key: &str, v: &crate::gguf::MetaValue) -> bool {
@@ -545,7 +647,7 @@ fn check_known_keys(gguf: &GgufFile, arch: Arch) -> Result<(), EngineError> {
         let Some(rest) = k.strip_prefix(&prefix) else {
             continue;
         };
-        if !KNOWN_KEYS.contains(&rest) && !neutral(rest, v) {
+        if !KNOWN_KEYS.contains(&rest) && !known_for(arch, rest) && !neutral(rest, v) {
             return Err(bad_meta(
                 k,
                 format!("not supported for `{}` models", arch.name()),

@@ -1,9 +1,9 @@
 //! Model definitions: the hyper-parameters ([`ModelConfig`]) and the tensor table
 //! ([`ModelWeights`]) of a GGUF model, checked on load, independent of any backend.
 //!
-//! Architectures: `llama` (and Mistral), `qwen2`, `qwen3`, `phi3`, `gemma3`, `gpt2` (see
-//! [`config`] for what differs between them, [`plan`] for the per-layer steps, [`rope`] for
-//! RoPE scaling).
+//! Architectures: `llama` (and Mistral), `qwen2`, `qwen3`, `phi3`, `gemma3`, `gpt2`, `gpt-oss`
+//! (see [`config`] for what differs between them, [`plan`] for the per-layer steps, [`rope`]
+//! for RoPE scaling).
 //! Weight types: whatever [`crate::quant::GgmlType`] supports; norms and biases are f32.
 
 pub mod config;
@@ -99,6 +99,59 @@ mod tests {
             Err(EngineError::BadTensor { tensor, problem }) => (tensor, problem),
             other => panic!("expected BadTensor, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn gpt_oss_loads_its_experts_sinks_and_alternating_windows() {
+        let m = load(&TinySpec::new("gpt-oss")).unwrap();
+        let c = &m.config;
+        assert_eq!(c.arch, Arch::GptOss);
+        assert_eq!((c.ffn, c.activation), (FfnKind::Moe, Activation::SwigluOai));
+        let moe = c.moe.unwrap();
+        assert_eq!(
+            (moe.n_expert, moe.n_expert_used),
+            (tiny::EXPERTS, tiny::EXPERTS_USED)
+        );
+        assert!(c.attn_sinks && c.rope_style == RopeStyle::Neox);
+        // layers 0, 2, ... slide; 1, 3, ... attend to everything
+        assert_eq!(c.layer_plan(0).window, Some(tiny::WINDOW));
+        assert_eq!(c.layer_plan(1).window, None);
+        assert!(c.layer_plan(1).sinks);
+        let l = &m.weights.layers[1];
+        assert_eq!(l.ffn_gate.as_ref().unwrap().dims, [64, 128, 4]);
+        assert_eq!(l.ffn_down_bias.as_ref().unwrap().dims, [64, 4]);
+        assert_eq!(l.ffn_norm.name, "blk.1.post_attention_norm.weight");
+        assert!(l.attn_q_bias.is_some() && l.attn_output_bias.is_some());
+        let f = m.extended_features();
+        assert!(f.contains(&"mixture of experts") && f.contains(&"attention sinks"));
+        // every part is required
+        for t in [
+            "blk.1.attn_sinks.weight",
+            "blk.0.ffn_gate_inp.bias",
+            "blk.1.ffn_up_exps.bias",
+            "blk.0.ffn_down_exps.weight",
+            "blk.1.attn_output.bias",
+        ] {
+            let mut spec = TinySpec::new("gpt-oss");
+            spec.drop_tensor = Some(t.into());
+            assert_eq!(bad_tensor(&spec).0, t);
+        }
+        // expert keys: required for gpt-oss, unknown ones rejected, and still refused elsewhere
+        let mut spec = TinySpec::new("gpt-oss");
+        spec.drop_key = Some("gpt-oss.expert_used_count".into());
+        assert!(matches!(load(&spec), Err(EngineError::BadMetadata { .. })));
+        let mut spec = TinySpec::new("gpt-oss");
+        spec.extra_keys = vec![(
+            "gpt-oss.expert_weights_scale".into(),
+            crate::gguf::MetaValue::F32(2.5),
+        )];
+        assert!(
+            matches!(load(&spec), Err(EngineError::BadMetadata { key, .. })
+            if key == "gpt-oss.expert_weights_scale")
+        );
+        let mut spec = TinySpec::new("llama");
+        spec.extra_keys = vec![("llama.expert_count".into(), crate::gguf::MetaValue::U32(4))];
+        assert!(matches!(load(&spec), Err(EngineError::BadMetadata { .. })));
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //! 2. Q, K, V: three projections or one fused `attn_qkv` split into Q | K | V; biases if any;
 //! 3. per-head RMSNorm of Q and K (`qk_norm`);
 //! 4. RoPE on Q and K with `rope` (none for learned positions);
-//! 5. causal attention over the KV cache, within `window` if set, scores times `attn_scale`;
+//! 5. causal attention over the KV cache, within `window` if set, scores times `attn_scale`,
+//!    each head's learned sink logit in its softmax if `sinks`;
 //! 6. output projection (+ bias), `post_attention_norm` if any, residual add;
 //! 7. `norm` again, then the FFN of `ffn` kind with `activation` (+ biases), `post_ffw_norm`
-//!    if any, residual add.
+//!    if any, residual add. A mixture of experts (`FfnKind::Moe`) routes each token to its top
+//!    experts and sums their FFNs weighted by the softmax of the chosen router logits.
 
 use super::config::{Activation, FfnKind, ModelConfig, NormKind, Positions, RopeStyle};
 use super::rope::RopeScaling;
@@ -36,6 +38,8 @@ pub struct LayerPlan {
     pub rope: Option<LayerRope>,
     pub window: Option<usize>,
     pub attn_scale: f32,
+    /// A learned per-head logit joins the attention softmax (GPT-OSS).
+    pub sinks: bool,
     pub post_norms: bool,
     pub ffn: FfnKind,
     pub activation: Activation,
@@ -60,6 +64,7 @@ impl ModelConfig {
             rope,
             window: self.window_of(layer),
             attn_scale: self.attn_scale,
+            sinks: self.attn_sinks,
             post_norms: self.post_norms,
             ffn: self.ffn,
             activation: self.activation,
@@ -75,13 +80,19 @@ impl ModelConfig {
         if !matches!(self.arch.name(), "llama" | "qwen2" | "gemma3") {
             f.push("architecture");
         }
+        if self.ffn == FfnKind::Moe {
+            f.push("mixture of experts");
+        }
+        if self.attn_sinks {
+            f.push("attention sinks");
+        }
         if self.norm != NormKind::Rms {
             f.push("LayerNorm");
         }
         if self.fused_qkv {
             f.push("fused QKV");
         }
-        if self.ffn != FfnKind::Gated {
+        if matches!(self.ffn, FfnKind::FusedGateUp | FfnKind::Plain) {
             f.push("fused or ungated FFN");
         }
         if self.positions != Positions::Rope {

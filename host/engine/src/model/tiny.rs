@@ -3,9 +3,10 @@
 //! by the golden tests in `tests/`).
 //!
 //! Shapes: 2 layers, dim 64, 4 query heads and 2 KV heads of 16, FFN 128, vocabulary 96,
-//! context 64; Gemma 3 gets a sliding window of 4 so that its window is exercised. Every
-//! architecture of [`Arch`] has its tensor layout (fused QKV and gate+up for Phi-3; LayerNorm
-//! biases, learned positions and projection biases for GPT-2).
+//! context 64; Gemma 3 and GPT-OSS get a sliding window of 4 so that the window is exercised.
+//! Every architecture of [`Arch`] has its tensor layout (fused QKV and gate+up for Phi-3;
+//! LayerNorm biases, learned positions and projection biases for GPT-2; for GPT-OSS attention
+//! sinks, biases everywhere and [`EXPERTS`] MXFP4 experts of which [`EXPERTS_USED`] run).
 
 use super::config::Arch;
 use crate::EngineError;
@@ -21,6 +22,8 @@ pub const FFN: usize = 128;
 pub const VOCAB: usize = 96;
 pub const CONTEXT: usize = 64;
 pub const WINDOW: usize = 4;
+pub const EXPERTS: usize = 4;
+pub const EXPERTS_USED: usize = 2;
 
 /// What to build, and what to break.
 #[derive(Clone, Debug)]
@@ -103,11 +106,24 @@ impl TinySpec {
             (format!("{a}.rope.freq_base"), MetaValue::F32(10_000.0)),
             ("tokenizer.ggml.eos_token_id".to_string(), MetaValue::U32(2)),
         ];
-        if a == "gemma3" {
+        if a == "gemma3" || a == "gpt-oss" {
             meta.push((
                 format!("{a}.attention.sliding_window"),
                 MetaValue::U32(WINDOW as u32),
             ));
+        }
+        if a == "gpt-oss" {
+            meta.extend([
+                (format!("{a}.expert_count"), MetaValue::U32(EXPERTS as u32)),
+                (
+                    format!("{a}.expert_used_count"),
+                    MetaValue::U32(EXPERTS_USED as u32),
+                ),
+                (
+                    format!("{a}.expert_feed_forward_length"),
+                    MetaValue::U32(FFN as u32),
+                ),
+            ]);
         }
         meta.extend(self.extra_keys.iter().cloned());
         for (k, v) in meta {
@@ -121,6 +137,7 @@ impl TinySpec {
         let kv_dim = KV_HEADS * HEAD_DIM;
         let fused = matches!(arch, Some(Arch::Phi3 | Arch::Gpt2));
         let gpt2 = arch == Some(Arch::Gpt2);
+        let oss = arch == Some(Arch::GptOss);
         let mut tensors: Vec<(String, Vec<usize>, bool)> = vec![
             ("token_embd.weight".into(), vec![DIM, VOCAB], true),
             ("output_norm.weight".into(), vec![DIM], false),
@@ -136,9 +153,31 @@ impl TinySpec {
             tensors.extend([
                 (b("attn_norm.weight"), vec![DIM], false),
                 (b("attn_output.weight"), vec![q_dim, DIM], true),
-                (b("ffn_norm.weight"), vec![DIM], false),
-                (b("ffn_down.weight"), vec![FFN, DIM], true),
             ]);
+            if oss {
+                let e = EXPERTS;
+                tensors.extend([
+                    (b("attn_q.bias"), vec![q_dim], false),
+                    (b("attn_k.bias"), vec![kv_dim], false),
+                    (b("attn_v.bias"), vec![kv_dim], false),
+                    (b("attn_output.bias"), vec![DIM], false),
+                    (b("attn_sinks.weight"), vec![HEADS], false),
+                    (b("post_attention_norm.weight"), vec![DIM], false),
+                    (b("ffn_gate_inp.weight"), vec![DIM, e], true),
+                    (b("ffn_gate_inp.bias"), vec![e], false),
+                    (b("ffn_gate_exps.weight"), vec![DIM, FFN, e], true),
+                    (b("ffn_gate_exps.bias"), vec![FFN, e], false),
+                    (b("ffn_up_exps.weight"), vec![DIM, FFN, e], true),
+                    (b("ffn_up_exps.bias"), vec![FFN, e], false),
+                    (b("ffn_down_exps.weight"), vec![FFN, DIM, e], true),
+                    (b("ffn_down_exps.bias"), vec![DIM, e], false),
+                ]);
+            } else {
+                tensors.extend([
+                    (b("ffn_norm.weight"), vec![DIM], false),
+                    (b("ffn_down.weight"), vec![FFN, DIM], true),
+                ]);
+            }
             if fused {
                 tensors.push((b("attn_qkv.weight"), vec![DIM, q_dim + 2 * kv_dim], true));
             } else {
@@ -151,6 +190,7 @@ impl TinySpec {
             match arch {
                 Some(Arch::Phi3) => tensors.push((b("ffn_up.weight"), vec![DIM, 2 * FFN], true)),
                 Some(Arch::Gpt2) => tensors.push((b("ffn_up.weight"), vec![DIM, FFN], true)),
+                Some(Arch::GptOss) => {}
                 _ => tensors.extend([
                     (b("ffn_gate.weight"), vec![DIM, FFN], true),
                     (b("ffn_up.weight"), vec![DIM, FFN], true),
@@ -204,6 +244,8 @@ impl TinySpec {
             let values = pattern(i, n, if matrix { 0.15 } else { 0.1 }, !matrix);
             let ty = if self.f16_tensor.as_deref() == Some(name.as_str()) {
                 GgmlType::F16
+            } else if name.ends_with("_exps.weight") {
+                GgmlType::Mxfp4
             } else if matrix {
                 self.matrix_type
             } else {

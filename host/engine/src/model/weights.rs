@@ -42,15 +42,27 @@ pub struct LayerWeights {
     pub attn_k_norm: Option<TensorInfo>,
     /// `attn_output` [n_heads * head_dim, dim].
     pub attn_output: TensorInfo,
-    /// `attn_output.bias` [dim], f32 (GPT-2; optional on Llama).
+    /// `attn_output.bias` [dim], f32 (GPT-2, GPT-OSS; optional on Llama).
     pub attn_output_bias: Option<TensorInfo>,
+    /// `attn_sinks.weight` [n_heads], f32: each query head's sink logit (GPT-OSS).
+    pub attn_sinks: Option<TensorInfo>,
     /// `post_attention_norm` [dim], f32: RMSNorm of the attention output (Gemma 3).
     pub post_attention_norm: Option<TensorInfo>,
-    /// `ffn_norm` [dim], f32: the norm before the feed-forward network.
+    /// `ffn_norm` [dim], f32: the norm before the feed-forward network (GPT-OSS names it
+    /// `post_attention_norm`).
     pub ffn_norm: TensorInfo,
     /// `ffn_norm.bias` [dim], f32 (LayerNorm: GPT-2).
     pub ffn_norm_bias: Option<TensorInfo>,
+    /// `ffn_gate_inp` [dim, n_expert]: the router of a mixture of experts (GPT-OSS).
+    pub ffn_gate_inp: Option<TensorInfo>,
+    /// `ffn_gate_inp.bias` [n_expert], f32 (GPT-OSS).
+    pub ffn_gate_inp_bias: Option<TensorInfo>,
     /// `ffn_gate` [dim, ffn_dim] (gated FFN with separate gate).
+    ///
+    /// With a mixture of experts, this and the five tensors below are the experts' stacked
+    /// along one more dimension: `ffn_gate_exps` [dim, ffn_dim, n_expert] (expert `e` is rows
+    /// `e * ffn_dim..`), `ffn_up_exps` likewise, `ffn_down_exps` [ffn_dim, dim, n_expert], and
+    /// their biases [ffn_dim or dim, n_expert].
     pub ffn_gate: Option<TensorInfo>,
     /// `ffn_gate.bias` [ffn_dim], f32 (optional on Llama).
     pub ffn_gate_bias: Option<TensorInfo>,
@@ -145,7 +157,22 @@ impl ModelWeights {
                 }
             };
             let split = !c.fused_qkv;
-            let gated = c.ffn == FfnKind::Gated;
+            let gated = matches!(c.ffn, FfnKind::Gated | FfnKind::Moe);
+            // A mixture of experts stacks each FFN tensor over its experts (`ffn_*_exps`, one
+            // more dimension, biases required) and names the FFN's input norm
+            // `post_attention_norm`.
+            let (exps, n_expert) = match c.moe {
+                Some(m) => ("_exps", vec![m.n_expert]),
+                None => ("", vec![]),
+            };
+            let moe = c.moe.is_some();
+            let ffn_t = |n: &str, kind: &str| format!("ffn_{n}{exps}.{kind}");
+            let stacked = |shape: &[usize]| [shape, &n_expert].concat();
+            let ffn_norm = if moe {
+                "post_attention_norm.weight"
+            } else {
+                "ffn_norm.weight"
+            };
             let up_rows = if c.ffn == FfnKind::FusedGateUp {
                 2 * ffn
             } else {
@@ -183,25 +210,46 @@ impl ModelWeights {
                 attn_q_norm: only(c.qk_norm, "attn_q_norm.weight", &[hd], Role::Vector)?,
                 attn_k_norm: only(c.qk_norm, "attn_k_norm.weight", &[hd], Role::Vector)?,
                 attn_output: get("attn_output.weight", &[q_dim, dim], Role::Matrix)?,
-                attn_output_bias: opt(pb, "attn_output.bias", &[dim])?,
+                attn_output_bias: opt(c.attn_out_bias, "attn_output.bias", &[dim])?,
+                attn_sinks: only(
+                    c.attn_sinks,
+                    "attn_sinks.weight",
+                    &[c.n_heads],
+                    Role::Vector,
+                )?,
                 post_attention_norm: only(
                     c.post_norms,
                     "post_attention_norm.weight",
                     &[dim],
                     Role::Vector,
                 )?,
-                ffn_norm: get("ffn_norm.weight", &[dim], Role::Vector)?,
+                ffn_norm: get(ffn_norm, &[dim], Role::Vector)?,
                 ffn_norm_bias: only(layer_norm, "ffn_norm.bias", &[dim], Role::Vector)?,
-                ffn_gate: only(gated, "ffn_gate.weight", &[dim, ffn], Role::Matrix)?,
+                ffn_gate_inp: only(moe, "ffn_gate_inp.weight", &stacked(&[dim]), Role::Matrix)?,
+                ffn_gate_inp_bias: only(moe, "ffn_gate_inp.bias", &n_expert, Role::Vector)?,
+                ffn_gate: only(
+                    gated,
+                    &ffn_t("gate", "weight"),
+                    &stacked(&[dim, ffn]),
+                    Role::Matrix,
+                )?,
                 ffn_gate_bias: if gated {
-                    opt(false, "ffn_gate.bias", &[ffn])?
+                    opt(moe, &ffn_t("gate", "bias"), &stacked(&[ffn]))?
                 } else {
                     None
                 },
-                ffn_up: get("ffn_up.weight", &[dim, up_rows], Role::Matrix)?,
-                ffn_up_bias: opt(pb, "ffn_up.bias", &[up_rows])?,
-                ffn_down: get("ffn_down.weight", &[ffn, dim], Role::Matrix)?,
-                ffn_down_bias: opt(pb, "ffn_down.bias", &[dim])?,
+                ffn_up: get(
+                    &ffn_t("up", "weight"),
+                    &stacked(&[dim, up_rows]),
+                    Role::Matrix,
+                )?,
+                ffn_up_bias: opt(pb || moe, &ffn_t("up", "bias"), &stacked(&[up_rows]))?,
+                ffn_down: get(
+                    &ffn_t("down", "weight"),
+                    &stacked(&[ffn, dim]),
+                    Role::Matrix,
+                )?,
+                ffn_down_bias: opt(pb || moe, &ffn_t("down", "bias"), &stacked(&[dim]))?,
                 post_ffw_norm: only(c.post_norms, "post_ffw_norm.weight", &[dim], Role::Vector)?,
             });
         }
@@ -270,7 +318,10 @@ impl ModelWeights {
                     &l.attn_q_norm,
                     &l.attn_k_norm,
                     &l.attn_output_bias,
+                    &l.attn_sinks,
                     &l.post_attention_norm,
+                    &l.ffn_gate_inp,
+                    &l.ffn_gate_inp_bias,
                     &l.ffn_norm_bias,
                     &l.ffn_gate,
                     &l.ffn_gate_bias,

@@ -6,8 +6,8 @@
 
 //!
 //! Per type: [`dequantize_row`] (bit-exact with ggml/gguf-py), [`dot_row`] (the exact f32
-//! reference dot product), [`quantize_row`] (ggml's reference quantizers for the legacy types,
-//! a simpler documented one for the K-quants) and the fast path [`dot_row_q8`]: activations
+//! reference dot product), [`quantize_row`] (ggml's reference quantizers for the legacy types
+//! and MXFP4, a simpler documented one for the K-quants) and the fast path [`dot_row_q8`]: activations
 //! quantized once per row into [`QuantizedActs`] and an integer dot per block, as llama.cpp
 //! does it. Each type unpacks its weights into 16-byte lanes with whole-register bit
 //! operations; the lanes go to a small integer kernel (`simd.rs`): SSE2 (the x86-64 baseline),
@@ -20,6 +20,7 @@
 
 mod float;
 mod multi;
+mod mxfp4;
 mod q4_0;
 mod q4_1;
 mod q4_k;
@@ -33,6 +34,7 @@ mod simd;
 
 pub use float::f16_to_f32;
 pub use multi::{ActsTile, TILE as DOT_TILE};
+pub use mxfp4::{BlockMxfp4, KVALUES as MXFP4_KVALUES, e8m0_to_f32_half};
 pub use q4_0::BlockQ4_0;
 pub use q4_1::BlockQ4_1;
 pub use q4_k::BlockQ4K;
@@ -60,10 +62,11 @@ pub enum GgmlType {
     Q5K = 13,
     Q6K = 14,
     BF16 = 30,
+    Mxfp4 = 39,
 }
 
 impl GgmlType {
-    pub const ALL: [GgmlType; 11] = [
+    pub const ALL: [GgmlType; 12] = [
         GgmlType::F32,
         GgmlType::F16,
         GgmlType::BF16,
@@ -75,6 +78,7 @@ impl GgmlType {
         GgmlType::Q4K,
         GgmlType::Q5K,
         GgmlType::Q6K,
+        GgmlType::Mxfp4,
     ];
 
     /// The type with ggml id `id`, or `None` for types this engine does not support.
@@ -86,9 +90,12 @@ impl GgmlType {
     pub fn block_size(self) -> usize {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
-            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => {
-                32
-            }
+            GgmlType::Q4_0
+            | GgmlType::Q4_1
+            | GgmlType::Q5_0
+            | GgmlType::Q5_1
+            | GgmlType::Q8_0
+            | GgmlType::Mxfp4 => 32,
             GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => 256,
         }
     }
@@ -106,6 +113,7 @@ impl GgmlType {
             GgmlType::Q4K => 144,
             GgmlType::Q5K => 176,
             GgmlType::Q6K => 210,
+            GgmlType::Mxfp4 => 17,
         }
     }
 
@@ -135,6 +143,7 @@ impl GgmlType {
             GgmlType::Q4K => "q4_K",
             GgmlType::Q5K => "q5_K",
             GgmlType::Q6K => "q6_K",
+            GgmlType::Mxfp4 => "mxfp4",
         }
     }
 
@@ -167,6 +176,7 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), E
         GgmlType::Q4K => q4_k::dequantize(src, dst),
         GgmlType::Q5K => q5_k::dequantize(src, dst),
         GgmlType::Q6K => q6_k::dequantize(src, dst),
+        GgmlType::Mxfp4 => mxfp4::dequantize(src, dst),
     }
     Ok(())
 }
@@ -190,12 +200,13 @@ pub fn dot_row(ty: GgmlType, row: &[u8], x: &[f32]) -> f32 {
         GgmlType::Q4K => q4_k::dot(row, x),
         GgmlType::Q5K => q5_k::dot(row, x),
         GgmlType::Q6K => q6_k::dot(row, x),
+        GgmlType::Mxfp4 => mxfp4::dot(row, x),
     }
 }
 
-/// Quantize one row of `src` (a whole number of blocks) to `ty`. The legacy types use ggml's
-/// `quantize_row_*_ref` (byte-identical to gguf-py); the K-quants a simpler quantizer without
-/// ggml's scale search, documented in their modules. The quantized types reject non-finite
+/// Quantize one row of `src` (a whole number of blocks) to `ty`. The legacy types and MXFP4
+/// use ggml's `quantize_row_*_ref` (byte-identical to gguf-py); the K-quants a simpler
+/// quantizer without ggml's scale search, documented in their modules. The quantized types reject non-finite
 /// values and magnitudes above [`MAX_QUANT_ABS`] (their f16 scales would overflow); the float
 /// types store every value as it is.
 pub fn quantize_row(ty: GgmlType, src: &[f32]) -> Result<Vec<u8>, EngineError> {
@@ -220,6 +231,7 @@ pub fn quantize_row(ty: GgmlType, src: &[f32]) -> Result<Vec<u8>, EngineError> {
         GgmlType::Q4K => q4_k::quantize(src),
         GgmlType::Q5K => q5_k::quantize(src),
         GgmlType::Q6K => q6_k::quantize(src),
+        GgmlType::Mxfp4 => mxfp4::quantize(src),
     })
 }
 
@@ -273,6 +285,7 @@ fn dot_row_q8_with<K: simd::Kernel>(k: K, ty: GgmlType, row: &[u8], x: &Quantize
         GgmlType::Q4K => q4_k::dot_q8(k, row, x),
         GgmlType::Q5K => q5_k::dot_q8(k, row, x),
         GgmlType::Q6K => q6_k::dot_q8(k, row, x),
+        GgmlType::Mxfp4 => mxfp4::dot_q8(k, row, x),
     }
 }
 

@@ -9,6 +9,7 @@
 //! (the float types, Q5_1, Q5_K) fall back to the single-token dot.
 
 use super::float::f16_to_f32;
+use super::mxfp4::{self, BlockMxfp4, e8m0_to_f32_half};
 use super::q4_k::{QK_K, scale_min};
 use super::q8_act::QuantizedActs;
 use super::simd::{Kernel, LOW_2_BITS, LOW_BITS, LOW_NIBBLES, lane, spread_bit4};
@@ -97,6 +98,7 @@ pub(super) fn dot_rows_q8_with<K: Kernel>(
         GgmlType::Q8_0 => q8_0(k, row, tile),
         GgmlType::Q4K => q4_k(k, row, tile),
         GgmlType::Q6K => q6_k(k, row, tile),
+        GgmlType::Mxfp4 => mxfp4_blocks(k, row, tile),
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::Q5_1 | GgmlType::Q5K => {
             for (o, a) in out.iter_mut().zip(tile.acts) {
                 *o = super::dot_row_q8_with(k, ty, row, a);
@@ -190,6 +192,25 @@ fn q8_0<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
         let w = [lane(&lo[0]), lane(&hi[0])];
         let d = f16_to_f32(b.d);
         let dots = k.dot32_multi(w, &x.qs[i]);
+        let dx = &x.d[i];
+        for t in 0..TILE {
+            acc[t] += d * dx[t] * dots[t] as f32;
+        }
+    }
+    acc
+}
+
+/// MXFP4 ([`super::mxfp4`]'s `dot_q8`): per block `d * dx * sum(kvalues[q] * qx)`.
+#[inline(always)]
+fn mxfp4_blocks<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
+    let mut acc = [0.0f32; TILE];
+    for (i, b) in blocks::<{ BlockMxfp4::BYTES }>(row, x, 1)
+        .iter()
+        .enumerate()
+    {
+        let b = BlockMxfp4::from_bytes(b);
+        let d = e8m0_to_f32_half(b.e);
+        let dots = k.dot32_multi(mxfp4::lanes(&b), &x.qs[i]);
         let dx = &x.d[i];
         for t in 0..TILE {
             acc[t] += d * dx[t] * dots[t] as f32;

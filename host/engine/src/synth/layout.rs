@@ -41,13 +41,17 @@ fn file_type(ty: GgmlType) -> u32 {
         GgmlType::Q5K => 16, // Q5_K_S
         GgmlType::Q6K => 18,
         GgmlType::BF16 => 32,
+        GgmlType::Mxfp4 => 38, // MXFP4_MOE
     }
 }
 
-/// The tensors of `shape` with `n_layer` layers, in the order llama.cpp writes them.
+/// The tensors of `shape` with `n_layer` layers (and `n_expert` experts, for a mixture of
+/// experts), in the order llama.cpp writes them.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn plan_tensors(
     shape: &Shape,
     n_layer: u32,
+    n_expert: u32,
     n_vocab: u64,
     ty: GgmlType,
     embed_ty: GgmlType,
@@ -70,6 +74,8 @@ pub(super) fn plan_tensors(
     let (arch, f32t) = (shape.arch, GgmlType::F32);
     let gemma = arch == "gemma3";
     let gpt2 = arch == "gpt2";
+    let oss = arch == "gpt-oss";
+    let ne = u64::from(n_expert);
     let fused = matches!(arch, "phi3" | "gpt2");
     let qk_norm = matches!(arch, "gemma3" | "qwen3");
     let embd_fill = if shape.tied_embeddings {
@@ -151,7 +157,14 @@ pub(super) fn plan_tensors(
         if gpt2 {
             push(b("attn_output.bias"), vec![d], f32t, Fill::Normal);
         }
-        if gemma {
+        if oss {
+            push(b("attn_output.bias"), vec![d], f32t, Fill::Normal);
+            // sink logits ~ N(0, 1): their share of each softmax is visible
+            let sinks = vec![shape.n_head as u64];
+            push(b("attn_sinks.weight"), sinks, f32t, Fill::Scaled(1.0));
+        }
+        if gemma || oss {
+            // GPT-OSS: the norm before the FFN goes by this name
             push(
                 b("post_attention_norm.weight"),
                 vec![d],
@@ -159,7 +172,9 @@ pub(super) fn plan_tensors(
                 Fill::NearOne,
             );
         }
-        push(b("ffn_norm.weight"), vec![d], f32t, Fill::NearOne);
+        if !oss {
+            push(b("ffn_norm.weight"), vec![d], f32t, Fill::NearOne);
+        }
         match arch {
             "phi3" => push(b("ffn_up.weight"), vec![d, 2 * ff], matrix(d), Fill::Normal),
             "gpt2" => {
@@ -167,12 +182,26 @@ pub(super) fn plan_tensors(
                 push(b("ffn_up.weight"), vec![d, ff], matrix(d), Fill::Normal);
                 push(b("ffn_up.bias"), vec![ff], f32t, Fill::Normal);
             }
+            "gpt-oss" => {
+                // the router (f32, as llama.cpp keeps it), then the experts in MXFP4
+                push(b("ffn_gate_inp.weight"), vec![d, ne], f32t, Fill::Normal);
+                push(b("ffn_gate_inp.bias"), vec![ne], f32t, Fill::Normal);
+                let mx = GgmlType::Mxfp4;
+                push(b("ffn_gate_exps.weight"), vec![d, ff, ne], mx, Fill::Normal);
+                push(b("ffn_gate_exps.bias"), vec![ff, ne], f32t, Fill::Normal);
+                push(b("ffn_up_exps.weight"), vec![d, ff, ne], mx, Fill::Normal);
+                push(b("ffn_up_exps.bias"), vec![ff, ne], f32t, Fill::Normal);
+                push(b("ffn_down_exps.weight"), vec![ff, d, ne], mx, Fill::Normal);
+                push(b("ffn_down_exps.bias"), vec![d, ne], f32t, Fill::Normal);
+            }
             _ => {
                 push(b("ffn_gate.weight"), vec![d, ff], matrix(d), Fill::Normal);
                 push(b("ffn_up.weight"), vec![d, ff], matrix(d), Fill::Normal);
             }
         }
-        push(b("ffn_down.weight"), vec![ff, d], matrix(ff), Fill::Normal);
+        if !oss {
+            push(b("ffn_down.weight"), vec![ff, d], matrix(ff), Fill::Normal);
+        }
         if gpt2 {
             push(b("ffn_down.bias"), vec![d], f32t, Fill::Normal);
         }
@@ -199,6 +228,7 @@ pub(super) fn plan_tensors(
 pub(super) fn plan_metadata(
     opts: &SynthOptions,
     n_layer: u32,
+    n_expert: u32,
     vocab: &GgufFile,
     n_vocab: usize,
 ) -> Vec<(String, MetaValue)> {
@@ -256,6 +286,16 @@ pub(super) fn plan_metadata(
             k("rope.scaling.original_context_length"),
             MetaValue::U32(y.original_context_length),
         ));
+    }
+    if let Some(moe) = &s.moe {
+        m.push((k("expert_count"), MetaValue::U32(n_expert)));
+        m.push((k("expert_used_count"), MetaValue::U32(moe.n_expert_used)));
+        m.push((k("expert_feed_forward_length"), MetaValue::U32(s.n_ff)));
+    }
+    if arch == "gpt-oss" {
+        // the model's config names YaRN's betas (llama.cpp's defaults), so the converter writes
+        m.push((k("rope.scaling.yarn_beta_fast"), MetaValue::F32(32.0)));
+        m.push((k("rope.scaling.yarn_beta_slow"), MetaValue::F32(1.0)));
     }
     if let Some(lr) = &s.longrope {
         m.push((

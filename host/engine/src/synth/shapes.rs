@@ -31,12 +31,20 @@ pub struct LongRopeScaling {
     pub original_context_length: u32,
 }
 
+/// A mixture of experts (GPT-OSS): `n_ff` is then each expert's hidden width
+/// (`expert_feed_forward_length`), the experts are stored in MXFP4 as the real files have them.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct MoeShape {
+    pub n_expert: u32,
+    pub n_expert_used: u32,
+}
+
 /// The architecture and dimensions of one model.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub struct Shape {
     /// Name on the command line, e.g. "llama3-8b".
     pub name: &'static str,
-    /// `general.architecture`: "llama", "qwen2", "qwen3", "phi3", "gemma3" or "gpt2".
+    /// `general.architecture`: "llama", "qwen2", "qwen3", "phi3", "gemma3", "gpt2" or "gpt-oss".
     pub arch: &'static str,
     pub n_layer: u32,
     pub n_embd: u32,
@@ -60,6 +68,7 @@ pub struct Shape {
     pub llama3_rope: Option<Llama3RopeScaling>,
     pub yarn: Option<YarnScaling>,
     pub longrope: Option<LongRopeScaling>,
+    pub moe: Option<MoeShape>,
 }
 
 /// Every shape `synth` knows.
@@ -84,6 +93,7 @@ pub const SHAPES: &[Shape] = &[
         llama3_rope: None,
         yarn: None,
         longrope: None,
+        moe: None,
     },
     // Llama-3.2-1B.
     Shape {
@@ -110,6 +120,7 @@ pub const SHAPES: &[Shape] = &[
         }),
         yarn: None,
         longrope: None,
+        moe: None,
     },
     // Qwen2.5-0.5B(-Instruct).
     Shape {
@@ -131,6 +142,7 @@ pub const SHAPES: &[Shape] = &[
         llama3_rope: None,
         yarn: None,
         longrope: None,
+        moe: None,
     },
     // Qwen2.5-7B(-Instruct).
     Shape {
@@ -152,6 +164,7 @@ pub const SHAPES: &[Shape] = &[
         llama3_rope: None,
         yarn: None,
         longrope: None,
+        moe: None,
     },
     // SmolLM2-135M(-Instruct): a llama.
     Shape {
@@ -173,6 +186,7 @@ pub const SHAPES: &[Shape] = &[
         llama3_rope: None,
         yarn: None,
         longrope: None,
+        moe: None,
     },
     // gemma-3-270m(-it).
     Shape {
@@ -194,6 +208,7 @@ pub const SHAPES: &[Shape] = &[
         llama3_rope: None,
         yarn: None,
         longrope: None,
+        moe: None,
     },
     // Mistral-7B-v0.3(-Instruct): a llama (no sliding window in v0.2+).
     Shape {
@@ -215,6 +230,7 @@ pub const SHAPES: &[Shape] = &[
         llama3_rope: None,
         yarn: None,
         longrope: None,
+        moe: None,
     },
     // Qwen3-0.6B: per-head q/k norms, head_dim 128 (q_dim 2048 != n_embd 1024).
     Shape {
@@ -236,6 +252,7 @@ pub const SHAPES: &[Shape] = &[
         llama3_rope: None,
         yarn: None,
         longrope: None,
+        moe: None,
     },
     // Qwen3-0.6B with the YaRN long-context setting of the Qwen3 model cards
     // (`rope_scaling: {rope_type: yarn, factor: 4.0, original_max_position_embeddings: 32768}`).
@@ -261,6 +278,7 @@ pub const SHAPES: &[Shape] = &[
             original_context_length: 32768,
         }),
         longrope: None,
+        moe: None,
     },
     // Qwen3-8B.
     Shape {
@@ -282,6 +300,7 @@ pub const SHAPES: &[Shape] = &[
         llama3_rope: None,
         yarn: None,
         longrope: None,
+        moe: None,
     },
     // Phi-3.5-mini-instruct: fused QKV and gate+up, LongRoPE (131072 from 4096).
     Shape {
@@ -305,6 +324,7 @@ pub const SHAPES: &[Shape] = &[
         longrope: Some(LongRopeScaling {
             original_context_length: 4096,
         }),
+        moe: None,
     },
     // GPT-2 (124M): LayerNorm, learned positions, fused biased QKV, plain GELU FFN.
     Shape {
@@ -326,6 +346,37 @@ pub const SHAPES: &[Shape] = &[
         llama3_rope: None,
         yarn: None,
         longrope: None,
+        moe: None,
+    },
+    // gpt-oss-20b: 32 MXFP4 experts (4 per token) of width 2880, attention sinks, biases on
+    // q/k/v/o and on the router and experts, sliding window 128 on every other layer, YaRN
+    // (factor 32 from 4096).
+    Shape {
+        name: "gpt-oss-20b",
+        arch: "gpt-oss",
+        n_layer: 24,
+        n_embd: 2880,
+        n_ff: 2880,
+        n_head: 64,
+        n_head_kv: 8,
+        head_dim: 64,
+        explicit_head_dim: true,
+        context_length: 131072,
+        rope_freq_base: 150000.0,
+        rms_eps: 1e-5,
+        tied_embeddings: false,
+        qkv_bias: true,
+        sliding_window: Some(128),
+        llama3_rope: None,
+        yarn: Some(YarnScaling {
+            factor: 32.0,
+            original_context_length: 4096,
+        }),
+        longrope: None,
+        moe: Some(MoeShape {
+            n_expert: 32,
+            n_expert_used: 4,
+        }),
     },
 ];
 

@@ -20,10 +20,12 @@ use worker_orcd::progress::{Progress, Unit};
 #[derive(clap::Args, Debug)]
 pub struct SynthArgs {
     /// Model shape: llama3-8b, llama3.2-1b, qwen2.5-0.5b, qwen2.5-7b, smollm2-135m, gemma3-270m,
-    /// mistral-7b, qwen3-0.6b, qwen3-0.6b-yarn, qwen3-8b, phi3.5-mini, gpt2.
+    /// mistral-7b, qwen3-0.6b, qwen3-0.6b-yarn, qwen3-8b, phi3.5-mini, gpt2, gpt-oss-20b
+    /// (its experts always MXFP4).
     #[arg(long)]
     shape: String,
-    /// Type of the layer matrices: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k.
+    /// Type of the layer matrices: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k,
+    /// mxfp4.
     #[arg(long = "type", value_parser = parse_type)]
     ty: GgmlType,
     /// GGUF file whose `tokenizer.*` keys (and so vocabulary size) the model takes.
@@ -41,6 +43,10 @@ pub struct SynthArgs {
     /// Keep only the first N layers.
     #[arg(long)]
     layers: Option<u32>,
+    /// Mixture of experts (gpt-oss-20b): keep only the first N experts (at least the number
+    /// each token uses), for a small test file of the same layer shape.
+    #[arg(long)]
+    experts: Option<u32>,
     /// Standard deviation of the output projection (the embedding when tied), default 0.02:
     /// e.g. 0.1 spreads the logits so that comparisons see real top-2 margins.
     #[arg(long)]
@@ -64,6 +70,7 @@ pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
         ty: args.ty,
         embed_ty: args.embed_type,
         layers: args.layers,
+        experts: args.experts,
         seed: args.seed,
         output_std: args.output_std,
     };

@@ -15,6 +15,11 @@ Also, when the real models are in .cache/models (scripts/fetch-models.sh), real_
 real_NAME.deq.f32: the first blocks of a tensor quantized by llama.cpp itself, for the types the
 two models use (Q8_0, Q4_1, Q5_0, Q4_K, Q6_K).
 
+MXFP4 (mxfp4.bin/.deq.f32/.src.f32 quantized by gguf-py, and mxfp4_raw.bin/.deq.f32: random
+blocks over the whole exponent range, subnormal half-scales included) needs a gguf-py that knows
+the type: the one in the llama-cpp-python 0.3.36 sdist (`vendor/llama.cpp/gguf-py`, on
+PYTHONPATH). `python3 gen_vectors.py mxfp4` writes only those files (own seed).
+
 Run: python3 gen_vectors.py   (needs `pip install gguf numpy`; deterministic, seed fixed)
 """
 
@@ -39,10 +44,10 @@ REAL_WEIGHTS = 1024
 rng = np.random.default_rng(20261127)
 
 
-def legacy_source(n_blocks: int) -> np.ndarray:
+def legacy_source(n_blocks: int, g: np.random.Generator = rng) -> np.ndarray:
     """n_blocks blocks of 32 with varied magnitudes, one all-zero and one constant block."""
-    scales = np.exp(rng.uniform(np.log(1e-3), np.log(10.0), size=(n_blocks, 1)))
-    x = (rng.standard_normal((n_blocks, 32)) * scales).astype(np.float32)
+    scales = np.exp(g.uniform(np.log(1e-3), np.log(10.0), size=(n_blocks, 1)))
+    x = (g.standard_normal((n_blocks, 32)) * scales).astype(np.float32)
     x[1] = 0.0
     x[2] = np.float32(-0.75)
     return x.reshape(-1)
@@ -111,6 +116,22 @@ def real_vectors() -> None:
         write(f"real_{name}", data, deq, None)
 
 
+def mxfp4_vectors() -> None:
+    mx = np.random.default_rng(20261207)
+    src = legacy_source(8, mx)
+    data = quants.quantize(src.reshape(1, -1), T.MXFP4).reshape(-1)
+    write("mxfp4", data, quants.dequantize(data, T.MXFP4).reshape(-1), src)
+    # every code and exponents 0..250 (0 and 1: subnormal half-scales); 251+ would overflow
+    raw = mx.integers(0, 256, size=(16, 17), dtype=np.uint8)
+    raw[:, 0] = np.concatenate([[0, 1, 2, 127, 128, 250], mx.integers(100, 150, size=10)])
+    raw = raw.reshape(-1)
+    write("mxfp4_raw", raw, quants.dequantize(raw, T.MXFP4).reshape(-1), None)
+
+
 if __name__ == "__main__":
-    main()
-    real_vectors()
+    import sys
+
+    if sys.argv[1:] != ["mxfp4"]:
+        main()
+        real_vectors()
+    mxfp4_vectors()
