@@ -153,7 +153,7 @@ pub(super) fn bench_batched(
 
 
 /// A small seeded generator for prompt token ids (SplitMix64).
-pub(super) struct SplitMix64(u64);
+pub(super) struct SplitMix64(pub(super) u64);
 
 impl SplitMix64 {
     pub(super) fn next(&mut self) -> u64 {
