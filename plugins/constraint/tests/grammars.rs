@@ -139,7 +139,11 @@ fn random_grammar(rng: &mut Rng) -> String {
         match rng.below(3) {
             0 => lits[rng.below(lits.len())].to_string(),
             1 => classes[rng.below(classes.len())].to_string(),
-            _ => format!("({} | {})", lits[rng.below(lits.len())], classes[rng.below(3)]),
+            _ => format!(
+                "({} | {})",
+                lits[rng.below(lits.len())],
+                classes[rng.below(3)]
+            ),
         }
     }
     fn item(rng: &mut Rng, rules: usize, depth: usize) -> String {
@@ -211,7 +215,10 @@ fn random_grammars() {
                 "case {case} (wander {wander}): {g}\n{out:?}"
             );
         }
-        eprintln!("case {case}: compiled in {compiled:?}, walked and checked in {:?}", t.elapsed());
+        eprintln!(
+            "case {case}: compiled in {compiled:?}, walked and checked in {:?}",
+            t.elapsed()
+        );
     }
 }
 

@@ -100,7 +100,12 @@ impl Recognizer {
                     return e.clone();
                 }
                 if self.busy.borrow().contains(&key) {
-                    return self.previous.borrow().get(&key).cloned().unwrap_or_default();
+                    return self
+                        .previous
+                        .borrow()
+                        .get(&key)
+                        .cloned()
+                        .unwrap_or_default();
                 }
                 self.busy.borrow_mut().insert(key.clone());
                 let body = self
