@@ -7,6 +7,8 @@
 #   scripts/fetch-models.sh gemma3     # only Gemma 3 270M Q4_K_M
 #   scripts/fetch-models.sh vocab      # llama.cpp's vocabulary test suites (ggml-vocab-*), from
 #                                      # the llama-cpp-python 0.3.36 sdist; prints their folder
+#   scripts/fetch-models.sh grammars   # llama.cpp's example GBNF grammars (grammars/*.gbnf) from
+#                                      # the same sdist; prints their folder
 #
 # Prints the path of each model on stdout.
 set -euo pipefail
@@ -86,11 +88,10 @@ fetch_gemma3() {
 # The sdist's address comes from PyPI's simple index (PEP 691 JSON, what pip reads); pip download
 # itself would build the package's metadata, which needs its CMake toolchain. The pinned sha256
 # is the check.
-fetch_vocab() {
-    local sdist="$cache/wheels/$LLAMA_SDIST" out="$cache/llama-vocab-0.3.36"
-    if [ ! -f "$out/.complete" ]; then
-        if ! verified "$sdist" "$LLAMA_SDIST_SHA"; then
-            python3 - "$LLAMA_SDIST" "$sdist.tmp" <<'PY'
+fetch_sdist() {
+    local sdist="$cache/wheels/$LLAMA_SDIST"
+    if ! verified "$sdist" "$LLAMA_SDIST_SHA"; then
+        python3 - "$LLAMA_SDIST" "$sdist.tmp" <<'PY'
 import json, shutil, sys, urllib.request
 name, dest = sys.argv[1:]
 index = urllib.request.Request(
@@ -104,24 +105,32 @@ if len(urls) != 1:
 with urllib.request.urlopen(urls[0], timeout=300) as r, open(dest, "wb") as out:
     shutil.copyfileobj(r, out, 1 << 20)
 PY
-            verified "$sdist.tmp" "$LLAMA_SDIST_SHA" || { echo "sha256 mismatch for $LLAMA_SDIST" >&2; exit 1; }
-            mv "$sdist.tmp" "$sdist"
-        fi
+        verified "$sdist.tmp" "$LLAMA_SDIST_SHA" || { echo "sha256 mismatch for $LLAMA_SDIST" >&2; exit 1; }
+        mv "$sdist.tmp" "$sdist"
+    fi
+}
+
+# Extract the sdist's files under `vendor/llama.cpp/$2/` whose names match the glob $3 into
+# `$cache/$1` (once; `.complete` marks a finished extraction) and print that folder.
+extract_from_sdist() {
+    local out="$cache/$1"
+    if [ ! -f "$out/.complete" ]; then
+        fetch_sdist
         rm -rf "$out.tmp"
-        python3 - "$sdist" "$out.tmp" <<'PY'
-import os, shutil, sys, tarfile
-sdist, dest = sys.argv[1:]
+        python3 - "$cache/wheels/$LLAMA_SDIST" "$out.tmp" "$2" "$3" <<'PY'
+import fnmatch, os, shutil, sys, tarfile
+sdist, dest, folder, glob = sys.argv[1:]
 os.makedirs(dest)
 n = 0
 with tarfile.open(sdist) as t:
     for m in t:
         name = os.path.basename(m.name)
-        if m.isfile() and "/vendor/llama.cpp/models/" in m.name and name.startswith("ggml-vocab-"):
+        if m.isfile() and f"/vendor/llama.cpp/{folder}/" in m.name and fnmatch.fnmatch(name, glob):
             with t.extractfile(m) as src, open(os.path.join(dest, name), "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
             n += 1
 if n == 0:
-    sys.exit(f"{sdist}: no models/ggml-vocab-* files")
+    sys.exit(f"{sdist}: no {folder}/{glob} files")
 PY
         touch "$out.tmp/.complete"
         rm -rf "$out"
@@ -130,10 +139,14 @@ PY
     echo "$out"
 }
 
+fetch_vocab() { extract_from_sdist llama-vocab-0.3.36 models 'ggml-vocab-*'; }
+fetch_grammars() { extract_from_sdist llama-grammars-0.3.36 grammars '*.gbnf'; }
+
 case "${1:-all}" in
     smollm2) fetch_smollm2 ;;
     gemma3) fetch_gemma3 ;;
     vocab) fetch_vocab ;;
+    grammars) fetch_grammars ;;
     all) fetch_smollm2; fetch_gemma3 ;;
-    *) echo "usage: $0 [smollm2|gemma3|vocab|all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [smollm2|gemma3|vocab|grammars|all]" >&2; exit 2 ;;
 esac

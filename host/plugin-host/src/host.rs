@@ -385,7 +385,7 @@ impl PluginHost {
     }
 
     /// A constraint session of the plugin `name` for one request: `spec` of `kind`
-    /// (`json-schema`, `json-object`, `regex`) compiled for the model's vocabulary. A plugin
+    /// (`json-schema`, `json-object`, `regex`, `gbnf`) compiled for the model's vocabulary. A plugin
     /// that refuses the spec gives [`PluginError::Reported`] with its code and message.
     pub fn constraint(
         &self,

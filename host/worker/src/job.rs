@@ -54,7 +54,7 @@ pub const BUILTIN_CONSTRAINT: &str = "structured";
 pub struct ConstraintSpec {
     /// The constraint plugin (`structured`, the built-in, unless the request names another).
     pub plugin: String,
-    /// `json-schema`, `json-object` or `regex` (the constraint world's kinds).
+    /// `json-schema`, `json-object`, `regex` or `gbnf` (the constraint world's kinds).
     pub kind: String,
     /// The schema as JSON text, the expression, or empty for `json-object`.
     pub spec: String,

@@ -399,7 +399,7 @@ impl RequestHandler for WasmPlugins {
                     stop: job.stop,
                     seed: job.seed,
                     constraint: job.constraint.map(|c| crate::job::ConstraintSpec {
-                        plugin: BUILTIN_CONSTRAINT.into(),
+                        plugin: c.plugin.unwrap_or_else(|| BUILTIN_CONSTRAINT.into()),
                         kind: c.kind,
                         spec: c.spec,
                         field: c.field,

@@ -1,6 +1,7 @@
 //! Constrained decoding end to end (issue 16) on the CPU backend with SmolLM2: every schema
 //! fixture through `/v1/chat/completions` `response_format: json_schema`, greedy and sampled,
-//! parses and validates; `json_object` on `/v1/completions`; a `regex` through `/execute`;
+//! parses and validates; `json_object` on `/v1/completions`; a `regex` and llama.cpp's example
+//! GBNF grammars (`grammar`, outputs checked by an independent recognizer) through `/execute`;
 //! schemas the plugin cannot enforce are 400 naming the field; and a vocabulary that cannot
 //! spell the rest of the output ends the job with `CONSTRAINT_DEAD_END`.
 
@@ -12,6 +13,9 @@ use serde_json::{Value, json};
 
 #[path = "../../../plugins/constraint/tests/common/validate.rs"]
 mod validate;
+
+#[path = "../../../plugins/constraint/tests/common/gbnf_check.rs"]
+mod gbnf_check;
 
 fn fixtures() -> Vec<Value> {
     let path = orcd_tests::models::repo_root().join("tests/fixtures/constraint/schemas.json");
@@ -38,15 +42,15 @@ fn chat_body(f: &Value, temperature: f32, seed: u64) -> Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_fixture_schema_parses_and_validates_greedy_and_sampled() {
-    let w = cpu_worker(8, 32, 16_384).await;
+/// Every fixture schema as `response_format`, greedy and sampled (bodies from `body`): each
+/// answer is 200, ends with `stop`, parses and validates.
+async fn every_fixture_validates(w: &TestWorker, body: impl Fn(&Value, f32, u64) -> Value) {
     let fixtures = fixtures();
-    assert!(fixtures.len() >= 10);
+    assert!(fixtures.len() >= 30);
     let mut runs = Vec::new();
     for f in &fixtures {
         for (temperature, seed) in [(0.0, 1), (0.8, 42)] {
-            runs.push((f, temperature, chat_body(f, temperature, seed)));
+            runs.push((f, temperature, body(f, temperature, seed)));
         }
     }
     let answers = join_all(runs.iter().map(|(_, _, body)| async {
@@ -76,6 +80,37 @@ async fn every_fixture_schema_parses_and_validates_greedy_and_sampled() {
             .unwrap_or_else(|e| panic!("{name} t={temperature}: {content}: {e}"));
         eprintln!("{name} t={temperature}: {content}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fixture_schema_parses_and_validates_greedy_and_sampled() {
+    let w = cpu_worker(8, 80, 16_384).await;
+    every_fixture_validates(&w, chat_body).await;
+}
+
+/// The same on Gemma 3 270M (a 262k SentencePiece vocabulary with byte fallback), with a
+/// short prompt (the schema is not in it: the constraint alone keeps the output valid).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fixture_schema_validates_on_gemma3_greedy_and_sampled() {
+    let (plugins, facts, model) = plugins_for(&gemma3_path());
+    let device = orcd_engine::cpu::CpuBackend::new(
+        model,
+        orcd_engine::cpu::CpuOptions {
+            threads: 2,
+            kv_tokens_budget: 16_384,
+            ..Default::default()
+        },
+    )
+    .expect("CPU backend");
+    let w = start(Box::new(device), plugins, facts, test_options(8, 80)).await;
+    every_fixture_validates(&w, |f, temperature, seed| {
+        let name = f["name"].as_str().unwrap();
+        let mut body = chat_body(f, temperature, seed);
+        body["messages"] = json!([{"role": "user", "content":
+            format!("Make up a realistic {} record as JSON.", name.replace('_', " "))}]);
+        body
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,6 +195,130 @@ async fn execute_regex_and_response_format() {
     let v: Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e} {:?}", terminal(&ev)));
     validate::validate(&f["schema"], &f["schema"], &v, "$").unwrap();
+
+    // Keys come in the schema's `properties` order (OpenAI strict mode's), on both paths: the
+    // handler plugin (`/execute`) and the worker's own parse (`/v1`) keep the declared order.
+    let schema = json!({"type": "object", "properties": {
+        "title": {"type": "string", "maxLength": 20}, "year": {"type": "integer"},
+        "author": {"type": "string", "maxLength": 20}},
+        "required": ["title", "year", "author"], "additionalProperties": false});
+    let format = json!({"type": "json_schema", "json_schema": {"name": "book", "schema": schema}});
+    let ev = w
+        .execute(
+            &json!({"job_id": "order", "prompt": "A book as JSON:", "max_tokens": 40,
+            "temperature": 0, "response_format": format.clone()}),
+        )
+        .await;
+    let chat: Value = w
+        .client
+        .post(w.url("/v1/chat/completions"))
+        .json(
+            &json!({"messages": [{"role": "user", "content": "A book as JSON."}],
+            "max_tokens": 40, "temperature": 0, "response_format": format}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let chat = chat["choices"][0]["message"]["content"].as_str().unwrap();
+    for text in [text_of(&ev).as_str(), chat] {
+        let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["title", "year", "author"], "{text}");
+        assert!(text.starts_with(r#"{"title":"#), "{text}");
+    }
+}
+
+/// llama.cpp's example grammars through `/execute` `grammar` on SmolLM2, greedy and sampled:
+/// every output is accepted by a GBNF recognizer written independently of the plugin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_grammar_with_llama_cpp_examples() {
+    let w = cpu_worker(8, 16, 16_384).await;
+    let dir = orcd_tests::models::fetch_grammars();
+    let cases = [
+        ("json", "A JSON object describing a cat:", 60),
+        ("arithmetic", "Some equations:\n", 30),
+        ("list", "A shopping list:\n", 30),
+        ("chess", "A chess game in PGN:\n", 40),
+        ("json_arr", "A JSON array of three numbers:", 30),
+    ];
+    let mut runs = Vec::new();
+    for (name, prompt, max_tokens) in cases {
+        let grammar = std::fs::read_to_string(dir.join(format!("{name}.gbnf"))).unwrap();
+        for (temperature, seed) in [(0.0, 1), (0.9, 17)] {
+            let body = json!({"job_id": format!("{name}-{seed}"), "prompt": prompt,
+                "max_tokens": max_tokens, "temperature": temperature, "seed": seed,
+                "grammar": grammar});
+            runs.push((name, grammar.clone(), temperature, body));
+        }
+    }
+    let answers = join_all(runs.iter().map(|(_, _, _, body)| w.execute(body))).await;
+    for ((name, grammar, temperature, _), ev) in runs.iter().zip(answers) {
+        assert_well_formed(&ev);
+        let end = terminal(&ev);
+        assert_eq!(end.event, "end", "{name} t={temperature}: {ev:?}");
+        let text = text_of(&ev);
+        assert_eq!(
+            end.data["stop_reason"], "eos",
+            "{name} t={temperature}: {text:?}"
+        );
+        assert!(
+            gbnf_check::Recognizer::new(grammar).accepts(&text),
+            "{name} t={temperature}: {text:?}"
+        );
+        eprintln!("{name} t={temperature}: {text:?}");
+    }
+    // `/v1`: `grammar` as an extra body field (llama-server's and vLLM's `guided_grammar` way).
+    let list = std::fs::read_to_string(dir.join("list.gbnf")).unwrap();
+    let chat: Value = w
+        .client
+        .post(w.url("/v1/chat/completions"))
+        .json(
+            &json!({"messages": [{"role": "user", "content": "Three fruits, as a list."}],
+            "max_tokens": 30, "temperature": 0, "grammar": list}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let content = chat["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(chat["choices"][0]["finish_reason"], "stop", "{chat}");
+    assert!(
+        gbnf_check::Recognizer::new(&list).accepts(content),
+        "{content:?}"
+    );
+    let e: Value = w
+        .client
+        .post(w.url("/v1/completions"))
+        .json(&json!({"prompt": "p", "grammar": "root ::= <think>"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(e["error"]["param"], "grammar", "{e}");
+    // A grammar the plugin cannot compile is a 400 naming `grammar`.
+    for bad in [
+        "root ::= <think>",
+        "item ::= \"a\"",
+        "root ::= \"(\" root \")\"",
+    ] {
+        let resp = w
+            .client
+            .post(w.url("/execute"))
+            .json(&json!({"job_id": "bad", "prompt": "p", "grammar": bad}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{bad}");
+        let e: Value = resp.json().await.unwrap();
+        assert_eq!(e["field"], "grammar", "{e}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

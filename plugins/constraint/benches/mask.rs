@@ -4,7 +4,8 @@
 //! llama-bpe (128256 tokens): the compile time of each fixture schema (median of 5), and the
 //! time of one step's mask over the example output's tokens, first visit of each automaton
 //! state (the trie scan) and cached (later requests with the same constraint), median and
-//! worst.
+//! worst. Then the same for llama.cpp's example GBNF grammars (`json`, `arithmetic`, `c`), over
+//! the tokens of a seeded random walk through each grammar's masks.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -61,6 +62,7 @@ fn main() {
                 }
             }
         }
+        gbnf(which, &vocab);
         let worst = |v: &Vec<Duration>| *v.iter().max().unwrap();
         println!(
             "{which}: compile median {:?} worst {:?}; mask first visit median {:?} worst {:?}; cached median {:?} worst {:?} ({} steps)",
@@ -71,6 +73,65 @@ fn main() {
             median(warm.clone()),
             worst(&warm),
             warm.len()
+        );
+    }
+}
+
+/// Compile time and mask cost of llama.cpp's example grammars.
+fn gbnf(which: &str, vocab: &Arc<orcd_constraint::Vocabulary>) {
+    let worst = |v: &[Duration]| *v.iter().max().unwrap();
+    for name in ["json", "arithmetic", "c"] {
+        let spec = common::llama_grammar(name);
+        let times: Vec<Duration> = (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                drop(Compiled::new(Kind::Gbnf, &spec, vocab.clone()).unwrap());
+                t.elapsed()
+            })
+            .collect();
+        let compile = median(times);
+        let c = Arc::new(Compiled::new(Kind::Gbnf, &spec, vocab.clone()).unwrap());
+        // The tokens of a random walk (a fresh compile, so the timed masks start cold).
+        let mut rng = common::Rng(0xB3_0001);
+        let walk = Arc::new(Compiled::new(Kind::Gbnf, &spec, vocab.clone()).unwrap());
+        let text = common::random_walk(&walk, vocab, &mut rng, 40);
+        let mut ids = Vec::new();
+        let mut s = Session::new(walk);
+        let mut at = 0;
+        while at < text.len() {
+            // Replay: the longest allowed token that matches the text here.
+            let allowed = common::ids(&s.allowed());
+            let id = allowed
+                .into_iter()
+                .filter(|&id| {
+                    text[at..].starts_with(vocab.piece(id)) && !vocab.piece(id).is_empty()
+                })
+                .max_by_key(|&id| vocab.piece(id).len())
+                .expect("the walk's text can be replayed");
+            at += vocab.piece(id).len();
+            s.advance(id).unwrap();
+            ids.push(id);
+        }
+        let (mut cold, mut warm) = (Vec::new(), Vec::new());
+        for pass in [&mut cold, &mut warm] {
+            let mut s = Session::new(c.clone());
+            for &id in &ids {
+                let t = Instant::now();
+                let m = s.allowed();
+                pass.push(t.elapsed());
+                assert!(m[id as usize / 32] >> (id % 32) & 1 == 1);
+                s.advance(id).unwrap();
+            }
+        }
+        println!(
+            "{which}: gbnf {name:10} compile {compile:?}, {} DFA states, {} KiB; mask first visit median {:?} worst {:?}; cached median {:?} worst {:?} ({} steps)",
+            c.automaton().state_count(),
+            c.automaton().memory_usage() / 1024,
+            median(cold.clone()),
+            worst(&cold),
+            median(warm.clone()),
+            worst(&warm),
+            ids.len()
         );
     }
 }

@@ -8,8 +8,8 @@ use regex_automata::util::primitives::StateID;
 
 use crate::dfa::Automaton;
 use crate::error::ConstraintError;
-use crate::schema;
 use crate::vocab::Vocabulary;
+use crate::{gbnf, schema};
 
 /// Masks cached per compiled constraint (each is `vocab / 32` words: 16 KiB at 128k tokens).
 const MASK_CACHE: usize = 4096;
@@ -23,15 +23,18 @@ pub enum Kind {
     JsonObject,
     /// A regular expression the whole output must match.
     Regex,
+    /// A GBNF grammar (llama.cpp's notation) whose `root` the whole output must match.
+    Gbnf,
 }
 
 impl Kind {
-    /// `json-schema`, `json-object` or `regex`.
+    /// `json-schema`, `json-object`, `regex` or `gbnf`.
     pub fn parse(s: &str) -> Result<Kind, ConstraintError> {
         match s {
             "json-schema" => Ok(Kind::JsonSchema),
             "json-object" => Ok(Kind::JsonObject),
             "regex" => Ok(Kind::Regex),
+            "gbnf" => Ok(Kind::Gbnf),
             other => Err(ConstraintError::UnknownKind(
                 other.chars().take(64).collect(),
             )),
@@ -43,6 +46,7 @@ impl Kind {
 pub fn pattern(kind: Kind, spec: &str) -> Result<String, ConstraintError> {
     match kind {
         Kind::Regex => Ok(spec.to_string()),
+        Kind::Gbnf => gbnf::grammar_regex(spec),
         Kind::JsonObject => Ok(schema::any_object_regex()),
         Kind::JsonSchema => {
             let v: serde_json::Value = serde_json::from_str(spec)
@@ -50,6 +54,26 @@ pub fn pattern(kind: Kind, spec: &str) -> Result<String, ConstraintError> {
             schema::schema_regex(&v)
         }
     }
+}
+
+/// A GBNF grammar's automaton, its recursion expanded [`gbnf::GRAMMAR_DEPTH`] levels deep, or
+/// as many as fit when that is too large (the language only shrinks with the depth).
+fn grammar_automaton(spec: &str) -> Result<Automaton, ConstraintError> {
+    let grammar = gbnf::parse(spec)?;
+    let mut too_large = None;
+    for depth in (1..=gbnf::GRAMMAR_DEPTH).rev() {
+        // The expression is well formed by construction: a refusal by the regex compiler is
+        // one of its limits (nesting), which is size too.
+        match gbnf::regex(&grammar, depth)
+            .and_then(|re| Automaton::with_limit(&re, gbnf::MAX_DFA_BYTES))
+        {
+            Err(ConstraintError::TooLarge(m) | ConstraintError::InvalidRegex(m)) => {
+                too_large = Some(ConstraintError::TooLarge(m))
+            }
+            other => return other,
+        }
+    }
+    Err(too_large.expect("GRAMMAR_DEPTH is at least 1"))
 }
 
 /// A constraint compiled for one vocabulary; shared by every request that uses it.
@@ -67,7 +91,10 @@ impl Compiled {
         spec: &str,
         vocab: Arc<Vocabulary>,
     ) -> Result<Compiled, ConstraintError> {
-        let automaton = Automaton::new(&pattern(kind, spec)?)?;
+        let automaton = match kind {
+            Kind::Gbnf => grammar_automaton(spec)?,
+            _ => Automaton::new(&pattern(kind, spec)?)?,
+        };
         Ok(Compiled {
             automaton,
             vocab,

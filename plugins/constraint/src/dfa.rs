@@ -34,14 +34,20 @@ pub struct Automaton {
 impl Automaton {
     /// Build the DFA of `pattern`, matched against the whole output.
     pub fn new(pattern: &str) -> Result<Automaton, ConstraintError> {
+        Automaton::with_limit(pattern, DFA_BYTES)
+    }
+
+    /// [`Automaton::new`] with at most `bytes` for the determinizer and the DFA (construction
+    /// time grows with it).
+    pub fn with_limit(pattern: &str, bytes: usize) -> Result<Automaton, ConstraintError> {
         let dfa = dense::Builder::new()
             .configure(
                 dense::Config::new()
                     .match_kind(MatchKind::All)
                     .start_kind(StartKind::Anchored)
                     .minimize(false)
-                    .determinize_size_limit(Some(DFA_BYTES))
-                    .dfa_size_limit(Some(DFA_BYTES)),
+                    .determinize_size_limit(Some(bytes))
+                    .dfa_size_limit(Some(bytes)),
             )
             .build(pattern)
             .map_err(|e| {

@@ -3,8 +3,8 @@
 /// A constraint failure; [`ConstraintError::code`] is what the host reports.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConstraintError {
-    /// The constraint kind is not one of `json-schema`, `json-object`, `regex`.
-    #[error("unknown constraint kind `{0}` (json-schema, json-object and regex are known)")]
+    /// The constraint kind is not one of `json-schema`, `json-object`, `regex`, `gbnf`.
+    #[error("unknown constraint kind `{0}` (json-schema, json-object, regex and gbnf are known)")]
     UnknownKind(String),
     /// The schema text is not JSON, or not a valid schema.
     #[error("invalid schema: {0}")]
@@ -15,6 +15,9 @@ pub enum ConstraintError {
     /// The regular expression does not parse or cannot become a DFA.
     #[error("invalid regular expression: {0}")]
     InvalidRegex(String),
+    /// The GBNF grammar does not parse or uses what this plugin cannot enforce.
+    #[error("invalid grammar: {0}")]
+    InvalidGrammar(String),
     /// The constraint's automaton would be too large.
     #[error("constraint too large: {0}")]
     TooLarge(String),
@@ -37,6 +40,7 @@ impl ConstraintError {
             ConstraintError::InvalidSchema(_) => "INVALID_SCHEMA",
             ConstraintError::Unsupported(_) => "UNSUPPORTED",
             ConstraintError::InvalidRegex(_) => "INVALID_REGEX",
+            ConstraintError::InvalidGrammar(_) => "INVALID_GRAMMAR",
             ConstraintError::TooLarge(_) => "TOO_LARGE",
             ConstraintError::Unsatisfiable => "UNSATISFIABLE",
             ConstraintError::TokenNotAllowed(_) => "TOKEN_NOT_ALLOWED",

@@ -151,7 +151,7 @@ impl Guest for Plugin {
         PluginInfo {
             name: "structured".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "JSON Schema (OpenAI strict subset), any JSON object and regular expressions as token masks".into(),
+            description: "JSON Schema (OpenAI strict subset), any JSON object, regular expressions and GBNF grammars as token masks".into(),
         }
     }
 

@@ -1,8 +1,9 @@
 //! The built-in constraint plugin `structured`: constrained decoding for JSON Schema
-//! (OpenAI strict mode's subset, see [`schema`]), any JSON object, and regular expressions.
+//! (OpenAI strict mode's subset, see [`schema`]), any JSON object, regular expressions, and
+//! GBNF grammars (llama.cpp's notation, see [`gbnf`]).
 //!
 //! How a constraint becomes a token mask:
-//! 1. the spec becomes a regular expression over the output text ([`schema`]) and a dense
+//! 1. the spec becomes a regular expression over the output text ([`schema`], [`gbnf`]) and a dense
 //!    byte-level DFA whose *live* states (those that can still reach a match) are known
 //!    ([`dfa`]);
 //! 2. the vocabulary's token bytes (as the worker streams them) form a flat preorder trie
@@ -21,6 +22,7 @@
 pub mod constraint;
 pub mod dfa;
 pub mod error;
+pub mod gbnf;
 pub mod int_range;
 pub mod schema;
 pub mod trie;

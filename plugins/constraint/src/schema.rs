@@ -3,10 +3,9 @@
 //!
 //! # Output policy
 //! The output is compact JSON: no whitespace outside strings, so a generation cannot wander
-//! into endless spaces or newlines. Object keys come in the order of the parsed schema's
-//! `properties` map, which is alphabetical (serde_json without `preserve_order`; the worker and
-//! the request handler parse the request the same way, so the declared order is already gone
-//! when the schema arrives).
+//! into endless spaces or newlines. Object keys come in the schema's `properties` order, as
+//! OpenAI's strict mode writes them (the workspace builds serde_json with `preserve_order`, so
+//! the worker, the request handler and this plugin all keep the order the request declared).
 //! Numbers are bounded: at most 16 integer digits, 15 fraction digits, a 2-digit exponent.
 //! Values of an unconstrained schema (`{}`, `json_object`) nest at most [`ANY_DEPTH`] levels;
 //! a recursive `$ref` is expanded at most [`REF_DEPTH`] times (below that, only its

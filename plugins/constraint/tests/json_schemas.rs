@@ -8,66 +8,12 @@ mod common;
 use std::sync::Arc;
 
 use common::validate::validate;
-use common::{Rng, fixtures, ids, smollm2};
+use common::{Rng, fixtures, ids, random_walk, smollm2};
 use orcd_constraint::{Compiled, ConstraintError, Kind, Session, Vocabulary};
 use serde_json::{Value, json};
 
 fn compile(kind: Kind, spec: &str, vocab: &Arc<Vocabulary>) -> Arc<Compiled> {
     Arc::new(Compiled::new(kind, spec, vocab.clone()).unwrap_or_else(|e| panic!("{spec}: {e}")))
-}
-
-/// Walk the masks with random allowed tokens for `wander` steps, then toward completion (the
-/// allowed token that leaves the fewest bytes to go), then an end token. Checks at every step
-/// that the mask is not empty, that the chosen token advances, and returns the output bytes.
-fn random_walk(c: &Arc<Compiled>, vocab: &Vocabulary, rng: &mut Rng, wander: usize) -> Vec<u8> {
-    let mut s = Session::new(c.clone());
-    let mut out = Vec::new();
-    for step in 0..4000 {
-        let allowed = ids(&s.allowed());
-        assert!(
-            !allowed.is_empty(),
-            "empty mask at step {step} after {:?}",
-            String::from_utf8_lossy(&out)
-        );
-        assert!(
-            s.distance().is_some(),
-            "a state that cannot complete was reached"
-        );
-        let end = allowed.iter().copied().find(|&id| vocab.is_end(id));
-        let pick = if let Some(end) = end.filter(|_| step >= wander) {
-            end
-        } else if step < wander {
-            allowed[rng.below(allowed.len())]
-        } else {
-            // The allowed token that brings completion nearest (ties broken at random).
-            let mut best: Vec<(u32, u32)> = allowed
-                .iter()
-                .filter(|&&id| !vocab.is_end(id))
-                .map(|&id| {
-                    (
-                        s.peek(id)
-                            .and_then(|n| n.distance())
-                            .expect("allowed token keeps the output completable"),
-                        id,
-                    )
-                })
-                .collect();
-            let d = best.iter().map(|b| b.0).min().expect("a token");
-            best.retain(|b| b.0 == d);
-            best[rng.below(best.len())].1
-        };
-        s.advance(pick)
-            .unwrap_or_else(|e| panic!("allowed token {pick} refused: {e}"));
-        if vocab.is_end(pick) {
-            assert!(s.is_complete());
-            return out;
-        }
-        out.extend_from_slice(vocab.piece(pick));
-    }
-    panic!(
-        "no completion after 4000 steps: {:?}",
-        String::from_utf8_lossy(&out)
-    );
 }
 
 #[test]
@@ -322,5 +268,32 @@ fn a_token_budget_is_met_even_by_a_model_that_never_stops() {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {text}: {e}", f.name));
         validate(&f.schema, &f.schema, &v, "$")
             .unwrap_or_else(|e| panic!("{}: {text}: {e}", f.name));
+    }
+}
+
+/// Keys come in the schema's `properties` order (OpenAI strict mode's), not alphabetically:
+/// the schema text keeps its order through serde_json (`preserve_order`) into the compiler.
+#[test]
+fn object_keys_follow_the_schema_order() {
+    let vocab = smollm2();
+    let schema = json!({"type": "object", "properties": {
+        "zeta": {"type": "integer"}, "alpha": {"type": "boolean"},
+        "mid": {"type": "string", "maxLength": 3}, "beta": {"type": "null"}},
+        "required": ["zeta", "alpha", "mid"], "additionalProperties": false});
+    let spec = schema.to_string();
+    assert!(spec.find("zeta") < spec.find("alpha"), "{spec}");
+    let c = compile(Kind::JsonSchema, &spec, &vocab);
+    let a = c.automaton();
+    assert!(a.matches(br#"{"zeta":1,"alpha":true,"mid":"a"}"#));
+    assert!(a.matches(br#"{"zeta":1,"alpha":true,"mid":"a","beta":null}"#));
+    assert!(!a.matches(br#"{"alpha":true,"mid":"a","zeta":1}"#));
+    assert!(!a.matches(br#"{"zeta":1,"alpha":true,"beta":null,"mid":"a"}"#));
+    let order = ["zeta", "alpha", "mid", "beta"];
+    let mut rng = Rng(0x0_4DE2);
+    for wander in [0, 6, 30] {
+        let text = String::from_utf8(random_walk(&c, &vocab, &mut rng, wander)).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, order[..keys.len()], "{text}");
     }
 }

@@ -55,6 +55,7 @@ impl Guest for Handler {
                     kind: c.kind,
                     spec: c.spec,
                     field: c.field,
+                    plugin: c.plugin,
                 }),
             }),
             Err(e) => Err(Invalid {

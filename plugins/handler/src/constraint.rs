@@ -1,25 +1,32 @@
 //! The constraint fields of an `/execute` body: `response_format` (OpenAI's shape:
 //! `{"type":"text"}`, `{"type":"json_object"}`, `{"type":"json_schema","json_schema":
-//! {"name","schema","strict"}}`) and `regex` (the whole output must match). They become the
-//! `constraint` world's kind and spec; whether the schema or expression can be enforced is the
-//! constraint plugin's answer at admission (HTTP 400 naming the field).
+//! {"name","schema","strict"}}`), `regex` (the whole output must match) and `grammar` (a GBNF
+//! grammar, llama.cpp's notation), at most one of them; and `constraint_plugin`, the constraint
+//! plugin that compiles it (default: the built-in `structured`). They become the `constraint`
+//! world's kind and spec; whether the schema, expression or grammar can be enforced is the
+//! constraint plugin's answer at admission (HTTP 400 naming the field), and whether the plugin
+//! is loaded the host's (`PLUGIN_NOT_FOUND` naming `constraint_plugin`).
 
 use serde_json::{Map, Value};
 
 use crate::execute::Invalid;
 
-/// Longest schema (as JSON text) or expression, in bytes.
+/// Longest schema (as JSON text), expression or grammar, in bytes.
 pub const MAX_SPEC_BYTES: usize = 256 << 10;
+/// Longest plugin name (the host's limit on `info().name`).
+const MAX_PLUGIN_NAME: usize = 64;
 
 /// A constraint in the `constraint` world's terms (the WIT `constraint-request`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConstraintRequest {
-    /// `json-schema`, `json-object` or `regex`.
+    /// `json-schema`, `json-object`, `regex` or `gbnf`.
     pub kind: String,
-    /// The schema as JSON text, the expression, or empty.
+    /// The schema as JSON text, the expression, the grammar, or empty.
     pub spec: String,
     /// The body field it came from.
     pub field: String,
+    /// The constraint plugin the request names (`constraint_plugin`); `None` for the built-in.
+    pub plugin: Option<String>,
 }
 
 fn invalid(field: &str, message: &str) -> Invalid {
@@ -29,36 +36,74 @@ fn invalid(field: &str, message: &str) -> Invalid {
     }
 }
 
+/// A non-empty string field of at most [`MAX_SPEC_BYTES`] (`regex`, `grammar`) as a request of
+/// `kind`.
+fn text_spec(
+    obj: &Map<String, Value>,
+    field: &str,
+    kind: &str,
+) -> Result<Option<ConstraintRequest>, Invalid> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(r)) if r.is_empty() => Err(invalid(field, "must not be empty")),
+        Some(Value::String(r)) if r.len() > MAX_SPEC_BYTES => Err(invalid(
+            field,
+            &format!("longer than {MAX_SPEC_BYTES} bytes"),
+        )),
+        Some(Value::String(r)) => Ok(Some(ConstraintRequest {
+            kind: kind.into(),
+            spec: r.clone(),
+            field: field.into(),
+            plugin: None,
+        })),
+        Some(_) => Err(invalid(field, "must be a string")),
+    }
+}
+
 /// The request's constraint, if it asks for one.
 pub fn parse(obj: &Map<String, Value>) -> Result<Option<ConstraintRequest>, Invalid> {
     let format = match obj.get("response_format") {
         None | Some(Value::Null) => None,
         Some(v) => response_format(v)?,
     };
-    let regex = match obj.get("regex") {
+    let mut found = format.into_iter().collect::<Vec<_>>();
+    found.extend(text_spec(obj, "regex", "regex")?);
+    found.extend(text_spec(obj, "grammar", "gbnf")?);
+    if found.len() > 1 {
+        return Err(invalid(
+            &found[1].field,
+            &format!(
+                "cannot be combined with {} (one constraint per request)",
+                found[0].field
+            ),
+        ));
+    }
+    let plugin = match obj.get("constraint_plugin") {
         None | Some(Value::Null) => None,
-        Some(Value::String(r)) if r.is_empty() => {
-            return Err(invalid("regex", "must not be empty"));
+        Some(Value::String(name))
+            if !name.is_empty()
+                && name.len() <= MAX_PLUGIN_NAME
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                }) =>
+        {
+            Some(name.clone())
         }
-        Some(Value::String(r)) if r.len() > MAX_SPEC_BYTES => {
+        Some(_) => {
             return Err(invalid(
-                "regex",
-                &format!("longer than {MAX_SPEC_BYTES} bytes"),
+                "constraint_plugin",
+                &format!("must be a plugin name (1 to {MAX_PLUGIN_NAME} of [a-z0-9_-])"),
             ));
         }
-        Some(Value::String(r)) => Some(ConstraintRequest {
-            kind: "regex".into(),
-            spec: r.clone(),
-            field: "regex".into(),
-        }),
-        Some(_) => return Err(invalid("regex", "must be a string")),
     };
-    match (format, regex) {
-        (Some(_), Some(_)) => Err(invalid(
-            "regex",
-            "cannot be combined with a response_format other than text",
+    match (found.pop(), plugin) {
+        (None, Some(_)) => Err(invalid(
+            "constraint_plugin",
+            "names the plugin for a constraint, but the request has none (response_format, \
+             regex or grammar)",
         )),
-        (f, r) => Ok(f.or(r)),
+        (Some(c), plugin) => Ok(Some(ConstraintRequest { plugin, ..c })),
+        (None, None) => Ok(None),
     }
 }
 
@@ -79,6 +124,7 @@ fn response_format(v: &Value) -> Result<Option<ConstraintRequest>, Invalid> {
         kind: kind.into(),
         spec,
         field: FIELD.into(),
+        plugin: None,
     };
     match obj.get("type").and_then(Value::as_str) {
         Some("text") => Ok(None),
@@ -166,6 +212,14 @@ mod tests {
         );
         let r = parse_v(json!({"regex": "[0-9]+"})).unwrap().unwrap();
         assert_eq!((r.kind.as_str(), r.field.as_str()), ("regex", "regex"));
+        assert_eq!(r.plugin, None);
+        let g = parse_v(json!({"grammar": "root ::= \"a\"", "constraint_plugin": "mine"}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (g.kind.as_str(), g.field.as_str(), g.plugin.as_deref()),
+            ("gbnf", "grammar", Some("mine"))
+        );
     }
 
     #[test]
@@ -197,6 +251,17 @@ mod tests {
             (
                 json!({"regex": "a", "response_format": {"type": "json_object"}}),
                 "regex",
+            ),
+            (
+                json!({"regex": "a", "grammar": "root ::= \"a\""}),
+                "grammar",
+            ),
+            (json!({"grammar": 3}), "grammar"),
+            (json!({"grammar": ""}), "grammar"),
+            (json!({"constraint_plugin": "mine"}), "constraint_plugin"),
+            (
+                json!({"regex": "a", "constraint_plugin": "No Pe"}),
+                "constraint_plugin",
             ),
         ] {
             assert_eq!(parse_v(body.clone()).unwrap_err().field, field, "{body}");

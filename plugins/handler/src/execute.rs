@@ -53,6 +53,8 @@ pub const FIELDS: &[&str] = &[
     "frequency_penalty",
     "response_format",
     "regex",
+    "grammar",
+    "constraint_plugin",
 ];
 
 /// What the worker allows (the WIT `limits` record).
@@ -85,7 +87,7 @@ pub struct JobRequest {
     pub frequency_penalty: f32,
     pub penalty_window: u32,
     pub sampler_params: Vec<(String, f64)>,
-    /// Constrained decoding (`response_format`, `regex`).
+    /// Constrained decoding (`response_format`, `regex`, `grammar`; `constraint_plugin`).
     pub constraint: Option<crate::constraint::ConstraintRequest>,
 }
 

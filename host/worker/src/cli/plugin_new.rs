@@ -18,7 +18,7 @@ pub enum NewKind {
     /// A sampler: picks each next token (the SDK's `Sampler` trait).
     Sampler,
     /// A constraint (the `constraint` world of contract 0.2.0): no template yet; asking for
-    /// one is an error that points at the built-in `plugins/constraint`.
+    /// one is an error that points at `examples/choice-constraint` and `plugins/constraint`.
     Constraint,
     /// A tokenizer: text to token ids and back (the `tokenizer` world).
     Tokenizer,
@@ -56,8 +56,8 @@ pub fn new_crate(a: &NewArgs) -> anyhow::Result<PathBuf> {
         NewKind::Sampler => {}
         NewKind::Constraint | NewKind::Tokenizer | NewKind::Handler => anyhow::bail!(
             "no template for {:?} plugins yet: start from the worker's own \
-             (plugins/constraint, plugins/tokenizer, plugins/handler in the repository) and the \
-             WIT contract {CONTRACT}",
+             (examples/choice-constraint, plugins/constraint, plugins/tokenizer, plugins/handler \
+             in the repository) and the WIT contract {CONTRACT}",
             a.kind
         ),
     }

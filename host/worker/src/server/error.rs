@@ -118,11 +118,11 @@ impl From<ConstraintRefusal> for AppError {
             ConstraintRefusal::NotFound { name, loaded } => {
                 let shown: String = name.chars().take(64).collect();
                 AppError {
-                    field: Some("constraint".into()),
+                    field: Some("constraint_plugin".into()),
                     ..AppError::new(
                         ErrorCode::PluginNotFound,
                         format!(
-                            "constraint: no constraint plugin {shown:?} is loaded (loaded: {})",
+                            "constraint_plugin: no constraint plugin {shown:?} is loaded (loaded: {})",
                             loaded.join(", ")
                         ),
                     )

@@ -93,6 +93,10 @@ struct SamplingFields {
     sampler_params: Option<Value>,
     /// `text`, `json_object` or `json_schema` (constrained decoding).
     response_format: Option<Value>,
+    /// A GBNF grammar (worker extension, `server::response_format`).
+    grammar: Option<Value>,
+    /// The constraint plugin (worker extension; default the built-in).
+    constraint_plugin: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,7 +232,11 @@ impl SamplingFields {
             seed: self.seed,
             sampler: sampler.unwrap_or_else(|| GenParams::default().sampler),
             extra,
-            constraint: super::response_format::parse(self.response_format.as_ref())?,
+            constraint: super::response_format::constraint(
+                self.response_format.as_ref(),
+                self.grammar.as_ref(),
+                self.constraint_plugin.as_ref(),
+            )?,
             ..GenParams::default()
         })
     }

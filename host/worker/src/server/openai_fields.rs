@@ -3,7 +3,8 @@
 //! `"echo": false`), or refused with a 400 naming it. Nothing is silently ignored.
 //!
 //! The worker's extensions ride in the same body, the way vLLM takes its own (`extra_body` in
-//! the `openai` client): `top_k`, `min_p`, `repetition_penalty`, `sampler` and `sampler_params`.
+//! the `openai` client): `top_k`, `min_p`, `repetition_penalty`, `sampler`, `sampler_params`,
+//! `grammar` and `constraint_plugin`.
 
 use serde_json::{Map, Value};
 
@@ -29,6 +30,8 @@ const COMMON: &[&str] = &[
     "sampler_params",
     // Constrained decoding (`server::response_format`).
     "response_format",
+    "grammar",
+    "constraint_plugin",
     // An opaque end-user id for the caller's own monitoring; it changes no output.
     "user",
 ];

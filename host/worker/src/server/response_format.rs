@@ -1,8 +1,11 @@
-//! `response_format` of the OpenAI endpoints: `{"type":"text"}` (no constraint),
-//! `{"type":"json_object"}` (any JSON object) and `{"type":"json_schema","json_schema":
-//! {"name","schema","strict","description"}}`, as the constraint the built-in constraint
-//! plugin compiles at admission. A schema the plugin cannot enforce is a 400 naming
-//! `response_format` (`strict: false` is enforced all the same: the output always validates).
+//! The constraint fields of the OpenAI endpoints. `response_format`: `{"type":"text"}` (no
+//! constraint), `{"type":"json_object"}` (any JSON object) and `{"type":"json_schema",
+//! "json_schema":{"name","schema","strict","description"}}`; `grammar` (a worker extension, as
+//! llama-server's `grammar` and vLLM's `guided_grammar`): a GBNF grammar in llama.cpp's
+//! notation; `constraint_plugin` (a worker extension): the constraint plugin that compiles
+//! either (default: the built-in). The plugin compiles the constraint at admission; one it
+//! cannot enforce is a 400 naming the field (`strict: false` is enforced all the same: the
+//! output always validates).
 
 use serde_json::Value;
 
@@ -12,6 +15,76 @@ use crate::job::{BUILTIN_CONSTRAINT, ConstraintSpec};
 const FIELD: &str = "response_format";
 /// Longest schema, as JSON text.
 const MAX_SCHEMA_BYTES: usize = 256 << 10;
+
+/// Longest grammar, in bytes.
+const MAX_GRAMMAR_BYTES: usize = 256 << 10;
+/// Longest plugin name (the plugin host's limit).
+const MAX_PLUGIN_NAME: usize = 64;
+
+/// The request's constraint from `response_format`, `grammar` (at most one of them) and
+/// `constraint_plugin`.
+pub fn constraint(
+    response_format: Option<&Value>,
+    grammar: Option<&Value>,
+    constraint_plugin: Option<&Value>,
+) -> Result<Option<ConstraintSpec>, AppError> {
+    let format = parse(response_format)?;
+    let grammar = match grammar.filter(|g| !g.is_null()) {
+        None => None,
+        Some(Value::String(g)) if g.is_empty() => {
+            return Err(AppError::invalid("grammar", "must not be empty"));
+        }
+        Some(Value::String(g)) if g.len() > MAX_GRAMMAR_BYTES => {
+            return Err(AppError::invalid(
+                "grammar",
+                &format!("longer than {MAX_GRAMMAR_BYTES} bytes"),
+            ));
+        }
+        Some(Value::String(g)) => Some(ConstraintSpec {
+            plugin: BUILTIN_CONSTRAINT.into(),
+            kind: "gbnf".into(),
+            spec: g.clone(),
+            field: "grammar".into(),
+        }),
+        Some(_) => return Err(AppError::invalid("grammar", "must be a string")),
+    };
+    let spec = match (format, grammar) {
+        (Some(_), Some(_)) => {
+            return Err(AppError::invalid(
+                "grammar",
+                "cannot be combined with a response_format other than text",
+            ));
+        }
+        (f, g) => f.or(g),
+    };
+    let plugin = match constraint_plugin.filter(|p| !p.is_null()) {
+        None => None,
+        Some(Value::String(name))
+            if !name.is_empty()
+                && name.len() <= MAX_PLUGIN_NAME
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                }) =>
+        {
+            Some(name.clone())
+        }
+        Some(_) => {
+            return Err(AppError::invalid(
+                "constraint_plugin",
+                &format!("must be a plugin name (1 to {MAX_PLUGIN_NAME} of [a-z0-9_-])"),
+            ));
+        }
+    };
+    match (spec, plugin) {
+        (None, Some(_)) => Err(AppError::invalid(
+            "constraint_plugin",
+            "names the plugin for a constraint, but the request has none (response_format or \
+             grammar)",
+        )),
+        (Some(spec), Some(plugin)) => Ok(Some(ConstraintSpec { plugin, ..spec })),
+        (spec, None) => Ok(spec),
+    }
+}
 
 /// The constraint `response_format` asks for, if any.
 pub fn parse(v: Option<&Value>) -> Result<Option<ConstraintSpec>, AppError> {
@@ -111,6 +184,45 @@ mod tests {
         ] {
             let e = parse(Some(&bad)).unwrap_err();
             assert_eq!(e.field.as_deref(), Some(FIELD), "{bad}");
+        }
+    }
+
+    #[test]
+    fn grammar_and_constraint_plugin() {
+        let g = json!("root ::= \"a\"");
+        let c = constraint(None, Some(&g), None).unwrap().unwrap();
+        assert_eq!(
+            (c.kind.as_str(), c.field.as_str(), c.plugin.as_str()),
+            ("gbnf", "grammar", BUILTIN_CONSTRAINT)
+        );
+        let mine = json!("mine");
+        let c = constraint(Some(&json!({"type": "json_object"})), None, Some(&mine))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.kind.as_str(), c.plugin.as_str()),
+            ("json-object", "mine")
+        );
+        assert_eq!(constraint(None, Some(&Value::Null), None).unwrap(), None);
+        for (f, g, p, field) in [
+            (None, Some(json!(3)), None, "grammar"),
+            (None, Some(json!("")), None, "grammar"),
+            (
+                Some(json!({"type": "json_object"})),
+                Some(g.clone()),
+                None,
+                "grammar",
+            ),
+            (None, None, Some(mine.clone()), "constraint_plugin"),
+            (
+                None,
+                Some(g.clone()),
+                Some(json!("Not Ok")),
+                "constraint_plugin",
+            ),
+        ] {
+            let e = constraint(f.as_ref(), g.as_ref(), p.as_ref()).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{f:?} {g:?} {p:?}");
         }
     }
 }

@@ -3,11 +3,12 @@
 
 #![allow(dead_code)]
 
+pub mod gbnf_check;
 pub mod validate;
 
 use std::sync::{Arc, OnceLock};
 
-use orcd_constraint::Vocabulary;
+use orcd_constraint::{Compiled, Session, Vocabulary};
 use orcd_engine::vocab::Vocab;
 use serde_json::Value;
 
@@ -38,6 +39,12 @@ pub fn tokenizer(which: &str) -> orcd_tokenizer::Tokenizer {
 pub fn load(path: &std::path::Path) -> Arc<Vocabulary> {
     let v = Vocab::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Arc::new(Vocabulary::from_spec(tok::spec(&v)).expect("vocabulary"))
+}
+
+/// The text of llama.cpp's example grammar `name` (`json`, `arithmetic`, ...).
+pub fn llama_grammar(name: &str) -> String {
+    let path = orcd_tests::models::fetch_grammars().join(format!("{name}.gbnf"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// One schema fixture: its name, the schema, and a valid instance.
@@ -90,4 +97,58 @@ pub fn ids(mask: &[u32]) -> Vec<u32> {
         }
     }
     out
+}
+
+/// Walk the masks with random allowed tokens for `wander` steps, then toward completion (the
+/// allowed token that leaves the fewest bytes to go), then an end token. Checks at every step
+/// that the mask is not empty, that the chosen token advances, and returns the output bytes.
+pub fn random_walk(c: &Arc<Compiled>, vocab: &Vocabulary, rng: &mut Rng, wander: usize) -> Vec<u8> {
+    let mut s = Session::new(c.clone());
+    let mut out = Vec::new();
+    for step in 0..4000 {
+        let allowed = ids(&s.allowed());
+        assert!(
+            !allowed.is_empty(),
+            "empty mask at step {step} after {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        assert!(
+            s.distance().is_some(),
+            "a state that cannot complete was reached"
+        );
+        let end = allowed.iter().copied().find(|&id| vocab.is_end(id));
+        let pick = if let Some(end) = end.filter(|_| step >= wander) {
+            end
+        } else if step < wander {
+            allowed[rng.below(allowed.len())]
+        } else {
+            // The allowed token that brings completion nearest (ties broken at random).
+            let mut best: Vec<(u32, u32)> = allowed
+                .iter()
+                .filter(|&&id| !vocab.is_end(id))
+                .map(|&id| {
+                    (
+                        s.peek(id)
+                            .and_then(|n| n.distance())
+                            .expect("allowed token keeps the output completable"),
+                        id,
+                    )
+                })
+                .collect();
+            let d = best.iter().map(|b| b.0).min().expect("a token");
+            best.retain(|b| b.0 == d);
+            best[rng.below(best.len())].1
+        };
+        s.advance(pick)
+            .unwrap_or_else(|e| panic!("allowed token {pick} refused: {e}"));
+        if vocab.is_end(pick) {
+            assert!(s.is_complete());
+            return out;
+        }
+        out.extend_from_slice(vocab.piece(pick));
+    }
+    panic!(
+        "no completion after 4000 steps: {:?}",
+        String::from_utf8_lossy(&out)
+    );
 }
