@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod device;
 pub mod error;
 pub mod gguf;
+pub mod kv_type;
 pub mod mock;
 pub mod model;
 pub mod quant;
@@ -14,3 +15,4 @@ pub mod vocab;
 
 pub use device::{Device, DeviceInfo, LogitsWanted, SeqInput, SeqSlot};
 pub use error::EngineError;
+pub use kv_type::KvType;
