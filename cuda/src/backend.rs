@@ -252,8 +252,9 @@ impl CudaBackend {
             w: &self.weights,
             s: &self.scratch,
             kv: &self.kv,
-            layer_kv_bytes: (self.pages.n_pages() * PAGE_TOKENS * self.kv_type.row_bytes(c.kv_dim()))
-                as u64,
+            layer_kv_bytes: (self.pages.n_pages()
+                * PAGE_TOKENS
+                * self.kv_type.row_bytes(c.kv_dim())) as u64,
             geo: KvGeometry {
                 kv_type: self.kv_type,
                 page_table: self.page_table.ptr(),

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use orcd_engine::{EngineError, KvType};
 use orcd_engine::model::{Model, ModelConfig};
+use orcd_engine::{EngineError, KvType};
 
 use crate::compile::default_cache_dir;
 use crate::kv_cache::PAGE_TOKENS;

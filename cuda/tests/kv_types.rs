@@ -11,9 +11,7 @@ use common::{Gpu, Rng, rel_err, tokens};
 
 use orcd_cuda::DeviceBuffer;
 use orcd_cuda::operand::KvLayer;
-use orcd_cuda::ops::{
-    AttnKernel, AttnParams, KvGeometry, QkNorm, Qkv, Rope, RopeScale, RopeStyle,
-};
+use orcd_cuda::ops::{AttnKernel, AttnParams, KvGeometry, QkNorm, Qkv, Rope, RopeScale, RopeStyle};
 use orcd_engine::KvType;
 
 const PAGE_TOKENS: usize = 16;
@@ -308,7 +306,10 @@ fn every_attention_kernel_reads_each_kv_type_like_the_cpu_twin() {
                     .iter()
                     .zip(&prefill)
                     .all(|(a, b)| a.to_bits() == b.to_bits());
-                assert!(same, "{label}: {kernel:?} differs from the prefill kernel's bits");
+                assert!(
+                    same,
+                    "{label}: {kernel:?} differs from the prefill kernel's bits"
+                );
             }
         }
     }

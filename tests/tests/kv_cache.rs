@@ -134,7 +134,11 @@ fn gemma3_sliding_layers_keep_only_their_window() {
     let model = TestModel::Gemma3;
     let mut trimmed = backend(model, KvType::F16, true);
     let mut full = backend(model, KvType::F16, false);
-    let window = trimmed.model().config.sliding_window.expect("Gemma 3 slides");
+    let window = trimmed
+        .model()
+        .config
+        .sliding_window
+        .expect("Gemma 3 slides");
     // Past the window, in chunks that do not divide it (the ring wraps inside a step).
     let n = window + 90;
     let vocab = trimmed.model().config.vocab_size as u32;

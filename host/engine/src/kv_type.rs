@@ -238,7 +238,11 @@ mod tests {
         let blocks = crate::quant::quantize_row(crate::quant::GgmlType::Q8_0, &x).unwrap();
         for b in 0..2 {
             let blk = &blocks[b * 34..(b + 1) * 34];
-            assert_eq!(blk[..2], bytes[64 + 2 * b..64 + 2 * b + 2], "scale of block {b}");
+            assert_eq!(
+                blk[..2],
+                bytes[64 + 2 * b..64 + 2 * b + 2],
+                "scale of block {b}"
+            );
             assert_eq!(blk[2..], bytes[32 * b..32 * (b + 1)], "quants of block {b}");
         }
         let zero = [0.0f32; 32];

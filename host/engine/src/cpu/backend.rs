@@ -451,7 +451,9 @@ mod tests {
                 let mut dev = with_kv("gemma3", false, kv_type, true);
                 let trimmed = chunked_rows(&mut dev, chunk);
                 assert!(
-                    full.iter().zip(&trimmed).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    full.iter()
+                        .zip(&trimmed)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{kv_type}, chunks of {chunk}: {}",
                     max_diff(&full, &trimmed)
                 );
@@ -470,7 +472,10 @@ mod tests {
                 let got = chunked_rows(&mut with_kv(arch, true, kv_type, true), 3);
                 let d = max_diff(&exact, &got);
                 assert!(d < tol, "{arch} {kv_type}: {d}");
-                assert!(d > 0.0, "{arch} {kv_type}: rounding the cache changed nothing");
+                assert!(
+                    d > 0.0,
+                    "{arch} {kv_type}: rounding the cache changed nothing"
+                );
             }
         }
     }

@@ -74,7 +74,9 @@ impl SlotCache {
     /// layer keeps every position in f32 (the attention then reads the cache in place).
     pub fn direct(&self, layer: usize) -> Option<(&[f32], &[f32])> {
         match &self.layers[layer] {
-            (cap, Rows::F32 { k, v }) if *cap == self.max_tokens => Some((k.as_slice(), v.as_slice())),
+            (cap, Rows::F32 { k, v }) if *cap == self.max_tokens => {
+                Some((k.as_slice(), v.as_slice()))
+            }
             _ => None,
         }
     }
