@@ -90,6 +90,9 @@ pub struct BenchArgs {
     /// CPU threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// How the KV cache keeps keys and values: f16, q8_0 or f32.
+    #[arg(long, default_value = "f16", value_name = "f16|q8_0|f32")]
+    pub kv_type: orcd_engine::KvType,
     /// Timed runs of each part; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
@@ -479,6 +482,7 @@ fn open_device(
         Backend::Cpu => {
             let mut opts = CpuOptions {
                 threads: args.threads,
+                kv_type: args.kv_type,
                 ..CpuOptions::default()
             };
             if let Some(t) = kv_tokens {
@@ -491,6 +495,7 @@ fn open_device(
             orcd_cuda::CudaOptions {
                 gpu: args.gpu_device,
                 kv_tokens_budget: kv_tokens,
+                kv_type: args.kv_type,
                 ..orcd_cuda::CudaOptions::default()
             },
         )?),
