@@ -84,6 +84,7 @@ fn check(case: &str) {
         threads: 2,
         kv_tokens_budget: tokens.len().max(64),
         exact: false,
+        ..CpuOptions::default()
     };
     let mut dev = CpuBackend::new(model, opts).expect("backend");
     let slot = dev.alloc_seq(tokens.len()).unwrap();

@@ -35,6 +35,7 @@ fn check(arch: &str, exact: bool) {
         threads: 2,
         kv_tokens_budget: 64,
         exact,
+        ..CpuOptions::default()
     };
     let mut dev = CpuBackend::new(model, opts).expect("backend");
     let slot = dev.alloc_seq(tokens.len()).unwrap();

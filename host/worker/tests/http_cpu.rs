@@ -164,3 +164,69 @@ async fn oom_recovery_on_the_cpu_backend() {
     assert_eq!(terminal(&small).event, "end", "{small:?}");
     assert_eq!(w.get_json("/health").await["status"], "healthy");
 }
+
+/// Fair admission (issue 15): a short request sent while a long prompt is being prefilled gets
+/// its first token before the long prompt gets its own: the step after it arrives carries its
+/// whole prompt (the newcomer's first chunk goes before the long prompt's next chunk). Asserts
+/// the order of the two first tokens, not a time. The long prompt (~1,800 tokens, ~60 steps of
+/// the test workers' 32-token budget) is cancelled once the short request is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_request_starts_while_a_long_prompt_is_prefilled() {
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let w = Arc::new(cpu_worker(4, 4, 8192).await);
+    // Each stream takes a rank from `order` when its first token arrives.
+    let order = Arc::new(AtomicUsize::new(0));
+    let client = reqwest::Client::new();
+    let stream = |id: &str, prompt: String, max_tokens: u32| {
+        let req = client.post(w.url("/execute")).json(&json!({
+            "job_id": id, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0
+        }));
+        let order = order.clone();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let mut events = resp.bytes_stream().eventsource();
+            let (mut started, mut first_token_rank, mut last) = (Some(started_tx), None, None);
+            while let Some(ev) = events.next().await {
+                let ev = ev.expect("well-formed SSE");
+                if ev.event == "started"
+                    && let Some(tx) = started.take()
+                {
+                    let _ = tx.send(());
+                }
+                if ev.event == "token" && first_token_rank.is_none() {
+                    first_token_rank = Some(order.fetch_add(1, Ordering::SeqCst));
+                }
+                last = Some(ev.event);
+            }
+            (first_token_rank, last)
+        });
+        (started_rx, task)
+    };
+    let long_prompt =
+        "The quick brown fox jumps over the lazy dog near the river bank. ".repeat(125);
+    let (long_started, long) = stream("long", long_prompt, 4);
+    long_started.await.expect("the long job started");
+    // A few steps into the long prefill (each takes a tenth of a second or more here).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, short) = stream("short", "Hi".into(), 8);
+    let (short_rank, short_end) = short.await.unwrap();
+    assert_eq!(short_end.as_deref(), Some("end"));
+    let cancel = client
+        .post(w.url("/cancel"))
+        .json(&json!({"job_id": "long"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 202);
+    let (long_rank, _) = long.await.unwrap();
+    assert_eq!(
+        short_rank,
+        Some(0),
+        "the short request's first token came after the long prompt's (long's rank {long_rank:?})"
+    );
+}

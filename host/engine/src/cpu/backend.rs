@@ -5,6 +5,7 @@ use super::forward::{CpuWeights, RunState, forward};
 use super::kv_cache::KvCache;
 use super::matmul::DotPath;
 use crate::EngineError;
+use crate::KvType;
 use crate::device::{
     Device, DeviceInfo, SeqInput, SeqSlot, SlotExtent, host_logits, validate_batch,
 };
@@ -18,8 +19,16 @@ pub const DEFAULT_KV_TOKENS: usize = 16_384;
 pub struct CpuOptions {
     /// Worker threads of the backend's rayon pool (0: one per available core).
     pub threads: usize,
-    /// KV-cache positions all slots together may reserve.
+    /// KV-cache positions all slots together may reserve, each at the cost of a position on
+    /// every layer (a slot's sliding-window layers cost less: more positions then fit).
     pub kv_tokens_budget: usize,
+    /// The KV-cache budget in bytes (overrides `kv_tokens_budget`).
+    pub kv_cache_bytes: Option<u64>,
+    /// How the KV cache keeps its rows.
+    pub kv_type: KvType,
+    /// Sliding-window layers keep only their window (on by default); off: every position, the
+    /// reference the trimmed cache is tested against.
+    pub trim_windows: bool,
     /// Exact f32 dot products instead of llama.cpp-style 8-bit quantized activations.
     pub exact: bool,
 }
@@ -29,6 +38,9 @@ impl Default for CpuOptions {
         CpuOptions {
             threads: 0,
             kv_tokens_budget: DEFAULT_KV_TOKENS,
+            kv_cache_bytes: None,
+            kv_type: KvType::default(),
+            trim_windows: true,
             exact: false,
         }
     }
@@ -64,9 +76,26 @@ impl CpuBackend {
             .build()
             .map_err(|e| EngineError::BackendUnavailable(format!("CPU thread pool: {e}")))?;
         let c = &model.config;
+        opts.kv_type.check(c.kv_dim())?;
+        let kept = (0..c.n_layers)
+            .map(|l| c.layer_plan(l).window.filter(|_| opts.trim_windows))
+            .collect();
+        let budget_bytes = match opts.kv_cache_bytes {
+            Some(b) => usize::try_from(b).unwrap_or(usize::MAX),
+            None => opts
+                .kv_tokens_budget
+                .saturating_mul(opts.kv_type.bytes_per_token(c.n_layers, c.kv_dim())),
+        };
+        let kv = KvCache::new(
+            opts.kv_type,
+            c.kv_dim(),
+            kept,
+            c.context_length,
+            budget_bytes,
+        );
         Ok(CpuBackend {
             weights: CpuWeights::new(&model),
-            kv: KvCache::new(c.n_layers, c.kv_dim(), opts.kv_tokens_budget),
+            kv,
             state: RunState::default(),
             n_rows: 0,
             path: if opts.exact {
@@ -93,6 +122,16 @@ impl CpuBackend {
     /// of experts over its layers (infinite without experts): see `RunState::route_margin`.
     pub fn route_margins(&self) -> &[f32] {
         &self.state.route_margin
+    }
+
+    /// How the KV cache keeps its rows.
+    pub fn kv_type(&self) -> KvType {
+        self.kv.kv_type()
+    }
+
+    /// Bytes a sequence of `max_tokens` positions reserves in the KV cache.
+    pub fn kv_slot_bytes(&self, max_tokens: usize) -> usize {
+        self.kv.slot_bytes(max_tokens)
     }
 
     /// Threads of the backend's pool.
@@ -133,7 +172,7 @@ impl Device for CpuBackend {
             backend: "cpu",
             name: format!("CPU ({} threads)", self.threads()),
             weights_bytes: self.model.weights.total_bytes(),
-            kv_cache_bytes: (self.kv.reserved_tokens() * self.kv.bytes_per_token()) as u64,
+            kv_cache_bytes: self.kv.reserved_bytes() as u64,
             scratch_bytes: 0,
             sm: None,
             runtime_version: None,
@@ -237,13 +276,34 @@ mod tests {
     use crate::model::tiny::{self, TinySpec};
 
     fn backend(arch: &'static str, exact: bool) -> CpuBackend {
+        with_kv(arch, exact, KvType::default(), true)
+    }
+
+    fn with_kv(arch: &'static str, exact: bool, kv_type: KvType, trim: bool) -> CpuBackend {
         let model = Model::load(TinySpec::new(arch).build().unwrap()).unwrap();
         let opts = CpuOptions {
             threads: 2,
             kv_tokens_budget: 128,
+            kv_type,
+            trim_windows: trim,
             exact,
+            ..CpuOptions::default()
         };
         CpuBackend::new(model, opts).unwrap()
+    }
+
+    /// Every logits row of `SEQ` fed in steps of `chunk` tokens.
+    fn chunked_rows(dev: &mut CpuBackend, chunk: usize) -> Vec<f32> {
+        let s = dev.alloc_seq(SEQ.len()).unwrap();
+        let mut rows = Vec::new();
+        for (i, part) in SEQ.chunks(chunk).enumerate() {
+            let n = step(dev, s, i * chunk, part, LogitsWanted::All).unwrap();
+            for r in 0..n {
+                rows.extend(dev.logits_row(r).unwrap());
+            }
+        }
+        dev.free_seq(s);
+        rows
     }
 
     fn step(
@@ -389,6 +449,45 @@ mod tests {
     }
 
     #[test]
+    fn a_trimmed_window_gives_the_bits_of_a_full_cache_with_every_kv_type() {
+        // Gemma 3's sliding layers (window 4) keep 4 rows as a ring; chunks of 1, 3 and 10
+        // wrap it between and inside steps.
+        for kv_type in KvType::ALL {
+            for chunk in [1, 3, 10] {
+                let full = chunked_rows(&mut with_kv("gemma3", false, kv_type, false), chunk);
+                let mut dev = with_kv("gemma3", false, kv_type, true);
+                let trimmed = chunked_rows(&mut dev, chunk);
+                assert!(
+                    full.iter()
+                        .zip(&trimmed)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{kv_type}, chunks of {chunk}: {}",
+                    max_diff(&full, &trimmed)
+                );
+                // Both layers of the tiny Gemma 3 slide: 4 rows each, not SEQ.len().
+                let row_pair = 2 * kv_type.row_bytes(tiny::KV_HEADS * tiny::HEAD_DIM);
+                assert_eq!(dev.kv_slot_bytes(SEQ.len()), 2 * 4 * row_pair);
+            }
+        }
+    }
+
+    #[test]
+    fn kv_types_agree_within_their_precision() {
+        for arch in ["llama", "qwen2", "gemma3"] {
+            let exact = chunked_rows(&mut with_kv(arch, true, KvType::F32, true), 3);
+            for (kv_type, tol) in [(KvType::F16, 0.01), (KvType::Q8_0, 0.1)] {
+                let got = chunked_rows(&mut with_kv(arch, true, kv_type, true), 3);
+                let d = max_diff(&exact, &got);
+                assert!(d < tol, "{arch} {kv_type}: {d}");
+                assert!(
+                    d > 0.0,
+                    "{arch} {kv_type}: rounding the cache changed nothing"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn quantized_activations_stay_close_to_exact() {
         for arch in ["llama", "qwen2", "gemma3", "gpt-oss"] {
             let exact = last_row(&mut backend(arch, true), &SEQ);
@@ -404,7 +503,8 @@ mod tests {
         assert_eq!(dev.info().backend, "cpu");
         assert_eq!(dev.info().kv_cache_bytes, 0);
         let s = dev.alloc_seq(10).unwrap();
-        let per_token = 2 * tiny::LAYERS * tiny::KV_HEADS * tiny::HEAD_DIM * 4;
+        // f16 by default: 2 bytes a value.
+        let per_token = 2 * tiny::LAYERS * tiny::KV_HEADS * tiny::HEAD_DIM * 2;
         assert_eq!(dev.info().kv_cache_bytes, (10 * per_token) as u64);
         assert_eq!(dev.free_kv_tokens(), 118);
         dev.free_seq(s);

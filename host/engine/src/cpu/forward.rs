@@ -154,6 +154,12 @@ pub struct RunState {
     pub route_margin: Vec<f32>,
     /// Matmul scratch: (rows, n_tok) transposed products.
     scratch: Vec<f32>,
+    /// (rows, kv_dim) keys and values attention reads when the cache is not read in place:
+    /// per sequence, the positions its new tokens see, as the cache keeps them.
+    view_k: Vec<f32>,
+    view_v: Vec<f32>,
+    /// (batch) each sequence's first row in `view_k`, its rows, and the position of its first.
+    view_at: Vec<(usize, usize, usize)>,
 }
 
 /// Run one step: append every sequence's new tokens to its KV slot and compute the requested
@@ -239,11 +245,33 @@ pub fn forward(
         if let Some(rope) = &p.rope {
             rope_rows(s, c, rope.table, rope.style);
         }
-        // append the new keys and values to each sequence's cache
-        store_kv(kv, batch, s, l, kv_dim)?;
-        // attention of every new token over its sequence's cache
         let sinks = lv.attn_sinks.as_deref().filter(|_| p.sinks);
-        attention(kv, batch, s, c, l, p.window, p.attn_scale, sinks)?;
+        // attention of every new token over its sequence's keys and values, and their store
+        // into each sequence's cache
+        if kv.direct_layer(l) {
+            // f32, every position kept: store, then read the cache in place
+            store_kv(kv, batch, s, l, kv_dim)?;
+            let views = direct_views(kv, batch, l)?;
+            attention(&views, s, c, p.window, p.attn_scale, sinks);
+        } else {
+            // the cached rows read back, and the new rows as the cache will keep them
+            gather_views(kv, batch, s, l, p.window)?;
+            // (the views are moved out of the run state while attention writes into it)
+            let (view_k, view_v) = (std::mem::take(&mut s.view_k), std::mem::take(&mut s.view_v));
+            let view_at = std::mem::take(&mut s.view_at);
+            let views: Vec<SeqKv<'_>> = view_at
+                .iter()
+                .map(|&(r0, rows, base)| SeqKv {
+                    k: &view_k[r0 * kv_dim..(r0 + rows) * kv_dim],
+                    v: &view_v[r0 * kv_dim..(r0 + rows) * kv_dim],
+                    base,
+                })
+                .collect();
+            attention(&views, s, c, p.window, p.attn_scale, sinks);
+            drop(views);
+            (s.view_k, s.view_v, s.view_at) = (view_k, view_v, view_at);
+            store_kv(kv, batch, s, l, kv_dim)?;
+        }
         // output projection (+ bias)
         matmul(
             &mut s.xb2,
@@ -493,36 +521,112 @@ fn store_kv(
         let slot = kv
             .get_mut(id)
             .ok_or_else(|| EngineError::InvalidInput(format!("unknown KV slot {}", id.0)))?;
-        let pos = s.token_pos[t];
-        slot.k_mut(l, pos)
-            .copy_from_slice(&s.k[t * kv_dim..(t + 1) * kv_dim]);
-        slot.v_mut(l, pos)
-            .copy_from_slice(&s.v[t * kv_dim..(t + 1) * kv_dim]);
+        let rows = t * kv_dim..(t + 1) * kv_dim;
+        slot.store(l, s.token_pos[t], &s.k[rows.clone()], &s.v[rows]);
+    }
+    Ok(())
+}
+
+/// The keys and values one sequence's new tokens attend to: `k, v (rows, kv_dim)`, row `r`
+/// holding position `base + r`.
+struct SeqKv<'a> {
+    k: &'a [f32],
+    v: &'a [f32],
+    base: usize,
+}
+
+fn slot_of<'a>(kv: &'a KvCache, seq: &SeqInput<'_>) -> Result<&'a SlotCache, EngineError> {
+    kv.get(seq.slot)
+        .ok_or_else(|| EngineError::InvalidInput(format!("unknown KV slot {}", seq.slot.0)))
+}
+
+/// Each sequence's cache of layer `l`, read in place (see [`KvCache::direct_layer`]).
+fn direct_views<'a>(
+    kv: &'a KvCache,
+    batch: &[SeqInput<'_>],
+    l: usize,
+) -> Result<Vec<SeqKv<'a>>, EngineError> {
+    batch
+        .iter()
+        .map(|seq| {
+            let (k, v) = slot_of(kv, seq)?
+                .direct(l)
+                .ok_or_else(|| EngineError::InvalidInput("KV layer not kept in f32".into()))?;
+            Ok(SeqKv { k, v, base: 0 })
+        })
+        .collect()
+}
+
+/// Fill `s.view_k`, `s.view_v` and `s.view_at` for layer `l`: per sequence, the positions its
+/// new tokens see (from the first one's window start, or 0), the cached ones read back from
+/// its slot and the new ones rounded through the cache's type, so that a token sees the same
+/// values whether its neighbours came in its step or an earlier one.
+fn gather_views(
+    kv: &KvCache,
+    batch: &[SeqInput<'_>],
+    s: &mut RunState,
+    l: usize,
+    window: Option<usize>,
+) -> Result<(), EngineError> {
+    let kv_dim = kv.kv_dim();
+    let ty = kv.kv_type();
+    s.view_at.clear();
+    let mut rows = 0;
+    for seq in batch {
+        let lo = window.map_or(0, |w| (seq.start_pos + 1).saturating_sub(w));
+        let n = seq.start_pos + seq.tokens.len() - lo;
+        s.view_at.push((rows, n, lo));
+        rows += n;
+    }
+    s.view_k.resize(rows * kv_dim, 0.0);
+    s.view_v.resize(rows * kv_dim, 0.0);
+    let RunState {
+        view_k,
+        view_v,
+        view_at,
+        k: new_k,
+        v: new_v,
+        ..
+    } = s;
+    let (new_k, new_v): (&[f32], &[f32]) = (new_k, new_v);
+    let mut first = 0; // the sequence's first token row in new_k
+    for (seq, &(r0, n, lo)) in batch.iter().zip(view_at.iter()) {
+        let slot = slot_of(kv, seq)?;
+        let start = seq.start_pos;
+        let vk = &mut view_k[r0 * kv_dim..(r0 + n) * kv_dim];
+        let vv = &mut view_v[r0 * kv_dim..(r0 + n) * kv_dim];
+        vk.par_chunks_mut(kv_dim)
+            .zip(vv.par_chunks_mut(kv_dim))
+            .enumerate()
+            .for_each_init(Vec::new, |scratch, (r, (kr, vr))| {
+                let pos = lo + r;
+                if pos < start {
+                    slot.load(l, pos, kr, vr);
+                } else {
+                    let t = first + pos - start;
+                    kr.copy_from_slice(&new_k[t * kv_dim..(t + 1) * kv_dim]);
+                    vr.copy_from_slice(&new_v[t * kv_dim..(t + 1) * kv_dim]);
+                    ty.round_trip(kr, scratch);
+                    ty.round_trip(vr, scratch);
+                }
+            });
+        first += seq.tokens.len();
     }
     Ok(())
 }
 
 /// `s.att (n, q_dim)`: for each new token and query head, softmax(q·K / scale) · V over the
 /// positions its sequence has cached (causal; the last `window` positions on sliding layers;
-/// with `sinks`, the head's sink logit joins the softmax). In parallel over (token, head) pairs.
-#[allow(clippy::too_many_arguments)]
+/// with `sinks`, the head's sink logit joins the softmax), read from its sequence's `views`
+/// entry. In parallel over (token, head) pairs.
 fn attention(
-    kv: &KvCache,
-    batch: &[SeqInput<'_>],
+    views: &[SeqKv<'_>],
     s: &mut RunState,
     c: &ModelConfig,
-    l: usize,
     window: Option<usize>,
     scale: f32,
     sinks: Option<&[f32]>,
-) -> Result<(), EngineError> {
-    let slots: Vec<&SlotCache> = batch
-        .iter()
-        .map(|seq| {
-            kv.get(seq.slot)
-                .ok_or_else(|| EngineError::InvalidInput(format!("unknown KV slot {}", seq.slot.0)))
-        })
-        .collect::<Result<_, _>>()?;
+) {
     let (hd, n_heads, kv_dim) = (c.head_dim, c.n_heads, c.kv_dim());
     let group = c.n_heads / c.n_kv_heads;
     let (q, token_seq, token_pos) = (&s.q, &s.token_seq, &s.token_pos);
@@ -532,10 +636,10 @@ fn attention(
             let (t, h) = (i / n_heads, i % n_heads);
             let pos = token_pos[t];
             let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let len = pos + 1 - lo;
-            let slot = slots[token_seq[t]];
-            let keys = slot.keys(l, lo, len);
-            let values = slot.values(l, lo, len);
+            let view = &views[token_seq[t]];
+            let rows = (lo - view.base) * kv_dim..(pos + 1 - view.base) * kv_dim;
+            let keys = &view.k[rows.clone()];
+            let values = &view.v[rows];
             let qh = &q[i * hd..(i + 1) * hd];
             let kvh = (h / group) * hd;
             // scores of the query against every visible key
@@ -555,7 +659,6 @@ fn attention(
             }
         },
     );
-    Ok(())
 }
 
 /// `x = act(x)`, elementwise (an ungated FFN).

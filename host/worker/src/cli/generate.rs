@@ -50,6 +50,9 @@ pub struct DeviceArgs {
     /// CUDA: GPU index.
     #[arg(long, default_value_t = 0)]
     pub gpu_device: usize,
+    /// How the KV cache keeps keys and values: f16, q8_0 or f32.
+    #[arg(long, default_value = "f16", value_name = "f16|q8_0|f32")]
+    pub kv_type: orcd_engine::KvType,
 }
 
 impl DeviceArgs {
@@ -63,7 +66,9 @@ impl DeviceArgs {
                     CpuOptions {
                         threads: self.threads,
                         kv_tokens_budget: max_tokens,
+                        kv_type: self.kv_type,
                         exact: self.exact,
+                        ..CpuOptions::default()
                     },
                 )
                 .context("cannot start the CPU backend")?,
@@ -74,6 +79,7 @@ impl DeviceArgs {
                     orcd_cuda::CudaOptions {
                         gpu: self.gpu_device,
                         kv_tokens_budget: Some(max_tokens),
+                        kv_type: self.kv_type,
                         ..orcd_cuda::CudaOptions::default()
                     },
                 )

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use orcd_engine::KvType;
 use orcd_engine::cpu::{CpuBackend, CpuOptions};
 use orcd_engine::model::Model;
 use tracing::{error, info, warn};
@@ -81,9 +82,14 @@ pub struct ServeArgs {
     /// A job still running this many seconds after it arrived ends with INFERENCE_TIMEOUT.
     #[arg(long, default_value_t = 300)]
     pub inference_timeout_sec: u64,
-    /// KV-cache budget in MiB for all sequences together (default: the backend's default).
+    /// KV-cache budget in MiB for all sequences together (default: the backend's default);
+    /// it holds as many positions as the `--kv-type` makes fit.
     #[arg(long)]
     pub kv_cache_size_mb: Option<u64>,
+    /// How the KV cache keeps keys and values: f16 (as llama.cpp), q8_0 (about half of f16's
+    /// bytes) or f32 (exact).
+    #[arg(long, default_value = "f16", value_name = "f16|q8_0|f32")]
+    pub kv_type: KvType,
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = Backend::Cuda)]
     pub backend: Backend,
@@ -132,32 +138,25 @@ fn worker_id(flag: Option<&str>) -> anyhow::Result<String> {
     }
 }
 
-/// KV tokens that `mb` MiB hold on the CPU backend (f32 keys and values for every layer).
-fn cpu_kv_tokens(model: &Model, mb: u64) -> usize {
-    let c = &model.config;
-    let per_token = (2 * c.n_layers * c.kv_dim() * std::mem::size_of::<f32>()).max(1) as u64;
-    (mb.saturating_mul(1 << 20) / per_token) as usize
-}
-
 fn open_device(
     args: &ServeArgs,
     model: Model,
 ) -> Result<Box<dyn ServedDevice>, orcd_engine::EngineError> {
     match args.backend {
         Backend::Cpu => {
-            let mut opts = CpuOptions {
+            let opts = CpuOptions {
                 threads: args.threads,
+                kv_cache_bytes: args.kv_cache_size_mb.map(|mb| mb.saturating_mul(1 << 20)),
+                kv_type: args.kv_type,
                 ..CpuOptions::default()
             };
-            if let Some(mb) = args.kv_cache_size_mb {
-                opts.kv_tokens_budget = cpu_kv_tokens(&model, mb);
-            }
             Ok(Box::new(CpuBackend::new(model, opts)?))
         }
         Backend::Cuda => {
             let opts = orcd_cuda::CudaOptions {
                 gpu: args.gpu_device as usize,
                 kv_cache_bytes: args.kv_cache_size_mb.map(|mb| mb.saturating_mul(1 << 20)),
+                kv_type: args.kv_type,
                 ..orcd_cuda::CudaOptions::default()
             };
             Ok(Box::new(orcd_cuda::CudaBackend::new(model, opts)?))
@@ -259,6 +258,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         device = %info.name,
         weights_bytes = info.weights_bytes,
         kv_cache_bytes = info.kv_cache_bytes,
+        kv_type = %args.kv_type,
         kv_tokens = device.free_kv_tokens(),
         "model loaded"
     );

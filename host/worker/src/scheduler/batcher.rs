@@ -339,11 +339,17 @@ impl Batcher {
                 budget = budget.saturating_sub(1);
             }
         }
-        // Prefill in admission order (older sequences first).
+        // Prefill, while the budget lasts: first the sequences that have not started (each
+        // newcomer's first chunk, in admission order), then those part-way through their
+        // prompts (older first). A short request that arrives during a long prompt's prefill
+        // starts in the next step instead of waiting for that prompt to finish.
         let mut prefill: Vec<usize> = (0..self.running.len())
             .filter(|&i| !plan.iter().any(|p| p.0 == i))
             .collect();
-        prefill.sort_by_key(|&i| self.running[i].admitted_at);
+        prefill.sort_by_key(|&i| {
+            let seq = &self.running[i];
+            (seq.cached > 0, seq.admitted_at)
+        });
         for i in prefill {
             if budget == 0 {
                 break;

@@ -4,9 +4,11 @@
 //! - `queue`: admission — a bounded number of jobs in flight (running + waiting); past it a
 //!   submit fails with `WORKER_BUSY` (503, retriable) instead of piling work up.
 //! - `batcher`: the step loop. Between two device steps sequences join (when their KV-cache slot
-//!   can be reserved) and leave (finished, cancelled, timed out); each step carries one token per
-//!   decoding sequence plus prefill chunks up to a per-step token budget, so a long prompt does
-//!   not stall the others.
+//!   can be reserved; waiting jobs in arrival order) and leave (finished, cancelled, timed out).
+//!   Each step carries at most `step_token_budget` tokens, in this order: one token per decoding
+//!   sequence; then the first prefill chunk of every sequence that has not started (admission
+//!   order); then the next chunks of prompts part-way through (older first). So a long prompt
+//!   does not stall the others, and a newcomer starts within one step.
 //! - `sequence`: the per-job state of a running sequence.
 
 mod batcher;

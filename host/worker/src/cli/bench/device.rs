@@ -63,6 +63,7 @@ pub(super) fn open_device(
         Backend::Cpu => {
             let mut opts = CpuOptions {
                 threads: args.threads,
+                kv_type: args.kv_type,
                 ..CpuOptions::default()
             };
             if let Some(t) = kv_tokens {
@@ -75,6 +76,7 @@ pub(super) fn open_device(
             orcd_cuda::CudaOptions {
                 gpu: args.gpu_device,
                 kv_tokens_budget: kv_tokens,
+                kv_type: args.kv_type,
                 ..orcd_cuda::CudaOptions::default()
             },
         )?),

@@ -102,6 +102,9 @@ pub struct BenchArgs {
     /// CPU threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// How the KV cache keeps keys and values: f16, q8_0 or f32.
+    #[arg(long, default_value = "f16", value_name = "f16|q8_0|f32")]
+    pub kv_type: orcd_engine::KvType,
     /// Timed runs of each part; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
