@@ -3,7 +3,6 @@
 use std::sync::OnceLock;
 
 use cudarc::driver::sys;
-use orcd_engine::KvType;
 
 use super::{Ops, int};
 use crate::driver::GpuContext;
@@ -11,11 +10,9 @@ use crate::error::{CudaError, CudaResult};
 use crate::kernels::{Arg, launch, shape};
 use crate::operand::{KvLayer, Tokens};
 
-/// Where the KV cache's rows are: the page table, the heads' geometry and the rows' type.
+/// Where the KV cache's rows are: the page table and the heads' geometry.
 #[derive(Copy, Clone, Debug)]
 pub struct KvGeometry {
-    /// How a row is kept; the kernels are instantiated per type (`kv_write_f16`, ...).
-    pub kv_type: KvType,
     /// (n_slots, pages_per_slot) i32 page ids.
     pub page_table: u64,
     pub pages_per_slot: usize,
@@ -29,17 +26,11 @@ impl KvGeometry {
     pub fn kv_dim(&self) -> usize {
         self.n_kv_heads * self.head_dim
     }
-
-    /// The kernel `<family>_<kv type>`, e.g. `attention_decode_q8_0`.
-    pub fn kernel(&self, family: &str) -> String {
-        format!("{family}_{}", self.kv_type.name())
-    }
 }
 
 impl Ops<'_> {
     /// Append the step's keys and values to one layer's cache.
-    /// k, v: (ntok, kv_dim) f32;  kc, vc: (n_pages, page_tokens) rows of kv_dim values in
-    /// `geo.kv_type` (`KvType::row_bytes` each);
+    /// k, v: (ntok, kv_dim) f32;  kc, vc: (n_pages, page_tokens, kv_dim) f32;
     /// slot, pos: (ntok) i32, each position inside its slot's pages (the caller checks).
     pub fn kv_write(
         &self,
@@ -50,8 +41,7 @@ impl Ops<'_> {
         tokens: &Tokens,
     ) -> CudaResult<()> {
         let (kc, vc, slot, pos) = (cache.k, cache.v, tokens.slot, tokens.pos);
-        let name = geo.kernel("kv_write");
-        let f = self.k.get(&name)?;
+        let f = self.k.get("kv_write_f32")?;
         launch(
             self.gpu,
             f,
@@ -69,7 +59,7 @@ impl Ops<'_> {
                 Arg::I32(int(geo.page_tokens, "page tokens")?),
                 Arg::I32(int(geo.kv_dim(), "kv_dim")?),
             ],
-            &name,
+            "kv_write_f32",
         )
     }
 
@@ -136,15 +126,14 @@ impl Ops<'_> {
         match kernel {
             AttnKernel::Auto => unreachable!("resolved above"),
             AttnKernel::Reference => {
-                let name = geo.kernel("attention_ref");
-                let f = self.k.get(&name)?;
+                let f = self.k.get("attention_ref_f32")?;
                 launch(
                     self.gpu,
                     f,
                     (ntok32, int(geo.n_heads, "heads")? as u32, 1),
                     (shape::ATT_WARPS * 32, 1, 1),
                     &[&common[..], &heads[..]].concat(),
-                    &name,
+                    "attention_ref_f32",
                 )
             }
             AttnKernel::Decode(force_split) => {
@@ -160,8 +149,7 @@ impl Ops<'_> {
                         .div_ceil(ntok * groups)
                         .clamp(1, n_chunks.max(1)),
                 };
-                let name = geo.kernel("attention_decode");
-                let f = self.k.get(&name)?;
+                let f = self.k.get("attention_decode_f32")?;
                 let smem = 4
                     * (2 * ATT_DEC_ROWS * geo.head_dim
                         + ATT_CHUNK * (2 * geo.head_dim + 4)
@@ -174,7 +162,7 @@ impl Ops<'_> {
                     (ntok32, int(groups, "head groups")? as u32, split as u32),
                     smem,
                     &args,
-                    &name,
+                    "attention_decode_f32",
                 )
             }
             AttnKernel::Prefill => {
@@ -182,7 +170,7 @@ impl Ops<'_> {
                 let tq = ATT_PRE_ROWS / gb;
                 let groups = geo.n_kv_heads * group.div_ceil(gb);
                 let kp = geo.head_dim.div_ceil(64);
-                let name = geo.kernel(&format!("attention_prefill{kp}"));
+                let name = format!("attention_prefill{kp}_f32");
                 let f = self.k.get(&name)?;
                 let smem = 4
                     * (ATT_PRE_ROWS * (geo.head_dim + 4)
@@ -222,12 +210,12 @@ pub enum AttnKernel {
     /// By shape: [`AttnKernel::Decode`] up to [`ATT_DECODE_MAX_TOKENS`] tokens,
     /// [`AttnKernel::Prefill`] beyond; the reference everywhere when `ORCD_ATTN=ref`.
     Auto,
-    /// `attention_ref_<kv>`: one block per (token, head), each warp walks every 8th key.
+    /// `attention_ref_f32`: one block per (token, head), each warp walks every 8th key.
     Reference,
-    /// `attention_decode_<kv>` (flash-decoding). `Some(n)` forces n splits of a token's chunks
+    /// `attention_decode_f32` (flash-decoding). `Some(n)` forces n splits of a token's chunks
     /// (1: no split; clamped to the chunks of a slot); `None` sizes the split from the shape.
     Decode(Option<usize>),
-    /// `attention_prefill<KP>_<kv>`: tiles of consecutive tokens share each staged K/V chunk.
+    /// `attention_prefill<KP>_f32`: tiles of consecutive tokens share each staged K/V chunk.
     Prefill,
 }
 

@@ -156,8 +156,7 @@ impl Ops<'_> {
             style,
             ..
         } = *rope;
-        let name = geo.kernel("rope_qk_store");
-        let f = self.k.get(&name)?;
+        let f = self.k.get("rope_qk_store_f32")?;
         let args = [
             Arg::Ptr(q),
             Arg::Ptr(k),
@@ -190,7 +189,7 @@ impl Ops<'_> {
             ),
             (shape::ROPE_THREADS, 1, 1),
             &[&args[..], &rope.scale.args()[..]].concat(),
-            &name,
+            "rope_qk_store_f32",
         )
     }
 }

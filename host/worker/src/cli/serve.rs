@@ -88,8 +88,9 @@ pub struct ServeArgs {
     pub kv_cache_size_mb: Option<u64>,
     /// How the KV cache keeps keys and values: f16 (as llama.cpp), q8_0 (about half of f16's
     /// bytes) or f32 (exact).
-    #[arg(long, default_value = "f16", value_name = "f16|q8_0|f32")]
-    pub kv_type: KvType,
+    /// Default: f16 on the CPU backend, f32 on CUDA (which keeps only f32 for now).
+    #[arg(long, value_name = "f16|q8_0|f32")]
+    pub kv_type: Option<KvType>,
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = Backend::Cuda)]
     pub backend: Backend,
@@ -147,16 +148,16 @@ fn open_device(
             let opts = CpuOptions {
                 threads: args.threads,
                 kv_cache_bytes: args.kv_cache_size_mb.map(|mb| mb.saturating_mul(1 << 20)),
-                kv_type: args.kv_type,
+                kv_type: super::generate::Backend::Cpu.kv_type(args.kv_type)?,
                 ..CpuOptions::default()
             };
             Ok(Box::new(CpuBackend::new(model, opts)?))
         }
         Backend::Cuda => {
+            super::generate::Backend::Cuda.kv_type(args.kv_type)?;
             let opts = orcd_cuda::CudaOptions {
                 gpu: args.gpu_device as usize,
                 kv_cache_bytes: args.kv_cache_size_mb.map(|mb| mb.saturating_mul(1 << 20)),
-                kv_type: args.kv_type,
                 ..orcd_cuda::CudaOptions::default()
             };
             Ok(Box::new(orcd_cuda::CudaBackend::new(model, opts)?))
