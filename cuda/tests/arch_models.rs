@@ -74,6 +74,8 @@ fn check_against_cpu(name: &str, ty: GgmlType, packed: bool) {
     let mut gpu = CudaBackend::new(m.clone(), opts).expect("CUDA backend");
     let cpu_opts = CpuOptions {
         exact: !packed,
+        // the CUDA backend keeps f32 KV: compare like with like
+        kv_type: orcd_engine::KvType::F32,
         ..CpuOptions::default()
     };
     let mut cpu = CpuBackend::new(m, cpu_opts).expect("CPU backend");

@@ -102,6 +102,8 @@ fn check_against_cpu(model: TestModel, packed: bool) {
         m,
         CpuOptions {
             exact: !packed,
+            // the CUDA backend keeps f32 KV: compare like with like
+            kv_type: orcd_engine::KvType::F32,
             ..CpuOptions::default()
         },
     )
