@@ -148,9 +148,9 @@ fn typical_set(scaled: &[f64], w: &[f64], p: f64) -> Vec<usize> {
             while left > 0 && d(left - 1) == dist {
                 left -= 1;
             }
-            for i in left..run_end {
+            for (i, &wi) in (left..run_end).zip(&w[left..run_end]) {
                 kept.push(i);
-                mass += w[i];
+                mass += wi;
                 if mass >= target {
                     return kept;
                 }
