@@ -87,7 +87,7 @@ pub fn standalone_manifest(manifest: &str, workspace: &str) -> anyhow::Result<St
     let mut out = String::from(
         "# The worker-orcd plugin SDK (plugins/sdk of the worker's repository), written by\n\
          # `worker-orcd plugin new` with the worker's version of it: nothing inherited, so it\n\
-         # builds in the plugin's own workspace.\n",
+         # builds beside the plugin in any folder.\n",
     );
     let mut section = String::new();
     for line in manifest.lines() {
