@@ -74,11 +74,11 @@ impl Sampler for Mirostat {
         };
         let cands = logits.top_k(k)?;
         let probs = softmax(&cands, p.temperature);
-        // Keep the prefix (best first) whose surprise is within mu; always the best one.
-        let keep = probs
-            .iter()
-            .take_while(|&&q| q > 0.0 && -q.log2() <= self.mu)
-            .count();
+        // Keep the prefix (best first) whose surprise -log2 q is within mu, that is whose
+        // probability is at least 2^-mu (one power, no logarithm per candidate); always the
+        // best one.
+        let floor = (-self.mu).exp2();
+        let keep = probs.iter().take_while(|&&q| q > 0.0 && q >= floor).count();
         let kept = &probs[..keep.max(1).min(probs.len())];
         let i = draw(kept, &mut self.rng).ok_or(Error::NoValidLogits)?;
         let observed = -(kept[i] / kept.iter().sum::<f64>()).log2();
@@ -156,5 +156,18 @@ mod tests {
         let mut s = Mirostat::new(&params(0, &[])).unwrap();
         let r = s.sample(&RowLogits::new(vec![f32::NAN; 10]), &[]);
         assert_eq!(r, Err(Error::NoValidLogits));
+    }
+
+    #[test]
+    fn the_probability_floor_keeps_what_the_surprise_bound_keeps() {
+        let mut rng = Rng::new(9);
+        for _ in 0..20_000 {
+            let q = rng.next_f64().powi(3);
+            let mu = rng.next_f64() * 20.0;
+            // Away from the boundary, where rounding of log2 and exp2 may differ by an ulp.
+            if (-q.log2() - mu).abs() > 1e-9 {
+                assert_eq!(q >= (-mu).exp2(), -q.log2() <= mu, "q {q}, mu {mu}");
+            }
+        }
     }
 }

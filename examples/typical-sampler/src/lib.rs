@@ -10,7 +10,7 @@
 //! Parameters are checked at admission: the SDK's default `validate` runs [`Sampler::new`], so
 //! `"p": 0` or a misspelt name is a 400 naming `sampler_params.p` before the request starts.
 
-use orcd_plugin_sdk::candidates::{draw, softmax};
+use orcd_plugin_sdk::candidates::{draw, weights};
 use orcd_plugin_sdk::{Error, Logits, Rng, Sampler, SamplerParams};
 
 /// Candidates asked of the host per token unless the request says otherwise.
@@ -81,66 +81,87 @@ impl Sampler for Typical {
             k => k.min(self.candidates),
         };
         let cands = logits.top_k(k)?;
-        let probs = softmax(&cands, sp.temperature);
-        // Scaled logits relative to the best give every surprise without a logarithm per
-        // candidate (see `typical_set`).
-        let best = cands
-            .iter()
-            .map(|c| c.logit)
-            .filter(|l| !l.is_nan())
-            .fold(f32::NEG_INFINITY, f32::max);
-        let inv_t = 1.0 / f64::from(sp.temperature);
-        let scaled: Vec<f64> = cands
-            .iter()
-            .zip(&probs)
-            .map(|(c, &q)| {
-                if q > 0.0 {
-                    f64::from(c.logit - best) * inv_t
-                } else {
-                    f64::NEG_INFINITY
-                }
-            })
-            .collect();
-        let keep = typical_set(&scaled, &probs, self.p);
-        let mut weights = vec![0.0; probs.len()];
-        for &i in &keep {
-            weights[i] = probs[i];
+        // Relative weights w = exp(s) with s the logit over the temperature minus the best's
+        // (one exponential per candidate, none after); zero-weight candidates (NaN, -inf,
+        // underflow) are a suffix, as the candidates come best first.
+        let w = weights(&cands, sp.temperature);
+        let live = w.iter().take_while(|&&x| x > 0.0).count();
+        if live == 0 {
+            return Err(Error::NoValidLogits);
         }
-        let i = draw(&weights, &mut self.rng).ok_or(Error::NoValidLogits)?;
+        let best = cands[0].logit;
+        let inv_t = 1.0 / f64::from(sp.temperature);
+        let scaled: Vec<f64> = if best == f32::INFINITY {
+            // Only the +inf candidates have weight, all 1.
+            vec![0.0; live]
+        } else {
+            cands[..live]
+                .iter()
+                .map(|c| f64::from(c.logit - best) * inv_t)
+                .collect()
+        };
+        let keep = typical_set(&scaled, &w[..live], self.p);
+        let mut kept = vec![0.0; live];
+        for &i in &keep {
+            kept[i] = w[i];
+        }
+        let i = draw(&kept, &mut self.rng).ok_or(Error::NoValidLogits)?;
         Ok(cands[i].id)
     }
 }
 
-/// Indices of the locally typical set: candidates ordered by how far their surprise is from
-/// the entropy, taken until their mass reaches `p` (at least one; zero-probability candidates
-/// never). `scaled[i]` is candidate i's logit divided by the temperature minus the best one's
-/// (so 0 for the best, `-inf` for no mass) and `probs` its normalised probability.
+/// Indices of the locally typical set, in the order taken: candidates ordered by how far their
+/// surprise is from the entropy (ties: lower index first), taken until their probability mass
+/// reaches `p` (at least one). `scaled[i]` is candidate i's logit divided by the temperature
+/// minus the best one's (0 for the best, non-increasing: the candidates come best first) and
+/// `w[i] = exp(scaled[i])` its relative weight, positive.
 ///
-/// No logarithm per candidate: -ln q_i = ln Z - scaled_i, with Z the sum of `exp(scaled)`.
-fn typical_set(scaled: &[f64], probs: &[f64], p: f64) -> Vec<usize> {
-    let z: f64 = scaled.iter().map(|&x| x.exp()).sum();
+/// No logarithm per candidate: with Z the sum of the weights, q_i = w_i / Z and the surprise
+/// -ln q_i = ln Z - scaled_i, which grows down the list. So the distances to the entropy fall
+/// then rise, and the order by distance is a merge of two runs walked outward from where the
+/// surprise crosses the entropy: no sort.
+fn typical_set(scaled: &[f64], w: &[f64], p: f64) -> Vec<usize> {
+    let z: f64 = w.iter().sum();
     let ln_z = z.ln();
-    let entropy: f64 = probs
+    let entropy: f64 = w
         .iter()
         .zip(scaled)
-        .filter(|&(&q, _)| q > 0.0)
-        .map(|(&q, &x)| q * (ln_z - x))
+        .map(|(&wi, &s)| wi / z * (ln_z - s))
         .sum();
-    let mut order: Vec<(f64, usize)> = probs
-        .iter()
-        .zip(scaled)
-        .enumerate()
-        .filter(|&(_, (&q, _))| q > 0.0)
-        .map(|(i, (_, &x))| ((ln_z - x - entropy).abs(), i))
-        .collect();
-    order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    // Signed distance of the surprise from the entropy: non-decreasing in i.
+    let d = |i: usize| ln_z - scaled[i] - entropy;
+    let n = scaled.len();
+    let pivot = (0..n).find(|&i| d(i) >= 0.0).unwrap_or(n);
+    // Left: indices below the pivot, distance -d growing as the index falls; right: from the
+    // pivot up, distance d growing.
+    let (mut left, mut right) = (pivot, pivot);
     let mut kept = Vec::new();
     let mut mass = 0.0;
-    for (_, i) in order {
-        kept.push(i);
-        mass += probs[i];
-        if mass >= p {
-            break;
+    let target = p * z;
+    while left > 0 || right < n {
+        let take_left = left > 0 && (right == n || -d(left - 1) <= d(right));
+        if take_left {
+            // A run of equal distances is taken lowest index first, as a sort by (distance,
+            // index) would.
+            let run_end = left;
+            let dist = d(left - 1);
+            while left > 0 && d(left - 1) == dist {
+                left -= 1;
+            }
+            for (i, &wi) in (left..run_end).zip(&w[left..run_end]) {
+                kept.push(i);
+                mass += wi;
+                if mass >= target {
+                    return kept;
+                }
+            }
+        } else {
+            kept.push(right);
+            mass += w[right];
+            right += 1;
+            if mass >= target {
+                return kept;
+            }
         }
     }
     kept
@@ -172,17 +193,79 @@ mod tests {
         // Head 0.3 (surprise 1.2 nats), 700 tokens of 0.001 (6.9 nats); entropy 5.2 nats.
         let mut probs = vec![0.3];
         probs.extend(std::iter::repeat_n(0.001, 700));
-        let scaled: Vec<f64> = probs.iter().map(|q| (q / 0.3f64).ln()).collect();
-        let set = typical_set(&scaled, &probs, 0.2);
+        let w: Vec<f64> = probs.iter().map(|q| q / 0.3).collect();
+        let scaled: Vec<f64> = w.iter().map(|x| x.ln()).collect();
+        let set = typical_set(&scaled, &w, 0.2);
         assert!(!set.contains(&0), "{set:?}");
         assert!(!set.is_empty());
-        // p 1.0 keeps everything with mass.
-        assert_eq!(typical_set(&scaled, &probs, 1.0).len(), probs.len());
-        let ninf = f64::NEG_INFINITY;
-        assert_eq!(
-            typical_set(&[ninf, 0.0, ninf], &[0.0, 1.0, 0.0], 0.5),
-            vec![1]
-        );
+        // p 1.0 keeps everything.
+        assert_eq!(typical_set(&scaled, &w, 1.0).len(), probs.len());
+        assert_eq!(typical_set(&[0.0], &[1.0], 0.5), vec![0]);
+    }
+
+    /// The typical set by its definition: every candidate's distance from the entropy, sorted
+    /// by (distance, index), taken until the mass reaches `p`.
+    fn typical_set_by_sort(scaled: &[f64], w: &[f64], p: f64) -> Vec<usize> {
+        let z: f64 = w.iter().sum();
+        let ln_z = z.ln();
+        let entropy: f64 = w
+            .iter()
+            .zip(scaled)
+            .map(|(&wi, &s)| wi / z * (ln_z - s))
+            .sum();
+        let mut order: Vec<(f64, usize)> = (0..w.len())
+            .map(|i| ((ln_z - scaled[i] - entropy).abs(), i))
+            .collect();
+        order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut kept = Vec::new();
+        let mut mass = 0.0;
+        for (_, i) in order {
+            kept.push(i);
+            mass += w[i];
+            if mass >= p * z {
+                break;
+            }
+        }
+        kept
+    }
+
+    #[test]
+    fn the_merge_takes_the_set_a_sort_would() {
+        let mut rng = Rng::new(5);
+        for case in 0..400 {
+            let n = 1 + (rng.next_f64() * 300.0) as usize;
+            // Coarse logits in some cases, so that equal distances (ties) occur.
+            let coarse = case % 3 == 0;
+            let mut logits: Vec<f32> = (0..n)
+                .map(|_| {
+                    let x = rng.next_f64() as f32 * 12.0;
+                    if coarse { x.round() } else { x }
+                })
+                .collect();
+            logits.sort_by(|a, b| b.total_cmp(a));
+            let t = 0.3 + rng.next_f64() as f32 * 1.5;
+            let cands: Vec<_> = logits
+                .iter()
+                .enumerate()
+                .map(|(id, &logit)| orcd_plugin_sdk::Candidate {
+                    id: id as u32,
+                    logit,
+                })
+                .collect();
+            let w = weights(&cands, t);
+            let live = w.iter().take_while(|&&x| x > 0.0).count();
+            let scaled: Vec<f64> = logits[..live]
+                .iter()
+                .map(|&l| f64::from(l - logits[0]) / f64::from(t))
+                .collect();
+            for p in [0.05, 0.3, 0.9, 1.0] {
+                assert_eq!(
+                    typical_set(&scaled, &w[..live], p),
+                    typical_set_by_sort(&scaled, &w[..live], p),
+                    "case {case}, p {p}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -214,5 +297,19 @@ mod tests {
         let mut s = Typical::new(&params(0, &[])).unwrap();
         let r = s.sample(&RowLogits::new(vec![f32::NAN; 10]), &[]);
         assert_eq!(r, Err(Error::NoValidLogits));
+        let r = s.sample(&RowLogits::new(vec![f32::NEG_INFINITY; 10]), &[]);
+        assert_eq!(r, Err(Error::NoValidLogits));
+        // Only the candidates with mass are drawn: +inf takes it all, NaN and -inf none.
+        let row = vec![
+            f32::NAN,
+            1.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+        ];
+        for _ in 0..50 {
+            let t = s.sample(&RowLogits::new(row.clone()), &[]).unwrap();
+            assert!(t == 2 || t == 4, "{t}");
+        }
     }
 }

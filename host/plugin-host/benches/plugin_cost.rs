@@ -218,7 +218,8 @@ fn main() {
         );
     }
 
-    custom_samplers(&host, &mut fixed, &prompt);
+    custom_samplers(&host, &mut fixed, &mut dev, &prompt);
+    host_top_k(&fixed.row);
     host_calls(&mut fixed, &prompt);
 
     let (open, _) = measure(|| {
@@ -230,23 +231,56 @@ fn main() {
     println!("session open (instantiate + open + drop): {open:.1} µs median");
 }
 
-/// Plugin-side cost of the SDK samplers at 256 candidates, beside `standard` at its 256 window.
-fn custom_samplers(host: &PluginHost, fixed: &mut Precomputed, prompt: &[u32]) {
+/// The host's top-k over one 128k row (what the CPU backend runs per token for a sampler's
+/// `top_k` call): the reference selection beside the two-pass one it uses.
+fn host_top_k(row: &[f32]) {
+    println!();
+    println!("host top-k over the {VOCAB}-token row, median (p90) µs");
+    let cell = |(m, p9): (f64, f64)| format!("{m:.2} ({p9:.2})");
+    for k in [1usize, 40, 256, 1024] {
+        let reference = measure(|| {
+            std::hint::black_box(host_logits::top_k_reference(row, k));
+        });
+        let fast = measure(|| {
+            std::hint::black_box(host_logits::top_k(row, k));
+        });
+        println!(
+            "{:<44} {:>16} {:>16}",
+            format!("k {k}: reference, two-pass"),
+            cell(reference),
+            cell(fast)
+        );
+    }
+}
+
+/// Plugin-side cost of the SDK samplers at 256 candidates, beside `standard` at its 256 window,
+/// then end to end on the mock device (the host's top-k over the row included).
+fn custom_samplers(
+    host: &PluginHost,
+    fixed: &mut Precomputed,
+    dev: &mut MockDevice,
+    prompt: &[u32],
+) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut p = params(0.8, 0, 1.0, false);
     println!();
     println!(
-        "custom samplers, 256 candidates from the host, plugin cost, median (p90) µs per token"
+        "custom samplers, 256 candidates from the host, median (p90) µs per token: plugin cost, \
+         end to end on the mock device"
     );
     let cell = |(m, p9): (f64, f64)| format!("{m:.2} ({p9:.2})");
     let mut session = host.sampler("standard", &p, 42).expect("session");
     let standard = measure(|| {
         session.sample(fixed, 0, prompt).expect("sample");
     });
+    let standard_e2e = measure(|| {
+        session.sample(dev, 0, prompt).expect("sample");
+    });
     println!(
-        "{:<44} {:>16}",
+        "{:<44} {:>16} {:>16}",
         "standard (top_k 0: 256 window)",
-        cell(standard)
+        cell(standard),
+        cell(standard_e2e)
     );
     for (example, name, extra) in [
         ("typical-sampler", "typical", vec![("p".to_string(), 0.9)]),
@@ -263,7 +297,15 @@ fn custom_samplers(host: &PluginHost, fixed: &mut Precomputed, prompt: &[u32]) {
         let cost = measure(|| {
             session.sample(fixed, 0, prompt).expect("sample");
         });
-        println!("{:<44} {:>16}", format!("{name} ({example})"), cell(cost));
+        let e2e = measure(|| {
+            session.sample(dev, 0, prompt).expect("sample");
+        });
+        println!(
+            "{:<44} {:>16} {:>16}",
+            format!("{name} ({example})"),
+            cell(cost),
+            cell(e2e)
+        );
     }
 }
 

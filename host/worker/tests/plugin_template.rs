@@ -1,7 +1,8 @@
 //! The plugin author's path, end to end with the `worker-orcd` binary, so the template cannot
-//! rot: `plugin new` writes a crate outside any workspace layout the repository provides, its
-//! native unit tests pass, it builds for `wasm32-wasip2` with a plain `cargo build`, and
-//! `plugin check` passes it. The examples pass the kit the same way; `plugin check` of a file
+//! rot: `plugin new` (no `--sdk-path`: the SDK the worker carries) writes a crate in a folder
+//! outside the repository, its native unit tests pass, it builds for `wasm32-wasip2` with a
+//! plain `cargo build`, `plugin check` passes it, and a worker serves it through
+//! `/v1/completions`. The examples pass the kit the same way; `plugin check` of a file
 //! that is not a plugin exits 2.
 
 mod common;
@@ -49,10 +50,11 @@ fn ok(out: &std::process::Output, what: &str) -> String {
 
 #[test]
 fn plugin_new_then_cargo_build_then_plugin_check_passes() {
-    let work = repo().join("target/plugin-template-test");
+    // Outside the repository: nothing of it is reachable by a relative path.
+    let work = std::env::temp_dir().join(format!("orcd-plugin-template-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
-    let sdk = repo().join("plugins/sdk");
+    assert!(!work.canonicalize().unwrap().starts_with(repo()));
     let out = worker_orcd(&[
         "plugin",
         "new",
@@ -61,23 +63,33 @@ fn plugin_new_then_cargo_build_then_plugin_check_passes() {
         "sampler",
         "--dir",
         work.to_str().unwrap(),
-        "--sdk-path",
-        sdk.to_str().unwrap(),
     ]);
     ok(&out, "plugin new");
     let krate = work.join("tmpl-sampler");
-    // The repository's lock file pins the same dependency versions (and lets the build run
-    // without reaching a registry when its cache holds them).
+    let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("path = \"vendor/orcd-plugin-sdk\""),
+        "{manifest}"
+    );
+    // The repository's lock file pins the same crates.io versions (and lets the build run
+    // without reaching a registry when its cache holds them); the SDK itself comes from the
+    // crate's own folder.
     std::fs::copy(repo().join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
     let target = repo().join("target/plugin-template-build");
     ok(
-        &cargo(&krate, &["test", "--release"], &target),
+        &cargo(&krate, &["test", "--release", "--offline"], &target),
         "cargo test",
     );
     ok(
         &cargo(
             &krate,
-            &["build", "--release", "--target", "wasm32-wasip2"],
+            &[
+                "build",
+                "--release",
+                "--offline",
+                "--target",
+                "wasm32-wasip2",
+            ],
             &target,
         ),
         "cargo build --target wasm32-wasip2",

@@ -6,6 +6,7 @@ mod generate;
 mod plugin;
 mod plugin_cache;
 mod plugin_new;
+mod plugin_sdk;
 mod score;
 mod serve;
 mod synth;

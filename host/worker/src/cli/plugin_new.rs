@@ -2,12 +2,16 @@
 //! `plugin_template/` (embedded in the binary, so an author needs nothing of this repository).
 //!
 //! The crate has its own `[workspace]` (it builds in any folder, even inside another
-//! workspace), no inherited fields, and depends on `orcd-plugin-sdk` by path (`--sdk-path`,
-//! e.g. a checkout's `plugins/sdk`) or by version (`--sdk-version`, from a registry).
+//! workspace), no inherited fields, the contract in `wit/`, and depends on `orcd-plugin-sdk`:
+//! by default the copy the worker carries (`plugin_sdk`), written to `vendor/orcd-plugin-sdk`;
+//! or by path (`--sdk-path`, e.g. a checkout's `plugins/sdk`) or by version (`--sdk-version`,
+//! from a registry).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+
+use crate::cli::plugin_sdk;
 
 /// The contract version the templates are written against.
 const CONTRACT: &str = orcd_plugin_host::CONTRACT_VERSION;
@@ -37,11 +41,12 @@ pub struct NewArgs {
     /// Folder to create the crate in (it becomes DIR/NAME).
     #[arg(long, value_name = "DIR", default_value = ".")]
     dir: PathBuf,
-    /// Depend on the SDK at this path (a checkout's `plugins/sdk`).
+    /// Depend on the SDK at this path (a checkout's `plugins/sdk`) instead of the copy the
+    /// worker carries (written to `NAME/vendor/orcd-plugin-sdk` by default).
     #[arg(long, value_name = "DIR", conflicts_with = "sdk_version")]
     sdk_path: Option<PathBuf>,
-    /// Depend on this version of `orcd-plugin-sdk` from the registry (default: the worker's
-    /// own version).
+    /// Depend on this version of `orcd-plugin-sdk` from a registry instead of the copy the
+    /// worker carries.
     #[arg(long, value_name = "VERSION")]
     sdk_version: Option<String>,
     /// One line describing the plugin (shown by `worker-orcd plugin list`).
@@ -75,8 +80,9 @@ pub fn new_crate(a: &NewArgs) -> anyhow::Result<PathBuf> {
             .replace("{{lib}}", &lib)
             .replace("{{description}}", &a.description)
             .replace("{{deps}}", &deps)
+            .replace("{{contract}}", CONTRACT)
     };
-    let files: [(&str, String); 4] = [
+    let mut files: Vec<(String, String)> = vec![
         (
             "Cargo.toml",
             fill(include_str!("plugin_template/Cargo.toml.tmpl")),
@@ -93,7 +99,19 @@ pub fn new_crate(a: &NewArgs) -> anyhow::Result<PathBuf> {
             ".gitignore",
             include_str!("plugin_template/gitignore.tmpl").to_string(),
         ),
-    ];
+    ]
+    .into_iter()
+    .map(|(p, t)| (p.to_string(), t))
+    .collect();
+    // The contract, for the SDK's bindings and for the author to read.
+    for (path, text) in plugin_sdk::WIT {
+        files.push((format!("wit/{path}"), text.to_string()));
+    }
+    if a.sdk_path.is_none() && a.sdk_version.is_none() {
+        for (path, text) in plugin_sdk::sdk_files()? {
+            files.push((format!("{}/{path}", plugin_sdk::SDK_DIR), text));
+        }
+    }
     for (rel, text) in &files {
         write(&root.join(rel), text)?;
     }
@@ -119,7 +137,12 @@ fn sdk_dependency(a: &NewArgs) -> anyhow::Result<String> {
             format!("orcd-plugin-sdk = {{ path = \"{shown}\" }}")
         }
         (None, Some(v)) => format!("orcd-plugin-sdk = \"{v}\""),
-        (None, None) => format!("orcd-plugin-sdk = \"{}\"", env!("CARGO_PKG_VERSION")),
+        (None, None) => format!(
+            "# The SDK of worker-orcd {}, as the worker carries it.\n\
+             orcd-plugin-sdk = {{ path = \"{}\" }}",
+            env!("CARGO_PKG_VERSION"),
+            plugin_sdk::SDK_DIR
+        ),
     })
 }
 
@@ -178,6 +201,37 @@ mod tests {
         assert!(!readme.contains("{{") && !lib.contains("{{") && !manifest.contains("{{"));
         // Never over an existing folder.
         assert!(new_crate(&args("my-sampler", NewKind::Sampler, &dir)).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn by_default_the_crate_carries_the_sdk_and_the_contract() {
+        let dir = std::env::temp_dir().join(format!("orcd-plugin-sdk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let a = NewArgs {
+            sdk_version: None,
+            ..args("carried", NewKind::Sampler, &dir)
+        };
+        let root = new_crate(&a).unwrap();
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains("orcd-plugin-sdk = { path = \"vendor/orcd-plugin-sdk\" }"),
+            "{manifest}"
+        );
+        for (path, text) in plugin_sdk::WIT {
+            assert_eq!(
+                std::fs::read_to_string(root.join("wit").join(path)).unwrap(),
+                *text
+            );
+        }
+        for (path, text) in plugin_sdk::sdk_files().unwrap() {
+            let written = std::fs::read_to_string(root.join(plugin_sdk::SDK_DIR).join(path));
+            assert_eq!(written.unwrap(), text, "{path}");
+        }
+        // With a version or a path, the SDK is not written (the contract still is).
+        let root = new_crate(&args("by-version", NewKind::Sampler, &dir)).unwrap();
+        assert!(!root.join("vendor").exists());
+        assert!(root.join("wit/worlds.wit").is_file());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
