@@ -8,8 +8,10 @@
 //!   decoding sequence plus prefill chunks up to a per-step token budget, so a long prompt does
 //!   not stall the others.
 //! - `sequence`: the per-job state of a running sequence.
+//! - `logprobs`: log-probabilities of sampled tokens, read from the raw row on the device.
 
 mod batcher;
+mod logprobs;
 mod queue;
 mod sequence;
 

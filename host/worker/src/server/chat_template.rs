@@ -42,6 +42,13 @@ pub fn template_for(architecture: &str, from_file: Option<&str>) -> String {
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
+    /// An assistant message's tool calls (OpenAI's shape, `arguments` a JSON string), for
+    /// templates that render them (Hugging Face's convention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// A `tool` message's answer to this call id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 /// A compiled chat template.
@@ -179,6 +186,13 @@ impl ChatTemplate {
         Ok(out)
     }
 
+    /// Whether the template reads the top-level variable `name` (e.g. `tools`).
+    pub fn reads(&self, name: &str) -> bool {
+        self.env
+            .get_template("chat")
+            .is_ok_and(|t| t.undeclared_variables(false).contains(name))
+    }
+
     /// The rendered text minus a leading BOS text: the tokenizer adds BOS itself when the model
     /// wants one, and a second one would change the model's input.
     pub fn strip_bos<'a>(&self, rendered: &'a str) -> &'a str {
@@ -214,6 +228,8 @@ mod tests {
         ChatMessage {
             role: "user".into(),
             content: text.into(),
+            tool_calls: None,
+            tool_call_id: None,
         }
     }
 
@@ -243,6 +259,8 @@ mod tests {
         let sys = ChatMessage {
             role: "system".into(),
             content: "x".into(),
+            tool_calls: None,
+            tool_call_id: None,
         };
         let err = t.render(&[sys], true, &Map::new()).unwrap_err();
         assert!(
@@ -258,6 +276,8 @@ mod tests {
         let sys = ChatMessage {
             role: "system".into(),
             content: "Be brief.".into(),
+            tool_calls: None,
+            tool_call_id: None,
         };
         let out = t.render(&[sys, user(" Hi ")], true, &Map::new()).unwrap();
         assert_eq!(
