@@ -191,3 +191,62 @@ extern "C" __global__ void penalize_f32(float* logits, int row, int vocab, const
     // Unfused, rounding as the host reference does.
     *v = __fsub_rn(x, __fadd_rn(__fmul_rn((float)counts[j], frequency), presence));
 }
+
+// The log-softmax's normaliser of one row: log(sum(exp(x))) over the non-NaN entries, as the
+// maximum plus the log of the sum of exp(x - max) (f32 sums, the host reference sums in f64).
+// out: 1 f32 (-inf when no entry is finite or above -inf; +inf when one is +inf).
+// Grid: (1); block: LOGITS_THREADS.
+extern "C" __global__ void __launch_bounds__(LOGITS_THREADS)
+logsumexp_f32(const float* __restrict__ logits, int row, int vocab, float* out) {
+    pdl_prologue();
+    __shared__ float s_red[LOGITS_THREADS / WARP_SIZE];
+    __shared__ float s_max;
+    const float* x = logits + (u64)row * vocab;
+    const int lane = threadIdx.x % WARP_SIZE, warp = threadIdx.x / WARP_SIZE;
+    const int nwarps = blockDim.x / WARP_SIZE;
+    float m = -INFINITY;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+        const float v = x[i];
+        if (!isnan(v)) m = fmaxf(m, v);
+    }
+    #pragma unroll
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(FULL_MASK, m, o));
+    if (lane == 0) s_red[warp] = m;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float b = s_red[0];
+        for (int w = 1; w < nwarps; ++w) b = fmaxf(b, s_red[w]);
+        s_max = b;
+    }
+    __syncthreads();
+    const float mx = s_max;
+    if (isinf(mx)) {
+        if (threadIdx.x == 0) *out = mx;
+        return;
+    }
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+        const float v = x[i];
+        if (!isnan(v)) s += expf(v - mx);
+    }
+    #pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(FULL_MASK, s, o);
+    // Thread 0 read s_red before the barrier above; every warp writes it again only now.
+    if (lane == 0) s_red[warp] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float t = 0.0f;
+        for (int w = 0; w < nwarps; ++w) t += s_red[w];
+        *out = mx + logf(t);
+    }
+}
+
+// out[j] = the row's logit of ids[j], for n ids (each < vocab, checked on the host).
+// ids, out: (n). Grid: ceil(n / LOGITS_THREADS); block: LOGITS_THREADS.
+extern "C" __global__ void gather_f32(const float* __restrict__ logits, int row, int vocab,
+                                      const u32* __restrict__ ids, int n, float* out) {
+    pdl_prologue();
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= n) return;
+    out[j] = logits[(u64)row * vocab + ids[j]];
+}

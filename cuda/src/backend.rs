@@ -466,4 +466,12 @@ impl Device for CudaBackend {
     fn logits_mask(&mut self, row: usize, allowed: &[u32]) -> Result<(), EngineError> {
         self.mask_row(row, allowed)
     }
+
+    fn logits_logsumexp(&self, row: usize) -> Result<f32, EngineError> {
+        self.logsumexp_of_row(row)
+    }
+
+    fn logits_gather(&self, row: usize, ids: &[u32]) -> Result<Vec<f32>, EngineError> {
+        self.gather_of_row(row, ids)
+    }
 }

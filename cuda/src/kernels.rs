@@ -420,6 +420,8 @@ mod tests {
             "attention_prefill4_f32",
             "argmax_f32",
             "top_k_f32",
+            "logsumexp_f32",
+            "gather_f32",
             "penalize_f32",
             "embed_q4_k",
             "mmv_q4_k_f32",

@@ -132,6 +132,44 @@ impl CudaBackend {
         Ok(self.ops().mask(self.row(row), self.scratch.mask)?)
     }
 
+    /// log(sum(exp)) of a row: one f32 comes back.
+    pub(crate) fn logsumexp_of_row(&self, row: usize) -> Result<f32, EngineError> {
+        self.check_row(row)?;
+        self.gpu.bind()?;
+        self.ops().logsumexp(self.row(row), self.scratch.lse)?;
+        let mut out = [0f32; 1];
+        self.download(self.scratch.lse, &mut out)?;
+        Ok(out[0])
+    }
+
+    /// The logits of `ids` in a row: the ids go up, their values come back.
+    pub(crate) fn gather_of_row(&self, row: usize, ids: &[u32]) -> Result<Vec<f32>, EngineError> {
+        self.check_row(row)?;
+        let vocab = self.config.vocab_size;
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(invalid(format!(
+                "token id {bad} is outside the vocabulary of {vocab}"
+            )));
+        }
+        if ids.len() > vocab {
+            return Err(invalid(format!(
+                "{} ids gathered from a row of {vocab}",
+                ids.len()
+            )));
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.gpu.bind()?;
+        let s = &self.scratch;
+        self.upload(s.gather_ids, ids)?;
+        self.ops()
+            .gather(self.row(row), s.gather_ids, ids.len(), s.gather_vals)?;
+        let mut out = vec![0f32; ids.len()];
+        self.download(s.gather_vals, &mut out)?;
+        Ok(out)
+    }
+
     /// Copy `dst.len()` values from device address `src` after the queued work.
     fn download<T: Copy>(&self, src: u64, dst: &mut [T]) -> CudaResult<()> {
         self.gpu.synchronize()?;
@@ -146,7 +184,8 @@ impl CudaBackend {
     fn upload(&self, dst: u64, src: &[u32]) -> CudaResult<()> {
         self.gpu.synchronize()?;
         // SAFETY: `dst` is a scratch array with room for `src`: the penalty arrays hold
-        // `vocab` u32 (`src` has distinct ids < vocab), the mask `ceil(vocab / 32)` (checked).
+        // `vocab` u32 (`src` has distinct ids < vocab), the mask `ceil(vocab / 32)` (checked),
+        // the gather ids `vocab` (at most `vocab` ids, checked).
         check(
             unsafe { result::memcpy_htod_sync(dst, src) },
             "cuMemcpyHtoD(logits inputs)",

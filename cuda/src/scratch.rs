@@ -54,6 +54,11 @@ pub struct Scratch {
     pub pen_counts: u64,
     /// constrained decoding: (ceil(vocab / 32)) u32, the allowed-token bitset of one row.
     pub mask: u64,
+    /// log-probabilities: 1 f32, a row's log(sum(exp)).
+    pub lse: u64,
+    /// gathered logits: (vocab) u32 ids in, (vocab) f32 values out.
+    pub gather_ids: u64,
+    pub gather_vals: u64,
     /// Q8 activations of one matrix input of the packed path, for T columns of the widest
     /// input (kmax = max(dim, q_dim, ffn_dim)): q (T, kmax) i8, d (T, kmax / 32) f32,
     /// sum (T, kmax / 32) i32 (`crate::packed`).
@@ -72,7 +77,7 @@ impl Scratch {
     }
 
     /// Buffer sizes in the order of the fields.
-    fn layout(c: &ModelConfig, t: usize, r: usize) -> [u64; 22] {
+    fn layout(c: &ModelConfig, t: usize, r: usize) -> [u64; 25] {
         let f = |n: usize| (n * 4) as u64;
         let kmax = c.dim.max(c.q_dim()).max(c.ffn_dim);
         [
@@ -95,6 +100,9 @@ impl Scratch {
             f(c.vocab_size),              // penalty ids
             f(c.vocab_size),              // penalty counts
             f(c.vocab_size.div_ceil(32)), // allowed-token mask
+            f(1),                         // logsumexp
+            f(c.vocab_size),              // gather ids
+            f(c.vocab_size),              // gather values
             (t * kmax) as u64,            // Q8 activations: q
             f(t * kmax / 32),             // d
             f(t * kmax / 32),             // sum
@@ -111,7 +119,7 @@ impl Scratch {
         let sizes = Self::layout(c, t, r);
         let buffer = ledger.alloc(Self::bytes(c, t, r), Purpose::Scratch)?;
         buffer.fill_sync(0xFF)?;
-        let mut at = [0u64; 22];
+        let mut at = [0u64; 25];
         let mut off = buffer.ptr();
         for (a, s) in at.iter_mut().zip(sizes) {
             *a = off;
@@ -143,10 +151,13 @@ impl Scratch {
             pen_ids: at[16],
             pen_counts: at[17],
             mask: at[18],
+            lse: at[19],
+            gather_ids: at[20],
+            gather_vals: at[21],
             acts: Q8Acts {
-                q: at[19],
-                d: at[20],
-                sum: at[21],
+                q: at[22],
+                d: at[23],
+                sum: at[24],
             },
             meta_bytes: 4 * t * 4,
             _buffer: buffer,

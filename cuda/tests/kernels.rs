@@ -491,6 +491,54 @@ fn logits_mask_matches_the_host() {
     assert!(o[0].is_multiple_of(3) || o[0] as usize == vocab - 1);
 }
 
+/// The log-probability kernels (`logsumexp_f32`, `gather_f32`) against their CPU twins
+/// `host_logits::logsumexp` (f64 sums) and `host_logits::gather`: random rows, a row with NaN
+/// and -inf entries and one huge logit, a row of only -inf.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn logits_logsumexp_and_gather_match_the_host() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("logsumexp");
+    let (rows, vocab) = (3, 151_936);
+    let mut logits = rng.vec(rows * vocab, 20.0);
+    logits[vocab + 7] = f32::NAN;
+    logits[vocab + 8] = f32::NEG_INFINITY;
+    logits[vocab + 9_999] = 3_000.0;
+    for v in &mut logits[2 * vocab..] {
+        *v = f32::NEG_INFINITY;
+    }
+    let ld = g.up(&logits);
+    let out = g.up(&[0f32; 1]);
+    let ids: Vec<u32> = vec![0, 9_999, 7, (vocab - 1) as u32, 42, 9_999];
+    let idd = g.up(&ids);
+    let vals = g.up(&vec![0f32; ids.len()]);
+    for row in 0..rows {
+        let host = &logits[row * vocab..(row + 1) * vocab];
+        let lrow = LogitsRow {
+            logits: ld.ptr(),
+            row,
+            vocab,
+        };
+        g.ops().logsumexp(lrow, out.ptr()).unwrap();
+        let got = g.down::<f32>(&out, 1)[0];
+        let want = host_logits::logsumexp(host);
+        if want.is_infinite() {
+            assert_eq!(got, want, "row {row}");
+        } else {
+            let rel = ((got - want) / want.abs().max(1.0)).abs();
+            assert!(rel < 1e-5, "row {row}: {got} vs {want}");
+        }
+        g.ops()
+            .gather(lrow, idd.ptr(), ids.len(), vals.ptr())
+            .unwrap();
+        let got: Vec<f32> = g.down(&vals, ids.len());
+        let want = host_logits::gather(host, &ids).unwrap();
+        for (a, b) in got.iter().zip(&want) {
+            assert!(a.to_bits() == b.to_bits(), "row {row}: {got:?} vs {want:?}");
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn every_allocation_is_device_memory_and_accounted() {

@@ -35,10 +35,7 @@ fn fixed_conversation() -> Vec<ChatMessage> {
         ("user", "Bye"),
     ]
     .into_iter()
-    .map(|(role, content)| ChatMessage {
-        role: role.into(),
-        content: content.into(),
-    })
+    .map(|(role, content)| ChatMessage::text(role, content))
     .collect()
 }
 
@@ -48,10 +45,7 @@ fn conversation(text: &str) -> Vec<ChatMessage> {
     fields
         .chunks(2)
         .take(16)
-        .map(|pair| ChatMessage {
-            role: pair[0].to_string(),
-            content: pair.get(1).copied().unwrap_or("").to_string(),
-        })
+        .map(|pair| ChatMessage::text(pair[0], pair.get(1).copied().unwrap_or("")))
         .collect()
 }
 

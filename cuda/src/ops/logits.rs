@@ -116,4 +116,45 @@ impl Ops<'_> {
             "penalize_f32",
         )
     }
+
+    /// log(sum(exp)) of a row into `out` (1 f32 on the device).
+    pub fn logsumexp(&self, row: LogitsRow, out: u64) -> CudaResult<()> {
+        let LogitsRow { logits, row, vocab } = row;
+        let f = self.k.get("logsumexp_f32")?;
+        launch(
+            self.gpu,
+            f,
+            (1, 1, 1),
+            (shape::LOGITS_THREADS, 1, 1),
+            &[
+                Arg::Ptr(logits),
+                Arg::I32(int(row, "row")?),
+                Arg::I32(int(vocab, "vocab")?),
+                Arg::Ptr(out),
+            ],
+            "logsumexp_f32",
+        )
+    }
+
+    /// The row's logits of n ids (each < vocab) into `out`.
+    /// ids: (n) u32, out: (n) f32, on the device.
+    pub fn gather(&self, row: LogitsRow, ids: u64, n: usize, out: u64) -> CudaResult<()> {
+        let LogitsRow { logits, row, vocab } = row;
+        let f = self.k.get("gather_f32")?;
+        launch(
+            self.gpu,
+            f,
+            (blocks(n, shape::LOGITS_THREADS), 1, 1),
+            (shape::LOGITS_THREADS, 1, 1),
+            &[
+                Arg::Ptr(logits),
+                Arg::I32(int(row, "row")?),
+                Arg::I32(int(vocab, "vocab")?),
+                Arg::Ptr(ids),
+                Arg::I32(int(n, "n")?),
+                Arg::Ptr(out),
+            ],
+            "gather_f32",
+        )
+    }
 }

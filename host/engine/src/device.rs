@@ -162,6 +162,12 @@ pub trait Device: Send {
     /// `allowed`: `(ceil(vocab / 32),)` words, token `i` allowed when bit `i % 32` of word
     /// `i / 32` is set; another length is an `InvalidInput` error.
     fn logits_mask(&mut self, row: usize, allowed: &[u32]) -> Result<(), EngineError>;
+    /// The log of the sum of `exp` over a row (NaN skipped): the log-softmax's normaliser, so
+    /// that a token's log-probability is its logit minus this (OpenAI `logprobs`). `-inf` for a
+    /// row with no finite entry.
+    fn logits_logsumexp(&self, row: usize) -> Result<f32, EngineError>;
+    /// The logits of `ids` in a row, in order; an id outside the vocabulary is `InvalidInput`.
+    fn logits_gather(&self, row: usize, ids: &[u32]) -> Result<Vec<f32>, EngineError>;
 }
 
 /// Reference implementations of the logits operations over a host row; backends that keep
@@ -276,6 +282,31 @@ pub mod host_logits {
         }
     }
 
+    /// See [`super::Device::logits_logsumexp`]: the maximum, then the sum of `exp(x - max)` in
+    /// f64 (the reference the f32 device reductions are compared with).
+    pub fn logsumexp(row: &[f32]) -> f32 {
+        let max = row
+            .iter()
+            .filter(|v| !v.is_nan())
+            .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        if max.is_infinite() {
+            return max;
+        }
+        let sum: f64 = row
+            .iter()
+            .filter(|v| !v.is_nan())
+            .map(|&v| f64::from(v - max).exp())
+            .sum();
+        (f64::from(max) + sum.ln()) as f32
+    }
+
+    /// See [`super::Device::logits_gather`]; `None` names the first id outside the row.
+    pub fn gather(row: &[f32], ids: &[u32]) -> Result<Vec<f32>, u32> {
+        ids.iter()
+            .map(|&id| row.get(id as usize).copied().ok_or(id))
+            .collect()
+    }
+
     /// Whether `allowed` has the length of a mask over a `vocab`-token row.
     pub fn mask_fits(vocab: usize, allowed: &[u32]) -> bool {
         allowed.len() == vocab.div_ceil(32)
@@ -381,6 +412,21 @@ pub mod host_logits {
                 assert_eq!(*v == 1.0, [0, 5, 33, 39].contains(&i), "{i}");
             }
             assert_eq!(argmax(&r), (0, 1.0));
+        }
+
+        #[test]
+        fn logsumexp_normalises_and_skips_nan() {
+            let r = [1.0f32, 2.0, f32::NAN, f32::NEG_INFINITY, 3.0];
+            let lse = logsumexp(&r);
+            let want = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln() as f32;
+            assert!((lse - want).abs() < 1e-6, "{lse} vs {want}");
+            let total: f32 = [1.0f32, 2.0, 3.0].iter().map(|v| (v - lse).exp()).sum();
+            assert!((total - 1.0).abs() < 1e-6);
+            assert_eq!(logsumexp(&[f32::NEG_INFINITY, f32::NAN]), f32::NEG_INFINITY);
+            // Large logits do not overflow.
+            assert!((logsumexp(&[1000.0, 1000.0]) - (1000.0 + 2f32.ln())).abs() < 1e-3);
+            assert_eq!(gather(&r, &[4, 0]), Ok(vec![3.0, 1.0]));
+            assert_eq!(gather(&r, &[1, 5]), Err(5));
         }
 
         #[test]

@@ -204,7 +204,6 @@ mod tests {
             assert_eq!(ErrorCode::from_wire(code.as_str()), Some(code));
         }
         assert_eq!(ErrorCode::from_wire("NO_SUCH_CODE"), None);
-        {
-        }
+        {}
     }
 }

@@ -259,6 +259,16 @@ impl Device for MockDevice {
         Ok(self.rows.len())
     }
 
+    fn logits_logsumexp(&self, row: usize) -> Result<f32, EngineError> {
+        Ok(host_logits::logsumexp(self.row(row)?))
+    }
+
+    fn logits_gather(&self, row: usize, ids: &[u32]) -> Result<Vec<f32>, EngineError> {
+        host_logits::gather(self.row(row)?, ids).map_err(|id| {
+            EngineError::InvalidInput(format!("token id {id} is outside the vocabulary"))
+        })
+    }
+
     fn logits_argmax(&self, row: usize) -> Result<(u32, f32), EngineError> {
         Ok(host_logits::argmax(self.row(row)?))
     }

@@ -44,6 +44,24 @@ pub struct GenParams {
     pub seed: Option<u64>,
     /// Constrained decoding: what the output must satisfy (`response_format`, `regex`).
     pub constraint: Option<ConstraintSpec>,
+    /// Log-probabilities of each generated token and of the `k` most likely alternatives
+    /// (`Some(k)`, k <= [`MAX_TOP_LOGPROBS`]); `None`: off.
+    pub logprobs: Option<u32>,
+}
+
+/// Most alternatives a token's log-probabilities list (OpenAI's `top_logprobs` bound).
+pub const MAX_TOP_LOGPROBS: u32 = 20;
+
+/// One generated token's log-probability under the model's raw distribution (the log-softmax
+/// of its logits, before penalties, the constraint mask, temperature and the sampler), and the
+/// most likely alternatives, best first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenLogprob {
+    pub id: u32,
+    pub logprob: f32,
+    pub top: Vec<(u32, f32)>,
+    /// Byte offset in the generated text where this token's text starts.
+    pub offset: u32,
 }
 
 /// The constraint plugin requests use (the built-in `structured`).
@@ -79,6 +97,7 @@ impl Default for GenParams {
             stop: Vec::new(),
             seed: None,
             constraint: None,
+            logprobs: None,
         }
     }
 }
@@ -134,6 +153,10 @@ pub enum JobEvent {
         t: String,
         /// Index of this `token` event in the job's stream (0-based).
         i: u32,
+        /// The log-probabilities of the tokens whose text this event completes (only when the
+        /// request asked for them).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        logprobs: Vec<TokenLogprob>,
     },
     Metrics {
         job_id: String,

@@ -128,6 +128,27 @@ impl Tokenizer for SharedTokenizer {
         session.encode(text, true, true).map_err(failure)
     }
 
+    fn encode_with(
+        &self,
+        text: &str,
+        parse_special: bool,
+        add_special: bool,
+    ) -> Result<Vec<u32>, PluginFailure> {
+        let mut session = self.0.host.tokenizer().map_err(failure)?;
+        session
+            .encode(text, parse_special, add_special)
+            .map_err(failure)
+    }
+
+    fn decode(&self, ids: &[u32]) -> Result<Vec<u8>, PluginFailure> {
+        let mut session = self.0.host.tokenizer().map_err(failure)?;
+        session.decode(ids, false).map_err(failure)
+    }
+
+    fn piece(&self, id: u32) -> Result<Vec<u8>, PluginFailure> {
+        self.0.piece(id).map_err(failure)
+    }
+
     fn decoder(&self) -> Result<Box<dyn StreamDecoder>, PluginFailure> {
         Ok(Box::new(PieceDecoder {
             plugins: self.0.clone(),
@@ -285,7 +306,7 @@ fn stream_event(event: &JobEvent) -> StreamEvent {
             model,
             started_at,
         }),
-        JobEvent::Token { t, i } => StreamEvent::Token(TokenEvent { text: t, index: i }),
+        JobEvent::Token { t, i, .. } => StreamEvent::Token(TokenEvent { text: t, index: i }),
         JobEvent::Metrics {
             job_id,
             tokens_out,
@@ -404,6 +425,7 @@ impl RequestHandler for WasmPlugins {
                         spec: c.spec,
                         field: c.field,
                     }),
+                    logprobs: None,
                 },
             })),
             Err(PluginError::InvalidRequest { field, message }) => {

@@ -67,6 +67,18 @@ pub trait Tokenizer: Send + Sync {
     /// Tokenize a prompt the way the model expects (BOS when the model adds one; special-token
     /// text such as `<|im_start|>` parsed as the special token).
     fn encode(&self, text: &str) -> Result<Vec<u32>, PluginFailure>;
+    /// Tokenize text as `POST /tokenize` asks: special-token text parsed or not, BOS added or
+    /// not.
+    fn encode_with(
+        &self,
+        text: &str,
+        parse_special: bool,
+        add_special: bool,
+    ) -> Result<Vec<u32>, PluginFailure>;
+    /// The bytes of token ids, special tokens included (`POST /detokenize`).
+    fn decode(&self, ids: &[u32]) -> Result<Vec<u8>, PluginFailure>;
+    /// The bytes of one token (possibly part of a UTF-8 character).
+    fn piece(&self, id: u32) -> Result<Vec<u8>, PluginFailure>;
     /// A fresh streaming decoder for one generation.
     fn decoder(&self) -> Result<Box<dyn StreamDecoder>, PluginFailure>;
     /// Whether a token ends generation (EOS, end-of-turn).

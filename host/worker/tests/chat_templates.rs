@@ -20,6 +20,8 @@ fn msg(role: &str, content: &str) -> ChatMessage {
     ChatMessage {
         role: role.into(),
         content: content.into(),
+        tool_calls: None,
+        tool_call_id: None,
     }
 }
 

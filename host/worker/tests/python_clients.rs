@@ -64,16 +64,8 @@ fn python_with_clients() -> Result<PathBuf, String> {
     Ok(python)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openai_sdk_and_prometheus_parser_against_the_worker() {
-    let python = match python_with_clients() {
-        Ok(p) => p,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
-    let key = "python-clients-key";
+/// A SmolLM2 worker on the CPU backend behind `key`, and `script` run against it; its stdout.
+async fn run_script(python: PathBuf, script: &str, key: &'static str) -> String {
     let (plugins, facts, model) = smollm2_plugins();
     let device = orcd_engine::cpu::CpuBackend::new(
         model,
@@ -84,10 +76,10 @@ async fn openai_sdk_and_prometheus_parser_against_the_worker() {
         },
     )
     .expect("CPU backend");
-    let mut options = test_options(4, 4);
+    let mut options = test_options(4, 8);
     options.api_key = worker_orcd::server::ApiKey::new(key);
     let w = start(Box::new(device), plugins, facts, options).await;
-    let script = root().join("tests/python/openai_clients.py");
+    let script = root().join(script);
     let base = w.base.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)
@@ -99,8 +91,42 @@ async fn openai_sdk_and_prometheus_parser_against_the_worker() {
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "python clients failed:\n{stdout}");
+    stdout
+}
+
+/// The `openai` SDK on issue 16's API additions: a tool call round trip (named and
+/// `required`, streamed and not, arguments validated with `jsonschema`), `logprobs` on both
+/// endpoints, `n` with `stream_options.include_usage`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_tool_calls_logprobs_and_n() {
+    let python = match python_with_clients() {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let stdout = run_script(python, "tests/python/openai_extras.py", "python-extras-key").await;
+    assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_and_prometheus_parser_against_the_worker() {
+    let python = match python_with_clients() {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let stdout = run_script(
+        python,
+        "tests/python/openai_clients.py",
+        "python-clients-key",
+    )
+    .await;
     assert!(stdout.contains("9 passed, 0 failed"), "{stdout}");
 }

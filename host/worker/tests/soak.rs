@@ -90,6 +90,12 @@ impl Device for Probe {
     fn logits_mask(&mut self, row: usize, allowed: &[u32]) -> Result<(), EngineError> {
         self.inner.logits_mask(row, allowed)
     }
+    fn logits_logsumexp(&self, row: usize) -> Result<f32, EngineError> {
+        self.inner.logits_logsumexp(row)
+    }
+    fn logits_gather(&self, row: usize, ids: &[u32]) -> Result<Vec<f32>, EngineError> {
+        self.inner.logits_gather(row, ids)
+    }
 }
 
 impl ServedDevice for Probe {

@@ -11,6 +11,7 @@ use std::time::Instant;
 use orcd_engine::{EngineError, LogitsWanted, SeqInput};
 use tracing::{debug, error, info, warn};
 
+use super::logprobs::{RawRow, SavingPenalized};
 use super::queue::Admission;
 use super::sequence::{Progress, Sequence};
 use super::{Command, SchedulerConfig};
@@ -280,10 +281,7 @@ impl Batcher {
                 }
                 Err(e) => {
                     warn!(event = "error", worker_id = %self.config.worker_id, job_id = %job.id, code = e.code().as_str(), "{e}");
-                    self.end_job(
-                        &job,
-                        JobEvent::error(e.code(), e.to_string()),
-                    );
+                    self.end_job(&job, JobEvent::error(e.code(), e.to_string()));
                     continue;
                 }
             };
@@ -317,6 +315,7 @@ impl Batcher {
                 text: String::new(),
                 emitted: 0,
                 token_events: 0,
+                pending_logprobs: Vec::new(),
                 admitted_at: now,
                 first_token_at: None,
                 last_token_at: None,
@@ -383,10 +382,7 @@ impl Batcher {
             let mut idx: Vec<usize> = plan.iter().map(|p| p.0).collect();
             idx.sort_unstable_by(|a, b| b.cmp(a));
             for i in idx {
-                self.finish_seq(
-                    i,
-                    JobEvent::error(e.code(), e.to_string()),
-                );
+                self.finish_seq(i, JobEvent::error(e.code(), e.to_string()));
             }
             return;
         }
@@ -405,6 +401,20 @@ impl Batcher {
             // and any sampler plugin see only the tokens the constraint allows.
             // An end token does not count against `max_new`, so it fits while a text token does.
             let remaining = seq.max_new.saturating_sub(seq.generated()) as u32;
+            // Log-probabilities are of the raw row: read before the mask and the sampler.
+            let raw = match seq.job.params.logprobs {
+                None => None,
+                Some(k) => match RawRow::read(self.device.as_ref(), this_row, k) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        done.push((
+                            *i,
+                            JobEvent::error(ErrorCode::from_engine(&e), e.to_string()),
+                        ));
+                        continue;
+                    }
+                },
+            };
             if let Some(c) = seq.constraint.as_mut()
                 && let Err(ev) = constrain(c.as_mut(), self.device.as_mut(), this_row, remaining)
             {
@@ -412,15 +422,43 @@ impl Batcher {
                 done.push((*i, ev));
                 continue;
             }
-            let sampled = seq
-                .sampler
-                .sample(self.device.as_mut(), this_row, &seq.tokens);
+            let (sampled, logprob) = match &raw {
+                None => (
+                    seq.sampler
+                        .sample(self.device.as_mut(), this_row, &seq.tokens),
+                    None,
+                ),
+                Some(raw) => {
+                    let mut saving = SavingPenalized {
+                        inner: self.device.as_mut(),
+                        row: this_row,
+                        saved: Vec::new(),
+                    };
+                    let sampled = seq.sampler.sample(&mut saving, this_row, &seq.tokens);
+                    let saved = saving.saved;
+                    let offset = seq.text.len();
+                    let entry = sampled.as_ref().ok().map(|&token| {
+                        raw.entry(self.device.as_ref(), this_row, token, &saved, offset)
+                    });
+                    match entry {
+                        Some(Err(e)) => {
+                            done.push((
+                                *i,
+                                JobEvent::error(ErrorCode::from_engine(&e), e.to_string()),
+                            ));
+                            continue;
+                        }
+                        Some(Ok(entry)) => (sampled, Some(entry)),
+                        None => (sampled, None),
+                    }
+                }
+            };
             let progress = sampled.and_then(|token| {
                 if let Some(c) = seq.constraint.as_mut() {
                     c.advance(token)?;
                 }
                 let eog = self.plugins.tokenizer.is_end_of_generation(token);
-                seq.push_token(token, eog, self.plugins.handler.as_ref())
+                seq.push_token(token, eog, logprob, self.plugins.handler.as_ref())
             });
             match progress {
                 Ok(Progress::Continue) => {

@@ -10,8 +10,10 @@
 //!   order); then the next chunks of prompts part-way through (older first). So a long prompt
 //!   does not stall the others, and a newcomer starts within one step.
 //! - `sequence`: the per-job state of a running sequence.
+//! - `logprobs`: log-probabilities of sampled tokens, read from the raw row on the device.
 
 mod batcher;
+mod logprobs;
 mod queue;
 mod sequence;
 

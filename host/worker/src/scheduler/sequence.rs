@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use orcd_engine::{LogitsWanted, SeqSlot};
 
-use crate::job::{Job, JobEvent, StopReason};
+use crate::job::{Job, JobEvent, StopReason, TokenLogprob};
 use crate::plugins::{
     ConstraintSession, PluginFailure, RequestHandler, SamplerSession, StreamDecoder,
 };
@@ -41,6 +41,9 @@ pub(crate) struct Sequence {
     pub emitted: usize,
     /// `token` events sent so far.
     pub token_events: u32,
+    /// Log-probabilities not yet sent, each with the end of its token's text in `text`: they
+    /// go out with the event that sends that text.
+    pub pending_logprobs: Vec<(usize, TokenLogprob)>,
     pub admitted_at: Instant,
     pub first_token_at: Option<Instant>,
     pub last_token_at: Option<Instant>,
@@ -68,12 +71,14 @@ impl Sequence {
         self.admitted_at.elapsed().as_millis() as u64
     }
 
-    /// Append a sampled token: detokenize, look for stop sequences, stream what is safe to
-    /// send. Returns whether the sequence goes on.
+    /// Append a sampled token (with its log-probabilities when the request asked for them):
+    /// detokenize, look for stop sequences, stream what is safe to send. Returns whether the
+    /// sequence goes on. An end-of-generation token is not output, nor its log-probability.
     pub fn push_token(
         &mut self,
         token: u32,
         end_of_generation: bool,
+        logprob: Option<TokenLogprob>,
         handler: &dyn RequestHandler,
     ) -> Result<Progress, PluginFailure> {
         let now = Instant::now();
@@ -93,8 +98,11 @@ impl Sequence {
         self.tokens.push(token);
         metrics::counter!(crate::telemetry::TOKENS_GENERATED_TOTAL).increment(1);
         let piece = self.decoder.push(token)?;
+        self.text.push_str(&piece);
+        if let Some(lp) = logprob {
+            self.pending_logprobs.push((self.text.len(), lp));
+        }
         if !piece.is_empty() {
-            self.text.push_str(&piece);
             // Earlier text held no match, so a new one must end inside `piece`: only the tail
             // that can hold it goes to the handler.
             let longest = self
@@ -114,6 +122,9 @@ impl Sequence {
             {
                 let cut = floor_char_boundary(&self.text, (from + at).max(self.emitted));
                 self.text.truncate(cut);
+                // Tokens whose text starts at or after the cut are not part of the output.
+                self.pending_logprobs
+                    .retain(|(_, lp)| (lp.offset as usize) < cut);
                 self.flush_text();
                 return Ok(Progress::Finished(StopReason::StopSequence));
             }
@@ -133,20 +144,36 @@ impl Sequence {
         Ok(Progress::Continue)
     }
 
-    /// Send everything decoded and not yet sent (at the end of a generation).
+    /// Send everything decoded and not yet sent (at the end of a generation), with every
+    /// log-probability still held (a token cut by a stop sequence included).
     fn flush_text(&mut self) {
-        self.send_text(self.text.len());
+        let len = self.text.len();
+        for (end, _) in &mut self.pending_logprobs {
+            *end = (*end).min(len);
+        }
+        self.send_text(len);
     }
 
+    /// Send the text up to `upto`, with the log-probabilities of the tokens it completes.
     fn send_text(&mut self, upto: usize) {
-        if upto > self.emitted {
+        let done = self
+            .pending_logprobs
+            .iter()
+            .take_while(|(end, _)| *end <= upto)
+            .count();
+        if upto > self.emitted || done > 0 {
             let t = self.text[self.emitted..upto].to_string();
             self.emitted = upto;
             let i = self.token_events;
             self.token_events += 1;
+            let logprobs = self
+                .pending_logprobs
+                .drain(..done)
+                .map(|(_, lp)| lp)
+                .collect();
             // A closed receiver means the client went away; the scheduler notices it through
             // `events.is_closed()` before the next step.
-            let _ = self.job.events.send(JobEvent::Token { t, i });
+            let _ = self.job.events.send(JobEvent::Token { t, i, logprobs });
         }
     }
 }
@@ -268,6 +295,7 @@ mod tests {
             text: String::new(),
             emitted: 0,
             token_events: 0,
+            pending_logprobs: Vec::new(),
             admitted_at: now,
             first_token_at: None,
             last_token_at: None,
@@ -289,17 +317,17 @@ mod tests {
         // "lo wo" spans tokens 1 and 2: "lo" must be held back until the match is known.
         let (mut seq, mut rx) = sequence(&["lo wo"], 10);
         assert_eq!(
-            seq.push_token(0, false, &FindStop).unwrap(),
+            seq.push_token(0, false, None, &FindStop).unwrap(),
             Progress::Continue
         );
         assert_eq!(
-            seq.push_token(1, false, &FindStop).unwrap(),
+            seq.push_token(1, false, None, &FindStop).unwrap(),
             Progress::Continue
         );
         // "l" and then "lo" could each start the stop: only "Hel" is out.
         assert_eq!(sent(&mut rx).concat(), "Hel");
         assert_eq!(
-            seq.push_token(2, false, &FindStop).unwrap(),
+            seq.push_token(2, false, None, &FindStop).unwrap(),
             Progress::Finished(StopReason::StopSequence)
         );
         assert_eq!(sent(&mut rx), Vec::<String>::new());
@@ -311,7 +339,7 @@ mod tests {
         let (mut seq, mut rx) = sequence(&[" wonder"], 4);
         for t in 0..3 {
             assert_eq!(
-                seq.push_token(t, false, &FindStop).unwrap(),
+                seq.push_token(t, false, None, &FindStop).unwrap(),
                 Progress::Continue
             );
         }
@@ -319,7 +347,7 @@ mod tests {
         assert_eq!(sent(&mut rx).concat(), "Hello");
         // max_new reached: everything decoded goes out.
         assert_eq!(
-            seq.push_token(3, false, &FindStop).unwrap(),
+            seq.push_token(3, false, None, &FindStop).unwrap(),
             Progress::Finished(StopReason::MaxTokens)
         );
         assert_eq!(sent(&mut rx).concat(), " world");
@@ -328,13 +356,67 @@ mod tests {
     #[test]
     fn end_of_generation_flushes_and_is_not_counted() {
         let (mut seq, mut rx) = sequence(&[], 10);
-        seq.push_token(0, false, &FindStop).unwrap();
+        seq.push_token(0, false, None, &FindStop).unwrap();
         assert_eq!(
-            seq.push_token(5, true, &FindStop).unwrap(),
+            seq.push_token(5, true, None, &FindStop).unwrap(),
             Progress::Finished(StopReason::Eos)
         );
         assert_eq!(seq.generated(), 1);
         assert_eq!(sent(&mut rx).concat(), "Hel");
+    }
+
+    fn lp(id: u32, offset: usize) -> Option<TokenLogprob> {
+        Some(TokenLogprob {
+            id,
+            logprob: -(id as f32),
+            top: vec![],
+            offset: offset as u32,
+        })
+    }
+
+    /// (text, ids of the log-probabilities) of each `token` event sent so far.
+    fn sent_with_logprobs(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<JobEvent>,
+    ) -> Vec<(String, Vec<u32>)> {
+        let mut out = Vec::new();
+        while let Ok(JobEvent::Token { t, logprobs, .. }) = rx.try_recv() {
+            out.push((t, logprobs.iter().map(|l| l.id).collect()));
+        }
+        out
+    }
+
+    #[test]
+    fn logprobs_ride_with_their_text_and_end_at_a_stop() {
+        // The "l" ending "Hel" could start the stop "lo wo": held back, and token 0's
+        // log-probability with it until its text is out.
+        let (mut seq, mut rx) = sequence(&["lo wo"], 10);
+        seq.push_token(0, false, lp(0, 0), &FindStop).unwrap();
+        seq.push_token(1, false, lp(1, 3), &FindStop).unwrap();
+        assert_eq!(
+            sent_with_logprobs(&mut rx),
+            vec![("He".into(), vec![]), ("l".into(), vec![0])]
+        );
+        assert_eq!(
+            seq.push_token(2, false, lp(2, 5), &FindStop).unwrap(),
+            Progress::Finished(StopReason::StopSequence)
+        );
+        // The cut falls where token 1's text starts: token 1 made no output.
+        assert_eq!(sent_with_logprobs(&mut rx), vec![]);
+        let (mut seq, mut rx) = sequence(&[" wo"], 10);
+        for (t, off) in [(0, 0), (1, 3), (2, 5)] {
+            seq.push_token(t, false, lp(t, off), &FindStop).unwrap();
+        }
+        let got = sent_with_logprobs(&mut rx);
+        assert_eq!(
+            got,
+            vec![("Hel".into(), vec![0]), ("lo".into(), vec![1])],
+            "the stop's token is dropped"
+        );
+        // End of generation: its own log-probability is not reported.
+        let (mut seq, mut rx) = sequence(&[], 10);
+        seq.push_token(4, false, lp(4, 0), &FindStop).unwrap();
+        seq.push_token(5, true, lp(5, 1), &FindStop).unwrap();
+        assert_eq!(sent_with_logprobs(&mut rx), vec![("!".into(), vec![4])]);
     }
 
     #[test]

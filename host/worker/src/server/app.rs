@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 
 use super::error::AppError;
 use super::state::AppState;
-use super::{auth, control, execute, health, metrics, openai, plugins};
+use super::{auth, control, execute, health, metrics, openai, plugins, tokenize};
 use crate::error_code::ErrorCode;
 
 /// The OpenAPI description served at `GET /openapi.yaml`.
@@ -29,6 +29,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/completions", post(openai::completions))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
+        .route("/tokenize", post(tokenize::tokenize))
+        .route("/detokenize", post(tokenize::detokenize))
         .route("/openapi.yaml", get(openapi))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(

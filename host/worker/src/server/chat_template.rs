@@ -58,6 +58,25 @@ pub fn template_for(architecture: &str, from_file: Option<&str>) -> String {
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
+    /// An assistant message's tool calls (OpenAI's shape, `arguments` a JSON string), for
+    /// templates that render them (Hugging Face's convention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// A `tool` message's answer to this call id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    /// A plain text message.
+    pub fn text(role: &str, content: &str) -> ChatMessage {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+            tool_calls: None,
+            tool_call_id: None,
+        }
+    }
 }
 
 /// A compiled chat template.
@@ -198,14 +217,8 @@ impl ChatTemplate {
     ) -> Result<Arc<ChatTemplate>, TemplateError> {
         let template = Arc::new(ChatTemplate::new(source, bos_token, eos_token)?);
         let probe = vec![
-            ChatMessage {
-                role: "system".into(),
-                content: "You are terse.".into(),
-            },
-            ChatMessage {
-                role: "user".into(),
-                content: "Hi".into(),
-            },
+            ChatMessage::text("system", "You are terse."),
+            ChatMessage::text("user", "Hi"),
         ];
         match template.render_within(probe, true, Map::new(), RENDER_DEADLINE) {
             Ok(_) | Err(TemplateError::Render(_)) => Ok(template),
@@ -299,6 +312,13 @@ impl ChatTemplate {
         String::from_utf8(out.buf).map_err(|e| TemplateError::Render(e.to_string()))
     }
 
+    /// Whether the template reads the top-level variable `name` (e.g. `tools`).
+    pub fn reads(&self, name: &str) -> bool {
+        self.env
+            .get_template("chat")
+            .is_ok_and(|t| t.undeclared_variables(false).contains(name))
+    }
+
     /// The rendered text minus a leading BOS text: the tokenizer adds BOS itself when the model
     /// wants one, and a second one would change the model's input.
     pub fn strip_bos<'a>(&self, rendered: &'a str) -> &'a str {
@@ -334,6 +354,8 @@ mod tests {
         ChatMessage {
             role: "user".into(),
             content: text.into(),
+            tool_calls: None,
+            tool_call_id: None,
         }
     }
 
@@ -363,6 +385,8 @@ mod tests {
         let sys = ChatMessage {
             role: "system".into(),
             content: "x".into(),
+            tool_calls: None,
+            tool_call_id: None,
         };
         let err = t.render(&[sys], true, &Map::new()).unwrap_err();
         assert!(
@@ -378,6 +402,8 @@ mod tests {
         let sys = ChatMessage {
             role: "system".into(),
             content: "Be brief.".into(),
+            tool_calls: None,
+            tool_call_id: None,
         };
         let out = t.render(&[sys, user(" Hi ")], true, &Map::new()).unwrap();
         assert_eq!(
@@ -467,12 +493,7 @@ mod tests {
             "",
         )
         .unwrap();
-        let says = |text: &str| {
-            vec![ChatMessage {
-                role: "user".into(),
-                content: text.into(),
-            }]
-        };
+        let says = |text: &str| vec![ChatMessage::text("user", text)];
         let short = Duration::from_millis(200);
         assert_eq!(
             t.render_within(says("hi"), false, Map::new(), short)

@@ -15,11 +15,15 @@ mod metrics;
 mod min_rate_body;
 mod openai;
 mod openai_fields;
+mod openai_logprobs;
+mod openai_response;
+mod openai_tools;
 mod plugins;
 mod response_format;
 mod sse;
 mod state;
 mod submit;
+mod tokenize;
 
 pub use app::{OPENAPI_YAML, app};
 pub use auth::ApiKey;

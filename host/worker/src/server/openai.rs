@@ -1,27 +1,28 @@
 //! OpenAI-compatible endpoints: `POST /v1/completions`, `POST /v1/chat/completions` (streaming
 //! and not) and `GET /v1/models`. They map onto the same jobs as `/execute`; chat requests are
-//! turned into a prompt by the model's chat template.
+//! turned into a prompt by the model's chat template. This file parses the requests; the
+//! answers (`n` choices, streamed or whole) are `openai_response`, the accepted fields
+//! `openai_fields`, tool calls `openai_tools`, log-probabilities `openai_logprobs`.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::Stream;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::chat_template::{ChatMessage, RENDER_DEADLINE, TemplateError};
 use super::error::AppError;
 use super::openai_fields::{self, Endpoint};
+use super::openai_response::{Flavour, Reply, respond};
+use super::openai_tools;
 use super::state::AppState;
-use super::submit::{Submitted, submit};
+use super::submit::submit_n;
 use crate::error_code::ErrorCode;
-use crate::job::{GenParams, JobEvent, StopReason};
+use crate::job::GenParams;
 
 /// `max_tokens` of a completion request that gives none (OpenAI's default).
 const DEFAULT_COMPLETION_TOKENS: u32 = 16;
@@ -37,7 +38,7 @@ impl From<AppError> for OpenAiError {
     }
 }
 
-fn error_json(code: ErrorCode, message: &str, param: Option<&str>) -> Value {
+pub(super) fn error_json(code: ErrorCode, message: &str, param: Option<&str>) -> Value {
     let kind = match code {
         ErrorCode::InvalidRequest | ErrorCode::ModelNotFound | ErrorCode::UnsupportedMediaType => {
             "invalid_request_error"
@@ -97,6 +98,8 @@ struct SamplingFields {
     grammar: Option<Value>,
     /// The constraint plugin (worker extension; default the built-in).
     constraint_plugin: Option<Value>,
+    /// `{"include_usage": bool}` (streaming).
+    stream_options: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,6 +116,9 @@ pub struct CompletionRequest {
     prompt: PromptField,
     #[serde(default)]
     stream: bool,
+    /// The legacy shape: alternatives per token (0..=20), or null.
+    #[serde(default)]
+    logprobs: Option<Value>,
     #[serde(flatten)]
     sampling: SamplingFields,
 }
@@ -138,6 +144,12 @@ struct InMessage {
     role: String,
     #[serde(default)]
     content: Option<ChatContent>,
+    /// An assistant turn's tool calls.
+    #[serde(default)]
+    tool_calls: Option<Value>,
+    /// A `tool` turn's call id.
+    #[serde(default)]
+    tool_call_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,6 +162,18 @@ pub struct ChatRequest {
     /// Extra chat-template variables (vLLM / llama-server), e.g. `{"enable_thinking": true}`.
     #[serde(default)]
     chat_template_kwargs: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    logprobs: Option<Value>,
+    #[serde(default)]
+    top_logprobs: Option<Value>,
+    #[serde(default)]
+    tools: Option<Value>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    /// One call is produced either way, which both values allow.
+    #[serde(default)]
+    #[allow(dead_code)]
+    parallel_tool_calls: Option<bool>,
     #[serde(flatten)]
     sampling: SamplingFields,
 }
@@ -168,11 +192,6 @@ fn in_range(field: &str, v: Option<f32>, lo: f32, hi: f32, default: f32) -> Resu
 impl SamplingFields {
     fn into_params(self, state: &AppState, default_max: u32) -> Result<GenParams, AppError> {
         let limit = state.limits.request.max_tokens_out;
-        if let Some(n) = self.n
-            && n != 1
-        {
-            return Err(AppError::invalid("n", "only n = 1 is supported"));
-        }
         let max_tokens = match self.max_completion_tokens.or(self.max_tokens) {
             None => default_max.min(limit),
             Some(0) => return Err(AppError::invalid("max_tokens", "must be at least 1")),
@@ -311,13 +330,6 @@ fn refuse_when_draining(state: &AppState) -> Result<(), AppError> {
     }
 }
 
-/// The two response flavours.
-#[derive(Copy, Clone, PartialEq, Eq)]
-enum Flavour {
-    Completion,
-    Chat,
-}
-
 /// `POST /v1/completions`.
 pub async fn completions(
     State(state): State<AppState>,
@@ -341,12 +353,28 @@ pub async fn completions(
     if prompt.chars().count() > state.limits.request.max_prompt_chars {
         return Err(AppError::invalid("prompt", "too long").into());
     }
-    let params = req
+    let n = openai_fields::choices(req.sampling.n)?;
+    let include_usage =
+        openai_fields::include_usage(req.sampling.stream_options.as_ref(), req.stream)?;
+    let logprobs = openai_fields::completion_logprobs(req.logprobs.as_ref())?;
+    let mut params = req
         .sampling
         .into_params(&state, DEFAULT_COMPLETION_TOKENS)?;
+    params.logprobs = logprobs;
     let id = new_id("cmpl");
-    let sub = submit(&state, id.clone(), prompt, params).await?;
-    respond(sub, id, model, Flavour::Completion, req.stream).await
+    let subs = submit_n(&state, id.clone(), prompt, params, n).await?;
+    let reply = Reply {
+        id,
+        created: unix_now(),
+        model,
+        flavour: Flavour::Completion,
+        stream: req.stream,
+        include_usage,
+        logprobs: logprobs.is_some(),
+        tool: None,
+        tokenizer: state.plugins.tokenizer.clone(),
+    };
+    respond(reply, subs).await
 }
 
 /// `POST /v1/chat/completions`.
@@ -360,12 +388,22 @@ pub async fn chat_completions(
     if req.messages.is_empty() {
         return Err(AppError::invalid("messages", "at least one message is required").into());
     }
+    let tools = openai_tools::parse(req.tools.as_ref(), req.tool_choice.as_ref())?;
+    let template = match &state.chat {
+        None => return Err(AppError::invalid("messages", "the model has no chat template").into()),
+        Some(Err(why)) => {
+            return Err(AppError::new(ErrorCode::ChatTemplateFailed, why.to_string()).into());
+        }
+        Some(Ok(template)) => Arc::clone(template),
+    };
+    // Tools reach the model through its template; one that does not render them sees earlier
+    // calls as JSON text (see `openai_tools`).
+    let template_renders_tools = template.reads("tools");
     let messages: Vec<ChatMessage> = req
         .messages
         .into_iter()
-        .map(|m| ChatMessage {
-            role: m.role,
-            content: match m.content {
+        .map(|m| {
+            let mut content = match m.content {
                 None => String::new(),
                 Some(ChatContent::Text(t)) => t,
                 Some(ChatContent::Parts(parts)) => parts
@@ -374,21 +412,30 @@ pub async fn chat_completions(
                     .filter_map(|p| p.text)
                     .collect::<Vec<_>>()
                     .join(""),
-            },
+            };
+            let tool_calls = m.tool_calls.filter(|c| !c.is_null());
+            if let Some(calls) = &tool_calls
+                && !template_renders_tools
+                && content.is_empty()
+            {
+                content = calls.to_string();
+            }
+            ChatMessage {
+                role: m.role,
+                content,
+                tool_calls,
+                tool_call_id: m.tool_call_id,
+            }
         })
         .collect();
     let total_chars: usize = messages.iter().map(|m| m.content.chars().count()).sum();
     if total_chars > state.limits.request.max_prompt_chars {
         return Err(AppError::invalid("messages", "too long").into());
     }
-    let template = match &state.chat {
-        None => return Err(AppError::invalid("messages", "the model has no chat template").into()),
-        Some(Err(why)) => {
-            return Err(AppError::new(ErrorCode::ChatTemplateFailed, why.to_string()).into());
-        }
-        Some(Ok(template)) => Arc::clone(template),
-    };
-    let kwargs = req.chat_template_kwargs.unwrap_or_default();
+    let mut kwargs = req.chat_template_kwargs.unwrap_or_default();
+    if template_renders_tools && !tools.list.is_empty() {
+        kwargs.insert("tools".into(), Value::Array(tools.list.clone()));
+    }
     let renderer = Arc::clone(&template);
     let rendered = tokio::task::spawn_blocking(move || {
         renderer.render_within(messages, true, kwargs, RENDER_DEADLINE)
@@ -402,189 +449,36 @@ pub async fn chat_completions(
     })?;
     let prompt = template.strip_bos(&rendered).to_string();
     let default_max = state.limits.request.max_tokens_out;
-    let params = req.sampling.into_params(&state, default_max)?;
+    let n = openai_fields::choices(req.sampling.n)?;
+    let include_usage =
+        openai_fields::include_usage(req.sampling.stream_options.as_ref(), req.stream)?;
+    let logprobs = openai_fields::chat_logprobs(req.logprobs.as_ref(), req.top_logprobs.as_ref())?;
+    let mut params = req.sampling.into_params(&state, default_max)?;
+    params.logprobs = logprobs;
+    if let Some(call) = tools.constraint {
+        if params.constraint.is_some() {
+            return Err(AppError::invalid(
+                "response_format",
+                "cannot constrain the output while `tool_choice` asks for a tool call",
+            )
+            .into());
+        }
+        params.constraint = Some(call);
+    }
     let id = new_id("chatcmpl");
-    let sub = submit(&state, id.clone(), prompt, params).await?;
-    respond(sub, id, model, Flavour::Chat, req.stream).await
-}
-
-async fn respond(
-    sub: Submitted,
-    id: String,
-    model: String,
-    flavour: Flavour,
-    stream: bool,
-) -> Result<Response, OpenAiError> {
-    let meta = ChunkMeta {
+    let subs = submit_n(&state, id.clone(), prompt, params, n).await?;
+    let reply = Reply {
         id,
         created: unix_now(),
         model,
-        flavour,
+        flavour: Flavour::Chat,
+        stream: req.stream,
+        include_usage,
+        logprobs: logprobs.is_some(),
+        tool: tools.mode,
+        tokenizer: state.plugins.tokenizer.clone(),
     };
-    if stream {
-        Ok(stream_response(meta, sub).into_response())
-    } else {
-        whole_response(meta, sub).await
-    }
-}
-
-struct ChunkMeta {
-    id: String,
-    created: u64,
-    model: String,
-    flavour: Flavour,
-}
-
-#[derive(Serialize)]
-struct Usage {
-    prompt_tokens: u32,
-    completion_tokens: u32,
-    total_tokens: u32,
-}
-
-impl ChunkMeta {
-    fn object(&self, chunk: bool) -> &'static str {
-        match (self.flavour, chunk) {
-            (Flavour::Completion, _) => "text_completion",
-            (Flavour::Chat, false) => "chat.completion",
-            (Flavour::Chat, true) => "chat.completion.chunk",
-        }
-    }
-
-    /// One streamed chunk carrying `text` (and, on the last one, the finish reason).
-    fn chunk(&self, text: Option<&str>, first: bool, finish: Option<&str>) -> Value {
-        let choice = match self.flavour {
-            Flavour::Completion => json!({
-                "index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish,
-            }),
-            Flavour::Chat => {
-                let mut delta = serde_json::Map::new();
-                if first {
-                    delta.insert("role".into(), json!("assistant"));
-                }
-                if let Some(t) = text {
-                    delta.insert("content".into(), json!(t));
-                }
-                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
-            }
-        };
-        json!({
-            "id": self.id, "object": self.object(true), "created": self.created,
-            "model": self.model, "choices": [choice],
-        })
-    }
-
-    fn whole(&self, text: String, finish: &str, usage: Usage) -> Value {
-        let choice = match self.flavour {
-            Flavour::Completion => {
-                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish})
-            }
-            Flavour::Chat => json!({
-                "index": 0, "message": {"role": "assistant", "content": text},
-                "logprobs": null, "finish_reason": finish,
-            }),
-        };
-        json!({
-            "id": self.id, "object": self.object(false), "created": self.created,
-            "model": self.model, "choices": [choice], "usage": usage,
-        })
-    }
-}
-
-fn usage(tokens_in: u32, tokens_out: u32) -> Usage {
-    Usage {
-        prompt_tokens: tokens_in,
-        completion_tokens: tokens_out,
-        total_tokens: tokens_in + tokens_out,
-    }
-}
-
-async fn whole_response(meta: ChunkMeta, mut sub: Submitted) -> Result<Response, OpenAiError> {
-    let mut text = String::new();
-    while let Some(ev) = sub.events.recv().await {
-        match ev {
-            JobEvent::Token { t, .. } => text.push_str(&t),
-            JobEvent::End {
-                tokens_out,
-                tokens_in,
-                stop_reason,
-                ..
-            } => {
-                sub.guard.disarm();
-                let body = meta.whole(
-                    text,
-                    finish_reason(stop_reason),
-                    usage(tokens_in, tokens_out),
-                );
-                return Ok(Json(body).into_response());
-            }
-            JobEvent::Error { code, message, .. } => {
-                sub.guard.disarm();
-                return Err(AppError::job_ended(code, message).into());
-            }
-            JobEvent::Started { .. } | JobEvent::Metrics { .. } => {}
-        }
-    }
-    Err(AppError::new(ErrorCode::Internal, "the scheduler stopped").into())
-}
-
-fn finish_reason(r: StopReason) -> &'static str {
-    r.openai_finish_reason()
-}
-
-fn stream_response(
-    meta: ChunkMeta,
-    sub: Submitted,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    // States: 0 = role chunk pending (chat), 1 = streaming, 2 = send [DONE], 3 = done.
-    let first_phase = if meta.flavour == Flavour::Chat {
-        0u8
-    } else {
-        1
-    };
-    let stream = futures_util::stream::unfold(
-        (meta, sub, first_phase),
-        |(meta, mut sub, phase)| async move {
-            match phase {
-                0 => {
-                    let ev = Event::default().data(meta.chunk(Some(""), true, None).to_string());
-                    Some((Ok(ev), (meta, sub, 1)))
-                }
-                1 => loop {
-                    let ev = sub.events.recv().await;
-                    let data = match ev {
-                        Some(JobEvent::Token { t, .. }) => meta.chunk(Some(&t), false, None),
-                        Some(JobEvent::End { stop_reason, .. }) => {
-                            sub.guard.disarm();
-                            meta.chunk(None, false, Some(finish_reason(stop_reason)))
-                        }
-                        Some(JobEvent::Error { code, message, .. }) => {
-                            sub.guard.disarm();
-                            error_json(code, &message, None)
-                        }
-                        Some(JobEvent::Started { .. } | JobEvent::Metrics { .. }) => continue,
-                        None => error_json(ErrorCode::Internal, "the scheduler stopped", None),
-                    };
-                    let next = if data.get("error").is_some()
-                        || data["choices"][0]["finish_reason"].is_string()
-                    {
-                        2
-                    } else {
-                        1
-                    };
-                    break Some((
-                        Ok(Event::default().data(data.to_string())),
-                        (meta, sub, next),
-                    ));
-                },
-                2 => Some((Ok(Event::default().data("[DONE]")), (meta, sub, 3))),
-                _ => None,
-            }
-        },
-    );
-    // Comment lines while nothing else is sent, so a vanished client is noticed while its job
-    // waits (SSE clients, the OpenAI SDK's included, skip them).
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_millis(500)))
+    respond(reply, subs).await
 }
 
 /// `GET /v1/models`: the one model this worker serves, under each name it answers to (its

@@ -9,6 +9,7 @@
 use serde_json::{Map, Value};
 
 use super::error::AppError;
+use crate::job::MAX_TOP_LOGPROBS;
 
 /// Fields both endpoints honour.
 const COMMON: &[&str] = &[
@@ -32,9 +33,13 @@ const COMMON: &[&str] = &[
     "response_format",
     "grammar",
     "constraint_plugin",
+    // `include_usage`: usage in the stream's last chunk.
+    "stream_options",
     // An opaque end-user id for the caller's own monitoring; it changes no output.
     "user",
 ];
+/// Most choices (`n`) one request may ask for.
+pub const MAX_CHOICES: u32 = 16;
 /// Most entries in `sampler_params` (as `/execute`).
 pub const MAX_SAMPLER_PARAMS: usize = 16;
 /// Longest `sampler_params` name (as `/execute`).
@@ -53,8 +58,17 @@ impl Endpoint {
     /// The fields only this endpoint honours.
     fn own(self) -> &'static [&'static str] {
         match self {
-            Endpoint::Completions => &["prompt"],
-            Endpoint::Chat => &["messages"],
+            // `logprobs`: the legacy integer (alternatives per token).
+            Endpoint::Completions => &["prompt", "logprobs"],
+            Endpoint::Chat => &[
+                "messages",
+                "chat_template_kwargs",
+                "logprobs",
+                "top_logprobs",
+                "tools",
+                "tool_choice",
+                "parallel_tool_calls",
+            ],
         }
     }
 }
@@ -178,6 +192,101 @@ pub fn sampler_params(v: Option<&Value>) -> Result<Vec<(String, f64)>, AppError>
         .collect()
 }
 
+/// `n`: how many choices, 1 by default, at most [`MAX_CHOICES`].
+pub fn choices(n: Option<u32>) -> Result<usize, AppError> {
+    match n {
+        None => Ok(1),
+        Some(n) if (1..=MAX_CHOICES).contains(&n) => Ok(n as usize),
+        Some(n) => Err(AppError::invalid(
+            "n",
+            format!("{n} is outside 1..={MAX_CHOICES}"),
+        )),
+    }
+}
+
+/// `stream_options`: `{"include_usage": bool}`, only on a streamed request when it asks for
+/// anything.
+pub fn include_usage(v: Option<&Value>, stream: bool) -> Result<bool, AppError> {
+    let field = "stream_options";
+    let map = match v {
+        None | Some(Value::Null) => return Ok(false),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(AppError::invalid(field, "must be an object")),
+    };
+    if let Some(k) = map.keys().find(|k| k.as_str() != "include_usage") {
+        let shown: String = k.chars().take(64).collect();
+        return Err(AppError::invalid(
+            field,
+            format!("unknown field `{shown}` (only `include_usage`)"),
+        ));
+    }
+    let on = match map.get("include_usage") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(AppError::invalid(
+                field,
+                "`include_usage` must be a boolean",
+            ));
+        }
+    };
+    if on && !stream {
+        return Err(AppError::invalid(field, "only with `stream: true`"));
+    }
+    Ok(on)
+}
+
+/// The legacy completions' `logprobs`: `null`, or how many alternatives each token lists
+/// (0 ..= [`MAX_TOP_LOGPROBS`]; 0: the sampled token's only).
+pub fn completion_logprobs(v: Option<&Value>) -> Result<Option<u32>, AppError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(k) if k <= u64::from(MAX_TOP_LOGPROBS) => Ok(Some(k as u32)),
+            _ => Err(AppError::invalid(
+                "logprobs",
+                format!("must be an integer 0..={MAX_TOP_LOGPROBS}"),
+            )),
+        },
+        Some(_) => Err(AppError::invalid(
+            "logprobs",
+            format!("must be null or an integer 0..={MAX_TOP_LOGPROBS} (alternatives per token)"),
+        )),
+    }
+}
+
+/// Chat's `logprobs` (a boolean) and `top_logprobs` (0 ..= [`MAX_TOP_LOGPROBS`], only with
+/// `logprobs: true`).
+pub fn chat_logprobs(
+    logprobs: Option<&Value>,
+    top: Option<&Value>,
+) -> Result<Option<u32>, AppError> {
+    let on = match logprobs {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(AppError::invalid("logprobs", "must be a boolean")),
+    };
+    let k = match top {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(k) if k <= u64::from(MAX_TOP_LOGPROBS) => Some(k as u32),
+            _ => {
+                return Err(AppError::invalid(
+                    "top_logprobs",
+                    format!("must be an integer 0..={MAX_TOP_LOGPROBS}"),
+                ));
+            }
+        },
+    };
+    match (on, k) {
+        (true, k) => Ok(Some(k.unwrap_or(0))),
+        (false, Some(k)) if k > 0 => {
+            Err(AppError::invalid("top_logprobs", "needs `logprobs: true`"))
+        }
+        (false, _) => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,7 +311,21 @@ mod tests {
         );
         assert_eq!(
             check(json!({"prompt": "x", "logprobs": 5}), Endpoint::Completions),
-            Err("logprobs".into())
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                json!({"prompt": "x", "top_logprobs": 5}),
+                Endpoint::Completions
+            ),
+            Err("top_logprobs".into())
+        );
+        assert_eq!(
+            check(
+                json!({"prompt": "x", "tools": [{"type": "function"}]}),
+                Endpoint::Completions
+            ),
+            Err("tools".into())
         );
         assert_eq!(
             check(json!({"messages": [], "prompt": "x"}), Endpoint::Chat),
@@ -210,11 +333,48 @@ mod tests {
         );
         assert_eq!(
             check(
-                json!({"messages": [], "stream_options": {"include_usage": true}}),
+                json!({"messages": [], "stream_options": {"include_usage": true},
+                    "logprobs": true, "top_logprobs": 2, "tool_choice": "required",
+                    "chat_template_kwargs": {}}),
                 Endpoint::Chat
             ),
-            Err("stream_options".into())
+            Ok(())
         );
+    }
+
+    #[test]
+    fn choices_usage_and_logprobs_fields() {
+        assert_eq!(choices(None).unwrap(), 1);
+        assert_eq!(choices(Some(16)).unwrap(), 16);
+        assert!(choices(Some(0)).is_err() && choices(Some(17)).is_err());
+        assert!(include_usage(Some(&json!({"include_usage": true})), true).unwrap());
+        assert!(!include_usage(Some(&json!({"include_usage": false})), false).unwrap());
+        for (v, stream) in [
+            (json!({"include_usage": true}), false),
+            (json!({"include_usage": 1}), true),
+            (json!({"continuous_usage_stats": true}), true),
+        ] {
+            let e = include_usage(Some(&v), stream).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("stream_options"));
+        }
+        assert_eq!(completion_logprobs(Some(&json!(3))).unwrap(), Some(3));
+        assert_eq!(completion_logprobs(Some(&json!(0))).unwrap(), Some(0));
+        assert_eq!(completion_logprobs(None).unwrap(), None);
+        assert!(completion_logprobs(Some(&json!(21))).is_err());
+        assert!(completion_logprobs(Some(&json!(true))).is_err());
+        assert_eq!(chat_logprobs(Some(&json!(true)), None).unwrap(), Some(0));
+        assert_eq!(
+            chat_logprobs(Some(&json!(true)), Some(&json!(5))).unwrap(),
+            Some(5)
+        );
+        assert_eq!(
+            chat_logprobs(Some(&json!(false)), Some(&json!(0))).unwrap(),
+            None
+        );
+        let e = chat_logprobs(None, Some(&json!(2))).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("top_logprobs"));
+        let e = chat_logprobs(Some(&json!(1)), None).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("logprobs"));
     }
 
     #[test]

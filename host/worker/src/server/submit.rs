@@ -66,9 +66,33 @@ pub async fn submit(
     prompt: String,
     params: GenParams,
 ) -> Result<Submitted, AppError> {
+    let mut all = submit_n(state, job_id, prompt, params, 1).await?;
+    Ok(all.remove(0))
+}
+
+/// `n` jobs over one prompt (OpenAI's `n`): the prompt tokenized once, each job its own
+/// sequence with its own constraint session and seed (the request's seed plus the choice's
+/// index, so every choice is reproducible and no two share a seed). With `n` > 1 the job ids
+/// are `{job_id}-{index}`. If any job cannot be submitted, those already submitted are
+/// cancelled (their guards drop).
+pub async fn submit_n(
+    state: &AppState,
+    job_id: String,
+    prompt: String,
+    params: GenParams,
+    n: usize,
+) -> Result<Vec<Submitted>, AppError> {
     let accepted_at = Instant::now();
     // The handler plugin checked an `/execute` id already; a plugin is not trusted.
     validate_job_id(&job_id)?;
+    let ids: Vec<String> = if n == 1 {
+        vec![job_id]
+    } else {
+        (0..n).map(|i| format!("{job_id}-{i}")).collect()
+    };
+    for id in &ids {
+        validate_job_id(id)?;
+    }
     // The sampler is loaded and accepts the parameters (a fresh plugin instance: off the
     // async threads), before anything is reserved or streamed.
     let sampler = state.plugins.sampler.clone();
@@ -77,26 +101,39 @@ pub async fn submit(
         .await
         .map_err(|e| AppError::new(ErrorCode::Internal, format!("sampler task failed: {e}")))??;
     // The constraint compiles (the plugin's automaton for this vocabulary), off the async
-    // threads: a schema it cannot enforce is a 400 naming the field, before any event.
-    let constraint = match params.constraint.clone() {
-        None => None,
-        Some(spec) => {
-            let factory = state.plugins.constraint.clone();
-            Some(
-                tokio::task::spawn_blocking(move || factory.compile(&spec))
-                    .await
-                    .map_err(|e| {
-                        AppError::new(ErrorCode::Internal, format!("constraint task failed: {e}"))
-                    })??,
-            )
-        }
-    };
-    let flag = state.scheduler.reserve(&job_id)?;
-    let mut reservation = Reservation {
-        state,
-        job_id: &job_id,
-        kept: false,
-    };
+    // threads: a schema it cannot enforce is a 400 naming the field, before any event. Each
+    // choice gets its own session (the automaton is cached per constraint).
+    let mut constraints = Vec::with_capacity(n);
+    for _ in 0..n {
+        constraints.push(match params.constraint.clone() {
+            None => None,
+            Some(spec) => {
+                let factory = state.plugins.constraint.clone();
+                Some(
+                    tokio::task::spawn_blocking(move || factory.compile(&spec))
+                        .await
+                        .map_err(|e| {
+                            AppError::new(
+                                ErrorCode::Internal,
+                                format!("constraint task failed: {e}"),
+                            )
+                        })??,
+                )
+            }
+        });
+    }
+    let mut reservations = Vec::with_capacity(n);
+    for id in &ids {
+        let flag = state.scheduler.reserve(id)?;
+        reservations.push((
+            Reservation {
+                state,
+                job_id: id,
+                kept: false,
+            },
+            flag,
+        ));
+    }
     let tokenizer = state.plugins.tokenizer.clone();
     let tokens = tokio::task::spawn_blocking(move || tokenizer.encode(&prompt))
         .await
@@ -115,41 +152,49 @@ pub async fn submit(
             format!("{} tokens, at most {max_in} allowed", tokens.len()),
         ));
     }
+    // The budget bounds each sequence (each choice is one).
     if let Some(budget) = &state.limits.compute {
         budget.admit(tokens.len(), params.max_tokens, state.model.context_length)?;
     }
-    let seed = params.seed.unwrap_or_else(rand::random);
-    let (tx, rx) = mpsc::unbounded_channel();
-    let prompt_tokens = tokens.len();
-    info!(
-        event = "execute_start",
-        worker_id = %state.worker_id,
-        job_id = %job_id,
-        prompt_tokens,
-        max_tokens = params.max_tokens,
-        seed,
-        "job accepted"
-    );
-    let job = Job {
-        id: job_id.clone(),
-        prompt_tokens: tokens,
-        params,
-        seed,
-        cancel: flag.clone(),
-        accepted_at,
-        events: tx,
-        constraint,
-    };
-    state.scheduler.submit(job)?;
-    reservation.kept = true;
-    drop(reservation);
-    Ok(Submitted {
-        job_id,
-        events: rx,
-        guard: CancelOnDrop {
-            flag,
-            state: state.clone(),
-            armed: true,
-        },
-    })
+    let base_seed = params.seed.unwrap_or_else(rand::random);
+    let mut submitted = Vec::with_capacity(n);
+    for (index, ((mut reservation, flag), constraint)) in
+        reservations.into_iter().zip(constraints).enumerate()
+    {
+        let seed = base_seed.wrapping_add(index as u64);
+        let job_id = reservation.job_id.to_string();
+        let (tx, rx) = mpsc::unbounded_channel();
+        info!(
+            event = "execute_start",
+            worker_id = %state.worker_id,
+            job_id = %job_id,
+            prompt_tokens = tokens.len(),
+            max_tokens = params.max_tokens,
+            seed,
+            "job accepted"
+        );
+        let job = Job {
+            id: job_id.clone(),
+            prompt_tokens: tokens.clone(),
+            params: params.clone(),
+            seed,
+            cancel: flag.clone(),
+            accepted_at,
+            events: tx,
+            constraint,
+        };
+        state.scheduler.submit(job)?;
+        reservation.kept = true;
+        drop(reservation);
+        submitted.push(Submitted {
+            job_id,
+            events: rx,
+            guard: CancelOnDrop {
+                flag,
+                state: state.clone(),
+                armed: true,
+            },
+        });
+    }
+    Ok(submitted)
 }

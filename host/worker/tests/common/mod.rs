@@ -318,6 +318,12 @@ impl orcd_engine::Device for TestDevice {
     fn logits_mask(&mut self, row: usize, allowed: &[u32]) -> Result<(), orcd_engine::EngineError> {
         self.inner.logits_mask(row, allowed)
     }
+    fn logits_logsumexp(&self, row: usize) -> Result<f32, orcd_engine::EngineError> {
+        self.inner.logits_logsumexp(row)
+    }
+    fn logits_gather(&self, row: usize, ids: &[u32]) -> Result<Vec<f32>, orcd_engine::EngineError> {
+        self.inner.logits_gather(row, ids)
+    }
 }
 
 impl ServedDevice for TestDevice {

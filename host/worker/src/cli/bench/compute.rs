@@ -4,7 +4,11 @@ use super::*;
 
 /// Prefill tok/s of one `prompt`, one warm-up run then `repeats` timed ones. The argmax of the
 /// last row ends each timing, so an asynchronous backend has finished the step.
-pub(super) fn bench_pp(dev: &mut dyn Device, prompt: &[u32], repeats: usize) -> anyhow::Result<Vec<f64>> {
+pub(super) fn bench_pp(
+    dev: &mut dyn Device,
+    prompt: &[u32],
+    repeats: usize,
+) -> anyhow::Result<Vec<f64>> {
     let mut rates = Vec::with_capacity(repeats);
     for run in 0..=repeats {
         let elapsed = with_slots(dev, 1, prompt.len(), |dev, slots| {
@@ -150,7 +154,6 @@ pub(super) fn bench_batched(
     }
     Ok(out)
 }
-
 
 /// A small seeded generator for prompt token ids (SplitMix64).
 pub(super) struct SplitMix64(pub(super) u64);

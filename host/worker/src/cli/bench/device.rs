@@ -139,7 +139,11 @@ pub(super) fn memory_row(info: &DeviceInfo, free_kv: usize) -> Row {
 }
 
 /// Reserve `n` slots of `max_tokens`; on failure nothing stays reserved.
-pub(super) fn alloc_slots(dev: &mut dyn Device, n: usize, max_tokens: usize) -> anyhow::Result<Vec<SeqSlot>> {
+pub(super) fn alloc_slots(
+    dev: &mut dyn Device,
+    n: usize,
+    max_tokens: usize,
+) -> anyhow::Result<Vec<SeqSlot>> {
     let mut slots = Vec::with_capacity(n);
     for i in 0..n {
         match dev.alloc_seq(max_tokens) {

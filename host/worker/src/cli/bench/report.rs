@@ -19,7 +19,12 @@ pub(super) struct Row {
 }
 
 impl Row {
-    pub(super) fn ok(id: impl Into<String>, value: f64, unit: &'static str, samples: Vec<f64>) -> Row {
+    pub(super) fn ok(
+        id: impl Into<String>,
+        value: f64,
+        unit: &'static str,
+        samples: Vec<f64>,
+    ) -> Row {
         Row {
             id: id.into(),
             ok: true,
@@ -87,7 +92,6 @@ pub(super) struct Report {
     pub(super) setup: Setup,
     pub(super) rows: Vec<Row>,
 }
-
 
 pub(super) fn median(v: &[f64]) -> f64 {
     percentile(v, 0.5)

@@ -1,0 +1,436 @@
+//! The answer of the OpenAI routes: `n` choices, each one job's events, as one JSON body or as
+//! an SSE stream of chunks ending with `data: [DONE]`. A choice carries its text (or its tool
+//! call, see `openai_tools`), its `logprobs` when asked for, and its finish reason; `usage`
+//! counts the prompt once and every choice's tokens. With `stream_options.include_usage` the
+//! stream's last chunk before `[DONE]` has `"choices": []` and the usage, as OpenAI sends it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::{Stream, StreamExt};
+use serde_json::{Map, Value, json};
+
+use super::error::AppError;
+use super::openai::{OpenAiError, error_json};
+use super::openai_logprobs::{LegacyLogprobs, Pieces, chat_content};
+use super::openai_tools::{ToolCallMode, call_id, chosen_call};
+use super::submit::{CancelOnDrop, Submitted};
+use crate::error_code::ErrorCode;
+use crate::job::{JobEvent, StopReason, TokenLogprob};
+use crate::plugins::Tokenizer;
+
+/// The two response flavours.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum Flavour {
+    Completion,
+    Chat,
+}
+
+/// What the response looks like, fixed by the request.
+pub struct Reply {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+    pub flavour: Flavour,
+    pub stream: bool,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// Whether choices carry `logprobs` (else `null`).
+    pub logprobs: bool,
+    /// How a chat choice's output becomes a tool call (`None`: text).
+    pub tool: Option<ToolCallMode>,
+    pub tokenizer: Arc<dyn Tokenizer>,
+}
+
+/// One choice as it builds up.
+struct Choice {
+    index: usize,
+    text: String,
+    /// The tool call's id, once its first delta went out (chat, tool mode).
+    call_id: Option<String>,
+    /// Whether the chat role delta went out.
+    role_sent: bool,
+    logprobs: Vec<TokenLogprob>,
+    legacy: LegacyLogprobs,
+    tokens_out: u32,
+}
+
+impl Choice {
+    fn new(index: usize) -> Choice {
+        Choice {
+            index,
+            text: String::new(),
+            call_id: None,
+            role_sent: false,
+            logprobs: Vec::new(),
+            legacy: LegacyLogprobs::default(),
+            tokens_out: 0,
+        }
+    }
+}
+
+fn usage(prompt: u32, completion: u32) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion,
+        "total_tokens": prompt + completion})
+}
+
+impl Reply {
+    fn object(&self, chunk: bool) -> &'static str {
+        match (self.flavour, chunk) {
+            (Flavour::Completion, _) => "text_completion",
+            (Flavour::Chat, false) => "chat.completion",
+            (Flavour::Chat, true) => "chat.completion.chunk",
+        }
+    }
+
+    fn envelope(&self, chunk: bool, choices: Vec<Value>) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("id".into(), json!(self.id));
+        m.insert("object".into(), json!(self.object(chunk)));
+        m.insert("created".into(), json!(self.created));
+        m.insert("model".into(), json!(self.model));
+        m.insert("choices".into(), Value::Array(choices));
+        m
+    }
+
+    /// The finish reason of a choice that ended with `r`.
+    fn finish(&self, r: StopReason) -> &'static str {
+        match (&self.tool, r) {
+            (Some(_), StopReason::Eos | StopReason::StopSequence) => "tool_calls",
+            _ => r.openai_finish_reason(),
+        }
+    }
+
+    /// A choice's `logprobs` value for `lps` (the whole choice, or one chunk's tokens); `text`
+    /// is the choice's text so far (legacy offsets).
+    fn logprobs_value(
+        &self,
+        pieces: &mut Pieces,
+        choice: &mut Choice,
+        lps: &[TokenLogprob],
+    ) -> Result<Value, AppError> {
+        if !self.logprobs {
+            return Ok(Value::Null);
+        }
+        Ok(match self.flavour {
+            Flavour::Chat => json!({"content": chat_content(pieces, lps)?, "refusal": null}),
+            Flavour::Completion => {
+                choice.legacy.push(pieces, lps, &choice.text)?;
+                choice.legacy.take()
+            }
+        })
+    }
+
+    /// The whole message of a finished chat choice.
+    fn message(&self, choice: &Choice) -> (Value, bool) {
+        match &self.tool {
+            None => (json!({"role": "assistant", "content": choice.text}), true),
+            Some(mode) => {
+                let call = match mode {
+                    ToolCallMode::Named(name) => Some((name.clone(), choice.text.clone())),
+                    ToolCallMode::Choose => chosen_call(&choice.text),
+                };
+                match call {
+                    Some((name, arguments)) => (
+                        json!({"role": "assistant", "content": null, "tool_calls": [{
+                            "id": call_id(), "type": "function",
+                            "function": {"name": name, "arguments": arguments},
+                        }]}),
+                        true,
+                    ),
+                    // A `Choose` output cut before it named a whole call: its text.
+                    None => (json!({"role": "assistant", "content": choice.text}), false),
+                }
+            }
+        }
+    }
+}
+
+/// Answer `subs` (one per choice) as the request asked: a stream or one body.
+pub async fn respond(reply: Reply, subs: Vec<Submitted>) -> Result<Response, OpenAiError> {
+    if reply.stream {
+        Ok(stream(reply, subs).into_response())
+    } else {
+        whole(reply, subs).await
+    }
+}
+
+async fn whole(reply: Reply, subs: Vec<Submitted>) -> Result<Response, OpenAiError> {
+    let mut pieces = Pieces::new(reply.tokenizer.clone());
+    let mut choices = Vec::with_capacity(subs.len());
+    let mut prompt_tokens = 0;
+    let mut completion_tokens = 0;
+    // Every job runs concurrently in the scheduler; reading them in turn waits for the last.
+    let mut subs = subs;
+    for (index, sub) in subs.iter_mut().enumerate() {
+        let mut choice = Choice::new(index);
+        let stop = loop {
+            match sub.events.recv().await {
+                Some(JobEvent::Token { t, logprobs, .. }) => {
+                    choice.text.push_str(&t);
+                    choice.logprobs.extend(logprobs);
+                }
+                Some(JobEvent::End {
+                    tokens_out,
+                    tokens_in,
+                    stop_reason,
+                    ..
+                }) => {
+                    sub.guard.disarm();
+                    prompt_tokens = tokens_in;
+                    completion_tokens += tokens_out;
+                    choice.tokens_out = tokens_out;
+                    break stop_reason;
+                }
+                Some(JobEvent::Error { code, message, .. }) => {
+                    sub.guard.disarm();
+                    return Err(AppError::job_ended(code, message).into());
+                }
+                Some(JobEvent::Started { .. } | JobEvent::Metrics { .. }) => {}
+                None => {
+                    return Err(AppError::new(ErrorCode::Internal, "the scheduler stopped").into());
+                }
+            }
+        };
+        let lps = std::mem::take(&mut choice.logprobs);
+        let logprobs = reply.logprobs_value(&mut pieces, &mut choice, &lps)?;
+        let value = match reply.flavour {
+            Flavour::Completion => json!({"index": index, "text": choice.text,
+                "logprobs": logprobs, "finish_reason": stop.openai_finish_reason()}),
+            Flavour::Chat => {
+                let (message, is_call) = reply.message(&choice);
+                let finish = if is_call {
+                    reply.finish(stop)
+                } else {
+                    stop.openai_finish_reason()
+                };
+                json!({"index": index, "message": message, "logprobs": logprobs,
+                    "finish_reason": finish})
+            }
+        };
+        choices.push(value);
+    }
+    let mut body = reply.envelope(false, choices);
+    body.insert("usage".into(), usage(prompt_tokens, completion_tokens));
+    Ok(Json(Value::Object(body)).into_response())
+}
+
+/// The state of a streamed answer.
+struct Streaming {
+    reply: Reply,
+    pieces: Pieces,
+    events: futures_util::stream::SelectAll<
+        std::pin::Pin<Box<dyn Stream<Item = (usize, JobEvent)> + Send>>,
+    >,
+    guards: Vec<CancelOnDrop>,
+    choices: Vec<Choice>,
+    /// Data lines ready to send.
+    out: std::collections::VecDeque<String>,
+    finished: usize,
+    prompt_tokens: u32,
+    done: bool,
+}
+
+impl Streaming {
+    fn chunk(&self, choice: Value) -> String {
+        Value::Object(self.reply.envelope(true, vec![choice])).to_string()
+    }
+
+    /// A chat delta for `choice`: the role on its first, the text as `content` or as the tool
+    /// call's `arguments`.
+    fn chat_delta(&mut self, i: usize, text: &str) -> Map<String, Value> {
+        let mut delta = Map::new();
+        let choice = &mut self.choices[i];
+        if !choice.role_sent {
+            choice.role_sent = true;
+            delta.insert("role".into(), json!("assistant"));
+        }
+        match &self.reply.tool {
+            None => {
+                delta.insert("content".into(), json!(text));
+            }
+            Some(ToolCallMode::Named(name)) => {
+                let call = match &choice.call_id {
+                    None => {
+                        let id = call_id();
+                        choice.call_id = Some(id.clone());
+                        json!({"index": 0, "id": id, "type": "function",
+                            "function": {"name": name, "arguments": text}})
+                    }
+                    Some(_) => json!({"index": 0, "function": {"arguments": text}}),
+                };
+                delta.insert("tool_calls".into(), json!([call]));
+            }
+            // Sent whole at the end (the name is known only once the output is complete).
+            Some(ToolCallMode::Choose) => {}
+        }
+        delta
+    }
+
+    fn on_token(&mut self, i: usize, t: String, lps: Vec<TokenLogprob>) -> Result<(), AppError> {
+        self.choices[i].text.push_str(&t);
+        let buffered = self.reply.tool == Some(ToolCallMode::Choose);
+        if buffered && lps.is_empty() {
+            return Ok(());
+        }
+        let logprobs = {
+            let reply = &self.reply;
+            reply.logprobs_value(&mut self.pieces, &mut self.choices[i], &lps)?
+        };
+        let index = self.choices[i].index;
+        let value = match self.reply.flavour {
+            Flavour::Completion => {
+                json!({"index": index, "text": t, "logprobs": logprobs, "finish_reason": null})
+            }
+            Flavour::Chat => {
+                let delta = self.chat_delta(i, if buffered { "" } else { &t });
+                json!({"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": null})
+            }
+        };
+        let line = self.chunk(value);
+        self.out.push_back(line);
+        Ok(())
+    }
+
+    fn on_end(&mut self, i: usize, stop: StopReason, tokens_in: u32, tokens_out: u32) {
+        self.guards[i].disarm();
+        self.prompt_tokens = tokens_in;
+        self.choices[i].tokens_out = tokens_out;
+        let index = self.choices[i].index;
+        let mut finish = stop.openai_finish_reason();
+        let value = match self.reply.flavour {
+            Flavour::Completion => {
+                json!({"index": index, "text": "", "logprobs": null, "finish_reason": finish})
+            }
+            Flavour::Chat => {
+                let mut delta = Map::new();
+                if self.reply.tool == Some(ToolCallMode::Choose) {
+                    let (message, is_call) = self.reply.message(&self.choices[i]);
+                    if let Some(calls) = message.get("tool_calls") {
+                        delta.insert(
+                            "tool_calls".into(),
+                            json!([{
+                                "index": 0, "id": calls[0]["id"], "type": "function",
+                                "function": calls[0]["function"],
+                            }]),
+                        );
+                    } else {
+                        delta.insert("content".into(), message["content"].clone());
+                    }
+                    if is_call {
+                        finish = self.reply.finish(stop);
+                    }
+                } else if self.reply.tool.is_some() {
+                    finish = self.reply.finish(stop);
+                }
+                if !self.choices[i].role_sent {
+                    self.choices[i].role_sent = true;
+                    delta.insert("role".into(), json!("assistant"));
+                }
+                json!({"index": index, "delta": delta, "logprobs": null, "finish_reason": finish})
+            }
+        };
+        let line = self.chunk(value);
+        self.out.push_back(line);
+        self.finished += 1;
+        if self.finished == self.choices.len() {
+            if self.reply.include_usage {
+                let total: u32 = self.choices.iter().map(|c| c.tokens_out).sum();
+                let mut body = self.reply.envelope(true, Vec::new());
+                body.insert("usage".into(), usage(self.prompt_tokens, total));
+                self.out.push_back(Value::Object(body).to_string());
+            }
+            self.out.push_back("[DONE]".into());
+            self.done = true;
+        }
+    }
+
+    fn fail(&mut self, code: ErrorCode, message: &str) {
+        self.out
+            .push_back(error_json(code, message, None).to_string());
+        self.out.push_back("[DONE]".into());
+        self.done = true;
+    }
+
+    /// Take the next event of any choice and turn it into data lines.
+    async fn pull(&mut self) {
+        match self.events.next().await {
+            Some((i, JobEvent::Token { t, logprobs, .. })) => {
+                if let Err(e) = self.on_token(i, t, logprobs) {
+                    self.fail(e.code, &e.message);
+                }
+            }
+            Some((
+                i,
+                JobEvent::End {
+                    stop_reason,
+                    tokens_in,
+                    tokens_out,
+                    ..
+                },
+            )) => self.on_end(i, stop_reason, tokens_in, tokens_out),
+            Some((i, JobEvent::Error { code, message, .. })) => {
+                // This choice is over; the others are cancelled when the stream drops.
+                self.guards[i].disarm();
+                self.fail(code, &message);
+            }
+            Some((_, JobEvent::Started { .. } | JobEvent::Metrics { .. })) => {}
+            None => self.fail(ErrorCode::Internal, "the scheduler stopped"),
+        }
+    }
+}
+
+fn stream(
+    reply: Reply,
+    subs: Vec<Submitted>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let n = subs.len();
+    let mut guards = Vec::with_capacity(n);
+    let mut streams = Vec::with_capacity(n);
+    for (i, sub) in subs.into_iter().enumerate() {
+        guards.push(sub.guard);
+        let rx = sub.events;
+        let s: std::pin::Pin<Box<dyn Stream<Item = (usize, JobEvent)> + Send>> =
+            Box::pin(futures_util::stream::unfold(rx, move |mut rx| async move {
+                rx.recv().await.map(|ev| ((i, ev), rx))
+            }));
+        streams.push(s);
+    }
+    let mut state = Streaming {
+        pieces: Pieces::new(reply.tokenizer.clone()),
+        reply,
+        events: futures_util::stream::select_all(streams),
+        guards,
+        choices: (0..n).map(Choice::new).collect(),
+        out: std::collections::VecDeque::new(),
+        finished: 0,
+        prompt_tokens: 0,
+        done: false,
+    };
+    // Chat streams open with each choice's role.
+    if state.reply.flavour == Flavour::Chat && state.reply.tool.is_none() {
+        for i in 0..n {
+            let delta = state.chat_delta(i, "");
+            let line = state.chunk(json!({"index": i, "delta": delta, "logprobs": null,
+                "finish_reason": null}));
+            state.out.push_back(line);
+        }
+    }
+    let body = futures_util::stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(line) = s.out.pop_front() {
+                return Some((Ok(Event::default().data(line)), s));
+            }
+            if s.done {
+                return None;
+            }
+            s.pull().await;
+        }
+    });
+    // Comment lines while nothing else is sent, so a vanished client is noticed while its job
+    // waits (SSE clients, the OpenAI SDK's included, skip them).
+    Sse::new(body).keep_alive(KeepAlive::new().interval(std::time::Duration::from_millis(500)))
+}
