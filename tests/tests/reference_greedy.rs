@@ -38,7 +38,7 @@ fn backend(model: TestModel, exact: bool) -> CpuBackend {
 /// first-step difference.
 fn check_reference(model: TestModel, exact: bool, tol: f32, free: bool) -> f32 {
     let mut dev = backend(model, exact);
-    let free = dev.free_kv_tokens();
+    let free_kv = dev.free_kv_tokens();
     let mut worst = 0.0f32;
     for case in model.cases() {
         let tf = teacher_forced(&mut dev, &case);
@@ -72,7 +72,7 @@ fn check_reference(model: TestModel, exact: bool, tol: f32, free: bool) -> f32 {
             case.first_near_tie()
         );
     }
-    assert_eq!(dev.free_kv_tokens(), free, "every slot was given back");
+    assert_eq!(dev.free_kv_tokens(), free_kv, "every slot was given back");
     eprintln!("{model:?} exact={exact}: largest first-step top-10 |diff| {worst:.4}");
     worst
 }

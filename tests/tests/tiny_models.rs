@@ -35,6 +35,9 @@ fn check(arch: &str, exact: bool) {
         threads: 2,
         kv_tokens_budget: 64,
         exact,
+        // numpy computes in f32: keep the cache exact too (f16, the default, is checked
+        // against f32 in tests/kv_cache.rs)
+        kv_type: orcd_engine::KvType::F32,
         ..CpuOptions::default()
     };
     let mut dev = CpuBackend::new(model, opts).expect("backend");

@@ -1,3 +1,7 @@
+//! Longer than 600 lines on purpose: like llama2.c's `run.c`, the whole step (weights, run
+//! state, the layer loop and each small op, GPT-OSS's experts and the KV views included) reads
+//! top to bottom in one file; the reference for every CUDA kernel is here.
+//!
 //! The forward pass of one batched step on the CPU, written after llama2.c's `run.c`: the
 //! weights ([`CpuWeights`] plus the mapped matrices), the run state ([`RunState`], one buffer per
 //! activation with its shape) and [`forward`], a list of small ops.

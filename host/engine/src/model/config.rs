@@ -1,3 +1,7 @@
+//! Longer than 600 lines on purpose: the metadata of every supported architecture (nine
+//! families, their RoPE variants and expert keys) is read in one place, so a reader sees
+//! every key the worker accepts and the typed error for each it refuses.
+//!
 //! A model's hyper-parameters, read from the GGUF metadata (`{arch}.*` keys), plus the few
 //! architecture constants llama.cpp hard-codes because the file does not store them.
 //!

@@ -252,6 +252,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         info!(event = "model_load_progress", worker_id = %worker_id, percent = 100, "CPU backend ready");
     }
     let info = device.info();
+    let kv_backend = match args.backend {
+        Backend::Cpu => super::generate::Backend::Cpu,
+        Backend::Cuda => super::generate::Backend::Cuda,
+    };
+    let kv_type = kv_backend.kv_type(args.kv_type)?;
     info!(
         event = "model_load_complete",
         worker_id = %worker_id,
@@ -259,7 +264,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         device = %info.name,
         weights_bytes = info.weights_bytes,
         kv_cache_bytes = info.kv_cache_bytes,
-        kv_type = %args.kv_type,
+        kv_type = %kv_type,
         kv_tokens = device.free_kv_tokens(),
         "model loaded"
     );

@@ -407,10 +407,7 @@ impl Batcher {
                 Some(k) => match RawRow::read(self.device.as_ref(), this_row, k) {
                     Ok(r) => Some(r),
                     Err(e) => {
-                        done.push((
-                            *i,
-                            JobEvent::error(ErrorCode::from_engine(&e), e.to_string()),
-                        ));
+                        done.push((*i, JobEvent::error(e.code(), e.to_string())));
                         continue;
                     }
                 },
@@ -442,10 +439,7 @@ impl Batcher {
                     });
                     match entry {
                         Some(Err(e)) => {
-                            done.push((
-                                *i,
-                                JobEvent::error(ErrorCode::from_engine(&e), e.to_string()),
-                            ));
+                            done.push((*i, JobEvent::error(e.code(), e.to_string())));
                             continue;
                         }
                         Some(Ok(entry)) => (sampled, Some(entry)),

@@ -218,13 +218,14 @@ async fn whole(reply: Reply, subs: Vec<Submitted>) -> Result<Response, OpenAiErr
     Ok(Json(Value::Object(body)).into_response())
 }
 
+/// One choice's job events, tagged with the choice's index.
+type ChoiceEvents = std::pin::Pin<Box<dyn Stream<Item = (usize, JobEvent)> + Send>>;
+
 /// The state of a streamed answer.
 struct Streaming {
     reply: Reply,
     pieces: Pieces,
-    events: futures_util::stream::SelectAll<
-        std::pin::Pin<Box<dyn Stream<Item = (usize, JobEvent)> + Send>>,
-    >,
+    events: futures_util::stream::SelectAll<ChoiceEvents>,
     guards: Vec<CancelOnDrop>,
     choices: Vec<Choice>,
     /// Data lines ready to send.
@@ -393,7 +394,7 @@ fn stream(
     for (i, sub) in subs.into_iter().enumerate() {
         guards.push(sub.guard);
         let rx = sub.events;
-        let s: std::pin::Pin<Box<dyn Stream<Item = (usize, JobEvent)> + Send>> =
+        let s: ChoiceEvents =
             Box::pin(futures_util::stream::unfold(rx, move |mut rx| async move {
                 rx.recv().await.map(|ev| ((i, ev), rx))
             }));

@@ -37,7 +37,7 @@ pub fn constraint(
         Some(Value::String(g)) if g.len() > MAX_GRAMMAR_BYTES => {
             return Err(AppError::invalid(
                 "grammar",
-                &format!("longer than {MAX_GRAMMAR_BYTES} bytes"),
+                format!("longer than {MAX_GRAMMAR_BYTES} bytes"),
             ));
         }
         Some(Value::String(g)) => Some(ConstraintSpec {
@@ -71,7 +71,7 @@ pub fn constraint(
         Some(_) => {
             return Err(AppError::invalid(
                 "constraint_plugin",
-                &format!("must be a plugin name (1 to {MAX_PLUGIN_NAME} of [a-z0-9_-])"),
+                format!("must be a plugin name (1 to {MAX_PLUGIN_NAME} of [a-z0-9_-])"),
             ));
         }
     };
