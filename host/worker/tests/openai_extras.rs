@@ -127,10 +127,13 @@ async fn openai_stream(w: &TestWorker, path: &str, body: &Value) -> (Vec<Value>,
     (chunks, done)
 }
 
+/// Per step: the greedy token, its log-probability, and the top `k` (token, log-probability).
+type Scored = (u32, f64, Vec<(u32, f64)>);
+
 /// The model's log-softmax at each greedy step after `prompt`, computed here on a second CPU
 /// backend: (greedy id, its log-probability, the best `k` (id, log-probability)) per step,
 /// from the full logits row in f64.
-fn reference_greedy(prompt: &[u32], steps: usize, k: usize) -> Vec<(u32, f64, Vec<(u32, f64)>)> {
+fn reference_greedy(prompt: &[u32], steps: usize, k: usize) -> Vec<Scored> {
     use orcd_engine::{Device, LogitsWanted, SeqInput};
     let model = orcd_engine::model::Model::open(&smollm2_path()).unwrap();
     let mut dev = orcd_engine::cpu::CpuBackend::new(
