@@ -158,6 +158,39 @@ fn the_constraint_template_builds_and_passes_plugin_check() {
         report.contains("PASS  6 random walks end complete"),
         "{report}"
     );
+
+    // Served: a /v1 completion with its grammar of literals and `constraint_plugin` (the body
+    // the `openai` client sends with `extra_body`) answers one of them; a grammar the template
+    // does not enforce is a 400 naming `grammar`.
+    let plugin_dir = work.join("plugins");
+    std::fs::create_dir_all(&plugin_dir).unwrap();
+    std::fs::copy(&wasm, plugin_dir.join("tmpl_constraint.wasm")).unwrap();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let w = serve(&plugin_dir).await;
+            let complete = |grammar: &'static str| {
+                let body = serde_json::json!({"model": "any", "prompt": "Is the sky blue?",
+                    "max_tokens": 8, "temperature": 0.9, "seed": 3, "grammar": grammar,
+                    "constraint_plugin": "tmpl-constraint"});
+                let (client, url) = (w.client.clone(), w.url("/v1/completions"));
+                async move {
+                    let resp = client.post(url).json(&body).send().await.unwrap();
+                    let status = resp.status().as_u16();
+                    (status, resp.json::<serde_json::Value>().await.unwrap())
+                }
+            };
+            let (status, answer) = complete("root ::= \"yes\" | \"no\"").await;
+            assert_eq!(status, 200, "{answer}");
+            let text = answer["choices"][0]["text"].as_str().unwrap();
+            assert!(text == "yes" || text == "no", "{answer}");
+            let (status, refused) = complete("root ::= [a-z]+").await;
+            assert_eq!(status, 400, "{refused}");
+            assert!(refused.to_string().contains("grammar"), "{refused}");
+        });
     let _ = std::fs::remove_dir_all(&work);
 }
 
@@ -184,10 +217,8 @@ fn the_handler_template_builds_and_passes_plugin_check() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
-/// A CPU worker on SmolLM2 with `plugin_dir`: a completion with the new sampler succeeds, its
-/// tokens are the same for the same seed, and an unknown sampler is refused with
-/// `PLUGIN_NOT_FOUND` listing the new one among those loaded.
-async fn serve_the_new_sampler(plugin_dir: &Path) {
+/// A CPU worker on SmolLM2 with the plugins of `plugin_dir`.
+async fn serve(plugin_dir: &Path) -> common::TestWorker {
     let path = common::smollm2_path();
     let model = orcd_engine::model::Model::open(&path).expect("SmolLM2 loads");
     let facts = worker_orcd::model_facts::model_facts(&model, &path);
@@ -202,7 +233,14 @@ async fn serve_the_new_sampler(plugin_dir: &Path) {
         },
     )
     .expect("CPU backend");
-    let w = common::start(Box::new(device), plugins, facts, common::test_options(2, 2)).await;
+    common::start(Box::new(device), plugins, facts, common::test_options(2, 2)).await
+}
+
+/// A CPU worker on SmolLM2 with `plugin_dir`: a completion with the new sampler succeeds, its
+/// tokens are the same for the same seed, and an unknown sampler is refused with
+/// `PLUGIN_NOT_FOUND` listing the new one among those loaded.
+async fn serve_the_new_sampler(plugin_dir: &Path) {
+    let w = serve(plugin_dir).await;
     let complete = |sampler: &'static str| {
         let body = serde_json::json!({"model": "any", "prompt": "Once upon a time",
             "max_tokens": 6, "temperature": 0.9, "seed": 11, "sampler": sampler});
