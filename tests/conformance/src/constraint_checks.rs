@@ -328,6 +328,12 @@ impl Compiled<'_> {
                 }
                 return Ok((out, step + 1, in_allowed));
             }
+            if self.vocab.pieces[t as usize].is_empty() {
+                return Err(format!(
+                    "allowed token {t} after {}, which stands for no text",
+                    shown(&out)
+                ));
+            }
             s.advance(t).map_err(|e| {
                 format!(
                     "refused token {t} that its mask allowed after {}: {}",
