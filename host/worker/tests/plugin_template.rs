@@ -97,6 +97,21 @@ fn new_and_build(kind: &str, name: &str) -> (PathBuf, PathBuf) {
         ),
         "cargo build --target wasm32-wasip2",
     );
+    // Lint-clean as written, natively (logic and tests) and for Wasm (the exports).
+    for args in [
+        &["clippy", "--release", "--offline", "--all-targets"][..],
+        &[
+            "clippy",
+            "--release",
+            "--offline",
+            "--target",
+            "wasm32-wasip2",
+        ][..],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--", "-D", "warnings"]);
+        ok(&cargo(&krate, &args, &target), "cargo clippy");
+    }
     let wasm = target.join(format!(
         "wasm32-wasip2/release/{}.wasm",
         name.replace('-', "_")
