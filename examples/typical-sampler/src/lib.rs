@@ -100,14 +100,100 @@ impl Sampler for Typical {
                 .map(|c| f64::from(c.logit - best) * inv_t)
                 .collect()
         };
-        let keep = typical_set(&scaled, &w[..live], self.p);
-        let mut kept = vec![0.0; live];
-        for &i in &keep {
-            kept[i] = w[i];
-        }
-        let i = draw(&kept, &mut self.rng).ok_or(Error::NoValidLogits)?;
+        let i = draw_typical(&scaled, &w[..live], self.p, &mut self.rng)?;
         Ok(cands[i].id)
     }
+}
+
+/// Draw a candidate of the locally typical set (see [`typical_set`]) with probability
+/// proportional to its weight. The set is a run of indices around the pivot (the walk outward
+/// takes each side's next index), so the draw reads that slice of `w` in place; only a run of
+/// equal distances cut part-way leaves a gap, drawn over a copy. The same index as
+/// [`draw_typical_reference`] for the same generator state (the same sums in the same order).
+fn draw_typical(scaled: &[f64], w: &[f64], p: f64, rng: &mut Rng) -> Result<usize, Error> {
+    let kept = typical_range(scaled, w, p);
+    let i = if kept.gap.is_empty() {
+        draw(&w[kept.lo..kept.hi], rng)
+    } else {
+        let mut part = w[kept.lo..kept.hi].to_vec();
+        part[kept.gap.start - kept.lo..kept.gap.end - kept.lo].fill(0.0);
+        draw(&part, rng)
+    };
+    i.map(|i| i + kept.lo).ok_or(Error::NoValidLogits)
+}
+
+/// The unoptimised draw [`draw_typical`] must equal: the set as a list of indices, every other
+/// candidate's weight zeroed over the whole window, one draw over it.
+#[cfg_attr(not(test), allow(dead_code))]
+fn draw_typical_reference(
+    scaled: &[f64],
+    w: &[f64],
+    p: f64,
+    rng: &mut Rng,
+) -> Result<usize, Error> {
+    let mut kept = vec![0.0; w.len()];
+    for i in typical_set(scaled, w, p) {
+        kept[i] = w[i];
+    }
+    draw(&kept, rng).ok_or(Error::NoValidLogits)
+}
+
+/// The typical set as [`typical_set`] takes it, as index bounds: `lo..hi` less `gap` (empty
+/// unless a run of equal distances on the left was cut part-way).
+#[derive(Debug, PartialEq)]
+struct Kept {
+    lo: usize,
+    hi: usize,
+    gap: std::ops::Range<usize>,
+}
+
+/// [`typical_set`]'s walk, keeping bounds instead of a list.
+fn typical_range(scaled: &[f64], w: &[f64], p: f64) -> Kept {
+    let z: f64 = w.iter().sum();
+    let ln_z = z.ln();
+    let entropy = entropy(scaled, w, z, ln_z);
+    let d = |i: usize| ln_z - scaled[i] - entropy;
+    let n = scaled.len();
+    let pivot = (0..n).find(|&i| d(i) >= 0.0).unwrap_or(n);
+    let (mut left, mut right) = (pivot, pivot);
+    let mut mass = 0.0;
+    let target = p * z;
+    while left > 0 || right < n {
+        if left > 0 && (right == n || -d(left - 1) <= d(right)) {
+            let run_end = left;
+            let dist = d(left - 1);
+            while left > 0 && d(left - 1) == dist {
+                left -= 1;
+            }
+            for (i, &wi) in (left..run_end).zip(&w[left..run_end]) {
+                mass += wi;
+                if mass >= target {
+                    return Kept {
+                        lo: left,
+                        hi: right,
+                        gap: (i + 1).min(run_end)..run_end,
+                    };
+                }
+            }
+        } else {
+            mass += w[right];
+            right += 1;
+            if mass >= target {
+                break;
+            }
+        }
+    }
+    Kept {
+        lo: left,
+        hi: right,
+        gap: 0..0,
+    }
+}
+
+/// H = -sum q ln q with q_i = w_i / z and -ln q_i = ln z - scaled_i (one division in all).
+fn entropy(scaled: &[f64], w: &[f64], z: f64, ln_z: f64) -> f64 {
+    let sum: f64 = w.iter().zip(scaled).map(|(&wi, &s)| wi * (ln_z - s)).sum();
+    sum / z
 }
 
 /// Indices of the locally typical set, in the order taken: candidates ordered by how far their
@@ -120,14 +206,11 @@ impl Sampler for Typical {
 /// -ln q_i = ln Z - scaled_i, which grows down the list. So the distances to the entropy fall
 /// then rise, and the order by distance is a merge of two runs walked outward from where the
 /// surprise crosses the entropy: no sort.
+#[cfg_attr(not(test), allow(dead_code))]
 fn typical_set(scaled: &[f64], w: &[f64], p: f64) -> Vec<usize> {
     let z: f64 = w.iter().sum();
     let ln_z = z.ln();
-    let entropy: f64 = w
-        .iter()
-        .zip(scaled)
-        .map(|(&wi, &s)| wi / z * (ln_z - s))
-        .sum();
+    let entropy = entropy(scaled, w, z, ln_z);
     // Signed distance of the surprise from the entropy: non-decreasing in i.
     let d = |i: usize| ln_z - scaled[i] - entropy;
     let n = scaled.len();
@@ -208,11 +291,7 @@ mod tests {
     fn typical_set_by_sort(scaled: &[f64], w: &[f64], p: f64) -> Vec<usize> {
         let z: f64 = w.iter().sum();
         let ln_z = z.ln();
-        let entropy: f64 = w
-            .iter()
-            .zip(scaled)
-            .map(|(&wi, &s)| wi / z * (ln_z - s))
-            .sum();
+        let entropy = entropy(scaled, w, z, ln_z);
         let mut order: Vec<(f64, usize)> = (0..w.len())
             .map(|i| ((ln_z - scaled[i] - entropy).abs(), i))
             .collect();
@@ -232,6 +311,7 @@ mod tests {
     #[test]
     fn the_merge_takes_the_set_a_sort_would() {
         let mut rng = Rng::new(5);
+        let mut gaps = 0;
         for case in 0..400 {
             let n = 1 + (rng.next_f64() * 300.0) as usize;
             // Coarse logits in some cases, so that equal distances (ties) occur.
@@ -259,13 +339,34 @@ mod tests {
                 .map(|&l| f64::from(l - logits[0]) / f64::from(t))
                 .collect();
             for p in [0.05, 0.3, 0.9, 1.0] {
+                let set = typical_set(&scaled, &w[..live], p);
                 assert_eq!(
-                    typical_set(&scaled, &w[..live], p),
+                    set,
                     typical_set_by_sort(&scaled, &w[..live], p),
                     "case {case}, p {p}"
                 );
+                // The bounds the fast draw reads hold the same set.
+                let k = typical_range(&scaled, &w[..live], p);
+                let mut from_bounds: Vec<usize> =
+                    (k.lo..k.hi).filter(|i| !k.gap.contains(i)).collect();
+                let mut sorted = set.clone();
+                sorted.sort_unstable();
+                from_bounds.sort_unstable();
+                assert_eq!(from_bounds, sorted, "case {case}, p {p}");
+                // And the draw is the reference draw, generator state for generator state.
+                let (mut a, mut b) = (Rng::new(case as u64), Rng::new(case as u64));
+                gaps += usize::from(!k.gap.is_empty());
+                for _ in 0..4 {
+                    assert_eq!(
+                        draw_typical(&scaled, &w[..live], p, &mut a),
+                        draw_typical_reference(&scaled, &w[..live], p, &mut b),
+                        "case {case}, p {p}"
+                    );
+                }
             }
         }
+        // Ties cut part-way (a gap in the bounds) are among the cases.
+        assert!(gaps > 0);
     }
 
     #[test]

@@ -17,7 +17,10 @@
 //!   `sample` makes exactly one kind of call (argmax; top-k of 1, 64, 256, 1024; the full row;
 //!   penalties over 64 tokens then argmax).
 //!
-//! Run: `cargo bench -p orcd-plugin-host --bench plugin_cost`.
+//! Run: `cargo bench -p orcd-plugin-host --bench plugin_cost`. With
+//! `ORCD_BENCH_SAMPLER=PATH.wasm[,NAME=VALUE...][;...]`, sampler components of your own (e.g.
+//! the `plugin new --kind sampler` template's, with `k=256`) are measured beside the examples,
+//! their `sampler_params` set to the pairs given.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -253,6 +256,9 @@ fn host_top_k(row: &[f32]) {
     }
 }
 
+/// A sampler's `sampler_params`.
+type Extra = Vec<(String, f64)>;
+
 /// Plugin-side cost of the SDK samplers at 256 candidates, beside `standard` at its 256 window,
 /// then end to end on the mock device (the host's top-k over the row included).
 fn custom_samplers(
@@ -282,18 +288,40 @@ fn custom_samplers(
         cell(standard),
         cell(standard_e2e)
     );
-    for (example, name, extra) in [
-        ("typical-sampler", "typical", vec![("p".to_string(), 0.9)]),
-        (
-            "mirostat-sampler",
-            "mirostat",
-            vec![("tau".to_string(), 5.0)],
-        ),
-    ] {
+    let mut samplers: Vec<(String, std::path::PathBuf, Extra)> = [
+        ("typical-sampler", vec![("p".to_string(), 0.9)]),
+        ("mirostat-sampler", vec![("tau".to_string(), 5.0)]),
+    ]
+    .into_iter()
+    .map(|(example, extra)| {
         let wasm = orcd_tests::guest::build_guest(&root, example);
-        host.load_file(&wasm).expect("example loads");
+        (example.to_string(), wasm, extra)
+    })
+    .collect();
+    let specs = std::env::var("ORCD_BENCH_SAMPLER").unwrap_or_default();
+    for spec in specs.split(';').filter(|s| !s.is_empty()) {
+        let mut parts = spec.split(',');
+        let path = std::path::PathBuf::from(parts.next().unwrap_or_default());
+        let extra = parts
+            .map(|kv| {
+                let (k, v) = kv
+                    .split_once('=')
+                    .expect("ORCD_BENCH_SAMPLER: NAME=VALUE pairs");
+                (
+                    k.to_string(),
+                    v.parse::<f64>().expect("ORCD_BENCH_SAMPLER: a number"),
+                )
+            })
+            .collect();
+        let file = path
+            .file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into());
+        samplers.push((file, path, extra));
+    }
+    for (example, wasm, extra) in samplers {
+        let name = host.load_file(&wasm).expect("sampler loads").name;
         p.extra = extra;
-        let mut session = host.sampler(name, &p, 42).expect("session");
+        let mut session = host.sampler(&name, &p, 42).expect("session");
         let cost = measure(|| {
             session.sample(fixed, 0, prompt).expect("sample");
         });

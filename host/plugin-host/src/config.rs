@@ -31,6 +31,10 @@ pub struct PluginHostConfig {
     pub tokenizer: Option<String>,
     /// Name of the request-handler plugin to use; none = `orcd`, or the only one.
     pub handler: Option<String>,
+    /// Whether a 0.2.0 sampler's `top-k` answer is written into its memory in one pass
+    /// ([`crate::logits`]'s `BulkCandidate`) rather than field by field as wasmtime's generated
+    /// lowering does (the reference, kept for the test that compares them).
+    pub bulk_candidate_lists: bool,
 }
 
 impl Default for PluginHostConfig {
@@ -46,6 +50,7 @@ impl Default for PluginHostConfig {
             fuel_per_call: None,
             tokenizer: None,
             handler: None,
+            bulk_candidate_lists: true,
         }
     }
 }

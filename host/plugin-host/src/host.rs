@@ -183,7 +183,7 @@ impl PluginHost {
                 facts.vocab_size
             );
         }
-        let linkers = make_linkers(&engine)?;
+        let linkers = make_linkers(&engine, cfg.bulk_candidate_lists)?;
         let inner = Arc::new(Inner {
             engine,
             linkers,
@@ -513,7 +513,7 @@ fn make_engine(cfg: &PluginHostConfig) -> Result<Engine, PluginError> {
 }
 
 /// WASI with nothing granted plus each world's host interfaces, for each contract version.
-fn make_linkers(engine: &Engine) -> Result<Linkers, PluginError> {
+fn make_linkers(engine: &Engine, bulk_candidate_lists: bool) -> Result<Linkers, PluginError> {
     let fail = |e: wasmtime::Error| PluginError::Runtime(format!("cannot build linker: {e:#}"));
     let base = || -> Result<Linker<PluginState>, PluginError> {
         let mut l = Linker::new(engine);
@@ -533,6 +533,9 @@ fn make_linkers(engine: &Engine) -> Result<Linkers, PluginError> {
     tokenizer::Tokenizer::add_to_linker::<_, H>(&mut tok, |s| s).map_err(fail)?;
     let mut samp = base()?;
     sampler::Sampler::add_to_linker::<_, H>(&mut samp, |s| s).map_err(fail)?;
+    if bulk_candidate_lists {
+        crate::logits::add_bulk_top_k(&mut samp).map_err(fail)?;
+    }
     let mut hand = base()?;
     handler::RequestHandler::add_to_linker::<_, H>(&mut hand, |s| s).map_err(fail)?;
     let mut cons = base()?;

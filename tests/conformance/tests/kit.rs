@@ -1,6 +1,6 @@
-//! The conformance kit against real components: the shipped sampler, request handler and
-//! tokenizer and the Mirostat example pass it; a deliberately broken sampler fails it on the
-//! checks its bugs break.
+//! The conformance kit against real components: the shipped sampler, request handler,
+//! tokenizer and constraint, and the Mirostat and choice examples pass it; a deliberately
+//! broken sampler and a broken constraint fail it on the checks their bugs break.
 //!
 //! The components are built here with a nested `cargo build --target wasm32-wasip2` into
 //! `target/wasm-plugins` (the folder the plugin host's build script uses too).
@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use orcd_conformance::{SamplerOptions, Suite, check_handler, check_sampler, check_tokenizer};
+use orcd_conformance::{
+    SamplerOptions, Suite, check_constraint, check_handler, check_sampler, check_tokenizer,
+};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -59,6 +61,44 @@ fn tokenizer_passes_a_llama_cpp_suite() {
         vocab.display()
     );
     assert_passes(&check_tokenizer(&wasm, &vocab, &suites).unwrap());
+}
+
+#[test]
+fn constraint_plugins_pass_the_constraint_checks() {
+    // The built-in `structured` (every kind; the kit's `yes|no` as a regex) and the example
+    // `choice` (literal alternatives only).
+    for (package, name) in [
+        ("orcd-constraint", "structured"),
+        ("choice-constraint", "choice"),
+    ] {
+        let wasm = build(&root(), package);
+        let report = check_constraint(&wasm).unwrap();
+        assert!(report.plugin.starts_with(&format!("{name}@")), "{report}");
+        assert_passes(&report);
+        assert!(report.checks.len() >= 7, "{report}");
+    }
+}
+
+#[test]
+fn broken_constraint_fails_on_its_bugs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("broken-constraint");
+    let wasm = build(&dir, "broken-constraint");
+    let report = check_constraint(&wasm).unwrap();
+    println!("{report}");
+    assert!(!report.passed());
+    let failed: Vec<&str> = report.failures().map(|c| c.name.as_str()).collect();
+    for check in [
+        "first mask is well formed",
+        "6 random walks end complete",
+        "the longest walk ends complete",
+        "a token outside the mask is refused",
+        "an unknown kind is refused",
+    ] {
+        assert!(failed.contains(&check), "{check}: {failed:?}");
+    }
+    // What it does right still passes.
+    let passed = |name: &str| report.checks.iter().any(|c| c.name == name && c.passed);
+    assert!(passed("compiles a trivial constraint"));
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `worker-orcd plugin`: the plugin author's tools, in the binary they already have.
 //!
 //! ```text
-//! worker-orcd plugin new NAME --kind sampler [--dir PARENT] [--sdk-path DIR | --sdk-version V]
+//! worker-orcd plugin new NAME --kind sampler|constraint|tokenizer|handler [--dir PARENT]
+//!     [--sdk-path DIR | --sdk-version V]
 //! worker-orcd plugin check FILE.wasm [--vocab X.gguf] [--max-us-per-token N]
 //! worker-orcd plugin list [--url http://127.0.0.1:8080]
 //! ```
@@ -14,7 +15,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use orcd_conformance::{
-    Report, SamplerOptions, Suite, check_handler, check_sampler, check_tokenizer, detect_kind,
+    Report, SamplerOptions, Suite, check_constraint, check_handler, check_sampler, check_tokenizer,
+    detect_kind,
 };
 use orcd_plugin_host::PluginKind;
 
@@ -116,10 +118,7 @@ fn check(a: &CheckArgs) -> anyhow::Result<Report> {
             check_tokenizer(&a.file, vocab, &suites)?
         }
         PluginKind::RequestHandler => check_handler(&a.file)?,
-        PluginKind::Constraint => anyhow::bail!(
-            "{} is a constraint plugin: the conformance kit has no constraint checks yet",
-            a.file.display()
-        ),
+        PluginKind::Constraint => check_constraint(&a.file)?,
     })
 }
 

@@ -2,10 +2,16 @@
 //! `plugin_template/` (embedded in the binary, so an author needs nothing of this repository).
 //!
 //! The crate has its own `[workspace]` (it builds in any folder, even inside another
-//! workspace), no inherited fields, the contract in `wit/`, and depends on `orcd-plugin-sdk`:
-//! by default the copy the worker carries (`plugin_sdk`), written to `vendor/orcd-plugin-sdk`;
-//! or by path (`--sdk-path`, e.g. a checkout's `plugins/sdk`) or by version (`--sdk-version`,
-//! from a registry).
+//! workspace), no inherited fields, the contract in `wit/`, a README and native unit tests.
+//! By kind:
+//! - sampler: depends on `orcd-plugin-sdk`: by default the copy the worker carries
+//!   (`plugin_sdk`), written to `vendor/orcd-plugin-sdk`; or by path (`--sdk-path`, e.g. a
+//!   checkout's `plugins/sdk`) or by version (`--sdk-version`, from a registry);
+//! - constraint, tokenizer: `wit-bindgen` over `wit/` directly (the SDK is a sampler SDK);
+//!   the logic in `src/lib.rs`, the exports in `src/component.rs`;
+//! - handler: the worker's own request-handler library, carried in `vendor/orcd-handler` (the
+//!   `/execute` format is a spec of 60-odd checks the kit runs; a handler rewritten from
+//!   nothing would not pass them), with the author's policy in `src/lib.rs` in front of it.
 
 use std::path::{Path, PathBuf};
 
@@ -16,19 +22,104 @@ use crate::cli::plugin_sdk;
 /// The contract version the templates are written against.
 const CONTRACT: &str = orcd_plugin_host::CONTRACT_VERSION;
 
-/// The kinds a template exists for (and the one that is planned).
+/// The kinds of plugin a template exists for.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum NewKind {
     /// A sampler: picks each next token (the SDK's `Sampler` trait).
     Sampler,
-    /// A constraint (the `constraint` world of contract 0.2.0): no template yet; asking for
-    /// one is an error that points at `examples/choice-constraint` and `plugins/constraint`.
+    /// A constraint (the `constraint` world): the output is one of a list of answers
+    /// (`"regex": "yes|no|maybe"`).
     Constraint,
-    /// A tokenizer: text to token ids and back (the `tokenizer` world).
+    /// A tokenizer (the `tokenizer` world): byte-level (one token per byte), which round-trips
+    /// any text but is not the model's own tokenization.
     Tokenizer,
-    /// A request handler: the `/execute` body, stop sequences, SSE events.
+    /// A request handler (the `request-handler` world): the worker's own `/execute` handling
+    /// (carried in `vendor/orcd-handler`) with a policy of the author's in front.
     Handler,
 }
+
+impl NewKind {
+    fn name(self) -> &'static str {
+        match self {
+            NewKind::Sampler => "sampler",
+            NewKind::Constraint => "constraint",
+            NewKind::Tokenizer => "tokenizer",
+            NewKind::Handler => "handler",
+        }
+    }
+
+    fn default_description(self) -> &'static str {
+        match self {
+            NewKind::Sampler => "a custom sampler",
+            NewKind::Constraint => "the output is one of the answers of a regex like yes|no|maybe",
+            NewKind::Tokenizer => "a byte-level tokenizer: one token per byte",
+            NewKind::Handler => "the worker's /execute handling with a prompt policy in front",
+        }
+    }
+
+    /// `(path in the crate, template)` of the kind's own files.
+    fn files(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            NewKind::Sampler => &[
+                (
+                    "src/lib.rs",
+                    include_str!("plugin_template/sampler.lib.rs.tmpl"),
+                ),
+                (
+                    "README.md",
+                    include_str!("plugin_template/sampler.README.md.tmpl"),
+                ),
+            ],
+            NewKind::Constraint => &[
+                (
+                    "src/lib.rs",
+                    include_str!("plugin_template/constraint.lib.rs.tmpl"),
+                ),
+                (
+                    "src/component.rs",
+                    include_str!("plugin_template/constraint.component.rs.tmpl"),
+                ),
+                (
+                    "README.md",
+                    include_str!("plugin_template/constraint.README.md.tmpl"),
+                ),
+            ],
+            NewKind::Tokenizer => &[
+                (
+                    "src/lib.rs",
+                    include_str!("plugin_template/tokenizer.lib.rs.tmpl"),
+                ),
+                (
+                    "src/component.rs",
+                    include_str!("plugin_template/tokenizer.component.rs.tmpl"),
+                ),
+                (
+                    "README.md",
+                    include_str!("plugin_template/tokenizer.README.md.tmpl"),
+                ),
+            ],
+            NewKind::Handler => &[
+                (
+                    "src/lib.rs",
+                    include_str!("plugin_template/handler.lib.rs.tmpl"),
+                ),
+                (
+                    "src/component.rs",
+                    include_str!("plugin_template/handler.component.rs.tmpl"),
+                ),
+                (
+                    "README.md",
+                    include_str!("plugin_template/handler.README.md.tmpl"),
+                ),
+            ],
+        }
+    }
+}
+
+/// The bindings generator, for the kinds that use the contract directly (the sampler's come
+/// with the SDK). The version the worker's own plugins build with.
+const WIT_BINDGEN: &str = "[target.'cfg(target_arch = \"wasm32\")'.dependencies]\n\
+     wit-bindgen = { version = \"0.61\", default-features = false, features = [\"macros\", \"realloc\", \"std\"] }";
 
 #[derive(clap::Args, Debug)]
 pub struct NewArgs {
@@ -41,76 +132,89 @@ pub struct NewArgs {
     /// Folder to create the crate in (it becomes DIR/NAME).
     #[arg(long, value_name = "DIR", default_value = ".")]
     dir: PathBuf,
-    /// Depend on the SDK at this path (a checkout's `plugins/sdk`) instead of the copy the
-    /// worker carries (written to `NAME/vendor/orcd-plugin-sdk` by default).
+    /// Samplers: depend on the SDK at this path (a checkout's `plugins/sdk`) instead of the
+    /// copy the worker carries (written to `NAME/vendor/orcd-plugin-sdk` by default).
     #[arg(long, value_name = "DIR", conflicts_with = "sdk_version")]
     sdk_path: Option<PathBuf>,
-    /// Depend on this version of `orcd-plugin-sdk` from a registry instead of the copy the
-    /// worker carries.
+    /// Samplers: depend on this version of `orcd-plugin-sdk` from a registry instead of the
+    /// copy the worker carries.
     #[arg(long, value_name = "VERSION")]
     sdk_version: Option<String>,
-    /// One line describing the plugin (shown by `worker-orcd plugin list`).
-    #[arg(long, default_value = "a custom sampler")]
-    description: String,
+    /// One line describing the plugin (shown by `worker-orcd plugin list`); each kind has a
+    /// default.
+    #[arg(long)]
+    description: Option<String>,
 }
 
 /// Write the crate; returns its folder.
 pub fn new_crate(a: &NewArgs) -> anyhow::Result<PathBuf> {
     check_name(&a.name)?;
-    match a.kind {
-        NewKind::Sampler => {}
-        NewKind::Constraint | NewKind::Tokenizer | NewKind::Handler => anyhow::bail!(
-            "no template for {:?} plugins yet: start from the worker's own \
-             (examples/choice-constraint, plugins/constraint, plugins/tokenizer, plugins/handler \
-             in the repository) and the WIT contract {CONTRACT}",
-            a.kind
-        ),
+    if a.kind != NewKind::Sampler && (a.sdk_path.is_some() || a.sdk_version.is_some()) {
+        anyhow::bail!(
+            "--sdk-path and --sdk-version are for samplers: a {} plugin uses the contract in \
+             wit/ directly",
+            a.kind.name()
+        );
     }
-    if a.description.contains(['"', '\\', '\n']) {
+    let description = a
+        .description
+        .as_deref()
+        .unwrap_or(a.kind.default_description());
+    if description.contains(['"', '\\', '\n']) {
         anyhow::bail!("--description: one line without quotes or backslashes");
     }
     let root = a.dir.join(&a.name);
     if root.exists() {
         anyhow::bail!("{} already exists", root.display());
     }
-    let deps = sdk_dependency(a)?;
+    let deps = match a.kind {
+        NewKind::Sampler => format!("[dependencies]\n{}", sdk_dependency(a)?),
+        NewKind::Constraint | NewKind::Tokenizer => WIT_BINDGEN.to_string(),
+        NewKind::Handler => format!(
+            "[dependencies]\n\
+             # The request-handler library of worker-orcd {}, as the worker carries it.\n\
+             orcd-handler = {{ path = \"{}\" }}\n\n{WIT_BINDGEN}",
+            env!("CARGO_PKG_VERSION"),
+            plugin_sdk::HANDLER_DIR
+        ),
+    };
     let lib = a.name.replace('-', "_");
     let fill = |t: &str| {
         t.replace("{{name}}", &a.name)
             .replace("{{lib}}", &lib)
-            .replace("{{description}}", &a.description)
+            .replace("{{description}}", description)
             .replace("{{deps}}", &deps)
             .replace("{{contract}}", CONTRACT)
     };
     let mut files: Vec<(String, String)> = vec![
         (
-            "Cargo.toml",
+            "Cargo.toml".to_string(),
             fill(include_str!("plugin_template/Cargo.toml.tmpl")),
         ),
         (
-            "src/lib.rs",
-            fill(include_str!("plugin_template/sampler.lib.rs.tmpl")),
-        ),
-        (
-            "README.md",
-            fill(include_str!("plugin_template/sampler.README.md.tmpl")),
-        ),
-        (
-            ".gitignore",
+            ".gitignore".to_string(),
             include_str!("plugin_template/gitignore.tmpl").to_string(),
         ),
-    ]
-    .into_iter()
-    .map(|(p, t)| (p.to_string(), t))
-    .collect();
-    // The contract, for the SDK's bindings and for the author to read.
+    ];
+    for (path, template) in a.kind.files() {
+        files.push((path.to_string(), fill(template)));
+    }
+    // The contract, for the bindings and for the author to read.
     for (path, text) in plugin_sdk::WIT {
         files.push((format!("wit/{path}"), text.to_string()));
     }
-    if a.sdk_path.is_none() && a.sdk_version.is_none() {
-        for (path, text) in plugin_sdk::sdk_files()? {
-            files.push((format!("{}/{path}", plugin_sdk::SDK_DIR), text));
+    match a.kind {
+        NewKind::Sampler if a.sdk_path.is_none() && a.sdk_version.is_none() => {
+            for (path, text) in plugin_sdk::sdk_files()? {
+                files.push((format!("{}/{path}", plugin_sdk::SDK_DIR), text));
+            }
         }
+        NewKind::Handler => {
+            for (path, text) in plugin_sdk::handler_files()? {
+                files.push((format!("{}/{path}", plugin_sdk::HANDLER_DIR), text));
+            }
+        }
+        _ => {}
     }
     for (rel, text) in &files {
         write(&root.join(rel), text)?;
@@ -178,18 +282,28 @@ mod tests {
             kind,
             dir: dir.to_path_buf(),
             sdk_path: None,
-            sdk_version: Some("0.2.0".into()),
-            description: "test sampler".into(),
+            sdk_version: (kind == NewKind::Sampler).then(|| "0.2.0".into()),
+            description: None,
         }
+    }
+
+    fn temp(what: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("orcd-plugin-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
     }
 
     #[test]
     fn writes_a_standalone_crate() {
-        let dir = std::env::temp_dir().join(format!("orcd-plugin-new-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let root = new_crate(&args("my-sampler", NewKind::Sampler, &dir)).unwrap();
+        let dir = temp("new");
+        let a = NewArgs {
+            description: Some("test sampler".into()),
+            ..args("my-sampler", NewKind::Sampler, &dir)
+        };
+        let root = new_crate(&a).unwrap();
         let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
         assert!(manifest.contains("name = \"my-sampler\""));
+        assert!(manifest.contains("description = \"test sampler\""));
         assert!(manifest.contains("orcd-plugin-sdk = \"0.2.0\""));
         assert!(manifest.contains("[workspace]"), "standalone");
         assert!(!manifest.contains(".workspace"), "nothing inherited");
@@ -200,14 +314,60 @@ mod tests {
         assert!(readme.contains("release/my_sampler.wasm"));
         assert!(!readme.contains("{{") && !lib.contains("{{") && !manifest.contains("{{"));
         // Never over an existing folder.
-        assert!(new_crate(&args("my-sampler", NewKind::Sampler, &dir)).is_err());
+        assert!(new_crate(&a).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn every_kind_gets_its_own_crate() {
+        let dir = temp("kinds");
+        for (kind, world) in [
+            (NewKind::Constraint, "world: \"constraint\""),
+            (NewKind::Tokenizer, "world: \"tokenizer\""),
+            (NewKind::Handler, "world: \"request-handler\""),
+        ] {
+            let name = format!("my-{}", kind.name());
+            let root = new_crate(&args(&name, kind, &dir)).unwrap();
+            let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+            let manifest = read("Cargo.toml");
+            assert!(manifest.contains("[workspace]") && !manifest.contains(".workspace"));
+            assert!(
+                manifest.contains("wit-bindgen = { version = \"0.61\""),
+                "{manifest}"
+            );
+            assert!(!manifest.contains("orcd-plugin-sdk"), "{manifest}");
+            let (lib, component, readme) = (
+                read("src/lib.rs"),
+                read("src/component.rs"),
+                read("README.md"),
+            );
+            assert!(component.contains(world), "{kind:?}");
+            assert!(component.contains("path: \"wit\""), "{kind:?}");
+            assert!(lib.contains("#[test]"), "{kind:?}: a native unit test");
+            assert!(
+                readme.contains(&format!("release/my_{}.wasm", kind.name())),
+                "{kind:?}"
+            );
+            assert!(
+                lib.contains(&format!("\"{name}\"")),
+                "{kind:?}: the plugin's name"
+            );
+            for text in [&manifest, &lib, &component, &readme] {
+                assert!(!text.contains("{{"), "{kind:?}: a placeholder left");
+            }
+            assert!(root.join("wit/worlds.wit").is_file());
+            assert_eq!(
+                root.join("vendor/orcd-handler").exists(),
+                kind == NewKind::Handler
+            );
+            assert!(!root.join("vendor/orcd-plugin-sdk").exists());
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn by_default_the_crate_carries_the_sdk_and_the_contract() {
-        let dir = std::env::temp_dir().join(format!("orcd-plugin-sdk-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = temp("sdk");
         let a = NewArgs {
             sdk_version: None,
             ..args("carried", NewKind::Sampler, &dir)
@@ -236,11 +396,21 @@ mod tests {
     }
 
     #[test]
-    fn bad_names_and_planned_kinds_are_errors() {
-        let dir = std::env::temp_dir();
+    fn bad_names_and_misplaced_options_are_errors() {
+        let dir = temp("bad");
         assert!(new_crate(&args("My Sampler", NewKind::Sampler, &dir)).is_err());
         assert!(new_crate(&args("1st", NewKind::Sampler, &dir)).is_err());
-        let e = new_crate(&args("c", NewKind::Constraint, &dir)).unwrap_err();
-        assert!(e.to_string().contains("plugins/constraint"), "{e}");
+        let a = NewArgs {
+            sdk_version: Some("0.2.0".into()),
+            ..args("c", NewKind::Constraint, &dir)
+        };
+        let e = new_crate(&a).unwrap_err();
+        assert!(e.to_string().contains("for samplers"), "{e}");
+        let a = NewArgs {
+            description: Some("say \"hi\"".into()),
+            ..args("c", NewKind::Constraint, &dir)
+        };
+        assert!(new_crate(&a).is_err());
+        assert!(!dir.exists(), "nothing written for a refused crate");
     }
 }

@@ -7,7 +7,9 @@
 //!
 //! ```text
 //! NAME/wit/                        the contract (wit/*.wit and its README)
-//! NAME/vendor/orcd-plugin-sdk/     the SDK crate, its manifest made standalone
+//! NAME/vendor/orcd-plugin-sdk/     the SDK crate, its manifest made standalone (samplers)
+//! NAME/vendor/orcd-handler/        the worker's request-handler library (handlers): the
+//!                                  `/execute` format the kit checks, without its exports
 //! ```
 //!
 //! The SDK's bindings read `../../wit` from its own folder, which is `wit/` in the repository
@@ -58,6 +60,29 @@ pub const WIT: &[(&str, &str)] = embed!("wit":
 /// Where the SDK goes in a new plugin's folder (its bindings find the contract at `../../wit`).
 pub const SDK_DIR: &str = "vendor/orcd-plugin-sdk";
 
+/// The request-handler library, `plugins/handler`, all but its Wasm exports
+/// (`src/component.rs`, which a new handler replaces with its own).
+pub const HANDLER: &[(&str, &str)] = embed!("plugins/handler":
+    "Cargo.toml",
+    "src/constraint.rs",
+    "src/events.rs",
+    "src/execute.rs",
+    "src/execute_tests.rs",
+    "src/lib.rs",
+    "src/stop.rs",
+);
+
+/// The one file of `plugins/handler` that is not carried.
+#[cfg(test)]
+const HANDLER_LEFT_OUT: &str = "src/component.rs";
+
+/// Where the handler library goes in a new handler's folder.
+pub const HANDLER_DIR: &str = "vendor/orcd-handler";
+
+/// The lines of `plugins/handler/src/lib.rs` that declare its exports; the carried copy is a
+/// plain library without them.
+const HANDLER_EXPORTS: &str = "#[cfg(target_arch = \"wasm32\")]\nmod component;\n";
+
 /// The workspace manifest, for the `[workspace.package]` values the SDK inherits.
 const WORKSPACE_MANIFEST: &str =
     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"));
@@ -76,6 +101,84 @@ pub fn sdk_files() -> anyhow::Result<Vec<(&'static str, String)>> {
             Ok((path, text))
         })
         .collect()
+}
+
+/// The files to write for the handler library, under [`HANDLER_DIR`]: a plain library (its
+/// `lib.rs` without the exports, a manifest with only `[package]` and `[dependencies]`).
+pub fn handler_files() -> anyhow::Result<Vec<(&'static str, String)>> {
+    HANDLER
+        .iter()
+        .map(|&(path, text)| {
+            let text = match path {
+                "Cargo.toml" => library_manifest(text, WORKSPACE_MANIFEST)
+                    .context("the embedded handler manifest")?,
+                "src/lib.rs" => {
+                    anyhow::ensure!(
+                        text.contains(HANDLER_EXPORTS),
+                        "plugins/handler/src/lib.rs no longer declares `mod component` as \
+                         cli/plugin_sdk.rs expects"
+                    );
+                    text.replace(HANDLER_EXPORTS, "")
+                }
+                _ => text.to_string(),
+            };
+            Ok((path, text))
+        })
+        .collect()
+}
+
+/// `manifest` as a plain library another crate depends on by path: `[package]` made
+/// standalone as in [`standalone_manifest`], `[dependencies]` with each `NAME.workspace = true`
+/// taking its `[workspace.dependencies]` value; `[lib]` (its crate types), the Wasm-only
+/// dependencies (the bindings of the exports left out) and `[lints]` go. Any other section, or
+/// a dependency it cannot resolve (a path inside the repository), is an error.
+pub fn library_manifest(manifest: &str, workspace: &str) -> anyhow::Result<String> {
+    let deps = section_values(workspace, "workspace.dependencies");
+    let mut kept = String::new();
+    let mut section = String::new();
+    for line in manifest.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            section = name.to_string();
+        }
+        let dropped = section == "lib"
+            || section == "lints"
+            || section == "target.'cfg(target_arch = \"wasm32\")'.dependencies";
+        anyhow::ensure!(
+            dropped || matches!(section.as_str(), "" | "package" | "dependencies"),
+            "[{section}]: a carried library has only [package] and [dependencies]"
+        );
+        if dropped {
+            continue;
+        }
+        if section == "dependencies"
+            && let Some(name) = t
+                .strip_suffix("= true")
+                .map(str::trim_end)
+                .and_then(|k| k.strip_suffix(".workspace"))
+        {
+            let value = deps
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v)
+                .with_context(|| format!("[workspace.dependencies] has no `{name}`"))?;
+            anyhow::ensure!(
+                !value.contains("path"),
+                "`{name}` is a path inside the repository: it cannot be carried"
+            );
+            kept.push_str(&format!("{name} = {value}\n"));
+            continue;
+        }
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    // `[package]`'s inheritance is resolved the same way as the SDK's.
+    standalone_manifest(&kept, workspace).map(|m| {
+        m.replace(
+            "# The worker-orcd plugin SDK (plugins/sdk of the worker's repository)",
+            "# The worker-orcd request-handler library (plugins/handler of the worker's repository)",
+        )
+    })
 }
 
 /// `manifest` without workspace inheritance: each `KEY.workspace = true` of `[package]` takes
@@ -214,6 +317,63 @@ mod tests {
         assert!(manifest.contains(&version), "{manifest}");
         assert!(manifest.contains("edition = \"2024\""), "{manifest}");
         assert!(manifest.contains("wit-bindgen"), "{manifest}");
+    }
+
+    #[test]
+    fn the_embedded_handler_is_the_tree_but_its_exports() {
+        let dir = repo().join("plugins/handler");
+        let mut carried: Vec<String> = HANDLER.iter().map(|(p, _)| p.to_string()).collect();
+        carried.push(HANDLER_LEFT_OUT.to_string());
+        carried.sort();
+        assert_eq!(
+            carried,
+            tree(&dir, false),
+            "update HANDLER in cli/plugin_sdk.rs"
+        );
+        for (path, text) in HANDLER {
+            assert_eq!(*text, std::fs::read_to_string(dir.join(path)).unwrap());
+        }
+        let files = handler_files().unwrap();
+        let file = |p: &str| &files.iter().find(|(q, _)| *q == p).unwrap().1;
+        assert!(
+            !file("src/lib.rs").contains("component"),
+            "{}",
+            file("src/lib.rs")
+        );
+        let manifest = file("Cargo.toml");
+        assert!(!manifest.contains("workspace"), "{manifest}");
+        assert!(
+            !manifest.contains("cdylib") && !manifest.contains("wit-bindgen"),
+            "{manifest}"
+        );
+        assert!(manifest.contains("name = \"orcd-handler\""), "{manifest}");
+        assert!(
+            manifest.contains("serde_json = { version = \"1\", features = [\"preserve_order\"] }"),
+            "{manifest}"
+        );
+    }
+
+    #[test]
+    fn a_library_manifest_refuses_what_it_cannot_carry() {
+        let ws = "[workspace.package]\nversion = \"1.0.0\"\n\n[workspace.dependencies]\n\
+                  serde = \"1\"\norcd-engine = { path = \"host/engine\" }\n";
+        let ok = library_manifest(
+            "[package]\nversion.workspace = true\n[lib]\ncrate-type = [\"cdylib\"]\n\
+             [dependencies]\nserde.workspace = true\n[lints]\nworkspace = true\n",
+            ws,
+        )
+        .unwrap();
+        assert!(
+            ok.contains("version = \"1.0.0\"\n[dependencies]\nserde = \"1\"\n"),
+            "{ok}"
+        );
+        assert!(!ok.contains("cdylib") && !ok.contains("lints"), "{ok}");
+        let path_dep = "[dependencies]\norcd-engine.workspace = true\n";
+        assert!(library_manifest(path_dep, ws).is_err());
+        let missing = "[dependencies]\nrayon.workspace = true\n";
+        assert!(library_manifest(missing, ws).is_err());
+        let dev = "[dev-dependencies]\nserde = \"1\"\n";
+        assert!(library_manifest(dev, ws).is_err());
     }
 
     #[test]

@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use orcd_conformance::{
-    Report, SamplerOptions, Suite, check_handler, check_sampler, check_tokenizer,
+    Report, SamplerOptions, Suite, check_constraint, check_handler, check_sampler, check_tokenizer,
 };
 
 const USAGE: &str = "usage:
   orcd-conform sampler FILE.wasm [--max-us-per-token N]
   orcd-conform tokenizer FILE.wasm --vocab X.gguf [--inp X.inp --out X.out] [--suite Y.gguf ...]
-  orcd-conform handler FILE.wasm";
+  orcd-conform handler FILE.wasm
+  orcd-conform constraint FILE.wasm";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -54,7 +55,7 @@ fn run(args: &[String]) -> anyhow::Result<Report> {
     let known: &[&str] = match kind.as_str() {
         "sampler" => &["--max-us-per-token"],
         "tokenizer" => &["--vocab", "--inp", "--out", "--suite"],
-        "handler" => &[],
+        "handler" | "constraint" => &[],
         other => anyhow::bail!("unknown plugin kind `{other}`\n{USAGE}"),
     };
     if let Some((f, _)) = flags.iter().find(|(f, _)| !known.contains(&f.as_str())) {
@@ -91,6 +92,7 @@ fn run(args: &[String]) -> anyhow::Result<Report> {
             }
             check_tokenizer(&wasm, &vocab, &suites)?
         }
+        "constraint" => check_constraint(&wasm)?,
         _ => check_handler(&wasm)?,
     })
 }
