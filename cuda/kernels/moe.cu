@@ -51,10 +51,12 @@ extern "C" __global__ void moe_route_f32(const float* __restrict__ logits,
         picked[j] = best;
         chosen[j] = bv;
     }
-    // softmax over the chosen (chosen[0] is the largest)
+    // softmax over the chosen (chosen[0] is the largest; kept aside, since the loop
+    // overwrites chosen[0] first)
+    const float top = chosen[0];
     float sum = 0.0f;
     for (int j = 0; j < k; ++j) {
-        chosen[j] = expf(chosen[j] - chosen[0]);
+        chosen[j] = expf(chosen[j] - top);
         sum += chosen[j];
     }
     for (int j = 0; j < k; ++j) {

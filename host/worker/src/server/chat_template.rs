@@ -242,7 +242,7 @@ impl ChatTemplate {
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let template = Arc::clone(self);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("chat-template".into())
             .spawn(move || {
                 let out = template.render(&messages, add_generation_prompt, &kwargs);
@@ -250,8 +250,16 @@ impl ChatTemplate {
             })
             .map_err(|e| TemplateError::Render(format!("no thread to render on: {e}")))?;
         match rx.recv_timeout(deadline) {
-            Ok(out) => out,
+            Ok(out) => {
+                // The thread has sent its last value and only returns from here: join it so
+                // that no render thread outlives its request (only a stalled one is left).
+                let _ = thread.join();
+                out
+            }
             Err(_) => {
+                // A stalled render cannot be stopped from outside; dropping the handle
+                // detaches it, and the template is refused from now on.
+                drop(thread);
                 self.stalled.store(true, Ordering::Release);
                 Err(TemplateError::Stalled)
             }
