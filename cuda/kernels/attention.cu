@@ -1,14 +1,18 @@
 // Paged KV cache and causal attention with grouped-query heads and optional sliding windows.
 //
-// KV cache, per layer: (n_pages, page_tokens, kv_dim) f32 for K and the same for V, where
-// kv_dim = n_kv_heads * head_dim. A sequence's slot owns pages listed in its page-table row:
+// KV cache, per layer: (n_pages, page_tokens) rows of kv_dim values for K and the same for V,
+// where kv_dim = n_kv_heads * head_dim, each row in the cache's type (f32, f16 or q8_0; the row
+// layouts are kv_row_bytes / kv_load4 / kv_store_span in common.cuh). Every kernel that touches
+// the cache is instantiated per type, its name ending in the type (kv_write_f16,
+// attention_decode_q8_0, ...); the values a row reads back are exact, so the attention below
+// computes over them the same way whatever the type. A sequence's slot owns pages listed in its page-table row:
 // page_table: (n_slots, pages_per_slot) i32, so token position p of slot s lives in page
 // page_table[s * pages_per_slot + p / page_tokens] at row p % page_tokens.
 // Per-token metadata (one entry per new token of the step): slot (i32), pos (i32).
 //
-// Kernels: kv_write_f32 appends a step's keys and values; attention_ref_f32 is the reference
-// attention; attention_decode_f32 (flash-decoding, steps of few tokens) and
-// attention_prefill{1,2,3,4}_f32 (query tiles, long steps) are the fast paths, which give a
+// Kernels (each _{f32,f16,q8_0}): kv_write appends a step's keys and values; attention_ref is
+// the reference attention; attention_decode (flash-decoding, steps of few tokens) and
+// attention_prefill{1,2,3,4} (query tiles, long steps) are the fast paths, which give a
 // token the same bits whichever of them runs (see "The fast kernels" below). Ops::attention
 // (src/ops/attention.rs) picks one by the step's token count.
 // pdl: every kernel of this module begins with pdl_prologue()
@@ -19,18 +23,27 @@
 
 // Append the step's keys and values to the cache.
 // k, v: (ntok, kv_dim) f32.  Grid: (ntok); block: KV_THREADS.
-extern "C" __global__ void kv_write_f32(const float* __restrict__ k, const float* __restrict__ v,
-                                        float* kc, float* vc, const i32* __restrict__ page_table,
-                                        const i32* __restrict__ slot, const i32* __restrict__ pos,
-                                        int pages_per_slot, int page_tokens, int kv_dim) {
-    pdl_prologue();
+template <int T>
+__device__ __forceinline__ void kv_write(const float* __restrict__ k, const float* __restrict__ v,
+                                         u8* kc, u8* vc, const i32* __restrict__ page_table,
+                                         const i32* __restrict__ slot, const i32* __restrict__ pos,
+                                         int pages_per_slot, int page_tokens, int kv_dim) {
     const int t = blockIdx.x;
-    const u64 dst = kv_row(page_table, pages_per_slot, page_tokens, slot[t], pos[t]) * kv_dim;
-    for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
-        kc[dst + i] = k[(u64)t * kv_dim + i];
-        vc[dst + i] = v[(u64)t * kv_dim + i];
-    }
+    const u64 row = kv_row(page_table, pages_per_slot, page_tokens, slot[t], pos[t]);
+    kv_store_span<T>(kc, row, kv_dim, 0, kv_dim, k + (u64)t * kv_dim);
+    kv_store_span<T>(vc, row, kv_dim, 0, kv_dim, v + (u64)t * kv_dim);
 }
+#define KV_WRITE_KERNEL(name, T)                                                                  \
+    extern "C" __global__ void name(const float* __restrict__ k, const float* __restrict__ v,     \
+                                    u8* kc, u8* vc, const i32* __restrict__ page_table,           \
+                                    const i32* __restrict__ slot, const i32* __restrict__ pos,    \
+                                    int pages_per_slot, int page_tokens, int kv_dim) {            \
+        pdl_prologue();                                                                           \
+        kv_write<T>(k, v, kc, vc, page_table, slot, pos, pages_per_slot, page_tokens, kv_dim);    \
+    }
+KV_WRITE_KERNEL(kv_write_f32, KV_F32)
+KV_WRITE_KERNEL(kv_write_f16, KV_F16)
+KV_WRITE_KERNEL(kv_write_q8_0, KV_Q8_0)
 
 // The reference attention (selected with ORCD_ATTN=ref; the fast kernels below are compared
 // against it in tests/attention.rs).
@@ -41,12 +54,11 @@ extern "C" __global__ void kv_write_f32(const float* __restrict__ k, const float
 // weighted value sum o, each lane holding head_dim/32 elements); the warps' partial results
 // are merged in warp order, so the result does not depend on scheduling.
 // head_dim must be a multiple of 32 and at most ATT_MAX_HEAD_DIM.
-extern "C" __global__ void __launch_bounds__(ATT_WARPS * WARP_SIZE)
-attention_ref_f32(const float* __restrict__ q, const float* __restrict__ kc, const float* __restrict__ vc,
-              const i32* __restrict__ page_table, const i32* __restrict__ slot,
+template <int T>
+__device__ __forceinline__ void attention_ref(const float* __restrict__ q, const u8* __restrict__ kc,
+              const u8* __restrict__ vc, const i32* __restrict__ page_table, const i32* __restrict__ slot,
               const i32* __restrict__ pos, float* __restrict__ out, int n_heads, int n_kv_heads,
               int head_dim, int pages_per_slot, int page_tokens, int window, float scale) {
-    pdl_prologue();
     constexpr int PER_LANE = ATT_MAX_HEAD_DIM / WARP_SIZE;
     __shared__ float s_m[ATT_WARPS], s_l[ATT_WARPS];
     __shared__ float s_o[ATT_WARPS][ATT_MAX_HEAD_DIM];
@@ -70,12 +82,12 @@ attention_ref_f32(const float* __restrict__ q, const float* __restrict__ kc, con
     }
     float m = -INFINITY, l = 0.0f;
     for (int j = lo + warp; j <= p; j += ATT_WARPS) {
-        const u64 base = kv_row(page_table, pages_per_slot, page_tokens, s, j) * kv_dim +
-                         (u64)kvh * head_dim;
+        const u64 row = kv_row(page_table, pages_per_slot, page_tokens, s, j);
+        const int e0 = kvh * head_dim + lane;
         float dot = 0.0f;
         #pragma unroll
         for (int i = 0; i < PER_LANE; ++i)
-            if (i < per) dot += qv[i] * kc[base + lane + 32 * i];
+            if (i < per) dot += qv[i] * kv_load1<T>(kc, row, kv_dim, e0 + 32 * i);
         dot = warp_sum(dot);
         const float m_new = fmaxf(m, dot);
         const float corr = expf(m - m_new);
@@ -83,7 +95,7 @@ attention_ref_f32(const float* __restrict__ q, const float* __restrict__ kc, con
         l = l * corr + e;
         #pragma unroll
         for (int i = 0; i < PER_LANE; ++i)
-            if (i < per) o[i] = o[i] * corr + e * vc[base + lane + 32 * i];
+            if (i < per) o[i] = o[i] * corr + e * kv_load1<T>(vc, row, kv_dim, e0 + 32 * i);
         m = m_new;
     }
     if (lane == 0) {
@@ -113,6 +125,19 @@ attention_ref_f32(const float* __restrict__ q, const float* __restrict__ kc, con
         oh[i] = acc / gl;
     }
 }
+#define ATT_REF_KERNEL(name, T)                                                                   \
+    extern "C" __global__ void __launch_bounds__(ATT_WARPS * WARP_SIZE)                           \
+    name(const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,       \
+         const i32* __restrict__ page_table, const i32* __restrict__ slot,                         \
+         const i32* __restrict__ pos, float* __restrict__ out, int n_heads, int n_kv_heads,        \
+         int head_dim, int pages_per_slot, int page_tokens, int window, float scale) {             \
+        pdl_prologue();                                                                           \
+        attention_ref<T>(q, kc, vc, page_table, slot, pos, out, n_heads, n_kv_heads, head_dim,    \
+                         pages_per_slot, page_tokens, window, scale);                              \
+    }
+ATT_REF_KERNEL(attention_ref_f32, KV_F32)
+ATT_REF_KERNEL(attention_ref_f16, KV_F16)
+ATT_REF_KERNEL(attention_ref_q8_0, KV_Q8_0)
 
 // ---------------------------------------------------------------------------------------------
 // The fast kernels: flash-decoding (attention_decode_f32) and query tiles (attention_prefill*).
@@ -233,19 +258,19 @@ __device__ __forceinline__ void chunk_softmax_rows(float* s, int stride, const i
 }
 
 // Stage the K and V rows of positions j0 + jlo ..= j0 + jhi of slot sl, KV head kvh, into
-// sk: (ATT_CHUNK, head_dim + 4) and sv: (ATT_CHUNK, head_dim) f32 (chunk-local rows), with
-// 16-byte loads, 2 BATCH in flight per thread; rows: (ATT_CHUNK) u64 shared scratch for the rows'
-// cache offsets (one page-table lookup per key). The whole block calls it (one barrier inside).
-template <int BATCH>
-__device__ __forceinline__ void stage_kv(const float* __restrict__ kc, const float* __restrict__ vc,
+// sk: (ATT_CHUNK, head_dim + 4) and sv: (ATT_CHUNK, head_dim) f32 (chunk-local rows), read as
+// the cache's type T stores them, 4 values a load, 2 BATCH in flight per thread; rows:
+// (ATT_CHUNK) u64 shared scratch for the rows' cache indices (one page-table lookup per key).
+// The whole block calls it (one barrier inside).
+template <int T, int BATCH>
+__device__ __forceinline__ void stage_kv(const u8* __restrict__ kc, const u8* __restrict__ vc,
                                          const i32* __restrict__ page_table, int pages_per_slot,
                                          int page_tokens, int sl, int j0, int jlo, int jhi,
                                          int kv_dim, int kvh, int hd, float* sk, float* sv,
                                          u64* rows) {
     const int tid = threadIdx.x;
     if (tid >= jlo && tid <= jhi)  // ATT_CHUNK <= ATT_THREADS
-        rows[tid] = kv_row(page_table, pages_per_slot, page_tokens, sl, j0 + tid) * kv_dim +
-                    (u64)kvh * hd;
+        rows[tid] = kv_row(page_table, pages_per_slot, page_tokens, sl, j0 + tid);
     __syncthreads();
     // Thread (jr, e): keys jlo + jr + k kp, float4 column e.
     const int hd4 = hd / 4;
@@ -258,9 +283,8 @@ __device__ __forceinline__ void stage_kv(const float* __restrict__ kc, const flo
         for (int u = 0; u < BATCH; ++u) {
             const int jj = j + u * kp;
             if (jj <= jhi) {
-                const u64 src = rows[jj] + 4 * e;
-                kr[u] = *(const float4*)(kc + src);
-                vr[u] = *(const float4*)(vc + src);
+                kr[u] = kv_load4<T>(kc, rows[jj], kv_dim, kvh * hd + 4 * e);
+                vr[u] = kv_load4<T>(vc, rows[jj], kv_dim, kvh * hd + 4 * e);
             }
         }
         #pragma unroll
@@ -296,13 +320,12 @@ __device__ __forceinline__ void att_write_out(float* out, const float4* o, const
 // Otherwise each chunk's (m_c, l_c, o_c) goes to att_part_*, and the last block of the
 // (token, heads) to arrive merges all of them in chunk order. A token with more than chunk_cap
 // chunks is done by its z = 0 block alone, unsplit (the same bits either way).
-extern "C" __global__ void __launch_bounds__(ATT_THREADS, 3)
-attention_decode_f32(const float* __restrict__ q, const float* __restrict__ kc,
-                     const float* __restrict__ vc, const i32* __restrict__ page_table,
+template <int T>
+__device__ __forceinline__ void attention_decode(const float* __restrict__ q, const u8* __restrict__ kc,
+                     const u8* __restrict__ vc, const i32* __restrict__ page_table,
                      const i32* __restrict__ slot, const i32* __restrict__ pos,
                      float* __restrict__ out, int n_heads, int n_kv_heads, int head_dim,
                      int pages_per_slot, int page_tokens, int window, float scale, int chunk_cap) {
-    pdl_prologue();
     extern __shared__ float4 att_smem[];
     __shared__ float s_m[ATT_DEC_ROWS], s_l[ATT_DEC_ROWS], s_a[ATT_DEC_ROWS], s_b[ATT_DEC_ROWS];
     __shared__ float s_fa[ATT_DEC_ROWS][WARP_SIZE], s_fb[ATT_DEC_ROWS][WARP_SIZE];
@@ -349,7 +372,7 @@ attention_decode_f32(const float* __restrict__ q, const float* __restrict__ kc,
         const int j0 = c * ATT_CHUNK;
         const int jlo = max(lo, j0) - j0, jhi = min(p, j0 + ATT_CHUNK - 1) - j0;
         __syncthreads();  // sq written; the previous chunk's readers done
-        stage_kv<4>(kc, vc, page_table, pages_per_slot, page_tokens, sl, j0, jlo, jhi, kv_dim, kvh,
+        stage_kv<T, 4>(kc, vc, page_table, pages_per_slot, page_tokens, sl, j0, jlo, jhi, kv_dim, kvh,
                     hd, sk, sv, s_rows);
         __syncthreads();
         // scores: row i / ATT_CHUNK, key i % ATT_CHUNK
@@ -459,6 +482,20 @@ attention_decode_f32(const float* __restrict__ q, const float* __restrict__ kc,
     __syncthreads();
     att_write_out(out + row0 * hd, so4, s_l, n_out4, hd4);
 }
+#define ATT_DECODE_KERNEL(name, T)                                                                \
+    extern "C" __global__ void __launch_bounds__(ATT_THREADS, 3)                                  \
+    name(const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,       \
+         const i32* __restrict__ page_table, const i32* __restrict__ slot,                         \
+         const i32* __restrict__ pos, float* __restrict__ out, int n_heads, int n_kv_heads,        \
+         int head_dim, int pages_per_slot, int page_tokens, int window, float scale,               \
+         int chunk_cap) {                                                                         \
+        pdl_prologue();                                                                           \
+        attention_decode<T>(q, kc, vc, page_table, slot, pos, out, n_heads, n_kv_heads, head_dim, \
+                            pages_per_slot, page_tokens, window, scale, chunk_cap);                \
+    }
+ATT_DECODE_KERNEL(attention_decode_f32, KV_F32)
+ATT_DECODE_KERNEL(attention_decode_f16, KV_F16)
+ATT_DECODE_KERNEL(attention_decode_q8_0, KV_Q8_0)
 
 // Query-tiled attention, the path for long steps (prefill). KP: float4 columns per lane in the
 // P V product (head_dim <= 64 KP).
@@ -472,9 +509,9 @@ attention_decode_f32(const float* __restrict__ q, const float* __restrict__ kc,
 // Warp w owns rows 8w..8w+8 in every phase: lane (rh, sub) = (lane / 16, lane % 16) computes
 // the scores of rows 8w + 4 rh + a (a < 4) with keys sub + 16 b (b < 4) and holds the outputs of
 // the same rows at float4 columns sub + 16 k (k < KP).
-template <int KP>
+template <int T, int KP>
 __device__ __forceinline__ void attention_prefill(
-    const float* __restrict__ q, const float* __restrict__ kc, const float* __restrict__ vc,
+    const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,
     const i32* __restrict__ page_table, const i32* __restrict__ slot, const i32* __restrict__ pos,
     float* __restrict__ out, int ntok, int n_heads, int n_kv_heads, int head_dim,
     int pages_per_slot, int page_tokens, int window, float scale) {
@@ -544,7 +581,7 @@ __device__ __forceinline__ void attention_prefill(
         for (int c = lo_min / ATT_CHUNK; c <= p_max / ATT_CHUNK; ++c) {
             const int j0 = c * ATT_CHUNK;
             __syncthreads();  // the previous chunk's readers are done
-            stage_kv<8>(kc, vc, page_table, pages_per_slot, page_tokens, sl, j0, max(lo_min, j0) - j0,
+            stage_kv<T, 8>(kc, vc, page_table, pages_per_slot, page_tokens, sl, j0, max(lo_min, j0) - j0,
                         min(p_max, j0 + ATT_CHUNK - 1) - j0, kv_dim, kvh, hd, sk, sv, s_rows);
             __syncthreads();
             // Row w8 + (lane % 8)'s range in this chunk; skip the warp when none of its rows has one.
@@ -707,19 +744,27 @@ __device__ __forceinline__ void attention_prefill(
     }
 }
 
-// attention_prefill<KP> for head_dim <= 64 KP; same arguments as attention_prefill.
-#define ATT_PREFILL_KERNEL(name, KP)                                                              \
+// attention_prefill<T, KP> for head_dim <= 64 KP; same arguments as attention_prefill.
+#define ATT_PREFILL_KERNEL(name, T, KP)                                                           \
     extern "C" __global__ void __launch_bounds__(ATT_THREADS)                                      \
-    name(const float* __restrict__ q, const float* __restrict__ kc, const float* __restrict__ vc,   \
+    name(const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,         \
          const i32* __restrict__ page_table, const i32* __restrict__ slot,                         \
          const i32* __restrict__ pos, float* __restrict__ out, int ntok, int n_heads,              \
          int n_kv_heads, int head_dim, int pages_per_slot, int page_tokens, int window,            \
          float scale) {                                                                            \
         pdl_prologue();                                                                             \
-        attention_prefill<KP>(q, kc, vc, page_table, slot, pos, out, ntok, n_heads, n_kv_heads,    \
+        attention_prefill<T, KP>(q, kc, vc, page_table, slot, pos, out, ntok, n_heads, n_kv_heads,    \
                               head_dim, pages_per_slot, page_tokens, window, scale);               \
     }
-ATT_PREFILL_KERNEL(attention_prefill1_f32, 1)
-ATT_PREFILL_KERNEL(attention_prefill2_f32, 2)
-ATT_PREFILL_KERNEL(attention_prefill3_f32, 3)
-ATT_PREFILL_KERNEL(attention_prefill4_f32, 4)
+ATT_PREFILL_KERNEL(attention_prefill1_f32, KV_F32, 1)
+ATT_PREFILL_KERNEL(attention_prefill2_f32, KV_F32, 2)
+ATT_PREFILL_KERNEL(attention_prefill3_f32, KV_F32, 3)
+ATT_PREFILL_KERNEL(attention_prefill4_f32, KV_F32, 4)
+ATT_PREFILL_KERNEL(attention_prefill1_f16, KV_F16, 1)
+ATT_PREFILL_KERNEL(attention_prefill2_f16, KV_F16, 2)
+ATT_PREFILL_KERNEL(attention_prefill3_f16, KV_F16, 3)
+ATT_PREFILL_KERNEL(attention_prefill4_f16, KV_F16, 4)
+ATT_PREFILL_KERNEL(attention_prefill1_q8_0, KV_Q8_0, 1)
+ATT_PREFILL_KERNEL(attention_prefill2_q8_0, KV_Q8_0, 2)
+ATT_PREFILL_KERNEL(attention_prefill3_q8_0, KV_Q8_0, 3)
+ATT_PREFILL_KERNEL(attention_prefill4_q8_0, KV_Q8_0, 4)

@@ -83,6 +83,84 @@ __device__ __forceinline__ u64 kv_row(const i32* page_table, int pages_per_slot,
     return (u64)page * page_tokens + (p % page_tokens);
 }
 
+// The KV cache's row types (host/engine/src/kv_type.rs; the host passes none of this, each
+// kernel is instantiated per type and named after it). A row is kv_dim values: one layer's keys
+// or values at one position.
+//   KV_F32: kv_dim f32.   KV_F16: kv_dim IEEE halves (stored rounded to nearest, ties even).
+//   KV_Q8_0: kv_dim i8 quants, then kv_dim / 32 f16 scales (value = scale * q, block b of 32
+//   values has scale b), the row padded to a multiple of 16 bytes. Loads are exact.
+#define KV_F32 0
+#define KV_F16 1
+#define KV_Q8_0 2
+#define KV_Q8_BLOCK 32
+
+// f32 to the nearest IEEE half, ties to even (bits).
+__device__ __forceinline__ u16 f32_to_f16(float f) {
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+// Bytes of one cache row of kv_dim values.
+template <int T>
+__device__ __forceinline__ u64 kv_row_bytes(int kv_dim) {
+    if (T == KV_F32) return 4 * (u64)kv_dim;
+    if (T == KV_F16) return 2 * (u64)kv_dim;
+    return (u64)((kv_dim + kv_dim / 16 + 15) / 16 * 16);
+}
+
+// Values e..e+3 (e a multiple of 4) of cache row `row`, as stored.
+template <int T>
+__device__ __forceinline__ float4 kv_load4(const u8* __restrict__ c, u64 row, int kv_dim, int e) {
+    const u8* r = c + row * kv_row_bytes<T>(kv_dim);
+    if (T == KV_F32) return *(const float4*)(r + 4 * (u64)e);
+    if (T == KV_F16) {
+        const uint2 u = *(const uint2*)(r + 2 * (u64)e);
+        return make_float4(f16_to_f32((u16)(u.x & 0xffffu)), f16_to_f32((u16)(u.x >> 16)),
+                           f16_to_f32((u16)(u.y & 0xffffu)), f16_to_f32((u16)(u.y >> 16)));
+    }
+    const char4 q = *(const char4*)(r + e);
+    const float d = f16_to_f32(*(const u16*)(r + kv_dim + 2 * (e / KV_Q8_BLOCK)));
+    return make_float4(__fmul_rn(d, (float)q.x), __fmul_rn(d, (float)q.y),
+                       __fmul_rn(d, (float)q.z), __fmul_rn(d, (float)q.w));
+}
+
+// Value e of cache row `row`, as stored.
+template <int T>
+__device__ __forceinline__ float kv_load1(const u8* __restrict__ c, u64 row, int kv_dim, int e) {
+    const u8* r = c + row * kv_row_bytes<T>(kv_dim);
+    if (T == KV_F32) return ((const float*)r)[e];
+    if (T == KV_F16) return f16_to_f32(((const u16*)r)[e]);
+    const float d = f16_to_f32(*(const u16*)(r + kv_dim + 2 * (e / KV_Q8_BLOCK)));
+    return __fmul_rn(d, (float)(i8)r[e]);
+}
+
+// Store src[0..n) as values e0..e0+n of cache row `row`; the whole block calls it (blockDim.x
+// a multiple of WARP_SIZE). Q8_0: e0 and n whole blocks, one warp per block, ggml's rule:
+// d = amax / 127, q = round(x / d) (half away from zero), as kv_type.rs.
+template <int T>
+__device__ __forceinline__ void kv_store_span(u8* c, u64 row, int kv_dim, int e0, int n,
+                                              const float* src) {
+    u8* r = c + row * kv_row_bytes<T>(kv_dim);
+    if (T == KV_F32) {
+        for (int i = threadIdx.x; i < n; i += blockDim.x) ((float*)r)[e0 + i] = src[i];
+    } else if (T == KV_F16) {
+        for (int i = threadIdx.x; i < n; i += blockDim.x) ((u16*)r)[e0 + i] = f32_to_f16(src[i]);
+    } else {
+        const int lane = threadIdx.x % WARP_SIZE, warp = threadIdx.x / WARP_SIZE;
+        const int n_warps = blockDim.x / WARP_SIZE;
+        for (int b = warp; b < n / KV_Q8_BLOCK; b += n_warps) {
+            const float x = src[b * KV_Q8_BLOCK + lane];
+            const float amax = warp_max(fabsf(x));
+            const float d = __fdiv_rn(amax, 127.0f);
+            const float id = d != 0.0f ? __fdiv_rn(1.0f, d) : 0.0f;
+            const float q = fminf(fmaxf(roundf(__fmul_rn(x, id)), -128.0f), 127.0f);
+            r[e0 + b * KV_Q8_BLOCK + lane] = (u8)(i8)(int)q;
+            if (lane == 0) *(u16*)(r + kv_dim + 2 * ((e0 / KV_Q8_BLOCK) + b)) = f32_to_f16(d);
+        }
+    }
+}
+
 // Programmatic dependent launch (sm_90+; kernels.rs PDL_MARKER): wait until the previous
 // kernel in the stream has finished and its writes are visible, then let the next kernel be
 // scheduled. Every kernel of a marked module calls this first; launched without the attribute

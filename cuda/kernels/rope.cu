@@ -74,11 +74,13 @@ extern "C" __global__ void rope_f32(float* x, const i32* __restrict__ pos, int h
 // The attention prologue of one layer in one launch: for every new token, the optional per-head
 // RMS norm (gemma3's q/k norms; pass null weights to skip), RoPE of its query heads and key
 // heads, and the store of its (rotated) keys and values into the paged KV cache (layout in
-// attention.cu). q: (ntok, n_heads, head_dim), k, v: (ntok, n_kv_heads, head_dim) f32;
+// attention.cu; one kernel per cache type, rope_qk_store_{f32,f16,q8_0}).
+// q: (ntok, n_heads, head_dim), k, v: (ntok, n_kv_heads, head_dim) f32;
 // q_norm, k_norm: (head_dim) f32 or null.  Grid: (ntok, n_heads + n_kv_heads);
 // block: ROPE_THREADS.
-extern "C" __global__ void rope_qk_store_f32(float* q, float* k, const float* __restrict__ v,
-                                             float* kc, float* vc, const i32* __restrict__ page_table,
+template <int T>
+__device__ __forceinline__ void rope_qk_store(float* q, float* k, const float* __restrict__ v,
+                                             u8* kc, u8* vc, const i32* __restrict__ page_table,
                                              const i32* __restrict__ slot, const i32* __restrict__ pos,
                                              const float* __restrict__ q_norm,
                                              const float* __restrict__ k_norm, float eps,
@@ -87,7 +89,6 @@ extern "C" __global__ void rope_qk_store_f32(float* q, float* k, const float* __
                                              int pages_per_slot, int page_tokens,
                                              const float* __restrict__ ff, float ext_factor,
                                              float attn_factor, float corr0, float corr1) {
-    pdl_prologue();
     __shared__ float scratch[32];
     const int t = blockIdx.x;
     const int h = blockIdx.y;
@@ -109,12 +110,28 @@ extern "C" __global__ void rope_qk_store_f32(float* q, float* k, const float* __
     if (!is_q) {
         __syncthreads();
         const int kv_dim = n_kv_heads * head_dim;
-        const u64 dst = kv_row(page_table, pages_per_slot, page_tokens, slot[t], pos[t]) * kv_dim +
-                        (u64)kvh * head_dim;
+        const u64 row = kv_row(page_table, pages_per_slot, page_tokens, slot[t], pos[t]);
         const float* vh = v + ((u64)t * n_kv_heads + kvh) * head_dim;
-        for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
-            kc[dst + i] = x[i];
-            vc[dst + i] = vh[i];
-        }
+        kv_store_span<T>(kc, row, kv_dim, kvh * head_dim, head_dim, x);
+        kv_store_span<T>(vc, row, kv_dim, kvh * head_dim, head_dim, vh);
     }
 }
+#define ROPE_QK_STORE_KERNEL(name, T)                                                             \
+    extern "C" __global__ void name(float* q, float* k, const float* __restrict__ v, u8* kc,      \
+                                    u8* vc, const i32* __restrict__ page_table,                    \
+                                    const i32* __restrict__ slot, const i32* __restrict__ pos,     \
+                                    const float* __restrict__ q_norm,                              \
+                                    const float* __restrict__ k_norm, float eps, int n_heads,      \
+                                    int n_kv_heads, int head_dim, int n_rot, float theta_scale,    \
+                                    float freq_scale, int neox, int pages_per_slot,                \
+                                    int page_tokens, const float* __restrict__ ff,                 \
+                                    float ext_factor, float attn_factor, float corr0,              \
+                                    float corr1) {                                                 \
+        pdl_prologue();                                                                           \
+        rope_qk_store<T>(q, k, v, kc, vc, page_table, slot, pos, q_norm, k_norm, eps, n_heads,    \
+                         n_kv_heads, head_dim, n_rot, theta_scale, freq_scale, neox,               \
+                         pages_per_slot, page_tokens, ff, ext_factor, attn_factor, corr0, corr1);  \
+    }
+ROPE_QK_STORE_KERNEL(rope_qk_store_f32, KV_F32)
+ROPE_QK_STORE_KERNEL(rope_qk_store_f16, KV_F16)
+ROPE_QK_STORE_KERNEL(rope_qk_store_q8_0, KV_Q8_0)

@@ -39,8 +39,10 @@ pub struct CudaBackend {
     pub(crate) config: ModelConfig,
     plan: Plan,
     weights: GpuWeights,
-    /// Per layer K and V: (n_pages, PAGE_TOKENS, kv_dim) f32 each, back to back.
+    /// Per layer K and V: (n_pages, PAGE_TOKENS) rows of kv_dim values in `kv_type` each,
+    /// back to back.
     kv: DeviceBuffer,
+    kv_type: orcd_engine::KvType,
     /// (max_slots, pages_per_slot) i32.
     page_table: DeviceBuffer,
     pages: PagePool,
@@ -187,6 +189,7 @@ impl CudaBackend {
             config: c,
             weights,
             kv,
+            kv_type: opts.kv_type,
             page_table,
             pages,
             scratch,
@@ -210,6 +213,11 @@ impl CudaBackend {
     /// The ops every layer runs.
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// How the KV cache keeps its rows.
+    pub fn kv_type(&self) -> orcd_engine::KvType {
+        self.kv_type
     }
 
     /// Device bytes held per purpose (for `/health`).
@@ -251,8 +259,11 @@ impl CudaBackend {
             w: &self.weights,
             s: &self.scratch,
             kv: &self.kv,
-            layer_kv_bytes: (self.pages.n_pages() * PAGE_TOKENS * c.kv_dim() * 4) as u64,
+            layer_kv_bytes: (self.pages.n_pages()
+                * PAGE_TOKENS
+                * self.kv_type.row_bytes(c.kv_dim())) as u64,
             geo: KvGeometry {
+                kv_type: self.kv_type,
                 page_table: self.page_table.ptr(),
                 pages_per_slot: self.pages.pages_per_slot(),
                 page_tokens: PAGE_TOKENS,

@@ -108,7 +108,8 @@ pub(crate) struct Step<'a> {
     pub plan: &'a Plan,
     pub w: &'a GpuWeights,
     pub s: &'a Scratch,
-    /// Per layer K and V: (n_pages, PAGE_TOKENS, kv_dim) f32 each, back to back.
+    /// Per layer K and V: (n_pages, PAGE_TOKENS) rows of kv_dim values in the cache's type
+    /// (`geo.kv_type`) each, back to back.
     pub kv: &'a DeviceBuffer,
     /// Bytes of one layer's K (or V) cache.
     pub layer_kv_bytes: u64,

@@ -443,6 +443,21 @@ mod tests {
                 "{want} missing from {names:?}"
             );
         }
+        // Every KV-cache type has its store and attention kernels.
+        for t in orcd_engine::KvType::ALL {
+            let t = t.name();
+            for k in [
+                "kv_write",
+                "rope_qk_store",
+                "attention_ref",
+                "attention_decode",
+                "attention_prefill1",
+                "attention_prefill4",
+            ] {
+                let n = format!("{k}_{t}");
+                assert!(names.contains(&n), "{n} missing");
+            }
+        }
         // Every supported type has a matrix and an embedding kernel.
         for t in GgmlType::ALL {
             let n = t.name().to_ascii_lowercase();

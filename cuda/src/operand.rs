@@ -149,7 +149,8 @@ pub struct Tokens {
     pub slot: u64,
 }
 
-/// One layer's KV cache: k, v: (n_pages, page_tokens, kv_dim) f32 each.
+/// One layer's KV cache: k, v: (n_pages, page_tokens) rows of kv_dim values each, in the
+/// cache's type (`orcd_engine::KvType::row_bytes` a row).
 #[derive(Copy, Clone, Debug)]
 pub struct KvLayer {
     pub k: u64,

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use orcd_engine::EngineError;
 use orcd_engine::model::{Model, ModelConfig};
+use orcd_engine::{EngineError, KvType};
 
 use crate::compile::default_cache_dir;
 use crate::kv_cache::PAGE_TOKENS;
@@ -30,6 +30,8 @@ pub struct CudaOptions {
     pub kv_cache_bytes: Option<u64>,
     /// KV-cache budget in positions (overrides `kv_cache_bytes`).
     pub kv_tokens_budget: Option<usize>,
+    /// How the KV cache keeps its rows (the bytes a position costs follow from it).
+    pub kv_type: KvType,
     /// Tokens per chunk of a step (a larger batch is run in several chunks).
     pub max_batch_tokens: usize,
     /// Logits rows one forward may produce.
@@ -61,6 +63,7 @@ impl Default for CudaOptions {
             gpu: 0,
             kv_cache_bytes: None,
             kv_tokens_budget: None,
+            kv_type: KvType::default(),
             max_batch_tokens: DEFAULT_MAX_BATCH_TOKENS,
             max_logits_rows: DEFAULT_MAX_BATCH_TOKENS,
             max_slots: DEFAULT_MAX_SLOTS,
@@ -111,7 +114,8 @@ impl VramBudget {
         let c: &ModelConfig = &model.config;
         let w_bytes = weights_bytes(model, opts.packed)?;
         let s_bytes = Scratch::bytes(c, opts.max_batch_tokens, opts.max_logits_rows);
-        let kv_token_bytes = (c.n_layers * 2 * c.kv_dim() * 4) as u64;
+        opts.kv_type.check(c.kv_dim())?;
+        let kv_token_bytes = opts.kv_type.bytes_per_token(c.n_layers, c.kv_dim()) as u64;
         let page_bytes = kv_token_bytes * PAGE_TOKENS as u64;
         let kv_bytes = match (opts.kv_tokens_budget, opts.kv_cache_bytes) {
             (Some(tokens), _) => tokens.div_ceil(PAGE_TOKENS) as u64 * page_bytes,

@@ -165,6 +165,7 @@ fn rope_scaling_matches_ggml_in_both_kernels() {
             let table = g.up(&vec![0i32; 2048]);
             let page_tokens = 16;
             let geo = KvGeometry {
+                kv_type: orcd_engine::KvType::F32,
                 page_table: table.ptr(),
                 pages_per_slot: 2048,
                 page_tokens,

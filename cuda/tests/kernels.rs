@@ -280,6 +280,7 @@ fn paged_attention_matches_the_cpu() {
         let (td, sd, pd) = (g.up(&table_flat), g.up(&slot), g.up(&pos));
         let (kd, vd, qd) = (g.up(&k), g.up(&v), g.up(&q));
         let geo = KvGeometry {
+            kv_type: orcd_engine::KvType::F32,
             page_table: td.ptr(),
             pages_per_slot,
             page_tokens,
@@ -777,6 +778,7 @@ fn rope_qk_store_matches_the_cpu() {
         let kc = g.poisoned(n_pages * page_tokens * kv_dim);
         let vc = g.poisoned(n_pages * page_tokens * kv_dim);
         let geo = KvGeometry {
+            kv_type: orcd_engine::KvType::F32,
             page_table: td.ptr(),
             pages_per_slot,
             page_tokens,

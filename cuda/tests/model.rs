@@ -10,6 +10,7 @@
 
 use orcd_cuda::{CudaBackend, CudaOptions};
 use orcd_engine::EngineError;
+use orcd_engine::KvType;
 use orcd_engine::cpu::{CpuBackend, CpuOptions};
 use orcd_engine::device::{Device, LogitsWanted, SeqInput};
 use orcd_engine::model::Model;
@@ -22,7 +23,10 @@ use orcd_tests::golden::{TestModel, free_running, teacher_forced};
 /// from llama.cpp's 8-bit activations by 0.89 (seen on an H200).
 fn first_step_tol(model: TestModel) -> f32 {
     match model {
-        TestModel::SmolLm2 => 0.6,
+        // 0.6 with an f32 KV cache; f16 (the default, as llama.cpp keeps it) moves a prompt's
+        // first-step difference by up to 0.3 either way (0.69 seen on an H200), the CPU
+        // backend's test allows 0.75 for the same reason (tests/tests/reference_greedy.rs).
+        TestModel::SmolLm2 => 0.75,
         TestModel::Gemma3 => 1.0,
     }
 }
@@ -488,9 +492,19 @@ fn cuda_graphs_replay_the_same_steps() {
 fn check_fused_against_unfused(model: TestModel) {
     let m = Model::open(&model.path()).expect("load model");
     for packed in [true, false] {
+        // The GGUF-layout path's fused and one-op kernels differ in the last bits of a few
+        // values; an f16 KV cache rounds a key that sits at a rounding boundary one way or the
+        // other, which grows those bits to ~3e-4 of the logits (seen on an H200). That path is
+        // compared with an f32 cache; the packed path is bit-identical with the default f16.
+        let kv_type = if packed {
+            KvType::default()
+        } else {
+            KvType::F32
+        };
         let opts = |fused| CudaOptions {
             fused,
             packed,
+            kv_type,
             ..CudaOptions::default()
         };
         let mut fused = CudaBackend::new(m.clone(), opts(true)).unwrap();

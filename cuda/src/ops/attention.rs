@@ -3,6 +3,7 @@
 use std::sync::OnceLock;
 
 use cudarc::driver::sys;
+use orcd_engine::KvType;
 
 use super::{Ops, int};
 use crate::driver::GpuContext;
@@ -10,9 +11,11 @@ use crate::error::{CudaError, CudaResult};
 use crate::kernels::{Arg, launch, shape};
 use crate::operand::{KvLayer, Tokens};
 
-/// Where the KV cache's rows are: the page table and the heads' geometry.
+/// Where the KV cache's rows are: the page table, the heads' geometry and the rows' type.
 #[derive(Copy, Clone, Debug)]
 pub struct KvGeometry {
+    /// How a row is kept; the kernels are instantiated per type (`kv_write_f16`, ...).
+    pub kv_type: KvType,
     /// (n_slots, pages_per_slot) i32 page ids.
     pub page_table: u64,
     pub pages_per_slot: usize,
@@ -26,11 +29,17 @@ impl KvGeometry {
     pub fn kv_dim(&self) -> usize {
         self.n_kv_heads * self.head_dim
     }
+
+    /// The kernel `<family>_<kv type>`, e.g. `attention_decode_q8_0`.
+    pub fn kernel(&self, family: &str) -> String {
+        format!("{family}_{}", self.kv_type.name())
+    }
 }
 
 impl Ops<'_> {
     /// Append the step's keys and values to one layer's cache.
-    /// k, v: (ntok, kv_dim) f32;  kc, vc: (n_pages, page_tokens, kv_dim) f32;
+    /// k, v: (ntok, kv_dim) f32;  kc, vc: (n_pages, page_tokens) rows of kv_dim values in
+    /// `geo.kv_type` (`KvType::row_bytes` each);
     /// slot, pos: (ntok) i32, each position inside its slot's pages (the caller checks).
     pub fn kv_write(
         &self,
@@ -41,7 +50,8 @@ impl Ops<'_> {
         tokens: &Tokens,
     ) -> CudaResult<()> {
         let (kc, vc, slot, pos) = (cache.k, cache.v, tokens.slot, tokens.pos);
-        let f = self.k.get("kv_write_f32")?;
+        let name = geo.kernel("kv_write");
+        let f = self.k.get(&name)?;
         launch(
             self.gpu,
             f,
@@ -59,7 +69,7 @@ impl Ops<'_> {
                 Arg::I32(int(geo.page_tokens, "page tokens")?),
                 Arg::I32(int(geo.kv_dim(), "kv_dim")?),
             ],
-            "kv_write_f32",
+            &name,
         )
     }
 
@@ -126,14 +136,15 @@ impl Ops<'_> {
         match kernel {
             AttnKernel::Auto => unreachable!("resolved above"),
             AttnKernel::Reference => {
-                let f = self.k.get("attention_ref_f32")?;
+                let name = geo.kernel("attention_ref");
+                let f = self.k.get(&name)?;
                 launch(
                     self.gpu,
                     f,
                     (ntok32, int(geo.n_heads, "heads")? as u32, 1),
                     (shape::ATT_WARPS * 32, 1, 1),
                     &[&common[..], &heads[..]].concat(),
-                    "attention_ref_f32",
+                    &name,
                 )
             }
             AttnKernel::Decode(force_split) => {
@@ -149,7 +160,8 @@ impl Ops<'_> {
                         .div_ceil(ntok * groups)
                         .clamp(1, n_chunks.max(1)),
                 };
-                let f = self.k.get("attention_decode_f32")?;
+                let name = geo.kernel("attention_decode");
+                let f = self.k.get(&name)?;
                 let smem = 4
                     * (2 * ATT_DEC_ROWS * geo.head_dim
                         + ATT_CHUNK * (2 * geo.head_dim + 4)
@@ -162,7 +174,7 @@ impl Ops<'_> {
                     (ntok32, int(groups, "head groups")? as u32, split as u32),
                     smem,
                     &args,
-                    "attention_decode_f32",
+                    &name,
                 )
             }
             AttnKernel::Prefill => {
@@ -170,7 +182,7 @@ impl Ops<'_> {
                 let tq = ATT_PRE_ROWS / gb;
                 let groups = geo.n_kv_heads * group.div_ceil(gb);
                 let kp = geo.head_dim.div_ceil(64);
-                let name = format!("attention_prefill{kp}_f32");
+                let name = geo.kernel(&format!("attention_prefill{kp}"));
                 let f = self.k.get(&name)?;
                 let smem = 4
                     * (ATT_PRE_ROWS * (geo.head_dim + 4)
@@ -210,12 +222,12 @@ pub enum AttnKernel {
     /// By shape: [`AttnKernel::Decode`] up to [`ATT_DECODE_MAX_TOKENS`] tokens,
     /// [`AttnKernel::Prefill`] beyond; the reference everywhere when `ORCD_ATTN=ref`.
     Auto,
-    /// `attention_ref_f32`: one block per (token, head), each warp walks every 8th key.
+    /// `attention_ref_<kv>`: one block per (token, head), each warp walks every 8th key.
     Reference,
-    /// `attention_decode_f32` (flash-decoding). `Some(n)` forces n splits of a token's chunks
+    /// `attention_decode_<kv>` (flash-decoding). `Some(n)` forces n splits of a token's chunks
     /// (1: no split; clamped to the chunks of a slot); `None` sizes the split from the shape.
     Decode(Option<usize>),
-    /// `attention_prefill<KP>_f32`: tiles of consecutive tokens share each staged K/V chunk.
+    /// `attention_prefill<KP>_<kv>`: tiles of consecutive tokens share each staged K/V chunk.
     Prefill,
 }
 

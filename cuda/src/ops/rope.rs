@@ -156,7 +156,8 @@ impl Ops<'_> {
             style,
             ..
         } = *rope;
-        let f = self.k.get("rope_qk_store_f32")?;
+        let name = geo.kernel("rope_qk_store");
+        let f = self.k.get(&name)?;
         let args = [
             Arg::Ptr(q),
             Arg::Ptr(k),
@@ -189,7 +190,7 @@ impl Ops<'_> {
             ),
             (shape::ROPE_THREADS, 1, 1),
             &[&args[..], &rope.scale.args()[..]].concat(),
-            "rope_qk_store_f32",
+            &name,
         )
     }
 }

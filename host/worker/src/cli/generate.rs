@@ -32,23 +32,6 @@ pub enum Backend {
     Cuda,
 }
 
-impl Backend {
-    /// The KV-cache type this backend keeps: `--kv-type`, else its default (CPU f16, as
-    /// llama.cpp keeps it; CUDA f32). The CUDA backend keeps f32 only for now: its f16 and q8_0
-    /// kernels (written in 4886f4e, parked) wait for a GPU run that verifies them, and asking
-    /// for them is an error, never a silent f32.
-    pub fn kv_type(self, asked: Option<KvType>) -> Result<KvType, EngineError> {
-        match (self, asked) {
-            (Backend::Cpu, asked) => Ok(asked.unwrap_or(KvType::F16)),
-            (Backend::Cuda, None | Some(KvType::F32)) => Ok(KvType::F32),
-            (Backend::Cuda, Some(other)) => Err(EngineError::InvalidInput(format!(
-                "--kv-type {other}: the CUDA backend keeps its KV cache in f32 (its {other} \
-                 kernels are not yet verified on a GPU); use --kv-type f32 or the CPU backend"
-            ))),
-        }
-    }
-}
-
 /// Options shared by `generate` and `score`: which model, on which backend.
 #[derive(clap::Args, Debug)]
 pub struct DeviceArgs {
@@ -67,10 +50,9 @@ pub struct DeviceArgs {
     /// CUDA: GPU index.
     #[arg(long, default_value_t = 0)]
     pub gpu_device: usize,
-    /// How the KV cache keeps keys and values: f16, q8_0 or f32 (default: f16 on the CPU
-    /// backend, f32 on CUDA, which keeps only f32 for now).
-    #[arg(long, value_name = "f16|q8_0|f32")]
-    pub kv_type: Option<KvType>,
+    /// How the KV cache keeps keys and values: f16, q8_0 or f32.
+    #[arg(long, default_value = "f16", value_name = "f16|q8_0|f32")]
+    pub kv_type: orcd_engine::KvType,
 }
 
 impl DeviceArgs {
@@ -84,25 +66,25 @@ impl DeviceArgs {
                     CpuOptions {
                         threads: self.threads,
                         kv_tokens_budget: max_tokens,
-                        kv_type: Backend::Cpu.kv_type(self.kv_type)?,
+                        kv_type: self.kv_type,
                         exact: self.exact,
                         ..CpuOptions::default()
                     },
                 )
                 .context("cannot start the CPU backend")?,
             ),
-            Backend::Cuda => Box::new({
-                Backend::Cuda.kv_type(self.kv_type)?;
+            Backend::Cuda => Box::new(
                 orcd_cuda::CudaBackend::new(
                     model.clone(),
                     orcd_cuda::CudaOptions {
                         gpu: self.gpu_device,
                         kv_tokens_budget: Some(max_tokens),
+                        kv_type: self.kv_type,
                         ..orcd_cuda::CudaOptions::default()
                     },
                 )
-                .context("cannot start the CUDA backend")?
-            }),
+                .context("cannot start the CUDA backend")?,
+            ),
         };
         Ok((model, device))
     }

@@ -88,9 +88,8 @@ pub struct ServeArgs {
     pub kv_cache_size_mb: Option<u64>,
     /// How the KV cache keeps keys and values: f16 (as llama.cpp), q8_0 (about half of f16's
     /// bytes) or f32 (exact).
-    /// Default: f16 on the CPU backend, f32 on CUDA (which keeps only f32 for now).
-    #[arg(long, value_name = "f16|q8_0|f32")]
-    pub kv_type: Option<KvType>,
+    #[arg(long, default_value = "f16", value_name = "f16|q8_0|f32")]
+    pub kv_type: KvType,
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = Backend::Cuda)]
     pub backend: Backend,
@@ -148,16 +147,16 @@ fn open_device(
             let opts = CpuOptions {
                 threads: args.threads,
                 kv_cache_bytes: args.kv_cache_size_mb.map(|mb| mb.saturating_mul(1 << 20)),
-                kv_type: super::generate::Backend::Cpu.kv_type(args.kv_type)?,
+                kv_type: args.kv_type,
                 ..CpuOptions::default()
             };
             Ok(Box::new(CpuBackend::new(model, opts)?))
         }
         Backend::Cuda => {
-            super::generate::Backend::Cuda.kv_type(args.kv_type)?;
             let opts = orcd_cuda::CudaOptions {
                 gpu: args.gpu_device as usize,
                 kv_cache_bytes: args.kv_cache_size_mb.map(|mb| mb.saturating_mul(1 << 20)),
+                kv_type: args.kv_type,
                 ..orcd_cuda::CudaOptions::default()
             };
             Ok(Box::new(orcd_cuda::CudaBackend::new(model, opts)?))
@@ -252,11 +251,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         info!(event = "model_load_progress", worker_id = %worker_id, percent = 100, "CPU backend ready");
     }
     let info = device.info();
-    let kv_backend = match args.backend {
-        Backend::Cpu => super::generate::Backend::Cpu,
-        Backend::Cuda => super::generate::Backend::Cuda,
-    };
-    let kv_type = kv_backend.kv_type(args.kv_type)?;
+    let kv_type = args.kv_type;
     info!(
         event = "model_load_complete",
         worker_id = %worker_id,

@@ -63,7 +63,7 @@ pub(super) fn open_device(
         Backend::Cpu => {
             let mut opts = CpuOptions {
                 threads: args.threads,
-                kv_type: Backend::Cpu.kv_type(args.kv_type)?,
+                kv_type: args.kv_type,
                 ..CpuOptions::default()
             };
             if let Some(t) = kv_tokens {
@@ -71,17 +71,15 @@ pub(super) fn open_device(
             }
             Box::new(CpuBackend::new(model, opts)?)
         }
-        Backend::Cuda => {
-            Backend::Cuda.kv_type(args.kv_type)?;
-            Box::new(orcd_cuda::CudaBackend::new(
-                model,
-                orcd_cuda::CudaOptions {
-                    gpu: args.gpu_device,
-                    kv_tokens_budget: kv_tokens,
-                    ..orcd_cuda::CudaOptions::default()
-                },
-            )?)
-        }
+        Backend::Cuda => Box::new(orcd_cuda::CudaBackend::new(
+            model,
+            orcd_cuda::CudaOptions {
+                gpu: args.gpu_device,
+                kv_tokens_budget: kv_tokens,
+                kv_type: args.kv_type,
+                ..orcd_cuda::CudaOptions::default()
+            },
+        )?),
     })
 }
 

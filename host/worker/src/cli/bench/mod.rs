@@ -103,9 +103,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// How the KV cache keeps keys and values: f16, q8_0 or f32.
-    /// Default: f16 on the CPU backend, f32 on CUDA (which keeps only f32 for now).
-    #[arg(long, value_name = "f16|q8_0|f32")]
-    pub kv_type: Option<orcd_engine::KvType>,
+    #[arg(long, default_value = "f16", value_name = "f16|q8_0|f32")]
+    pub kv_type: orcd_engine::KvType,
     /// Timed runs of each part; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
