@@ -6,7 +6,8 @@
 // page_table[s * pages_per_slot + p / page_tokens] at row p % page_tokens.
 // Per-token metadata (one entry per new token of the step): slot (i32), pos (i32).
 //
-// Kernels: kv_write_f32 appends a step's keys and values; attention_ref_f32 is the reference
+// Kernels: kv_write_f32 appends a step's keys and values; kv_copy_prefix_f32 copies a slot's
+// first positions into another (prefix caching); attention_ref_f32 is the reference
 // attention; attention_decode_f32 (flash-decoding, steps of few tokens) and
 // attention_prefill{1,2,3,4}_f32 (query tiles, long steps) are the fast paths, which give a
 // token the same bits whichever of them runs (see "The fast kernels" below). Ops::attention
@@ -29,6 +30,24 @@ extern "C" __global__ void kv_write_f32(const float* __restrict__ k, const float
     for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
         kc[dst + i] = k[(u64)t * kv_dim + i];
         vc[dst + i] = v[(u64)t * kv_dim + i];
+    }
+}
+
+// Copy positions 0..n of slot `from` into slot `to` on every layer (prefix caching: a new
+// sequence takes the keys and values of the prompt start another slot holds). kv: n_regions
+// regions back to back (K of layer 0, V of layer 0, K of layer 1, ...), each (region_rows,
+// kv_dim) f32 rows addressed through the page table. The two slots own distinct pages, so
+// source and destination rows never overlap. Grid: (n, n_regions); block: KV_THREADS.
+extern "C" __global__ void kv_copy_prefix_f32(float* kv, const i32* __restrict__ page_table,
+                                              int from, int to, int pages_per_slot,
+                                              int page_tokens, int kv_dim, int region_rows) {
+    pdl_prologue();
+    const int p = blockIdx.x;
+    const u64 region = (u64)blockIdx.y * region_rows;
+    const u64 src = (region + kv_row(page_table, pages_per_slot, page_tokens, from, p)) * kv_dim;
+    const u64 dst = (region + kv_row(page_table, pages_per_slot, page_tokens, to, p)) * kv_dim;
+    for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
+        kv[dst + i] = kv[src + i];
     }
 }
 

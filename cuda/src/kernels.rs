@@ -415,6 +415,7 @@ mod tests {
             "silu_mul_f32",
             "gelu_tanh_mul_f32",
             "kv_write_f32",
+            "kv_copy_prefix_f32",
             "attention_ref_f32",
             "attention_decode_f32",
             "attention_prefill4_f32",

@@ -63,6 +63,44 @@ impl Ops<'_> {
         )
     }
 
+    /// Copy positions `0..n_tokens` of slot `from` into slot `to` on every layer's keys and
+    /// values (prefix caching). kv: `regions` regions back to back (K of layer 0, V of layer
+    /// 0, K of layer 1, ...), each (region_rows, kv_dim) f32 = (n_pages, page_tokens, kv_dim);
+    /// both slots' page-table rows cover `n_tokens` positions and the slots differ (the
+    /// caller checks).
+    pub fn kv_copy_prefix(
+        &self,
+        geo: &KvGeometry,
+        kv: u64,
+        regions: usize,
+        region_rows: usize,
+        (from, to): (u32, u32),
+        n_tokens: usize,
+    ) -> CudaResult<()> {
+        let f = self.k.get("kv_copy_prefix_f32")?;
+        launch(
+            self.gpu,
+            f,
+            (
+                int(n_tokens, "prefix tokens")? as u32,
+                int(regions, "KV regions")? as u32,
+                1,
+            ),
+            (shape::KV_THREADS, 1, 1),
+            &[
+                Arg::Ptr(kv),
+                Arg::Ptr(geo.page_table),
+                Arg::I32(int(from as usize, "slot")?),
+                Arg::I32(int(to as usize, "slot")?),
+                Arg::I32(int(geo.pages_per_slot, "pages per slot")?),
+                Arg::I32(int(geo.page_tokens, "page tokens")?),
+                Arg::I32(int(geo.kv_dim(), "kv_dim")?),
+                Arg::I32(int(region_rows, "KV region rows")?),
+            ],
+            "kv_copy_prefix_f32",
+        )
+    }
+
     /// Causal attention of each new token over its slot's cached positions 0..=pos (or the
     /// last `p.window` of them when it is > 0), through the kernel `p.kernel` names
     /// ([`AttnKernel::Auto`]: the shape picks). Every kernel but the reference gives the same
