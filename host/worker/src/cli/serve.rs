@@ -111,6 +111,11 @@ pub struct ServeArgs {
     /// Tokens one device step computes at most (prefill chunks plus decode tokens).
     #[arg(long)]
     pub step_tokens: Option<usize>,
+    /// Turn prefix caching off: finished sequences' KV slots are freed at once and every
+    /// prompt is prefilled whole (by default they are kept, and a prompt that starts with
+    /// cached tokens copies their KV and prefills only the rest).
+    #[arg(long)]
+    pub no_prefix_cache: bool,
     /// Seconds between scans of `--plugin-dir` for new or updated plugins (0: only at startup).
     #[arg(long, default_value_t = 5)]
     pub plugin_rescan_sec: u64,
@@ -284,6 +289,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             step_token_budget: args.step_tokens.unwrap_or(default_step).max(1),
             inference_timeout: Duration::from_secs(args.inference_timeout_sec.max(1)),
             residency_interval: Duration::from_secs(args.residency_check_sec.max(1)),
+            prefix_cache: !args.no_prefix_cache,
             ..SchedulerConfig::default()
         },
         limits: ServerLimits {
