@@ -130,8 +130,8 @@ impl PrefixCache {
 
     /// The kept slot sharing the longest prefix with `prompt`, if it shares at least one
     /// block; marks it used. The deepest block of the chain that some kept slot has picks the
-    /// candidates (the most recently used of them wins), then the match is counted on the
-    /// tokens themselves.
+    /// candidates; the match is counted on the tokens themselves and the longest wins (then
+    /// the most recently used).
     pub fn lookup(&mut self, prompt: &[u32]) -> Option<Hit> {
         let mut best: Option<&BTreeSet<SeqSlot>> = None;
         for h in chain(prompt) {
@@ -140,16 +140,20 @@ impl PrefixCache {
                 None => break,
             }
         }
-        let slot = *best?
+        // Of the slots reaching that block, the longest match on the tokens (past the last
+        // common full block it can differ), then the most recently used.
+        let (tokens, _, slot) = best?
             .iter()
-            .max_by_key(|s| self.kept.get(s).map_or(0, |k| k.used))?;
-        let kept = self.kept.get_mut(&slot)?;
-        let tokens = common_prefix(&kept.tokens, prompt);
+            .filter_map(|&s| {
+                let k = self.kept.get(&s)?;
+                Some((common_prefix(&k.tokens, prompt), k.used, s))
+            })
+            .max()?;
         if tokens < BLOCK_TOKENS {
             return None;
         }
         self.clock += 1;
-        kept.used = self.clock;
+        self.kept.get_mut(&slot)?.used = self.clock;
         Some(Hit { slot, tokens })
     }
 
@@ -214,13 +218,26 @@ mod tests {
                 tokens: 37
             })
         );
-        // Only the first block in common with both: the most recently used (slot 1) wins.
+        // Both reach the first block only (the second block differs from both); slot 2
+        // shares more tokens after it (24 against slot 1's 20), though slot 1 is more recent.
+        let mut p24 = toks(0..20);
+        p24.extend(100..104);
+        p24.extend([1000; 30]);
+        assert_eq!(
+            c.lookup(&p24),
+            Some(Hit {
+                slot: SeqSlot(2),
+                tokens: 24
+            })
+        );
+        // Only the first block in common with both, equally long: the most recently used
+        // (slot 2, just now) wins.
         let mut p2 = toks(0..16);
         p2.extend([1000; 30]);
         assert_eq!(
             c.lookup(&p2),
             Some(Hit {
-                slot: SeqSlot(1),
+                slot: SeqSlot(2),
                 tokens: 16
             })
         );
