@@ -285,7 +285,9 @@ fn a_copied_kv_prefix_gives_the_bits_of_computing_it() {
             .zip(want)
             .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
         assert!(
-            got.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits()),
+            got.iter()
+                .zip(want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
             "prefix {n} of {src_len}: max |diff| {d:.2e} from computing it"
         );
         let on_cpu = rows_after_prefix_copy(&mut cpu, &ids, n, src_len);

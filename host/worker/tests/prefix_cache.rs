@@ -65,7 +65,12 @@ async fn complete(w: &TestWorker, prompt: &str) -> (Value, Value) {
     .await;
     assert_eq!(s, 200, "{v}");
     let choice = &v["choices"][0];
-    assert!(!choice["logprobs"]["token_logprobs"].as_array().unwrap().is_empty());
+    assert!(
+        !choice["logprobs"]["token_logprobs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     (choice["text"].clone(), choice["logprobs"].clone())
 }
 
@@ -107,7 +112,12 @@ fn common_prefix(a: &[u64], b: &[u64]) -> usize {
 /// ~400 tokens every prompt of the first part starts with.
 fn system_text() -> String {
     let rules: String = (1..=30)
-        .map(|i| format!("Rule {i}: the shelf of section {i} is dusted on day {}. ", i % 7))
+        .map(|i| {
+            format!(
+                "Rule {i}: the shelf of section {i} is dusted on day {}. ",
+                i % 7
+            )
+        })
         .collect();
     format!("You are the assistant of a small library. {rules}\n")
 }
@@ -135,7 +145,10 @@ async fn prefix_caching_changes_no_output_counts_its_hits_and_evicts_under_press
     {
         let got = complete(&on, p).await;
         assert_eq!(got.0, want.0, "request {i}: text differs with the cache");
-        assert_eq!(got.1, want.1, "request {i}: log-probabilities differ with the cache");
+        assert_eq!(
+            got.1, want.1,
+            "request {i}: log-probabilities differ with the cache"
+        );
     }
     let m = metrics(&on).await;
     assert_eq!(delta(&m, "worker_prefix_cache_lookups_total"), 3.0, "{m}");
@@ -157,7 +170,10 @@ async fn prefix_caching_changes_no_output_counts_its_hits_and_evicts_under_press
     );
     let want4 = complete(&off, &p4).await;
     let got4 = complete(&on, &p4).await;
-    assert_eq!(got4, want4, "a continued conversation differs with the cache");
+    assert_eq!(
+        got4, want4,
+        "a continued conversation differs with the cache"
+    );
     let m = metrics_when(&on, |m| series(m, "worker_prefix_cache_slots") >= 2.0).await;
     assert_eq!(delta(&m, "worker_prefix_cache_hits_total"), 3.0, "{m}");
     // (At least the shared start; how much of the answer is reused depends on how the

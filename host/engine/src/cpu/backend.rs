@@ -143,7 +143,9 @@ impl CpuBackend {
     /// Check a batch against the model and the slots before anything is computed; returns the
     /// logits rows the step will produce.
     fn validate(&self, batch: &[SeqInput<'_>]) -> Result<usize, EngineError> {
-        validate_batch(batch, self.model.config.vocab_size, |slot| self.extent(slot))
+        validate_batch(batch, self.model.config.vocab_size, |slot| {
+            self.extent(slot)
+        })
     }
 
     fn extent(&self, slot: SeqSlot) -> Option<SlotExtent> {
@@ -533,7 +535,9 @@ mod tests {
                     let got = rows_after_copy(&mut dev, n, src_len);
                     let want = &full[n * v..];
                     assert!(
-                        got.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        got.iter()
+                            .zip(want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
                         "{arch} {kv_type}, prefix {n} of {src_len}: {}",
                         max_diff(&got, want)
                     );

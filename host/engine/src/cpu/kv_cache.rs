@@ -441,7 +441,9 @@ mod tests {
             let a = kv.alloc(20).unwrap();
             for p in 0..3 {
                 for l in 0..2 {
-                    kv.get_mut(a).unwrap().store(l, p, &row(p, l), &row(p + 50, l));
+                    kv.get_mut(a)
+                        .unwrap()
+                        .store(l, p, &row(p, l), &row(p + 50, l));
                 }
             }
             kv.get_mut(a).unwrap().len = 3;
@@ -464,7 +466,9 @@ mod tests {
             let c = kv.alloc(20).unwrap();
             for p in 0..10 {
                 for l in 0..2 {
-                    kv.get_mut(c).unwrap().store(l, p, &row(p, l), &row(p + 50, l));
+                    kv.get_mut(c)
+                        .unwrap()
+                        .store(l, p, &row(p, l), &row(p + 50, l));
                 }
             }
             kv.get_mut(c).unwrap().len = 10;

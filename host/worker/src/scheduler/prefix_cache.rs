@@ -98,7 +98,12 @@ impl PrefixCache {
     /// positions. A slot holding less than one block is not worth keeping: the caller frees
     /// it (returns false). Kept slots whose tokens are a prefix of `tokens` can give nothing
     /// that `slot` cannot: they are returned for the caller to free.
-    pub fn insert(&mut self, slot: SeqSlot, tokens: Vec<u32>, reserved: usize) -> (bool, Vec<SeqSlot>) {
+    pub fn insert(
+        &mut self,
+        slot: SeqSlot,
+        tokens: Vec<u32>,
+        reserved: usize,
+    ) -> (bool, Vec<SeqSlot>) {
         if tokens.len() < BLOCK_TOKENS {
             return (false, Vec::new());
         }
@@ -273,7 +278,10 @@ mod tests {
         assert_eq!(c.insert(SeqSlot(1), toks(0..15), 20), (false, vec![]));
         assert!(c.insert(SeqSlot(2), toks(0..20), 30).0);
         // Slot 3 holds everything slot 2 does and more: slot 2 goes.
-        assert_eq!(c.insert(SeqSlot(3), toks(0..50), 60), (true, vec![SeqSlot(2)]));
+        assert_eq!(
+            c.insert(SeqSlot(3), toks(0..50), 60),
+            (true, vec![SeqSlot(2)])
+        );
         assert!(!c.contains(SeqSlot(2)) && c.contains(SeqSlot(3)));
         assert_eq!(c.lookup(&toks(0..20)).map(|h| h.slot), Some(SeqSlot(3)));
         c.remove(SeqSlot(3));
