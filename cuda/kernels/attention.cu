@@ -45,6 +45,42 @@ KV_WRITE_KERNEL(kv_write_f32, KV_F32)
 KV_WRITE_KERNEL(kv_write_f16, KV_F16)
 KV_WRITE_KERNEL(kv_write_q8_0, KV_Q8_0)
 
+// Copy positions 0..n of slot `from` into slot `to` on every layer (prefix caching: a new
+// sequence takes the keys and values of the prompt start another slot holds). The copy is of
+// the rows as stored, whatever the KV type: kv is n_regions regions back to back (K of layer
+// 0, V of layer 0, K of layer 1, ...), each region_bytes long, rows of row_words 32-bit words
+// (kv_row_bytes / 4: every type's row is a multiple of 4 bytes) addressed through the page
+// table. The slots own distinct pages, so source and destination never overlap.
+// Grid: (n, n_regions); block: KV_THREADS.
+extern "C" __global__ void kv_copy_prefix(u8* kv, const i32* __restrict__ page_table, int from,
+                                          int to, int pages_per_slot, int page_tokens,
+                                          int row_words, u64 region_bytes) {
+    pdl_prologue();
+    const int p = blockIdx.x;
+    u32* region = (u32*)(kv + (u64)blockIdx.y * region_bytes);
+    const u64 src = kv_row(page_table, pages_per_slot, page_tokens, from, p) * (u64)row_words;
+    const u64 dst = kv_row(page_table, pages_per_slot, page_tokens, to, p) * (u64)row_words;
+    for (int i = threadIdx.x; i < row_words; i += blockDim.x) region[dst + i] = region[src + i];
+}
+
+// Copy positions 0..n of slot `from` into slot `to` on every layer (prefix caching: a new
+// sequence takes the keys and values of the prompt start another slot holds). kv: n_regions
+// regions back to back (K of layer 0, V of layer 0, K of layer 1, ...), each (region_rows,
+// kv_dim) f32 rows addressed through the page table. The two slots own distinct pages, so
+// source and destination rows never overlap. Grid: (n, n_regions); block: KV_THREADS.
+extern "C" __global__ void kv_copy_prefix_f32(float* kv, const i32* __restrict__ page_table,
+                                              int from, int to, int pages_per_slot,
+                                              int page_tokens, int kv_dim, int region_rows) {
+    pdl_prologue();
+    const int p = blockIdx.x;
+    const u64 region = (u64)blockIdx.y * region_rows;
+    const u64 src = (region + kv_row(page_table, pages_per_slot, page_tokens, from, p)) * kv_dim;
+    const u64 dst = (region + kv_row(page_table, pages_per_slot, page_tokens, to, p)) * kv_dim;
+    for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
+        kv[dst + i] = kv[src + i];
+    }
+}
+
 // The reference attention (selected with ORCD_ATTN=ref; the fast kernels below are compared
 // against it in tests/attention.rs).
 // out[t][h] = softmax_j(q[t][h] . K[j][h/group] * scale) V[j][h/group] over the cached positions

@@ -16,6 +16,7 @@ use cudarc::driver::result;
 use orcd_engine::EngineError;
 use orcd_engine::device::{
     Device, DeviceInfo, LogitsWanted, SeqInput, SeqSlot, SlotExtent, validate_batch,
+    validate_prefix_copy,
 };
 use orcd_engine::model::{Activation, FfnKind, Model, ModelConfig};
 
@@ -393,6 +394,41 @@ impl Device for CudaBackend {
 
     fn free_kv_tokens(&self) -> usize {
         self.pages.free_tokens()
+    }
+
+    fn copy_kv_prefix(
+        &mut self,
+        from: SeqSlot,
+        to: SeqSlot,
+        n_tokens: usize,
+    ) -> Result<(), EngineError> {
+        self.gpu.bind()?;
+        validate_prefix_copy(from, to, n_tokens, |slot| {
+            self.pages.get(slot).map(|p| SlotExtent {
+                len: p.len,
+                max_tokens: p.max_tokens,
+            })
+        })?;
+        // One launch over every layer's K and V; queued on the stream, so the next step's
+        // kernels (same stream) read the copied rows.
+        let step = self.step();
+        step.ops.kv_copy_prefix(
+            &step.geo,
+            self.kv.ptr(),
+            2 * self.config.n_layers,
+            step.layer_kv_bytes,
+            (from.0, to.0),
+            n_tokens,
+        )?;
+        if let Some(s) = self.pages.get_mut(to) {
+            s.len = n_tokens;
+        }
+        Ok(())
+    }
+
+    fn kv_prefix_kept(&self, from: SeqSlot, n_tokens: usize, _to_max_tokens: usize) -> bool {
+        // Every layer keeps every position here (no trimmed windows on this backend yet).
+        self.pages.get(from).is_some_and(|p| n_tokens <= p.len)
     }
 
     fn forward(&mut self, batch: &[SeqInput<'_>]) -> Result<usize, EngineError> {

@@ -283,6 +283,8 @@ pub(crate) enum Arg {
     /// A device address.
     Ptr(u64),
     I32(i32),
+    /// A 64-bit count or byte offset (`u64` in the kernel).
+    U64(u64),
     F32(f32),
 }
 
@@ -339,7 +341,7 @@ pub(crate) fn launch_smem(
     let mut slots: Vec<u64> = args
         .iter()
         .map(|a| match *a {
-            Arg::Ptr(p) => p,
+            Arg::Ptr(p) | Arg::U64(p) => p,
             Arg::I32(v) => u64::from(v as u32),
             Arg::F32(v) => u64::from(v.to_bits()),
         })
@@ -415,6 +417,7 @@ mod tests {
             "silu_mul_f32",
             "gelu_tanh_mul_f32",
             "kv_write_f32",
+            "kv_copy_prefix",
             "attention_ref_f32",
             "attention_decode_f32",
             "attention_prefill4_f32",

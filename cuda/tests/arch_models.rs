@@ -10,6 +10,7 @@
 //! largest |logit|, 2e-3 for the exact path and 0.1 for the Q8 path.
 
 use orcd_cuda::{CudaBackend, CudaOptions};
+use orcd_engine::KvType;
 use orcd_engine::cpu::{CpuBackend, CpuOptions};
 use orcd_engine::device::{Device, LogitsWanted, SeqInput};
 use orcd_engine::gguf::{GgufFile, GgufWriter, MetaArray, MetaValue};
@@ -210,4 +211,138 @@ fn each_family_gets_its_plan() {
             LayerOp::FfnDownResidual(Exec::Fused),
         ]
     );
+}
+
+/// Every logits row of `ids[n..]` in a fresh slot whose first `n` positions were copied
+/// (`Device::copy_kv_prefix`) from a slot that computed `ids[..src_len]` in chunks of 7; another
+/// slot is reserved in between so that the two slots' pages are not neighbours.
+fn rows_after_prefix_copy(dev: &mut dyn Device, ids: &[u32], n: usize, src_len: usize) -> Vec<f32> {
+    let src = dev.alloc_seq(ids.len()).unwrap();
+    for (i, part) in ids[..src_len].chunks(7).enumerate() {
+        dev.forward(&[SeqInput {
+            slot: src,
+            start_pos: i * 7,
+            tokens: part,
+            logits: LogitsWanted::None,
+        }])
+        .unwrap();
+    }
+    let spacer = dev.alloc_seq(40).unwrap();
+    let dst = dev.alloc_seq(ids.len()).unwrap();
+    assert!(dev.kv_prefix_kept(src, n, ids.len()));
+    dev.copy_kv_prefix(src, dst, n).unwrap();
+    let rows = dev
+        .forward(&[SeqInput {
+            slot: dst,
+            start_pos: n,
+            tokens: &ids[n..],
+            logits: LogitsWanted::All,
+        }])
+        .unwrap();
+    let out = (0..rows).flat_map(|r| dev.logits_row(r).unwrap()).collect();
+    for s in [src, spacer, dst] {
+        dev.free_seq(s);
+    }
+    out
+}
+
+/// Prefix caching on the GPU (`kv_copy_prefix`), for every KV type, on SmolLM2's shape (4 layers, random
+/// weights): a slot whose first positions were copied from another computes the rest with the
+/// bits of a slot that computed everything, for prefixes inside a page, on a page boundary and
+/// over several pages; and the same logits as the CPU backend doing the same copy (Q8 path,
+/// the same KV type), within `CPU_Q8_TOL` of the row scale. Bad copies are typed errors.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn a_copied_kv_prefix_gives_the_bits_of_computing_it() {
+    let m = synth_model("smollm2-135m", GgmlType::Q8_0, 4);
+    for kv_type in [KvType::F16, KvType::Q8_0, KvType::F32] {
+        eprintln!("KV {kv_type}:");
+        copied_prefix_case(&m, kv_type);
+    }
+}
+
+/// [`a_copied_kv_prefix_gives_the_bits_of_computing_it`] with the KV cache of both backends in
+/// `kv_type` (the copy moves the rows as stored, whatever their type).
+fn copied_prefix_case(m: &Model, kv_type: KvType) {
+    let gpu_opts = CudaOptions {
+        kv_type,
+        ..CudaOptions::default()
+    };
+    let mut gpu = CudaBackend::new(m.clone(), gpu_opts).expect("CUDA backend");
+    let cpu_opts = CpuOptions {
+        kv_type,
+        ..CpuOptions::default()
+    };
+    let mut cpu = CpuBackend::new(m.clone(), cpu_opts).expect("CPU backend");
+    let ids: Vec<u32> = (0..90).map(|i| (i * 37 + 5) % VOCAB as u32).collect();
+    let v = gpu.vocab_size();
+    let whole = {
+        let s = gpu.alloc_seq(ids.len()).unwrap();
+        let rows = gpu
+            .forward(&[SeqInput {
+                slot: s,
+                start_pos: 0,
+                tokens: &ids,
+                logits: LogitsWanted::All,
+            }])
+            .unwrap();
+        let out: Vec<f32> = (0..rows).flat_map(|r| gpu.logits_row(r).unwrap()).collect();
+        gpu.free_seq(s);
+        out
+    };
+    let free = gpu.free_kv_tokens();
+    for (n, src_len) in [(1, 1), (5, 12), (16, 16), (33, 40), (89, 90)] {
+        let got = rows_after_prefix_copy(&mut gpu, &ids, n, src_len);
+        let want = &whole[n * v..];
+        let d = got
+            .iter()
+            .zip(want)
+            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            got.iter()
+                .zip(want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "prefix {n} of {src_len}: max |diff| {d:.2e} from computing it"
+        );
+        let on_cpu = rows_after_prefix_copy(&mut cpu, &ids, n, src_len);
+        let mut worst = 0.0f32;
+        for (r, (a, b)) in got.chunks(v).zip(on_cpu.chunks(v)).enumerate() {
+            let scale = b.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            let diff = a
+                .iter()
+                .zip(b)
+                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                diff.is_finite() && diff <= CPU_Q8_TOL * scale,
+                "prefix {n}, row {r}: GPU vs CPU {diff} > {CPU_Q8_TOL} * {scale}"
+            );
+            worst = worst.max(diff / scale);
+        }
+        eprintln!(
+            "prefix {n} of {src_len}: bit-identical to computing it; GPU vs CPU {worst:.2e} of the row scale"
+        );
+    }
+    assert_eq!(gpu.free_kv_tokens(), free, "every slot freed");
+    // Typed refusals: a prefix longer than the source holds, a copy from an empty slot.
+    let a = gpu.alloc_seq(32).unwrap();
+    gpu.forward(&[SeqInput {
+        slot: a,
+        start_pos: 0,
+        tokens: &ids[..8],
+        logits: LogitsWanted::None,
+    }])
+    .unwrap();
+    let b = gpu.alloc_seq(32).unwrap();
+    assert!(matches!(
+        gpu.copy_kv_prefix(a, b, 9),
+        Err(orcd_engine::EngineError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        gpu.copy_kv_prefix(b, a, 1),
+        Err(orcd_engine::EngineError::InvalidInput(_))
+    ));
+    gpu.copy_kv_prefix(a, b, 8).unwrap();
+    gpu.free_seq(a);
+    gpu.free_seq(b);
+    assert_eq!(gpu.free_kv_tokens(), free);
 }

@@ -73,6 +73,50 @@ impl Ops<'_> {
         )
     }
 
+    /// Copy positions `0..n_tokens` of slot `from` into slot `to` on every layer's keys and
+    /// values (prefix caching), the rows as stored whatever `geo.kv_type`. kv: `regions`
+    /// regions back to back (K of layer 0, V of layer 0, K of layer 1, ...), each
+    /// `region_bytes` = (n_pages, page_tokens) rows of `KvType::row_bytes(kv_dim)`; both slots'
+    /// page-table rows cover `n_tokens` positions and the slots differ (the caller checks).
+    pub fn kv_copy_prefix(
+        &self,
+        geo: &KvGeometry,
+        kv: u64,
+        regions: usize,
+        region_bytes: u64,
+        (from, to): (u32, u32),
+        n_tokens: usize,
+    ) -> CudaResult<()> {
+        let row_bytes = geo.kv_type.row_bytes(geo.kv_dim());
+        if row_bytes % 4 != 0 {
+            return Err(CudaError::shape(format!(
+                "a KV row of {row_bytes} bytes is not whole 32-bit words"
+            )));
+        }
+        let f = self.k.get("kv_copy_prefix")?;
+        launch(
+            self.gpu,
+            f,
+            (
+                int(n_tokens, "prefix tokens")? as u32,
+                int(regions, "KV regions")? as u32,
+                1,
+            ),
+            (shape::KV_THREADS, 1, 1),
+            &[
+                Arg::Ptr(kv),
+                Arg::Ptr(geo.page_table),
+                Arg::I32(int(from as usize, "slot")?),
+                Arg::I32(int(to as usize, "slot")?),
+                Arg::I32(int(geo.pages_per_slot, "pages per slot")?),
+                Arg::I32(int(geo.page_tokens, "page tokens")?),
+                Arg::I32(int(row_bytes / 4, "KV row words")?),
+                Arg::U64(region_bytes),
+            ],
+            "kv_copy_prefix",
+        )
+    }
+
     /// Causal attention of each new token over its slot's cached positions 0..=pos (or the
     /// last `p.window` of them when it is > 0), through the kernel `p.kernel` names
     /// ([`AttnKernel::Auto`]: the shape picks). Every kernel but the reference gives the same

@@ -101,6 +101,46 @@ pub fn validate_batch(
     Ok(rows)
 }
 
+/// Check a prefix copy (see [`Device::copy_kv_prefix`]) before anything is copied: both slots
+/// known and distinct, `to` empty and reserving at least `n_tokens`, `from` holding at least
+/// `n_tokens`, and `n_tokens` positive. `slot` looks a slot up in the backend's KV cache.
+pub fn validate_prefix_copy(
+    from: SeqSlot,
+    to: SeqSlot,
+    n_tokens: usize,
+    slot: impl Fn(SeqSlot) -> Option<SlotExtent>,
+) -> Result<(), EngineError> {
+    let invalid = |msg: String| EngineError::InvalidInput(msg);
+    let (f, t) = (from.0, to.0);
+    if from == to {
+        return Err(invalid(format!("KV prefix copy from slot {f} into itself")));
+    }
+    let src = slot(from).ok_or_else(|| invalid(format!("unknown KV slot {f}")))?;
+    let dst = slot(to).ok_or_else(|| invalid(format!("unknown KV slot {t}")))?;
+    if n_tokens == 0 {
+        return Err(invalid("a KV prefix copy of 0 tokens".into()));
+    }
+    if n_tokens > src.len {
+        return Err(invalid(format!(
+            "slot {f}: a prefix of {n_tokens} tokens, but {} are cached",
+            src.len
+        )));
+    }
+    if dst.len != 0 {
+        return Err(invalid(format!(
+            "slot {t}: a prefix copy into a slot that already caches {} tokens",
+            dst.len
+        )));
+    }
+    if n_tokens > dst.max_tokens {
+        return Err(invalid(format!(
+            "slot {t}: a prefix of {n_tokens} tokens overflows its {} positions",
+            dst.max_tokens
+        )));
+    }
+    Ok(())
+}
+
 /// Static facts about a backend, for `/health` and logs.
 #[derive(Clone, Debug, Default)]
 pub struct DeviceInfo {
@@ -136,6 +176,26 @@ pub trait Device: Send {
     fn free_seq(&mut self, slot: SeqSlot);
     /// KV-cache tokens not yet reserved by any slot.
     fn free_kv_tokens(&self) -> usize;
+
+    /// Copy the keys and values of positions `0..n_tokens` of slot `from` into slot `to`, which
+    /// then caches `n_tokens` positions exactly as if it had computed them itself (same bits):
+    /// prefix caching, where a new sequence starting with tokens another slot already holds
+    /// copies their KV instead of recomputing it. `from` is left as it is. `to` must be empty
+    /// and reserve at least `n_tokens`; `from` must cache at least `n_tokens` and still keep
+    /// what `to` needs of them ([`Device::kv_prefix_kept`]). Anything else is an `InvalidInput`
+    /// error and copies nothing.
+    fn copy_kv_prefix(
+        &mut self,
+        from: SeqSlot,
+        to: SeqSlot,
+        n_tokens: usize,
+    ) -> Result<(), EngineError>;
+    /// Whether slot `from` still keeps everything a new slot of `to_max_tokens` positions needs
+    /// of its first `n_tokens` positions (false for an unknown slot or one caching fewer).
+    /// A cache that keeps every position always does; a sliding-window layer that keeps only
+    /// its window (a ring) has overwritten positions older than its window once the slot grew
+    /// past it, and a prefix that ends before them cannot be copied.
+    fn kv_prefix_kept(&self, from: SeqSlot, n_tokens: usize, to_max_tokens: usize) -> bool;
 
     /// Run one step over the batch and return the number of logits rows produced.
     fn forward(&mut self, batch: &[SeqInput<'_>]) -> Result<usize, EngineError>;

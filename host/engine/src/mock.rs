@@ -229,6 +229,32 @@ impl Device for MockDevice {
         self.opts.kv_tokens.saturating_sub(self.reserved)
     }
 
+    fn copy_kv_prefix(
+        &mut self,
+        from: SeqSlot,
+        to: SeqSlot,
+        n_tokens: usize,
+    ) -> Result<(), EngineError> {
+        crate::device::validate_prefix_copy(from, to, n_tokens, |s| {
+            self.slots.get(&s).map(|m| crate::device::SlotExtent {
+                len: m.prefix_hash.len(),
+                max_tokens: m.reserved,
+            })
+        })?;
+        // The running hashes after each token are the mock's whole "KV cache".
+        let prefix = self.slots[&from].prefix_hash[..n_tokens].to_vec();
+        if let Some(dst) = self.slots.get_mut(&to) {
+            dst.prefix_hash = prefix;
+        }
+        Ok(())
+    }
+
+    fn kv_prefix_kept(&self, from: SeqSlot, n_tokens: usize, _to_max_tokens: usize) -> bool {
+        self.slots
+            .get(&from)
+            .is_some_and(|s| n_tokens <= s.prefix_hash.len())
+    }
+
     fn forward(&mut self, batch: &[SeqInput<'_>]) -> Result<usize, EngineError> {
         // Validate the whole batch first so a bad sequence leaves every slot unchanged.
         for (i, input) in batch.iter().enumerate() {
@@ -330,6 +356,21 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1);
         dev.logits_row(0).unwrap()
+    }
+
+    #[test]
+    fn a_copied_prefix_continues_like_the_source() {
+        let mut d = MockDevice::new(1000, 7).unwrap();
+        let a = d.alloc_seq(16).unwrap();
+        step(&mut d, a, 0, &[1, 2, 3, 4]);
+        let want = step(&mut d, a, 4, &[5]);
+        let b = d.alloc_seq(8).unwrap();
+        assert!(d.kv_prefix_kept(a, 5, 8) && !d.kv_prefix_kept(a, 6, 8));
+        d.copy_kv_prefix(a, b, 4).unwrap();
+        assert_eq!(step(&mut d, b, 4, &[5]), want);
+        let c = d.alloc_seq(2).unwrap();
+        assert!(d.copy_kv_prefix(a, c, 3).is_err(), "longer than the slot");
+        assert!(d.copy_kv_prefix(a, b, 1).is_err(), "the slot is not empty");
     }
 
     #[test]

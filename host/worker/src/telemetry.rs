@@ -33,6 +33,20 @@ pub const ERRORS_TOTAL: &str = "worker_errors_total";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "worker_connections_refused_total";
 /// Histogram: tokens computed by one device step (prefill chunks + decode tokens).
 pub const STEP_TOKENS: &str = "worker_step_tokens";
+/// Counter: admissions that looked for a cached prompt prefix (prefix caching on).
+pub const PREFIX_CACHE_LOOKUPS_TOTAL: &str = "worker_prefix_cache_lookups_total";
+/// Counter: admissions whose prompt start was copied from a cached slot instead of prefilled.
+pub const PREFIX_CACHE_HITS_TOTAL: &str = "worker_prefix_cache_hits_total";
+/// Counter: prompt tokens copied from cached slots (not recomputed).
+pub const PREFIX_CACHE_HIT_TOKENS_TOTAL: &str = "worker_prefix_cache_hit_tokens_total";
+/// Counter: cached slots freed because a reservation needed their room.
+pub const PREFIX_CACHE_EVICTIONS_TOTAL: &str = "worker_prefix_cache_evictions_total";
+/// Gauge: finished sequences' slots kept for prefix reuse.
+pub const PREFIX_CACHE_SLOTS: &str = "worker_prefix_cache_slots";
+/// Gauge: positions whose keys and values the kept slots hold.
+pub const PREFIX_CACHE_TOKENS: &str = "worker_prefix_cache_tokens";
+/// Gauge: KV-cache positions the kept slots reserve: not free, but given back on demand.
+pub const PREFIX_CACHE_RESERVED_TOKENS: &str = "worker_prefix_cache_reserved_tokens";
 /// Changes of the plugin directory, by `change` (`loaded`, `replaced`, `unloaded`, `released`,
 /// `failed`).
 pub const PLUGIN_CHANGES_TOTAL: &str = "worker_plugin_changes_total";

@@ -2,7 +2,9 @@
 //! timeouts and a hot plugin reload in the middle. Checks that every request that was read to
 //! its end got exactly one terminal event, that the worker returns to its idle baseline (queue,
 //! running sequences, KV-cache tokens, device memory) and that `/metrics` agrees with what the
-//! clients saw.
+//! clients saw. Every prompt starts with the same system text, so the prefix cache is used
+//! (and evicts) throughout: at idle, every slot still reserved must be one the cache reports
+//! (`worker_prefix_cache_slots`), and freeing them must give exactly the baseline back.
 //!
 //! `soak_cpu` runs in the suite (SmolLM2 on the CPU backend, a minute or two on two cores).
 //! `soak_cuda_1000_requests` is the long variant for a GPU machine:
@@ -10,6 +12,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,11 +25,13 @@ use serde_json::{Value, json};
 use worker_orcd::served_device::ServedDevice;
 
 /// The device under test, reporting its free KV-cache tokens and memory after every slot
-/// allocation and release (the scheduler thread owns the device, so the test reads these).
+/// allocation and release (the scheduler thread owns the device, so the test reads these),
+/// and the live slots with the KV tokens and bytes each one took.
 struct Probe {
     inner: Box<dyn ServedDevice>,
     free_kv: Arc<AtomicUsize>,
     device_bytes: Arc<AtomicU64>,
+    live: Arc<Mutex<HashMap<SeqSlot, (usize, u64)>>>,
 }
 
 fn bytes_of(info: &DeviceInfo) -> u64 {
@@ -53,16 +58,36 @@ impl Device for Probe {
         self.inner.context_length()
     }
     fn alloc_seq(&mut self, max_tokens: usize) -> Result<SeqSlot, EngineError> {
+        let (kv, bytes) = (self.inner.free_kv_tokens(), bytes_of(&self.inner.info()));
         let slot = self.inner.alloc_seq(max_tokens);
+        if let Ok(s) = slot {
+            let took = (
+                kv - self.inner.free_kv_tokens(),
+                bytes_of(&self.inner.info()) - bytes,
+            );
+            self.live.lock().unwrap().insert(s, took);
+        }
         self.publish();
         slot
     }
     fn free_seq(&mut self, slot: SeqSlot) {
         self.inner.free_seq(slot);
+        self.live.lock().unwrap().remove(&slot);
         self.publish();
     }
     fn free_kv_tokens(&self) -> usize {
         self.inner.free_kv_tokens()
+    }
+    fn copy_kv_prefix(
+        &mut self,
+        from: SeqSlot,
+        to: SeqSlot,
+        n_tokens: usize,
+    ) -> Result<(), EngineError> {
+        self.inner.copy_kv_prefix(from, to, n_tokens)
+    }
+    fn kv_prefix_kept(&self, from: SeqSlot, n_tokens: usize, to_max_tokens: usize) -> bool {
+        self.inner.kv_prefix_kept(from, n_tokens, to_max_tokens)
     }
     fn forward(&mut self, batch: &[SeqInput<'_>]) -> Result<usize, EngineError> {
         self.inner.forward(batch)
@@ -135,6 +160,10 @@ struct Seen {
     terminal: Option<(String, String)>,
 }
 
+/// The start every prompt shares (over two 16-token blocks of the prefix cache).
+const SYSTEM: &str = "You are a patient assistant. Answer in plain English, briefly, without \
+                      lists or headings unless the question asks for them. Question: ";
+
 const PROMPTS: &[&str] = &[
     "Write a short poem about the sea.",
     "What is the capital of France?",
@@ -145,7 +174,8 @@ const PROMPTS: &[&str] = &[
 
 async fn client(w: Arc<TestWorker>, i: usize, role: Role, max_tokens: u32) -> Seen {
     let id = format!("soak-{i}");
-    let mut body = json!({"job_id": id, "prompt": PROMPTS[i % PROMPTS.len()],
+    let prompt = format!("{SYSTEM}{}", PROMPTS[i % PROMPTS.len()]);
+    let mut body = json!({"job_id": id, "prompt": prompt,
                           "max_tokens": max_tokens, "temperature": 0.8, "seed": i});
     if role == Role::PluginTimeout {
         body["sampler"] = json!("hostile");
@@ -269,10 +299,12 @@ async fn soak(device: Box<dyn ServedDevice>, plan: Soak) {
         free_kv.load(Ordering::SeqCst),
         device_bytes.load(Ordering::SeqCst),
     );
+    let live = Arc::new(Mutex::new(HashMap::new()));
     let probe = Probe {
         inner: device,
         free_kv: free_kv.clone(),
         device_bytes: device_bytes.clone(),
+        live: live.clone(),
     };
     let mut options = test_options(32, 128);
     options.scheduler.inference_timeout = Duration::from_secs(600);
@@ -303,15 +335,26 @@ async fn soak(device: Box<dyn ServedDevice>, plan: Soak) {
     let elapsed = started.elapsed();
     assert!(reloaded.lock().unwrap().is_some());
 
-    // Back to idle: nothing in flight, gauges at 0, every KV token free, memory unchanged.
+    // Back to idle: nothing in flight, gauges at 0, every slot still reserved one the prefix
+    // cache keeps (and reports), and those slots' tokens and bytes all that is missing from
+    // the baseline.
+    let held = || {
+        let live = live.lock().unwrap();
+        let (kv, bytes) = live
+            .values()
+            .fold((0, 0), |(k, b), &(dk, db)| (k + dk, b + db));
+        (live.len(), kv, bytes)
+    };
     let mut idle = false;
     for _ in 0..400 {
         let m = metrics(&w).await;
         let health = w.get_json("/health").await;
+        let (slots, kv, _) = held();
         if health["jobs_in_flight"] == 0
             && counter(&m, "worker_running_sequences") == 0.0
             && counter(&m, "worker_queue_depth") == 0.0
-            && free_kv.load(Ordering::SeqCst) == kv_baseline
+            && counter(&m, "worker_prefix_cache_slots") == slots as f64
+            && free_kv.load(Ordering::SeqCst) + kv == kv_baseline
         {
             idle = true;
             break;
@@ -319,13 +362,15 @@ async fn soak(device: Box<dyn ServedDevice>, plan: Soak) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let after = metrics(&w).await;
+    let (slots, kv, bytes) = held();
     assert!(
         idle,
-        "not back to idle: free KV {} of {kv_baseline}, health {}, metrics\n{after}",
+        "not back to idle: free KV {} + {kv} held by {slots} slots of {kv_baseline}, health {}, \
+         metrics\n{after}",
         free_kv.load(Ordering::SeqCst),
         w.get_json("/health").await
     );
-    assert_eq!(device_bytes.load(Ordering::SeqCst), bytes_baseline);
+    assert_eq!(device_bytes.load(Ordering::SeqCst) - bytes, bytes_baseline);
 
     // What the clients saw.
     let count = |f: &dyn Fn(&Seen) -> bool| results.iter().filter(|s| f(s)).count();
@@ -377,6 +422,22 @@ async fn soak(device: Box<dyn ServedDevice>, plan: Soak) {
         delta("worker_errors_total{code=\"CANCELLED\"}"),
         m_cancelled,
         "{after}"
+    );
+    // The shared start was reused, and the cache made room under the KV budget.
+    assert!(
+        delta("worker_prefix_cache_hits_total") > 0.0,
+        "no prefix cache hit: {after}"
+    );
+    assert!(
+        delta("worker_prefix_cache_hit_tokens_total")
+            >= 16.0 * delta("worker_prefix_cache_hits_total"),
+        "{after}"
+    );
+    // Over a hundred finished sequences of ~50 positions each, kept, against a budget of
+    // 32 * 128 positions: kept slots had to be evicted to admit the later requests.
+    assert!(
+        delta("worker_prefix_cache_evictions_total") > 0.0,
+        "no eviction: {after}"
     );
     for code in ["INTERNAL", "WORKER_BUSY", "INVALID_REQUEST", "PLUGIN_TRAP"] {
         assert_eq!(

@@ -8,6 +8,7 @@ use crate::EngineError;
 use crate::KvType;
 use crate::device::{
     Device, DeviceInfo, SeqInput, SeqSlot, SlotExtent, host_logits, validate_batch,
+    validate_prefix_copy,
 };
 use crate::model::Model;
 
@@ -143,10 +144,14 @@ impl CpuBackend {
     /// logits rows the step will produce.
     fn validate(&self, batch: &[SeqInput<'_>]) -> Result<usize, EngineError> {
         validate_batch(batch, self.model.config.vocab_size, |slot| {
-            self.kv.get(slot).map(|c| SlotExtent {
-                len: c.len,
-                max_tokens: c.max_tokens,
-            })
+            self.extent(slot)
+        })
+    }
+
+    fn extent(&self, slot: SeqSlot) -> Option<SlotExtent> {
+        self.kv.get(slot).map(|c| SlotExtent {
+            len: c.len,
+            max_tokens: c.max_tokens,
         })
     }
 
@@ -203,6 +208,20 @@ impl Device for CpuBackend {
 
     fn free_kv_tokens(&self) -> usize {
         self.kv.free_tokens()
+    }
+
+    fn copy_kv_prefix(
+        &mut self,
+        from: SeqSlot,
+        to: SeqSlot,
+        n_tokens: usize,
+    ) -> Result<(), EngineError> {
+        validate_prefix_copy(from, to, n_tokens, |slot| self.extent(slot))?;
+        self.kv.copy_prefix(from, to, n_tokens)
+    }
+
+    fn kv_prefix_kept(&self, from: SeqSlot, n_tokens: usize, to_max_tokens: usize) -> bool {
+        self.kv.prefix_kept(from, n_tokens, to_max_tokens)
     }
 
     fn forward(&mut self, batch: &[SeqInput<'_>]) -> Result<usize, EngineError> {
@@ -479,6 +498,73 @@ mod tests {
                 assert_eq!(dev.kv_slot_bytes(SEQ.len()), 2 * 4 * row_pair);
             }
         }
+    }
+
+    /// The rows of `SEQ[n..]` in a slot whose first `n` positions were copied from a slot that
+    /// computed `SEQ[..src_len]` in chunks of 3.
+    fn rows_after_copy(dev: &mut CpuBackend, n: usize, src_len: usize) -> Vec<f32> {
+        let src = dev.alloc_seq(SEQ.len()).unwrap();
+        for (i, part) in SEQ[..src_len].chunks(3).enumerate() {
+            step(dev, src, i * 3, part, LogitsWanted::None).unwrap();
+        }
+        let dst = dev.alloc_seq(SEQ.len()).unwrap();
+        assert!(dev.kv_prefix_kept(src, n, SEQ.len()));
+        dev.copy_kv_prefix(src, dst, n).unwrap();
+        let rows = step(dev, dst, n, &SEQ[n..], LogitsWanted::All).unwrap();
+        let out = (0..rows).flat_map(|r| dev.logits_row(r).unwrap()).collect();
+        dev.free_seq(src);
+        dev.free_seq(dst);
+        out
+    }
+
+    #[test]
+    fn a_copied_prefix_gives_the_bits_of_computing_it() {
+        let v = tiny::VOCAB;
+        for arch in ["llama", "qwen2", "gemma3", "gpt-oss"] {
+            for kv_type in KvType::ALL {
+                let mut dev = with_kv(arch, false, kv_type, true);
+                let free = dev.free_kv_tokens();
+                // The whole sequence in one step: the reference.
+                let full = chunked_rows(&mut dev, SEQ.len());
+                // Gemma 3's and GPT-OSS's trimmed windows (4) keep what a source of n
+                // positions leaves, not what a longer source overwrote.
+                for (n, src_len) in [(1, 1), (5, 5), (7, 9), (9, 9)] {
+                    if matches!(arch, "gemma3" | "gpt-oss") && src_len != n {
+                        continue;
+                    }
+                    let got = rows_after_copy(&mut dev, n, src_len);
+                    let want = &full[n * v..];
+                    assert!(
+                        got.iter()
+                            .zip(want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{arch} {kv_type}, prefix {n} of {src_len}: {}",
+                        max_diff(&got, want)
+                    );
+                }
+                assert_eq!(dev.free_kv_tokens(), free, "{arch}: every slot freed");
+            }
+        }
+        // A trimmed window that moved past the prefix refuses the copy (nothing copied).
+        let mut gemma = with_kv("gemma3", false, KvType::F16, true);
+        let src = gemma.alloc_seq(SEQ.len()).unwrap();
+        step(&mut gemma, src, 0, &SEQ, LogitsWanted::None).unwrap();
+        let dst = gemma.alloc_seq(SEQ.len()).unwrap();
+        assert!(!gemma.kv_prefix_kept(src, 5, SEQ.len()));
+        assert!(matches!(
+            gemma.copy_kv_prefix(src, dst, 5),
+            Err(EngineError::InvalidInput(_))
+        ));
+        assert!(gemma.kv_prefix_kept(src, SEQ.len(), SEQ.len()));
+        // Bad requests: into itself, too long, into a slot that holds tokens, unknown slots.
+        let invalid = |r: Result<(), EngineError>| matches!(r, Err(EngineError::InvalidInput(_)));
+        assert!(invalid(gemma.copy_kv_prefix(src, src, 1)));
+        assert!(invalid(gemma.copy_kv_prefix(src, dst, SEQ.len() + 1)));
+        assert!(invalid(gemma.copy_kv_prefix(src, dst, 0)));
+        assert!(invalid(gemma.copy_kv_prefix(SeqSlot(77), dst, 1)));
+        assert!(invalid(gemma.copy_kv_prefix(src, SeqSlot(77), 1)));
+        step(&mut gemma, dst, 0, &[3], LogitsWanted::None).unwrap();
+        assert!(invalid(gemma.copy_kv_prefix(src, dst, 1)));
     }
 
     #[test]

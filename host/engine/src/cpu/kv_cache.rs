@@ -82,6 +82,31 @@ impl SlotCache {
     }
 }
 
+/// A prefix copy of one layer: positions `0..n_tokens` from a ring of `cap_from` rows into
+/// one of `cap_to` rows (a full layer is a ring that never wraps), rows of `unit` elements.
+struct Ring {
+    cap_from: usize,
+    cap_to: usize,
+    n_tokens: usize,
+    unit: usize,
+}
+
+impl Ring {
+    /// Copy the positions the destination keeps (its last `cap_to`), position `p` from row
+    /// `p % cap_from` to row `p % cap_to`; one contiguous copy when neither ring wraps.
+    fn copy<T: Copy>(&self, from: &[T], to: &mut [T]) {
+        let (n, u) = (self.n_tokens, self.unit);
+        if self.cap_from >= n && self.cap_to >= n {
+            to[..n * u].copy_from_slice(&from[..n * u]);
+            return;
+        }
+        for pos in n.saturating_sub(self.cap_to)..n {
+            let (a, b) = (pos % self.cap_from, pos % self.cap_to);
+            to[b * u..(b + 1) * u].copy_from_slice(&from[a * u..(a + 1) * u]);
+        }
+    }
+}
+
 /// All slots, and the budget they share.
 #[derive(Debug)]
 pub struct KvCache {
@@ -236,6 +261,74 @@ impl KvCache {
         }
     }
 
+    /// Whether slot `from` still keeps, on every layer, the positions a slot of `to_max_tokens`
+    /// positions holds after a prefix of `n_tokens`: the last `rows` of them, `rows` being
+    /// what the new slot keeps of the layer (all `n_tokens` on a full layer). A full layer
+    /// keeps every position; a window layer's ring of `cap` rows holds only the last `cap`
+    /// positions written (`len - cap ..`), so a shorter prefix that needs older ones fails.
+    pub fn prefix_kept(&self, from: SeqSlot, n_tokens: usize, to_max_tokens: usize) -> bool {
+        let Some(src) = self.slots.get(&from) else {
+            return false;
+        };
+        n_tokens <= src.len
+            && (0..self.kept.len()).all(|l| {
+                let (cap_old, cap_new) = (src.layers[l].0, self.layer_rows(l, to_max_tokens));
+                n_tokens.saturating_sub(cap_new) >= src.len.saturating_sub(cap_old)
+            })
+    }
+
+    /// Copy positions `0..n_tokens` of `from` into the empty slot `to` (checked by the caller:
+    /// both known, distinct, `to` empty and long enough), every layer's keys and values, as
+    /// their bytes: `to` then reads exactly what `from` wrote. On a window layer only the
+    /// positions `to` keeps are copied, each to its own ring row. Fails (copying nothing)
+    /// when `from` no longer keeps them ([`KvCache::prefix_kept`]).
+    pub fn copy_prefix(
+        &mut self,
+        from: SeqSlot,
+        to: SeqSlot,
+        n_tokens: usize,
+    ) -> Result<(), EngineError> {
+        let to_max = self.slots.get(&to).map_or(0, |s| s.max_tokens);
+        if !self.prefix_kept(from, n_tokens, to_max) {
+            return Err(EngineError::InvalidInput(format!(
+                "slot {}: a window layer no longer keeps the positions a prefix of {n_tokens} \
+                 tokens needs",
+                from.0
+            )));
+        }
+        let mut dst = self
+            .slots
+            .remove(&to)
+            .ok_or_else(|| EngineError::InvalidInput(format!("unknown KV slot {}", to.0)))?;
+        let src = &self.slots[&from];
+        let unit = match self.kv_type {
+            KvType::F32 => self.kv_dim,
+            t => t.row_bytes(self.kv_dim),
+        };
+        for ((cap_old, src_rows), (cap_new, dst_rows)) in src.layers.iter().zip(&mut dst.layers) {
+            let ring = Ring {
+                cap_from: *cap_old,
+                cap_to: *cap_new,
+                n_tokens,
+                unit,
+            };
+            match (src_rows, dst_rows) {
+                (Rows::F32 { k: ka, v: va }, Rows::F32 { k: kb, v: vb }) => {
+                    ring.copy(ka, kb);
+                    ring.copy(va, vb);
+                }
+                (Rows::Bytes { k: ka, v: va }, Rows::Bytes { k: kb, v: vb }) => {
+                    ring.copy(ka, kb);
+                    ring.copy(va, vb);
+                }
+                _ => unreachable!("every slot of a cache keeps its rows in the cache's type"),
+            }
+        }
+        dst.len = n_tokens;
+        self.slots.insert(to, dst);
+        Ok(())
+    }
+
     pub fn get(&self, slot: SeqSlot) -> Option<&SlotCache> {
         self.slots.get(&slot)
     }
@@ -332,5 +425,69 @@ mod tests {
         // Every layer sliding (Mistral): any length up to the context fits the window's bytes.
         let kv = KvCache::new(KvType::F32, 32, vec![Some(4); 2], 100, 256 * 8);
         assert_eq!(kv.free_tokens(), 100);
+    }
+
+    #[test]
+    fn a_copied_prefix_reads_back_the_same_bits_and_nothing_more() {
+        // Layer 0 keeps everything, layer 1 a window of 4 (a ring).
+        for ty in KvType::ALL {
+            let mut kv = KvCache::new(ty, 32, vec![None, Some(4)], 100, 1 << 20);
+            let row = |p: usize, l: usize| -> Vec<f32> {
+                (0..32).map(|i| (p * 7 + l * 3 + i) as f32 / 8.0).collect()
+            };
+            let (mut k, mut v) = (vec![0.0; 32], vec![0.0; 32]);
+            let (mut k2, mut v2) = (vec![0.0; 32], vec![0.0; 32]);
+            // A short source: 3 positions, no ring wrapped; any prefix of it can be copied.
+            let a = kv.alloc(20).unwrap();
+            for p in 0..3 {
+                for l in 0..2 {
+                    kv.get_mut(a)
+                        .unwrap()
+                        .store(l, p, &row(p, l), &row(p + 50, l));
+                }
+            }
+            kv.get_mut(a).unwrap().len = 3;
+            let b = kv.alloc(20).unwrap();
+            assert!(kv.prefix_kept(a, 2, 20) && !kv.prefix_kept(a, 4, 20));
+            kv.copy_prefix(a, b, 2).unwrap();
+            assert_eq!(kv.get(b).unwrap().len, 2);
+            for l in 0..2 {
+                for p in 0..2 {
+                    kv.get(a).unwrap().load(l, p, &mut k, &mut v);
+                    kv.get(b).unwrap().load(l, p, &mut k2, &mut v2);
+                    assert!(k == k2 && v == v2, "{ty} layer {l} position {p}");
+                }
+                // Position 2 was not copied: still zero in the new slot.
+                kv.get(b).unwrap().load(l, 2, &mut k2, &mut v2);
+                assert!(k2.iter().chain(&v2).all(|&x| x == 0.0), "{ty} layer {l}");
+            }
+            // A long source: 10 positions, the window ring holds only 6..10. A prefix of 10
+            // copies (the new ring gets 6..10 in its own rows); one of 8 needs 4, 5: refused.
+            let c = kv.alloc(20).unwrap();
+            for p in 0..10 {
+                for l in 0..2 {
+                    kv.get_mut(c)
+                        .unwrap()
+                        .store(l, p, &row(p, l), &row(p + 50, l));
+                }
+            }
+            kv.get_mut(c).unwrap().len = 10;
+            assert!(!kv.prefix_kept(c, 8, 20) && kv.prefix_kept(c, 10, 20));
+            let d = kv.alloc(20).unwrap();
+            assert!(matches!(
+                kv.copy_prefix(c, d, 8),
+                Err(EngineError::InvalidInput(_))
+            ));
+            assert_eq!(kv.get(d).unwrap().len, 0, "a refused copy copies nothing");
+            kv.copy_prefix(c, d, 10).unwrap();
+            for (l, positions) in [(0, 0..10), (1, 6..10)] {
+                for p in positions {
+                    kv.get(c).unwrap().load(l, p, &mut k, &mut v);
+                    kv.get(d).unwrap().load(l, p, &mut k2, &mut v2);
+                    assert!(k == k2 && v == v2, "{ty} layer {l} position {p}");
+                }
+            }
+            assert!(!kv.prefix_kept(SeqSlot(999), 1, 20));
+        }
     }
 }

@@ -110,6 +110,12 @@ pub struct ServeArgs {
     /// Tokens one device step computes at most (prefill chunks plus decode tokens).
     #[arg(long)]
     pub step_tokens: Option<usize>,
+    /// Turn prefix caching off: finished sequences' KV slots are freed at once and every
+    /// prompt is prefilled whole (by default they are kept, and a prompt that starts with
+    /// cached tokens copies their KV and prefills only the rest). The CUDA backend serves
+    /// without it for now (its copy kernel awaits a GPU run; logged at startup).
+    #[arg(long)]
+    pub no_prefix_cache: bool,
     /// Seconds between scans of `--plugin-dir` for new or updated plugins (0: only at startup).
     #[arg(long, default_value_t = 5)]
     pub plugin_rescan_sec: u64,
@@ -270,6 +276,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         512
     };
+    // The CUDA backend's prefix copy (`kv_copy_prefix`) is written and tested against the CPU's
+    // semantics but has not yet run on a GPU: until it has, CUDA serves without the prefix
+    // cache, and says so here, rather than run an unverified kernel under every request.
+    let prefix_cache = !args.no_prefix_cache && args.backend == Backend::Cpu;
+    if !args.no_prefix_cache && !prefix_cache {
+        info!(
+            event = "prefix_cache_off",
+            worker_id = %worker_id,
+            "prefix cache off on the CUDA backend: its KV copy kernel is not yet verified on a GPU"
+        );
+    }
     let options = WorkerOptions {
         worker_id: worker_id.clone(),
         model_ref: model_path.display().to_string(),
@@ -279,6 +296,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             step_token_budget: args.step_tokens.unwrap_or(default_step).max(1),
             inference_timeout: Duration::from_secs(args.inference_timeout_sec.max(1)),
             residency_interval: Duration::from_secs(args.residency_check_sec.max(1)),
+            prefix_cache,
             ..SchedulerConfig::default()
         },
         limits: ServerLimits {

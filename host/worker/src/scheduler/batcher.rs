@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
-use orcd_engine::{EngineError, LogitsWanted, SeqInput};
+use orcd_engine::{EngineError, LogitsWanted, SeqInput, SeqSlot};
 use tracing::{debug, error, info, warn};
 
 use super::logprobs::{RawRow, SavingPenalized};
+use super::prefix_cache::{Hit, PrefixCache};
 use super::queue::Admission;
 use super::sequence::{Progress, Sequence};
 use super::{Command, SchedulerConfig};
@@ -31,6 +32,8 @@ struct Batcher {
     context_length: usize,
     waiting: VecDeque<Job>,
     running: Vec<Sequence>,
+    /// Finished sequences' slots kept for prefix reuse (empty when prefix caching is off).
+    cache: PrefixCache,
     /// The residency checks' outcome, read by `/health`.
     residency: Arc<Residency>,
     last_residency_check: Instant,
@@ -56,6 +59,7 @@ pub(super) fn run(
         context_length,
         waiting: VecDeque::new(),
         running: Vec::new(),
+        cache: PrefixCache::default(),
         residency,
         last_residency_check: Instant::now(),
     };
@@ -144,6 +148,12 @@ impl Batcher {
     fn publish_gauges(&self) {
         metrics::gauge!(telemetry::QUEUE_DEPTH).set(self.waiting.len() as f64);
         metrics::gauge!(telemetry::RUNNING_SEQUENCES).set(self.running.len() as f64);
+        if self.config.prefix_cache {
+            metrics::gauge!(telemetry::PREFIX_CACHE_SLOTS).set(self.cache.slots() as f64);
+            metrics::gauge!(telemetry::PREFIX_CACHE_TOKENS).set(self.cache.tokens() as f64);
+            metrics::gauge!(telemetry::PREFIX_CACHE_RESERVED_TOKENS)
+                .set(self.cache.reserved_tokens() as f64);
+        }
     }
 
     /// Worker spec 1012: a failed check logs at error level and turns `/health` unhealthy.
@@ -197,10 +207,96 @@ impl Batcher {
         self.admission.finish(&job.id);
     }
 
-    fn finish_seq(&mut self, idx: usize, event: JobEvent) {
+    /// End the running sequence `idx` with `event`. Its slot is kept for prefix reuse when
+    /// `reusable` (its KV holds exactly `tokens[..cached]`: every step it took succeeded) and
+    /// prefix caching is on; otherwise freed.
+    fn finish_seq(&mut self, idx: usize, event: JobEvent, reusable: bool) {
         let seq = self.running.swap_remove(idx);
-        self.device.free_seq(seq.slot);
+        self.release_slot(&seq, reusable);
         self.end_job(&seq.job, event);
+    }
+
+    fn release_slot(&mut self, seq: &Sequence, reusable: bool) {
+        if !(reusable && self.config.prefix_cache) {
+            self.device.free_seq(seq.slot);
+            return;
+        }
+        let tokens = seq.tokens[..seq.cached].to_vec();
+        let (kept, covered) = self.cache.insert(seq.slot, tokens, seq.reserved);
+        if !kept {
+            self.device.free_seq(seq.slot);
+        }
+        // Slots whose tokens the new one holds and more: they can give nothing it cannot.
+        for slot in covered {
+            self.device.free_seq(slot);
+        }
+    }
+
+    /// Free a kept slot to make room.
+    fn evict(&mut self, slot: SeqSlot) {
+        self.cache.remove(slot);
+        self.device.free_seq(slot);
+        metrics::counter!(telemetry::PREFIX_CACHE_EVICTIONS_TOTAL).increment(1);
+        debug!(slot = slot.0, "prefix cache: evicted");
+    }
+
+    /// Reserve a slot of `need` positions, evicting kept slots (least recently used first,
+    /// `hit`'s source last) while the reservation fails for want of room: the cache never
+    /// holds a request back. Returns the slot and `hit` when its source survived.
+    fn reserve(
+        &mut self,
+        need: usize,
+        mut hit: Option<Hit>,
+    ) -> Result<(SeqSlot, Option<Hit>), EngineError> {
+        loop {
+            match self.device.alloc_seq(need) {
+                Ok(slot) => return Ok((slot, hit)),
+                Err(e @ EngineError::KvCacheExhausted { .. }) => {
+                    if let Some(victim) = self.cache.pop_lru(hit.map(|h| h.slot)) {
+                        self.evict(victim);
+                    } else if let Some(h) = hit.take() {
+                        self.evict(h.slot);
+                    } else {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Copy the cached prefix `hit` into the new `slot` of `reserved` positions: at most
+    /// `prompt_len - 1` tokens, so the prompt's last token is computed and gives the first
+    /// generated token's logits. Returns the positions copied (0: nothing, prefill it all).
+    fn copy_prefix(
+        &mut self,
+        job: &Job,
+        hit: Hit,
+        slot: SeqSlot,
+        prompt_len: usize,
+        reserved: usize,
+    ) -> usize {
+        let n = hit.tokens.min(prompt_len - 1);
+        if n == 0 {
+            return 0;
+        }
+        if !self.device.kv_prefix_kept(hit.slot, n, reserved) {
+            // A sliding-window layer kept only its window and that moved past the prefix.
+            debug!(job_id = %job.id, from = hit.slot.0, n, "prefix cache: source no longer keeps the prefix");
+            return 0;
+        }
+        match self.device.copy_kv_prefix(hit.slot, slot, n) {
+            Ok(()) => {
+                metrics::counter!(telemetry::PREFIX_CACHE_HITS_TOTAL).increment(1);
+                metrics::counter!(telemetry::PREFIX_CACHE_HIT_TOKENS_TOTAL).increment(n as u64);
+                n
+            }
+            Err(e) => {
+                // Nothing was copied: the prompt is prefilled whole (the same output).
+                warn!(event = "error", worker_id = %self.config.worker_id, job_id = %job.id, code = e.code().as_str(), "prefix cache: copy failed, prefilling the whole prompt: {e}");
+                0
+            }
+        }
     }
 
     /// Why a job must stop now, if it must.
@@ -237,7 +333,8 @@ impl Batcher {
         let mut i = 0;
         while i < self.running.len() {
             if let Some(ev) = self.interruption(&self.running[i].job) {
-                self.finish_seq(i, ev);
+                // Every step of the sequence succeeded: its KV is sound and can be kept.
+                self.finish_seq(i, ev, true);
             } else {
                 i += 1;
             }
@@ -272,8 +369,13 @@ impl Batcher {
                 self.end_job(&job, JobEvent::error(ErrorCode::VramOom, msg));
                 continue;
             }
-            let slot = match self.device.alloc_seq(need) {
-                Ok(slot) => slot,
+            let hit = if self.config.prefix_cache {
+                self.cache.lookup(&job.prompt_tokens)
+            } else {
+                None
+            };
+            let (slot, hit) = match self.reserve(need, hit) {
+                Ok(reserved) => reserved,
                 Err(EngineError::KvCacheExhausted { .. }) if !self.running.is_empty() => {
                     // Others hold the cache; this job waits (first in line) for them to finish.
                     self.waiting.push_front(job);
@@ -299,15 +401,22 @@ impl Batcher {
                     continue;
                 }
             };
+            if self.config.prefix_cache {
+                // Counted once per admitted job (a job that waits for room looks again).
+                metrics::counter!(telemetry::PREFIX_CACHE_LOOKUPS_TOTAL).increment(1);
+            }
+            let reused = hit.map_or(0, |h| self.copy_prefix(&job, h, slot, prompt_len, need));
             metrics::counter!(telemetry::TOKENS_IN_TOTAL).increment(prompt_len as u64);
-            debug!(job_id = %job.id, prompt_len, max_new, slot = slot.0, "admitted");
+            debug!(job_id = %job.id, prompt_len, max_new, slot = slot.0, reused, "admitted");
             let now = Instant::now();
             let constraint = job.constraint.take();
             self.running.push(Sequence {
                 constraint,
                 tokens: std::mem::take(&mut job.prompt_tokens),
                 prompt_len,
-                cached: 0,
+                cached: reused,
+                reused,
+                reserved: need,
                 max_new,
                 context_bound: max_new < job.params.max_tokens as usize,
                 sampler,
@@ -341,13 +450,14 @@ impl Batcher {
         // Prefill, while the budget lasts: first the sequences that have not started (each
         // newcomer's first chunk, in admission order), then those part-way through their
         // prompts (older first). A short request that arrives during a long prompt's prefill
-        // starts in the next step instead of waiting for that prompt to finish.
+        // starts in the next step instead of waiting for that prompt to finish. (A prompt
+        // whose prefix was copied from the prefix cache has not started until it computes.)
         let mut prefill: Vec<usize> = (0..self.running.len())
             .filter(|&i| !plan.iter().any(|p| p.0 == i))
             .collect();
         prefill.sort_by_key(|&i| {
             let seq = &self.running[i];
-            (seq.cached > 0, seq.admitted_at)
+            (seq.cached > seq.reused, seq.admitted_at)
         });
         for i in prefill {
             if budget == 0 {
@@ -382,7 +492,7 @@ impl Batcher {
             let mut idx: Vec<usize> = plan.iter().map(|p| p.0).collect();
             idx.sort_unstable_by(|a, b| b.cmp(a));
             for i in idx {
-                self.finish_seq(i, JobEvent::error(e.code(), e.to_string()));
+                self.finish_seq(i, JobEvent::error(e.code(), e.to_string()), false);
             }
             return;
         }
@@ -484,7 +594,8 @@ impl Batcher {
         }
         done.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
         for (i, ev) in done {
-            self.finish_seq(i, ev);
+            // The step succeeded: each of these holds the KV of its tokens up to `cached`.
+            self.finish_seq(i, ev, true);
         }
     }
 
@@ -499,7 +610,11 @@ impl Batcher {
         error!(event = "error", worker_id = %self.config.worker_id, code = "INTERNAL", running = self.running.len(), "scheduler turn panicked: {what}");
         while !self.running.is_empty() {
             let i = self.running.len() - 1;
-            self.finish_seq(i, JobEvent::error(ErrorCode::Internal, "internal error"));
+            self.finish_seq(
+                i,
+                JobEvent::error(ErrorCode::Internal, "internal error"),
+                false,
+            );
         }
     }
 
@@ -516,7 +631,11 @@ impl Batcher {
             self.finish_seq(
                 i,
                 JobEvent::error(ErrorCode::Cancelled, "the worker stopped"),
+                false,
             );
+        }
+        for slot in self.cache.drain() {
+            self.device.free_seq(slot);
         }
     }
 }

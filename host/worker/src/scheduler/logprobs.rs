@@ -87,6 +87,17 @@ impl Device for SavingPenalized<'_> {
     fn free_kv_tokens(&self) -> usize {
         self.inner.free_kv_tokens()
     }
+    fn copy_kv_prefix(
+        &mut self,
+        from: SeqSlot,
+        to: SeqSlot,
+        n_tokens: usize,
+    ) -> Result<(), EngineError> {
+        self.inner.copy_kv_prefix(from, to, n_tokens)
+    }
+    fn kv_prefix_kept(&self, from: SeqSlot, n_tokens: usize, to_max_tokens: usize) -> bool {
+        self.inner.kv_prefix_kept(from, n_tokens, to_max_tokens)
+    }
     fn forward(&mut self, batch: &[SeqInput<'_>]) -> Result<usize, EngineError> {
         self.inner.forward(batch)
     }

@@ -11,9 +11,12 @@
 //!   does not stall the others, and a newcomer starts within one step.
 //! - `sequence`: the per-job state of a running sequence.
 //! - `logprobs`: log-probabilities of sampled tokens, read from the raw row on the device.
+//! - `prefix_cache`: finished sequences' slots kept, keyed by a hash chain of their tokens; a
+//!   new prompt starting with cached tokens copies their KV and prefills only the rest.
 
 mod batcher;
 mod logprobs;
+mod prefix_cache;
 mod queue;
 mod sequence;
 
@@ -48,6 +51,9 @@ pub struct SchedulerConfig {
     pub vram_bytes: u64,
     /// How often the scheduler thread re-checks VRAM residency between steps.
     pub residency_interval: Duration,
+    /// Keep finished sequences' KV slots and copy a cached prompt prefix into new sequences
+    /// (`prefix_cache`); off: every prompt is prefilled whole.
+    pub prefix_cache: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -61,6 +67,7 @@ impl Default for SchedulerConfig {
             metrics_interval: Duration::from_secs(1),
             vram_bytes: 0,
             residency_interval: Duration::from_secs(60),
+            prefix_cache: true,
         }
     }
 }

@@ -27,6 +27,10 @@ pub(crate) struct Sequence {
     pub prompt_len: usize,
     /// Tokens of `tokens` already in the KV cache.
     pub cached: usize,
+    /// Prompt tokens whose KV was copied from a cached slot at admission (prefix caching).
+    pub reused: usize,
+    /// Positions the slot reserves (`prompt_len + max_new`).
+    pub reserved: usize,
     /// Generated tokens allowed: `min(max_tokens, context - prompt_len)`.
     pub max_new: usize,
     /// Whether `max_new` was cut by the context rather than by `max_tokens`.
@@ -287,6 +291,8 @@ mod tests {
             tokens: vec![9],
             prompt_len: 1,
             cached: 1,
+            reused: 0,
+            reserved: 1 + max_new,
             max_new,
             context_bound: false,
             sampler: Box::new(NoSampler),

@@ -56,6 +56,7 @@ pub fn test_options(max_running: usize, queue_capacity: usize) -> WorkerOptions 
             metrics_interval: Duration::from_millis(200),
             vram_bytes: 0,
             residency_interval: Duration::from_secs(60),
+            prefix_cache: true,
         },
         limits: ServerLimits {
             request: RequestLimits {
@@ -279,6 +280,22 @@ impl orcd_engine::Device for TestDevice {
     }
     fn free_kv_tokens(&self) -> usize {
         self.inner.free_kv_tokens()
+    }
+    fn copy_kv_prefix(
+        &mut self,
+        from: orcd_engine::SeqSlot,
+        to: orcd_engine::SeqSlot,
+        n_tokens: usize,
+    ) -> Result<(), orcd_engine::EngineError> {
+        self.inner.copy_kv_prefix(from, to, n_tokens)
+    }
+    fn kv_prefix_kept(
+        &self,
+        from: orcd_engine::SeqSlot,
+        n_tokens: usize,
+        to_max_tokens: usize,
+    ) -> bool {
+        self.inner.kv_prefix_kept(from, n_tokens, to_max_tokens)
     }
     fn forward(
         &mut self,
