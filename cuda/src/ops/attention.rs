@@ -88,7 +88,7 @@ impl Ops<'_> {
         n_tokens: usize,
     ) -> CudaResult<()> {
         let row_bytes = geo.kv_type.row_bytes(geo.kv_dim());
-        if row_bytes % 4 != 0 {
+        if !row_bytes.is_multiple_of(4) {
             return Err(CudaError::shape(format!(
                 "a KV row of {row_bytes} bytes is not whole 32-bit words"
             )));

@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use orcd_engine::Device;
 use orcd_engine::cpu::{CpuBackend, CpuOptions};
 use orcd_engine::model::Model;
 use orcd_engine::model::decode::greedy_generate;
 use orcd_engine::vocab::Vocab;
-use orcd_engine::{Device, EngineError, KvType};
 use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig, VocabData};
 
 use super::plugin_cache::PluginCacheArgs;
