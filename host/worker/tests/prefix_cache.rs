@@ -74,35 +74,17 @@ async fn complete(w: &TestWorker, prompt: &str) -> (Value, Value) {
     (choice["text"].clone(), choice["logprobs"].clone())
 }
 
-async fn metrics(w: &TestWorker) -> String {
-    w.client
-        .get(w.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// A series' value in a `/metrics` text; 0 when absent (a counter never incremented).
-fn series(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Poll `/metrics` until `ok` holds for it (gauges are published after the scheduler's turn,
 /// which may come after the response); the last text either way.
 async fn metrics_when(w: &TestWorker, ok: impl Fn(&str) -> bool) -> String {
     for _ in 0..200 {
-        let m = metrics(w).await;
+        let m = w.metrics().await;
         if ok(&m) {
             return m;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    metrics(w).await
+    w.metrics().await
 }
 
 fn common_prefix(a: &[u64], b: &[u64]) -> usize {
@@ -135,8 +117,8 @@ async fn prefix_caching_changes_no_output_counts_its_hits_and_evicts_under_press
     // Part 1: identical output and logits with and without the cache.
     let want1 = complete(&off, &p1).await;
     let want2 = complete(&off, &p2).await;
-    let before = metrics(&on).await;
-    let delta = |m: &str, s: &str| series(m, s) - series(&before, s);
+    let before = on.metrics().await;
+    let delta = |m: &str, s: &str| series(m, s).unwrap_or(0.0) - series(&before, s).unwrap_or(0.0);
     // p1 misses; p2 copies the shared start from p1's slot; p1 again copies all of its prompt
     // but the last token.
     for (i, (p, want)) in [(&p1, &want1), (&p2, &want2), (&p1, &want1)]
@@ -150,7 +132,7 @@ async fn prefix_caching_changes_no_output_counts_its_hits_and_evicts_under_press
             "request {i}: log-probabilities differ with the cache"
         );
     }
-    let m = metrics(&on).await;
+    let m = on.metrics().await;
     assert_eq!(delta(&m, "worker_prefix_cache_lookups_total"), 3.0, "{m}");
     assert_eq!(delta(&m, "worker_prefix_cache_hits_total"), 2.0, "{m}");
     let shared = common_prefix(&t1, &t2).min(t2.len() - 1);
@@ -174,7 +156,10 @@ async fn prefix_caching_changes_no_output_counts_its_hits_and_evicts_under_press
         got4, want4,
         "a continued conversation differs with the cache"
     );
-    let m = metrics_when(&on, |m| series(m, "worker_prefix_cache_slots") >= 2.0).await;
+    let m = metrics_when(&on, |m| {
+        series(m, "worker_prefix_cache_slots").unwrap_or(0.0) >= 2.0
+    })
+    .await;
     assert_eq!(delta(&m, "worker_prefix_cache_hits_total"), 3.0, "{m}");
     // (At least the shared start; how much of the answer is reused depends on how the
     // answer's text tokenizes again.)
@@ -183,14 +168,17 @@ async fn prefix_caching_changes_no_output_counts_its_hits_and_evicts_under_press
         "{m}"
     );
     // Kept slots are reported, and they hold the positions they cached.
-    assert!(series(&m, "worker_prefix_cache_slots") >= 2.0, "{m}");
     assert!(
-        series(&m, "worker_prefix_cache_tokens") >= (t1.len() + t2.len()) as f64,
+        series(&m, "worker_prefix_cache_slots").unwrap_or(0.0) >= 2.0,
         "{m}"
     );
     assert!(
-        series(&m, "worker_prefix_cache_reserved_tokens")
-            >= series(&m, "worker_prefix_cache_tokens"),
+        series(&m, "worker_prefix_cache_tokens").unwrap_or(0.0) >= (t1.len() + t2.len()) as f64,
+        "{m}"
+    );
+    assert!(
+        series(&m, "worker_prefix_cache_reserved_tokens").unwrap_or(0.0)
+            >= series(&m, "worker_prefix_cache_tokens").unwrap_or(0.0),
         "{m}"
     );
 
@@ -200,7 +188,7 @@ async fn prefix_caching_changes_no_output_counts_its_hits_and_evicts_under_press
         system_text().repeat(2)
     );
     let want_long = complete(&off, &long).await;
-    let steps_before = series(&metrics(&on).await, "worker_step_tokens_count");
+    let steps_before = series(&on.metrics().await, "worker_step_tokens_count").unwrap_or(0.0);
     let stream = on
         .client
         .post(on.url("/execute"))
@@ -209,10 +197,10 @@ async fn prefix_caching_changes_no_output_counts_its_hits_and_evicts_under_press
     let reader = tokio::spawn(async move { read_sse(stream.await.unwrap()).await });
     // A few 32-token steps into the prefill (of ~800 tokens, 25 steps), cancel it.
     let m = metrics_when(&on, |m| {
-        series(m, "worker_step_tokens_count") >= steps_before + 3.0
+        series(m, "worker_step_tokens_count").unwrap_or(0.0) >= steps_before + 3.0
     })
     .await;
-    assert!(series(&m, "worker_step_tokens_count") >= steps_before + 3.0);
+    assert!(series(&m, "worker_step_tokens_count").unwrap_or(0.0) >= steps_before + 3.0);
     let r = on
         .client
         .post(on.url("/cancel"))
@@ -223,12 +211,12 @@ async fn prefix_caching_changes_no_output_counts_its_hits_and_evicts_under_press
     assert_eq!(r.status(), 202);
     let events = reader.await.unwrap();
     assert_eq!(terminal(&events).data["code"], "CANCELLED", "{events:?}");
-    let hits_before = series(&metrics(&on).await, "worker_prefix_cache_hits_total");
+    let hits_before = series(&on.metrics().await, "worker_prefix_cache_hits_total").unwrap_or(0.0);
     let got_long = complete(&on, &long).await;
     assert_eq!(got_long, want_long, "after a cancelled prefill");
-    let m = metrics(&on).await;
+    let m = on.metrics().await;
     assert_eq!(
-        series(&m, "worker_prefix_cache_hits_total"),
+        series(&m, "worker_prefix_cache_hits_total").unwrap_or(0.0),
         hits_before + 1.0,
         "{m}"
     );
@@ -238,7 +226,7 @@ async fn prefix_caching_changes_no_output_counts_its_hits_and_evicts_under_press
     // Part 3: a KV budget of 200 positions, ~50 a request: kept slots are evicted, least
     // recently used first, and every request is served.
     let small = cpu_worker_with(true, 200).await;
-    let before = metrics(&small).await;
+    let before = small.metrics().await;
     let note = |i: usize| {
         format!(
             "Note {i}: the reading room on floor {i} closes at {} in the evening, and the \
@@ -255,9 +243,9 @@ async fn prefix_caching_changes_no_output_counts_its_hits_and_evicts_under_press
         .await;
         assert_eq!(s, 200, "request {i}: {v}");
     }
-    let m = metrics(&small).await;
-    let evicted = series(&m, "worker_prefix_cache_evictions_total")
-        - series(&before, "worker_prefix_cache_evictions_total");
+    let m = small.metrics().await;
+    let evicted = series(&m, "worker_prefix_cache_evictions_total").unwrap_or(0.0)
+        - series(&before, "worker_prefix_cache_evictions_total").unwrap_or(0.0);
     assert!(evicted >= 2.0, "{m}");
     // A request that needs (almost) the whole budget: every kept slot is evicted for it.
     let n_note = tokens(&small, &note(9)).await.len();
@@ -269,10 +257,10 @@ async fn prefix_caching_changes_no_output_counts_its_hits_and_evicts_under_press
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    let m = metrics(&small).await;
+    let m = small.metrics().await;
     assert!(
-        series(&m, "worker_prefix_cache_evictions_total")
-            > series(&before, "worker_prefix_cache_evictions_total") + evicted,
+        series(&m, "worker_prefix_cache_evictions_total").unwrap_or(0.0)
+            > series(&before, "worker_prefix_cache_evictions_total").unwrap_or(0.0) + evicted,
         "{m}"
     );
     // Concurrent requests under the small budget: all served.

@@ -13,26 +13,13 @@ use serde_json::{Value, json};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn metrics_text(w: &TestWorker) -> String {
-    w.client
-        .get(w.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The value of the series `name` (with its labels, as rendered) in a Prometheus text page.
-fn series(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+/// The value of the series `name` in a Prometheus text page, which must have it.
+fn present(text: &str, name: &str) -> f64 {
+    series(text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
 fn errors(text: &str, code: &str) -> f64 {
-    series(text, &format!("worker_errors_total{{code=\"{code}\"}}"))
+    present(text, &format!("worker_errors_total{{code=\"{code}\"}}"))
 }
 
 async fn wait_idle(w: &TestWorker) {
@@ -90,7 +77,7 @@ async fn cancel_and_execute_refuse_the_same_bad_job_ids() {
 async fn errors_are_counted_by_code_and_the_running_gauge_returns_to_zero() {
     let _serial = SERIAL.lock().await;
     let w = slow_mock_worker(2, 4, 1 << 16).await;
-    let before = metrics_text(&w).await;
+    let before = w.metrics().await;
 
     // Two refusals before a job exists (INVALID_REQUEST), one unknown route (NOT_FOUND).
     for body in [json!({"prompt": "no id"}), json!({"job_id": "a\u{7}"})] {
@@ -147,7 +134,7 @@ async fn errors_are_counted_by_code_and_the_running_gauge_returns_to_zero() {
     }
     wait_idle(&w).await;
 
-    let after = metrics_text(&w).await;
+    let after = w.metrics().await;
     let delta = |code: &str| errors(&after, code) - errors(&before, code);
     assert_eq!(delta("INVALID_REQUEST"), 2.0, "{after}");
     assert_eq!(delta("NOT_FOUND"), 1.0, "{after}");
@@ -157,10 +144,10 @@ async fn errors_are_counted_by_code_and_the_running_gauge_returns_to_zero() {
     // before the fix the gauge kept reading 1 for as long as the worker sat idle.
     let mut gauges = (f64::NAN, f64::NAN);
     for _ in 0..200 {
-        let text = metrics_text(&w).await;
+        let text = w.metrics().await;
         gauges = (
-            series(&text, "worker_running_sequences"),
-            series(&text, "worker_queue_depth"),
+            present(&text, "worker_running_sequences"),
+            present(&text, "worker_queue_depth"),
         );
         if gauges == (0.0, 0.0) {
             break;
@@ -198,7 +185,7 @@ async fn a_request_over_the_compute_budget_is_refused_before_streaming() {
     let w = start(Box::new(device), plugins, facts, options).await;
 
     let long_prompt = "The robot walked along the quiet road. ".repeat(250);
-    let before = metrics_text(&w).await;
+    let before = w.metrics().await;
     for (path, body) in [
         (
             "/execute",
@@ -219,7 +206,7 @@ async fn a_request_over_the_compute_budget_is_refused_before_streaming() {
         assert!(text.contains("--max-request-gflop"), "{path}: {text}");
         assert!(text.contains("INVALID_REQUEST"), "{path}: {text}");
     }
-    let after = metrics_text(&w).await;
+    let after = w.metrics().await;
     assert_eq!(
         errors(&after, "INVALID_REQUEST") - errors(&before, "INVALID_REQUEST"),
         3.0

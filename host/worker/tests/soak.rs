@@ -243,27 +243,9 @@ async fn client(w: Arc<TestWorker>, i: usize, role: Role, max_tokens: u32) -> Se
     }
 }
 
-fn counter(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
-
-async fn metrics(w: &TestWorker) -> String {
-    w.client
-        .get(w.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+/// A counter or gauge of a `/metrics` page; 0 when absent (never incremented).
+fn counter(text: &str, name: &str) -> f64 {
+    series(text, name).unwrap_or(0.0)
 }
 
 struct Soak {
@@ -309,7 +291,7 @@ async fn soak(device: Box<dyn ServedDevice>, plan: Soak) {
     let mut options = test_options(32, 128);
     options.scheduler.inference_timeout = Duration::from_secs(600);
     let w = Arc::new(start(Box::new(probe), plugins, facts, options).await);
-    let before = metrics(&w).await;
+    let before = w.metrics().await;
 
     let started = Instant::now();
     let reloaded = Arc::new(Mutex::new(None));
@@ -347,7 +329,7 @@ async fn soak(device: Box<dyn ServedDevice>, plan: Soak) {
     };
     let mut idle = false;
     for _ in 0..400 {
-        let m = metrics(&w).await;
+        let m = w.metrics().await;
         let health = w.get_json("/health").await;
         let (slots, kv, _) = held();
         if health["jobs_in_flight"] == 0
@@ -361,7 +343,7 @@ async fn soak(device: Box<dyn ServedDevice>, plan: Soak) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let after = metrics(&w).await;
+    let after = w.metrics().await;
     let (slots, kv, bytes) = held();
     assert!(
         idle,

@@ -120,6 +120,18 @@ impl TestWorker {
         format!("{}{path}", self.base)
     }
 
+    /// The `/metrics` page (Prometheus text).
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// POST `/execute` and read the whole SSE stream.
     pub async fn execute(&self, body: &Value) -> Vec<Sse> {
         let resp = self
@@ -371,4 +383,11 @@ pub async fn slow_mock_worker(
         test_options(max_running, queue_capacity),
     )
     .await
+}
+
+/// The value of the series `name` (with its labels, as rendered) in a Prometheus text page;
+/// `None` when the page has no such series (e.g. a counter never incremented).
+pub fn series(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
