@@ -9,7 +9,6 @@ requires that key); exits non-zero on failure. Requests name models the worker h
 
 import json
 import os
-import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,22 +17,8 @@ import openai
 from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
-BASE = os.environ["ORCD_BASE_URL"]
-KEY = os.environ["ORCD_API_KEY"]
-client = OpenAI(base_url=BASE + "/v1", api_key=KEY, max_retries=0, timeout=300)
-failures = []
-passed = 0
+from harness import BASE, KEY, client, run
 
-
-def check(name, fn):
-    global passed
-    try:
-        fn()
-        passed += 1
-        print(f"ok: {name}")
-    except Exception as e:  # noqa: BLE001 - report every failed check
-        failures.append(name)
-        print(f"FAILED: {name}: {e!r}")
 
 
 def models():
@@ -196,10 +181,7 @@ def prometheus():
     assert success and success[0] >= 4, success
 
 
-for name, fn in [("models", models), ("any_model_name", any_model_name),
-                 ("wrong_key", wrong_key), ("completions", completions), ("chat", chat),
-                 ("bad_request", bad_request), ("samplers", samplers),
-                 ("structured", structured), ("prometheus", prometheus)]:
-    check(name, fn)
-print(f"{passed} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+run([("models", models), ("any_model_name", any_model_name),
+     ("wrong_key", wrong_key), ("completions", completions), ("chat", chat),
+     ("bad_request", bad_request), ("samplers", samplers),
+     ("structured", structured), ("prometheus", prometheus)])

@@ -7,18 +7,12 @@ non-zero on failure.
 """
 
 import json
-import os
-import sys
 
 import jsonschema
 import openai
-from openai import OpenAI
 
-BASE = os.environ["ORCD_BASE_URL"]
-KEY = os.environ["ORCD_API_KEY"]
-client = OpenAI(base_url=BASE + "/v1", api_key=KEY, max_retries=0, timeout=300)
-failures = []
-passed = 0
+from harness import client, run
+
 
 WEATHER = {
     "type": "object",
@@ -43,17 +37,6 @@ TOOLS = [
 ]
 SCHEMAS = {"get_weather": WEATHER, "get_time": TIME}
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
-
-
-def check(name, fn):
-    global passed
-    try:
-        fn()
-        passed += 1
-        print(f"ok: {name}")
-    except Exception as e:  # noqa: BLE001 - report every failed check
-        failures.append(name)
-        print(f"FAILED: {name}: {e!r}")
 
 
 def tool_round_trip():
@@ -138,9 +121,6 @@ def n_choices_with_usage():
     assert usage is not None and usage.completion_tokens == whole.usage.completion_tokens, usage
 
 
-for name, fn in [("tool_round_trip", tool_round_trip), ("chat_logprobs", chat_logprobs),
-                 ("completion_logprobs", completion_logprobs),
-                 ("n_choices_with_usage", n_choices_with_usage)]:
-    check(name, fn)
-print(f"{passed} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+run([("tool_round_trip", tool_round_trip), ("chat_logprobs", chat_logprobs),
+     ("completion_logprobs", completion_logprobs),
+     ("n_choices_with_usage", n_choices_with_usage)])
