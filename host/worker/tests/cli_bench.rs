@@ -60,6 +60,14 @@ fn bench_reports_every_row_on_a_tiny_cpu_model() {
         "2",
         "--plugin-iters",
         "10",
+        "--shared-seqs",
+        "3",
+        "--shared-prefix",
+        "40",
+        "--shared-unique",
+        "4",
+        "--shared-tg",
+        "3",
         "--json",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -77,6 +85,7 @@ fn bench_reports_every_row_on_a_tiny_cpu_model() {
     let expected = [
         "load",
         "memory",
+        "kv_capacity",
         "pp32",
         "tg8",
         "batch2",
@@ -84,6 +93,8 @@ fn bench_reports_every_row_on_a_tiny_cpu_model() {
         "plugin_greedy",
         "plugin_topk",
         "ttft_http",
+        "shared3_cold",
+        "shared3_warm",
     ];
     assert_eq!(ids, expected, "{stderr}");
     for r in rows {
@@ -91,6 +102,39 @@ fn bench_reports_every_row_on_a_tiny_cpu_model() {
         let v = r["value"].as_f64().expect("a value");
         assert!(v.is_finite() && v > 0.0, "{r}");
     }
+    // The warm round of the shared-prefix workload starts from the system prompt the cold
+    // round left in the prefix cache (at least its two whole 16-token blocks, per request).
+    let detail = |id: &str| {
+        rows.iter()
+            .find(|r| r["id"] == id)
+            .and_then(|r| r["detail"].as_str())
+            .expect(id)
+            .to_string()
+    };
+    let hits = |id: &str| -> f64 {
+        let d = detail(id);
+        let before = d
+            .split(" prompt tokens from the prefix cache")
+            .next()
+            .expect("detail");
+        before
+            .rsplit(' ')
+            .next()
+            .expect("a count")
+            .parse()
+            .expect(&d)
+    };
+    assert!(
+        hits("shared3_warm") >= 3.0 * 32.0,
+        "{}",
+        detail("shared3_warm")
+    );
+    assert!(
+        detail("kv_capacity").contains("q8_0"),
+        "{}",
+        detail("kv_capacity")
+    );
+
     // The human table went to stderr with the same rows.
     for id in expected {
         assert!(

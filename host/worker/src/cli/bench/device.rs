@@ -136,6 +136,37 @@ pub(super) fn memory_row(info: &DeviceInfo, free_kv: usize) -> Row {
     ))
 }
 
+/// The capacity row: how many sequences of [`CAPACITY_SEQ_TOKENS`] positions a KV budget of
+/// [`CAPACITY_KV_BYTES`] holds, per KV type, at the bytes a position takes on every layer (what
+/// both backends' KV ledgers charge; the CPU backend's sliding-window layers keep less).
+pub(super) fn kv_capacity_row(model: &Model, kv_type: orcd_engine::KvType) -> Row {
+    let c = &model.config;
+    let per = |t: orcd_engine::KvType| t.bytes_per_token(c.n_layers, c.kv_dim()) as u64;
+    let seqs = |t| CAPACITY_KV_BYTES / (per(t) * CAPACITY_SEQ_TOKENS);
+    let each: Vec<String> = orcd_engine::KvType::ALL
+        .iter()
+        .map(|&t| {
+            format!(
+                "{} {} ({:.1} KiB a position)",
+                t.name(),
+                seqs(t),
+                per(t) as f64 / 1024.0
+            )
+        })
+        .collect();
+    let n = seqs(kv_type) as f64;
+    Row::ok("kv_capacity", n, "seqs", vec![n]).with(format!(
+        "{CAPACITY_SEQ_TOKENS}-token sequences in a {} GB KV budget, --kv-type {}; {}",
+        CAPACITY_KV_BYTES / 1_000_000_000,
+        kv_type.name(),
+        each.join(", ")
+    ))
+}
+
+/// The capacity row's sequence length and KV budget (the serving issue's yardstick).
+const CAPACITY_SEQ_TOKENS: u64 = 2048;
+const CAPACITY_KV_BYTES: u64 = 40_000_000_000;
+
 /// Reserve `n` slots of `max_tokens`; on failure nothing stays reserved.
 pub(super) fn alloc_slots(
     dev: &mut dyn Device,

@@ -7,82 +7,126 @@ use super::*;
 pub(super) fn bench_http(
     args: &BenchArgs,
     model: &Model,
-    plugins: Plugins,
+    plugins: &Plugins,
 ) -> anyhow::Result<(Vec<f64>, usize, usize)> {
     let prompts: Vec<(String, usize)> = (0..=args.ttft_repeats)
-        .map(|i| prompt_of_tokens(&plugins, args.ttft_prompt, i))
+        .map(|i| prompt_of_tokens(plugins, args.ttft_prompt, i))
         .collect::<anyhow::Result<_>>()?;
     let prompt_tokens = prompts[0].1;
-    let facts = model_facts(model, &args.model);
     let kv = (prompts.iter().map(|p| p.1).max().unwrap_or(0) + 8) * 2;
-    let device = open_device(args, model.clone(), Some(kv))
-        .with_context(|| format!("cannot start the {:?} backend for the server", args.backend))?;
-    let step = args.step_tokens.unwrap_or(match args.backend {
-        Backend::Cpu => SERVE_STEP_TOKENS_CPU,
-        Backend::Cuda => SERVE_STEP_TOKENS_CUDA,
+    let server = InProcessServer::start(args, model, plugins.clone(), kv, 1, 16)?;
+    let url = server.url("/execute");
+    let result = server.block_on(async {
+        let client = reqwest::Client::new();
+        let mut times = Vec::new();
+        for (i, (prompt, _)) in prompts.iter().enumerate() {
+            let d = first_token(&client, &url, prompt, i).await?;
+            if i > 0 {
+                times.push(d.as_secs_f64() * 1e3);
+            }
+        }
+        anyhow::Ok(times)
     });
-    let options = WorkerOptions {
-        worker_id: "00000000-0000-4000-8000-00000000be7c".into(),
-        model_ref: args.model.display().to_string(),
-        scheduler: SchedulerConfig {
-            step_token_budget: step.max(1),
-            ..SchedulerConfig::default()
-        },
-        limits: ServerLimits {
-            request: RequestLimits {
-                max_prompt_chars: 32_768,
-                max_tokens_out: 16,
-                vocab_size: facts.vocab_size as u32,
+    let step = server.step_tokens;
+    server.stop()?;
+    Ok((result?, prompt_tokens, step))
+}
+
+/// The real server in-process on 127.0.0.1:0, on a device of its own.
+pub(super) struct InProcessServer {
+    runtime: tokio::runtime::Runtime,
+    worker: RunningWorker,
+    /// The scheduler's step budget in tokens.
+    pub(super) step_tokens: usize,
+}
+
+impl InProcessServer {
+    /// Start it with KV room for `kv_tokens` positions, `max_running` sequences decoded
+    /// together and `max_tokens_out` a request at most.
+    pub(super) fn start(
+        args: &BenchArgs,
+        model: &Model,
+        plugins: Plugins,
+        kv_tokens: usize,
+        max_running: usize,
+        max_tokens_out: u32,
+    ) -> anyhow::Result<InProcessServer> {
+        let facts = model_facts(model, &args.model);
+        let device = open_device(args, model.clone(), Some(kv_tokens)).with_context(|| {
+            format!("cannot start the {:?} backend for the server", args.backend)
+        })?;
+        let step_tokens = args
+            .step_tokens
+            .unwrap_or(match args.backend {
+                Backend::Cpu => SERVE_STEP_TOKENS_CPU,
+                Backend::Cuda => SERVE_STEP_TOKENS_CUDA,
+            })
+            .max(1);
+        let options = WorkerOptions {
+            worker_id: "00000000-0000-4000-8000-00000000be7c".into(),
+            model_ref: args.model.display().to_string(),
+            scheduler: SchedulerConfig {
+                step_token_budget: step_tokens,
+                max_running: max_running.max(1),
+                queue_capacity: max_running.max(64),
+                ..SchedulerConfig::default()
             },
-            max_tokens_in: None,
-            max_body_bytes: 1 << 20,
-            compute: None,
-        },
-        connections: ConnectionLimits::default(),
-        callback_url: None,
-        handle_sigterm: false,
-        api_key: None,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("cannot listen on 127.0.0.1:0")?;
-        let worker = lifecycle::start(
-            WorkerParts {
+            limits: ServerLimits {
+                request: RequestLimits {
+                    max_prompt_chars: 32_768,
+                    max_tokens_out,
+                    vocab_size: facts.vocab_size as u32,
+                },
+                max_tokens_in: None,
+                max_body_bytes: 1 << 20,
+                compute: None,
+            },
+            connections: ConnectionLimits::default(),
+            callback_url: None,
+            handle_sigterm: false,
+            api_key: None,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let worker = runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("cannot listen on 127.0.0.1:0")?;
+            let parts = WorkerParts {
                 device,
                 plugins,
                 model: facts,
-            },
-            options,
-            listener,
-        )
-        .await?;
-        let url = format!("http://{}/execute", worker.addr);
-        let client = reqwest::Client::new();
-        let mut times = Vec::new();
-        let mut failure = None;
-        for (i, (prompt, _)) in prompts.iter().enumerate() {
-            match first_token(&client, &url, prompt, i).await {
-                Ok(d) if i > 0 => times.push(d.as_secs_f64() * 1e3),
-                Ok(_) => {}
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
+            };
+            anyhow::Ok(lifecycle::start(parts, options, listener).await?)
+        })?;
+        Ok(InProcessServer {
+            runtime,
+            worker,
+            step_tokens,
+        })
+    }
+
+    /// `http://ADDR{path}`.
+    pub(super) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.worker.addr)
+    }
+
+    pub(super) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// Shut the server down and wait for it (its device is released with it).
+    pub(super) fn stop(self) -> anyhow::Result<()> {
+        let InProcessServer {
+            runtime, worker, ..
+        } = self;
         worker.request_shutdown();
-        worker.wait().await?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok((times, prompt_tokens, step)),
-        }
-    })
+        runtime.block_on(worker.wait())?;
+        Ok(())
+    }
 }
 
 /// One `POST /execute`: the time from sending it to the first `token` event; reads the stream

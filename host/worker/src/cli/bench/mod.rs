@@ -6,11 +6,15 @@
 //!                   [--repeats N] [--json] [--skip pp,tg,batched,http,plugin]
 //!                   [--pp 512] [--tg 128] [--batches 8,32,64] [--batch-prompt 128]
 //!                   [--batch-tg 128] [--ttft-prompt 128] [--ttft-repeats 5]
+//!                   [--shared-seqs 64] [--shared-prefix 1024] [--shared-unique 64]
+//!                   [--shared-tg 128]
 //! ```
 //!
 //! Parts, each in its own row; a part that fails prints its reason there and the others go on:
 //! - `load`: file open to a device holding the model; `memory`: the backend's bytes for weights,
-//!   KV cache and scratch (VRAM on CUDA, RAM on the CPU), from its `DeviceInfo`.
+//!   KV cache and scratch (VRAM on CUDA, RAM on the CPU), from its `DeviceInfo`;
+//!   `kv_capacity`: how many 2,048-token sequences a 40 GB KV budget holds, per KV type, from
+//!   the bytes a position takes (what both backends' KV ledgers charge).
 //! - `pp512`: one sequence, 512 seeded random prompt tokens in one `forward` (the backend chunks
 //!   it as it does), logits of the last token; median over `--repeats` after one warm-up.
 //! - `tg128`: batch 1, one prompt token, then 128 decode steps with greedy `logits_argmax`;
@@ -20,6 +24,10 @@
 //! - `ttft http`: the real server in-process on 127.0.0.1:0 with the same model and backend
 //!   (the bench's own device is released first); `POST /execute` with a 128-token prompt and
 //!   `max_tokens` 1, timed to the first `token` SSE event; median of `--ttft-repeats`.
+//! - `shared N cold|warm`: the shared-prefix workload (`shared.rs`): N requests at once through
+//!   the in-process server, one system prompt and a unique part each; aggregate tok/s and time
+//!   to first token p50/p99. On by default on CUDA (64 sequences); on the CPU only with
+//!   `--shared-seqs`.
 //! - `plugin sample`: the `standard` sampler plugin's `sample` call against the device's
 //!   logits row (the device does argmax/top-k; the plugin gets the results), µs per call.
 //!
@@ -35,7 +43,7 @@ use orcd_engine::model::Model;
 use orcd_engine::{Device, DeviceInfo, EngineError, LogitsWanted, SeqInput, SeqSlot};
 use serde::Serialize;
 use worker_orcd::job::GenParams;
-use worker_orcd::lifecycle::{self, WorkerOptions, WorkerParts};
+use worker_orcd::lifecycle::{self, RunningWorker, WorkerOptions, WorkerParts};
 use worker_orcd::model_facts::model_facts;
 use worker_orcd::plugin_bridge;
 use worker_orcd::plugins::{Plugins, RequestLimits};
@@ -51,12 +59,14 @@ mod device;
 mod http;
 mod plugin;
 mod report;
+mod shared;
 
 use compute::*;
 use device::*;
 use http::*;
 use plugin::*;
 use report::*;
+use shared::*;
 
 /// Untimed decode steps of the tg warm-up sequence.
 const WARMUP_STEPS: usize = 16;
@@ -86,6 +96,8 @@ pub enum Part {
     Http,
     /// Sampler plugin cost per token.
     Plugin,
+    /// The shared-prefix workload through the HTTP server.
+    Shared,
 }
 
 #[derive(clap::Args, Debug)]
@@ -139,6 +151,19 @@ pub struct BenchArgs {
     /// for the backend).
     #[arg(long)]
     pub step_tokens: Option<usize>,
+    /// Requests of the shared-prefix workload, sent at once (default: 64 on CUDA; on the CPU
+    /// the part runs only when this is given).
+    #[arg(long)]
+    pub shared_seqs: Option<usize>,
+    /// Tokens of the system prompt every request of the shared-prefix workload starts with.
+    #[arg(long, default_value_t = 1024)]
+    pub shared_prefix: usize,
+    /// Tokens of each request's own part after the system prompt.
+    #[arg(long, default_value_t = 64)]
+    pub shared_unique: usize,
+    /// Tokens each request of the shared-prefix workload generates.
+    #[arg(long, default_value_t = 128)]
+    pub shared_tg: usize,
     /// Timed `sample` calls of the plugin-cost test.
     #[arg(long, default_value_t = 200)]
     pub plugin_iters: usize,
@@ -169,6 +194,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .with(format!("file open to ready{budget_note}")),
     );
     rows.push(memory_row(&info, device.free_kv_tokens()));
+    rows.push(kv_capacity_row(&model, args.kv_type));
 
     let facts = model_facts(&model, &args.model);
     let setup = Setup {
@@ -193,12 +219,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let vocab = device.vocab_size();
     let mut rng = SplitMix64(args.seed);
     let skip = |p: Part| args.skip.contains(&p);
+    let shared_seqs = match (args.shared_seqs, args.backend) {
+        (Some(n), _) => n,
+        (None, Backend::Cuda) => 64,
+        (None, Backend::Cpu) => 0,
+    };
+    let shared_on = !skip(Part::Shared) && shared_seqs > 0;
     let parts: u64 = [
         (Part::Pp, 1),
         (Part::Tg, 1),
         (Part::Batched, args.batches.len()),
         (Part::Plugin, PLUGIN_SETUPS),
         (Part::Http, 1),
+        (Part::Shared, if shared_on { 2 } else { 0 }),
     ]
     .iter()
     .filter(|(p, _)| !skip(*p))
@@ -257,7 +290,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let plugins = if skip(Part::Plugin) && skip(Part::Http) {
+    let plugins = if skip(Part::Plugin) && skip(Part::Http) && !shared_on {
         None
     } else {
         let cache = args.cache.resolve()?;
@@ -315,12 +348,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     // The server gets its own device: release this one first (VRAM).
     drop(device);
 
+    let plugins = plugins.map(|p| p.map_err(|e| format!("{e:#}")));
+    let plugins_or_why = || match &plugins {
+        Some(Ok(p)) => Ok(p),
+        Some(Err(e)) => Err(anyhow::anyhow!("{e}")),
+        None => Err(anyhow::anyhow!("the plugins were not loaded")),
+    };
     if !skip(Part::Http) {
-        let result = match plugins {
-            Some(Ok(p)) => bench_http(&args, &model, p),
-            Some(Err(e)) => Err(e),
-            None => Err(anyhow::anyhow!("the plugins were not loaded")),
-        };
+        let result = plugins_or_why().and_then(|p| bench_http(&args, &model, p));
         rows.push(match result {
             Ok((ms, prompt_tokens, step_tokens)) => {
                 Row::ok("ttft_http", median(&ms), "ms", ms.clone()).with(format!(
@@ -333,6 +368,37 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             Err(e) => Row::failed("ttft_http", "ms", &e),
         });
         progress.step(&format!("  {}", line(rows.last().expect("a row"))));
+    }
+    if shared_on {
+        let shape = SharedShape {
+            seqs: shared_seqs,
+            prefix: args.shared_prefix,
+            unique: args.shared_unique,
+            tg: args.shared_tg,
+        };
+        let result = plugins_or_why().and_then(|p| bench_shared(&args, &model, p, shape));
+        for (round, name) in ["cold", "warm"].into_iter().enumerate() {
+            let id = format!("shared{}_{name}", shape.seqs);
+            rows.push(match &result {
+                Ok((rounds, system, prompt)) => {
+                    let r = &rounds[round];
+                    Row::ok(id, r.tok_per_s(), "tok/s", vec![r.tok_per_s()]).with(format!(
+                        "{} requests at once, {prompt}-token prompts sharing a {system}-token \
+                         system prompt, {} generated each: {} tokens in {:.2} s; time to first \
+                         token p50 {:.1} ms, p99 {:.1} ms; {} prompt tokens from the prefix cache",
+                        shape.seqs,
+                        shape.tg,
+                        r.tokens,
+                        r.wall.as_secs_f64(),
+                        median(&r.ttft_ms),
+                        percentile(&r.ttft_ms, 0.99),
+                        r.hit_tokens
+                    ))
+                }
+                Err(e) => Row::failed(id, "tok/s", e),
+            });
+            progress.step(&format!("  {}", line(rows.last().expect("a row"))));
+        }
     }
 
     progress.finish();
