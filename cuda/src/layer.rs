@@ -185,6 +185,7 @@ impl Step<'_> {
             kernel: AttnKernel::Auto,
             window: c.window_of(l).unwrap_or(0),
             scale: c.attn_scale,
+            sinks: 0,
         };
         let cache = self.kv_layer(l)?;
         self.ops
