@@ -10,7 +10,8 @@ use crate::error::{CudaError, CudaResult};
 use crate::forward::{Exec, Step};
 use crate::operand::{GateAct, Glu, KvLayer, Norm, OutView, Tokens};
 use crate::ops::{
-    AttnKernel, AttnParams, Experts, PackedPart, QkNorm, Qkv, Rope, RopeScale, RopeStyle,
+    AttnKernel, AttnParams, Experts, MoeKernel, PackedPart, Pairs, QkNorm, Qkv, Rope, RopeScale,
+    RopeStyle,
 };
 use crate::weights::{DevTensor, GpuLayer};
 
@@ -282,8 +283,9 @@ impl Step<'_> {
     /// xb = norm(x) * ffn_norm; router logits = Wr xb (+ br); each token's top k experts and
     /// their weights (the softmax over the chosen logits); per pair, gate and up of xb (+ the
     /// expert's biases), the clamped SwiGLU, down (+ bias); x += each token's weighted sum of
-    /// its pairs, in the order of the choice. Only the chosen experts' rows are read; a token's
-    /// result depends on nothing else in the step.
+    /// its pairs, in the order of the choice. Only the chosen experts' rows are read (pair by
+    /// pair for a few pairs; by expert, each once, when the step has as many pairs as there
+    /// are experts); a token's result depends on nothing else in the step.
     pub(crate) fn ffn_norm_moe(&self, lw: &GpuLayer, n: usize) -> CudaResult<()> {
         let (c, s) = (self.c, self.s);
         let moe = c.moe.ok_or_else(|| {
@@ -310,16 +312,23 @@ impl Step<'_> {
         // each token's k experts (n, k) and their weights (n, k)
         self.ops
             .moe_route(s.moe_logits, router_bias, s.moe_ids, s.moe_w, n, ne, k)?;
-        // gate and up of every pair (n k, ffn_dim), then the clamped SwiGLU into the gate
+        // gate and up of every pair (n k, ffn_dim), then the clamped SwiGLU into the gate;
+        // the kernel (per pair, or by expert for many pairs) gives the same bits
+        let pairs = Pairs {
+            ids: s.moe_ids,
+            ntok: n,
+            k,
+        };
+        let auto = MoeKernel::Auto;
         self.ops
-            .moe_matmul(gate, s.xb, false, s.moe_ids, s.moe_gate, n, k)?;
+            .moe_matmul(gate, s.xb, false, pairs, s.moe_gate, auto)?;
         self.ops
-            .moe_matmul(up, s.xb, false, s.moe_ids, s.moe_up, n, k)?;
+            .moe_matmul(up, s.xb, false, pairs, s.moe_up, auto)?;
         self.ops
             .moe_swiglu_oai(s.moe_gate, s.moe_up, n * k * gate.rows)?;
         // down of every pair (n k, dim)
         self.ops
-            .moe_matmul(down, s.moe_gate, true, s.moe_ids, s.moe_y, n, k)?;
+            .moe_matmul(down, s.moe_gate, true, pairs, s.moe_y, auto)?;
         // x += sum_j w_j y_j (the residual add)
         self.ops.moe_combine(s.x, s.moe_y, s.moe_w, n, c.dim, k)
     }
@@ -368,6 +377,7 @@ fn experts(t: &DevTensor, bias: Option<&DevTensor>, n_expert: usize) -> CudaResu
     Ok(Experts {
         ptr: t.ptr,
         ty: t.ty,
+        n_expert,
         rows: t.rows / n_expert,
         cols: t.cols,
         bias: bias.map_or(0, |b| b.ptr),
