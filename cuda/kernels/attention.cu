@@ -15,6 +15,10 @@
 // attention_prefill{1,2,3,4} (query tiles, long steps) are the fast paths, which give a
 // token the same bits whichever of them runs (see "The fast kernels" below). Ops::attention
 // (src/ops/attention.rs) picks one by the step's token count.
+// Attention sinks (GPT-OSS): every attention kernel takes `sinks`, (n_heads) f32 or null; with
+// it, head h's learned logit sinks[h] joins each of its rows' softmax denominator and its share
+// goes to no value (ggml's soft_max_ext with sinks): out = sum_j e^(s_j - m) v_j /
+// (sum_j e^(s_j - m) + e^(sinks[h] - m)), m the largest of the s_j and sinks[h].
 // pdl: every kernel of this module begins with pdl_prologue()
 
 #define KV_THREADS 128
@@ -88,13 +92,15 @@ extern "C" __global__ void kv_copy_prefix_f32(float* kv, const i32* __restrict__
 // q, out: (ntok, n_heads, head_dim) f32.  Grid: (ntok, n_heads); block: ATT_WARPS warps.
 // Each warp walks every ATT_WARPS-th key with an online softmax (running max m, sum l and the
 // weighted value sum o, each lane holding head_dim/32 elements); the warps' partial results
-// are merged in warp order, so the result does not depend on scheduling.
+// are merged in warp order, so the result does not depend on scheduling; then the head's sink
+// logit, if any, joins the merged softmax.
 // head_dim must be a multiple of 32 and at most ATT_MAX_HEAD_DIM.
 template <int T>
 __device__ __forceinline__ void attention_ref(const float* __restrict__ q, const u8* __restrict__ kc,
               const u8* __restrict__ vc, const i32* __restrict__ page_table, const i32* __restrict__ slot,
               const i32* __restrict__ pos, float* __restrict__ out, int n_heads, int n_kv_heads,
-              int head_dim, int pages_per_slot, int page_tokens, int window, float scale) {
+              int head_dim, int pages_per_slot, int page_tokens, int window, float scale,
+              const float* __restrict__ sinks) {
     constexpr int PER_LANE = ATT_MAX_HEAD_DIM / WARP_SIZE;
     __shared__ float s_m[ATT_WARPS], s_l[ATT_WARPS];
     __shared__ float s_o[ATT_WARPS][ATT_MAX_HEAD_DIM];
@@ -146,7 +152,12 @@ __device__ __forceinline__ void attention_ref(const float* __restrict__ q, const
     float gm = -INFINITY;
     #pragma unroll
     for (int w = 0; w < ATT_WARPS; ++w) gm = fmaxf(gm, s_m[w]);
+    // the sink: one more logit in the denominator, with no value
     float gl = 0.0f;
+    if (sinks) {
+        gm = fmaxf(gm, sinks[h]);
+        gl = expf(sinks[h] - gm);
+    }
     float fac[ATT_WARPS];
     #pragma unroll
     for (int w = 0; w < ATT_WARPS; ++w) {
@@ -166,10 +177,11 @@ __device__ __forceinline__ void attention_ref(const float* __restrict__ q, const
     name(const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,       \
          const i32* __restrict__ page_table, const i32* __restrict__ slot,                         \
          const i32* __restrict__ pos, float* __restrict__ out, int n_heads, int n_kv_heads,        \
-         int head_dim, int pages_per_slot, int page_tokens, int window, float scale) {             \
+         int head_dim, int pages_per_slot, int page_tokens, int window, float scale,               \
+         const float* __restrict__ sinks) {                                                        \
         pdl_prologue();                                                                           \
         attention_ref<T>(q, kc, vc, page_table, slot, pos, out, n_heads, n_kv_heads, head_dim,    \
-                         pages_per_slot, page_tokens, window, scale);                              \
+                         pages_per_slot, page_tokens, window, scale, sinks);                       \
     }
 ATT_REF_KERNEL(attention_ref_f32, KV_F32)
 ATT_REF_KERNEL(attention_ref_f16, KV_F16)
@@ -190,7 +202,10 @@ ATT_REF_KERNEL(attention_ref_q8_0, KV_Q8_0)
 //    o_c[d] = fma chain over the valid j ascending from 0 (o = fma(p_j, v_j[d], o)).
 //  - The chunks merge into the running (m, l, o) = (-inf, 0, 0) in increasing c:
 //    m' = max(m, m_c), a = expf(m - m'), b = expf(m_c - m'), l = l a + l_c b, o = o a + o_c b.
-//  - out[d] = o[d] / l.
+//  - With a sink logit z for the row's head (GPT-OSS), it merges last as a chunk of its own,
+//    (m_c, l_c, o_c) = (z, 1, 0): m' = max(m, z), a = expf(m - m'), b = expf(z - m'),
+//    l = l a + b, and o becomes o a (att_sink).
+//  - out[d] = o[d] / l (with a sink: (o[d] a) / l).
 // Every rounding is explicit (__fmaf_rn, __fmul_rn, __fadd_rn, __fsub_rn, __fdiv_rn) so that no
 // kernel contracts or reorders differently.
 
@@ -239,6 +254,21 @@ __device__ __forceinline__ void att_factors(float& m, float mc, float& a, float&
     a = expf(__fsub_rn(m, mn));
     b = expf(__fsub_rn(mc, mn));
     m = mn;
+}
+
+// The row's sink logit z merged after its last chunk, as the chunk (z, 1, 0): l becomes the
+// denominator; returns the factor a of the row's o (see the canonical reduction above).
+__device__ __forceinline__ float att_sink(float m, float& l, float z) {
+    float a, b;
+    att_factors(m, z, a, b);
+    l = att_merge(l, a, 1.0f, b);
+    return a;
+}
+
+// (o a) per element, one rounding each (the output of a row with a sink).
+__device__ __forceinline__ float4 att_scale4(float4 o, float a) {
+    return make_float4(__fmul_rn(o.x, a), __fmul_rn(o.y, a), __fmul_rn(o.z, a),
+                       __fmul_rn(o.w, a));
 }
 
 // One warp, one row: the softmax of the chunk's scores s[0..ATT_CHUNK) over the valid
@@ -334,11 +364,12 @@ __device__ __forceinline__ void stage_kv(const u8* __restrict__ kc, const u8* __
     }
 }
 
-// out[i] = o[i] / l[row of i] for the block's n4 float4 columns (row i / hd4).
-__device__ __forceinline__ void att_write_out(float* out, const float4* o, const float* l, int n4,
-                                              int hd4) {
+// out[i] = o[i] / l[row of i] for the block's n4 float4 columns (row i / hd4); with the rows'
+// sink factors a (null: no sinks), (o[i] a[row]) / l[row].
+__device__ __forceinline__ void att_write_out(float* out, const float4* o, const float* l,
+                                              const float* a, int n4, int hd4) {
     for (int i = threadIdx.x; i < n4; i += ATT_THREADS) {
-        const float4 v = o[i];
+        const float4 v = a ? att_scale4(o[i], a[i / hd4]) : o[i];
         const float d = l[i / hd4];
         *(float4*)(out + 4 * i) =
             make_float4(__fdiv_rn(v.x, d), __fdiv_rn(v.y, d), __fdiv_rn(v.z, d), __fdiv_rn(v.w, d));
@@ -361,7 +392,8 @@ __device__ __forceinline__ void attention_decode(const float* __restrict__ q, co
                      const u8* __restrict__ vc, const i32* __restrict__ page_table,
                      const i32* __restrict__ slot, const i32* __restrict__ pos,
                      float* __restrict__ out, int n_heads, int n_kv_heads, int head_dim,
-                     int pages_per_slot, int page_tokens, int window, float scale, int chunk_cap) {
+                     int pages_per_slot, int page_tokens, int window, float scale, int chunk_cap,
+                     const float* __restrict__ sinks) {
     extern __shared__ float4 att_smem[];
     __shared__ float s_m[ATT_DEC_ROWS], s_l[ATT_DEC_ROWS], s_a[ATT_DEC_ROWS], s_b[ATT_DEC_ROWS];
     __shared__ float s_fa[ATT_DEC_ROWS][WARP_SIZE], s_fb[ATT_DEC_ROWS][WARP_SIZE];
@@ -458,7 +490,12 @@ __device__ __forceinline__ void attention_decode(const float* __restrict__ q, co
     }
 
     if (n_split == 1) {
-        att_write_out(out + row0 * hd, so4, s_l, n_out4, hd4);
+        if (sinks) {
+            __syncthreads();  // the last chunk's readers of s_a are done
+            if (tid < rows) s_a[tid] = att_sink(s_m[tid], s_l[tid], sinks[h0 + tid]);
+            __syncthreads();
+        }
+        att_write_out(out + row0 * hd, so4, s_l, sinks ? s_a : nullptr, n_out4, hd4);
         return;
     }
 
@@ -514,9 +551,13 @@ __device__ __forceinline__ void attention_decode(const float* __restrict__ q, co
         }
         __syncthreads();
     }
-    if (warp < rows && lane == 0) s_l[warp] = l_run;
+    if (warp < rows && lane == 0) {
+        // m_carry is the max over every chunk, as the unsplit running max
+        s_l[warp] = l_run;
+        if (sinks) s_a[warp] = att_sink(m_carry, s_l[warp], sinks[h0 + warp]);
+    }
     __syncthreads();
-    att_write_out(out + row0 * hd, so4, s_l, n_out4, hd4);
+    att_write_out(out + row0 * hd, so4, s_l, sinks ? s_a : nullptr, n_out4, hd4);
 }
 #define ATT_DECODE_KERNEL(name, T)                                                                \
     extern "C" __global__ void __launch_bounds__(ATT_THREADS, 3)                                  \
@@ -524,10 +565,10 @@ __device__ __forceinline__ void attention_decode(const float* __restrict__ q, co
          const i32* __restrict__ page_table, const i32* __restrict__ slot,                         \
          const i32* __restrict__ pos, float* __restrict__ out, int n_heads, int n_kv_heads,        \
          int head_dim, int pages_per_slot, int page_tokens, int window, float scale,               \
-         int chunk_cap) {                                                                         \
+         int chunk_cap, const float* __restrict__ sinks) {                                        \
         pdl_prologue();                                                                           \
         attention_decode<T>(q, kc, vc, page_table, slot, pos, out, n_heads, n_kv_heads, head_dim, \
-                            pages_per_slot, page_tokens, window, scale, chunk_cap);                \
+                            pages_per_slot, page_tokens, window, scale, chunk_cap, sinks);         \
     }
 ATT_DECODE_KERNEL(attention_decode_f32, KV_F32)
 ATT_DECODE_KERNEL(attention_decode_f16, KV_F16)
@@ -550,7 +591,7 @@ __device__ __forceinline__ void attention_prefill(
     const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,
     const i32* __restrict__ page_table, const i32* __restrict__ slot, const i32* __restrict__ pos,
     float* __restrict__ out, int ntok, int n_heads, int n_kv_heads, int head_dim,
-    int pages_per_slot, int page_tokens, int window, float scale) {
+    int pages_per_slot, int page_tokens, int window, float scale, const float* __restrict__ sinks) {
     extern __shared__ float4 att_smem[];
     __shared__ float s_m[ATT_PRE_ROWS], s_l[ATT_PRE_ROWS], s_a[ATT_PRE_ROWS], s_b[ATT_PRE_ROWS];
     __shared__ int s_act[ATT_PRE_ROWS];
@@ -767,13 +808,15 @@ __device__ __forceinline__ void attention_prefill(
         const int r = rb + a;
         const int tr = r / gb, hr = r % gb;
         if (tr >= nt || hr >= nh) continue;
-        const float l = s_l[r];
+        float l = s_l[r];
+        // the sink: every lane of the row computes the same factor
+        const float fs = sinks ? att_sink(s_m[r], l, sinks[hb + hr]) : 1.0f;
         float* orow = out + ((u64)(t0 + tr) * n_heads + hb + hr) * hd;
         #pragma unroll
         for (int k = 0; k < KP; ++k) {
             const int col = sub + 16 * k;
             if (col >= hd4) continue;
-            const float4 o = o_run[a][k];
+            const float4 o = sinks ? att_scale4(o_run[a][k], fs) : o_run[a][k];
             *(float4*)(orow + 4 * col) = make_float4(__fdiv_rn(o.x, l), __fdiv_rn(o.y, l),
                                                      __fdiv_rn(o.z, l), __fdiv_rn(o.w, l));
         }
@@ -787,10 +830,10 @@ __device__ __forceinline__ void attention_prefill(
          const i32* __restrict__ page_table, const i32* __restrict__ slot,                         \
          const i32* __restrict__ pos, float* __restrict__ out, int ntok, int n_heads,              \
          int n_kv_heads, int head_dim, int pages_per_slot, int page_tokens, int window,            \
-         float scale) {                                                                            \
+         float scale, const float* __restrict__ sinks) {                                           \
         pdl_prologue();                                                                             \
         attention_prefill<T, KP>(q, kc, vc, page_table, slot, pos, out, ntok, n_heads, n_kv_heads,    \
-                              head_dim, pages_per_slot, page_tokens, window, scale);               \
+                              head_dim, pages_per_slot, page_tokens, window, scale, sinks);        \
     }
 ATT_PREFILL_KERNEL(attention_prefill1_f32, KV_F32, 1)
 ATT_PREFILL_KERNEL(attention_prefill2_f32, KV_F32, 2)

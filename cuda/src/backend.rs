@@ -19,6 +19,7 @@ use orcd_engine::device::{
     validate_prefix_copy,
 };
 use orcd_engine::model::{Activation, FfnKind, Model, ModelConfig};
+use orcd_engine::quant::GgmlType;
 
 use crate::compile::KernelCompiler;
 use crate::driver::{GpuContext, check};
@@ -101,22 +102,43 @@ fn check_shapes(c: &ModelConfig) -> Result<(), EngineError> {
 }
 
 /// The model features this backend does not run (a model with one is refused by name, never
-/// run wrongly): a plain FFN with another activation than GELU (no such family is known), and
-/// GPT-OSS's mixture of experts and attention sinks (the CPU backend runs them).
-/// Everything else the engine loads it runs: RoPE scaling (linear, YaRN, attention factor,
-/// frequency factors), sliding windows, fused Q/K/V and gate+up (split at upload), LayerNorm,
-/// learned positions and biases.
-fn unsupported_features(model: &Model) -> Vec<&'static str> {
+/// run wrongly): a plain FFN with another activation than GELU (no such family is known), a
+/// gated FFN with GPT-OSS's clamped SwiGLU outside a mixture of experts (no such family), and
+/// in a mixture of experts, experts in a type `moe.cu` has no kernel for (it has MXFP4, Q8_0,
+/// Q4_0 and F32; the CPU backend runs every type) or more experts per token than its routing
+/// keeps. Everything else the engine loads it runs: RoPE scaling (linear, YaRN, attention
+/// factor, frequency factors), sliding windows, attention sinks, fused Q/K/V and gate+up (split
+/// at upload), LayerNorm, learned positions, biases and GPT-OSS's mixture of experts.
+pub fn unsupported_features(model: &Model) -> Vec<&'static str> {
     let c = &model.config;
     let mut f = Vec::new();
     if c.ffn == FfnKind::Plain && c.activation != Activation::GeluTanh {
         f.push("a plain FFN without GELU");
     }
-    if c.ffn == FfnKind::Moe {
-        f.push("a mixture of experts");
+    if c.ffn != FfnKind::Moe && c.activation == Activation::SwigluOai {
+        f.push("the clamped SwiGLU outside a mixture of experts");
     }
-    if c.attn_sinks {
-        f.push("attention sinks");
+    if c.ffn == FfnKind::Moe {
+        let kernel_types = [
+            GgmlType::Mxfp4,
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::F32,
+        ];
+        let mut expert_types = model.weights.layers.iter().flat_map(|l| {
+            [l.ffn_gate.as_ref(), Some(&l.ffn_up), Some(&l.ffn_down)]
+                .into_iter()
+                .flatten()
+                .map(|t| t.ty)
+        });
+        if expert_types.any(|ty| !kernel_types.contains(&ty)) {
+            f.push("experts of a type other than MXFP4, Q8_0, Q4_0 or F32");
+        }
+        if c.moe
+            .is_some_and(|m| m.n_expert_used > crate::kernels::shape::MOE_MAX_USED)
+        {
+            f.push("more than 32 experts per token");
+        }
     }
     f
 }

@@ -36,7 +36,7 @@ pub enum LayerOp {
     /// new keys and values into the layer's KV cache.
     QkNormRopeStore(Exec),
     /// att = softmax(q K^T * scale) V over each token's slot (causal, windowed on sliding
-    /// layers).
+    /// layers; each head's sink logit in the softmax where the model has sinks).
     Attention,
     /// x += post_norm(Wo att) (the post-norm where the layer has one).
     AttnOutResidual(Exec),
@@ -48,6 +48,11 @@ pub enum LayerOp {
     KvStore,
     /// xb = norm(x); hb = act(Wu xb) (GPT-2's plain FFN).
     FfnNormUpAct,
+    /// A mixture of experts (GPT-OSS): xb = norm(x); each token's top-k experts by router
+    /// logits (+ bias), weighted by the softmax over the chosen; each chosen expert's
+    /// down(swiglu_oai(gate xb + b, up xb + b)) + b; x += the weighted sum. Only the chosen
+    /// experts' weights are read.
+    FfnNormMoe,
 }
 
 /// A model's forward pass as ops: what every layer runs, in order, and the activation of its
@@ -77,23 +82,26 @@ impl Plan {
             Exec::Reference
         };
         let rope = c.positions == Positions::Rope;
+        let ffn = match c.ffn {
+            FfnKind::Plain => vec![LayerOp::FfnNormUpAct, LayerOp::FfnDownResidual(e)],
+            FfnKind::Moe => vec![LayerOp::FfnNormMoe],
+            FfnKind::Gated | FfnKind::FusedGateUp => {
+                vec![LayerOp::FfnNormGateUp(e_in), LayerOp::FfnDownResidual(e)]
+            }
+        };
+        let mut layer = vec![
+            LayerOp::AttnNormQkv(e_in),
+            if rope {
+                LayerOp::QkNormRopeStore(e)
+            } else {
+                LayerOp::KvStore
+            },
+            LayerOp::Attention,
+            LayerOp::AttnOutResidual(e),
+        ];
+        layer.extend(ffn);
         Plan {
-            layer: vec![
-                LayerOp::AttnNormQkv(e_in),
-                if rope {
-                    LayerOp::QkNormRopeStore(e)
-                } else {
-                    LayerOp::KvStore
-                },
-                LayerOp::Attention,
-                LayerOp::AttnOutResidual(e),
-                if c.ffn == FfnKind::Plain {
-                    LayerOp::FfnNormUpAct
-                } else {
-                    LayerOp::FfnNormGateUp(e_in)
-                },
-                LayerOp::FfnDownResidual(e),
-            ],
+            layer,
             ffn_act,
             norm: c.norm,
         }
@@ -135,12 +143,13 @@ impl Step<'_> {
                 match *op {
                     LayerOp::AttnNormQkv(e) => self.attn_norm_qkv(e, lw, n)?,
                     LayerOp::QkNormRopeStore(e) => self.qk_norm_rope_store(e, l, lw, &tokens)?,
-                    LayerOp::Attention => self.attention(l, &tokens)?,
+                    LayerOp::Attention => self.attention(l, lw, &tokens)?,
                     LayerOp::AttnOutResidual(e) => self.attn_out_residual(e, lw, n)?,
                     LayerOp::FfnNormGateUp(e) => self.ffn_norm_gate_up(e, lw, n)?,
                     LayerOp::FfnDownResidual(e) => self.ffn_down_residual(e, lw, n)?,
                     LayerOp::KvStore => self.kv_store(l, &tokens)?,
                     LayerOp::FfnNormUpAct => self.ffn_norm_up_act(lw, n)?,
+                    LayerOp::FfnNormMoe => self.ffn_norm_moe(lw, n)?,
                 }
             }
         }

@@ -438,6 +438,7 @@ mod tests {
             "gelu_tanh_f32",
             "moe_route_f32",
             "moe_mmv_mxfp4_f32",
+            "moe_mmv_grouped_mxfp4_f32",
             "moe_swiglu_oai_f32",
             "moe_combine_f32",
         ] {

@@ -1,14 +1,18 @@
 //! The ops of a transformer layer ([`crate::forward::LayerOp`]), each with its fused and its
 //! reference form. Buffers (scratch, `T` tokens): x (T, dim) the residual stream; xb (T, dim)
 //! a sublayer's normed input; xb2 (T, dim) a sublayer's output; q (T, q_dim), k, v (T, kv_dim);
-//! att (T, q_dim); hb, hb2 (T, ffn_dim).
+//! att (T, q_dim); hb, hb2 (T, ffn_dim); the mixture of experts' buffers (`moe_*`, see
+//! [`crate::scratch::Scratch`]).
 
 use orcd_engine::model::NormKind;
 
 use crate::error::{CudaError, CudaResult};
 use crate::forward::{Exec, Step};
 use crate::operand::{GateAct, Glu, KvLayer, Norm, OutView, Tokens};
-use crate::ops::{AttnKernel, AttnParams, PackedPart, QkNorm, Qkv, Rope, RopeScale, RopeStyle};
+use crate::ops::{
+    AttnKernel, AttnParams, Experts, MoeKernel, PackedPart, Pairs, QkNorm, Qkv, Rope, RopeScale,
+    RopeStyle,
+};
 use crate::weights::{DevTensor, GpuLayer};
 
 impl Step<'_> {
@@ -178,13 +182,20 @@ impl Step<'_> {
     }
 
     /// att = attention of every new token over its slot in layer `l`'s cache (causal,
-    /// windowed on sliding layers).
-    pub(crate) fn attention(&self, l: usize, t: &Tokens) -> CudaResult<()> {
+    /// windowed on sliding layers; each head's sink logit in its softmax on a model with
+    /// sinks).
+    pub(crate) fn attention(&self, l: usize, lw: &GpuLayer, t: &Tokens) -> CudaResult<()> {
         let c = self.c;
+        let sinks = match (c.attn_sinks, &lw.attn_sinks) {
+            (false, _) => 0,
+            (true, Some(s)) => s.ptr,
+            (true, None) => return Err(CudaError::shape("attention sinks without their tensor")),
+        };
         let p = AttnParams {
             kernel: AttnKernel::Auto,
             window: c.window_of(l).unwrap_or(0),
             scale: c.attn_scale,
+            sinks,
         };
         let cache = self.kv_layer(l)?;
         self.ops
@@ -268,6 +279,60 @@ impl Step<'_> {
         }
     }
 
+    /// The mixture of experts (GPT-OSS), per (token, chosen expert) pair:
+    /// xb = norm(x) * ffn_norm; router logits = Wr xb (+ br); each token's top k experts and
+    /// their weights (the softmax over the chosen logits); per pair, gate and up of xb (+ the
+    /// expert's biases), the clamped SwiGLU, down (+ bias); x += each token's weighted sum of
+    /// its pairs, in the order of the choice. Only the chosen experts' rows are read (pair by
+    /// pair for a few pairs; by expert, each once, when the step has as many pairs as there
+    /// are experts); a token's result depends on nothing else in the step.
+    pub(crate) fn ffn_norm_moe(&self, lw: &GpuLayer, n: usize) -> CudaResult<()> {
+        let (c, s) = (self.c, self.s);
+        let moe = c.moe.ok_or_else(|| {
+            CudaError::shape("a mixture-of-experts op on a model without experts")
+        })?;
+        let (ne, k) = (moe.n_expert, moe.n_expert_used);
+        let missing = |what: &str| CudaError::shape(format!("a mixture of experts without {what}"));
+        let router = lw
+            .ffn_gate_inp
+            .as_ref()
+            .ok_or_else(|| missing("a router"))?;
+        let gate = lw
+            .ffn_gate
+            .as_ref()
+            .ok_or_else(|| missing("gate experts"))?;
+        let gate = experts(gate, lw.ffn_gate_bias.as_ref(), ne)?;
+        let up = experts(&lw.ffn_up, lw.ffn_up_bias.as_ref(), ne)?;
+        let down = experts(&lw.ffn_down, lw.ffn_down_bias.as_ref(), ne)?;
+        // xb = norm(x)
+        self.input_norm(&lw.ffn_norm, lw.ffn_norm_bias.as_ref(), s.xb, n)?;
+        // router logits (n, n_expert); the bias is added in the routing
+        self.linear(router, s.xb, n, OutView::write(s.moe_logits, ne))?;
+        let router_bias = lw.ffn_gate_inp_bias.as_ref().map_or(0, |b| b.ptr);
+        // each token's k experts (n, k) and their weights (n, k)
+        self.ops
+            .moe_route(s.moe_logits, router_bias, s.moe_ids, s.moe_w, n, ne, k)?;
+        // gate and up of every pair (n k, ffn_dim), then the clamped SwiGLU into the gate;
+        // the kernel (per pair, or by expert for many pairs) gives the same bits
+        let pairs = Pairs {
+            ids: s.moe_ids,
+            ntok: n,
+            k,
+        };
+        let auto = MoeKernel::Auto;
+        self.ops
+            .moe_matmul(gate, s.xb, false, pairs, s.moe_gate, auto)?;
+        self.ops
+            .moe_matmul(up, s.xb, false, pairs, s.moe_up, auto)?;
+        self.ops
+            .moe_swiglu_oai(s.moe_gate, s.moe_up, n * k * gate.rows)?;
+        // down of every pair (n k, dim)
+        self.ops
+            .moe_matmul(down, s.moe_gate, true, pairs, s.moe_y, auto)?;
+        // x += sum_j w_j y_j (the residual add)
+        self.ops.moe_combine(s.x, s.moe_y, s.moe_w, n, c.dim, k)
+    }
+
     /// x += post_norm(W input + bias), the bias and `post_norm` optional: fused without
     /// either, the add happens in the matrix launch; else W into xb2, the bias, the norm, then
     /// the add.
@@ -295,4 +360,26 @@ impl Step<'_> {
             }
         }
     }
+}
+
+/// The `n_expert` stacked experts of one projection, `t` in GGUF layout (expert `e` is rows
+/// `e * t.rows / n_expert..`), with their biases (n_expert, t.rows / n_expert) f32.
+fn experts(t: &DevTensor, bias: Option<&DevTensor>, n_expert: usize) -> CudaResult<Experts> {
+    if t.packed || n_expert == 0 || !t.rows.is_multiple_of(n_expert) {
+        return Err(CudaError::shape(format!(
+            "{} experts stacked in a {}-row {} tensor{}",
+            n_expert,
+            t.rows,
+            t.ty.name(),
+            if t.packed { " (packed)" } else { "" }
+        )));
+    }
+    Ok(Experts {
+        ptr: t.ptr,
+        ty: t.ty,
+        n_expert,
+        rows: t.rows / n_expert,
+        cols: t.cols,
+        bias: bias.map_or(0, |b| b.ptr),
+    })
 }

@@ -1,6 +1,7 @@
 //! The activation buffers of a step, carved out of one scratch allocation made at startup
 //! (no allocation inside a step). Shapes are for `T` = tokens per chunk and `R` = logits rows
-//! per forward; every buffer starts 256-byte aligned.
+//! per forward, `k` = experts per token of a mixture of experts (the expert buffers are empty
+//! without one); every buffer starts 256-byte aligned.
 
 use std::sync::Arc;
 
@@ -59,6 +60,16 @@ pub struct Scratch {
     /// gathered logits: (vocab) u32 ids in, (vocab) f32 values out.
     pub gather_ids: u64,
     pub gather_vals: u64,
+    /// Mixture of experts: (T, n_expert) f32 router logits; (T, k) i32 each token's chosen
+    /// experts and (T, k) f32 their weights; (T k, ffn_dim) f32 the gate (then the activation)
+    /// and up projections of every (token, expert) pair; (T k, dim) f32 each pair's down
+    /// projection.
+    pub moe_logits: u64,
+    pub moe_ids: u64,
+    pub moe_w: u64,
+    pub moe_gate: u64,
+    pub moe_up: u64,
+    pub moe_y: u64,
     /// Q8 activations of one matrix input of the packed path, for T columns of the widest
     /// input (kmax = max(dim, q_dim, ffn_dim)): q (T, kmax) i8, d (T, kmax / 32) f32,
     /// sum (T, kmax / 32) i32 (`crate::packed`).
@@ -77,9 +88,10 @@ impl Scratch {
     }
 
     /// Buffer sizes in the order of the fields.
-    fn layout(c: &ModelConfig, t: usize, r: usize) -> [u64; 25] {
+    fn layout(c: &ModelConfig, t: usize, r: usize) -> [u64; 31] {
         let f = |n: usize| (n * 4) as u64;
         let kmax = c.dim.max(c.q_dim()).max(c.ffn_dim);
+        let (n_expert, k) = c.moe.map_or((0, 0), |m| (m.n_expert, m.n_expert_used));
         [
             f(4 * t),                     // meta
             f(t * c.dim),                 // x
@@ -106,6 +118,12 @@ impl Scratch {
             (t * kmax) as u64,            // Q8 activations: q
             f(t * kmax / 32),             // d
             f(t * kmax / 32),             // sum
+            f(t * n_expert),              // router logits
+            f(t * k),                     // chosen experts
+            f(t * k),                     // their weights
+            f(t * k * c.ffn_dim),         // experts' gate
+            f(t * k * c.ffn_dim),         // experts' up
+            f(t * k * c.dim),             // experts' down
         ]
     }
 
@@ -119,7 +137,7 @@ impl Scratch {
         let sizes = Self::layout(c, t, r);
         let buffer = ledger.alloc(Self::bytes(c, t, r), Purpose::Scratch)?;
         buffer.fill_sync(0xFF)?;
-        let mut at = [0u64; 25];
+        let mut at = [0u64; 31];
         let mut off = buffer.ptr();
         for (a, s) in at.iter_mut().zip(sizes) {
             *a = off;
@@ -159,6 +177,12 @@ impl Scratch {
                 d: at[23],
                 sum: at[24],
             },
+            moe_logits: at[25],
+            moe_ids: at[26],
+            moe_w: at[27],
+            moe_gate: at[28],
+            moe_up: at[29],
+            moe_y: at[30],
             meta_bytes: 4 * t * 4,
             _buffer: buffer,
         })

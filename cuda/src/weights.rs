@@ -6,7 +6,9 @@
 //! With packing on, Q4_0 / Q4_1 / Q8_0 tensors (every one, the token embedding included) are
 //! stored in the packed layout of [`crate::packed`] instead: each is uploaded into a temporary
 //! device buffer (the size of the largest such tensor, freed after load) and repacked on the
-//! GPU into its final place. Other types keep their GGUF layout.
+//! GPU into its final place. Other types keep their GGUF layout, and so do the stacked experts
+//! of a mixture of experts (three-dimensional tensors, read by `moe.cu` in GGUF blocks whatever
+//! their type).
 
 use std::sync::Arc;
 
@@ -105,9 +107,16 @@ pub struct GpuLayer {
     pub attn_q_norm: Option<DevTensor>,
     pub attn_k_norm: Option<DevTensor>,
     pub attn_output: DevTensor,
+    /// (n_heads) f32: each query head's attention sink logit (GPT-OSS).
+    pub attn_sinks: Option<DevTensor>,
     pub post_attention_norm: Option<DevTensor>,
     pub ffn_norm: DevTensor,
-    /// `None` on a plain FFN (GPT-2: `down(act(up(x)))`).
+    /// The router of a mixture of experts, (n_expert, dim), and its bias (n_expert) f32.
+    pub ffn_gate_inp: Option<DevTensor>,
+    pub ffn_gate_inp_bias: Option<DevTensor>,
+    /// `None` on a plain FFN (GPT-2: `down(act(up(x)))`). With a mixture of experts, this,
+    /// `ffn_up` and `ffn_down` are the experts stacked in GGUF layout (expert `e` is rows
+    /// `e * rows / n_expert..`) and their biases are (n_expert, rows / n_expert) f32.
     pub ffn_gate: Option<DevTensor>,
     pub ffn_up: DevTensor,
     pub ffn_down: DevTensor,
@@ -217,9 +226,10 @@ fn device_tensors(model: &Model) -> CudaResult<Vec<TensorInfo>> {
     Ok(out)
 }
 
-/// Whether tensor `t` is stored packed when packing is on.
+/// Whether tensor `t` is stored packed when packing is on: matrices of a packed type, not the
+/// stacked experts (`moe.cu` reads those in their GGUF blocks).
 fn packs(t: &TensorInfo) -> bool {
-    is_packed_type(t.ty) && t.row_len().is_multiple_of(32)
+    is_packed_type(t.ty) && t.row_len().is_multiple_of(32) && t.dims.len() <= 2
 }
 
 /// Device bytes of tensor `t` (unaligned).
@@ -386,8 +396,11 @@ impl GpuWeights {
                 attn_q_norm: opt(&l.attn_q_norm)?,
                 attn_k_norm: opt(&l.attn_k_norm)?,
                 attn_output: find(&l.attn_output)?,
+                attn_sinks: opt(&l.attn_sinks)?,
                 post_attention_norm: opt(&l.post_attention_norm)?,
                 ffn_norm: find(&l.ffn_norm)?,
+                ffn_gate_inp: opt(&l.ffn_gate_inp)?,
+                ffn_gate_inp_bias: opt(&l.ffn_gate_inp_bias)?,
                 ffn_gate: match model.config.ffn {
                     FfnKind::Plain => None,
                     _ => Some(part(&l.ffn_gate, fused_up.then_some(&l.ffn_up), "gate")?),

@@ -5,6 +5,9 @@
 //! paths: GGUF layout (f32 activations) against the CPU's exact path, packed (Q8 activations)
 //! against the CPU's Q8 path (qwen3, qwen3 with YaRN, Llama 3.2 with rope_freqs, Mistral,
 //! Phi-3 with fused projections and LongRoPE, GPT-2). GPU tests: `#[ignore]`d here.
+//! GPT-OSS (a mixture of MXFP4 experts, attention sinks, a sliding window on every other
+//! layer, YaRN) has its own tests below: every position of a prompt longer than its window
+//! against the CPU backend, greedy tokens, and batching and chunking bit-identical.
 //!
 //! Tolerances as `model.rs`: the largest |logit difference| of a step relative to the row's
 //! largest |logit|, 2e-3 for the exact path and 0.1 for the Q8 path.
@@ -44,8 +47,13 @@ fn vocab() -> GgufFile {
 
 /// A `layers`-layer model of shape `name` with layer matrices of type `ty`.
 fn synth_model(name: &str, ty: GgmlType, layers: u32) -> Model {
+    synth_model_with_experts(name, ty, layers, None)
+}
+
+/// [`synth_model`] keeping only the first `experts` experts of a mixture of experts.
+fn synth_model_with_experts(name: &str, ty: GgmlType, layers: u32, experts: Option<u32>) -> Model {
     let path = std::env::temp_dir().join(format!(
-        "orcd-cuda-arch-{name}-{}-{}.gguf",
+        "orcd-cuda-arch-{name}-{}-{layers}-{experts:?}-{}.gguf",
         ty.name(),
         std::process::id()
     ));
@@ -54,7 +62,7 @@ fn synth_model(name: &str, ty: GgmlType, layers: u32) -> Model {
         ty,
         embed_ty: Some(GgmlType::Q8_0),
         layers: Some(layers),
-        experts: None,
+        experts,
         seed: 7,
         output_std: Some(0.5),
     };
@@ -211,6 +219,314 @@ fn each_family_gets_its_plan() {
             LayerOp::FfnDownResidual(Exec::Fused),
         ]
     );
+}
+
+/// GPT-OSS-20B's shape with 2 layers (the first sliding, 128 positions; the second full) and
+/// 8 of its 32 experts (4 per token: routing picks), attention in Q8_0, experts in MXFP4.
+fn gpt_oss() -> Model {
+    synth_model_with_experts("gpt-oss-20b", GgmlType::Q8_0, 2, Some(8))
+}
+
+/// A 150-token prompt (past the 128-token window) of the plain vocabulary.
+fn gpt_oss_prompt(salt: u32) -> Vec<u32> {
+    (0..150)
+        .map(|i| (i * 37 + 5 + salt * 11) % VOCAB as u32)
+        .collect()
+}
+
+/// The largest |a - b| and the largest |b| of two logits rows.
+fn row_diff(a: &[f32], b: &[f32]) -> (f32, f32) {
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    (diff, scale)
+}
+
+/// The best two logits of a row: (argmax, best - second).
+fn top2(row: &[f32]) -> (usize, f32) {
+    let mut best = (0, f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for (i, &v) in row.iter().enumerate() {
+        if v > best.1 {
+            best = (i, v, best.1);
+        } else if v > best.2 {
+            best.2 = v;
+        }
+    }
+    (best.0, best.1 - best.2)
+}
+
+/// GPT-OSS on CUDA against the CPU backend: the prompt's every position in one step (the
+/// query-tile attention with sinks, the experts per (token, choice) pair), then 8 greedy decode
+/// steps (the decode attention), each row within `tol` of the row's largest |logit|, and the
+/// GPU's argmax equal to the CPU's wherever the CPU's top-2 gap exceeds twice that bound. A
+/// row where the CPU's routing was a near tie on some layer (the last chosen expert's logit
+/// within `margin` of the best unchosen, `CpuBackend::route_margins`) is not compared: there
+/// the other backend's rounding may rightly pick another expert. At least 3/4 of the rows must
+/// be compared.
+fn gpt_oss_case(packed: bool, kv_type: KvType, tol: f32, margin: f32) {
+    let m = gpt_oss();
+    let opts = CudaOptions {
+        packed,
+        kv_type,
+        ..CudaOptions::default()
+    };
+    let mut gpu = CudaBackend::new(m.clone(), opts).expect("CUDA backend takes gpt-oss");
+    let cpu_opts = CpuOptions {
+        exact: !packed,
+        kv_type,
+        ..CpuOptions::default()
+    };
+    let mut cpu = CpuBackend::new(m, cpu_opts).expect("CPU backend");
+    let prompt = gpt_oss_prompt(0);
+    let n = prompt.len() + 8;
+    let (gs, cs) = (gpu.alloc_seq(n).unwrap(), cpu.alloc_seq(n).unwrap());
+    let (mut step, mut pos, mut logits) = (prompt, 0, LogitsWanted::All);
+    let (mut worst, mut compared, mut skipped, mut greedy) = (0.0f32, 0, 0, 0);
+    for i in 0..9 {
+        for (dev, slot) in [
+            (&mut gpu as &mut dyn Device, gs),
+            (&mut cpu as &mut dyn Device, cs),
+        ] {
+            dev.forward(&[SeqInput {
+                slot,
+                start_pos: pos,
+                tokens: &step,
+                logits,
+            }])
+            .expect("step");
+        }
+        let margins = cpu.route_margins().to_vec();
+        assert_eq!(margins.len(), step.len());
+        for (r, &route_margin) in margins.iter().enumerate() {
+            if route_margin < margin {
+                skipped += 1;
+                continue;
+            }
+            let (a, b) = (gpu.logits_row(r).unwrap(), cpu.logits_row(r).unwrap());
+            let (diff, scale) = row_diff(&a, &b);
+            assert!(
+                diff.is_finite() && diff <= tol * scale,
+                "packed={packed} step {i} row {r} (position {}): {diff} > {tol} * {scale}",
+                pos + r
+            );
+            worst = worst.max(diff / scale);
+            compared += 1;
+            let (want, gap) = top2(&b);
+            if gap > 2.0 * tol * scale {
+                assert_eq!(
+                    top2(&a).0,
+                    want,
+                    "packed={packed} step {i} row {r}: the greedy token (CPU gap {gap})"
+                );
+                greedy += 1;
+            }
+        }
+        pos += step.len();
+        // The next token: the CPU's argmax, fed to both.
+        let last = step.len() - 1;
+        let next = cpu.logits_argmax(if i == 0 { last } else { 0 }).unwrap().0;
+        step = vec![next];
+        logits = LogitsWanted::Last;
+    }
+    eprintln!(
+        "gpt-oss packed={packed} kv {kv_type}: {compared} rows within {worst:.2e} of their scale, {skipped} routing near-ties (< {margin}) skipped, {greedy} greedy tokens equal"
+    );
+    assert!(
+        compared * 4 >= (compared + skipped) * 3,
+        "too few rows compared"
+    );
+    assert!(greedy > 0, "no row with a clear greedy token");
+}
+
+/// GPT-OSS, the exact path: GGUF-layout attention matrices on f32 activations against the
+/// CPU's exact f32 dot products, f32 KV on both (tolerance `CPU_TOL`; routing near-ties below
+/// 1e-3 skipped, which f32 sums in another order can flip).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpt_oss_logits_match_the_cpu_backend() {
+    gpt_oss_case(false, KvType::F32, CPU_TOL, 1e-3);
+}
+
+/// GPT-OSS, the default path: packed Q8_0 attention matrices on Q8 activations against the
+/// CPU's Q8 path, f16 KV on both (tolerance `CPU_Q8_TOL`; routing near-ties below 0.05 skipped
+/// as the llama.cpp golden test does).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpt_oss_packed_logits_match_the_cpu_backend() {
+    gpt_oss_case(true, KvType::F16, CPU_Q8_TOL, 0.05);
+}
+
+/// GPT-OSS on CUDA: two prompts and a decode token each, in one batch cut into 5-token chunks
+/// (the matrix-vector kernels, the decode attention with sinks, the experts of a 5-token step)
+/// give the bits of each sequence alone in one step (the GEMM, the query-tile attention, the
+/// experts of a 150-token step): a token's routing and expert sums depend on nothing else in
+/// the step.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpt_oss_batching_and_chunking_change_nothing() {
+    let m = gpt_oss();
+    let mut big = CudaBackend::new(m.clone(), CudaOptions::default()).unwrap();
+    let mut small = CudaBackend::new(
+        m,
+        CudaOptions {
+            max_batch_tokens: 5,
+            ..CudaOptions::default()
+        },
+    )
+    .unwrap();
+    let (a, b) = (gpt_oss_prompt(0), gpt_oss_prompt(1)[..70].to_vec());
+    let next = [7u32, 300u32];
+    let mut alone: Vec<Vec<f32>> = Vec::new();
+    for (toks, &t) in [&a, &b].into_iter().zip(&next) {
+        let s = big.alloc_seq(toks.len() + 1).unwrap();
+        let rows = big
+            .forward(&[SeqInput {
+                slot: s,
+                start_pos: 0,
+                tokens: toks,
+                logits: LogitsWanted::All,
+            }])
+            .unwrap();
+        alone.extend((0..rows).map(|r| big.logits_row(r).unwrap()));
+        big.forward(&[SeqInput {
+            slot: s,
+            start_pos: toks.len(),
+            tokens: &[t],
+            logits: LogitsWanted::Last,
+        }])
+        .unwrap();
+        alone.push(big.logits_row(0).unwrap());
+        big.free_seq(s);
+    }
+    let (sa, sb) = (
+        small.alloc_seq(a.len() + 1).unwrap(),
+        small.alloc_seq(b.len() + 1).unwrap(),
+    );
+    let mut batched: Vec<Vec<f32>> = Vec::new();
+    let rows = small
+        .forward(&[
+            SeqInput {
+                slot: sa,
+                start_pos: 0,
+                tokens: &a,
+                logits: LogitsWanted::All,
+            },
+            SeqInput {
+                slot: sb,
+                start_pos: 0,
+                tokens: &b,
+                logits: LogitsWanted::All,
+            },
+        ])
+        .unwrap();
+    assert_eq!(rows, a.len() + b.len());
+    batched.extend((0..rows).map(|r| small.logits_row(r).unwrap()));
+    let rows = small
+        .forward(&[
+            SeqInput {
+                slot: sa,
+                start_pos: a.len(),
+                tokens: &next[..1],
+                logits: LogitsWanted::Last,
+            },
+            SeqInput {
+                slot: sb,
+                start_pos: b.len(),
+                tokens: &next[1..],
+                logits: LogitsWanted::Last,
+            },
+        ])
+        .unwrap();
+    assert_eq!(rows, 2);
+    let (da, db) = (small.logits_row(0).unwrap(), small.logits_row(1).unwrap());
+    // the order of `alone`: a's prompt rows, a's decode row, b's prompt rows, b's decode row
+    let mut want = alone;
+    let b_decode = want.pop().unwrap();
+    let a_decode = want.remove(a.len());
+    let mut worst = 0.0f32;
+    for (r, (got, want)) in batched
+        .iter()
+        .chain([&da, &db])
+        .zip(want.iter().chain([&a_decode, &b_decode]))
+        .enumerate()
+    {
+        let (d, _) = row_diff(got, want);
+        worst = worst.max(d);
+        assert!(
+            got.iter()
+                .zip(want)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "row {r}: batched + chunked vs alone, max |diff| {d:.2e}"
+        );
+    }
+    eprintln!("gpt-oss batched + chunked vs alone: bit-identical ({worst:.1e})");
+}
+
+/// GPT-OSS on this backend, without a GPU: nothing refused, the plan's FFN is the one
+/// mixture-of-experts op (no dense gate/up or down), and the VRAM budget counts every weight
+/// once (the stacked experts in their GGUF bytes, not packed) and the experts' scratch for a
+/// full chunk: (T, n_expert) router logits, (T, k) ids and weights, (T k, ffn) gate and up,
+/// (T k, dim) down.
+#[test]
+fn gpt_oss_is_taken_with_the_moe_op_and_budgeted() {
+    use orcd_cuda::backend::unsupported_features;
+    use orcd_cuda::{Exec, LayerOp, Plan, VramBudget};
+    let m = synth_model_with_experts("gpt-oss-20b", GgmlType::Q8_0, 1, Some(4));
+    assert_eq!(unsupported_features(&m), Vec::<&str>::new());
+    assert_eq!(
+        Plan::for_model(&m.config, true).layer,
+        [
+            LayerOp::AttnNormQkv(Exec::Fused),
+            LayerOp::QkNormRopeStore(Exec::Fused),
+            LayerOp::Attention,
+            LayerOp::AttnOutResidual(Exec::Fused),
+            LayerOp::FfnNormMoe,
+        ]
+    );
+    let c = &m.config;
+    let moe = c.moe.expect("experts");
+    for packed in [false, true] {
+        let opts = CudaOptions {
+            packed,
+            ..CudaOptions::default()
+        };
+        let b = VramBudget::plan(&m, &opts, 1 << 40).expect("a budget");
+        let experts: u64 = m
+            .weights
+            .layers
+            .iter()
+            .flat_map(|l| [l.ffn_gate.as_ref().unwrap(), &l.ffn_up, &l.ffn_down])
+            .map(|t| t.size)
+            .sum();
+        let all: u64 = m.weights.all().iter().map(|t| t.size).sum();
+        // every tensor once, each aligned to 256 bytes; packing changes only the 2-D Q8_0
+        // matrices (a few bytes per block), never the experts
+        assert!(b.weights_bytes >= experts, "packed={packed}");
+        let slack = 256 * m.weights.all().len() as u64;
+        if packed {
+            assert!(
+                b.weights_bytes <= all + all / 8 + slack,
+                "packed: {}",
+                b.weights_bytes
+            );
+        } else {
+            assert!(
+                (all..=all + slack).contains(&b.weights_bytes),
+                "{} for {all} bytes of tensors",
+                b.weights_bytes
+            );
+        }
+        let t = opts.max_batch_tokens;
+        let k = moe.n_expert_used;
+        let moe_scratch = 4 * (t * moe.n_expert + 2 * t * k + t * k * (2 * c.ffn_dim + c.dim));
+        assert!(
+            b.scratch_bytes >= moe_scratch as u64,
+            "scratch {} < the experts' {moe_scratch}",
+            b.scratch_bytes
+        );
+    }
 }
 
 /// Every logits row of `ids[n..]` in a fresh slot whose first `n` positions were copied

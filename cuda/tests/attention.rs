@@ -5,6 +5,9 @@
 //!
 //! Tolerance against the reference (another summation order, f32): relative error 1e-5 over a
 //! launch's outputs. Between the fast kernels: bit-identical.
+//! `sinks_join_the_softmax_in_every_kernel`: GPT-OSS's attention sinks in every kernel against
+//! a host twin (`cpu::ops::softmax_with_sink`, as the CPU backend), with the same bit-identity
+//! and batch invariance between the fast kernels.
 //! `attention_timings` prints per-launch times (reference vs the picked kernel) for the decode
 //! shapes of SmolLM2-135M, Qwen2.5-0.5B and Llama-3-8B at 128, 1024 and 4096 keys, a batch of
 //! 64 8B decodes, and an 8B 512-token prefill; `ORCD_ATTN_ITERS` sets the launches per figure.
@@ -17,6 +20,7 @@ use std::time::Instant;
 use orcd_cuda::DeviceBuffer;
 use orcd_cuda::operand::KvLayer;
 use orcd_cuda::ops::{AttnKernel, AttnParams, KvGeometry};
+use orcd_engine::cpu::ops as cpu_ops;
 
 /// Index of the first element whose bits differ, if any.
 fn first_bit_difference(a: &[f32], b: &[f32]) -> Option<usize> {
@@ -40,6 +44,9 @@ struct Cache {
     tokens: Vec<(i32, i32)>,
     /// (tokens, n_heads, head_dim) queries.
     q: Vec<f32>,
+    /// (tokens, kv_dim) the keys and values written, for the host twin.
+    k: Vec<f32>,
+    v: Vec<f32>,
 }
 
 impl Cache {
@@ -80,6 +87,8 @@ impl Cache {
             n_kv_heads,
             tokens,
             q,
+            k,
+            v,
         };
         g.ops()
             .kv_write(
@@ -111,6 +120,18 @@ impl Cache {
     /// The attention of the tokens `idx` (indices into `tokens`, in this order, as one step)
     /// through `kernel`: (idx.len(), n_heads, head_dim).
     fn run(&self, g: &Gpu, kernel: AttnKernel, idx: &[usize], window: usize) -> Vec<f32> {
+        self.run_with_sinks(g, kernel, idx, window, 0)
+    }
+
+    /// [`Cache::run`] with the heads' sink logits at `sinks` ((n_heads) f32; 0: none).
+    fn run_with_sinks(
+        &self,
+        g: &Gpu,
+        kernel: AttnKernel,
+        idx: &[usize],
+        window: usize,
+        sinks: u64,
+    ) -> Vec<f32> {
         let row = self.n_heads * self.hd;
         let q: Vec<f32> = idx
             .iter()
@@ -135,10 +156,47 @@ impl Cache {
                     kernel,
                     window,
                     scale,
+                    sinks,
                 },
             )
             .unwrap();
         g.down(&out, idx.len() * row)
+    }
+
+    /// The host twin of token `i`'s attention, as the CPU backend computes it: per head, the
+    /// scaled scores of the visible keys, `softmax_with_sink` with the head's sink (or the
+    /// plain softmax), the weighted sum of the values. (n_heads, head_dim).
+    fn host(&self, i: usize, window: usize, sinks: Option<&[f32]>) -> Vec<f32> {
+        let (hd, kv_dim) = (self.hd, self.n_kv_heads * self.hd);
+        let group = self.n_heads / self.n_kv_heads;
+        let (_, p) = self.tokens[i];
+        let p = p as usize;
+        // the slot's position 0 is `p` tokens before this one (sequences are listed in order)
+        let first = i - p;
+        let lo = if window > 0 {
+            (p + 1).saturating_sub(window)
+        } else {
+            0
+        };
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut out = vec![0.0f32; self.n_heads * hd];
+        for h in 0..self.n_heads {
+            let qh = &self.q[(i * self.n_heads + h) * hd..][..hd];
+            let kvh = (h / group) * hd;
+            let row = |buf: &[f32], j: usize| buf[(first + j) * kv_dim + kvh..][..hd].to_vec();
+            let mut scores: Vec<f32> = (lo..=p)
+                .map(|j| cpu_ops::dot_f32(qh, &row(&self.k, j)) * scale)
+                .collect();
+            match sinks {
+                Some(sk) => cpu_ops::softmax_with_sink(&mut scores, sk[h]),
+                None => cpu_ops::softmax(&mut scores),
+            }
+            let oh = &mut out[h * hd..(h + 1) * hd];
+            for (j, w) in (lo..=p).zip(&scores) {
+                cpu_ops::axpy(oh, *w, &row(&self.v, j));
+            }
+        }
+        out
     }
 }
 
@@ -251,6 +309,95 @@ fn a_token_gets_the_same_bits_alone_in_a_tile_and_in_a_batch() {
                     first_bit_difference(&got[n * row..(n + 1) * row], bits_of(i)),
                     None,
                     "{kernel:?}: token {i} in a mixed step"
+                );
+            }
+        }
+    }
+}
+
+/// GPT-OSS's attention sinks ((n_heads) logits, one joining each softmax of its head's rows):
+/// the reference and the query-tile kernel against the host twin (`softmax_with_sink`), every
+/// fast kernel (split decoding included) bit-identical to the query-tile kernel, a token's bits
+/// the same alone and in a batch, and the sinks changing the result (a sink far above the
+/// scores takes nearly all the weight, one far below nearly none). Shapes: GPT-OSS's 64 / 8
+/// heads of 64 with its 128-token window and without (its full layers), SmolLM2's heads, one
+/// KV head for 16 query heads with a window.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn sinks_join_the_softmax_in_every_kernel() {
+    let g = Gpu::new();
+    let mut rng = Rng::fresh("attention sinks");
+    let lens = [1, 37, 130, 300];
+    for (n_heads, n_kv_heads, hd, window) in [
+        (64, 8, 64, 128),
+        (64, 8, 64, 0),
+        (9, 3, 64, 0),
+        (16, 1, 64, 70),
+    ] {
+        let c = Cache::new(&g, &mut rng, (n_heads, n_kv_heads, hd), &lens);
+        let row = n_heads * hd;
+        let mut sinks = rng.vec(n_heads, 3.0);
+        sinks[0] = 30.0; // above every score: the sink takes nearly all the weight
+        sinks[n_heads - 1] = -30.0; // below every score: nearly none
+        let sd = g.up(&sinks);
+        let all: Vec<usize> = (0..c.tokens.len()).collect();
+        let want: Vec<f32> = all
+            .iter()
+            .flat_map(|&i| c.host(i, window, Some(&sinks)))
+            .collect();
+        let run = |kernel, idx: &[usize]| c.run_with_sinks(&g, kernel, idx, window, sd.ptr());
+        let reference = run(AttnKernel::Reference, &all);
+        let prefill = run(AttnKernel::Prefill, &all);
+        let (e_ref, e_pre) = (rel_err(&reference, &want), rel_err(&prefill, &want));
+        eprintln!(
+            "sinks, {n_heads}/{n_kv_heads} heads, head_dim {hd}, window {window}: reference vs host {e_ref:.2e}, prefill vs host {e_pre:.2e}"
+        );
+        assert!(e_ref < 1e-5, "reference: {e_ref}");
+        assert!(e_pre < 1e-5, "prefill: {e_pre}");
+        // the sinks matter: without them the rows are another result
+        let plain = c.run(&g, AttnKernel::Prefill, &all, window);
+        let without: Vec<f32> = all.iter().flat_map(|&i| c.host(i, window, None)).collect();
+        assert!(rel_err(&plain, &without) < 1e-5, "no sinks vs host");
+        assert!(rel_err(&plain, &want) > 1e-2, "the sinks changed nothing");
+        for kernel in [
+            AttnKernel::Decode(None),
+            AttnKernel::Decode(Some(1)),
+            AttnKernel::Decode(Some(2)),
+            AttnKernel::Decode(Some(64)),
+            AttnKernel::Auto,
+        ] {
+            assert_eq!(
+                first_bit_difference(&run(kernel, &all), &prefill),
+                None,
+                "{kernel:?} vs prefill with sinks, {n_heads}/{n_kv_heads}/{hd} window {window}"
+            );
+        }
+        // each sequence's last token alone, and the last tokens as one decode batch
+        let mut last = Vec::new();
+        let mut end = 0;
+        for len in lens {
+            end += len;
+            last.push(end - 1);
+        }
+        for &i in &last {
+            let alone = run(AttnKernel::Auto, &[i]);
+            assert_eq!(
+                first_bit_difference(&alone, &prefill[i * row..(i + 1) * row]),
+                None,
+                "token {i} alone, with sinks"
+            );
+        }
+        for kernel in [AttnKernel::Decode(Some(3)), AttnKernel::Prefill] {
+            let got = run(kernel, &last);
+            for (n, &i) in last.iter().enumerate() {
+                assert_eq!(
+                    first_bit_difference(
+                        &got[n * row..(n + 1) * row],
+                        &prefill[i * row..(i + 1) * row]
+                    ),
+                    None,
+                    "{kernel:?}: token {i} in a batch of {}, with sinks",
+                    last.len()
                 );
             }
         }
@@ -395,6 +542,7 @@ fn attention_timings() {
                         kernel,
                         window: 0,
                         scale,
+                        sinks: 0,
                     },
                 )
                 .unwrap()

@@ -316,6 +316,7 @@ fn paged_attention_matches_the_cpu() {
                     kernel: AttnKernel::Auto,
                     window,
                     scale,
+                    sinks: 0,
                 },
             )
             .unwrap();

@@ -280,6 +280,7 @@ fn every_attention_kernel_reads_each_kv_type_like_the_cpu_twin() {
                     kernel,
                     window,
                     scale,
+                    sinks: 0,
                 };
                 g.ops()
                     .attention(&geo, cache, qd.ptr(), out.ptr(), &toks, params)

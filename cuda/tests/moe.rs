@@ -2,8 +2,9 @@
 //! inputs (the seed is printed): the routing (`cpu::ops::route`: the same experts, weights
 //! within 1e-6), the chosen experts' MXFP4 projections with biases (`quant::dot_row`, the exact
 //! f32 reference), the clamped SwiGLU (`cpu::ops::swiglu_oai`) and the weighted combine into
-//! the residual. Also the MXFP4 matrix-vector kernel (`mmv_mxfp4_f32`) alone. Outputs are
-//! poisoned (NaN) first.
+//! the residual, through both expert kernels (per pair and grouped by expert), which must agree
+//! bit for bit, also over more pairs than the grouped kernel lists at once. Also the MXFP4
+//! matrix-vector kernel (`mmv_mxfp4_f32`) alone. Outputs are poisoned (NaN) first.
 //! GPU tests: `#[ignore]`d here, run on the GPU machine:
 //! `cargo test --release -p orcd-cuda --test moe -- --ignored`.
 //!
@@ -13,7 +14,7 @@ mod common;
 
 use common::{Gpu, Rng, gguf_mat, rel_err};
 use orcd_cuda::operand::OutView;
-use orcd_cuda::ops::Experts;
+use orcd_cuda::ops::{Experts, MoeKernel, Pairs};
 use orcd_engine::cpu::ops as cpu;
 use orcd_engine::quant::{GgmlType, dot_row, quantize_row};
 
@@ -56,9 +57,18 @@ fn mxfp4_matmul_matches_the_cpu() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn mixture_of_experts_matches_the_cpu() {
+    // a decode-like step (6 tokens) and a prefill-like one whose 4400 pairs are more than the
+    // grouped kernel lists at once (MOE_GROUP_WINDOW, 4096)
+    for (ntok, dim, ffn) in [(6, 256, 192), (1100, 64, 96)] {
+        moe_case(ntok, dim, ffn, 8, 4);
+    }
+}
+
+/// The whole mixture of experts of `ntok` tokens on the device, through each expert kernel,
+/// against the CPU twin pair by pair; the two kernels bit-identical.
+fn moe_case(ntok: usize, dim: usize, ffn: usize, n_expert: usize, k: usize) {
     let g = Gpu::new();
     let mut rng = Rng::fresh("moe");
-    let (ntok, dim, ffn, n_expert, k) = (6, 256, 192, 8, 4);
     let ty = GgmlType::Mxfp4;
     let logits = rng.vec(ntok * n_expert, 2.0);
     let router_b = rng.vec(n_expert, 0.5);
@@ -104,47 +114,67 @@ fn mixture_of_experts_matches_the_cpu() {
         }
     }
 
-    // the device
-    let (ld, rbd, xd, outd) = (g.up(&logits), g.up(&router_b), g.up(&x), g.up(&resid));
+    // the device, through each kernel
+    let (ld, rbd, xd) = (g.up(&logits), g.up(&router_b), g.up(&x));
     let (wgd, wud, wdd) = (g.up(&wg), g.up(&wu), g.up(&wdn));
     let (bgd, bud, bdd) = (g.up(&bg), g.up(&bu), g.up(&bd));
-    let ids = g.poisoned_bytes(ntok * k * 4);
-    let wts = g.poisoned(ntok * k);
-    let (gate, up, y) = (
-        g.poisoned(ntok * k * ffn),
-        g.poisoned(ntok * k * ffn),
-        g.poisoned(ntok * k * dim),
-    );
     let ops = g.ops();
     let experts = |ptr, rows, cols, bias| Experts {
         ptr,
         ty,
+        n_expert,
         rows,
         cols,
         bias,
     };
-    ops.moe_route(ld.ptr(), rbd.ptr(), ids.ptr(), wts.ptr(), ntok, n_expert, k)
-        .unwrap();
     let gate_e = experts(wgd.ptr(), ffn, dim, bgd.ptr());
     let up_e = experts(wud.ptr(), ffn, dim, bud.ptr());
     let down_e = experts(wdd.ptr(), dim, ffn, bdd.ptr());
-    ops.moe_matmul(gate_e, xd.ptr(), false, ids.ptr(), gate.ptr(), ntok, k)
-        .unwrap();
-    ops.moe_matmul(up_e, xd.ptr(), false, ids.ptr(), up.ptr(), ntok, k)
-        .unwrap();
-    ops.moe_swiglu_oai(gate.ptr(), up.ptr(), ntok * k * ffn)
-        .unwrap();
-    ops.moe_matmul(down_e, gate.ptr(), true, ids.ptr(), y.ptr(), ntok, k)
-        .unwrap();
-    ops.moe_combine(outd.ptr(), y.ptr(), wts.ptr(), ntok, dim, k)
-        .unwrap();
+    let mut outs: Vec<Vec<f32>> = Vec::new();
+    for kernel in [MoeKernel::PerPair, MoeKernel::Grouped] {
+        let outd = g.up(&resid);
+        let ids = g.poisoned_bytes(ntok * k * 4);
+        let wts = g.poisoned(ntok * k);
+        let (gate, up, y) = (
+            g.poisoned(ntok * k * ffn),
+            g.poisoned(ntok * k * ffn),
+            g.poisoned(ntok * k * dim),
+        );
+        let pairs = Pairs {
+            ids: ids.ptr(),
+            ntok,
+            k,
+        };
+        ops.moe_route(ld.ptr(), rbd.ptr(), ids.ptr(), wts.ptr(), ntok, n_expert, k)
+            .unwrap();
+        ops.moe_matmul(gate_e, xd.ptr(), false, pairs, gate.ptr(), kernel)
+            .unwrap();
+        ops.moe_matmul(up_e, xd.ptr(), false, pairs, up.ptr(), kernel)
+            .unwrap();
+        ops.moe_swiglu_oai(gate.ptr(), up.ptr(), ntok * k * ffn)
+            .unwrap();
+        ops.moe_matmul(down_e, gate.ptr(), true, pairs, y.ptr(), kernel)
+            .unwrap();
+        ops.moe_combine(outd.ptr(), y.ptr(), wts.ptr(), ntok, dim, k)
+            .unwrap();
 
-    assert_eq!(g.down::<i32>(&ids, ntok * k), ids_want, "chosen experts");
-    let wg_err = rel_err(&g.down(&wts, ntok * k), &w_want);
-    assert!(wg_err < 1e-6, "weights: {wg_err}");
-    let e = rel_err(&g.down(&outd, ntok * dim), &out_want);
-    eprintln!("moe: rel err {e:.2e} (weights {wg_err:.2e})");
-    assert!(e < 1e-5, "{e}");
+        assert_eq!(g.down::<i32>(&ids, ntok * k), ids_want, "chosen experts");
+        let wg_err = rel_err(&g.down(&wts, ntok * k), &w_want);
+        assert!(wg_err < 1e-6, "weights: {wg_err}");
+        let out = g.down(&outd, ntok * dim);
+        let e = rel_err(&out, &out_want);
+        eprintln!("moe {ntok} tokens, {kernel:?}: rel err {e:.2e} (weights {wg_err:.2e})");
+        assert!(e < 1e-5, "{kernel:?}: {e}");
+        outs.push(out);
+    }
+    let same = outs[0]
+        .iter()
+        .zip(&outs[1])
+        .all(|(a, b)| a.to_bits() == b.to_bits());
+    assert!(
+        same,
+        "per-pair and grouped experts differ in their bits ({ntok} tokens)"
+    );
 }
 
 #[test]

@@ -119,9 +119,10 @@ impl Ops<'_> {
 
     /// Causal attention of each new token over its slot's cached positions 0..=pos (or the
     /// last `p.window` of them when it is > 0), through the kernel `p.kernel` names
-    /// ([`AttnKernel::Auto`]: the shape picks). Every kernel but the reference gives the same
-    /// bits for a token whatever the step holds (see `attention.cu`).
-    /// q, out: (ntok, n_heads, head_dim) f32.
+    /// ([`AttnKernel::Auto`]: the shape picks), each head's sink logit in its softmax when
+    /// `p.sinks` is set. Every kernel but the reference gives the same bits for a token
+    /// whatever the step holds (see `attention.cu`).
+    /// q, out: (ntok, n_heads, head_dim) f32; p.sinks: (n_heads) f32 or 0.
     pub fn attention(
         &self,
         geo: &KvGeometry,
@@ -136,6 +137,7 @@ impl Ops<'_> {
             kernel,
             window,
             scale,
+            sinks,
         } = p;
         if !geo.head_dim.is_multiple_of(32)
             || geo.head_dim == 0
@@ -187,7 +189,7 @@ impl Ops<'_> {
                     f,
                     (ntok32, int(geo.n_heads, "heads")? as u32, 1),
                     (shape::ATT_WARPS * 32, 1, 1),
-                    &[&common[..], &heads[..]].concat(),
+                    &[&common[..], &heads[..], &[Arg::Ptr(sinks)][..]].concat(),
                     &name,
                 )
             }
@@ -212,6 +214,7 @@ impl Ops<'_> {
                         + ATT_DEC_ROWS * ATT_CHUNK);
                 let mut args = [&common[..], &heads[..]].concat();
                 args.push(Arg::I32(int(chunk_cap.min(n_chunks), "chunks per row")?));
+                args.push(Arg::Ptr(sinks));
                 launch_smem(
                     self.gpu,
                     f,
@@ -235,6 +238,7 @@ impl Ops<'_> {
                 let mut args = common.to_vec();
                 args.push(Arg::I32(ntok32 as i32));
                 args.extend_from_slice(&heads);
+                args.push(Arg::Ptr(sinks));
                 launch_smem(
                     self.gpu,
                     f,
@@ -252,12 +256,16 @@ impl Ops<'_> {
     }
 }
 
-/// The attention's parameters: the kernel, the window (0: none) and the score scale.
+/// The attention's parameters: the kernel, the window (0: none), the score scale and the
+/// heads' sink logits.
 #[derive(Copy, Clone, Debug)]
 pub struct AttnParams {
     pub kernel: AttnKernel,
     pub window: usize,
     pub scale: f32,
+    /// (n_heads) f32: each query head's learned logit that joins its softmax denominator and
+    /// goes to no value (GPT-OSS's attention sinks); 0: none.
+    pub sinks: u64,
 }
 
 /// Which attention kernel a launch takes.

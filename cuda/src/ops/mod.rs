@@ -16,7 +16,7 @@ mod rope;
 
 pub use attention::{ATT_DECODE_MAX_TOKENS, AttnKernel, AttnParams, KvGeometry};
 pub use gemm::{GEMM_TILES, GemmTile};
-pub use moe::Experts;
+pub use moe::{Experts, MoeKernel, Pairs};
 pub use packed::{PackedPart, PkKernel};
 pub use rope::RopeStyle;
 pub use rope::{QkNorm, Qkv, Rope, RopeScale};

@@ -15,9 +15,33 @@ use crate::kernels::{Arg, launch, shape};
 pub struct Experts {
     pub ptr: u64,
     pub ty: GgmlType,
+    pub n_expert: usize,
     pub rows: usize,
     pub cols: usize,
     pub bias: u64,
+}
+
+/// The (token, choice) pairs of a step: `ids` (ntok, k) i32, each token's chosen experts
+/// (pair p = t * k + j).
+#[derive(Copy, Clone, Debug)]
+pub struct Pairs {
+    pub ids: u64,
+    pub ntok: usize,
+    pub k: usize,
+}
+
+/// Which kernel computes the experts' projections; both give the same bits for a pair.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum MoeKernel {
+    /// [`MoeKernel::Grouped`] when the step has at least as many pairs as there are experts
+    /// (each expert then serves a pair on average), else [`MoeKernel::PerPair`].
+    Auto,
+    /// `moe_mmv_<type>_f32`: a block per (rows, pair); only the chosen experts are read, each
+    /// once per pair that chose it (decode).
+    PerPair,
+    /// `moe_mmv_grouped_<type>_f32`: a block per (rows, expert) over every pair that chose it;
+    /// each expert read once per step (prefill, batches).
+    Grouped,
 }
 
 impl Ops<'_> {
@@ -59,50 +83,70 @@ impl Ops<'_> {
         )
     }
 
-    /// y[p] = W_{ids[p]} x_p + b_{ids[p]} for every pair p = t * k + j of `ntok` tokens and
-    /// their `k` chosen experts: x_p = x[t] (`x_per_pair` false: gate and up) or x[p] (true:
-    /// down). x: (ntok or ntok * k, e.cols) f32; y: (ntok * k, e.rows) f32.
-    #[allow(clippy::too_many_arguments)]
+    /// y[p] = W_{ids[p]} x_p + b_{ids[p]} for every pair p = t * k + j of the `pairs`' tokens
+    /// and their chosen experts: x_p = x[t] (`x_per_pair` false: gate and up) or x[p] (true:
+    /// down), through `kernel`. x: (ntok or ntok * k, e.cols) f32; y: (ntok * k, e.rows) f32;
+    /// every id below `e.n_expert`.
     pub fn moe_matmul(
         &self,
         e: Experts,
         x: u64,
         x_per_pair: bool,
-        ids: u64,
+        pairs: Pairs,
         y: u64,
-        ntok: usize,
-        k: usize,
+        kernel: MoeKernel,
     ) -> CudaResult<()> {
-        if !e.cols.is_multiple_of(32) || !e.cols.is_multiple_of(e.ty.block_size()) {
+        if !e.cols.is_multiple_of(32)
+            || !e.cols.is_multiple_of(e.ty.block_size())
+            || e.rows == 0
+            || e.n_expert == 0
+        {
             return Err(CudaError::shape(format!(
-                "experts of {} ({} x {})",
+                "{} experts of {} ({} x {})",
+                e.n_expert,
                 e.ty.name(),
                 e.rows,
                 e.cols
             )));
         }
-        let f = self.k.for_type("moe_mmv", e.ty, "_f32")?;
+        let n_pairs = pairs.ntok * pairs.k;
+        if n_pairs == 0 {
+            return Ok(());
+        }
+        let grouped = match kernel {
+            MoeKernel::Auto => n_pairs >= e.n_expert,
+            MoeKernel::PerPair => false,
+            MoeKernel::Grouped => true,
+        };
+        let mut args = vec![
+            Arg::Ptr(e.ptr),
+            Arg::Ptr(e.bias),
+            Arg::Ptr(x),
+            Arg::I32(i32::from(x_per_pair)),
+            Arg::Ptr(pairs.ids),
+            Arg::Ptr(y),
+            Arg::I32(int(e.rows, "rows")?),
+            Arg::I32(int(e.cols, "columns")?),
+            Arg::I32(int(pairs.k, "experts per token")?),
+        ];
+        let (name, grid_y) = if grouped {
+            args.push(Arg::I32(int(n_pairs, "token-expert pairs")?));
+            ("moe_mmv_grouped", e.n_expert)
+        } else {
+            ("moe_mmv", n_pairs)
+        };
+        let f = self.k.for_type(name, e.ty, "_f32")?;
         launch(
             self.gpu,
             f,
             (
                 blocks(e.rows, shape::MOE_ROWS_PER_BLOCK),
-                int(ntok * k, "token-expert pairs")? as u32,
+                int(grid_y, "blocks")? as u32,
                 1,
             ),
             (shape::MOE_ROWS_PER_BLOCK * 32, 1, 1),
-            &[
-                Arg::Ptr(e.ptr),
-                Arg::Ptr(e.bias),
-                Arg::Ptr(x),
-                Arg::I32(i32::from(x_per_pair)),
-                Arg::Ptr(ids),
-                Arg::Ptr(y),
-                Arg::I32(int(e.rows, "rows")?),
-                Arg::I32(int(e.cols, "columns")?),
-                Arg::I32(int(k, "experts per token")?),
-            ],
-            "moe_mmv",
+            &args,
+            name,
         )
     }
 
