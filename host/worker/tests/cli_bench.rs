@@ -68,6 +68,8 @@ fn bench_reports_every_row_on_a_tiny_cpu_model() {
         "4",
         "--shared-tg",
         "3",
+        "--constrained-seqs",
+        "2",
         "--json",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -95,6 +97,8 @@ fn bench_reports_every_row_on_a_tiny_cpu_model() {
         "ttft_http",
         "shared3_cold",
         "shared3_warm",
+        "constrained2_free",
+        "constrained2_json",
     ];
     assert_eq!(ids, expected, "{stderr}");
     for r in rows {

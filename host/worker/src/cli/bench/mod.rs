@@ -7,7 +7,7 @@
 //!                   [--pp 512] [--tg 128] [--batches 8,32,64] [--batch-prompt 128]
 //!                   [--batch-tg 128] [--ttft-prompt 128] [--ttft-repeats 5]
 //!                   [--shared-seqs 64] [--shared-prefix 1024] [--shared-unique 64]
-//!                   [--shared-tg 128]
+//!                   [--shared-tg 128] [--constrained-seqs 64]
 //! ```
 //!
 //! Parts, each in its own row; a part that fails prints its reason there and the others go on:
@@ -28,6 +28,10 @@
 //!   the in-process server, one system prompt and a unique part each; aggregate tok/s and time
 //!   to first token p50/p99. On by default on CUDA (64 sequences); on the CPU only with
 //!   `--shared-seqs`.
+//! - `constrained N free|json`: N requests at once through the in-process server
+//!   (`constrained.rs`), `--batch-prompt` + `--batch-tg` tokens each, without and with a JSON
+//!   schema; aggregate tok/s and the ratio. On by default on CUDA (64 sequences); on the CPU only
+//!   with `--constrained-seqs`.
 //! - `plugin sample`: the `standard` sampler plugin's `sample` call against the device's
 //!   logits row (the device does argmax/top-k; the plugin gets the results), µs per call.
 //!
@@ -55,6 +59,7 @@ use worker_orcd::server::{ConnectionLimits, ServerLimits};
 use super::generate::Backend;
 
 mod compute;
+mod constrained;
 mod device;
 mod http;
 mod plugin;
@@ -62,6 +67,7 @@ mod report;
 mod shared;
 
 use compute::*;
+use constrained::*;
 use device::*;
 use http::*;
 use plugin::*;
@@ -98,6 +104,8 @@ pub enum Part {
     Plugin,
     /// The shared-prefix workload through the HTTP server.
     Shared,
+    /// Many requests at once through the HTTP server, without and with a JSON schema.
+    Constrained,
 }
 
 #[derive(clap::Args, Debug)]
@@ -164,6 +172,10 @@ pub struct BenchArgs {
     /// Tokens each request of the shared-prefix workload generates.
     #[arg(long, default_value_t = 128)]
     pub shared_tg: usize,
+    /// Requests of the constrained-decoding workload, sent at once (default: 64 on CUDA; on
+    /// the CPU the part runs only when this is given).
+    #[arg(long)]
+    pub constrained_seqs: Option<usize>,
     /// Timed `sample` calls of the plugin-cost test.
     #[arg(long, default_value_t = 200)]
     pub plugin_iters: usize,
@@ -225,6 +237,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         (None, Backend::Cpu) => 0,
     };
     let shared_on = !skip(Part::Shared) && shared_seqs > 0;
+    let constrained_seqs = match (args.constrained_seqs, args.backend) {
+        (Some(n), _) => n,
+        (None, Backend::Cuda) => 64,
+        (None, Backend::Cpu) => 0,
+    };
+    let constrained_on = !skip(Part::Constrained) && constrained_seqs > 0;
     let parts: u64 = [
         (Part::Pp, 1),
         (Part::Tg, 1),
@@ -232,6 +250,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         (Part::Plugin, PLUGIN_SETUPS),
         (Part::Http, 1),
         (Part::Shared, if shared_on { 2 } else { 0 }),
+        (Part::Constrained, if constrained_on { 2 } else { 0 }),
     ]
     .iter()
     .filter(|(p, _)| !skip(*p))
@@ -290,7 +309,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let plugins = if skip(Part::Plugin) && skip(Part::Http) && !shared_on {
+    let plugins = if skip(Part::Plugin) && skip(Part::Http) && !shared_on && !constrained_on {
         None
     } else {
         let cache = args.cache.resolve()?;
@@ -381,7 +400,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             let id = format!("shared{}_{name}", shape.seqs);
             rows.push(match &result {
                 Ok((rounds, system, prompt)) => {
-                    let r = &rounds[round];
+                    let (r, hits) = (&rounds[round].round, rounds[round].hit_tokens);
                     Row::ok(id, r.tok_per_s(), "tok/s", vec![r.tok_per_s()]).with(format!(
                         "{} requests at once, {prompt}-token prompts sharing a {system}-token \
                          system prompt, {} generated each: {} tokens in {:.2} s; time to first \
@@ -392,7 +411,44 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                         r.wall.as_secs_f64(),
                         median(&r.ttft_ms),
                         percentile(&r.ttft_ms, 0.99),
-                        r.hit_tokens
+                        hits
+                    ))
+                }
+                Err(e) => Row::failed(id, "tok/s", e),
+            });
+            progress.step(&format!("  {}", line(rows.last().expect("a row"))));
+        }
+    }
+
+    if constrained_on {
+        let n = constrained_seqs;
+        let result = plugins_or_why().and_then(|p| bench_constrained(&args, &model, p, n));
+        for (round, name) in ["free", "json"].into_iter().enumerate() {
+            let id = format!("constrained{n}_{name}");
+            rows.push(match &result {
+                Ok((rounds, prompt)) => {
+                    let r = &rounds[round];
+                    let ratio = if round == 1 {
+                        format!(
+                            "; {:.3} of the free round's rate",
+                            r.tok_per_s() / rounds[0].tok_per_s()
+                        )
+                    } else {
+                        String::new()
+                    };
+                    let what = if round == 1 {
+                        "response_format json_schema (4 properties: string, enum, number, array)"
+                    } else {
+                        "no constraint"
+                    };
+                    Row::ok(id, r.tok_per_s(), "tok/s", vec![r.tok_per_s()]).with(format!(
+                        "{n} requests at once, {prompt}-token prompts, up to {} generated, \
+                         greedy, {what}: {} tokens in {:.2} s; time to first token p50 \
+                         {:.1} ms{ratio}",
+                        args.batch_tg,
+                        r.tokens,
+                        r.wall.as_secs_f64(),
+                        median(&r.ttft_ms),
                     ))
                 }
                 Err(e) => Row::failed(id, "tok/s", e),
