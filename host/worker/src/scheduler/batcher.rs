@@ -39,6 +39,18 @@ struct Batcher {
     last_residency_check: Instant,
 }
 
+/// Where a later choice of an `n` > 1 request gets its prompt's KV.
+enum SiblingPrompt {
+    /// Not a later choice, sharing is off, or the first choice already ended (the prefix cache
+    /// may still have its prompt).
+    None,
+    /// The first choice is still waiting or prefilling: this job waits, without holding up the
+    /// jobs behind it.
+    Wait,
+    /// Copy it from the first choice's slot.
+    Copy(Hit),
+}
+
 /// The scheduler thread's body: runs until `Command::Stop` or until every handle is gone.
 pub(super) fn run(
     device: Box<dyn ServedDevice>,
@@ -347,30 +359,27 @@ impl Batcher {
         }
     }
 
-    /// `n` > 1: where a later choice gets its prompt's KV. `Err(())`: not yet (the first
-    /// choice is still waiting or prefilling: the job waits, without holding others up);
-    /// `Ok(Some(hit))`: copy it from the first choice's slot; `Ok(None)`: no sibling to copy
-    /// from (sharing off, or the first choice already ended), the prefix cache may still hit.
-    fn sibling_prompt(&self, job: &Job) -> Result<Option<Hit>, ()> {
+    /// `n` > 1: where a later choice gets its prompt's KV.
+    fn sibling_prompt(&self, job: &Job) -> SiblingPrompt {
         let Some(first) = job.shares_prompt_of.as_deref() else {
-            return Ok(None);
+            return SiblingPrompt::None;
         };
         // Sharing copies KV between slots, as the prefix cache does: off with it.
         if !self.config.prefix_cache {
-            return Ok(None);
+            return SiblingPrompt::None;
         }
         if self.waiting.iter().any(|j| j.id == first) {
-            return Err(());
+            return SiblingPrompt::Wait;
         }
         let prompt_len = job.prompt_tokens.len();
         match self.running.iter().find(|s| s.job.id == first) {
-            None => Ok(None),
-            Some(src) if src.cached < prompt_len => Err(()),
-            Some(src) if src.tokens[..prompt_len] != job.prompt_tokens[..] => Ok(None),
-            Some(src) => Ok(Some(Hit {
+            None => SiblingPrompt::None,
+            Some(src) if src.cached < prompt_len => SiblingPrompt::Wait,
+            Some(src) if src.tokens[..prompt_len] != job.prompt_tokens[..] => SiblingPrompt::None,
+            Some(src) => SiblingPrompt::Copy(Hit {
                 slot: src.slot,
                 tokens: prompt_len,
-            })),
+            }),
         }
     }
 
@@ -391,9 +400,13 @@ impl Batcher {
             let Some(mut job) = self.waiting.pop_front() else {
                 break;
             };
-            let Ok(sibling) = self.sibling_prompt(&job) else {
-                deferred.push(job);
-                continue;
+            let sibling = match self.sibling_prompt(&job) {
+                SiblingPrompt::Wait => {
+                    deferred.push(job);
+                    continue;
+                }
+                SiblingPrompt::Copy(hit) => Some(hit),
+                SiblingPrompt::None => None,
             };
             let prompt_len = job.prompt_tokens.len();
             if prompt_len == 0 || prompt_len >= self.context_length {
