@@ -42,8 +42,12 @@ pub struct GenParams {
     pub stop: Vec<String>,
     /// The RNG seed; `None` lets the worker pick one (reported in `end`).
     pub seed: Option<u64>,
-    /// Constrained decoding: what the output must satisfy (`response_format`, `regex`).
+    /// Constrained decoding: what the output must satisfy (`response_format`, `regex`); with
+    /// `tool_trigger`, what the output must satisfy once the trigger fired.
     pub constraint: Option<ConstraintSpec>,
+    /// `tool_choice: "auto"`: the output is free unless it begins with this trigger, and
+    /// `constraint` applies from the trigger on (a tool call).
+    pub tool_trigger: Option<ToolTrigger>,
     /// Log-probabilities of each generated token and of the `k` most likely alternatives
     /// (`Some(k)`, k <= [`MAX_TOP_LOGPROBS`]); `None`: off.
     pub logprobs: Option<u32>,
@@ -80,6 +84,22 @@ pub struct ConstraintSpec {
     pub field: String,
 }
 
+/// The start of a tool call in a model family's output (`tool_choice: "auto"`). While the
+/// output is a prefix of `marker` it is held back; once it is exactly `marker` (at a token
+/// boundary: the trigger constraint refuses a token that runs past it) the call's constraint
+/// takes over; once it is anything else it is plain text and no constraint applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToolTrigger {
+    /// The text a call begins with (`<tool_call>`, or `{` for Llama 3.x's bare JSON).
+    pub marker: String,
+    /// Whether the marker is the call's own first bytes (the JSON's `{`), given to the call's
+    /// constraint, rather than a tag before the call, dropped from the output.
+    pub marker_in_call: bool,
+    /// The regular expression (the `regex` constraint kind) the output follows until the
+    /// trigger is decided: the marker exactly, or any text that does not begin with it.
+    pub regex: String,
+}
+
 impl Default for GenParams {
     fn default() -> Self {
         GenParams {
@@ -97,6 +117,7 @@ impl Default for GenParams {
             stop: Vec::new(),
             seed: None,
             constraint: None,
+            tool_trigger: None,
             logprobs: None,
         }
     }
@@ -157,6 +178,10 @@ pub enum JobEvent {
         /// request asked for them).
         #[serde(skip_serializing_if = "Vec::is_empty")]
         logprobs: Vec<TokenLogprob>,
+        /// Whether this text is part of a tool call (`tool_choice: "auto"` after the trigger):
+        /// the call's JSON, the trigger marker not included.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        tool_call: bool,
     },
     Metrics {
         job_id: String,
@@ -224,4 +249,10 @@ pub struct Job {
     pub events: mpsc::UnboundedSender<JobEvent>,
     /// The request's compiled constraint (when `params.constraint` is set).
     pub constraint: Option<Box<dyn crate::plugins::ConstraintSession>>,
+    /// The compiled trigger constraint (when `params.tool_trigger` is set): it masks the output
+    /// until the trigger is decided; `constraint` waits for the trigger.
+    pub trigger: Option<Box<dyn crate::plugins::ConstraintSession>>,
+    /// `n` > 1: the job id of the choice whose prompt KV this job copies instead of
+    /// prefilling it (the request's first choice), when the device can copy KV.
+    pub shares_prompt_of: Option<String>,
 }

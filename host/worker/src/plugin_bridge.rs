@@ -425,6 +425,7 @@ impl RequestHandler for WasmPlugins {
                         spec: c.spec,
                         field: c.field,
                     }),
+                    tool_trigger: None,
                     logprobs: None,
                 },
             })),

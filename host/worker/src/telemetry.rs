@@ -11,8 +11,13 @@ pub const VRAM_BYTES: &str = "worker_vram_bytes";
 pub const REQUESTS_TOTAL: &str = "worker_requests_total";
 /// Counter: generated tokens.
 pub const TOKENS_GENERATED_TOTAL: &str = "worker_tokens_generated_total";
-/// Counter: prompt tokens.
+/// Counter: prompt tokens (served: each choice of an `n` > 1 request counts its prompt).
 pub const TOKENS_IN_TOTAL: &str = "worker_tokens_in_total";
+/// Counter: prompt positions the device computed (prefill): `worker_tokens_in_total` less what
+/// the prefix cache and `n` > 1 sharing copied.
+pub const PROMPT_TOKENS_COMPUTED_TOTAL: &str = "worker_prompt_tokens_computed_total";
+/// Counter: prompt positions an `n` > 1 choice copied from the request's first choice.
+pub const PROMPT_SHARED_TOKENS_TOTAL: &str = "worker_prompt_shared_tokens_total";
 /// Histogram: accepted -> terminal event, milliseconds.
 pub const INFERENCE_DURATION_MS: &str = "worker_inference_duration_ms";
 /// Histogram: accepted -> first generated token, milliseconds.
@@ -109,6 +114,14 @@ fn describe() {
     metrics::describe_counter!(REQUESTS_TOTAL, "Finished jobs by outcome");
     metrics::describe_counter!(TOKENS_GENERATED_TOTAL, "Generated tokens");
     metrics::describe_counter!(TOKENS_IN_TOTAL, "Prompt tokens");
+    metrics::describe_counter!(
+        PROMPT_TOKENS_COMPUTED_TOTAL,
+        "Prompt positions computed by the device (not copied)"
+    );
+    metrics::describe_counter!(
+        PROMPT_SHARED_TOKENS_TOTAL,
+        "Prompt positions an n > 1 choice copied from its first choice"
+    );
     metrics::describe_histogram!(INFERENCE_DURATION_MS, "Job duration, accepted to end (ms)");
     metrics::describe_histogram!(TIME_TO_FIRST_TOKEN_MS, "Accepted to first token (ms)");
     metrics::describe_histogram!(INTER_TOKEN_LATENCY_MS, "Gap between tokens of a job (ms)");
@@ -145,4 +158,6 @@ fn describe() {
     metrics::counter!(CONNECTIONS_REFUSED_TOTAL).increment(0);
     metrics::counter!(TOKENS_GENERATED_TOTAL).increment(0);
     metrics::counter!(TOKENS_IN_TOTAL).increment(0);
+    metrics::counter!(PROMPT_TOKENS_COMPUTED_TOTAL).increment(0);
+    metrics::counter!(PROMPT_SHARED_TOKENS_TOTAL).increment(0);
 }

@@ -64,9 +64,18 @@ fn python_with_clients() -> Result<PathBuf, String> {
     Ok(python)
 }
 
-/// A SmolLM2 worker on the CPU backend behind `key`, and `script` run against it; its stdout.
-async fn run_script(python: PathBuf, script: &str, key: &'static str) -> String {
-    let (plugins, facts, model) = smollm2_plugins();
+/// A SmolLM2 worker on the CPU backend behind `key` (under `chat_template` when given, else
+/// the model's own), and `script` run against it; its stdout.
+async fn run_script(
+    python: PathBuf,
+    script: &str,
+    key: &'static str,
+    chat_template: Option<&str>,
+) -> String {
+    let (plugins, mut facts, model) = smollm2_plugins();
+    if let Some(t) = chat_template {
+        facts.chat_template = Some(t.to_string());
+    }
     let device = orcd_engine::cpu::CpuBackend::new(
         model,
         orcd_engine::cpu::CpuOptions {
@@ -109,8 +118,35 @@ async fn openai_sdk_tool_calls_logprobs_and_n() {
             return;
         }
     };
-    let stdout = run_script(python, "tests/python/openai_extras.py", "python-extras-key").await;
+    let stdout = run_script(
+        python,
+        "tests/python/openai_extras.py",
+        "python-extras-key",
+        None,
+    )
+    .await;
     assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+}
+
+/// The `openai` SDK on `tool_choice: "auto"` (SmolLM2 under a Hermes-style template: a call,
+/// its round trip, text, streamed and not) and on `n` = 3 choices sharing their prompt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_tool_choice_auto_and_shared_n() {
+    let python = match python_with_clients() {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let stdout = run_script(
+        python,
+        "tests/python/openai_tools_auto.py",
+        "python-auto-key",
+        Some(include_str!("fixtures/hermes-tools-chatml.jinja")),
+    )
+    .await;
+    assert!(stdout.contains("3 passed, 0 failed"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,6 +162,7 @@ async fn openai_sdk_and_prometheus_parser_against_the_worker() {
         python,
         "tests/python/openai_clients.py",
         "python-clients-key",
+        None,
     )
     .await;
     assert!(stdout.contains("9 passed, 0 failed"), "{stdout}");

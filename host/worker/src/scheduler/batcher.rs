@@ -14,7 +14,7 @@ use tracing::{debug, error, info, warn};
 use super::logprobs::{RawRow, SavingPenalized};
 use super::prefix_cache::{Hit, PrefixCache};
 use super::queue::Admission;
-use super::sequence::{Progress, Sequence};
+use super::sequence::{Progress, Sequence, ToolPhase};
 use super::{Command, SchedulerConfig};
 use crate::error_code::ErrorCode;
 use crate::job::{Job, JobEvent};
@@ -37,6 +37,18 @@ struct Batcher {
     /// The residency checks' outcome, read by `/health`.
     residency: Arc<Residency>,
     last_residency_check: Instant,
+}
+
+/// Where a later choice of an `n` > 1 request gets its prompt's KV.
+enum SiblingPrompt {
+    /// Not a later choice, sharing is off, or the first choice already ended (the prefix cache
+    /// may still have its prompt).
+    None,
+    /// The first choice is still waiting or prefilling: this job waits, without holding up the
+    /// jobs behind it.
+    Wait,
+    /// Copy it from the first choice's slot.
+    Copy(Hit),
 }
 
 /// The scheduler thread's body: runs until `Command::Stop` or until every handle is gone.
@@ -265,13 +277,15 @@ impl Batcher {
         }
     }
 
-    /// Copy the cached prefix `hit` into the new `slot` of `reserved` positions: at most
+    /// Copy the prefix `hit` (a kept slot's, or with `sibling` the running first choice's of
+    /// the same request) into the new `slot` of `reserved` positions: at most
     /// `prompt_len - 1` tokens, so the prompt's last token is computed and gives the first
     /// generated token's logits. Returns the positions copied (0: nothing, prefill it all).
     fn copy_prefix(
         &mut self,
         job: &Job,
         hit: Hit,
+        sibling: bool,
         slot: SeqSlot,
         prompt_len: usize,
         reserved: usize,
@@ -286,6 +300,10 @@ impl Batcher {
             return 0;
         }
         match self.device.copy_kv_prefix(hit.slot, slot, n) {
+            Ok(()) if sibling => {
+                metrics::counter!(telemetry::PROMPT_SHARED_TOKENS_TOTAL).increment(n as u64);
+                n
+            }
             Ok(()) => {
                 metrics::counter!(telemetry::PREFIX_CACHE_HITS_TOTAL).increment(1);
                 metrics::counter!(telemetry::PREFIX_CACHE_HIT_TOKENS_TOTAL).increment(n as u64);
@@ -341,12 +359,54 @@ impl Batcher {
         }
     }
 
+    /// `n` > 1: where a later choice gets its prompt's KV.
+    fn sibling_prompt(&self, job: &Job) -> SiblingPrompt {
+        let Some(first) = job.shares_prompt_of.as_deref() else {
+            return SiblingPrompt::None;
+        };
+        // Sharing copies KV between slots, as the prefix cache does: off with it.
+        if !self.config.prefix_cache {
+            return SiblingPrompt::None;
+        }
+        if self.waiting.iter().any(|j| j.id == first) {
+            return SiblingPrompt::Wait;
+        }
+        let prompt_len = job.prompt_tokens.len();
+        match self.running.iter().find(|s| s.job.id == first) {
+            None => SiblingPrompt::None,
+            Some(src) if src.cached < prompt_len => SiblingPrompt::Wait,
+            Some(src) if src.tokens[..prompt_len] != job.prompt_tokens[..] => SiblingPrompt::None,
+            Some(src) => SiblingPrompt::Copy(Hit {
+                slot: src.slot,
+                tokens: prompt_len,
+            }),
+        }
+    }
+
     /// Move waiting jobs into the running batch, first come first served, while their KV-cache
-    /// slots can be reserved.
+    /// slots can be reserved. A later choice of an `n` > 1 request whose first choice has not
+    /// finished its prefill waits for it (the others go ahead of it), then copies its prompt.
     fn admit(&mut self) {
+        let mut deferred: Vec<Job> = Vec::new();
+        self.admit_in_order(&mut deferred);
+        // Back at the head of the line, in their order, for the next turn.
+        for job in deferred.into_iter().rev() {
+            self.waiting.push_front(job);
+        }
+    }
+
+    fn admit_in_order(&mut self, deferred: &mut Vec<Job>) {
         while self.running.len() < self.config.max_running {
             let Some(mut job) = self.waiting.pop_front() else {
                 break;
+            };
+            let sibling = match self.sibling_prompt(&job) {
+                SiblingPrompt::Wait => {
+                    deferred.push(job);
+                    continue;
+                }
+                SiblingPrompt::Copy(hit) => Some(hit),
+                SiblingPrompt::None => None,
             };
             let prompt_len = job.prompt_tokens.len();
             if prompt_len == 0 || prompt_len >= self.context_length {
@@ -369,7 +429,9 @@ impl Batcher {
                 self.end_job(&job, JobEvent::error(ErrorCode::VramOom, msg));
                 continue;
             }
-            let hit = if self.config.prefix_cache {
+            let hit = if sibling.is_some() {
+                None
+            } else if self.config.prefix_cache {
                 self.cache.lookup(&job.prompt_tokens)
             } else {
                 None
@@ -401,17 +463,26 @@ impl Batcher {
                     continue;
                 }
             };
-            if self.config.prefix_cache {
+            if self.config.prefix_cache && sibling.is_none() {
                 // Counted once per admitted job (a job that waits for room looks again).
                 metrics::counter!(telemetry::PREFIX_CACHE_LOOKUPS_TOTAL).increment(1);
             }
-            let reused = hit.map_or(0, |h| self.copy_prefix(&job, h, slot, prompt_len, need));
+            let reused = match (sibling, hit) {
+                (Some(h), _) => self.copy_prefix(&job, h, true, slot, prompt_len, need),
+                (None, Some(h)) => self.copy_prefix(&job, h, false, slot, prompt_len, need),
+                (None, None) => 0,
+            };
             metrics::counter!(telemetry::TOKENS_IN_TOTAL).increment(prompt_len as u64);
             debug!(job_id = %job.id, prompt_len, max_new, slot = slot.0, reused, "admitted");
             let now = Instant::now();
-            let constraint = job.constraint.take();
+            // `tool_choice: "auto"`: the trigger masks until it is decided; the call waits.
+            let (constraint, tool) = match (job.trigger.take(), job.constraint.take()) {
+                (Some(trigger), Some(call)) => (Some(trigger), ToolPhase::Undecided { call }),
+                (_, constraint) => (constraint, ToolPhase::Off),
+            };
             self.running.push(Sequence {
                 constraint,
+                tool,
                 tokens: std::mem::take(&mut job.prompt_tokens),
                 prompt_len,
                 cached: reused,
@@ -484,6 +555,14 @@ impl Batcher {
             .collect();
         let step_tokens: usize = plan.iter().map(|p| p.1.len()).sum();
         metrics::histogram!(telemetry::STEP_TOKENS).record(step_tokens as f64);
+        let prompt_computed: usize = plan
+            .iter()
+            .map(|(i, r, _)| {
+                r.end
+                    .min(self.running[*i].prompt_len)
+                    .saturating_sub(r.start)
+            })
+            .sum();
         let result = self.device.forward(&inputs);
         drop(inputs);
         if let Err(e) = result {
@@ -496,6 +575,8 @@ impl Batcher {
             }
             return;
         }
+        metrics::counter!(telemetry::PROMPT_TOKENS_COMPUTED_TOTAL)
+            .increment(prompt_computed as u64);
         // Sample every row before the next step (rows live until then).
         let mut row = 0;
         let mut done: Vec<(usize, JobEvent)> = Vec::new();

@@ -19,6 +19,20 @@ pub(crate) enum Progress {
     Finished(StopReason),
 }
 
+/// Where a `tool_choice: "auto"` output stands (`server/openai_tools.rs` has the design).
+pub(crate) enum ToolPhase {
+    /// Not an `auto` request.
+    Off,
+    /// The output so far is a prefix of the trigger's marker: held back, masked by the trigger
+    /// constraint; `call` is the call's constraint, not started.
+    Undecided { call: Box<dyn ConstraintSession> },
+    /// Plain text: no constraint is left.
+    Text,
+    /// A tool call: the call's constraint masks the output, and its text goes out as
+    /// `tool_call` tokens.
+    Calling,
+}
+
 pub(crate) struct Sequence {
     pub job: Job,
     pub slot: SeqSlot,
@@ -36,8 +50,10 @@ pub(crate) struct Sequence {
     /// Whether `max_new` was cut by the context rather than by `max_tokens`.
     pub context_bound: bool,
     pub sampler: Box<dyn SamplerSession>,
-    /// The request's constraint: masks each row before the sampler reads it.
+    /// The request's constraint: masks each row before the sampler reads it (with
+    /// `tool_choice: "auto"`, the trigger's and then the call's, or none once it is text).
     pub constraint: Option<Box<dyn ConstraintSession>>,
+    pub tool: ToolPhase,
     pub decoder: Box<dyn StreamDecoder>,
     /// Everything decoded so far (complete characters only).
     pub text: String,
@@ -106,9 +122,13 @@ impl Sequence {
         if let Some(lp) = logprob {
             self.pending_logprobs.push((self.text.len(), lp));
         }
-        if !piece.is_empty() {
+        self.decide_tool_call()?;
+        if matches!(self.tool, ToolPhase::Undecided { .. }) {
+            // A prefix of the marker: text or the start of a call, not known yet.
+        } else if !piece.is_empty() {
             // Earlier text held no match, so a new one must end inside `piece`: only the tail
-            // that can hold it goes to the handler.
+            // that can hold it goes to the handler, and the text not yet sent (text held back
+            // while an `auto` output's trigger was undecided was never looked at).
             let longest = self
                 .job
                 .params
@@ -119,7 +139,10 @@ impl Sequence {
                 .unwrap_or(0);
             let from = floor_char_boundary(
                 &self.text,
-                self.text.len().saturating_sub(piece.len() + longest),
+                self.text
+                    .len()
+                    .saturating_sub(piece.len() + longest)
+                    .min(self.emitted),
             );
             if longest > 0
                 && let Some(at) = handler.find_stop(&self.text[from..], &self.job.params.stop)?
@@ -146,6 +169,41 @@ impl Sequence {
             return Ok(Progress::Finished(reason));
         }
         Ok(Progress::Continue)
+    }
+
+    /// `tool_choice: "auto"`: once the output is the trigger's marker, the call's constraint
+    /// takes over (the marker's tokens given to it first when the marker is the call's own
+    /// start, else the marker dropped from the output); once it departs from the marker, it is
+    /// text and nothing masks it. The trigger constraint makes the marker end on a token
+    /// boundary, and `text` never runs ahead of the output's bytes, so both tests are exact.
+    fn decide_tool_call(&mut self) -> Result<(), PluginFailure> {
+        if !matches!(self.tool, ToolPhase::Undecided { .. }) {
+            return Ok(());
+        }
+        let Some(trigger) = &self.job.params.tool_trigger else {
+            return Ok(());
+        };
+        if self.text == trigger.marker {
+            let in_call = trigger.marker_in_call;
+            if let ToolPhase::Undecided { mut call } =
+                std::mem::replace(&mut self.tool, ToolPhase::Calling)
+            {
+                if in_call {
+                    for &t in &self.tokens[self.prompt_len..] {
+                        call.advance(t)?;
+                    }
+                } else {
+                    self.text.clear();
+                    self.emitted = 0;
+                    self.pending_logprobs.clear();
+                }
+                self.constraint = Some(call);
+            }
+        } else if !trigger.marker.starts_with(self.text.as_str()) {
+            self.tool = ToolPhase::Text;
+            self.constraint = None;
+        }
+        Ok(())
     }
 
     /// Send everything decoded and not yet sent (at the end of a generation), with every
@@ -177,7 +235,13 @@ impl Sequence {
                 .collect();
             // A closed receiver means the client went away; the scheduler notices it through
             // `events.is_closed()` before the next step.
-            let _ = self.job.events.send(JobEvent::Token { t, i, logprobs });
+            let tool_call = matches!(self.tool, ToolPhase::Calling);
+            let _ = self.job.events.send(JobEvent::Token {
+                t,
+                i,
+                logprobs,
+                tool_call,
+            });
         }
     }
 }
@@ -284,6 +348,8 @@ mod tests {
             accepted_at: now,
             events: tx,
             constraint: None,
+            trigger: None,
+            shares_prompt_of: None,
         };
         let seq = Sequence {
             job,
@@ -297,6 +363,7 @@ mod tests {
             context_bound: false,
             sampler: Box::new(NoSampler),
             constraint: None,
+            tool: ToolPhase::Off,
             decoder: Box::new(Pieces),
             text: String::new(),
             emitted: 0,
@@ -444,5 +511,124 @@ mod tests {
         assert_eq!(floor_char_boundary(s, 2), 1);
         assert_eq!(floor_char_boundary(s, 4), 4);
         assert_eq!(floor_char_boundary(s, 99), s.len());
+    }
+
+    /// Token `i` decodes to `self.0[i]`.
+    struct Table(&'static [&'static str]);
+    impl StreamDecoder for Table {
+        fn push(&mut self, token: u32) -> Result<String, PluginFailure> {
+            Ok(self.0[token as usize].to_string())
+        }
+    }
+
+    /// A constraint that allows everything and records the tokens it is given.
+    struct Recording(std::sync::Arc<std::sync::Mutex<Vec<u32>>>);
+    impl ConstraintSession for Recording {
+        fn allowed(&mut self, _: u32) -> Result<Vec<u32>, PluginFailure> {
+            Ok(vec![u32::MAX])
+        }
+        fn advance(&mut self, token: u32) -> Result<(), PluginFailure> {
+            self.0.lock().unwrap().push(token);
+            Ok(())
+        }
+    }
+
+    type Log = std::sync::Arc<std::sync::Mutex<Vec<u32>>>;
+
+    /// An `auto` sequence whose tokens decode to `pieces`; the log of its call's constraint.
+    fn auto_sequence(
+        marker: &str,
+        marker_in_call: bool,
+        pieces: &'static [&'static str],
+    ) -> (
+        Sequence,
+        tokio::sync::mpsc::UnboundedReceiver<JobEvent>,
+        Log,
+    ) {
+        let (mut seq, rx) = sequence(&[], 10);
+        seq.decoder = Box::new(Table(pieces));
+        seq.job.params.tool_trigger = Some(crate::job::ToolTrigger {
+            marker: marker.into(),
+            marker_in_call,
+            regex: String::new(),
+        });
+        let log = Log::default();
+        seq.constraint = Some(Box::new(Recording(Log::default())));
+        seq.tool = ToolPhase::Undecided {
+            call: Box::new(Recording(log.clone())),
+        };
+        (seq, rx, log)
+    }
+
+    /// (text, tool_call) of each `token` event sent so far.
+    fn sent_calls(rx: &mut tokio::sync::mpsc::UnboundedReceiver<JobEvent>) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        while let Ok(JobEvent::Token { t, tool_call, .. }) = rx.try_recv() {
+            out.push((t, tool_call));
+        }
+        out
+    }
+
+    #[test]
+    fn an_auto_output_on_the_marker_becomes_a_call_without_it() {
+        let (mut seq, mut rx, log) =
+            auto_sequence("<tool_call>", false, &["<tool", "_call>", "{\"a\"", ":1}"]);
+        seq.push_token(0, false, None, &FindStop).unwrap();
+        assert_eq!(
+            sent_calls(&mut rx),
+            vec![],
+            "a prefix of the marker is held"
+        );
+        seq.push_token(1, false, None, &FindStop).unwrap();
+        assert!(matches!(seq.tool, ToolPhase::Calling));
+        assert_eq!(seq.text, "", "the tag is not part of the call");
+        assert!(
+            log.lock().unwrap().is_empty(),
+            "the call starts after the tag"
+        );
+        seq.push_token(2, false, None, &FindStop).unwrap();
+        seq.push_token(3, false, None, &FindStop).unwrap();
+        let sent = sent_calls(&mut rx);
+        assert!(sent.iter().all(|(_, call)| *call), "{sent:?}");
+        let text: String = sent.into_iter().map(|(t, _)| t).collect();
+        assert_eq!(text, "{\"a\":1}");
+    }
+
+    #[test]
+    fn an_auto_output_that_departs_from_the_marker_is_text_unmasked() {
+        let (mut seq, mut rx, _) = auto_sequence("<tool_call>", false, &["<tool", "_response>"]);
+        seq.push_token(0, false, None, &FindStop).unwrap();
+        assert_eq!(sent_calls(&mut rx), vec![]);
+        seq.push_token(1, false, None, &FindStop).unwrap();
+        assert!(matches!(seq.tool, ToolPhase::Text) && seq.constraint.is_none());
+        assert_eq!(
+            sent_calls(&mut rx),
+            vec![("<tool_response>".to_string(), false)]
+        );
+        // Ending while undecided: what was held is text.
+        let (mut seq, mut rx, _) = auto_sequence("<tool_call>", false, &["<tool", ""]);
+        seq.push_token(0, false, None, &FindStop).unwrap();
+        assert_eq!(
+            seq.push_token(1, true, None, &FindStop).unwrap(),
+            Progress::Finished(StopReason::Eos)
+        );
+        assert_eq!(sent_calls(&mut rx), vec![("<tool".to_string(), false)]);
+    }
+
+    #[test]
+    fn a_marker_that_opens_the_call_is_given_to_the_calls_constraint() {
+        let (mut seq, mut rx, log) = auto_sequence("{", true, &["{", "\"a\":1}"]);
+        seq.push_token(0, false, None, &FindStop).unwrap();
+        assert!(matches!(seq.tool, ToolPhase::Calling));
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec![0],
+            "the marker's token, replayed"
+        );
+        seq.push_token(1, false, None, &FindStop).unwrap();
+        let sent = sent_calls(&mut rx);
+        assert!(sent.iter().all(|(_, call)| *call), "{sent:?}");
+        let text: String = sent.into_iter().map(|(t, _)| t).collect();
+        assert_eq!(text, "{\"a\":1}");
     }
 }

@@ -85,6 +85,8 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    /// How the template's model writes a tool call (`tool_choice: "auto"`), when known.
+    call_format: Option<super::openai_tools::CallFormat>,
     /// Set once a render ran past its deadline; every later render is refused.
     stalled: AtomicBool,
 }
@@ -202,6 +204,7 @@ impl ChatTemplate {
             env,
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
+            call_format: super::openai_tools::call_format(source),
             stalled: AtomicBool::new(false),
         })
     }
@@ -318,6 +321,12 @@ impl ChatTemplate {
         }
         rendered.map_err(|e| classify(&e))?;
         String::from_utf8(out.buf).map_err(|e| TemplateError::Render(e.to_string()))
+    }
+
+    /// How the template's model writes a tool call, read off the template's text (see
+    /// [`super::openai_tools::call_format`]).
+    pub fn call_format(&self) -> Option<super::openai_tools::CallFormat> {
+        self.call_format
     }
 
     /// Whether the template reads the top-level variable `name` (e.g. `tools`).

@@ -388,7 +388,6 @@ pub async fn chat_completions(
     if req.messages.is_empty() {
         return Err(AppError::invalid("messages", "at least one message is required").into());
     }
-    let tools = openai_tools::parse(req.tools.as_ref(), req.tool_choice.as_ref())?;
     let template = match &state.chat {
         None => return Err(AppError::invalid("messages", "the model has no chat template").into()),
         Some(Err(why)) => {
@@ -396,6 +395,11 @@ pub async fn chat_completions(
         }
         Some(Ok(template)) => Arc::clone(template),
     };
+    let tools = openai_tools::parse(
+        req.tools.as_ref(),
+        req.tool_choice.as_ref(),
+        template.call_format(),
+    )?;
     // Tools reach the model through its template; one that does not render them sees earlier
     // calls as JSON text (see `openai_tools`).
     let template_renders_tools = template.reads("tools");
@@ -464,6 +468,7 @@ pub async fn chat_completions(
             .into());
         }
         params.constraint = Some(call);
+        params.tool_trigger = tools.trigger;
     }
     let id = new_id("chatcmpl");
     let subs = submit_n(&state, id.clone(), prompt, params, n).await?;

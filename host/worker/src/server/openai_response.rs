@@ -51,6 +51,8 @@ struct Choice {
     text: String,
     /// The tool call's id, once its first delta went out (chat, tool mode).
     call_id: Option<String>,
+    /// `tool_choice: "auto"`: the output is a call (its tokens came as `tool_call`).
+    called: bool,
     /// Whether the chat role delta went out.
     role_sent: bool,
     logprobs: Vec<TokenLogprob>,
@@ -64,6 +66,7 @@ impl Choice {
             index,
             text: String::new(),
             call_id: None,
+            called: false,
             role_sent: false,
             logprobs: Vec::new(),
             legacy: LegacyLogprobs::default(),
@@ -96,11 +99,20 @@ impl Reply {
         m
     }
 
-    /// The finish reason of a choice that ended with `r`.
+    /// The finish reason of a choice that ended with `r` as a call.
     fn finish(&self, r: StopReason) -> &'static str {
         match (&self.tool, r) {
             (Some(_), StopReason::Eos | StopReason::StopSequence) => "tool_calls",
             _ => r.openai_finish_reason(),
+        }
+    }
+
+    /// Whether `choice`'s text is held until it ends (a call whose name is known only then).
+    fn buffered(&self, choice: &Choice) -> bool {
+        match &self.tool {
+            Some(ToolCallMode::Choose) => true,
+            Some(ToolCallMode::Auto(_)) => choice.called,
+            _ => false,
         }
     }
 
@@ -128,10 +140,14 @@ impl Reply {
     fn message(&self, choice: &Choice) -> (Value, bool) {
         match &self.tool {
             None => (json!({"role": "assistant", "content": choice.text}), true),
+            Some(ToolCallMode::Auto(_)) if !choice.called => {
+                (json!({"role": "assistant", "content": choice.text}), false)
+            }
             Some(mode) => {
                 let call = match mode {
                     ToolCallMode::Named(name) => Some((name.clone(), choice.text.clone())),
-                    ToolCallMode::Choose => chosen_call(&choice.text),
+                    ToolCallMode::Choose => chosen_call(&choice.text, "arguments"),
+                    ToolCallMode::Auto(format) => chosen_call(&choice.text, format.arguments_key),
                 };
                 match call {
                     Some((name, arguments)) => (
@@ -169,7 +185,13 @@ async fn whole(reply: Reply, subs: Vec<Submitted>) -> Result<Response, OpenAiErr
         let mut choice = Choice::new(index);
         let stop = loop {
             match sub.events.recv().await {
-                Some(JobEvent::Token { t, logprobs, .. }) => {
+                Some(JobEvent::Token {
+                    t,
+                    logprobs,
+                    tool_call,
+                    ..
+                }) => {
+                    choice.called |= tool_call;
                     choice.text.push_str(&t);
                     choice.logprobs.extend(logprobs);
                 }
@@ -253,6 +275,9 @@ impl Streaming {
             None => {
                 delta.insert("content".into(), json!(text));
             }
+            Some(ToolCallMode::Auto(_)) if !choice.called => {
+                delta.insert("content".into(), json!(text));
+            }
             Some(ToolCallMode::Named(name)) => {
                 let call = match &choice.call_id {
                     None => {
@@ -266,14 +291,21 @@ impl Streaming {
                 delta.insert("tool_calls".into(), json!([call]));
             }
             // Sent whole at the end (the name is known only once the output is complete).
-            Some(ToolCallMode::Choose) => {}
+            Some(ToolCallMode::Choose | ToolCallMode::Auto(_)) => {}
         }
         delta
     }
 
-    fn on_token(&mut self, i: usize, t: String, lps: Vec<TokenLogprob>) -> Result<(), AppError> {
+    fn on_token(
+        &mut self,
+        i: usize,
+        t: String,
+        lps: Vec<TokenLogprob>,
+        tool_call: bool,
+    ) -> Result<(), AppError> {
+        self.choices[i].called |= tool_call;
         self.choices[i].text.push_str(&t);
-        let buffered = self.reply.tool == Some(ToolCallMode::Choose);
+        let buffered = self.reply.buffered(&self.choices[i]);
         if buffered && lps.is_empty() {
             return Ok(());
         }
@@ -308,7 +340,7 @@ impl Streaming {
             }
             Flavour::Chat => {
                 let mut delta = Map::new();
-                if self.reply.tool == Some(ToolCallMode::Choose) {
+                if self.reply.buffered(&self.choices[i]) {
                     let (message, is_call) = self.reply.message(&self.choices[i]);
                     if let Some(calls) = message.get("tool_calls") {
                         delta.insert(
@@ -324,7 +356,7 @@ impl Streaming {
                     if is_call {
                         finish = self.reply.finish(stop);
                     }
-                } else if self.reply.tool.is_some() {
+                } else if matches!(self.reply.tool, Some(ToolCallMode::Named(_))) {
                     finish = self.reply.finish(stop);
                 }
                 if !self.choices[i].role_sent {
@@ -359,8 +391,16 @@ impl Streaming {
     /// Take the next event of any choice and turn it into data lines.
     async fn pull(&mut self) {
         match self.events.next().await {
-            Some((i, JobEvent::Token { t, logprobs, .. })) => {
-                if let Err(e) = self.on_token(i, t, logprobs) {
+            Some((
+                i,
+                JobEvent::Token {
+                    t,
+                    logprobs,
+                    tool_call,
+                    ..
+                },
+            )) => {
+                if let Err(e) = self.on_token(i, t, logprobs, tool_call) {
                     self.fail(e.code, &e.message);
                 }
             }
@@ -411,8 +451,10 @@ fn stream(
         prompt_tokens: 0,
         done: false,
     };
-    // Chat streams open with each choice's role.
-    if state.reply.flavour == Flavour::Chat && state.reply.tool.is_none() {
+    // Chat streams open with each choice's role (with `auto` too: whether a choice calls is
+    // known only later).
+    let opens_with_role = matches!(state.reply.tool, None | Some(ToolCallMode::Auto(_)));
+    if state.reply.flavour == Flavour::Chat && opens_with_role {
         for i in 0..n {
             let delta = state.chat_delta(i, "");
             let line = state.chunk(json!({"index": i, "delta": delta, "logprobs": null,

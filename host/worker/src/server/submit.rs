@@ -12,7 +12,8 @@ use super::error::AppError;
 use super::job_id::validate_job_id;
 use super::state::AppState;
 use crate::error_code::ErrorCode;
-use crate::job::{CancelFlag, GenParams, Job, JobEvent};
+use crate::job::{BUILTIN_CONSTRAINT, CancelFlag, ConstraintSpec, GenParams, Job, JobEvent};
+use crate::plugins::ConstraintSession;
 
 /// A submitted job as its HTTP task holds it: the event stream, and a guard that cancels the
 /// job if the task goes away before the terminal event (client disconnect).
@@ -102,25 +103,20 @@ pub async fn submit_n(
         .map_err(|e| AppError::new(ErrorCode::Internal, format!("sampler task failed: {e}")))??;
     // The constraint compiles (the plugin's automaton for this vocabulary), off the async
     // threads: a schema it cannot enforce is a 400 naming the field, before any event. Each
-    // choice gets its own session (the automaton is cached per constraint).
+    // choice gets its own session (the automaton is cached per constraint), and with
+    // `tool_choice: "auto"` its own trigger session too.
     let mut constraints = Vec::with_capacity(n);
     for _ in 0..n {
-        constraints.push(match params.constraint.clone() {
-            None => None,
-            Some(spec) => {
-                let factory = state.plugins.constraint.clone();
-                Some(
-                    tokio::task::spawn_blocking(move || factory.compile(&spec))
-                        .await
-                        .map_err(|e| {
-                            AppError::new(
-                                ErrorCode::Internal,
-                                format!("constraint task failed: {e}"),
-                            )
-                        })??,
-                )
-            }
+        let trigger = params.tool_trigger.as_ref().map(|t| ConstraintSpec {
+            plugin: BUILTIN_CONSTRAINT.into(),
+            kind: "regex".into(),
+            spec: t.regex.clone(),
+            field: "tool_choice".into(),
         });
+        constraints.push((
+            compile(state, params.constraint.clone()).await?,
+            compile(state, trigger).await?,
+        ));
     }
     let mut reservations = Vec::with_capacity(n);
     for id in &ids {
@@ -157,8 +153,9 @@ pub async fn submit_n(
         budget.admit(tokens.len(), params.max_tokens, state.model.context_length)?;
     }
     let base_seed = params.seed.unwrap_or_else(rand::random);
+    let first_id = ids[0].clone();
     let mut submitted = Vec::with_capacity(n);
-    for (index, ((mut reservation, flag), constraint)) in
+    for (index, ((mut reservation, flag), (constraint, trigger))) in
         reservations.into_iter().zip(constraints).enumerate()
     {
         let seed = base_seed.wrapping_add(index as u64);
@@ -182,6 +179,9 @@ pub async fn submit_n(
             accepted_at,
             events: tx,
             constraint,
+            trigger,
+            // The choices after the first copy its prompt's KV (when the device can).
+            shares_prompt_of: (index > 0).then(|| first_id.clone()),
         };
         state.scheduler.submit(job)?;
         reservation.kept = true;
@@ -197,4 +197,21 @@ pub async fn submit_n(
         });
     }
     Ok(submitted)
+}
+
+/// Compile `spec` with the constraint plugin it names, off the async threads.
+async fn compile(
+    state: &AppState,
+    spec: Option<ConstraintSpec>,
+) -> Result<Option<Box<dyn ConstraintSession>>, AppError> {
+    let Some(spec) = spec else {
+        return Ok(None);
+    };
+    let factory = state.plugins.constraint.clone();
+    let session = tokio::task::spawn_blocking(move || factory.compile(&spec))
+        .await
+        .map_err(|e| {
+            AppError::new(ErrorCode::Internal, format!("constraint task failed: {e}"))
+        })??;
+    Ok(Some(session))
 }
