@@ -128,4 +128,48 @@ async fn n_choices_share_the_prompt_and_give_the_tokens_of_prefilling_it_each() 
     let (again, moved) = three_choices(&shared, prompt, true).await;
     assert_eq!(again, with);
     assert!(moved[1] <= len + 2.0, "{moved:?}");
+
+    // Separate requests arriving together under one system prompt: the first computes it, the
+    // others wait for it and copy its whole 16-token blocks (at least four), then compute their
+    // own parts; greedy, so the texts are those of prefilling every prompt whole.
+    let system = "You are a careful assistant for a harbour office. You answer questions about \
+                  tides, ships, moorings and the weather in short, plain sentences, and you say \
+                  when you do not know. The harbour has three piers: the north pier for ferries, \
+                  the east pier for fishing boats and the long south pier for cargo ships, which \
+                  wait in the outer basin until the pilot boat brings them in at high water. ";
+    let prompts: Vec<String> = (0..3)
+        .map(|i| format!("{system}Question {i}: which ships leave on day {i}? Answer:"))
+        .collect();
+    let (s, t) = post(&shared, "/tokenize", &json!({ "content": system })).await;
+    assert_eq!(s, 200, "{t}");
+    assert!(t["tokens"].as_array().unwrap().len() >= 64, "{t}");
+    let together = |w: TestWorker| {
+        let prompts = prompts.clone();
+        async move {
+            let before = counters(&w).await;
+            let answers = futures_util::future::join_all(prompts.iter().map(|p| {
+                let body = json!({"prompt": p, "max_tokens": 8, "temperature": 0.0});
+                let w = &w;
+                async move { post(w, "/v1/completions", &body).await }
+            }))
+            .await;
+            let texts: Vec<String> = answers
+                .into_iter()
+                .map(|(s, v)| {
+                    assert_eq!(s, 200, "{v}");
+                    v["choices"][0]["text"].as_str().unwrap().to_string()
+                })
+                .collect();
+            let after = counters(&w).await;
+            let moved: [f64; 4] = std::array::from_fn(|k| after[k] - before[k]);
+            (texts, moved)
+        }
+    };
+    let (with, moved) = together(cpu_worker_sharing(true).await).await;
+    let [served, computed, copied, cached] = moved;
+    assert!(copied + cached >= 2.0 * 64.0, "{moved:?}");
+    assert_eq!(computed + copied + cached, served, "{moved:?}");
+    let (without, moved) = together(cpu_worker_sharing(false).await).await;
+    assert_eq!(without, with, "sharing changes no token");
+    assert_eq!(moved[1], moved[0], "every prompt computed whole: {moved:?}");
 }

@@ -12,7 +12,7 @@ use orcd_engine::{EngineError, LogitsWanted, SeqInput, SeqSlot};
 use tracing::{debug, error, info, warn};
 
 use super::logprobs::{RawRow, SavingPenalized};
-use super::prefix_cache::{Hit, PrefixCache};
+use super::prefix_cache::{BLOCK_TOKENS, Hit, PrefixCache, common_prefix};
 use super::queue::Admission;
 use super::sequence::{Progress, Sequence, ToolPhase};
 use super::{Command, SchedulerConfig};
@@ -39,17 +39,25 @@ struct Batcher {
     last_residency_check: Instant,
 }
 
-/// Where a later choice of an `n` > 1 request gets its prompt's KV.
+/// Where a job gets its prompt's KV from a running sequence: a later choice of an `n` > 1
+/// request from its first choice, any other job from a running sequence whose prompt starts
+/// with at least [`MIN_RUNNING_SHARE`] of the same tokens (chats under one system prompt
+/// arriving together), so a shared prompt is computed once, not once per arrival.
 enum SiblingPrompt {
-    /// Not a later choice, sharing is off, or the first choice already ended (the prefix cache
-    /// may still have its prompt).
+    /// Nothing to share with a running sequence (or sharing is off, or the prefix cache holds
+    /// as much): the prefix cache is looked up as usual.
     None,
-    /// The first choice is still waiting or prefilling: this job waits, without holding up the
-    /// jobs behind it.
+    /// The sequence to copy from has not computed the shared part yet: this job waits, without
+    /// holding up the jobs behind it.
     Wait,
-    /// Copy it from the first choice's slot.
+    /// Copy the shared part from that sequence's slot.
     Copy(Hit),
 }
+
+/// Prompt tokens (whole blocks of the prefix cache's hash chain) a job must share with a
+/// running sequence to wait for it rather than compute them itself: four blocks, below which
+/// waiting for another sequence's prefill could cost more than the copy saves.
+const MIN_RUNNING_SHARE: usize = 4 * BLOCK_TOKENS;
 
 /// The scheduler thread's body: runs until `Command::Stop` or until every handle is gone.
 pub(super) fn run(
@@ -359,15 +367,15 @@ impl Batcher {
         }
     }
 
-    /// `n` > 1: where a later choice gets its prompt's KV.
+    /// Where a job gets its prompt's KV from a running sequence, if it does.
     fn sibling_prompt(&self, job: &Job) -> SiblingPrompt {
-        let Some(first) = job.shares_prompt_of.as_deref() else {
-            return SiblingPrompt::None;
-        };
         // Sharing copies KV between slots, as the prefix cache does: off with it.
         if !self.config.prefix_cache {
             return SiblingPrompt::None;
         }
+        let Some(first) = job.shares_prompt_of.as_deref() else {
+            return self.running_share(&job.prompt_tokens);
+        };
         if self.waiting.iter().any(|j| j.id == first) {
             return SiblingPrompt::Wait;
         }
@@ -379,6 +387,27 @@ impl Batcher {
             Some(src) => SiblingPrompt::Copy(Hit {
                 slot: src.slot,
                 tokens: prompt_len,
+            }),
+        }
+    }
+
+    /// The first running sequence (the earliest admitted) whose prompt shares at least
+    /// [`MIN_RUNNING_SHARE`] tokens with `prompt`, counted in whole blocks and leaving the
+    /// prompt's last token to compute; none when the prefix cache's kept slots share as much.
+    fn running_share(&self, prompt: &[u32]) -> SiblingPrompt {
+        let limit = prompt.len().saturating_sub(1);
+        let found = self.running.iter().find_map(|s| {
+            let n = common_prefix(&s.tokens[..s.prompt_len.min(limit)], prompt);
+            let n = n / BLOCK_TOKENS * BLOCK_TOKENS;
+            (n >= MIN_RUNNING_SHARE).then_some((s, n))
+        });
+        match found {
+            None => SiblingPrompt::None,
+            Some((_, n)) if self.cache.longest(prompt) >= n => SiblingPrompt::None,
+            Some((src, n)) if src.cached < n => SiblingPrompt::Wait,
+            Some((src, n)) => SiblingPrompt::Copy(Hit {
+                slot: src.slot,
+                tokens: n,
             }),
         }
     }

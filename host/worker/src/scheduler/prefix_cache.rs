@@ -68,7 +68,7 @@ fn chain(tokens: &[u32]) -> Vec<u64> {
 }
 
 /// Leading tokens `a` and `b` share.
-fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+pub(crate) fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
@@ -138,6 +138,19 @@ impl PrefixCache {
     /// candidates; the match is counted on the tokens themselves and the longest wins (then
     /// the most recently used).
     pub fn lookup(&mut self, prompt: &[u32]) -> Option<Hit> {
+        let hit = self.find(prompt)?;
+        self.clock += 1;
+        self.kept.get_mut(&hit.slot)?.used = self.clock;
+        Some(hit)
+    }
+
+    /// Tokens the best kept slot shares with `prompt` (0: none), as [`Self::lookup`] would find
+    /// it, without marking it used.
+    pub fn longest(&self, prompt: &[u32]) -> usize {
+        self.find(prompt).map_or(0, |h| h.tokens)
+    }
+
+    fn find(&self, prompt: &[u32]) -> Option<Hit> {
         let mut best: Option<&BTreeSet<SeqSlot>> = None;
         for h in chain(prompt) {
             match self.index.get(&h) {
@@ -154,12 +167,7 @@ impl PrefixCache {
                 Some((common_prefix(&k.tokens, prompt), k.used, s))
             })
             .max()?;
-        if tokens < BLOCK_TOKENS {
-            return None;
-        }
-        self.clock += 1;
-        self.kept.get_mut(&slot)?.used = self.clock;
-        Some(Hit { slot, tokens })
+        (tokens >= BLOCK_TOKENS).then_some(Hit { slot, tokens })
     }
 
     /// The least recently used kept slot other than `except`, no longer kept.

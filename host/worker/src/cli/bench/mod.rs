@@ -400,18 +400,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             let id = format!("shared{}_{name}", shape.seqs);
             rows.push(match &result {
                 Ok((rounds, system, prompt)) => {
-                    let (r, hits) = (&rounds[round].round, rounds[round].hit_tokens);
+                    let (r, hits, shared) = (
+                        &rounds[round].round,
+                        rounds[round].hit_tokens,
+                        rounds[round].shared_tokens,
+                    );
                     Row::ok(id, r.tok_per_s(), "tok/s", vec![r.tok_per_s()]).with(format!(
                         "{} requests at once, {prompt}-token prompts sharing a {system}-token \
                          system prompt, {} generated each: {} tokens in {:.2} s; time to first \
-                         token p50 {:.1} ms, p99 {:.1} ms; {} prompt tokens from the prefix cache",
+                         token p50 {:.1} ms, p99 {:.1} ms; prompt tokens copied: {} from the prefix \
+                         cache, {} from running sequences",
                         shape.seqs,
                         shape.tg,
                         r.tokens,
                         r.wall.as_secs_f64(),
                         median(&r.ttft_ms),
                         percentile(&r.ttft_ms, 0.99),
-                        hits
+                        hits,
+                        shared
                     ))
                 }
                 Err(e) => Row::failed(id, "tok/s", e),
