@@ -9,13 +9,17 @@
 //! flops(T) = 2 * P * T                      (every token goes through every weight matrix)
 //!          + 2 * n_layers * q_dim * T^2      (causal attention: QK^T and AV, 4 * q_dim * i
 //!                                            flops for the token at position i, summed)
-//! P = n_layers * (dim * q_dim * 2 + dim * kv_dim * 2 + 3 * dim * ffn_dim) + dim * vocab
+//! P = n_layers * (dim * q_dim * 2 + dim * kv_dim * 2 + F) + dim * vocab
+//! F = 3 * dim * ffn_dim                     (a gated FFN)
+//!   = used * 3 * dim * ffn_dim + dim * experts   (a mixture of experts: the experts a token
+//!                                            runs and the router)
 //! ```
 //!
 //! It is an upper bound (sliding-window layers attend to fewer keys) that ignores norms, RoPE
 //! and sampling. SmolLM2-135M: about 0.27 GFLOP per token plus the attention term.
 
 use orcd_engine::model::ModelConfig;
+use orcd_engine::model::config::MoeConfig;
 
 use super::error::AppError;
 
@@ -37,7 +41,7 @@ impl ComputeCost {
             config.kv_dim() as f64,
             config.ffn_dim as f64,
         );
-        let layer = dim * q * 2.0 + dim * kv * 2.0 + 3.0 * dim * ffn;
+        let layer = dim * q * 2.0 + dim * kv * 2.0 + ffn_params(dim, ffn, config.moe);
         let params = config.n_layers as f64 * layer + dim * config.vocab_size as f64;
         ComputeCost {
             flops_per_token: 2.0 * params,
@@ -49,6 +53,15 @@ impl ComputeCost {
     pub fn gflop(&self, tokens: usize) -> f64 {
         let t = tokens as f64;
         (self.flops_per_token * t + self.attention_flops_per_token_squared * t * t) / 1e9
+    }
+}
+
+/// Weights one token's FFN reads in a layer (`F` in the module docs): a gated FFN, or the
+/// experts a token runs and the router of a mixture of experts.
+fn ffn_params(dim: f64, ffn_dim: f64, moe: Option<MoeConfig>) -> f64 {
+    match moe {
+        Some(m) => m.n_expert_used as f64 * 3.0 * dim * ffn_dim + dim * m.n_expert as f64,
+        None => 3.0 * dim * ffn_dim,
     }
 }
 
@@ -109,5 +122,20 @@ mod tests {
         assert!(e.message.contains("--max-request-gflop"), "{}", e.message);
         // max_tokens beyond the context counts only up to the context (48 tokens).
         assert!(budget.admit(40, 1_000_000, 48).is_ok());
+    }
+
+    #[test]
+    fn a_mixture_of_experts_costs_the_experts_a_token_runs_and_the_router() {
+        // gpt-oss-20b: dim 2880, expert FFN 2880, 4 of 32 experts a token.
+        let moe = MoeConfig {
+            n_expert: 32,
+            n_expert_used: 4,
+        };
+        let dense = ffn_params(2880.0, 2880.0, None);
+        assert_eq!(dense, 3.0 * 2880.0 * 2880.0);
+        assert_eq!(
+            ffn_params(2880.0, 2880.0, Some(moe)),
+            4.0 * dense + 2880.0 * 32.0
+        );
     }
 }
