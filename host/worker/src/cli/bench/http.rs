@@ -176,6 +176,9 @@ pub(super) struct Round {
     pub tokens: usize,
     /// From the first request sent to the last stream ended.
     pub wall: Duration,
+    /// Per request that generated at least two tokens: its decode rate, tokens after the first
+    /// over the time from its first `token` event to its stream's end (tok/s of one sequence).
+    pub decode_rates: Vec<f64>,
 }
 
 impl Round {
@@ -201,11 +204,16 @@ pub(super) async fn concurrent_round(
         ttft_ms: Vec::new(),
         tokens: 0,
         wall,
+        decode_rates: Vec::new(),
     };
     for a in answers {
-        let (first, n) = a?;
+        let (first, n, end) = a?;
         round.ttft_ms.push(first.as_secs_f64() * 1e3);
         round.tokens += n;
+        let decoding = end.saturating_sub(first).as_secs_f64();
+        if n >= 2 && decoding > 0.0 {
+            round.decode_rates.push((n - 1) as f64 / decoding);
+        }
     }
     Ok(round)
 }
@@ -237,13 +245,13 @@ pub(super) async fn warm_up(
     concurrent_round(client, url, bodies).await.map(|_| ())
 }
 
-/// One `POST /execute` read to its end: the time to its first `token` event and the
-/// `tokens_out` of its `end` event.
+/// One `POST /execute` read to its end: the time to its first `token` event, the
+/// `tokens_out` of its `end` event and the time to the stream's end.
 async fn one_stream(
     client: &reqwest::Client,
     url: &str,
     body: serde_json::Value,
-) -> anyhow::Result<(Duration, usize)> {
+) -> anyhow::Result<(Duration, usize, Duration)> {
     let t = Instant::now();
     let mut resp = client.post(url).json(&body).send().await?;
     if !resp.status().is_success() {
@@ -267,7 +275,7 @@ async fn one_stream(
         .as_u64()
         .with_context(|| format!("no tokens_out in {end}"))?;
     let first = first.with_context(|| format!("no `token` event in: {}", stream.trim()))?;
-    Ok((first, tokens as usize))
+    Ok((first, tokens as usize, t.elapsed()))
 }
 
 /// The JSON `data` of an SSE text's first `event: <name>`.
