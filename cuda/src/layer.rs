@@ -3,7 +3,7 @@
 //! a sublayer's normed input; xb2 (T, dim) a sublayer's output; q (T, q_dim), k, v (T, kv_dim);
 //! att (T, q_dim); hb, hb2 (T, ffn_dim).
 
-use orcd_engine::model::NormKind;
+use orcd_model::NormKind;
 
 use crate::error::{CudaError, CudaResult};
 use crate::forward::{Exec, Step};
@@ -51,7 +51,7 @@ impl Step<'_> {
     }
 
     /// Layer `l`'s RoPE: the linear factor, and YaRN, the attention factor and the frequency
-    /// factors where the model has them (`orcd_engine::model::rope`).
+    /// factors where the model has them (`orcd_model::rope`).
     fn rope_of(&self, l: usize) -> Rope {
         let c = self.c;
         let base = c.rope_base_of(l);
@@ -62,8 +62,8 @@ impl Step<'_> {
             base,
             freq_scale: c.rope_freq_scale_of(l),
             style: match c.rope_style {
-                orcd_engine::model::RopeStyle::Normal => RopeStyle::Norm,
-                orcd_engine::model::RopeStyle::Neox => RopeStyle::Neox,
+                orcd_model::RopeStyle::Normal => RopeStyle::Norm,
+                orcd_model::RopeStyle::Neox => RopeStyle::Neox,
             },
             scale: RopeScale {
                 factors: self.w.rope_factors.as_ref().map_or(0, |t| t.ptr),

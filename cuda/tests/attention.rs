@@ -98,7 +98,7 @@ impl Cache {
 
     fn geo(&self) -> KvGeometry {
         KvGeometry {
-            kv_type: orcd_engine::KvType::F32,
+            kv_type: orcd_model::KvType::F32,
             page_table: self.table.ptr(),
             pages_per_slot: self.pages_per_slot,
             page_tokens: 16,
@@ -367,7 +367,7 @@ fn attention_timings() {
         let q = g.up(&rng.vec(ntok * n_heads * hd, 1.5));
         let (sd, pd) = (g.up(&slot), g.up(&pos));
         let geo = KvGeometry {
-            kv_type: orcd_engine::KvType::F32,
+            kv_type: orcd_model::KvType::F32,
             page_table: td.ptr(),
             pages_per_slot,
             page_tokens: 16,

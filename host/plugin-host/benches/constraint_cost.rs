@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use orcd_engine::vocab::Vocab;
+use orcd_model::vocab::Vocab;
 use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig, VocabData};
 use orcd_tests::models::{fetch_model, fetch_vocab_suites, repo_root};
 use serde_json::Value;

@@ -27,10 +27,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use orcd_engine::EngineError;
-use orcd_engine::device::host_logits;
-use orcd_engine::mock::MockDevice;
-use orcd_engine::{Device, LogitsWanted, SeqInput};
+use orcd_device::EngineError;
+use orcd_device::host_logits;
+use orcd_device::mock::MockDevice;
+use orcd_device::{Device, LogitsWanted, SeqInput};
 use orcd_plugin_host::{
     LogitsSource, ModelFacts, PluginHost, PluginHostConfig, PluginKind, SamplingParams, VocabData,
 };

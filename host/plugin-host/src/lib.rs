@@ -30,7 +30,7 @@
 //! let prompt = tok.encode(&job.prompt, true, true)?;
 //! let mut sampler = host.sampler(&job.sampler, &job.params, seed)?;
 //! // per token, after device.forward(..):
-//! let id = sampler.sample(&mut device, row, &history)?;   // any orcd_engine::Device
+//! let id = sampler.sample(&mut device, row, &history)?;   // any orcd_device::Device
 //! let bytes = tok.piece(id)?;
 //! let sse = handler.render_event(&StreamEvent::Token(TokenEvent { text, index }))?;
 //! ```

@@ -224,9 +224,9 @@ impl VocabData {
     }
 }
 
-impl From<&orcd_engine::vocab::Vocab> for VocabData {
+impl From<&orcd_model::vocab::Vocab> for VocabData {
     /// The engine's vocabulary (read from the GGUF file) as plain bytes.
-    fn from(v: &orcd_engine::vocab::Vocab) -> Self {
+    fn from(v: &orcd_model::vocab::Vocab) -> Self {
         VocabData {
             model: v.model.clone(),
             pre: v.pre.clone(),

@@ -5,8 +5,8 @@
 
 mod common;
 
-use orcd_engine::mock::MockDevice;
-use orcd_engine::{Device, LogitsWanted, SeqInput};
+use orcd_device::mock::MockDevice;
+use orcd_device::{Device, LogitsWanted, SeqInput};
 use orcd_plugin_host::{PluginHost, PluginHostConfig, SamplingParams, VocabData};
 
 /// A Llama 3-sized vocabulary would do too; this keeps the test quick.

@@ -3,7 +3,7 @@
 //! of every schema fixture accepted token by token, end tokens only when complete, refusals as
 //! the plugin's typed codes.
 
-use orcd_engine::vocab::Vocab;
+use orcd_model::vocab::Vocab;
 use orcd_plugin_host::{ModelFacts, PluginError, PluginHost, PluginHostConfig, VocabData};
 use orcd_tests::models::{fetch_model, repo_root};
 use serde_json::Value;

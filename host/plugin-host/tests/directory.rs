@@ -7,8 +7,8 @@
 mod common;
 
 use common::{VOCAB, config, facts, guest, params, scratch_dir};
-use orcd_engine::mock::MockDevice;
-use orcd_engine::{Device, LogitsWanted, SeqInput};
+use orcd_device::mock::MockDevice;
+use orcd_device::{Device, LogitsWanted, SeqInput};
 use orcd_plugin_host::{DirectoryChanges, PluginError, PluginHost, PluginHostConfig, VocabData};
 
 fn device() -> MockDevice {

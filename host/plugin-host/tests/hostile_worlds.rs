@@ -10,8 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::{VOCAB, config, facts, guest, params};
-use orcd_engine::mock::MockDevice;
-use orcd_engine::{Device, LogitsWanted, SeqInput};
+use orcd_device::mock::MockDevice;
+use orcd_device::{Device, LogitsWanted, SeqInput};
 use orcd_plugin_host::{
     Limits, PluginError, PluginHost, PluginHostConfig, StreamEvent, TokenEvent, VocabData,
 };

@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use orcd_engine::mock::MockDevice;
-use orcd_engine::vocab::Vocab;
-use orcd_engine::{Device, LogitsWanted, SeqInput};
+use orcd_device::mock::MockDevice;
+use orcd_device::{Device, LogitsWanted, SeqInput};
+use orcd_model::vocab::Vocab;
 use orcd_plugin_host::{
     EndEvent, Limits, ModelFacts, PluginHost, PluginHostConfig, PluginKind, PluginSource,
     SamplingParams, StreamEvent, TokenEvent, VocabData,

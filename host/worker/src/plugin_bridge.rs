@@ -12,9 +12,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use orcd_engine::model::Model;
-use orcd_engine::vocab::Vocab;
-use orcd_engine::{Device, EngineError};
+use orcd_device::{Device, EngineError};
+use orcd_model::Model;
+use orcd_model::vocab::Vocab;
 use orcd_plugin_host::{
     EndEvent, ErrorEvent, HandlerSession, Limits, LogitsSource, MetricsEvent,
     ModelFacts as PluginModelFacts, PluginError, PluginHost, PluginHostConfig, PluginSource,

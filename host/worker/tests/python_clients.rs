@@ -67,9 +67,9 @@ fn python_with_clients() -> Result<PathBuf, String> {
 /// A SmolLM2 worker on the CPU backend behind `key`, and `script` run against it; its stdout.
 async fn run_script(python: PathBuf, script: &str, key: &'static str) -> String {
     let (plugins, facts, model) = smollm2_plugins();
-    let device = orcd_engine::cpu::CpuBackend::new(
+    let device = orcd_cpu::CpuBackend::new(
         model,
-        orcd_engine::cpu::CpuOptions {
+        orcd_cpu::CpuOptions {
             threads: 2,
             kv_tokens_budget: 8192,
             ..Default::default()

@@ -11,7 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{model_path, spec};
-use orcd_engine::vocab::Vocab;
+use orcd_model::vocab::Vocab;
 use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig, VocabData};
 use orcd_tokenizer::Tokenizer;
 

@@ -1,5 +1,5 @@
 //! The vocabulary a tokenizer is built from: the `tokenizer.ggml.*` facts of a GGUF file, as
-//! plain data. The host reads them from the model (`orcd_engine::vocab`) and hands them over;
+//! plain data. The host reads them from the model (`orcd_model::vocab`) and hands them over;
 //! in the Wasm plugin they arrive through the WIT `vocab` import.
 
 /// Kind of a vocabulary entry, llama.cpp's numbering of `tokenizer.ggml.token_type`.

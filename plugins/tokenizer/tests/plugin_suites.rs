@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::{Case, SUITES, json_cases, model_path, suite_cases, suite_vocab};
-use orcd_engine::vocab::Vocab;
+use orcd_model::vocab::Vocab;
 use orcd_plugin_host::{
     ModelFacts, PluginHost, PluginHostConfig, PluginKind, TokenizerSession, VocabData,
 };

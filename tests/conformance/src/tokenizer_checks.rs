@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use orcd_engine::vocab::Vocab;
+use orcd_model::vocab::Vocab;
 use orcd_plugin_host::{ModelFacts, PluginKind, VocabData};
 
 use crate::harness::host_with;

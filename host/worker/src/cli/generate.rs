@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use orcd_engine::Device;
-use orcd_engine::cpu::{CpuBackend, CpuOptions};
-use orcd_engine::model::Model;
-use orcd_engine::model::decode::greedy_generate;
-use orcd_engine::vocab::Vocab;
+use orcd_cpu::{CpuBackend, CpuOptions};
+use orcd_device::Device;
+use orcd_device::decode::greedy_generate;
+use orcd_model::Model;
+use orcd_model::vocab::Vocab;
 use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig, VocabData};
 
 use super::plugin_cache::PluginCacheArgs;
@@ -52,7 +52,7 @@ pub struct DeviceArgs {
     pub gpu_device: usize,
     /// How the KV cache keeps keys and values: f16, q8_0 or f32.
     #[arg(long, default_value = "f16", value_name = "f16|q8_0|f32")]
-    pub kv_type: orcd_engine::KvType,
+    pub kv_type: orcd_model::KvType,
 }
 
 impl DeviceArgs {

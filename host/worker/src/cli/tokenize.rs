@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use orcd_engine::gguf::GgufFile;
-use orcd_engine::vocab::Vocab;
+use orcd_model::gguf::GgufFile;
+use orcd_model::vocab::Vocab;
 use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig, VocabData};
 
 use super::plugin_cache::PluginCacheArgs;

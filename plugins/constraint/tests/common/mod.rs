@@ -9,7 +9,7 @@ pub mod validate;
 use std::sync::{Arc, OnceLock};
 
 use orcd_constraint::{Compiled, Session, Vocabulary};
-use orcd_engine::vocab::Vocab;
+use orcd_model::vocab::Vocab;
 use serde_json::Value;
 
 #[path = "../../../tokenizer/tests/common/mod.rs"]

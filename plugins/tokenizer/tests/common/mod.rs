@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use orcd_engine::vocab::Vocab;
+use orcd_model::vocab::Vocab;
 /// Where llama.cpp's golden files are, and the path of a real model (fetched when missing).
 pub use orcd_tests::models::{fetch_model as model_path, fetch_vocab_suites, reference_dir};
 use orcd_tokenizer::{TokenType, Tokenizer, VocabSpec};

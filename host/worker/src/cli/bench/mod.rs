@@ -30,9 +30,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use orcd_engine::cpu::{CpuBackend, CpuOptions};
-use orcd_engine::model::Model;
-use orcd_engine::{Device, DeviceInfo, EngineError, LogitsWanted, SeqInput, SeqSlot};
+use orcd_cpu::{CpuBackend, CpuOptions};
+use orcd_device::{Device, DeviceInfo, EngineError, LogitsWanted, SeqInput, SeqSlot};
+use orcd_model::Model;
 use serde::Serialize;
 use worker_orcd::job::GenParams;
 use worker_orcd::lifecycle::{self, WorkerOptions, WorkerParts};
@@ -104,7 +104,7 @@ pub struct BenchArgs {
     pub threads: usize,
     /// How the KV cache keeps keys and values: f16, q8_0 or f32.
     #[arg(long, default_value = "f16", value_name = "f16|q8_0|f32")]
-    pub kv_type: orcd_engine::KvType,
+    pub kv_type: orcd_model::KvType,
     /// Timed runs of each part; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
