@@ -392,6 +392,7 @@ pub mod host_logits {
     #[cfg(test)]
     mod tests {
         use super::*;
+        use orcd_common::SplitMix64;
 
         #[test]
         fn argmax_skips_nan_and_prefers_lower_id() {
@@ -406,28 +407,19 @@ pub mod host_logits {
             assert_eq!(top_k(&r, 10).len(), 4);
         }
 
-        /// splitmix64, for reproducible test rows.
-        fn next(state: &mut u64) -> u64 {
-            *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = *state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
         /// Rows of several shapes: smooth, coarse (many ties), with NaN, -inf and +inf
         /// sprinkled in, all NaN, all -inf, rising and falling.
         fn rows(n: usize, seed: u64) -> Vec<Vec<f32>> {
-            let mut s = seed;
+            let mut s = SplitMix64(seed);
             let mut out = Vec::new();
             let smooth: Vec<f32> = (0..n)
-                .map(|_| (next(&mut s) >> 40) as f32 / (1u64 << 24) as f32 * 20.0 - 10.0)
+                .map(|_| (s.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 20.0 - 10.0)
                 .collect();
-            let coarse: Vec<f32> = (0..n).map(|_| (next(&mut s) % 7) as f32).collect();
+            let coarse: Vec<f32> = (0..n).map(|_| (s.next_u64() % 7) as f32).collect();
             let mut special = smooth.clone();
             for _ in 0..n / 10 {
-                let i = (next(&mut s) % n as u64) as usize;
-                special[i] = match next(&mut s) % 4 {
+                let i = (s.next_u64() % n as u64) as usize;
+                special[i] = match s.next_u64() % 4 {
                     0 | 1 => f32::NAN,
                     2 => f32::NEG_INFINITY,
                     _ => f32::INFINITY,
@@ -435,7 +427,7 @@ pub mod host_logits {
             }
             let mut mostly_nan = vec![f32::NAN; n];
             for _ in 0..5 {
-                mostly_nan[(next(&mut s) % n as u64) as usize] = 1.0;
+                mostly_nan[(s.next_u64() % n as u64) as usize] = 1.0;
             }
             out.extend([smooth, coarse, special, mostly_nan]);
             out.push(vec![f32::NAN; n]);

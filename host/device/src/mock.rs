@@ -10,6 +10,8 @@
 
 use std::collections::HashMap;
 
+use orcd_common::SplitMix64;
+
 use crate::host_logits;
 use crate::{Device, DeviceInfo, EngineError, LogitsWanted, SeqInput, SeqSlot};
 
@@ -120,7 +122,7 @@ impl MockDevice {
         let scale = 2.0 * self.opts.spread / (1u64 << 24) as f32;
         let mut row: Vec<f32> = (0..self.vocab_size as u64)
             .map(|i| {
-                let bits = splitmix64(h ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 40;
+                let bits = SplitMix64::hash(h ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 40;
                 bits as f32 * scale - self.opts.spread
             })
             .collect();
@@ -272,7 +274,8 @@ impl Device for MockDevice {
             let slot = self.slots.get_mut(&input.slot).expect("slot checked above");
             for &t in input.tokens {
                 let prev = slot.prefix_hash.last().copied().unwrap_or(seed);
-                slot.prefix_hash.push(splitmix64(prev ^ (u64::from(t) + 1)));
+                slot.prefix_hash
+                    .push(SplitMix64::hash(prev ^ (u64::from(t) + 1)));
             }
             let hashes = &slot.prefix_hash[slot.prefix_hash.len() - input.tokens.len()..];
             match input.logits {
@@ -331,14 +334,6 @@ impl Device for MockDevice {
         host_logits::mask(&mut self.rows[row], allowed);
         Ok(())
     }
-}
-
-/// SplitMix64's output function: a fast, well-mixed 64-bit hash.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -26,7 +26,6 @@ pub use config::{Activation, Arch, FfnKind, ModelConfig, NormKind, Positions, Ro
 pub use kv_type::KvType;
 pub use plan::{LayerPlan, LayerRope};
 pub use rope::{RopeFactors, RopeScaling};
-pub use vocab::Vocab;
 pub use weights::{LayerWeights, ModelWeights};
 
 use crate::gguf::GgufFile;

@@ -66,7 +66,6 @@ pub use logits::{LogitsHandle, LogitsSource};
 pub use plugin::{CONTRACT_VERSION, PluginInfo, PluginKind, PluginSource};
 pub use sampler_session::SamplerSession;
 pub use tokenizer_session::TokenizerSession;
-pub use vocab_view::VocabData;
 
 /// Records of the WIT contract, as the host sees them.
 pub use bindings::handler::exports::worker::plugin::handler_plugin::{

@@ -24,6 +24,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use layout::{Fill, TensorPlan, plan_metadata, plan_tensors};
+use orcd_common::SplitMix64;
 pub use shapes::{SHAPES, Shape, shape, shape_names};
 
 use orcd_device::EngineError;
@@ -225,12 +226,12 @@ fn write_tensor_data(
             .par_iter()
             .map(|&c| {
                 let rows = rows_per_chunk.min(n_rows - c * rows_per_chunk);
-                let mut rng = SplitMix64::new(seed, index, c as u64);
+                let mut rng = chunk_rng(seed, index, c as u64);
                 let values: Vec<f32> = (0..rows * row_len)
                     .map(|_| match plan.fill {
-                        Fill::NearOne => 1.0 + WEIGHT_STD * rng.normal(),
-                        Fill::Scaled(std) => std * rng.normal(),
-                        _ => WEIGHT_STD * rng.normal(),
+                        Fill::NearOne => 1.0 + WEIGHT_STD * normal(&mut rng),
+                        Fill::Scaled(std) => std * normal(&mut rng),
+                        _ => WEIGHT_STD * normal(&mut rng),
                     })
                     .collect();
                 let mut bytes = Vec::with_capacity(rows * plan.ty.row_bytes(row_len)?);
@@ -247,34 +248,21 @@ fn write_tensor_data(
     Ok(())
 }
 
-/// SplitMix64: a small, fast, well-mixed generator; one per (seed, tensor, chunk).
-struct SplitMix64(u64);
+/// The generator of one (seed, tensor, chunk): SplitMix64 seeded from the seed mixed with
+/// both, so that each chunk's stream is fixed whatever thread draws it.
+fn chunk_rng(seed: u64, tensor: u64, chunk: u64) -> SplitMix64 {
+    let a = SplitMix64(seed).next_u64() ^ tensor.wrapping_mul(0xA24B_AED4_963E_E407);
+    SplitMix64(SplitMix64(a).next_u64() ^ chunk.wrapping_mul(0x9FB2_1C65_1E98_DF25))
+}
 
-impl SplitMix64 {
-    fn new(seed: u64, tensor: u64, chunk: u64) -> Self {
-        let mut g = SplitMix64(seed);
-        let a = g.next() ^ tensor.wrapping_mul(0xA24B_AED4_963E_E407);
-        let mut g = SplitMix64(a);
-        SplitMix64(g.next() ^ chunk.wrapping_mul(0x9FB2_1C65_1E98_DF25))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Approximately standard normal: the Irwin-Hall sum of four 16-bit uniforms, centred and
-    /// scaled to unit variance (bounded by ±3.46, which suits weights).
-    fn normal(&mut self) -> f32 {
-        let r = self.next();
-        let sum: u32 = (0..4).map(|i| ((r >> (16 * i)) & 0xFFFF) as u32).sum();
-        // Each uniform on [0, 65535] has variance 65536² / 12; four of them, 65536² / 3.
-        const SCALE: f32 = 1.732_050_8 / 65536.0; // sqrt(3) / 65536
-        (sum as f32 - 2.0 * 65535.0) * SCALE
-    }
+/// Approximately standard normal: the Irwin-Hall sum of four 16-bit uniforms, centred and
+/// scaled to unit variance (bounded by ±3.46, which suits weights).
+fn normal(rng: &mut SplitMix64) -> f32 {
+    let r = rng.next_u64();
+    let sum: u32 = (0..4).map(|i| ((r >> (16 * i)) & 0xFFFF) as u32).sum();
+    // Each uniform on [0, 65535] has variance 65536² / 12; four of them, 65536² / 3.
+    const SCALE: f32 = 1.732_050_8 / 65536.0; // sqrt(3) / 65536
+    (sum as f32 - 2.0 * 65535.0) * SCALE
 }
 
 #[cfg(test)]

@@ -17,8 +17,7 @@ use orcd_cpu::{CpuBackend, CpuOptions};
 use orcd_device::Device;
 use orcd_device::decode::greedy_generate;
 use orcd_model::Model;
-use orcd_model::vocab::Vocab;
-use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig, VocabData};
+use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig};
 
 use super::plugin_cache::PluginCacheArgs;
 
@@ -143,7 +142,7 @@ fn decode_text(
     ids: &[u32],
     cache: Option<PathBuf>,
 ) -> anyhow::Result<String> {
-    let vocab = Vocab::from_gguf(&model.gguf).context("no usable vocabulary")?;
+    let vocab = orcd_model::vocab::from_gguf(&model.gguf).context("no usable vocabulary")?;
     let c = &model.config;
     let facts = ModelFacts {
         architecture: c.arch.name().to_string(),
@@ -161,8 +160,7 @@ fn decode_text(
         cache_dir: cache,
         ..PluginHostConfig::default()
     };
-    let host = PluginHost::new(cfg, facts, &VocabData::from(&vocab))
-        .context("cannot start the plugin runtime")?;
+    let host = PluginHost::new(cfg, facts, &vocab).context("cannot start the plugin runtime")?;
     let mut tokenizer = host.tokenizer().context("no tokenizer plugin")?;
     let bytes = tokenizer
         .decode(ids, false)

@@ -1,6 +1,7 @@
-//! The vocabulary a tokenizer is built from: the `tokenizer.ggml.*` facts of a GGUF file, as
-//! plain data. The host reads them from the model (`orcd_model::vocab`) and hands them over;
-//! in the Wasm plugin they arrive through the WIT `vocab` import.
+//! The one vocabulary type: the `tokenizer.ggml.*` facts of a GGUF file, as plain data. The host
+//! reads it from the model (`orcd_model::vocab`, llama.cpp's defaults applied), the plugin host
+//! packs it for the WIT `vocab` interface, and the tokenizer and constraint plugins rebuild it
+//! from that interface and build their tokenizer from it.
 
 /// Kind of a vocabulary entry, llama.cpp's numbering of `tokenizer.ggml.token_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,9 +39,10 @@ impl TokenType {
 
 /// Everything a tokenizer needs from the model file. Flags and special ids are the effective
 /// values (llama.cpp's defaults already applied by whoever read the file).
-#[derive(Debug, Clone, Default)]
-pub struct VocabSpec {
-    /// `tokenizer.ggml.model`: `gpt2` (byte-level BPE) or `llama` (SentencePiece-style).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Vocab {
+    /// `tokenizer.ggml.model`: `gpt2` (byte-level BPE) or `llama` (SentencePiece-style); others
+    /// are passed through for the tokenizer to refuse.
     pub model: String,
     /// `tokenizer.ggml.pre`; empty when absent.
     pub pre: String,
@@ -65,4 +67,38 @@ pub struct VocabSpec {
     pub eot: Option<u32>,
     pub unk: Option<u32>,
     pub pad: Option<u32>,
+}
+
+impl Vocab {
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Whether there are no tokens (never true for a vocabulary read from a file).
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// A stand-in vocabulary of `n` tokens `t0`, `t1`, ... for running plugins without a model
+    /// (the conformance kit, tests): `llama` model, BOS 0 and EOS 1 (both control tokens), no
+    /// scores or merges.
+    pub fn synthetic(n: u32) -> Vocab {
+        Vocab {
+            model: "llama".into(),
+            tokens: (0..n).map(|i| format!("t{i}").into_bytes()).collect(),
+            token_types: (0..n)
+                .map(|i| {
+                    if i < 2 {
+                        TokenType::Control
+                    } else {
+                        TokenType::Normal
+                    }
+                })
+                .collect(),
+            bos: Some(0),
+            eos: Some(1),
+            ..Vocab::default()
+        }
+    }
 }
