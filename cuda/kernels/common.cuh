@@ -83,7 +83,7 @@ __device__ __forceinline__ u64 kv_row(const i32* page_table, int pages_per_slot,
     return (u64)page * page_tokens + (p % page_tokens);
 }
 
-// The KV cache's row types (host/engine/src/kv_type.rs; the host passes none of this, each
+// The KV cache's row types (host/model/src/kv_type.rs; the host passes none of this, each
 // kernel is instantiated per type and named after it). A row is kv_dim values: one layer's keys
 // or values at one position.
 //   KV_F32: kv_dim f32.   KV_F16: kv_dim IEEE halves (stored rounded to nearest, ties even).

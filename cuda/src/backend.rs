@@ -1,4 +1,4 @@
-//! [`CudaBackend`]: a model on one GPU, implementing [`orcd_engine::Device`].
+//! [`CudaBackend`]: a model on one GPU, implementing [`orcd_device::Device`].
 //!
 //! Startup: open the GPU, compile/load the kernels, check that weights + KV cache + scratch fit
 //! in free VRAM ([`VramBudget`], else [`EngineError::InsufficientVram`]), upload the weights,
@@ -13,13 +13,13 @@
 use std::sync::Arc;
 
 use cudarc::driver::result;
-use orcd_engine::EngineError;
-use orcd_engine::device::{
+use orcd_device::EngineError;
+use orcd_device::{
     Device, DeviceInfo, LogitsWanted, SeqInput, SeqSlot, SlotExtent, validate_batch,
     validate_prefix_copy,
 };
-use orcd_engine::model::{Activation, FfnKind, Model, ModelConfig};
-use orcd_engine::quant::GgmlType;
+use orcd_model::quant::GgmlType;
+use orcd_model::{Activation, FfnKind, Model, ModelConfig};
 
 use crate::compile::KernelCompiler;
 use crate::driver::{GpuContext, check};
@@ -44,7 +44,7 @@ pub struct CudaBackend {
     /// Per layer K and V: (n_pages, PAGE_TOKENS) rows of kv_dim values in `kv_type` each,
     /// back to back.
     kv: DeviceBuffer,
-    kv_type: orcd_engine::KvType,
+    kv_type: orcd_model::KvType,
     /// (max_slots, pages_per_slot) i32.
     page_table: DeviceBuffer,
     pages: PagePool,
@@ -239,7 +239,7 @@ impl CudaBackend {
     }
 
     /// How the KV cache keeps its rows.
-    pub fn kv_type(&self) -> orcd_engine::KvType {
+    pub fn kv_type(&self) -> orcd_model::KvType {
         self.kv_type
     }
 

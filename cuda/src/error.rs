@@ -7,7 +7,7 @@
 //! `MODEL_LOAD_FAILED` (backend unavailable). The messages are the ones the flattened strings
 //! carried before.
 
-use orcd_engine::EngineError;
+use orcd_device::EngineError;
 
 /// A failure of the CUDA backend's lower layers (driver, compiler, launches, device memory).
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@
 //! Everything here only queues launches on the GPU's stream: no host synchronization and no
 //! allocation, so a step's launches can be captured into a CUDA graph.
 
-use orcd_engine::model::{Activation, FfnKind, ModelConfig, NormKind, Positions};
+use orcd_model::{Activation, FfnKind, ModelConfig, NormKind, Positions};
 
 use crate::error::CudaResult;
 use crate::operand::{GateAct, Norm, OutView, Tokens};

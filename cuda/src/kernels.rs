@@ -8,7 +8,7 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cudarc::driver::{result, sys};
-use orcd_engine::quant::GgmlType;
+use orcd_model::quant::GgmlType;
 
 use crate::compile::{CacheOutcome, KernelCompiler};
 use crate::driver::{GpuContext, check, check_launch};
@@ -448,7 +448,7 @@ mod tests {
             );
         }
         // Every KV-cache type has its store and attention kernels.
-        for t in orcd_engine::KvType::ALL {
+        for t in orcd_model::KvType::ALL {
             let t = t.name();
             for k in [
                 "kv_write",

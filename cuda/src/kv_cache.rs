@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use orcd_engine::{EngineError, SeqSlot};
+use orcd_device::{EngineError, SeqSlot};
 
 /// Tokens per page.
 pub const PAGE_TOKENS: usize = 16;

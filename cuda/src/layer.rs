@@ -4,7 +4,7 @@
 //! att (T, q_dim); hb, hb2 (T, ffn_dim); the mixture of experts' buffers (`moe_*`, see
 //! [`crate::scratch::Scratch`]).
 
-use orcd_engine::model::NormKind;
+use orcd_model::NormKind;
 
 use crate::error::{CudaError, CudaResult};
 use crate::forward::{Exec, Step};
@@ -55,7 +55,7 @@ impl Step<'_> {
     }
 
     /// Layer `l`'s RoPE: the linear factor, and YaRN, the attention factor and the frequency
-    /// factors where the model has them (`orcd_engine::model::rope`).
+    /// factors where the model has them (`orcd_model::rope`).
     fn rope_of(&self, l: usize) -> Rope {
         let c = self.c;
         let base = c.rope_base_of(l);
@@ -66,8 +66,8 @@ impl Step<'_> {
             base,
             freq_scale: c.rope_freq_scale_of(l),
             style: match c.rope_style {
-                orcd_engine::model::RopeStyle::Normal => RopeStyle::Norm,
-                orcd_engine::model::RopeStyle::Neox => RopeStyle::Neox,
+                orcd_model::RopeStyle::Normal => RopeStyle::Norm,
+                orcd_model::RopeStyle::Neox => RopeStyle::Neox,
             },
             scale: RopeScale {
                 factors: self.w.rope_factors.as_ref().map_or(0, |t| t.ptr),

@@ -1,11 +1,11 @@
 //! The CUDA backend: the model's quantized GGUF weights held in VRAM, kernels compiled at
 //! startup with NVRTC for the device's architecture (cached on disk), and the batched forward
 //! pass of every architecture the engine loads (GPT-OSS's experts and attention sinks
-//! included) over a paged KV cache, implementing [`orcd_engine::Device`].
+//! included) over a paged KV cache, implementing [`orcd_device::Device`].
 //! Logits stay on the GPU; argmax, top-k and penalties run there and return a few bytes.
 //!
 //! `cudarc` loads the driver and NVRTC at run time, so this crate builds on machines without
-//! CUDA; there [`CudaBackend::new`] answers [`orcd_engine::EngineError::BackendUnavailable`].
+//! CUDA; there [`CudaBackend::new`] answers [`orcd_device::EngineError::BackendUnavailable`].
 
 #![deny(clippy::too_many_arguments)]
 

@@ -1,11 +1,11 @@
-//! The logits operations of [`CudaBackend`] (the `logits_*` of [`orcd_engine::Device`]): the
+//! The logits operations of [`CudaBackend`] (the `logits_*` of [`orcd_device::Device`]): the
 //! last forward's logits stay on the GPU; argmax, top-k and penalties run kernels on a row and
 //! copy back a few bytes.
 
 use std::collections::BTreeMap;
 
 use cudarc::driver::result;
-use orcd_engine::EngineError;
+use orcd_device::EngineError;
 
 use crate::backend::{CudaBackend, invalid};
 use crate::driver::check;
@@ -121,7 +121,7 @@ impl CudaBackend {
     pub(crate) fn mask_row(&mut self, row: usize, allowed: &[u32]) -> Result<(), EngineError> {
         self.check_row(row)?;
         let vocab = self.config.vocab_size;
-        if !orcd_engine::device::host_logits::mask_fits(vocab, allowed) {
+        if !orcd_device::host_logits::mask_fits(vocab, allowed) {
             return Err(invalid(format!(
                 "a mask of {} words for a vocabulary of {vocab}",
                 allowed.len()

@@ -6,7 +6,7 @@
 //! Addresses are device addresses (`u64`, `CUdeviceptr`); every buffer named here is owned
 //! elsewhere (the weights, the scratch, the KV cache, a test's buffers) and outlives the step.
 
-use orcd_engine::quant::GgmlType;
+use orcd_model::quant::GgmlType;
 
 use crate::error::{CudaError, CudaResult};
 use crate::packed::is_packed_type;
@@ -150,7 +150,7 @@ pub struct Tokens {
 }
 
 /// One layer's KV cache: k, v: (n_pages, page_tokens) rows of kv_dim values each, in the
-/// cache's type (`orcd_engine::KvType::row_bytes` a row).
+/// cache's type (`orcd_model::KvType::row_bytes` a row).
 #[derive(Copy, Clone, Debug)]
 pub struct KvLayer {
     pub k: u64,

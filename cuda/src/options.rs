@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
-use orcd_engine::model::{Model, ModelConfig};
-use orcd_engine::{EngineError, KvType};
+use orcd_device::EngineError;
+use orcd_model::KvType;
+use orcd_model::{Model, ModelConfig};
 
 use crate::compile::default_cache_dir;
 use crate::kv_cache::PAGE_TOKENS;

@@ -31,7 +31,7 @@
 //! `result = ((0 + seg_0) + seg_1) + ...` in increasing s.
 
 use crate::error::{CudaError, CudaResult};
-use orcd_engine::quant::{GgmlType, f16_to_f32};
+use orcd_model::quant::{GgmlType, f16_to_f32};
 
 /// Blocks of 32 weights per segment of the canonical sum.
 pub const SEG_BLOCKS: usize = 16;
@@ -185,7 +185,7 @@ pub fn dot_canonical(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orcd_engine::quant::{QuantizedActs, dot_row_q8_scalar, quantize_row};
+    use orcd_model::quant::{QuantizedActs, dot_row_q8_scalar, quantize_row};
 
     fn data(n: usize, seed: u32) -> Vec<f32> {
         (0..n)

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::error::CudaResult;
-use orcd_engine::model::ModelConfig;
+use orcd_model::ModelConfig;
 
 use crate::operand::Q8Acts;
 use crate::vram::{DeviceBuffer, Purpose, VramLedger};

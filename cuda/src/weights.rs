@@ -13,10 +13,10 @@
 use std::sync::Arc;
 
 use cudarc::driver::result;
-use orcd_engine::EngineError;
-use orcd_engine::gguf::TensorInfo;
-use orcd_engine::model::{FfnKind, Model};
-use orcd_engine::quant::GgmlType;
+use orcd_device::EngineError;
+use orcd_model::gguf::TensorInfo;
+use orcd_model::quant::GgmlType;
+use orcd_model::{FfnKind, Model};
 
 use crate::driver::check;
 use crate::error::{CudaError, CudaResult};
@@ -94,7 +94,7 @@ impl DevTensor {
     }
 }
 
-/// One layer's tensors on the device (see `orcd_engine::model::LayerWeights` for shapes).
+/// One layer's tensors on the device (see `orcd_model::LayerWeights` for shapes).
 #[derive(Clone, Debug)]
 pub struct GpuLayer {
     pub attn_norm: DevTensor,

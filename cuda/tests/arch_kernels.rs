@@ -11,11 +11,11 @@
 mod common;
 
 use common::{Gpu, Rng, norm, rel_err, tokens};
+use orcd_cpu::ops as cpu;
 use orcd_cuda::operand::KvLayer;
 use orcd_cuda::ops::{KvGeometry, QkNorm, Qkv, Rope, RopeScale, RopeStyle};
-use orcd_engine::cpu::ops as cpu;
-use orcd_engine::model::RopeStyle as CpuRope;
-use orcd_engine::model::{RopeScaling, rope};
+use orcd_model::RopeStyle as CpuRope;
+use orcd_model::{RopeScaling, rope};
 
 /// The CPU backend's LayerNorm of every row of `x`.
 fn layer_norm_ref(x: &[f32], w: &[f32], b: Option<&[f32]>, eps: f32) -> Vec<f32> {
@@ -76,7 +76,7 @@ fn plain_gelu_matches_the_cpu() {
     assert!(e < 1e-5, "{e}");
 }
 
-/// The CPU backend's angles of one position (`orcd_engine::model::rope::angles`).
+/// The CPU backend's angles of one position (`orcd_model::rope::angles`).
 fn angles_ref(
     pos: i32,
     base: f32,
@@ -165,7 +165,7 @@ fn rope_scaling_matches_ggml_in_both_kernels() {
             let table = g.up(&vec![0i32; 2048]);
             let page_tokens = 16;
             let geo = KvGeometry {
-                kv_type: orcd_engine::KvType::F32,
+                kv_type: orcd_model::KvType::F32,
                 page_table: table.ptr(),
                 pages_per_slot: 2048,
                 page_tokens,

@@ -1,5 +1,5 @@
 //! The issue-14 architectures end to end on the CUDA backend: a few-layer model of each family's
-//! real shape synthesized with `orcd_engine::synth` (random weights, llama.cpp's tensor names
+//! real shape synthesized with `orcd_tools::synth` (random weights, llama.cpp's tensor names
 //! and metadata), scored by the CUDA backend and by the CPU backend on the same tokens, the
 //! logits compared at every step (the prompt, then single decode tokens), in both CUDA weight
 //! paths: GGUF layout (f32 activations) against the CPU's exact path, packed (Q8 activations)
@@ -12,14 +12,14 @@
 //! Tolerances as `model.rs`: the largest |logit difference| of a step relative to the row's
 //! largest |logit|, 2e-3 for the exact path and 0.1 for the Q8 path.
 
+use orcd_cpu::{CpuBackend, CpuOptions};
 use orcd_cuda::{CudaBackend, CudaOptions};
-use orcd_engine::KvType;
-use orcd_engine::cpu::{CpuBackend, CpuOptions};
-use orcd_engine::device::{Device, LogitsWanted, SeqInput};
-use orcd_engine::gguf::{GgufFile, GgufWriter, MetaArray, MetaValue};
-use orcd_engine::model::Model;
-use orcd_engine::quant::GgmlType;
-use orcd_engine::synth::{SynthOptions, shapes::shape, synthesize};
+use orcd_device::{Device, LogitsWanted, SeqInput};
+use orcd_model::KvType;
+use orcd_model::Model;
+use orcd_model::gguf::{GgufFile, GgufWriter, MetaArray, MetaValue};
+use orcd_model::quant::GgmlType;
+use orcd_tools::synth::{SynthOptions, shapes::shape, synthesize};
 
 const CPU_TOL: f32 = 2e-3;
 const CPU_Q8_TOL: f32 = 0.1;
@@ -84,7 +84,7 @@ fn check_against_cpu(name: &str, ty: GgmlType, packed: bool) {
     let cpu_opts = CpuOptions {
         exact: !packed,
         // the CUDA backend keeps f32 KV: compare like with like
-        kv_type: orcd_engine::KvType::F32,
+        kv_type: orcd_model::KvType::F32,
         ..CpuOptions::default()
     };
     let mut cpu = CpuBackend::new(m, cpu_opts).expect("CPU backend");
@@ -184,7 +184,7 @@ fn gpt2_logits_match_the_cpu_backend() {
 #[test]
 fn each_family_gets_its_plan() {
     use orcd_cuda::{Exec, LayerOp, Plan};
-    use orcd_engine::model::NormKind;
+    use orcd_model::NormKind;
     let llama = Plan::for_model(&synth_model("smollm2-135m", GgmlType::Q8_0, 1).config, true);
     assert_eq!(
         llama.layer,
@@ -651,11 +651,11 @@ fn copied_prefix_case(m: &Model, kv_type: KvType) {
     let b = gpu.alloc_seq(32).unwrap();
     assert!(matches!(
         gpu.copy_kv_prefix(a, b, 9),
-        Err(orcd_engine::EngineError::InvalidInput(_))
+        Err(orcd_device::EngineError::InvalidInput(_))
     ));
     assert!(matches!(
         gpu.copy_kv_prefix(b, a, 1),
-        Err(orcd_engine::EngineError::InvalidInput(_))
+        Err(orcd_device::EngineError::InvalidInput(_))
     ));
     gpu.copy_kv_prefix(a, b, 8).unwrap();
     gpu.free_seq(a);

@@ -17,10 +17,10 @@ mod common;
 use common::{Gpu, Rng, rel_err, tokens as toks};
 use std::time::Instant;
 
+use orcd_cpu::ops as cpu_ops;
 use orcd_cuda::DeviceBuffer;
 use orcd_cuda::operand::KvLayer;
 use orcd_cuda::ops::{AttnKernel, AttnParams, KvGeometry};
-use orcd_engine::cpu::ops as cpu_ops;
 
 /// Index of the first element whose bits differ, if any.
 fn first_bit_difference(a: &[f32], b: &[f32]) -> Option<usize> {
@@ -107,7 +107,7 @@ impl Cache {
 
     fn geo(&self) -> KvGeometry {
         KvGeometry {
-            kv_type: orcd_engine::KvType::F32,
+            kv_type: orcd_model::KvType::F32,
             page_table: self.table.ptr(),
             pages_per_slot: self.pages_per_slot,
             page_tokens: 16,
@@ -514,7 +514,7 @@ fn attention_timings() {
         let q = g.up(&rng.vec(ntok * n_heads * hd, 1.5));
         let (sd, pd) = (g.up(&slot), g.up(&pos));
         let geo = KvGeometry {
-            kv_type: orcd_engine::KvType::F32,
+            kv_type: orcd_model::KvType::F32,
             page_table: td.ptr(),
             pages_per_slot,
             page_tokens: 16,

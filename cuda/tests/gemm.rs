@@ -15,7 +15,7 @@ use orcd_cuda::DeviceBuffer;
 use orcd_cuda::operand::{OutView, Q8Acts};
 use orcd_cuda::ops::{GEMM_TILES as TILES, GemmTile};
 use orcd_cuda::packed::{self, ActsQ8};
-use orcd_engine::quant::{GgmlType, quantize_row};
+use orcd_model::quant::{GgmlType, quantize_row};
 
 /// Q8 activations on the GPU: (q, d, sum).
 struct DevActs {

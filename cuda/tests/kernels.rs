@@ -10,13 +10,13 @@
 mod common;
 
 use common::{Gpu, Rng, gguf_mat, norm, rel_err, tokens};
+use orcd_cpu::ops as cpu;
 use orcd_cuda::operand::{GateAct, Glu, KvLayer, LogitsRow, OutView, Penalties, TopKOut};
 use orcd_cuda::ops::{AttnKernel, AttnParams, KvGeometry, QkNorm, Qkv, Rope, RopeScale, RopeStyle};
 use orcd_cuda::{DeviceBuffer, Purpose};
-use orcd_engine::cpu::ops as cpu;
-use orcd_engine::device::host_logits;
-use orcd_engine::model::RopeStyle as CpuRope;
-use orcd_engine::quant::{GgmlType, dequantize_row, quantize_row};
+use orcd_device::host_logits;
+use orcd_model::RopeStyle as CpuRope;
+use orcd_model::quant::{GgmlType, dequantize_row, quantize_row};
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
@@ -280,7 +280,7 @@ fn paged_attention_matches_the_cpu() {
         let (td, sd, pd) = (g.up(&table_flat), g.up(&slot), g.up(&pos));
         let (kd, vd, qd) = (g.up(&k), g.up(&v), g.up(&q));
         let geo = KvGeometry {
-            kv_type: orcd_engine::KvType::F32,
+            kv_type: orcd_model::KvType::F32,
             page_table: td.ptr(),
             pages_per_slot,
             page_tokens,
@@ -779,7 +779,7 @@ fn rope_qk_store_matches_the_cpu() {
         let kc = g.poisoned(n_pages * page_tokens * kv_dim);
         let vc = g.poisoned(n_pages * page_tokens * kv_dim);
         let geo = KvGeometry {
-            kv_type: orcd_engine::KvType::F32,
+            kv_type: orcd_model::KvType::F32,
             page_table: td.ptr(),
             pages_per_slot,
             page_tokens,

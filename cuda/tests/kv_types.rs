@@ -1,4 +1,4 @@
-//! The KV cache's row types on the GPU (`orcd_engine::KvType`: f16, q8_0, and f32 beside
+//! The KV cache's row types on the GPU (`orcd_model::KvType`: f16, q8_0, and f32 beside
 //! them): the store kernels (`kv_write_*`, `rope_qk_store_*`) write the bytes the CPU twin
 //! `KvType::store_row` writes, bit for bit; every attention kernel reading a cache of each type
 //! computes what an f64 CPU twin computes over `KvType::load_row`'s values, and the fast kernels
@@ -12,7 +12,7 @@ use common::{Gpu, Rng, rel_err, tokens};
 use orcd_cuda::DeviceBuffer;
 use orcd_cuda::operand::KvLayer;
 use orcd_cuda::ops::{AttnKernel, AttnParams, KvGeometry, QkNorm, Qkv, Rope, RopeScale, RopeStyle};
-use orcd_engine::KvType;
+use orcd_model::KvType;
 
 const PAGE_TOKENS: usize = 16;
 

@@ -8,13 +8,13 @@
 //! row's largest |logit|, below [`CPU_TOL`]; both compute in f32 with the same dequantized
 //! weights, differing only in summation order and transcendental functions.
 
+use orcd_cpu::{CpuBackend, CpuOptions};
 use orcd_cuda::{CudaBackend, CudaOptions};
-use orcd_engine::EngineError;
-use orcd_engine::KvType;
-use orcd_engine::cpu::{CpuBackend, CpuOptions};
-use orcd_engine::device::{Device, LogitsWanted, SeqInput};
-use orcd_engine::model::Model;
-use orcd_engine::model::decode::greedy_generate;
+use orcd_device::EngineError;
+use orcd_device::decode::greedy_generate;
+use orcd_device::{Device, LogitsWanted, SeqInput};
+use orcd_model::KvType;
+use orcd_model::Model;
 use orcd_tests::golden::{TestModel, free_running, teacher_forced};
 
 /// Largest first-step top-10 difference from llama.cpp allowed, per model. SmolLM2: the
@@ -107,7 +107,7 @@ fn check_against_cpu(model: TestModel, packed: bool) {
         CpuOptions {
             exact: !packed,
             // the CUDA backend keeps f32 KV: compare like with like
-            kv_type: orcd_engine::KvType::F32,
+            kv_type: orcd_model::KvType::F32,
             ..CpuOptions::default()
         },
     )

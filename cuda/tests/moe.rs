@@ -13,10 +13,10 @@
 mod common;
 
 use common::{Gpu, Rng, gguf_mat, rel_err};
+use orcd_cpu::ops as cpu;
 use orcd_cuda::operand::OutView;
 use orcd_cuda::ops::{Experts, MoeKernel, Pairs};
-use orcd_engine::cpu::ops as cpu;
-use orcd_engine::quant::{GgmlType, dot_row, quantize_row};
+use orcd_model::quant::{GgmlType, dot_row, quantize_row};
 
 /// `rows` x `cols` random weights of `ty` (std ~0.02, as synth draws them), quantized.
 fn weights(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {

@@ -20,7 +20,7 @@ use orcd_cuda::graph::GraphCache;
 use orcd_cuda::operand::{GateAct, Glu, OutView, Q8Acts};
 use orcd_cuda::ops::{PackedPart, PkKernel};
 use orcd_cuda::packed::{self, ActsQ8};
-use orcd_engine::quant::{GgmlType, quantize_row};
+use orcd_model::quant::{GgmlType, quantize_row};
 
 const TYPES: [GgmlType; 3] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
 /// The matrix kernels every exactness test runs: the references and the fast ones.

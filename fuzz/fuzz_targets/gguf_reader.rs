@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use orcd_engine::gguf::{GgufFile, GgufWriter};
+use orcd_model::gguf::{GgufFile, GgufWriter};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(file) = GgufFile::from_bytes(data.to_vec()) else {

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use orcd_engine::device::{Device, LogitsWanted, SeqInput};
-use orcd_engine::model::decode::greedy_generate;
+use orcd_device::decode::greedy_generate;
+use orcd_device::{Device, LogitsWanted, SeqInput};
 use serde_json::Value;
 
 use crate::models::fetch_model;

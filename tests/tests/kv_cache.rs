@@ -6,10 +6,10 @@
 //!   the window, fed in chunks that wrap the ring, gives bit-identical logits to a cache that
 //!   keeps every position, for fewer bytes.
 
-use orcd_engine::KvType;
-use orcd_engine::cpu::{CpuBackend, CpuOptions};
-use orcd_engine::device::{Device, LogitsWanted, SeqInput};
-use orcd_engine::model::Model;
+use orcd_cpu::{CpuBackend, CpuOptions};
+use orcd_device::{Device, LogitsWanted, SeqInput};
+use orcd_model::KvType;
+use orcd_model::Model;
 use orcd_tests::golden::TestModel;
 
 /// Largest |logit difference| allowed between f16 and f32 KV over every logit of every

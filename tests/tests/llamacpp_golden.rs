@@ -14,12 +14,12 @@
 
 use std::path::{Path, PathBuf};
 
-use orcd_engine::cpu::{CpuBackend, CpuOptions};
-use orcd_engine::device::{Device, LogitsWanted, SeqInput};
-use orcd_engine::gguf::GgufFile;
-use orcd_engine::model::Model;
-use orcd_engine::quant::GgmlType;
-use orcd_engine::synth::{SynthOptions, shape, synthesize};
+use orcd_cpu::{CpuBackend, CpuOptions};
+use orcd_device::{Device, LogitsWanted, SeqInput};
+use orcd_model::Model;
+use orcd_model::gguf::GgufFile;
+use orcd_model::quant::GgmlType;
+use orcd_tools::synth::{SynthOptions, shape, synthesize};
 use sha2::{Digest, Sha256};
 
 const MARGIN: f32 = 0.3;

@@ -4,9 +4,9 @@
 //! to the first near tie, batching that changes nothing, and the fast (8-bit activation) path
 //! against the exact one.
 
-use orcd_engine::cpu::{CpuBackend, CpuOptions};
-use orcd_engine::device::{Device, LogitsWanted, SeqInput};
-use orcd_engine::model::Model;
+use orcd_cpu::{CpuBackend, CpuOptions};
+use orcd_device::{Device, LogitsWanted, SeqInput};
+use orcd_model::Model;
 use orcd_tests::golden::{TestModel, free_running, teacher_forced};
 
 /// Largest first-step top-10 logit difference allowed with 8-bit activations (llama.cpp's own
@@ -214,9 +214,9 @@ fn fast_path_agrees_with_exact_path() {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         worst = worst.max(d);
-        let top = orcd_engine::device::host_logits::top_k(e, 2);
+        let top = orcd_device::host_logits::top_k(e, 2);
         if top[0].1 - top[1].1 > 0.5 {
-            assert_eq!(orcd_engine::device::host_logits::argmax(q).0, top[0].0);
+            assert_eq!(orcd_device::host_logits::argmax(q).0, top[0].0);
         }
     }
     eprintln!("exact vs Q8 activations: largest logit |diff| over the prompt {worst:.4}");

@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use orcd_engine::cpu::{CpuBackend, CpuOptions};
-use orcd_engine::device::{Device, LogitsWanted, SeqInput};
-use orcd_engine::model::Model;
+use orcd_cpu::{CpuBackend, CpuOptions};
+use orcd_device::{Device, LogitsWanted, SeqInput};
+use orcd_model::Model;
 
 /// f32 engine vs float64 numpy: the logits agree to this.
 const TOL: f32 = 1e-4;
@@ -37,7 +37,7 @@ fn check(arch: &str, exact: bool) {
         exact,
         // numpy computes in f32: keep the cache exact too (f16, the default, is checked
         // against f32 in tests/kv_cache.rs)
-        kv_type: orcd_engine::KvType::F32,
+        kv_type: orcd_model::KvType::F32,
         ..CpuOptions::default()
     };
     let mut dev = CpuBackend::new(model, opts).expect("backend");

@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use cudarc::driver::sys;
-use orcd_engine::KvType;
+use orcd_model::KvType;
 
 use super::{Ops, int};
 use crate::driver::GpuContext;

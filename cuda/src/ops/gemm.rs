@@ -4,7 +4,7 @@
 //! ([`crate::packed::dot_canonical`]) bit for bit, so it equals what a matrix-vector kernel over
 //! the same packed weights computes, whatever the number of columns.
 
-use orcd_engine::quant::GgmlType;
+use orcd_model::quant::GgmlType;
 
 use super::{Ops, blocks, int};
 use crate::error::{CudaError, CudaResult};

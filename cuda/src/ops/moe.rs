@@ -2,7 +2,7 @@
 //! projections straight from their stacked GGUF tensors (MXFP4 stays MXFP4), the clamped
 //! SwiGLU and the weighted combine into the residual stream. No readback.
 
-use orcd_engine::quant::GgmlType;
+use orcd_model::quant::GgmlType;
 
 use super::{Ops, blocks, int};
 use crate::error::{CudaError, CudaResult};

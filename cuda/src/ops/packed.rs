@@ -3,7 +3,7 @@
 //! (`quant_act.cu`), and the matrix x Q8 activation kernels computing the canonical dot product
 //! bit for bit, whatever the number of columns.
 
-use orcd_engine::quant::GgmlType;
+use orcd_model::quant::GgmlType;
 
 use super::{Ops, blocks, int};
 use crate::error::{CudaError, CudaResult};

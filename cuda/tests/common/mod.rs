@@ -9,7 +9,7 @@ use orcd_cuda::kernels::Kernels;
 use orcd_cuda::operand::{GgufMatrix, Norm, PackedMatrix, Tokens};
 use orcd_cuda::ops::Ops;
 use orcd_cuda::{DeviceBuffer, GpuContext, Purpose, VramLedger};
-use orcd_engine::quant::GgmlType;
+use orcd_model::quant::GgmlType;
 
 /// xorshift64*: small, seedable, good enough for test data.
 pub struct Rng(pub u64);

@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use orcd_engine::gguf::{GgufWriter, MetaArray, MetaValue};
-use orcd_engine::quant::GgmlType;
+use orcd_model::gguf::{GgufWriter, MetaArray, MetaValue};
+use orcd_model::quant::GgmlType;
 
 fn scalars(w: &mut GgufWriter) {
     let values = [

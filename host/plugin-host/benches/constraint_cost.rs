@@ -13,8 +13,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use orcd_engine::vocab::Vocab;
-use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig, VocabData};
+use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig};
+
 use orcd_tests::models::{fetch_model, fetch_vocab_suites, repo_root};
 use serde_json::Value;
 
@@ -28,7 +28,7 @@ fn worst(v: &[Duration]) -> Duration {
 }
 
 fn run(which: &str, path: &Path, fixtures: &[Value]) {
-    let vocab = Vocab::open(path).expect("vocabulary");
+    let vocab = orcd_model::vocab::open(path).expect("vocabulary");
     let facts = ModelFacts {
         architecture: "llama".into(),
         name: vocab.name.clone(),
@@ -38,8 +38,7 @@ fn run(which: &str, path: &Path, fixtures: &[Value]) {
         eos: vocab.eos,
         eot: vocab.eot,
     };
-    let host = PluginHost::new(PluginHostConfig::default(), facts, &VocabData::from(&vocab))
-        .expect("host");
+    let host = PluginHost::new(PluginHostConfig::default(), facts, &vocab).expect("host");
     let mut tok = host.tokenizer().expect("tokenizer");
     let t = Instant::now();
     drop(

@@ -27,12 +27,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use orcd_engine::EngineError;
-use orcd_engine::device::host_logits;
-use orcd_engine::mock::MockDevice;
-use orcd_engine::{Device, LogitsWanted, SeqInput};
+use orcd_common::Vocab;
+use orcd_device::EngineError;
+use orcd_device::host_logits;
+use orcd_device::mock::MockDevice;
+use orcd_device::{Device, LogitsWanted, SeqInput};
 use orcd_plugin_host::{
-    LogitsSource, ModelFacts, PluginHost, PluginHostConfig, PluginKind, SamplingParams, VocabData,
+    LogitsSource, ModelFacts, PluginHost, PluginHostConfig, PluginKind, SamplingParams,
 };
 
 /// Vocabulary size of the benchmark (Qwen-class 128k).
@@ -123,11 +124,11 @@ fn measure(mut f: impl FnMut()) -> (f64, f64) {
 }
 
 fn main() {
-    let vocab = VocabData {
+    let vocab = Vocab {
         model: "gpt2".into(),
         tokens: (0..VOCAB).map(|i| format!("tok{i}").into_bytes()).collect(),
         eos: Some(1),
-        ..VocabData::default()
+        ..Vocab::default()
     };
     let facts = ModelFacts {
         architecture: "llama".into(),

@@ -44,7 +44,7 @@ pub struct LoadFailure {
     /// The file.
     pub path: PathBuf,
     /// The stable code (`PLUGIN_LOAD_FAILED`, or `PLUGIN_TRAP`... when `info()` failed).
-    pub code: orcd_engine::ErrorCode,
+    pub code: orcd_device::ErrorCode,
     /// Why, naming the file.
     pub message: String,
 }

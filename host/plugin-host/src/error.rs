@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use orcd_engine::{EngineError, ErrorCode};
+use orcd_device::{EngineError, ErrorCode};
 
 /// A plugin's identity in error messages: `name@version` (or the file it came from when it
 /// could not be read far enough to know).

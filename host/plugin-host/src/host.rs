@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
+use orcd_common::Vocab;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, OptLevel, Store};
 
@@ -15,7 +16,7 @@ use crate::directory::{Counters, Directory};
 use crate::plugin::{LoadedPlugin, PluginInfo, PluginKind, PluginPre, PluginSource};
 use crate::state::{CallBudget, PluginState, guarded_call};
 use crate::versions::Contract;
-use crate::vocab_view::{VocabData, VocabView};
+use crate::vocab_view::VocabView;
 use crate::{
     ConstraintSession, HandlerSession, ModelFacts, PluginError, PluginHostConfig, SamplerSession,
     SamplingParams, TokenizerSession, cache, plugin,
@@ -171,7 +172,7 @@ impl PluginHost {
     pub fn new(
         cfg: PluginHostConfig,
         facts: ModelFacts,
-        vocab: &VocabData,
+        vocab: &Vocab,
     ) -> Result<Self, PluginError> {
         let engine = make_engine(&cfg)?;
         let vocab = Arc::new(VocabView::new(vocab)?);

@@ -30,7 +30,7 @@
 //! let prompt = tok.encode(&job.prompt, true, true)?;
 //! let mut sampler = host.sampler(&job.sampler, &job.params, seed)?;
 //! // per token, after device.forward(..):
-//! let id = sampler.sample(&mut device, row, &history)?;   // any orcd_engine::Device
+//! let id = sampler.sample(&mut device, row, &history)?;   // any orcd_device::Device
 //! let bytes = tok.piece(id)?;
 //! let sse = handler.render_event(&StreamEvent::Token(TokenEvent { text, index }))?;
 //! ```
@@ -66,7 +66,6 @@ pub use logits::{LogitsHandle, LogitsSource};
 pub use plugin::{CONTRACT_VERSION, PluginInfo, PluginKind, PluginSource};
 pub use sampler_session::SamplerSession;
 pub use tokenizer_session::TokenizerSession;
-pub use vocab_view::VocabData;
 
 /// Records of the WIT contract, as the host sees them.
 pub use bindings::handler::exports::worker::plugin::handler_plugin::{

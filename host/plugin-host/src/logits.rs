@@ -1,7 +1,7 @@
 //! The `logits` resource samplers receive: host-side operations on one logits row.
 //!
 //! A [`LogitsSource`] is anything that holds logits rows and can answer argmax, top-k,
-//! penalties and full-row requests; every [`orcd_engine::Device`] is one, so on the CUDA
+//! penalties and full-row requests; every [`orcd_device::Device`] is one, so on the CUDA
 //! backend a sampler's calls run on the GPU and only their small results cross to the plugin.
 
 use std::mem::MaybeUninit;
@@ -11,12 +11,12 @@ use wasmtime::component::__internal::{
 };
 use wasmtime::component::{ComponentType, Linker, Lower, Resource};
 
-use orcd_engine::{Device, EngineError};
+use orcd_device::{Device, EngineError};
 
 use crate::bindings::sampler::worker::plugin::logits::{Candidate, Host, HostLogits};
 use crate::state::PluginState;
 
-/// Logits rows a sampler can work on (see [`orcd_engine::Device`]'s `logits_*` operations).
+/// Logits rows a sampler can work on (see [`orcd_device::Device`]'s `logits_*` operations).
 pub trait LogitsSource {
     /// Length of a row.
     fn vocab_size(&self) -> usize;

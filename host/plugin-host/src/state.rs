@@ -8,7 +8,7 @@ use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use orcd_engine::EngineError;
+use orcd_device::EngineError;
 
 use crate::logits::LogitsBinding;
 use crate::vocab_view::VocabView;

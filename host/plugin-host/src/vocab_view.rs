@@ -1,5 +1,6 @@
-//! The vocabulary in the packed form the WIT `vocab` interface hands out, and the host side of
-//! that interface (tokenizer plugins only).
+//! The model's vocabulary ([`Vocab`], read by `orcd_model::vocab`) in the packed form the WIT
+//! `vocab` interface hands out, and the host side of that interface (tokenizer and constraint
+//! plugins only).
 //!
 //! Token texts and merge rules are stored end to end with an offsets array, so a range request
 //! is two slice copies however large the vocabulary (Gemma 3: 262144 tokens).
@@ -7,6 +8,7 @@
 use crate::PluginError;
 use crate::bindings::tokenizer::worker::plugin::vocab::{Host, PackedBytes, TokenType, VocabInfo};
 use crate::state::PluginState;
+use orcd_common::Vocab;
 
 /// Most entries one range request returns; larger requests are cut (the guest asks again).
 const MAX_RANGE: u32 = 1 << 18;
@@ -56,31 +58,6 @@ fn clamp(start: u32, count: u32, len: usize) -> (usize, usize) {
     (s, e)
 }
 
-/// The model's vocabulary as plain data (what the GGUF file's `tokenizer.ggml.*` keys hold).
-#[derive(Clone, Debug, Default)]
-pub struct VocabData {
-    /// `tokenizer.ggml.model` (`gpt2`, `llama`).
-    pub model: String,
-    /// `tokenizer.ggml.pre`; empty when absent.
-    pub pre: String,
-    /// Token texts as stored; index = token id.
-    pub tokens: Vec<Vec<u8>>,
-    /// Scores per token; empty when the file has none.
-    pub scores: Vec<f32>,
-    /// llama.cpp token type numbers per token; empty means all normal (1).
-    pub token_types: Vec<i32>,
-    /// Merge rules in priority order, each `left right`.
-    pub merges: Vec<Vec<u8>>,
-    pub add_bos: bool,
-    pub add_eos: bool,
-    pub add_space_prefix: bool,
-    pub bos: Option<u32>,
-    pub eos: Option<u32>,
-    pub eot: Option<u32>,
-    pub unk: Option<u32>,
-    pub pad: Option<u32>,
-}
-
 /// The vocabulary, packed for range requests.
 #[derive(Debug)]
 pub(crate) struct VocabView {
@@ -96,7 +73,7 @@ pub(crate) struct VocabView {
 impl VocabView {
     /// Pack `data`, checking that per-token arrays match the token count and special ids lie
     /// inside the vocabulary.
-    pub(crate) fn new(data: &VocabData) -> Result<Self, PluginError> {
+    pub(crate) fn new(data: &Vocab) -> Result<Self, PluginError> {
         let n = data.tokens.len();
         let bad = |what: String| PluginError::Runtime(format!("vocabulary: {what}"));
         if n == 0 || n > u32::MAX as usize {
@@ -160,16 +137,17 @@ impl VocabView {
     }
 }
 
-/// llama.cpp's token type number as the WIT enum; unknown numbers are `undefined`.
-fn token_type(t: i32) -> TokenType {
+/// A token's type as the WIT enum.
+fn token_type(t: orcd_common::TokenType) -> TokenType {
+    use orcd_common::TokenType as T;
     match t {
-        1 => TokenType::Normal,
-        2 => TokenType::Unknown,
-        3 => TokenType::Control,
-        4 => TokenType::UserDefined,
-        5 => TokenType::Unused,
-        6 => TokenType::Byte,
-        _ => TokenType::Undefined,
+        T::Undefined => TokenType::Undefined,
+        T::Normal => TokenType::Normal,
+        T::Unknown => TokenType::Unknown,
+        T::Control => TokenType::Control,
+        T::UserDefined => TokenType::UserDefined,
+        T::Unused => TokenType::Unused,
+        T::Byte => TokenType::Byte,
     }
 }
 
@@ -208,57 +186,23 @@ impl Host for PluginState {
     }
 }
 
-impl VocabData {
-    /// A stand-in vocabulary of `n` tokens `t0`, `t1`, ... for running plugins without a model
-    /// (the conformance kit, tests): `llama` model, BOS 0 and EOS 1 (both control tokens), no
-    /// scores or merges.
-    pub fn synthetic(n: u32) -> VocabData {
-        VocabData {
-            model: "llama".into(),
-            tokens: (0..n).map(|i| format!("t{i}").into_bytes()).collect(),
-            token_types: (0..n).map(|i| if i < 2 { 3 } else { 1 }).collect(),
-            bos: Some(0),
-            eos: Some(1),
-            ..VocabData::default()
-        }
-    }
-}
-
-impl From<&orcd_engine::vocab::Vocab> for VocabData {
-    /// The engine's vocabulary (read from the GGUF file) as plain bytes.
-    fn from(v: &orcd_engine::vocab::Vocab) -> Self {
-        VocabData {
-            model: v.model.clone(),
-            pre: v.pre.clone(),
-            tokens: v.tokens.iter().map(|t| t.as_bytes().to_vec()).collect(),
-            scores: v.scores.clone(),
-            token_types: v.token_types.clone(),
-            merges: v.merges.iter().map(|m| m.as_bytes().to_vec()).collect(),
-            add_bos: v.add_bos,
-            add_eos: v.add_eos,
-            add_space_prefix: v.add_space_prefix,
-            bos: v.bos,
-            eos: v.eos,
-            eot: v.eot,
-            unk: v.unk,
-            pad: v.pad,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn ranges_are_clamped_and_packed() {
-        let data = VocabData {
+        let data = Vocab {
             model: "llama".into(),
             tokens: vec![b"<s>".to_vec(), b"a".to_vec(), b"bc".to_vec()],
-            token_types: vec![3, 1, 9],
+            token_types: vec![
+                orcd_common::TokenType::Control,
+                orcd_common::TokenType::Normal,
+                orcd_common::TokenType::from_i32(9),
+            ],
             merges: vec![b"b c".to_vec()],
             bos: Some(0),
-            ..VocabData::default()
+            ..Vocab::default()
         };
         let v = VocabView::new(&data).unwrap();
         let r = v.tokens.range(1, 10);
@@ -272,15 +216,15 @@ mod tests {
 
     #[test]
     fn inconsistent_vocab_is_refused() {
-        let mut data = VocabData {
+        let mut data = Vocab {
             tokens: vec![b"a".to_vec()],
             scores: vec![0.0, 1.0],
-            ..VocabData::default()
+            ..Vocab::default()
         };
         assert!(VocabView::new(&data).is_err());
         data.scores.clear();
         data.eos = Some(1);
         assert!(VocabView::new(&data).is_err());
-        assert!(VocabView::new(&VocabData::default()).is_err());
+        assert!(VocabView::new(&Vocab::default()).is_err());
     }
 }

@@ -5,9 +5,10 @@
 
 mod common;
 
-use orcd_engine::mock::MockDevice;
-use orcd_engine::{Device, LogitsWanted, SeqInput};
-use orcd_plugin_host::{PluginHost, PluginHostConfig, SamplingParams, VocabData};
+use orcd_common::Vocab;
+use orcd_device::mock::MockDevice;
+use orcd_device::{Device, LogitsWanted, SeqInput};
+use orcd_plugin_host::{PluginHost, PluginHostConfig, SamplingParams};
 
 /// A Llama 3-sized vocabulary would do too; this keeps the test quick.
 const N: u32 = 50_000;
@@ -18,7 +19,7 @@ fn host(bulk_candidate_lists: bool) -> PluginHost {
         bulk_candidate_lists,
         ..common::config()
     };
-    PluginHost::new(cfg, common::facts(N), &VocabData::synthetic(N)).expect("host starts")
+    PluginHost::new(cfg, common::facts(N), &Vocab::synthetic(N)).expect("host starts")
 }
 
 /// A mock device holding one row of logits (row 0), different for each `seed`.

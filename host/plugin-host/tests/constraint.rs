@@ -3,13 +3,13 @@
 //! of every schema fixture accepted token by token, end tokens only when complete, refusals as
 //! the plugin's typed codes.
 
-use orcd_engine::vocab::Vocab;
-use orcd_plugin_host::{ModelFacts, PluginError, PluginHost, PluginHostConfig, VocabData};
+use orcd_common::Vocab;
+use orcd_plugin_host::{ModelFacts, PluginError, PluginHost, PluginHostConfig};
 use orcd_tests::models::{fetch_model, repo_root};
 use serde_json::Value;
 
 fn host() -> (PluginHost, Vocab) {
-    let vocab = Vocab::open(&fetch_model("smollm2")).expect("vocabulary");
+    let vocab = orcd_model::vocab::open(&fetch_model("smollm2")).expect("vocabulary");
     let facts = ModelFacts {
         architecture: "llama".into(),
         name: vocab.name.clone(),
@@ -19,8 +19,7 @@ fn host() -> (PluginHost, Vocab) {
         eos: vocab.eos,
         eot: vocab.eot,
     };
-    let host = PluginHost::new(PluginHostConfig::default(), facts, &VocabData::from(&vocab))
-        .expect("host starts");
+    let host = PluginHost::new(PluginHostConfig::default(), facts, &vocab).expect("host starts");
     (host, vocab)
 }
 

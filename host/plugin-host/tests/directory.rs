@@ -7,9 +7,10 @@
 mod common;
 
 use common::{VOCAB, config, facts, guest, params, scratch_dir};
-use orcd_engine::mock::MockDevice;
-use orcd_engine::{Device, LogitsWanted, SeqInput};
-use orcd_plugin_host::{DirectoryChanges, PluginError, PluginHost, PluginHostConfig, VocabData};
+use orcd_common::Vocab;
+use orcd_device::mock::MockDevice;
+use orcd_device::{Device, LogitsWanted, SeqInput};
+use orcd_plugin_host::{DirectoryChanges, PluginError, PluginHost, PluginHostConfig};
 
 fn device() -> MockDevice {
     let mut dev = MockDevice::new(VOCAB as usize, 11).unwrap();
@@ -29,7 +30,7 @@ fn host_over(dir: &std::path::Path) -> PluginHost {
         plugin_dir: Some(dir.to_path_buf()),
         ..config()
     };
-    PluginHost::new(cfg, facts(VOCAB), &VocabData::synthetic(VOCAB)).unwrap()
+    PluginHost::new(cfg, facts(VOCAB), &Vocab::synthetic(VOCAB)).unwrap()
 }
 
 #[test]
@@ -136,7 +137,7 @@ fn a_file_that_fails_to_load_is_reported_and_unloads_what_it_held() {
 
 #[test]
 fn contract_0_1_and_0_2_plugins_load_and_serve_side_by_side() {
-    let host = PluginHost::new(config(), facts(VOCAB), &VocabData::synthetic(VOCAB)).unwrap();
+    let host = PluginHost::new(config(), facts(VOCAB), &Vocab::synthetic(VOCAB)).unwrap();
     let old = host.load_file(&guest("hostile_sampler")).unwrap();
     assert_eq!(old.contract, "0.1.0");
     // A 0.1.0 sampler has no `validate`: admission accepts, `open` refuses as before.

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{VOCAB, config, guest, hostile_host, params};
-use orcd_engine::mock::MockDevice;
-use orcd_engine::{Device, LogitsWanted, SeqInput};
+use orcd_device::mock::MockDevice;
+use orcd_device::{Device, LogitsWanted, SeqInput};
 use orcd_plugin_host::{PluginError, PluginHost, PluginHostConfig, PluginKind, SamplerSession};
 
 /// A mock device after one step, with logits in row 0.

@@ -6,11 +6,12 @@
 mod common;
 
 use common::{VOCAB, config, facts, guest};
-use orcd_plugin_host::{PluginError, PluginHost, PluginKind, VocabData};
+use orcd_common::Vocab;
+use orcd_plugin_host::{PluginError, PluginHost, PluginKind};
 
 fn host() -> PluginHost {
     let host =
-        PluginHost::new(config(), facts(VOCAB), &VocabData::synthetic(VOCAB)).expect("host starts");
+        PluginHost::new(config(), facts(VOCAB), &Vocab::synthetic(VOCAB)).expect("host starts");
     let info = host
         .load_file(&guest("hostile_constraint"))
         .expect("hostile constraint loads");

@@ -10,15 +10,16 @@ mod common;
 use std::time::Duration;
 
 use common::{VOCAB, config, facts, guest, params};
-use orcd_engine::mock::MockDevice;
-use orcd_engine::{Device, LogitsWanted, SeqInput};
+use orcd_common::Vocab;
+use orcd_device::mock::MockDevice;
+use orcd_device::{Device, LogitsWanted, SeqInput};
 use orcd_plugin_host::{
-    Limits, PluginError, PluginHost, PluginHostConfig, StreamEvent, TokenEvent, VocabData,
+    Limits, PluginError, PluginHost, PluginHostConfig, StreamEvent, TokenEvent,
 };
 
 /// A host with the hostile tokenizer, request handler and sampler loaded together.
 fn host(cfg: PluginHostConfig) -> PluginHost {
-    let host = PluginHost::new(cfg, facts(VOCAB), &VocabData::synthetic(VOCAB)).unwrap();
+    let host = PluginHost::new(cfg, facts(VOCAB), &Vocab::synthetic(VOCAB)).unwrap();
     for g in ["hostile_tokenizer", "hostile_handler", "hostile_sampler"] {
         host.load_file(&guest(g)).unwrap();
     }

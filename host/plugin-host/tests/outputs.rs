@@ -4,15 +4,16 @@
 mod common;
 
 use common::{config, facts, guest};
+use orcd_common::Vocab;
 use orcd_plugin_host::{
-    Limits, PluginError, PluginHost, PluginHostConfig, StreamEvent, TokenEvent, VocabData,
+    Limits, PluginError, PluginHost, PluginHostConfig, StreamEvent, TokenEvent,
 };
 
 /// Gemma 3's vocabulary size: the tokenizer pulls all of it through the `vocab` import.
 const BIG_VOCAB: u32 = 262_144;
 
 fn tokenizer_host() -> PluginHost {
-    let mut v = VocabData::synthetic(BIG_VOCAB);
+    let mut v = Vocab::synthetic(BIG_VOCAB);
     v.merges = vec![b"t 1".to_vec(), b"t1 0".to_vec()];
     v.scores = (0..BIG_VOCAB).map(|i| -(i as f32)).collect();
     let cfg = PluginHostConfig {
@@ -74,7 +75,7 @@ fn limits() -> Limits {
 
 #[test]
 fn handler_output_is_checked() {
-    let host = PluginHost::new(config(), facts(1000), &VocabData::synthetic(1000)).unwrap();
+    let host = PluginHost::new(config(), facts(1000), &Vocab::synthetic(1000)).unwrap();
     host.load_file(&guest("hostile_handler")).unwrap();
     let mut h = host.request_handler().unwrap();
     assert_eq!(h.plugin().name, "liar");

@@ -4,9 +4,10 @@
 mod common;
 
 use common::{VOCAB, config, facts, guest, params, scratch_dir};
-use orcd_engine::mock::MockDevice;
-use orcd_engine::{Device, LogitsWanted, SeqInput};
-use orcd_plugin_host::{PluginHost, PluginHostConfig, PluginSource, VocabData};
+use orcd_common::Vocab;
+use orcd_device::mock::MockDevice;
+use orcd_device::{Device, LogitsWanted, SeqInput};
+use orcd_plugin_host::{PluginHost, PluginHostConfig, PluginSource};
 
 fn device() -> MockDevice {
     let mut dev = MockDevice::new(VOCAB as usize, 11).unwrap();
@@ -29,7 +30,7 @@ fn new_version_replaces_old_for_new_sessions_only() {
         plugin_dir: Some(dir.clone()),
         ..config()
     };
-    let host = PluginHost::new(cfg, facts(VOCAB), &VocabData::synthetic(VOCAB)).unwrap();
+    let host = PluginHost::new(cfg, facts(VOCAB), &Vocab::synthetic(VOCAB)).unwrap();
     let listed = host.plugins();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].version, "0.1.0");
@@ -75,7 +76,7 @@ fn watcher_picks_up_new_files() {
         plugin_dir: Some(dir.clone()),
         ..config()
     };
-    let host = PluginHost::new(cfg, facts(VOCAB), &VocabData::synthetic(VOCAB)).unwrap();
+    let host = PluginHost::new(cfg, facts(VOCAB), &Vocab::synthetic(VOCAB)).unwrap();
     assert!(host.plugins().is_empty());
     host.watch(std::time::Duration::from_millis(20)).unwrap();
     std::fs::copy(guest("hostile_sampler"), dir.join("hostile.wasm")).unwrap();
@@ -98,7 +99,7 @@ fn compile_cache_is_written_checked_and_reused() {
         cache_dir: Some(cache.clone()),
         ..config()
     };
-    let host = PluginHost::new(cfg.clone(), facts(VOCAB), &VocabData::synthetic(VOCAB)).unwrap();
+    let host = PluginHost::new(cfg.clone(), facts(VOCAB), &Vocab::synthetic(VOCAB)).unwrap();
     host.load_file(&guest("hostile_sampler")).unwrap();
     let files = |ext: &str| -> Vec<std::path::PathBuf> {
         std::fs::read_dir(&cache)
@@ -117,7 +118,7 @@ fn compile_cache_is_written_checked_and_reused() {
     let mid = tampered.len() / 2;
     tampered[mid] ^= 0xff;
     std::fs::write(&code[0], &tampered).unwrap();
-    let host2 = PluginHost::new(cfg, facts(VOCAB), &VocabData::synthetic(VOCAB)).unwrap();
+    let host2 = PluginHost::new(cfg, facts(VOCAB), &Vocab::synthetic(VOCAB)).unwrap();
     host2.load_file(&guest("hostile_sampler")).unwrap();
     assert_eq!(std::fs::read(&code[0]).unwrap(), original);
     let mut dev = device();

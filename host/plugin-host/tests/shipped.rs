@@ -4,17 +4,17 @@
 
 use std::path::PathBuf;
 
-use orcd_engine::mock::MockDevice;
-use orcd_engine::vocab::Vocab;
-use orcd_engine::{Device, LogitsWanted, SeqInput};
+use orcd_common::Vocab;
+use orcd_device::mock::MockDevice;
+use orcd_device::{Device, LogitsWanted, SeqInput};
 use orcd_plugin_host::{
     EndEvent, Limits, ModelFacts, PluginHost, PluginHostConfig, PluginKind, PluginSource,
-    SamplingParams, StreamEvent, TokenEvent, VocabData,
+    SamplingParams, StreamEvent, TokenEvent,
 };
 use orcd_tests::models::fetch_model;
 
 fn host() -> (PluginHost, Vocab) {
-    let vocab = Vocab::open(&fetch_model("smollm2")).expect("vocabulary");
+    let vocab = orcd_model::vocab::open(&fetch_model("smollm2")).expect("vocabulary");
     let facts = ModelFacts {
         architecture: "llama".into(),
         name: vocab.name.clone(),
@@ -24,8 +24,7 @@ fn host() -> (PluginHost, Vocab) {
         eos: vocab.eos,
         eot: vocab.eot,
     };
-    let host = PluginHost::new(PluginHostConfig::default(), facts, &VocabData::from(&vocab))
-        .expect("host starts");
+    let host = PluginHost::new(PluginHostConfig::default(), facts, &vocab).expect("host starts");
     (host, vocab)
 }
 

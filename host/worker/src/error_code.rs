@@ -1,4 +1,4 @@
-//! The worker's public error codes are the engine's [`ErrorCode`], the one enum every crate maps
-//! its errors into (see `host/engine/src/error_code.rs`).
+//! The worker's public error codes are the device crate's [`ErrorCode`], the one enum every crate maps
+//! its errors into (see `host/device/src/error_code.rs`).
 
-pub use orcd_engine::ErrorCode;
+pub use orcd_device::ErrorCode;

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use orcd_engine::model::Model;
-use orcd_engine::quant::GgmlType;
+use orcd_model::Model;
+use orcd_model::quant::GgmlType;
 
 use crate::server::ModelFacts;
 use crate::server::chat_template::template_for;

@@ -12,13 +12,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use orcd_engine::model::Model;
-use orcd_engine::vocab::Vocab;
-use orcd_engine::{Device, EngineError};
+use orcd_device::{Device, EngineError};
+use orcd_model::Model;
 use orcd_plugin_host::{
     EndEvent, ErrorEvent, HandlerSession, Limits, LogitsSource, MetricsEvent,
     ModelFacts as PluginModelFacts, PluginError, PluginHost, PluginHostConfig, PluginSource,
-    SamplingParams, StartedEvent, StreamEvent, TokenEvent, TokenizerSession, VocabData,
+    SamplingParams, StartedEvent, StreamEvent, TokenEvent, TokenizerSession,
 };
 
 use crate::error_code::ErrorCode;
@@ -473,7 +472,7 @@ pub fn load_cached(
         plugin: "plugin-host".into(),
         message,
     };
-    let vocab = Vocab::from_gguf(&model.gguf).map_err(|e| runtime(e.to_string()))?;
+    let vocab = orcd_model::vocab::from_gguf(&model.gguf).map_err(|e| runtime(e.to_string()))?;
     let name = model
         .gguf
         .get_str_opt("general.name")
@@ -495,7 +494,7 @@ pub fn load_cached(
         cache_dir: cache_dir.map(Path::to_path_buf),
         ..PluginHostConfig::default()
     };
-    let host = PluginHost::new(config, facts, &VocabData::from(&vocab)).map_err(failure)?;
+    let host = PluginHost::new(config, facts, &vocab).map_err(failure)?;
     if let Some(interval) = rescan_every {
         host.watch(interval).map_err(failure)?;
     }

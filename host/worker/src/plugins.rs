@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use orcd_engine::Device;
+use orcd_device::Device;
 
 use crate::error_code::ErrorCode;
 use crate::job::{GenParams, JobEvent};

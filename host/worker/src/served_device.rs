@@ -5,9 +5,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use orcd_engine::cpu::CpuBackend;
-use orcd_engine::mock::MockDevice;
-use orcd_engine::{Device, EngineError};
+use orcd_cpu::CpuBackend;
+use orcd_device::mock::MockDevice;
+use orcd_device::{Device, EngineError};
 
 /// A backend the worker can serve from.
 pub trait ServedDevice: Device {

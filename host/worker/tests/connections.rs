@@ -31,10 +31,10 @@ fn limits(max_connections: usize) -> ConnectionLimits {
 
 async fn worker_with(limits: ConnectionLimits) -> TestWorker {
     let (plugins, mut facts, _model) = smollm2_plugins();
-    let device = orcd_engine::mock::MockDevice::with_options(
+    let device = orcd_device::mock::MockDevice::with_options(
         facts.vocab_size,
         7,
-        orcd_engine::mock::MockOptions {
+        orcd_device::mock::MockOptions {
             context_length: 2048,
             kv_tokens: 4096,
             ..Default::default()

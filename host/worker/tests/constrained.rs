@@ -105,9 +105,9 @@ async fn every_fixture_schema_parses_and_validates_greedy_and_sampled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_schema_validates_on_gemma3_greedy_and_sampled() {
     let (plugins, facts, model) = plugins_for(&gemma3_path());
-    let device = orcd_engine::cpu::CpuBackend::new(
+    let device = orcd_cpu::CpuBackend::new(
         model,
-        orcd_engine::cpu::CpuOptions {
+        orcd_cpu::CpuOptions {
             threads: 2,
             kv_tokens_budget: 16_384,
             ..Default::default()
@@ -385,8 +385,8 @@ async fn constraints_the_plugin_cannot_enforce_are_400_naming_the_field() {
 
 /// A byte-level vocabulary of printable ASCII without `z` and `~` (96 tokens, 0-2 control,
 /// 2 the EOS): no token can spell a `z`.
-fn vocab_without_z() -> orcd_engine::gguf::GgufFile {
-    use orcd_engine::gguf::{GgufFile, GgufWriter, MetaArray, MetaValue};
+fn vocab_without_z() -> orcd_model::gguf::GgufFile {
+    use orcd_model::gguf::{GgufFile, GgufWriter, MetaArray, MetaValue};
     let mut tokens: Vec<String> = vec!["<s>".into(), "<pad>".into(), "</s>".into()];
     tokens.extend((0x20u8..0x7f).filter(|&b| b != b'z' && b != b'~').map(|b| {
         if b == b' ' {
@@ -425,11 +425,11 @@ fn vocab_without_z() -> orcd_engine::gguf::GgufFile {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_constraint_the_vocabulary_cannot_finish_ends_with_constraint_dead_end() {
-    use orcd_engine::synth::{SynthOptions, shape, synthesize};
+    use orcd_tools::synth::{SynthOptions, shape, synthesize};
     let path = std::env::temp_dir().join(format!("orcd-no-z-{}.gguf", std::process::id()));
     let opts = SynthOptions {
         shape: shape("smollm2-135m").unwrap(),
-        ty: orcd_engine::quant::GgmlType::Q8_0,
+        ty: orcd_model::quant::GgmlType::Q8_0,
         embed_ty: None,
         layers: Some(1),
         experts: None,

@@ -22,12 +22,12 @@ async fn a_constraint_plugin_added_while_serving_is_selected_per_request() {
     std::fs::create_dir_all(&dir).unwrap();
 
     let path = smollm2_path();
-    let model = orcd_engine::model::Model::open(&path).expect("SmolLM2 loads");
+    let model = orcd_model::Model::open(&path).expect("SmolLM2 loads");
     let facts = worker_orcd::model_facts::model_facts(&model, &path);
     let plugins =
         worker_orcd::plugin_bridge::load(Some(&dir), &model, Some(Duration::from_millis(100)))
             .expect("plugins load");
-    let device = orcd_engine::mock::MockDevice::new(facts.vocab_size, 7).expect("mock device");
+    let device = orcd_device::mock::MockDevice::new(facts.vocab_size, 7).expect("mock device");
     let w = start(Box::new(device), plugins, facts, test_options(2, 4)).await;
 
     let answers = ["yes", "no", "maybe", "not sure"];

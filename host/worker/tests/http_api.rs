@@ -346,7 +346,7 @@ async fn queued_job_past_the_inference_timeout_gets_inference_timeout() {
     facts.context_length = 4096;
     // 20 ms a step: 2048 tokens cannot finish within the 300 ms timeout.
     let device = TestDevice {
-        inner: orcd_engine::mock::MockDevice::new(facts.vocab_size, 1).unwrap(),
+        inner: orcd_device::mock::MockDevice::new(facts.vocab_size, 1).unwrap(),
         steps: 0,
         panic_at: None,
         step_delay: Duration::from_millis(20),
@@ -495,7 +495,7 @@ async fn unknown_routes_get_a_json_404() {
 async fn a_panicking_step_ends_its_jobs_with_internal_and_the_worker_keeps_serving() {
     let (plugins, facts, _m) = smollm2_plugins();
     let device = TestDevice {
-        inner: orcd_engine::mock::MockDevice::new(facts.vocab_size, 3).unwrap(),
+        inner: orcd_device::mock::MockDevice::new(facts.vocab_size, 3).unwrap(),
         steps: 0,
         panic_at: Some(3),
         step_delay: Duration::ZERO,

@@ -17,9 +17,9 @@ async fn gemma_streams_whole_characters_and_chats_in_its_turn_format() {
             .unwrap()
             .contains("<start_of_turn>")
     );
-    let device = orcd_engine::cpu::CpuBackend::new(
+    let device = orcd_cpu::CpuBackend::new(
         model,
-        orcd_engine::cpu::CpuOptions {
+        orcd_cpu::CpuOptions {
             threads: 2,
             kv_tokens_budget: 2048,
             ..Default::default()

@@ -21,10 +21,10 @@ async fn worker_with_examples() -> (common::TestWorker, std::path::PathBuf) {
         std::fs::copy(&wasm, dir.join(format!("{example}.wasm"))).unwrap();
     }
     let path = smollm2_path();
-    let model = orcd_engine::model::Model::open(&path).expect("SmolLM2 loads");
+    let model = orcd_model::Model::open(&path).expect("SmolLM2 loads");
     let facts = worker_orcd::model_facts::model_facts(&model, &path);
     let plugins = worker_orcd::plugin_bridge::load(Some(&dir), &model, None).expect("plugins load");
-    let device = orcd_engine::mock::MockDevice::new(facts.vocab_size, 7).expect("mock device");
+    let device = orcd_device::mock::MockDevice::new(facts.vocab_size, 7).expect("mock device");
     let w = start(Box::new(device), plugins, facts, test_options(2, 4)).await;
     (w, dir)
 }

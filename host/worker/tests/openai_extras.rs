@@ -134,11 +134,11 @@ type Scored = (u32, f64, Vec<(u32, f64)>);
 /// backend: (greedy id, its log-probability, the best `k` (id, log-probability)) per step,
 /// from the full logits row in f64.
 fn reference_greedy(prompt: &[u32], steps: usize, k: usize) -> Vec<Scored> {
-    use orcd_engine::{Device, LogitsWanted, SeqInput};
-    let model = orcd_engine::model::Model::open(&smollm2_path()).unwrap();
-    let mut dev = orcd_engine::cpu::CpuBackend::new(
+    use orcd_device::{Device, LogitsWanted, SeqInput};
+    let model = orcd_model::Model::open(&smollm2_path()).unwrap();
+    let mut dev = orcd_cpu::CpuBackend::new(
         model,
-        orcd_engine::cpu::CpuOptions {
+        orcd_cpu::CpuOptions {
             threads: 2,
             kv_tokens_budget: 512,
             ..Default::default()

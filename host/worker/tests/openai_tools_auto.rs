@@ -16,9 +16,9 @@ const HERMES_TEMPLATE: &str = include_str!("fixtures/hermes-tools-chatml.jinja")
 async fn hermes_worker() -> TestWorker {
     let (plugins, mut facts, model) = smollm2_plugins();
     facts.chat_template = Some(HERMES_TEMPLATE.to_string());
-    let device = orcd_engine::cpu::CpuBackend::new(
+    let device = orcd_cpu::CpuBackend::new(
         model,
-        orcd_engine::cpu::CpuOptions {
+        orcd_cpu::CpuOptions {
             threads: 2,
             kv_tokens_budget: 4096,
             ..Default::default()

@@ -20,12 +20,12 @@ async fn a_sampler_added_while_running_serves_new_requests() {
     std::fs::create_dir_all(&dir).unwrap();
 
     let path = smollm2_path();
-    let model = orcd_engine::model::Model::open(&path).expect("SmolLM2 loads");
+    let model = orcd_model::Model::open(&path).expect("SmolLM2 loads");
     let facts = worker_orcd::model_facts::model_facts(&model, &path);
     let plugins =
         worker_orcd::plugin_bridge::load(Some(&dir), &model, Some(Duration::from_millis(100)))
             .expect("plugins load");
-    let device = orcd_engine::mock::MockDevice::new(facts.vocab_size, 7).expect("mock device");
+    let device = orcd_device::mock::MockDevice::new(facts.vocab_size, 7).expect("mock device");
     let w = start(Box::new(device), plugins, facts, test_options(2, 2)).await;
 
     let body = json!({"job_id": "m", "prompt": "Once upon a time", "max_tokens": 4,

@@ -235,13 +235,13 @@ fn the_handler_template_builds_and_passes_plugin_check() {
 /// A CPU worker on SmolLM2 with the plugins of `plugin_dir`.
 async fn serve(plugin_dir: &Path) -> common::TestWorker {
     let path = common::smollm2_path();
-    let model = orcd_engine::model::Model::open(&path).expect("SmolLM2 loads");
+    let model = orcd_model::Model::open(&path).expect("SmolLM2 loads");
     let facts = worker_orcd::model_facts::model_facts(&model, &path);
     let plugins = worker_orcd::plugin_bridge::load(Some(plugin_dir), &model, None)
         .expect("the plugin folder loads");
-    let device = orcd_engine::cpu::CpuBackend::new(
+    let device = orcd_cpu::CpuBackend::new(
         model,
-        orcd_engine::cpu::CpuOptions {
+        orcd_cpu::CpuOptions {
             threads: 1,
             kv_tokens_budget: 2048,
             ..Default::default()

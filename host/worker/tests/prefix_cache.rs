@@ -24,9 +24,9 @@ use serde_json::{Value, json};
 
 async fn cpu_worker_with(prefix_cache: bool, kv_tokens: usize) -> TestWorker {
     let (plugins, facts, model) = smollm2_plugins();
-    let device = orcd_engine::cpu::CpuBackend::new(
+    let device = orcd_cpu::CpuBackend::new(
         model,
-        orcd_engine::cpu::CpuOptions {
+        orcd_cpu::CpuOptions {
             threads: 2,
             kv_tokens_budget: kv_tokens,
             ..Default::default()

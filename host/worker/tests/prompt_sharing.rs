@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 
 async fn cpu_worker_sharing(share: bool) -> TestWorker {
     let (plugins, facts, model) = smollm2_plugins();
-    let device = orcd_engine::cpu::CpuBackend::new(
+    let device = orcd_cpu::CpuBackend::new(
         model,
-        orcd_engine::cpu::CpuOptions {
+        orcd_cpu::CpuOptions {
             threads: 2,
             kv_tokens_budget: 4096,
             ..Default::default()

@@ -76,9 +76,9 @@ async fn run_script(
     if let Some(t) = chat_template {
         facts.chat_template = Some(t.to_string());
     }
-    let device = orcd_engine::cpu::CpuBackend::new(
+    let device = orcd_cpu::CpuBackend::new(
         model,
-        orcd_engine::cpu::CpuOptions {
+        orcd_cpu::CpuOptions {
             threads: 2,
             kv_tokens_budget: 8192,
             ..Default::default()

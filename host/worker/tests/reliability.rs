@@ -169,10 +169,10 @@ async fn a_request_over_the_compute_budget_is_refused_before_streaming() {
     // SmolLM2-135M: ~0.27 GFLOP a token; 50 GFLOP fit a short request, not ~2,000 tokens.
     let max_gflop = 50.0;
     assert!(cost.gflop(20) < max_gflop && cost.gflop(2000) > max_gflop);
-    let device = orcd_engine::mock::MockDevice::with_options(
+    let device = orcd_device::mock::MockDevice::with_options(
         facts.vocab_size,
         7,
-        orcd_engine::mock::MockOptions {
+        orcd_device::mock::MockOptions {
             context_length: 4096,
             kv_tokens: 1 << 16,
             ..Default::default()

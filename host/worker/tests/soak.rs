@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use futures_util::StreamExt;
-use orcd_engine::{Device, DeviceInfo, EngineError, SeqInput, SeqSlot};
+use orcd_device::{Device, DeviceInfo, EngineError, SeqInput, SeqSlot};
 use serde_json::{Value, json};
 use worker_orcd::served_device::ServedDevice;
 
@@ -270,7 +270,7 @@ async fn soak(device: Box<dyn ServedDevice>, plan: Soak) {
     std::fs::copy(&hostile, dir.join("hostile.wasm")).unwrap();
 
     let path = smollm2_path();
-    let model = orcd_engine::model::Model::open(&path).unwrap();
+    let model = orcd_model::Model::open(&path).unwrap();
     let facts = worker_orcd::model_facts::model_facts(&model, &path);
     let plugins =
         worker_orcd::plugin_bridge::load(Some(&dir), &model, Some(Duration::from_millis(100)))
@@ -442,10 +442,10 @@ async fn soak(device: Box<dyn ServedDevice>, plan: Soak) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn soak_cpu() {
     let path = smollm2_path();
-    let model = orcd_engine::model::Model::open(&path).unwrap();
-    let device = orcd_engine::cpu::CpuBackend::new(
+    let model = orcd_model::Model::open(&path).unwrap();
+    let device = orcd_cpu::CpuBackend::new(
         model,
-        orcd_engine::cpu::CpuOptions {
+        orcd_cpu::CpuOptions {
             threads: 2,
             kv_tokens_budget: 32 * 128,
             ..Default::default()
@@ -468,7 +468,7 @@ async fn soak_cpu() {
 #[ignore = "needs a CUDA GPU; the lead runs it on the GPU machine"]
 async fn soak_cuda_1000_requests() {
     let path = smollm2_path();
-    let model = orcd_engine::model::Model::open(&path).unwrap();
+    let model = orcd_model::Model::open(&path).unwrap();
     let device = orcd_cuda::CudaBackend::new(model, orcd_cuda::CudaOptions::default())
         .expect("CUDA backend");
     soak(

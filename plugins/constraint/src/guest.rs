@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use orcd_tokenizer::{TokenType, VocabSpec};
+use orcd_common::{TokenType, Vocab};
 
 use crate::{Compiled, ConstraintError, Kind, Session, Vocabulary};
 
@@ -56,7 +56,7 @@ fn unpack(p: PackedBytes, into: &mut Vec<Vec<u8>>) -> Result<(), ConstraintError
 
 /// Reads the vocabulary from the host (tokens, types, merges: what the tokenizer library
 /// needs to give each token's piece).
-fn read_vocab() -> Result<VocabSpec, ConstraintError> {
+fn read_vocab() -> Result<Vocab, ConstraintError> {
     let info = vocab::info();
     let n = info.size;
     if n as usize > orcd_tokenizer::MAX_VOCAB_TOKENS
@@ -93,7 +93,7 @@ fn read_vocab() -> Result<VocabSpec, ConstraintError> {
         unpack(vocab::merges(start, count), &mut merges)?;
         start += count;
     }
-    Ok(VocabSpec {
+    Ok(Vocab {
         model: info.model,
         pre: info.pre,
         name: host::model().name,

@@ -1,7 +1,8 @@
 //! The vocabulary as the constraint sees it: each token's output bytes (exactly what the
 //! tokenizer plugin streams for it), the trie over them, and the end-of-generation ids.
 
-use orcd_tokenizer::{Tokenizer, VocabSpec};
+use orcd_common::Vocab;
+use orcd_tokenizer::Tokenizer;
 
 use crate::error::ConstraintError;
 use crate::trie::TokenTrie;
@@ -20,7 +21,7 @@ pub struct Vocabulary {
 impl Vocabulary {
     /// From the GGUF vocabulary, through the tokenizer library's `token_to_piece` so that
     /// the bytes are those the worker streams.
-    pub fn from_spec(spec: VocabSpec) -> Result<Vocabulary, ConstraintError> {
+    pub fn from_spec(spec: Vocab) -> Result<Vocabulary, ConstraintError> {
         let end_ids: Vec<u32> = spec.eos.into_iter().chain(spec.eot).collect();
         let n = spec.tokens.len() as u32;
         let tok = Tokenizer::new(spec).map_err(|e| ConstraintError::Vocab(e.to_string()))?;

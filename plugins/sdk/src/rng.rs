@@ -43,7 +43,9 @@ impl Rng {
     }
 }
 
-/// One step of splitmix64: advances `x` and returns a well-mixed word.
+/// One step of splitmix64: advances `x` and returns a well-mixed word. The host crates share
+/// `orcd_common::SplitMix64`; the SDK keeps this step of its own because `worker-orcd plugin new`
+/// copies it into each new plugin as a standalone crate, which can carry no path dependency.
 fn splitmix64(x: &mut u64) -> u64 {
     *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *x;

@@ -10,9 +10,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{model_path, spec};
-use orcd_engine::vocab::Vocab;
-use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig, VocabData};
+use common::model_path;
+
+use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig};
 use orcd_tokenizer::Tokenizer;
 
 const CHARS: usize = 32_768;
@@ -42,9 +42,9 @@ fn main() {
         ("no-boundary", "a".repeat(CHARS)),
     ];
     for which in ["smollm2", "gemma3"] {
-        let vocab = Vocab::open(&model_path(which)).expect("vocabulary");
+        let vocab = orcd_model::vocab::open(&model_path(which)).expect("vocabulary");
         let t0 = Instant::now();
-        let tok = Tokenizer::new(spec(&vocab)).expect("tokenizer");
+        let tok = Tokenizer::new(vocab.clone()).expect("tokenizer");
         println!("{which}: native build {:?}", t0.elapsed());
         for (name, text) in &prompts {
             let n = tok.encode(text, false, false).expect("encode").len();
@@ -61,8 +61,7 @@ fn main() {
             eos: vocab.eos,
             eot: vocab.eot,
         };
-        let host = PluginHost::new(PluginHostConfig::default(), facts, &VocabData::from(&vocab))
-            .expect("host");
+        let host = PluginHost::new(PluginHostConfig::default(), facts, &vocab).expect("host");
         let t0 = Instant::now();
         let mut session = host.tokenizer().expect("plugin tokenizer");
         println!("{which}: plugin instantiate + init {:?}", t0.elapsed());

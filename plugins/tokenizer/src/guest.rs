@@ -4,7 +4,8 @@
 
 use std::sync::OnceLock;
 
-use crate::{TokenType, Tokenizer, TokenizerError, VocabSpec};
+use crate::{Tokenizer, TokenizerError};
+use orcd_common::{TokenType, Vocab};
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -60,7 +61,7 @@ fn unpack(p: PackedBytes, into: &mut Vec<Vec<u8>>) -> Result<(), TokenizerError>
 }
 
 /// Reads the whole vocabulary from the host.
-fn read_vocab() -> Result<VocabSpec, TokenizerError> {
+fn read_vocab() -> Result<Vocab, TokenizerError> {
     let info = vocab::info();
     let n = info.size;
     if n as usize > crate::MAX_VOCAB_TOKENS || info.merges_count as usize > crate::MAX_VOCAB_TOKENS
@@ -102,7 +103,7 @@ fn read_vocab() -> Result<VocabSpec, TokenizerError> {
         unpack(vocab::merges(start, count), &mut merges)?;
         start += count;
     }
-    Ok(VocabSpec {
+    Ok(Vocab {
         model: info.model,
         pre: info.pre,
         name: host::model().name,

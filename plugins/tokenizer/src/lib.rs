@@ -27,7 +27,6 @@ pub mod spm;
 pub mod stream;
 pub mod tokenizer;
 pub mod unicode_class;
-pub mod vocab;
 pub mod wpm;
 
 #[cfg(all(target_arch = "wasm32", feature = "component"))]
@@ -36,4 +35,3 @@ mod guest;
 pub use error::TokenizerError;
 pub use stream::StreamDecoder;
 pub use tokenizer::{MAX_TEXT_BYTES, MAX_VOCAB_TOKENS, Tokenizer, TokenizerKind};
-pub use vocab::{TokenType, VocabSpec};

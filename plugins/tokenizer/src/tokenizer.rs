@@ -1,4 +1,4 @@
-//! The tokenizer: built once from a [`VocabSpec`], then `encode` text to ids and turn ids back
+//! The tokenizer: built once from a [`Vocab`], then `encode` text to ids and turn ids back
 //! into bytes, with llama.cpp's semantics (`llama_vocab::impl::tokenize`, `token_to_piece`,
 //! `detokenize`).
 
@@ -9,8 +9,8 @@ use crate::fast_map::FastMap;
 use crate::pretokenize::PreTokenizer;
 use crate::special::{Fragment, SpecialToken, SpecialTokens};
 use crate::spm;
-use crate::vocab::{TokenType, VocabSpec};
 use crate::wpm;
+use orcd_common::{TokenType, Vocab};
 
 /// Longest text [`Tokenizer::encode`] accepts, in bytes.
 pub const MAX_TEXT_BYTES: usize = 8 << 20;
@@ -110,7 +110,7 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     /// Builds the tokenizer, checking the vocabulary's consistency.
-    pub fn new(spec: VocabSpec) -> Result<Tokenizer, TokenizerError> {
+    pub fn new(spec: Vocab) -> Result<Tokenizer, TokenizerError> {
         let n = spec.tokens.len();
         if n == 0 || n > MAX_VOCAB_TOKENS {
             return Err(TokenizerError::InvalidVocab(format!(

@@ -14,7 +14,7 @@ fn tiny_spm() -> Tokenizer {
         types.push(TokenType::Normal);
     }
     let scores = (0..tokens.len()).map(|i| i as f32).collect();
-    Tokenizer::new(VocabSpec {
+    Tokenizer::new(Vocab {
         model: "llama".into(),
         tokens,
         scores,
@@ -24,7 +24,7 @@ fn tiny_spm() -> Tokenizer {
         bos: Some(1),
         eos: Some(2),
         unk: Some(0),
-        ..VocabSpec::default()
+        ..Vocab::default()
     })
     .expect("valid vocabulary")
 }
@@ -49,46 +49,46 @@ fn spm_merges_by_score_and_falls_back_to_bytes() {
 
 #[test]
 fn bad_vocabularies_are_refused() {
-    let err = Tokenizer::new(VocabSpec {
+    let err = Tokenizer::new(Vocab {
         model: "llama".into(),
-        ..VocabSpec::default()
+        ..Vocab::default()
     })
     .unwrap_err();
     assert!(matches!(err, TokenizerError::InvalidVocab(_)));
     // T5's Unigram vocabularies are not implemented (no decoder in llama.cpp's list).
-    let spec = VocabSpec {
+    let spec = Vocab {
         model: "t5".into(),
         tokens: vec![b"a".to_vec()],
-        ..VocabSpec::default()
+        ..Vocab::default()
     };
     assert_eq!(
         Tokenizer::new(spec).unwrap_err(),
         TokenizerError::UnsupportedModel("t5".into())
     );
-    let spec = VocabSpec {
+    let spec = Vocab {
         model: "gpt2".into(),
         pre: "nonesuch".into(),
         tokens: vec![b"a".to_vec()],
-        ..VocabSpec::default()
+        ..Vocab::default()
     };
     assert!(matches!(
         Tokenizer::new(spec).unwrap_err(),
         TokenizerError::UnsupportedPreTokenizer(_)
     ));
-    let spec = VocabSpec {
+    let spec = Vocab {
         model: "llama".into(),
         tokens: vec![b"a".to_vec(), b"a".to_vec()],
-        ..VocabSpec::default()
+        ..Vocab::default()
     };
     assert!(matches!(
         Tokenizer::new(spec).unwrap_err(),
         TokenizerError::InvalidVocab(_)
     ));
-    let spec = VocabSpec {
+    let spec = Vocab {
         model: "llama".into(),
         tokens: vec![b"a".to_vec()],
         bos: Some(5),
-        ..VocabSpec::default()
+        ..Vocab::default()
     };
     assert!(matches!(
         Tokenizer::new(spec).unwrap_err(),
@@ -113,12 +113,12 @@ fn byte_level_bpe_merges_lowest_rank_first() {
         .iter()
         .map(|t| t.as_bytes().to_vec())
         .collect();
-    let spec = VocabSpec {
+    let spec = Vocab {
         model: "gpt2".into(),
         pre: "gpt-2".into(),
         tokens,
         merges: vec![b"b c".to_vec(), b"a b".to_vec()],
-        ..VocabSpec::default()
+        ..Vocab::default()
     };
     let t = Tokenizer::new(spec).unwrap();
     assert_eq!(t.encode("abc", false, false).unwrap(), [0, 4]);

@@ -7,14 +7,12 @@ mod common;
 use std::path::Path;
 
 use common::{Case, SUITES, json_cases, model_path, suite_cases, suite_vocab};
-use orcd_engine::vocab::Vocab;
-use orcd_plugin_host::{
-    ModelFacts, PluginHost, PluginHostConfig, PluginKind, TokenizerSession, VocabData,
-};
+
+use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig, PluginKind, TokenizerSession};
 
 /// A plugin host with the built-in plugins for the vocabulary of the GGUF file at `path`.
 fn host_for(path: &Path) -> PluginHost {
-    let v = Vocab::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v = orcd_model::vocab::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let facts = ModelFacts {
         architecture: String::new(),
         name: v.name.clone(),
@@ -24,8 +22,7 @@ fn host_for(path: &Path) -> PluginHost {
         eos: v.eos,
         eot: v.eot,
     };
-    PluginHost::new(PluginHostConfig::default(), facts, &VocabData::from(&v))
-        .expect("plugin host starts")
+    PluginHost::new(PluginHostConfig::default(), facts, &v).expect("plugin host starts")
 }
 
 fn session(host: &PluginHost) -> TokenizerSession {
@@ -122,7 +119,7 @@ fn plugin_reports_bad_ids_and_parses_special_tokens() {
 
 #[test]
 fn plugin_refuses_unsupported_vocabularies_with_a_typed_error() {
-    let mut data = VocabData::from(&Vocab::open(&suite_vocab("gpt-2")).expect("vocabulary"));
+    let mut data = orcd_model::vocab::open(&suite_vocab("gpt-2")).expect("vocabulary");
     data.pre = "nonesuch".into();
     let facts = ModelFacts {
         architecture: String::new(),

@@ -10,7 +10,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use orcd_plugin_host::{ModelFacts, PluginError, PluginHost, PluginKind, VocabData};
+use orcd_common::{SplitMix64, TokenType, Vocab};
+use orcd_plugin_host::{ModelFacts, PluginError, PluginHost, PluginKind};
 
 use crate::harness::host_with;
 use crate::{KitError, Report};
@@ -72,7 +73,7 @@ impl Language {
 /// `</s>`, the 256 byte tokens `<0xXX>`, every printable ASCII character, `▁` (a space), a few
 /// words (`yes`, `▁yes`, `ye`, `es`, `{"`, ...), then filler words `▁fN` up to `n` tokens.
 pub struct KitVocab {
-    pub data: VocabData,
+    pub data: Vocab,
     /// The bytes each token stands for in the output (empty for special tokens).
     pub pieces: Vec<Vec<u8>>,
 }
@@ -107,14 +108,14 @@ impl KitVocab {
             i += 1;
         }
         entries.truncate(n as usize);
-        let data = VocabData {
+        let data = Vocab {
             model: "llama".into(),
             tokens: entries.iter().map(|e| e.0.clone()).collect(),
-            token_types: entries.iter().map(|e| e.1).collect(),
+            token_types: entries.iter().map(|e| TokenType::from_i32(e.1)).collect(),
             unk: Some(UNK),
             bos: Some(BOS),
             eos: Some(EOS),
-            ..VocabData::default()
+            ..Vocab::default()
         };
         KitVocab {
             data,
@@ -211,8 +212,8 @@ pub fn check_constraint(wasm: &Path) -> Result<Report, KitError> {
         format!("{WALKS} random walks end complete"),
         (1..=WALKS)
             .map(|seed| {
-                let mut rng = SplitMix(seed);
-                c.walk(|ids| ids[(rng.next() % ids.len() as u64) as usize])
+                let mut rng = SplitMix64(seed);
+                c.walk(|ids| ids[(rng.next_u64() % ids.len() as u64) as usize])
                     .map(|(out, _, _)| out)
             })
             .collect::<Result<Vec<_>, _>>()
@@ -389,26 +390,13 @@ fn large_vocab(
         lang,
         vocab: &vocab,
     };
-    let mut rng = SplitMix(7);
-    let (out, steps, spent) = c.walk(|ids| ids[(rng.next() % ids.len() as u64) as usize])?;
+    let mut rng = SplitMix64(7);
+    let (out, steps, spent) = c.walk(|ids| ids[(rng.next_u64() % ids.len() as u64) as usize])?;
     Ok(format!(
         "{:?} in {steps} tokens, {:.0} us per allowed()",
         String::from_utf8_lossy(&out),
         spent.as_secs_f64() * 1e6 / f64::from(steps)
     ))
-}
-
-/// The walks' seeded generator (SplitMix64).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 #[cfg(test)]

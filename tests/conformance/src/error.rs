@@ -7,7 +7,7 @@ pub enum KitError {
     #[error(transparent)]
     Plugin(#[from] orcd_plugin_host::PluginError),
     #[error(transparent)]
-    Engine(#[from] orcd_engine::EngineError),
+    Engine(#[from] orcd_device::EngineError),
     #[error("cannot read {path}: {source}")]
     Io {
         path: String,

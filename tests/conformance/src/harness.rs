@@ -3,15 +3,16 @@
 
 use std::path::Path;
 
+use orcd_common::Vocab;
 use orcd_plugin_host::{
-    ModelFacts, PluginHost, PluginHostConfig, PluginInfo, PluginKind, SamplingParams, VocabData,
+    ModelFacts, PluginHost, PluginHostConfig, PluginInfo, PluginKind, SamplingParams,
 };
 
 use crate::KitError;
 
 /// A vocabulary of `n` tokens `t0`, `t1`, ... (BOS 0, EOS 1).
-pub fn synthetic_vocab(n: u32) -> VocabData {
-    VocabData::synthetic(n)
+pub fn synthetic_vocab(n: u32) -> Vocab {
+    Vocab::synthetic(n)
 }
 
 /// Facts of a synthetic model with `n` tokens.
@@ -32,7 +33,7 @@ pub fn host_with(
     wasm: &Path,
     kind: PluginKind,
     facts: ModelFacts,
-    vocab: &VocabData,
+    vocab: &Vocab,
 ) -> Result<(PluginHost, PluginInfo), KitError> {
     host_with_config(wasm, kind, facts, vocab, PluginHostConfig::default())
 }
@@ -42,7 +43,7 @@ pub fn host_with_config(
     wasm: &Path,
     kind: PluginKind,
     facts: ModelFacts,
-    vocab: &VocabData,
+    vocab: &Vocab,
     cfg: PluginHostConfig,
 ) -> Result<(PluginHost, PluginInfo), KitError> {
     let cfg = PluginHostConfig {

@@ -8,8 +8,8 @@ use std::cell::Cell;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use orcd_engine::mock::{MockDevice, MockOptions};
-use orcd_engine::{Device, EngineError, LogitsWanted, SeqInput};
+use orcd_device::mock::{MockDevice, MockOptions};
+use orcd_device::{Device, EngineError, LogitsWanted, SeqInput};
 use orcd_plugin_host::{
     LogitsSource, PluginError, PluginHost, PluginHostConfig, PluginKind, SamplingParams,
 };
@@ -199,7 +199,7 @@ enum RunError {
 }
 
 impl RunError {
-    fn code(&self) -> orcd_engine::ErrorCode {
+    fn code(&self) -> orcd_device::ErrorCode {
         match self {
             RunError::Plugin(e) => e.code(),
             RunError::Engine(e) => e.code(),

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use orcd_engine::vocab::Vocab;
-use orcd_plugin_host::{ModelFacts, PluginKind, VocabData};
+use orcd_common::Vocab;
+use orcd_plugin_host::{ModelFacts, PluginKind};
 
 use crate::harness::host_with;
 use crate::{KitError, Report};
@@ -112,8 +112,8 @@ pub fn check_tokenizer(wasm: &Path, vocab: &Path, suites: &[Suite]) -> Result<Re
 }
 
 /// Model facts and vocabulary of a `.gguf` file.
-fn load_vocab(path: &Path) -> Result<(ModelFacts, VocabData), KitError> {
-    let vocab = Vocab::open(path)?;
+fn load_vocab(path: &Path) -> Result<(ModelFacts, Vocab), KitError> {
+    let vocab = orcd_model::vocab::open(path)?;
     let facts = ModelFacts {
         architecture: "llama".into(),
         name: vocab.name.clone(),
@@ -123,7 +123,7 @@ fn load_vocab(path: &Path) -> Result<(ModelFacts, VocabData), KitError> {
         eos: vocab.eos,
         eot: vocab.eot,
     };
-    Ok((facts, VocabData::from(&vocab)))
+    Ok((facts, vocab))
 }
 
 fn read(path: &Path) -> Result<String, KitError> {

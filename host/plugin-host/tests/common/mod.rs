@@ -9,7 +9,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig, SamplingParams, VocabData};
+use orcd_common::Vocab;
+use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig, SamplingParams};
 
 /// Vocabulary size of the test model.
 pub const VOCAB: u32 = 1000;
@@ -82,8 +83,7 @@ pub fn config() -> PluginHostConfig {
 
 /// A host over the test vocabulary with the hostile sampler loaded.
 pub fn hostile_host(cfg: PluginHostConfig) -> PluginHost {
-    let host =
-        PluginHost::new(cfg, facts(VOCAB), &VocabData::synthetic(VOCAB)).expect("host starts");
+    let host = PluginHost::new(cfg, facts(VOCAB), &Vocab::synthetic(VOCAB)).expect("host starts");
     host.load_file(&guest("hostile_sampler"))
         .expect("hostile sampler loads");
     host

@@ -13,12 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use orcd_engine::Device;
-use orcd_engine::cpu::{CpuBackend, CpuOptions};
-use orcd_engine::model::Model;
-use orcd_engine::model::decode::greedy_generate;
-use orcd_engine::vocab::Vocab;
-use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig, VocabData};
+use orcd_cpu::{CpuBackend, CpuOptions};
+use orcd_device::Device;
+use orcd_device::decode::greedy_generate;
+use orcd_model::Model;
+use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig};
 
 use super::plugin_cache::PluginCacheArgs;
 
@@ -52,7 +51,7 @@ pub struct DeviceArgs {
     pub gpu_device: usize,
     /// How the KV cache keeps keys and values: f16, q8_0 or f32.
     #[arg(long, default_value = "f16", value_name = "f16|q8_0|f32")]
-    pub kv_type: orcd_engine::KvType,
+    pub kv_type: orcd_model::KvType,
 }
 
 impl DeviceArgs {
@@ -143,7 +142,7 @@ fn decode_text(
     ids: &[u32],
     cache: Option<PathBuf>,
 ) -> anyhow::Result<String> {
-    let vocab = Vocab::from_gguf(&model.gguf).context("no usable vocabulary")?;
+    let vocab = orcd_model::vocab::from_gguf(&model.gguf).context("no usable vocabulary")?;
     let c = &model.config;
     let facts = ModelFacts {
         architecture: c.arch.name().to_string(),
@@ -161,8 +160,7 @@ fn decode_text(
         cache_dir: cache,
         ..PluginHostConfig::default()
     };
-    let host = PluginHost::new(cfg, facts, &VocabData::from(&vocab))
-        .context("cannot start the plugin runtime")?;
+    let host = PluginHost::new(cfg, facts, &vocab).context("cannot start the plugin runtime")?;
     let mut tokenizer = host.tokenizer().context("no tokenizer plugin")?;
     let bytes = tokenizer
         .decode(ids, false)

@@ -356,7 +356,7 @@ mod tests {
     #[test]
     fn a_library_manifest_refuses_what_it_cannot_carry() {
         let ws = "[workspace.package]\nversion = \"1.0.0\"\n\n[workspace.dependencies]\n\
-                  serde = \"1\"\norcd-engine = { path = \"host/engine\" }\n";
+                  serde = \"1\"\norcd-model = { path = \"host/model\" }\n";
         let ok = library_manifest(
             "[package]\nversion.workspace = true\n[lib]\ncrate-type = [\"cdylib\"]\n\
              [dependencies]\nserde.workspace = true\n[lints]\nworkspace = true\n",
@@ -368,7 +368,7 @@ mod tests {
             "{ok}"
         );
         assert!(!ok.contains("cdylib") && !ok.contains("lints"), "{ok}");
-        let path_dep = "[dependencies]\norcd-engine.workspace = true\n";
+        let path_dep = "[dependencies]\norcd-model.workspace = true\n";
         assert!(library_manifest(path_dep, ws).is_err());
         let missing = "[dependencies]\nrayon.workspace = true\n";
         assert!(library_manifest(missing, ws).is_err());

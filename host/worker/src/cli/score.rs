@@ -8,7 +8,7 @@
 
 use std::process::ExitCode;
 
-use orcd_engine::model::decode::score_positions;
+use orcd_device::decode::score_positions;
 
 use super::generate::{DeviceArgs, parse_ids};
 

@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use orcd_engine::KvType;
-use orcd_engine::cpu::{CpuBackend, CpuOptions};
-use orcd_engine::model::Model;
+use orcd_cpu::{CpuBackend, CpuOptions};
+use orcd_model::KvType;
+use orcd_model::Model;
 use tracing::{error, info, warn};
 use worker_orcd::lifecycle::{self, WorkerOptions, WorkerParts};
 use worker_orcd::model_facts::model_facts;
@@ -147,7 +147,7 @@ fn worker_id(flag: Option<&str>) -> anyhow::Result<String> {
 fn open_device(
     args: &ServeArgs,
     model: Model,
-) -> Result<Box<dyn ServedDevice>, orcd_engine::EngineError> {
+) -> Result<Box<dyn ServedDevice>, orcd_device::EngineError> {
     match args.backend {
         Backend::Cpu => {
             let opts = CpuOptions {
@@ -227,7 +227,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(d) => d,
         Err(e) => {
             let (required, available) = match &e {
-                orcd_engine::EngineError::InsufficientVram {
+                orcd_device::EngineError::InsufficientVram {
                     required,
                     available,
                 } => (Some(*required), Some(*available)),

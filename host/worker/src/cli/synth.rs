@@ -5,16 +5,16 @@
 //!     --vocab-from ggml-vocab-llama-bpe.gguf --out llama3-8b-synth.gguf [--seed N]
 //! ```
 //!
-//! The work is [`orcd_engine::synth`]; this file parses the flags and reports what was written.
+//! The work is [`orcd_tools::synth`]; this file parses the flags and reports what was written.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use orcd_engine::gguf::GgufFile;
-use orcd_engine::quant::GgmlType;
-use orcd_engine::synth::{SynthOptions, shape, shape_names, synthesize_with_progress};
+use orcd_model::gguf::GgufFile;
+use orcd_model::quant::GgmlType;
+use orcd_tools::synth::{SynthOptions, shape, shape_names, synthesize_with_progress};
 use worker_orcd::progress::{Progress, Unit};
 
 #[derive(clap::Args, Debug)]

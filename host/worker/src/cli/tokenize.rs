@@ -11,9 +11,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use orcd_engine::gguf::GgufFile;
-use orcd_engine::vocab::Vocab;
-use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig, VocabData};
+use orcd_model::gguf::GgufFile;
+use orcd_plugin_host::{ModelFacts, PluginHost, PluginHostConfig};
 
 use super::plugin_cache::PluginCacheArgs;
 
@@ -44,7 +43,7 @@ pub struct TokenizeArgs {
 pub fn run(args: TokenizeArgs) -> anyhow::Result<ExitCode> {
     let path = &args.model;
     let file = GgufFile::open(path).context("cannot open the model")?;
-    let vocab = Vocab::from_gguf(&file)
+    let vocab = orcd_model::vocab::from_gguf(&file)
         .with_context(|| format!("{}: no usable vocabulary", path.display()))?;
     let architecture = file
         .get_str_opt("general.architecture")
@@ -73,8 +72,7 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<ExitCode> {
         cache_dir: args.cache.resolve()?,
         ..PluginHostConfig::default()
     };
-    let host = PluginHost::new(cfg, facts, &VocabData::from(&vocab))
-        .context("cannot start the plugin runtime")?;
+    let host = PluginHost::new(cfg, facts, &vocab).context("cannot start the plugin runtime")?;
     let mut tokenizer = host
         .tokenizer()
         .context("no tokenizer plugin for this vocabulary")?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
-use orcd_engine::{EngineError, LogitsWanted, SeqInput, SeqSlot};
+use orcd_device::{EngineError, LogitsWanted, SeqInput, SeqSlot};
 use tracing::{debug, error, info, warn};
 
 use super::logprobs::{RawRow, SavingPenalized};

@@ -6,7 +6,7 @@
 //! never touches an allowed token) or, for a token the sampler penalized, from the value saved
 //! just before the penalty. Nothing of the row but a few floats crosses to the host.
 
-use orcd_engine::{Device, DeviceInfo, EngineError, SeqInput, SeqSlot};
+use orcd_device::{Device, DeviceInfo, EngineError, SeqInput, SeqSlot};
 
 use crate::job::TokenLogprob;
 
@@ -146,9 +146,9 @@ impl Device for SavingPenalized<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orcd_engine::LogitsWanted;
-    use orcd_engine::device::host_logits;
-    use orcd_engine::mock::MockDevice;
+    use orcd_device::LogitsWanted;
+    use orcd_device::host_logits;
+    use orcd_device::mock::MockDevice;
 
     /// A mock device with one logits row after a 3-token prompt.
     fn device() -> MockDevice {

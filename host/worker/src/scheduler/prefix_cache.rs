@@ -18,7 +18,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use orcd_engine::SeqSlot;
+use orcd_device::SeqSlot;
 
 /// Tokens per block of the hash chain.
 pub(crate) const BLOCK_TOKENS: usize = 16;

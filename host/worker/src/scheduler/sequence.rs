@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use orcd_engine::{LogitsWanted, SeqSlot};
+use orcd_device::{LogitsWanted, SeqSlot};
 
 use crate::job::{Job, JobEvent, StopReason, TokenLogprob};
 use crate::plugins::{
@@ -299,7 +299,7 @@ mod tests {
     impl SamplerSession for NoSampler {
         fn sample(
             &mut self,
-            _: &mut dyn orcd_engine::Device,
+            _: &mut dyn orcd_device::Device,
             _: usize,
             _: &[u32],
         ) -> Result<u32, PluginFailure> {
@@ -353,7 +353,7 @@ mod tests {
         };
         let seq = Sequence {
             job,
-            slot: orcd_engine::SeqSlot(0),
+            slot: orcd_device::SeqSlot(0),
             tokens: vec![9],
             prompt_len: 1,
             cached: 1,

@@ -18,8 +18,8 @@
 //! It is an upper bound (sliding-window layers attend to fewer keys) that ignores norms, RoPE
 //! and sampling. SmolLM2-135M: about 0.27 GFLOP per token plus the attention term.
 
-use orcd_engine::model::ModelConfig;
-use orcd_engine::model::config::MoeConfig;
+use orcd_model::ModelConfig;
+use orcd_model::config::MoeConfig;
 
 use super::error::AppError;
 

@@ -195,14 +195,14 @@ pub fn terminal(events: &[Sse]) -> &Sse {
 }
 
 /// The real plugins for SmolLM2's vocabulary, and the model's facts.
-pub fn smollm2_plugins() -> (Plugins, ModelFacts, orcd_engine::model::Model) {
+pub fn smollm2_plugins() -> (Plugins, ModelFacts, orcd_model::Model) {
     plugins_for(&smollm2_path())
 }
 
 /// The real plugins for a model file's vocabulary, the model's facts, and the model.
-pub fn plugins_for(path: &std::path::Path) -> (Plugins, ModelFacts, orcd_engine::model::Model) {
+pub fn plugins_for(path: &std::path::Path) -> (Plugins, ModelFacts, orcd_model::Model) {
     let path = path.to_path_buf();
-    let model = orcd_engine::model::Model::open(&path).expect("SmolLM2 loads");
+    let model = orcd_model::Model::open(&path).expect("SmolLM2 loads");
     let facts = worker_orcd::model_facts::model_facts(&model, &path);
     let plugins = worker_orcd::plugin_bridge::load(None, &model, None).expect("plugins load");
     (plugins, facts, model)
@@ -212,13 +212,13 @@ pub fn plugins_for(path: &std::path::Path) -> (Plugins, ModelFacts, orcd_engine:
 pub const MOCK_CONTEXT: usize = 2048;
 
 /// The mock device of the test workers: seed 7, [`MOCK_CONTEXT`], `kv_tokens` of KV budget.
-pub fn mock_device(vocab_size: usize, kv_tokens: usize) -> orcd_engine::mock::MockDevice {
-    let opts = orcd_engine::mock::MockOptions {
+pub fn mock_device(vocab_size: usize, kv_tokens: usize) -> orcd_device::mock::MockDevice {
+    let opts = orcd_device::mock::MockOptions {
         context_length: MOCK_CONTEXT,
         kv_tokens,
         ..Default::default()
     };
-    orcd_engine::mock::MockDevice::with_options(vocab_size, 7, opts).expect("mock device")
+    orcd_device::mock::MockDevice::with_options(vocab_size, 7, opts).expect("mock device")
 }
 
 /// A worker over the mock device (deterministic logits, no model compute) with SmolLM2's real
@@ -243,9 +243,9 @@ pub async fn mock_worker(
 /// A worker over the CPU backend running SmolLM2.
 pub async fn cpu_worker(max_running: usize, queue_capacity: usize, kv_tokens: usize) -> TestWorker {
     let (plugins, facts, model) = smollm2_plugins();
-    let device = orcd_engine::cpu::CpuBackend::new(
+    let device = orcd_cpu::CpuBackend::new(
         model,
-        orcd_engine::cpu::CpuOptions {
+        orcd_cpu::CpuOptions {
             threads: 2,
             kv_tokens_budget: kv_tokens,
             ..Default::default()
@@ -265,14 +265,14 @@ pub async fn cpu_worker(max_running: usize, queue_capacity: usize, kv_tokens: us
 /// the way a long generation on a real model does) and an optional panic at a chosen step (a
 /// backend bug).
 pub struct TestDevice {
-    pub inner: orcd_engine::mock::MockDevice,
+    pub inner: orcd_device::mock::MockDevice,
     pub steps: usize,
     pub panic_at: Option<usize>,
     pub step_delay: Duration,
 }
 
-impl orcd_engine::Device for TestDevice {
-    fn info(&self) -> orcd_engine::DeviceInfo {
+impl orcd_device::Device for TestDevice {
+    fn info(&self) -> orcd_device::DeviceInfo {
         self.inner.info()
     }
     fn vocab_size(&self) -> usize {
@@ -284,10 +284,10 @@ impl orcd_engine::Device for TestDevice {
     fn alloc_seq(
         &mut self,
         max_tokens: usize,
-    ) -> Result<orcd_engine::SeqSlot, orcd_engine::EngineError> {
+    ) -> Result<orcd_device::SeqSlot, orcd_device::EngineError> {
         self.inner.alloc_seq(max_tokens)
     }
-    fn free_seq(&mut self, slot: orcd_engine::SeqSlot) {
+    fn free_seq(&mut self, slot: orcd_device::SeqSlot) {
         self.inner.free_seq(slot)
     }
     fn free_kv_tokens(&self) -> usize {
@@ -295,15 +295,15 @@ impl orcd_engine::Device for TestDevice {
     }
     fn copy_kv_prefix(
         &mut self,
-        from: orcd_engine::SeqSlot,
-        to: orcd_engine::SeqSlot,
+        from: orcd_device::SeqSlot,
+        to: orcd_device::SeqSlot,
         n_tokens: usize,
-    ) -> Result<(), orcd_engine::EngineError> {
+    ) -> Result<(), orcd_device::EngineError> {
         self.inner.copy_kv_prefix(from, to, n_tokens)
     }
     fn kv_prefix_kept(
         &self,
-        from: orcd_engine::SeqSlot,
+        from: orcd_device::SeqSlot,
         n_tokens: usize,
         to_max_tokens: usize,
     ) -> bool {
@@ -311,8 +311,8 @@ impl orcd_engine::Device for TestDevice {
     }
     fn forward(
         &mut self,
-        batch: &[orcd_engine::SeqInput<'_>],
-    ) -> Result<usize, orcd_engine::EngineError> {
+        batch: &[orcd_device::SeqInput<'_>],
+    ) -> Result<usize, orcd_device::EngineError> {
         self.steps += 1;
         if self.panic_at == Some(self.steps) {
             panic!("injected backend bug at step {}", self.steps);
@@ -320,17 +320,17 @@ impl orcd_engine::Device for TestDevice {
         std::thread::sleep(self.step_delay);
         self.inner.forward(batch)
     }
-    fn logits_argmax(&self, row: usize) -> Result<(u32, f32), orcd_engine::EngineError> {
+    fn logits_argmax(&self, row: usize) -> Result<(u32, f32), orcd_device::EngineError> {
         self.inner.logits_argmax(row)
     }
     fn logits_top_k(
         &self,
         row: usize,
         k: usize,
-    ) -> Result<Vec<(u32, f32)>, orcd_engine::EngineError> {
+    ) -> Result<Vec<(u32, f32)>, orcd_device::EngineError> {
         self.inner.logits_top_k(row, k)
     }
-    fn logits_row(&self, row: usize) -> Result<Vec<f32>, orcd_engine::EngineError> {
+    fn logits_row(&self, row: usize) -> Result<Vec<f32>, orcd_device::EngineError> {
         self.inner.logits_row(row)
     }
     fn logits_penalize(
@@ -340,23 +340,23 @@ impl orcd_engine::Device for TestDevice {
         repeat: f32,
         frequency: f32,
         presence: f32,
-    ) -> Result<(), orcd_engine::EngineError> {
+    ) -> Result<(), orcd_device::EngineError> {
         self.inner
             .logits_penalize(row, history, repeat, frequency, presence)
     }
-    fn logits_mask(&mut self, row: usize, allowed: &[u32]) -> Result<(), orcd_engine::EngineError> {
+    fn logits_mask(&mut self, row: usize, allowed: &[u32]) -> Result<(), orcd_device::EngineError> {
         self.inner.logits_mask(row, allowed)
     }
-    fn logits_logsumexp(&self, row: usize) -> Result<f32, orcd_engine::EngineError> {
+    fn logits_logsumexp(&self, row: usize) -> Result<f32, orcd_device::EngineError> {
         self.inner.logits_logsumexp(row)
     }
-    fn logits_gather(&self, row: usize, ids: &[u32]) -> Result<Vec<f32>, orcd_engine::EngineError> {
+    fn logits_gather(&self, row: usize, ids: &[u32]) -> Result<Vec<f32>, orcd_device::EngineError> {
         self.inner.logits_gather(row, ids)
     }
 }
 
 impl ServedDevice for TestDevice {
-    fn verify_residency(&self) -> Result<usize, orcd_engine::EngineError> {
+    fn verify_residency(&self) -> Result<usize, orcd_device::EngineError> {
         Ok(0)
     }
 }

@@ -9,7 +9,6 @@ pub mod validate;
 use std::sync::{Arc, OnceLock};
 
 use orcd_constraint::{Compiled, Session, Vocabulary};
-use orcd_engine::vocab::Vocab;
 use serde_json::Value;
 
 #[path = "../../../tokenizer/tests/common/mod.rs"]
@@ -37,8 +36,8 @@ pub fn tokenizer(which: &str) -> orcd_tokenizer::Tokenizer {
 }
 
 pub fn load(path: &std::path::Path) -> Arc<Vocabulary> {
-    let v = Vocab::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    Arc::new(Vocabulary::from_spec(tok::spec(&v)).expect("vocabulary"))
+    let v = orcd_model::vocab::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Arc::new(Vocabulary::from_spec(v).expect("vocabulary"))
 }
 
 /// The text of llama.cpp's example grammar `name` (`json`, `arithmetic`, ...).

@@ -1,44 +1,18 @@
 //! Shared helpers of the tokenizer tests: where llama.cpp's suites and the real models are,
-//! and the conversion from the engine's GGUF vocabulary to the tokenizer's input.
+//! and a native tokenizer for a GGUF file's vocabulary.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
-use orcd_engine::vocab::Vocab;
 /// Where llama.cpp's golden files are, and the path of a real model (fetched when missing).
 pub use orcd_tests::models::{fetch_model as model_path, fetch_vocab_suites, reference_dir};
-use orcd_tokenizer::{TokenType, Tokenizer, VocabSpec};
-
-/// The tokenizer input for a vocabulary read by the engine.
-pub fn spec(v: &Vocab) -> VocabSpec {
-    VocabSpec {
-        model: v.model.clone(),
-        pre: v.pre.clone(),
-        name: v.name.clone(),
-        tokens: v.tokens.iter().map(|t| t.as_bytes().to_vec()).collect(),
-        scores: v.scores.clone(),
-        token_types: v
-            .token_types
-            .iter()
-            .map(|&t| TokenType::from_i32(t))
-            .collect(),
-        merges: v.merges.iter().map(|m| m.as_bytes().to_vec()).collect(),
-        add_bos: v.add_bos,
-        add_eos: v.add_eos,
-        add_space_prefix: v.add_space_prefix,
-        bos: v.bos,
-        eos: v.eos,
-        eot: v.eot,
-        unk: v.unk,
-        pad: v.pad,
-    }
-}
+use orcd_tokenizer::Tokenizer;
 
 /// A native tokenizer for the GGUF file at `path`.
 pub fn tokenizer(path: &Path) -> Tokenizer {
-    let vocab = Vocab::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    Tokenizer::new(spec(&vocab)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    let vocab = orcd_model::vocab::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Tokenizer::new(vocab).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// One test string and llama.cpp's ids for it.

@@ -155,21 +155,9 @@ pub(super) fn bench_batched(
     Ok(out)
 }
 
-/// A small seeded generator for prompt token ids (SplitMix64).
-pub(super) struct SplitMix64(pub(super) u64);
-
-impl SplitMix64 {
-    pub(super) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub(super) fn tokens(&mut self, n: usize, vocab: usize) -> Vec<u32> {
-        (0..n)
-            .map(|_| (self.next() % vocab.max(1) as u64) as u32)
-            .collect()
-    }
+/// `n` seeded prompt token ids below `vocab`.
+pub(super) fn random_tokens(rng: &mut SplitMix64, n: usize, vocab: usize) -> Vec<u32> {
+    (0..n)
+        .map(|_| (rng.next_u64() % vocab.max(1) as u64) as u32)
+        .collect()
 }

@@ -139,11 +139,11 @@ pub(super) fn memory_row(info: &DeviceInfo, free_kv: usize) -> Row {
 /// The capacity row: how many sequences of [`CAPACITY_SEQ_TOKENS`] positions a KV budget of
 /// [`CAPACITY_KV_BYTES`] holds, per KV type, at the bytes a position takes on every layer (what
 /// both backends' KV ledgers charge; the CPU backend's sliding-window layers keep less).
-pub(super) fn kv_capacity_row(model: &Model, kv_type: orcd_engine::KvType) -> Row {
+pub(super) fn kv_capacity_row(model: &Model, kv_type: orcd_model::KvType) -> Row {
     let c = &model.config;
-    let per = |t: orcd_engine::KvType| t.bytes_per_token(c.n_layers, c.kv_dim()) as u64;
+    let per = |t: orcd_model::KvType| t.bytes_per_token(c.n_layers, c.kv_dim()) as u64;
     let seqs = |t| CAPACITY_KV_BYTES / (per(t) * CAPACITY_SEQ_TOKENS);
-    let each: Vec<String> = orcd_engine::KvType::ALL
+    let each: Vec<String> = orcd_model::KvType::ALL
         .iter()
         .map(|&t| {
             format!(

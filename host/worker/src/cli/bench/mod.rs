@@ -43,9 +43,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use orcd_engine::cpu::{CpuBackend, CpuOptions};
-use orcd_engine::model::Model;
-use orcd_engine::{Device, DeviceInfo, EngineError, LogitsWanted, SeqInput, SeqSlot};
+use orcd_common::SplitMix64;
+use orcd_cpu::{CpuBackend, CpuOptions};
+use orcd_device::{Device, DeviceInfo, EngineError, LogitsWanted, SeqInput, SeqSlot};
+use orcd_model::Model;
 use serde::Serialize;
 use worker_orcd::job::GenParams;
 use worker_orcd::lifecycle::{self, RunningWorker, WorkerOptions, WorkerParts};
@@ -125,7 +126,7 @@ pub struct BenchArgs {
     pub threads: usize,
     /// How the KV cache keeps keys and values: f16, q8_0 or f32.
     #[arg(long, default_value = "f16", value_name = "f16|q8_0|f32")]
-    pub kv_type: orcd_engine::KvType,
+    pub kv_type: orcd_model::KvType,
     /// Timed runs of each part; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
@@ -262,7 +263,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let dev: &mut dyn Device = device.as_mut();
         if !skip(Part::Pp) {
             let id = format!("pp{}", args.pp);
-            let prompt = rng.tokens(args.pp, vocab);
+            let prompt = random_tokens(&mut rng, args.pp, vocab);
             rows.push(match bench_pp(dev, &prompt, args.repeats) {
                 Ok(rates) => Row::ok(id, median(&rates), "tok/s", rates).with(format!(
                     "1 sequence, {} prompt tokens in one forward, last logits; median of {}",
@@ -274,7 +275,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         if !skip(Part::Tg) {
             let id = format!("tg{}", args.tg);
-            let first = rng.tokens(1, vocab)[0];
+            let first = random_tokens(&mut rng, 1, vocab)[0];
             rows.push(match bench_tg(dev, first, args.tg, args.repeats) {
                 Ok(rates) => Row::ok(id, median(&rates), "tok/s", rates).with(format!(
                     "batch 1, greedy argmax, after {WARMUP_STEPS} warm-up steps; median of {}",
@@ -288,7 +289,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             for &n in &args.batches {
                 let id = format!("batch{n}");
                 let prompts: Vec<Vec<u32>> = (0..n)
-                    .map(|_| rng.tokens(args.batch_prompt, vocab))
+                    .map(|_| random_tokens(&mut rng, args.batch_prompt, vocab))
                     .collect();
                 rows.push(
                     match bench_batched(dev, &prompts, args.batch_tg, args.repeats) {
@@ -320,7 +321,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         )
     };
     if !skip(Part::Plugin) {
-        let prompt = rng.tokens(PLUGIN_PROMPT, vocab);
+        let prompt = random_tokens(&mut rng, PLUGIN_PROMPT, vocab);
         let setups: [_; PLUGIN_SETUPS] = [
             (
                 "plugin_greedy",
@@ -523,8 +524,8 @@ mod tests {
 
     #[test]
     fn seeded_tokens_repeat_and_stay_in_range() {
-        let a = SplitMix64(7).tokens(100, 50);
-        assert_eq!(a, SplitMix64(7).tokens(100, 50));
+        let a = random_tokens(&mut SplitMix64(7), 100, 50);
+        assert_eq!(a, random_tokens(&mut SplitMix64(7), 100, 50));
         assert!(a.iter().all(|&t| t < 50));
     }
 }
