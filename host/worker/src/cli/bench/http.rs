@@ -144,27 +144,7 @@ pub(super) async fn first_token(
         "temperature": 0.0,
         "seed": 42,
     });
-    let t = Instant::now();
-    let mut resp = client.post(url).json(&body).send().await?;
-    if !resp.status().is_success() {
-        let status = resp.status();
-        bail!(
-            "/execute answered {status}: {}",
-            resp.text().await.unwrap_or_default()
-        );
-    }
-    let mut stream = String::new();
-    let mut first = None;
-    while let Some(chunk) = resp.chunk().await? {
-        stream.push_str(&String::from_utf8_lossy(&chunk));
-        if first.is_none() && has_event(&stream, "token") {
-            first = Some(t.elapsed());
-        }
-    }
-    if has_event(&stream, "error") {
-        bail!("the job failed: {}", stream.trim());
-    }
-    first.with_context(|| format!("no `token` event in the stream: {}", stream.trim()))
+    Ok(one_stream(client, url, body).await?.0)
 }
 
 /// A batch of requests sent at once and read to their ends.
