@@ -36,10 +36,19 @@ pub(super) fn bench_constrained(
     plugins: &Plugins,
     seqs: usize,
 ) -> anyhow::Result<([Round; 2], usize)> {
-    let prompts: Vec<(String, usize)> = (0..seqs)
-        .map(|i| prompt_of_tokens(plugins, args.batch_prompt, 100 + i))
-        .collect::<anyhow::Result<_>>()?;
-    let prompt_tokens = prompts.iter().map(|p| p.1).max().unwrap_or(0);
+    // Each round its own prompts: the second must not find the first's in the prefix cache.
+    let round_prompts = |round: usize| -> anyhow::Result<Vec<(String, usize)>> {
+        (0..seqs)
+            .map(|i| prompt_of_tokens(plugins, args.batch_prompt, 1000 + round * seqs + i))
+            .collect()
+    };
+    let rounds_prompts = [round_prompts(0)?, round_prompts(1)?];
+    let prompt_tokens = rounds_prompts
+        .iter()
+        .flatten()
+        .map(|p| p.1)
+        .max()
+        .unwrap_or(0);
     let kv = (seqs + 1) * kv_per_sequence(prompt_tokens + args.batch_tg + 16);
     let max_tokens = u32::try_from(args.batch_tg).context("--batch-tg is too large")?;
     let server = InProcessServer::start(args, model, plugins.clone(), kv, seqs, max_tokens)?;
@@ -60,7 +69,7 @@ pub(super) fn bench_constrained(
                 serde_json::json!({})
             };
             warm_up(&client, &execute, seqs, &extra).await?;
-            let bodies = prompts
+            let bodies = rounds_prompts[round]
                 .iter()
                 .enumerate()
                 .map(|(i, (p, _))| {

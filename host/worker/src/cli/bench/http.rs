@@ -286,18 +286,18 @@ pub(super) const WORDS: &[&str] = &[
     "evening", "light", "turned", "water", "gold", "over", "quiet", "town", "near", "hills",
 ];
 
-/// A text prompt that the model's tokenizer turns into at least `tokens` tokens (words cycle
-/// from an offset that differs per `variant`), and its token count.
+/// A text prompt that the model's tokenizer turns into at least `tokens` tokens, and its token
+/// count. It starts with `variant`'s number (so prompts of different variants share no prefix
+/// the prefix cache could reuse: the words alone repeat every 30 variants), then words cycle
+/// from an offset that differs per `variant`.
 pub(super) fn prompt_of_tokens(
     plugins: &Plugins,
     tokens: usize,
     variant: usize,
 ) -> anyhow::Result<(String, usize)> {
-    let mut text = String::new();
+    let mut text = format!("{variant}.");
     for w in 0..tokens.max(1) * 4 {
-        if w > 0 {
-            text.push(' ');
-        }
+        text.push(' ');
         text.push_str(WORDS[(variant * 7 + w) % WORDS.len()]);
         if w % 8 == 7 || w + 1 >= tokens {
             let n = plugins
