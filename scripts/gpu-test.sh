@@ -125,10 +125,12 @@ skip=()
 [ "$have_gemma" = 1 ] || skip=(--skip gemma3)
 declare -A rc
 t0=$(date +%s)
-for t in lib kernels packed attention gemm model; do
+# Every test binary of orcd-cuda (cuda/tests/*.rs and the library's own tests).
+TESTS="lib nvrtc kernels packed attention gemm arch_kernels kv_types moe model arch_models"
+for t in $TESTS; do
     [ -x "/tmp/orcd-bin/$t" ] || continue
     args=(--include-ignored --test-threads=1 --nocapture)
-    [ "$t" = model ] && args+=("${skip[@]}")
+    case "$t" in model|arch_models) args+=("${skip[@]}") ;; esac
     "/tmp/orcd-bin/$t" "${args[@]}" > "$OUT/$t.log" 2>&1
     rc[$t]=$?
 done
@@ -166,7 +168,7 @@ if [ -x /tmp/orcd-bin/worker-orcd ]; then
     rc[cli]=$?
 fi
 echo "================ summary ($(cat "$OUT/gpu.txt"); tests $((t1 - t0)) s, memcheck $((t2 - t1)) s)"
-for t in lib kernels packed attention gemm model memcheck cli; do
+for t in $TESTS memcheck cli; do
     [ -n "${rc[$t]:-}" ] || continue
     printf '%-9s rc=%-3s %s\n' "$t" "${rc[$t]}" "$(grep -h 'test result' "$OUT/$t.log" 2>/dev/null | tail -1)"
 done
