@@ -263,6 +263,23 @@ mod tests {
     }
 
     #[test]
+    fn longest_finds_what_lookup_would_without_marking_it_used() {
+        let mut c = PrefixCache::default();
+        c.insert(SeqSlot(1), toks(0..32), 40);
+        c.insert(SeqSlot(2), toks(200..232), 40);
+        let mut prompt = toks(0..20);
+        prompt.push(9);
+        assert_eq!(c.longest(&prompt), 20);
+        assert_eq!(c.longest(&toks(500..540)), 0);
+        // Peeking left slot 1 the least recently used: it goes first.
+        assert_eq!(c.pop_lru(None), Some(SeqSlot(1)));
+        // A lookup marks it: slot 2 is then the older one.
+        c.insert(SeqSlot(1), toks(0..32), 40);
+        assert_eq!(c.lookup(&prompt).map(|h| h.tokens), Some(20));
+        assert_eq!(c.pop_lru(None), Some(SeqSlot(2)));
+    }
+
+    #[test]
     fn eviction_is_least_recently_used_and_forgets_the_index() {
         let mut c = PrefixCache::default();
         c.insert(SeqSlot(1), toks(0..32), 40);
