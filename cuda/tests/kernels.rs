@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Gpu, Rng, gguf_mat, norm, rel_err, tokens};
+use common::{Gpu, Rng, attention_f64, gguf_mat, norm, rel_err, tokens};
 use orcd_cpu::ops as cpu;
 use orcd_cuda::operand::{GateAct, Glu, KvLayer, LogitsRow, OutView, Penalties, TopKOut};
 use orcd_cuda::ops::{AttnKernel, AttnParams, KvGeometry, QkNorm, Qkv, Rope, RopeScale, RopeStyle};
@@ -322,41 +322,7 @@ fn paged_attention_matches_the_cpu() {
             .unwrap();
         let got: Vec<f32> = g.down(&out, ntok * n_heads * hd);
         // Reference: token t attends to the tokens of its sequence at positions lo..=pos.
-        let mut want = vec![0f32; ntok * n_heads * hd];
-        let group = n_heads / n_kv_heads;
-        for t in 0..ntok {
-            let p = pos[t] as usize;
-            let lo = if window > 0 {
-                (p + 1).saturating_sub(window)
-            } else {
-                0
-            };
-            let base = t - p; // first token of the sequence in this layout
-            for h in 0..n_heads {
-                let kvh = h / group;
-                let qh = &q[(t * n_heads + h) * hd..(t * n_heads + h + 1) * hd];
-                let scores: Vec<f64> = (lo..=p)
-                    .map(|j| {
-                        let kj = &k[(base + j) * kv_dim + kvh * hd..][..hd];
-                        qh.iter()
-                            .zip(kj)
-                            .map(|(&a, &b)| f64::from(a) * f64::from(b))
-                            .sum::<f64>()
-                            * f64::from(scale)
-                    })
-                    .collect();
-                let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
-                let z: f64 = e.iter().sum();
-                for d in 0..hd {
-                    let acc: f64 = (lo..=p)
-                        .zip(&e)
-                        .map(|(j, w)| w * f64::from(v[(base + j) * kv_dim + kvh * hd + d]))
-                        .sum();
-                    want[(t * n_heads + h) * hd + d] = (acc / z) as f32;
-                }
-            }
-        }
+        let want = attention_f64(&q, &k, &v, &lens, (n_heads, n_kv_heads, hd), window, scale);
         let e = rel_err(&got, &want);
         eprintln!(
             "attention {n_heads}/{n_kv_heads} heads, head_dim {hd}, window {window}: rel err {e:.2e}"

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Gpu, Rng, rel_err, tokens};
+use common::{Gpu, Rng, attention_f64, rel_err, tokens};
 
 use orcd_cuda::DeviceBuffer;
 use orcd_cuda::operand::KvLayer;
@@ -167,8 +167,7 @@ fn cpu_twin(
     window: usize,
     scale: f32,
 ) -> Vec<f32> {
-    let (n_heads, n_kv_heads, hd) = heads;
-    let kv_dim = n_kv_heads * hd;
+    let kv_dim = heads.1 * heads.2;
     let read = |x: &[f32]| {
         let mut out = x.to_vec();
         for r in out.chunks_mut(kv_dim) {
@@ -177,45 +176,7 @@ fn cpu_twin(
         out
     };
     let (k, v) = (read(k), read(v));
-    let group = n_heads / n_kv_heads;
-    let mut want = vec![0f32; q.len()];
-    let mut base = 0;
-    for &len in lens {
-        for p in 0..len {
-            let t = base + p;
-            let lo = if window > 0 {
-                (p + 1).saturating_sub(window)
-            } else {
-                0
-            };
-            for h in 0..n_heads {
-                let kvh = h / group;
-                let qh = &q[(t * n_heads + h) * hd..][..hd];
-                let scores: Vec<f64> = (lo..=p)
-                    .map(|j| {
-                        let kj = &k[(base + j) * kv_dim + kvh * hd..][..hd];
-                        qh.iter()
-                            .zip(kj)
-                            .map(|(&a, &b)| f64::from(a) * f64::from(b))
-                            .sum::<f64>()
-                            * f64::from(scale)
-                    })
-                    .collect();
-                let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
-                let z: f64 = e.iter().sum();
-                for d in 0..hd {
-                    let acc: f64 = (lo..=p)
-                        .zip(&e)
-                        .map(|(j, w)| w * f64::from(v[(base + j) * kv_dim + kvh * hd + d]))
-                        .sum();
-                    want[(t * n_heads + h) * hd + d] = (acc / z) as f32;
-                }
-            }
-        }
-        base += len;
-    }
-    want
+    attention_f64(q, &k, &v, lens, heads, window, scale)
 }
 
 #[test]
