@@ -64,26 +64,17 @@ pub(super) fn bench_constrained(
         });
         for (round, constrained) in [false, true].into_iter().enumerate() {
             let extra = if constrained {
-                json_format.clone()
+                &json_format
             } else {
-                serde_json::json!({})
+                &NO_FIELDS
             };
-            warm_up(&client, &execute, seqs, &extra).await?;
+            warm_up(&client, &execute, seqs, extra).await?;
             let bodies = rounds_prompts[round]
                 .iter()
                 .enumerate()
                 .map(|(i, (p, _))| {
-                    let mut body = serde_json::json!({
-                        "job_id": format!("bench-constrained-{round}-{i}"),
-                        "prompt": p,
-                        "max_tokens": args.batch_tg,
-                        "temperature": 0.0,
-                        "seed": 42,
-                    });
-                    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-                        b.extend(e.clone());
-                    }
-                    body
+                    let id = format!("bench-constrained-{round}-{i}");
+                    execute_body(id, p, args.batch_tg, extra)
                 })
                 .collect();
             rounds.push(concurrent_round(&client, &execute, bodies).await?);

@@ -137,14 +137,32 @@ pub(super) async fn first_token(
     prompt: &str,
     i: usize,
 ) -> anyhow::Result<Duration> {
-    let body = serde_json::json!({
-        "job_id": format!("bench-ttft-{i}"),
+    let body = execute_body(format!("bench-ttft-{i}"), prompt, 1, &NO_FIELDS);
+    Ok(one_stream(client, url, body).await?.0)
+}
+
+/// No extra fields for [`execute_body`].
+pub(super) static NO_FIELDS: serde_json::Value = serde_json::Value::Null;
+
+/// The `POST /execute` body of every bench request: greedy (seed 42), `max_tokens`, and the
+/// fields of `extra` (a JSON object, e.g. a `response_format`) added.
+pub(super) fn execute_body(
+    job_id: String,
+    prompt: &str,
+    max_tokens: usize,
+    extra: &serde_json::Value,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "job_id": job_id,
         "prompt": prompt,
-        "max_tokens": 1,
+        "max_tokens": max_tokens,
         "temperature": 0.0,
         "seed": 42,
     });
-    Ok(one_stream(client, url, body).await?.0)
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    body
 }
 
 /// A batch of requests sent at once and read to their ends.
@@ -210,16 +228,12 @@ pub(super) async fn warm_up(
 ) -> anyhow::Result<()> {
     let bodies = (0..n)
         .map(|i| {
-            let mut body = serde_json::json!({
-                "job_id": format!("bench-warm-up-{i}"),
-                "prompt": format!("warm-up {i}"),
-                "max_tokens": 1,
-                "temperature": 0.0,
-            });
-            if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-                b.extend(e.clone());
-            }
-            body
+            execute_body(
+                format!("bench-warm-up-{i}"),
+                &format!("warm-up {i}"),
+                1,
+                extra,
+            )
         })
         .collect();
     concurrent_round(client, url, bodies).await.map(|_| ())

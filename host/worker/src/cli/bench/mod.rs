@@ -233,17 +233,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let vocab = device.vocab_size();
     let mut rng = SplitMix64(args.seed);
     let skip = |p: Part| args.skip.contains(&p);
-    let shared_seqs = match (args.shared_seqs, args.backend) {
-        (Some(n), _) => n,
-        (None, Backend::Cuda) => 64,
-        (None, Backend::Cpu) => 0,
-    };
+    let shared_seqs = workload_seqs(args.shared_seqs, args.backend);
     let shared_on = !skip(Part::Shared) && shared_seqs > 0;
-    let constrained_seqs = match (args.constrained_seqs, args.backend) {
-        (Some(n), _) => n,
-        (None, Backend::Cuda) => 64,
-        (None, Backend::Cpu) => 0,
-    };
+    let constrained_seqs = workload_seqs(args.constrained_seqs, args.backend);
     let constrained_on = !skip(Part::Constrained) && constrained_seqs > 0;
     let parts: u64 = [
         (Part::Pp, 1),
@@ -478,6 +470,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         print!("{table}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Requests of a many-request workload (`shared`, `constrained`): as asked, else 64 on CUDA
+/// and none (the part is off) on the CPU, where 64 long requests take minutes.
+fn workload_seqs(asked: Option<usize>, backend: Backend) -> usize {
+    match (asked, backend) {
+        (Some(n), _) => n,
+        (None, Backend::Cuda) => 64,
+        (None, Backend::Cpu) => 0,
+    }
 }
 
 #[cfg(test)]

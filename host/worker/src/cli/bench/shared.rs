@@ -73,7 +73,7 @@ pub(super) fn bench_shared(
     let (execute, metrics) = (server.url("/execute"), server.url("/metrics"));
     let result = server.block_on(async {
         let client = reqwest::Client::new();
-        warm_up(&client, &execute, shape.seqs, &serde_json::json!({})).await?;
+        warm_up(&client, &execute, shape.seqs, &NO_FIELDS).await?;
         let mut out = Vec::new();
         for (round, prompts) in rounds.iter().enumerate() {
             let before = copied_tokens(&client, &metrics).await?;
@@ -81,13 +81,8 @@ pub(super) fn bench_shared(
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    serde_json::json!({
-                        "job_id": format!("bench-shared-{round}-{i}"),
-                        "prompt": p,
-                        "max_tokens": shape.tg,
-                        "temperature": 0.0,
-                        "seed": 42,
-                    })
+                    let id = format!("bench-shared-{round}-{i}");
+                    execute_body(id, p, shape.tg, &NO_FIELDS)
                 })
                 .collect();
             let r = concurrent_round(&client, &execute, bodies).await?;
