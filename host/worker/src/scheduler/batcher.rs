@@ -43,7 +43,7 @@ struct Batcher {
 /// request from its first choice, any other job from a running sequence whose prompt starts
 /// with at least [`MIN_RUNNING_SHARE`] of the same tokens (chats under one system prompt
 /// arriving together), so a shared prompt is computed once, not once per arrival.
-enum SiblingPrompt {
+enum RunningPrompt {
     /// Nothing to share with a running sequence (or sharing is off, or the prefix cache holds
     /// as much): the prefix cache is looked up as usual.
     None,
@@ -368,23 +368,23 @@ impl Batcher {
     }
 
     /// Where a job gets its prompt's KV from a running sequence, if it does.
-    fn sibling_prompt(&self, job: &Job) -> SiblingPrompt {
+    fn sibling_prompt(&self, job: &Job) -> RunningPrompt {
         // Sharing copies KV between slots, as the prefix cache does: off with it.
         if !self.config.prefix_cache {
-            return SiblingPrompt::None;
+            return RunningPrompt::None;
         }
         let Some(first) = job.shares_prompt_of.as_deref() else {
             return self.running_share(&job.prompt_tokens);
         };
         if self.waiting.iter().any(|j| j.id == first) {
-            return SiblingPrompt::Wait;
+            return RunningPrompt::Wait;
         }
         let prompt_len = job.prompt_tokens.len();
         match self.running.iter().find(|s| s.job.id == first) {
-            None => SiblingPrompt::None,
-            Some(src) if src.cached < prompt_len => SiblingPrompt::Wait,
-            Some(src) if src.tokens[..prompt_len] != job.prompt_tokens[..] => SiblingPrompt::None,
-            Some(src) => SiblingPrompt::Copy(Hit {
+            None => RunningPrompt::None,
+            Some(src) if src.cached < prompt_len => RunningPrompt::Wait,
+            Some(src) if src.tokens[..prompt_len] != job.prompt_tokens[..] => RunningPrompt::None,
+            Some(src) => RunningPrompt::Copy(Hit {
                 slot: src.slot,
                 tokens: prompt_len,
             }),
@@ -394,7 +394,7 @@ impl Batcher {
     /// The first running sequence (the earliest admitted) whose prompt shares at least
     /// [`MIN_RUNNING_SHARE`] tokens with `prompt`, counted in whole blocks and leaving the
     /// prompt's last token to compute; none when the prefix cache's kept slots share as much.
-    fn running_share(&self, prompt: &[u32]) -> SiblingPrompt {
+    fn running_share(&self, prompt: &[u32]) -> RunningPrompt {
         let limit = prompt.len().saturating_sub(1);
         let found = self.running.iter().find_map(|s| {
             let n = common_prefix(&s.tokens[..s.prompt_len.min(limit)], prompt);
@@ -402,10 +402,10 @@ impl Batcher {
             (n >= MIN_RUNNING_SHARE).then_some((s, n))
         });
         match found {
-            None => SiblingPrompt::None,
-            Some((_, n)) if self.cache.longest(prompt) >= n => SiblingPrompt::None,
-            Some((src, n)) if src.cached < n => SiblingPrompt::Wait,
-            Some((src, n)) => SiblingPrompt::Copy(Hit {
+            None => RunningPrompt::None,
+            Some((_, n)) if self.cache.longest(prompt) >= n => RunningPrompt::None,
+            Some((src, n)) if src.cached < n => RunningPrompt::Wait,
+            Some((src, n)) => RunningPrompt::Copy(Hit {
                 slot: src.slot,
                 tokens: n,
             }),
@@ -430,12 +430,12 @@ impl Batcher {
                 break;
             };
             let sibling = match self.sibling_prompt(&job) {
-                SiblingPrompt::Wait => {
+                RunningPrompt::Wait => {
                     deferred.push(job);
                     continue;
                 }
-                SiblingPrompt::Copy(hit) => Some(hit),
-                SiblingPrompt::None => None,
+                RunningPrompt::Copy(hit) => Some(hit),
+                RunningPrompt::None => None,
             };
             let prompt_len = job.prompt_tokens.len();
             if prompt_len == 0 || prompt_len >= self.context_length {
