@@ -310,15 +310,15 @@ impl Step<'_> {
         self.linear(router, s.xb, n, OutView::write(s.moe_logits, ne))?;
         let router_bias = lw.ffn_gate_inp_bias.as_ref().map_or(0, |b| b.ptr);
         // each token's k experts (n, k) and their weights (n, k)
-        self.ops
-            .moe_route(s.moe_logits, router_bias, s.moe_ids, s.moe_w, n, ne, k)?;
-        // gate and up of every pair (n k, ffn_dim), then the clamped SwiGLU into the gate;
-        // the kernel (per pair, or by expert for many pairs) gives the same bits
         let pairs = Pairs {
             ids: s.moe_ids,
             ntok: n,
             k,
         };
+        self.ops
+            .moe_route(s.moe_logits, router_bias, ne, pairs, s.moe_w)?;
+        // gate and up of every pair (n k, ffn_dim), then the clamped SwiGLU into the gate;
+        // the kernel (per pair, or by expert for many pairs) gives the same bits
         let auto = MoeKernel::Auto;
         self.ops
             .moe_matmul(gate, s.xb, false, pairs, s.moe_gate, auto)?;

@@ -154,20 +154,9 @@ fn store_kernels_write_the_cpu_twins_bytes() {
     }
 }
 
-/// Attention of every cached position of two sequences (lengths 130 and 37) over a cache of
-/// `ty`, in f64 on the CPU over the values the cache reads back.
-#[allow(clippy::too_many_arguments)]
-fn cpu_twin(
-    ty: KvType,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    lens: &[usize],
-    heads: (usize, usize, usize),
-    window: usize,
-    scale: f32,
-) -> Vec<f32> {
-    let kv_dim = heads.1 * heads.2;
+/// Keys and values (rows of `kv_dim`) as a cache of `ty` reads them back: each row through
+/// the type's round trip, so the CPU twin attends over exactly the cached values.
+fn through_cache(ty: KvType, k: &[f32], v: &[f32], kv_dim: usize) -> (Vec<f32>, Vec<f32>) {
     let read = |x: &[f32]| {
         let mut out = x.to_vec();
         for r in out.chunks_mut(kv_dim) {
@@ -175,8 +164,7 @@ fn cpu_twin(
         }
         out
     };
-    let (k, v) = (read(k), read(v));
-    attention_f64(q, &k, &v, lens, heads, window, scale)
+    (read(k), read(v))
 }
 
 #[test]
@@ -225,16 +213,10 @@ fn every_attention_kernel_reads_each_kv_type_like_the_cpu_twin() {
                 .kv_write(&geo, kd.ptr(), vd.ptr(), cache, &toks)
                 .unwrap();
             let scale = 1.0 / (hd as f32).sqrt();
-            let want = cpu_twin(
-                ty,
-                &q,
-                &k,
-                &v,
-                &lens,
-                (n_heads, n_kv_heads, hd),
-                window,
-                scale,
-            );
+            // The CPU twin: f64 attention over the values the cache reads back.
+            let (k_read, v_read) = through_cache(ty, &k, &v, kv_dim);
+            let heads = (n_heads, n_kv_heads, hd);
+            let want = attention_f64(&q, &k_read, &v_read, &lens, heads, window, scale);
             let run = |kernel: AttnKernel| {
                 let out = g.poisoned(q.len());
                 let params = AttnParams {

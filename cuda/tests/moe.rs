@@ -145,7 +145,7 @@ fn moe_case(ntok: usize, dim: usize, ffn: usize, n_expert: usize, k: usize) {
             ntok,
             k,
         };
-        ops.moe_route(ld.ptr(), rbd.ptr(), ids.ptr(), wts.ptr(), ntok, n_expert, k)
+        ops.moe_route(ld.ptr(), rbd.ptr(), n_expert, pairs, wts.ptr())
             .unwrap();
         ops.moe_matmul(gate_e, xd.ptr(), false, pairs, gate.ptr(), kernel)
             .unwrap();

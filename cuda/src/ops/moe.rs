@@ -45,20 +45,18 @@ pub enum MoeKernel {
 }
 
 impl Ops<'_> {
-    /// The top `k` experts of each of `ntok` tokens by router logits (+ `bias`, 0: none):
-    /// `ids` (ntok, k) i32, highest first (the lower index on a tie), and `w` (ntok, k) f32,
-    /// the softmax over the chosen logits. logits: (ntok, n_expert) f32.
-    #[allow(clippy::too_many_arguments)]
+    /// The top `pairs.k` experts of each of `pairs.ntok` tokens by router logits (+ `bias`, 0:
+    /// none), written to `pairs.ids` (ntok, k) i32, highest first (the lower index on a tie), and
+    /// `w` (ntok, k) f32, the softmax over the chosen logits. logits: (ntok, n_expert) f32.
     pub fn moe_route(
         &self,
         logits: u64,
         bias: u64,
-        ids: u64,
-        w: u64,
-        ntok: usize,
         n_expert: usize,
-        k: usize,
+        pairs: Pairs,
+        w: u64,
     ) -> CudaResult<()> {
+        let Pairs { ids, ntok, k } = pairs;
         if k == 0 || k > shape::MOE_MAX_USED || k > n_expert {
             return Err(CudaError::shape(format!(
                 "{k} experts per token of {n_expert} (at most {})",
