@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 
 use crate::{Tokenizer, TokenizerError};
+use orcd_common::vocab_import::{self, Packed, VocabImport, VocabSizes};
 use orcd_common::{TokenType, Vocab};
 
 wit_bindgen::generate!({
@@ -16,9 +17,6 @@ use exports::worker::plugin::tokenizer_plugin::Guest;
 use worker::plugin::host;
 use worker::plugin::types::{Error, PluginInfo};
 use worker::plugin::vocab::{self, PackedBytes};
-
-/// How many entries one bulk `vocab` call asks for.
-const CHUNK: u32 = 16_384;
 
 static TOKENIZER: OnceLock<Tokenizer> = OnceLock::new();
 
@@ -44,94 +42,62 @@ fn tokenizer() -> Result<&'static Tokenizer, Error> {
     TOKENIZER.get().ok_or_else(not_initialised)
 }
 
-/// Splits packed entries into their byte strings, refusing lengths that overrun the data.
-fn unpack(p: PackedBytes, into: &mut Vec<Vec<u8>>) -> Result<(), TokenizerError> {
-    let mut at = 0usize;
-    for len in p.lengths {
-        let end = at
-            .checked_add(len as usize)
-            .filter(|&e| e <= p.data.len())
-            .ok_or_else(|| {
-                TokenizerError::InvalidVocab("packed vocabulary entry overruns its data".into())
-            })?;
-        into.push(p.data[at..end].to_vec());
-        at = end;
+/// The host's `vocab` import, for the shared reader.
+struct Import;
+
+impl VocabImport for Import {
+    fn header(&self) -> (Vocab, VocabSizes) {
+        let info = vocab::info();
+        let sizes = VocabSizes {
+            tokens: info.size,
+            merges: info.merges_count,
+            has_scores: info.has_scores,
+        };
+        let header = Vocab {
+            model: info.model,
+            pre: info.pre,
+            name: host::model().name,
+            add_bos: info.add_bos,
+            add_eos: info.add_eos,
+            add_space_prefix: info.add_space_prefix,
+            bos: info.bos,
+            eos: info.eos,
+            eot: info.eot,
+            unk: info.unk,
+            pad: info.pad,
+            ..Vocab::default()
+        };
+        (header, sizes)
     }
-    Ok(())
+    fn tokens(&self, start: u32, count: u32) -> Packed {
+        packed(vocab::tokens(start, count))
+    }
+    fn scores(&self, start: u32, count: u32) -> Vec<f32> {
+        vocab::scores(start, count)
+    }
+    fn token_types(&self, start: u32, count: u32) -> Vec<TokenType> {
+        // The WIT enum lists the types in llama.cpp's numbering.
+        let types = vocab::token_types(start, count);
+        types
+            .into_iter()
+            .map(|t| TokenType::from_i32(t as i32))
+            .collect()
+    }
+    fn merges(&self, start: u32, count: u32) -> Packed {
+        packed(vocab::merges(start, count))
+    }
+}
+
+fn packed(p: PackedBytes) -> Packed {
+    Packed {
+        data: p.data,
+        lengths: p.lengths,
+    }
 }
 
 /// Reads the whole vocabulary from the host.
 fn read_vocab() -> Result<Vocab, TokenizerError> {
-    let info = vocab::info();
-    let n = info.size;
-    if n as usize > crate::MAX_VOCAB_TOKENS || info.merges_count as usize > crate::MAX_VOCAB_TOKENS
-    {
-        return Err(TokenizerError::InvalidVocab(format!(
-            "{n} tokens and {} merges (at most {} each)",
-            info.merges_count,
-            crate::MAX_VOCAB_TOKENS
-        )));
-    }
-    let mut tokens = Vec::with_capacity(n as usize);
-    let mut scores = Vec::with_capacity(if info.has_scores { n as usize } else { 0 });
-    let mut token_types = Vec::with_capacity(n as usize);
-    let mut start = 0;
-    while start < n {
-        let count = CHUNK.min(n - start);
-        unpack(vocab::tokens(start, count), &mut tokens)?;
-        if info.has_scores {
-            scores.extend(vocab::scores(start, count));
-        }
-        token_types.extend(
-            vocab::token_types(start, count)
-                .into_iter()
-                .map(convert_type),
-        );
-        start += count;
-    }
-    if tokens.len() != n as usize || token_types.len() != n as usize {
-        return Err(TokenizerError::InvalidVocab(format!(
-            "host gave {} tokens and {} types for a vocabulary of {n}",
-            tokens.len(),
-            token_types.len()
-        )));
-    }
-    let mut merges = Vec::with_capacity(info.merges_count as usize);
-    let mut start = 0;
-    while start < info.merges_count {
-        let count = CHUNK.min(info.merges_count - start);
-        unpack(vocab::merges(start, count), &mut merges)?;
-        start += count;
-    }
-    Ok(Vocab {
-        model: info.model,
-        pre: info.pre,
-        name: host::model().name,
-        tokens,
-        scores,
-        token_types,
-        merges,
-        add_bos: info.add_bos,
-        add_eos: info.add_eos,
-        add_space_prefix: info.add_space_prefix,
-        bos: info.bos,
-        eos: info.eos,
-        eot: info.eot,
-        unk: info.unk,
-        pad: info.pad,
-    })
-}
-
-fn convert_type(t: vocab::TokenType) -> TokenType {
-    match t {
-        vocab::TokenType::Undefined => TokenType::Undefined,
-        vocab::TokenType::Normal => TokenType::Normal,
-        vocab::TokenType::Unknown => TokenType::Unknown,
-        vocab::TokenType::Control => TokenType::Control,
-        vocab::TokenType::UserDefined => TokenType::UserDefined,
-        vocab::TokenType::Unused => TokenType::Unused,
-        vocab::TokenType::Byte => TokenType::Byte,
-    }
+    vocab_import::read_vocab(&Import, crate::MAX_VOCAB_TOKENS).map_err(TokenizerError::InvalidVocab)
 }
 
 impl Guest for Plugin {
