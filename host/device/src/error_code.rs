@@ -65,6 +65,9 @@ pub enum ErrorCode {
     /// worker cannot render, or stalled past its render deadline): `/v1/chat/completions` is
     /// refused with the reason, other endpoints serve on (500).
     ChatTemplateFailed,
+    /// Startup only, never in a response: the `--callback-url` announcement failed, which is
+    /// fatal (the worker logs this code and exits non-zero).
+    CallbackFailed,
 }
 
 impl ErrorCode {
@@ -94,6 +97,7 @@ impl ErrorCode {
             ErrorCode::ModelNotFound => "MODEL_NOT_FOUND",
             ErrorCode::ConstraintDeadEnd => "CONSTRAINT_DEAD_END",
             ErrorCode::ChatTemplateFailed => "CHAT_TEMPLATE_FAILED",
+            ErrorCode::CallbackFailed => "CALLBACK_FAILED",
         }
     }
 
@@ -118,7 +122,8 @@ impl ErrorCode {
             | ErrorCode::PluginInvalidOutput
             | ErrorCode::PluginLoadFailed
             | ErrorCode::ConstraintDeadEnd
-            | ErrorCode::ChatTemplateFailed => 500,
+            | ErrorCode::ChatTemplateFailed
+            | ErrorCode::CallbackFailed => 500,
         }
     }
 
@@ -131,7 +136,7 @@ impl ErrorCode {
     }
 
     /// Every code, for lookups and documentation checks.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::InvalidRequest,
         ErrorCode::ModelLoadFailed,
         ErrorCode::InsufficientVram,
@@ -155,6 +160,7 @@ impl ErrorCode {
         ErrorCode::ModelNotFound,
         ErrorCode::ConstraintDeadEnd,
         ErrorCode::ChatTemplateFailed,
+        ErrorCode::CallbackFailed,
     ];
 
     /// The code with this wire spelling, if there is one (documentation checks read codes

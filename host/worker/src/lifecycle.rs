@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info};
 
+use crate::error_code::ErrorCode;
 use crate::plugins::Plugins;
 use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerThread};
 use crate::served_device::{Residency, ServedDevice};
@@ -177,7 +178,7 @@ pub async fn start(
             uri: public_uri(addr),
         };
         if let Err(reason) = send_callback(url, &body).await {
-            error!(event = "error", worker_id = %options.worker_id, code = "CALLBACK_FAILED", url = %url, "{reason}");
+            error!(event = "error", worker_id = %options.worker_id, code = ErrorCode::CallbackFailed.as_str(), url = %url, "{reason}");
             let _ = worker.stop_now().await;
             return Err(LifecycleError::Callback {
                 url: url.clone(),

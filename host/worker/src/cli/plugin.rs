@@ -183,6 +183,7 @@ fn table(list: &worker_orcd::server::PluginList) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use worker_orcd::error_code::ErrorCode;
     use worker_orcd::plugins::{PluginLoadFailure, PluginRow};
 
     #[test]
@@ -198,7 +199,7 @@ mod tests {
             }],
             load_failures: vec![PluginLoadFailure {
                 path: "/plugins/bad.wasm".into(),
-                code: "PLUGIN_LOAD_FAILED".into(),
+                code: ErrorCode::PluginLoadFailed.as_str().into(),
                 message: "not a component".into(),
             }],
         };

@@ -454,7 +454,7 @@ impl Batcher {
                     "the KV cache cannot hold this request: {need} tokens needed, the cache holds {} in all",
                     self.kv_total
                 );
-                warn!(event = "error", worker_id = %self.config.worker_id, job_id = %job.id, code = "VRAM_OOM", "{msg}");
+                warn!(event = "error", worker_id = %self.config.worker_id, job_id = %job.id, code = ErrorCode::VramOom.as_str(), "{msg}");
                 self.end_job(&job, JobEvent::error(ErrorCode::VramOom, msg));
                 continue;
             }
@@ -717,7 +717,7 @@ impl Batcher {
             .map(String::as_str)
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("(no message)");
-        error!(event = "error", worker_id = %self.config.worker_id, code = "INTERNAL", running = self.running.len(), "scheduler turn panicked: {what}");
+        error!(event = "error", worker_id = %self.config.worker_id, code = ErrorCode::Internal.as_str(), running = self.running.len(), "scheduler turn panicked: {what}");
         while !self.running.is_empty() {
             let i = self.running.len() - 1;
             self.finish_seq(

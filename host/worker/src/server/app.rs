@@ -57,7 +57,7 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         .unwrap_or("(no message)");
     tracing::error!(
         event = "error",
-        code = "INTERNAL",
+        code = ErrorCode::Internal.as_str(),
         "request handler panicked: {what}"
     );
     AppError::new(ErrorCode::Internal, "internal error").into_response()
