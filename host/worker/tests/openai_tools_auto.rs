@@ -392,7 +392,8 @@ async fn nemo_worker() -> TestWorker {
 
 /// Mistral's list form (`[TOOL_CALLS][{...}, ...]`) under Mistral Nemo's own template, with
 /// SmolLM2 writing the calls (its vocabulary spells `[TOOL_CALLS]` in pieces, so the marker
-/// shows; SmolLM2 does not call on its own here, so `required` makes it).
+/// shows; SmolLM2 does not call on its own here, so `required` makes it): a conversation that
+/// shows a turn with two calls gets two in one list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mistral_list_calls() {
     let w = nemo_worker().await;
@@ -403,12 +404,22 @@ async fn mistral_list_calls() {
             "arguments": json!({"city": city}).to_string()}}]})
     };
     let result = |id: &str, r: &str| json!({"role": "tool", "tool_call_id": id, "content": r});
+    let two = json!({"role": "assistant", "content": null, "tool_calls": [
+        {"id": "abcdefgh2", "type": "function", "function": {"name": "get_weather",
+            "arguments": json!({"city": "Rome"}).to_string()}},
+        {"id": "abcdefgh3", "type": "function", "function": {"name": "get_weather",
+            "arguments": json!({"city": "Madrid"}).to_string()}}]});
     let messages = json!([
         {"role": "user", "content": "Weather in Paris?"},
         call("abcdefgh1", "Paris"),
         result("abcdefgh1", "\"sunny\""),
         {"role": "assistant", "content": "Sunny in Paris."},
-        {"role": "user", "content": "Weather in London?"}
+        {"role": "user", "content": "Weather in Rome and Madrid?"},
+        two,
+        result("abcdefgh2", "\"rain\""),
+        result("abcdefgh3", "\"hot\""),
+        {"role": "assistant", "content": "Rain in Rome, hot in Madrid."},
+        {"role": "user", "content": "Weather in London and Oslo?"}
     ]);
     let body = json!({"messages": messages, "tools": [weather_tool(), time_tool()],
         "tool_choice": "required", "max_tokens": 200, "temperature": 0});
@@ -417,7 +428,13 @@ async fn mistral_list_calls() {
     let choice = &v["choices"][0];
     assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
     let calls = choice["message"]["tool_calls"].as_array().unwrap();
-    assert!(!calls.is_empty(), "{v}");
+    // Greedy: two calls in one list (the second is the model's own choice of tool).
+    assert_eq!(calls.len(), 2, "{v}");
+    assert_eq!(
+        check_call(&calls[0]),
+        ("get_weather".to_string(), json!({"city": "London"}))
+    );
+    assert_ne!(calls[0]["id"], calls[1]["id"]);
     for c in calls {
         check_call(c);
         let id = c["id"].as_str().unwrap();
