@@ -86,15 +86,14 @@ pub struct ConstraintSpec {
 
 /// The start of a tool call in a model family's output (`tool_choice: "auto"`). While the
 /// output is a prefix of `marker` it is held back; once it is exactly `marker` (at a token
-/// boundary: the trigger constraint refuses a token that runs past it) the call's constraint
-/// takes over; once it is anything else it is plain text and no constraint applies.
+/// boundary: the trigger constraint refuses a token that runs past it) the calls' constraint
+/// takes over, given the marker's tokens first (its language begins with the marker); once it
+/// is anything else it is plain text and no constraint applies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ToolTrigger {
-    /// The text a call begins with (`<tool_call>`, or `{` for Llama 3.x's bare JSON).
+    /// The text the calls begin with (`<tool_call>`, `[TOOL_CALLS]`, or `{` for Llama 3.x's
+    /// bare JSON).
     pub marker: String,
-    /// Whether the marker is the call's own first bytes (the JSON's `{`), given to the call's
-    /// constraint, rather than a tag before the call, dropped from the output.
-    pub marker_in_call: bool,
     /// The regular expression (the `regex` constraint kind) the output follows until the
     /// trigger is decided: the marker exactly, or any text that does not begin with it.
     pub regex: String,

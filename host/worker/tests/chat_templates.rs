@@ -225,8 +225,8 @@ fn features_minijinja_lacks_are_typed_errors() {
 }
 
 /// The tool-call marker `tool_choice: "auto"` reads off each template: Qwen's `<tool_call>`,
-/// Llama 3.x's bare JSON (`{`); none for the templates without a format the worker knows
-/// (Mistral's `[TOOL_CALLS]` list, Phi-3.5 without tools), where `auto` is refused.
+/// Mistral Nemo's `[TOOL_CALLS]` list, Llama 3.x's bare JSON (`{`); none for a template
+/// without a format the worker knows (Phi-3.5 without tools), where `auto` is refused.
 #[test]
 fn tool_call_markers_are_read_off_the_templates() {
     for (name, marker) in [
@@ -234,7 +234,7 @@ fn tool_call_markers_are_read_off_the_templates() {
         ("meta-llama-Llama-3.1-8B-Instruct", Some("{")),
         ("meta-llama-Llama-3.2-3B-Instruct", Some("{")),
         ("microsoft-Phi-3.5-mini-instruct", None),
-        ("mistralai-Mistral-Nemo-Instruct-2407", None),
+        ("mistralai-Mistral-Nemo-Instruct-2407", Some("[TOOL_CALLS]")),
     ] {
         let t = ChatTemplate::new(&fixture(name), "<s>", "</s>").expect("compiles");
         assert_eq!(t.call_format().map(|f| f.marker), marker, "{name}");

@@ -129,7 +129,8 @@ async fn openai_sdk_tool_calls_logprobs_and_n() {
 }
 
 /// The `openai` SDK on `tool_choice: "auto"` (SmolLM2 under a Hermes-style template: a call,
-/// its round trip, text, streamed and not) and on `n` = 3 choices sharing their prompt.
+/// its round trip, text, two calls in one choice, streamed and not), `required`, and on `n` = 3
+/// choices sharing their prompt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_sdk_tool_choice_auto_and_shared_n() {
     let python = match python_with_clients() {
@@ -146,7 +147,7 @@ async fn openai_sdk_tool_choice_auto_and_shared_n() {
         Some(include_str!("fixtures/hermes-tools-chatml.jinja")),
     )
     .await;
-    assert!(stdout.contains("3 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("5 passed, 0 failed"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

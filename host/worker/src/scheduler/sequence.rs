@@ -171,11 +171,12 @@ impl Sequence {
         Ok(Progress::Continue)
     }
 
-    /// `tool_choice: "auto"`: once the output is the trigger's marker, the call's constraint
-    /// takes over (the marker's tokens given to it first when the marker is the call's own
-    /// start, else the marker dropped from the output); once it departs from the marker, it is
-    /// text and nothing masks it. The trigger constraint makes the marker end on a token
-    /// boundary, and `text` never runs ahead of the output's bytes, so both tests are exact.
+    /// `tool_choice: "auto"`: once the output is the trigger's marker, the calls' constraint
+    /// takes over, given the marker's tokens first (its language begins with the marker, so
+    /// the marker stays in the output: the response layer reads the calls out of it); once
+    /// the output departs from the marker, it is text and nothing masks it. The trigger
+    /// constraint makes the marker end on a token boundary, and `text` never runs ahead of the
+    /// output's bytes, so both tests are exact.
     fn decide_tool_call(&mut self) -> Result<(), PluginFailure> {
         if !matches!(self.tool, ToolPhase::Undecided { .. }) {
             return Ok(());
@@ -184,18 +185,11 @@ impl Sequence {
             return Ok(());
         };
         if self.text == trigger.marker {
-            let in_call = trigger.marker_in_call;
             if let ToolPhase::Undecided { mut call } =
                 std::mem::replace(&mut self.tool, ToolPhase::Calling)
             {
-                if in_call {
-                    for &t in &self.tokens[self.prompt_len..] {
-                        call.advance(t)?;
-                    }
-                } else {
-                    self.text.clear();
-                    self.emitted = 0;
-                    self.pending_logprobs.clear();
+                for &t in &self.tokens[self.prompt_len..] {
+                    call.advance(t)?;
                 }
                 self.constraint = Some(call);
             }
@@ -538,7 +532,6 @@ mod tests {
     /// An `auto` sequence whose tokens decode to `pieces`; the log of its call's constraint.
     fn auto_sequence(
         marker: &str,
-        marker_in_call: bool,
         pieces: &'static [&'static str],
     ) -> (
         Sequence,
@@ -549,7 +542,6 @@ mod tests {
         seq.decoder = Box::new(Table(pieces));
         seq.job.params.tool_trigger = Some(crate::job::ToolTrigger {
             marker: marker.into(),
-            marker_in_call,
             regex: String::new(),
         });
         let log = Log::default();
@@ -570,33 +562,34 @@ mod tests {
     }
 
     #[test]
-    fn an_auto_output_on_the_marker_becomes_a_call_without_it() {
+    fn an_auto_output_on_the_marker_becomes_a_call_that_keeps_it() {
         let (mut seq, mut rx, log) =
-            auto_sequence("<tool_call>", false, &["<tool", "_call>", "{\"a\"", ":1}"]);
+            auto_sequence("<tool_call>", &["<tool", "_call>", "{\"a\"", ":1}"]);
         seq.push_token(0, false, None, &FindStop).unwrap();
         assert_eq!(
             sent_calls(&mut rx),
             vec![],
             "a prefix of the marker is held"
         );
+        assert!(log.lock().unwrap().is_empty(), "the call waits");
         seq.push_token(1, false, None, &FindStop).unwrap();
         assert!(matches!(seq.tool, ToolPhase::Calling));
-        assert_eq!(seq.text, "", "the tag is not part of the call");
-        assert!(
-            log.lock().unwrap().is_empty(),
-            "the call starts after the tag"
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec![0, 1],
+            "the marker's tokens, replayed to the calls' constraint"
         );
         seq.push_token(2, false, None, &FindStop).unwrap();
         seq.push_token(3, false, None, &FindStop).unwrap();
         let sent = sent_calls(&mut rx);
         assert!(sent.iter().all(|(_, call)| *call), "{sent:?}");
         let text: String = sent.into_iter().map(|(t, _)| t).collect();
-        assert_eq!(text, "{\"a\":1}");
+        assert_eq!(text, "<tool_call>{\"a\":1}");
     }
 
     #[test]
     fn an_auto_output_that_departs_from_the_marker_is_text_unmasked() {
-        let (mut seq, mut rx, _) = auto_sequence("<tool_call>", false, &["<tool", "_response>"]);
+        let (mut seq, mut rx, _) = auto_sequence("<tool_call>", &["<tool", "_response>"]);
         seq.push_token(0, false, None, &FindStop).unwrap();
         assert_eq!(sent_calls(&mut rx), vec![]);
         seq.push_token(1, false, None, &FindStop).unwrap();
@@ -606,7 +599,7 @@ mod tests {
             vec![("<tool_response>".to_string(), false)]
         );
         // Ending while undecided: what was held is text.
-        let (mut seq, mut rx, _) = auto_sequence("<tool_call>", false, &["<tool", ""]);
+        let (mut seq, mut rx, _) = auto_sequence("<tool_call>", &["<tool", ""]);
         seq.push_token(0, false, None, &FindStop).unwrap();
         assert_eq!(
             seq.push_token(1, true, None, &FindStop).unwrap(),
@@ -617,7 +610,7 @@ mod tests {
 
     #[test]
     fn a_marker_that_opens_the_call_is_given_to_the_calls_constraint() {
-        let (mut seq, mut rx, log) = auto_sequence("{", true, &["{", "\"a\":1}"]);
+        let (mut seq, mut rx, log) = auto_sequence("{", &["{", "\"a\":1}"]);
         seq.push_token(0, false, None, &FindStop).unwrap();
         assert!(matches!(seq.tool, ToolPhase::Calling));
         assert_eq!(

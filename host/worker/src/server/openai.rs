@@ -170,9 +170,8 @@ pub struct ChatRequest {
     tools: Option<Value>,
     #[serde(default)]
     tool_choice: Option<Value>,
-    /// One call is produced either way, which both values allow.
+    /// Whether a choice may hold several calls (OpenAI's default: true).
     #[serde(default)]
-    #[allow(dead_code)]
     parallel_tool_calls: Option<bool>,
     #[serde(flatten)]
     sampling: SamplingFields,
@@ -398,8 +397,10 @@ pub async fn chat_completions(
     let tools = openai_tools::parse(
         req.tools.as_ref(),
         req.tool_choice.as_ref(),
+        req.parallel_tool_calls.unwrap_or(true),
         template.call_format(),
     )?;
+    openai_tools::check_marker_shows(state.plugins.tokenizer.clone(), &tools).await?;
     // Tools reach the model through its template; one that does not render them sees earlier
     // calls as JSON text (see `openai_tools`).
     let template_renders_tools = template.reads("tools");

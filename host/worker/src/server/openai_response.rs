@@ -1,6 +1,6 @@
 //! The answer of the OpenAI routes: `n` choices, each one job's events, as one JSON body or as
 //! an SSE stream of chunks ending with `data: [DONE]`. A choice carries its text (or its tool
-//! call, see `openai_tools`), its `logprobs` when asked for, and its finish reason; `usage`
+//! calls, see `openai_tools`), its `logprobs` when asked for, and its finish reason; `usage`
 //! counts the prompt once and every choice's tokens. With `stream_options.include_usage` the
 //! stream's last chunk before `[DONE]` has `"choices": []` and the usage, as OpenAI sends it.
 
@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use super::error::AppError;
 use super::openai::{OpenAiError, error_json};
 use super::openai_logprobs::{LegacyLogprobs, Pieces, chat_content};
-use super::openai_tools::{ToolCallMode, call_id, chosen_call};
+use super::openai_tools::{ToolCallMode, chosen_call, read_calls};
 use super::submit::{CancelOnDrop, Submitted};
 use crate::error_code::ErrorCode;
 use crate::job::{JobEvent, StopReason, TokenLogprob};
@@ -40,7 +40,7 @@ pub struct Reply {
     pub include_usage: bool,
     /// Whether choices carry `logprobs` (else `null`).
     pub logprobs: bool,
-    /// How a chat choice's output becomes a tool call (`None`: text).
+    /// How a chat choice's output becomes tool calls (`None`: text).
     pub tool: Option<ToolCallMode>,
     pub tokenizer: Arc<dyn Tokenizer>,
 }
@@ -107,10 +107,10 @@ impl Reply {
         }
     }
 
-    /// Whether `choice`'s text is held until it ends (a call whose name is known only then).
+    /// Whether `choice`'s text is held until it ends (calls whose names are known only then).
     fn buffered(&self, choice: &Choice) -> bool {
         match &self.tool {
-            Some(ToolCallMode::Choose) => true,
+            Some(ToolCallMode::Choose | ToolCallMode::Calls(_)) => true,
             Some(ToolCallMode::Auto(_)) => choice.called,
             _ => false,
         }
@@ -144,20 +144,28 @@ impl Reply {
                 (json!({"role": "assistant", "content": choice.text}), false)
             }
             Some(mode) => {
-                let call = match mode {
-                    ToolCallMode::Named(name) => Some((name.clone(), choice.text.clone())),
-                    ToolCallMode::Choose => chosen_call(&choice.text, "arguments"),
-                    ToolCallMode::Auto(format) => chosen_call(&choice.text, format.arguments_key),
+                let calls = match mode {
+                    ToolCallMode::Named(name) => Some(vec![(name.clone(), choice.text.clone())]),
+                    ToolCallMode::Choose => chosen_call(&choice.text, "arguments").map(|c| vec![c]),
+                    ToolCallMode::Calls(format) | ToolCallMode::Auto(format) => {
+                        read_calls(&choice.text, *format)
+                    }
                 };
-                match call {
-                    Some((name, arguments)) => (
-                        json!({"role": "assistant", "content": null, "tool_calls": [{
-                            "id": call_id(), "type": "function",
-                            "function": {"name": name, "arguments": arguments},
-                        }]}),
-                        true,
-                    ),
-                    // A `Choose` output cut before it named a whole call: its text.
+                match calls {
+                    Some(calls) => {
+                        let calls: Vec<Value> = calls
+                            .into_iter()
+                            .map(|(name, arguments)| {
+                                json!({"id": mode.call_id(), "type": "function",
+                                    "function": {"name": name, "arguments": arguments}})
+                            })
+                            .collect();
+                        (
+                            json!({"role": "assistant", "content": null, "tool_calls": calls}),
+                            true,
+                        )
+                    }
+                    // An output cut before its calls were whole: its text.
                     None => (json!({"role": "assistant", "content": choice.text}), false),
                 }
             }
@@ -281,7 +289,7 @@ impl Streaming {
             Some(ToolCallMode::Named(name)) => {
                 let call = match &choice.call_id {
                     None => {
-                        let id = call_id();
+                        let id = super::openai_tools::call_id();
                         choice.call_id = Some(id.clone());
                         json!({"index": 0, "id": id, "type": "function",
                             "function": {"name": name, "arguments": text}})
@@ -290,8 +298,8 @@ impl Streaming {
                 };
                 delta.insert("tool_calls".into(), json!([call]));
             }
-            // Sent whole at the end (the name is known only once the output is complete).
-            Some(ToolCallMode::Choose | ToolCallMode::Auto(_)) => {}
+            // Sent whole at the end (the names are known only once the output is complete).
+            Some(ToolCallMode::Choose | ToolCallMode::Calls(_) | ToolCallMode::Auto(_)) => {}
         }
         delta
     }
@@ -342,14 +350,24 @@ impl Streaming {
                 let mut delta = Map::new();
                 if self.reply.buffered(&self.choices[i]) {
                     let (message, is_call) = self.reply.message(&self.choices[i]);
-                    if let Some(calls) = message.get("tool_calls") {
-                        delta.insert(
-                            "tool_calls".into(),
-                            json!([{
-                                "index": 0, "id": calls[0]["id"], "type": "function",
-                                "function": calls[0]["function"],
-                            }]),
-                        );
+                    if let Some(Value::Array(calls)) = message.get("tool_calls") {
+                        // One chunk per call, each whole, tagged with its `index` (as OpenAI
+                        // streams several calls); the finish reason follows alone.
+                        for (k, call) in calls.iter().enumerate() {
+                            let mut call_delta = Map::new();
+                            if !self.choices[i].role_sent {
+                                self.choices[i].role_sent = true;
+                                call_delta.insert("role".into(), json!("assistant"));
+                            }
+                            call_delta.insert(
+                                "tool_calls".into(),
+                                json!([{"index": k, "id": call["id"], "type": "function",
+                                    "function": call["function"]}]),
+                            );
+                            let line = self.chunk(json!({"index": index, "delta": call_delta,
+                                "logprobs": null, "finish_reason": null}));
+                            self.out.push_back(line);
+                        }
                     } else {
                         delta.insert("content".into(), message["content"].clone());
                     }

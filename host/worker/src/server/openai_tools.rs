@@ -3,29 +3,41 @@
 //! `parameters` schema.
 //!
 //! - `tool_choice: "none"` (or no tools): plain text.
-//! - a named function (`{"type": "function", "function": {"name": ...}}`), or `"required"` with
-//!   one tool: the output is constrained to that function's `parameters` and becomes the
-//!   call's `arguments` (streamed as they are generated).
-//! - `"required"` with several tools: the output is constrained to
-//!   `{"name": <one of them>, "arguments": <its parameters>}` and becomes one call (sent
-//!   whole when the choice ends).
+//! - a named function (`{"type": "function", "function": {"name": ...}}`): exactly one call of
+//!   it; the output is constrained to that function's `parameters` and becomes the call's
+//!   `arguments` (streamed as they are generated).
+//! - `"required"`: at least one call. With a chat template whose tool-call format this worker
+//!   knows ([`CallFormat`]), the output is the model's own calls from the first byte (see
+//!   below, without the choice to answer in text); with none, one tool is a named call and
+//!   several constrain the output to `{"name": <one of them>, "arguments": <its parameters>}`,
+//!   one call (sent whole when the choice ends).
 //! - `"auto"`, or tools without `tool_choice` (OpenAI's default `auto`): the model decides, by
 //!   its own tool-call marker ([`CallFormat`], read off the chat template: Hermes/Qwen
-//!   `<tool_call>`, Llama 3.x's bare `{"name": ..., "parameters": ...}`). The output is free
-//!   text unless it begins with the marker; from the marker on it is constrained to
-//!   `{"name": <one of the tools>, <arguments key>: <its parameters>}` like `"required"`
-//!   (llama.cpp's "lazy grammar"). A template with no marker this worker knows is refused with a
-//!   400 naming `tool_choice`: free text is never passed off as a call.
+//!   `<tool_call>`, Mistral's `[TOOL_CALLS]` list, Llama 3.x's bare `{"name": ...,
+//!   "parameters": ...}`). The output is free text unless it begins with the marker; from the
+//!   marker on it is constrained to the format's calls ([`calls_regex`]), each
+//!   `{"name": <one of the tools>, <arguments key>: <its parameters>}` (llama.cpp's "lazy
+//!   grammar"). A template with no marker this worker knows, or a format it does not produce,
+//!   is refused with a 400 naming `tool_choice` (and the format): free text is never passed
+//!   off as a call.
+//!
+//! Several calls per choice (`parallel_tool_calls`, default true) where the format has them:
+//! Hermes/Qwen writes one `<tool_call>...</tool_call>` block per call, Mistral a JSON list
+//! after `[TOOL_CALLS]`. Llama 3.x takes one call per turn (its template raises on an
+//! assistant turn with more), so it always gets one. `parallel_tool_calls: false` keeps one.
+//! The calls are one `regex` constraint over the whole calls text, marker and tags included
+//! (the calls' schema compiled to a regular expression by the built-in constraint plugin's own
+//! library, then repeated): each step masks with one automaton, as a single call does.
 //!
 //! How the switch stays within the constraint contract (`wit/constraint.wit`): a constraint
-//! follows whole tokens from the start of what it constrains, so the call's constraint can only
+//! follows whole tokens from the start of what it constrains, so the calls' constraint can only
 //! start at a token boundary. Until the trigger is decided, a `regex` constraint
 //! ([`trigger_regex`]) keeps the output either a prefix of the marker, the marker exactly, or
 //! text that does not begin with it: a token that runs past the marker's end (`>\n{`) is
 //! refused there, so the marker always ends on a token boundary. Once the output is plain text,
-//! no constraint is left (nothing is masked); once it is the marker, the call's constraint takes
-//! over (given the marker's tokens first when the marker is the call's own `{`). The
-//! scheduler's side is `scheduler/sequence.rs` (`ToolPhase`).
+//! no constraint is left (nothing is masked); once it is the marker, the calls' constraint
+//! takes over, given the marker's tokens first. The scheduler's side is
+//! `scheduler/sequence.rs` (`ToolPhase`).
 //!
 //! The tools go to the chat template as `tools` when the template reads that variable (Hugging
 //! Face's convention); for one that does not, the model sees no tool list, and an earlier
@@ -34,33 +46,50 @@
 use serde_json::{Map, Value, json};
 
 use super::error::AppError;
+use crate::error_code::ErrorCode;
 use crate::job::{BUILTIN_CONSTRAINT, ConstraintSpec, ToolTrigger};
 
 /// Most tools one request may list (OpenAI's bound).
 pub const MAX_TOOLS: usize = 128;
 const FIELD: &str = "tools";
 
-/// How a model family writes a tool call, as far as `tool_choice: "auto"` needs it.
+/// How a model family's calls follow its marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Each call is `marker` JSON `close` (Hermes: `<tool_call>{...}</tool_call>`, a newline
+    /// allowed around the JSON and between blocks); one block per call.
+    Tagged { close: &'static str },
+    /// One bare JSON call whose `{` is the marker (Llama 3.x: one call per turn).
+    Bare,
+    /// `marker` then a JSON list of calls (Mistral Nemo / 7B v0.3:
+    /// `[TOOL_CALLS][{"name": ..., "arguments": ...}, ...]`).
+    List,
+    /// A format this worker recognises but does not produce: `auto` and `required` are refused
+    /// with its name.
+    Refused,
+}
+
+/// How a model family writes its tool calls, read off its chat template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallFormat {
     /// The family, for messages.
     pub family: &'static str,
-    /// The text a call begins with.
+    /// The text the calls begin with.
     pub marker: &'static str,
-    /// Whether the marker is the call JSON's own first byte (kept) rather than a tag before
-    /// it (dropped).
-    pub marker_in_call: bool,
-    /// The key of the call's arguments object.
+    /// The key of a call's arguments object.
     pub arguments_key: &'static str,
+    pub layout: Layout,
 }
 
 /// Hermes-style calls (Qwen 2.5 / 3, Hermes, SmolLM3): `<tool_call>{"name": ..., "arguments":
-/// ...}</tool_call>`. The closing tag is not generated: the call ends with its JSON.
+/// ...}</tool_call>`, one block per call.
 pub const HERMES: CallFormat = CallFormat {
     family: "Hermes/Qwen `<tool_call>`",
     marker: "<tool_call>",
-    marker_in_call: false,
     arguments_key: "arguments",
+    layout: Layout::Tagged {
+        close: "</tool_call>",
+    },
 };
 
 /// Llama 3.1 / 3.2 custom tools: the answer is a bare `{"name": ..., "parameters": ...}`, so an
@@ -68,20 +97,116 @@ pub const HERMES: CallFormat = CallFormat {
 pub const LLAMA3_JSON: CallFormat = CallFormat {
     family: "Llama 3.x JSON",
     marker: "{",
-    marker_in_call: true,
     arguments_key: "parameters",
+    layout: Layout::Bare,
 };
 
-/// The tool-call format a chat template teaches its model, read off the template's text:
-/// `<tool_call>` (Hermes/Qwen), or Llama 3.x's instruction to answer
-/// `{"name": function name, "parameters": ...}`. `None`: no format this worker knows.
+/// Mistral's list form (Mistral Nemo, 7B Instruct v0.3): `[TOOL_CALLS][{"name": ...,
+/// "arguments": ...}, ...]`.
+pub const MISTRAL_LIST: CallFormat = CallFormat {
+    family: "Mistral `[TOOL_CALLS]` list",
+    marker: "[TOOL_CALLS]",
+    arguments_key: "arguments",
+    layout: Layout::List,
+};
+
+/// Mistral's later form (Small 3.2, Magistral, Ministral 3): `[TOOL_CALLS]name[ARGS]{...}`,
+/// recognised so that its refusal names it.
+pub const MISTRAL_ARGS: CallFormat = CallFormat {
+    family: "Mistral `[TOOL_CALLS]name[ARGS]`",
+    marker: "[TOOL_CALLS]",
+    arguments_key: "arguments",
+    layout: Layout::Refused,
+};
+
+/// The tool-call format a chat template teaches its model, read off the template's text (the
+/// markers llama.cpp's `common/chat.cpp` looks for): `<tool_call>` (Hermes/Qwen),
+/// `[TOOL_CALLS]` with `[ARGS]` (Mistral's later form) or without (its list form), or Llama
+/// 3.x's instruction to answer `{"name": function name, "parameters": ...}`. `None`: no format
+/// this worker knows.
 pub fn call_format(template: &str) -> Option<CallFormat> {
     if template.contains("<tool_call>") {
         Some(HERMES)
+    } else if template.contains("[TOOL_CALLS]") && template.contains("[ARGS]") {
+        Some(MISTRAL_ARGS)
+    } else if template.contains("[TOOL_CALLS]") {
+        Some(MISTRAL_LIST)
     } else if template.contains("\"parameters\": dictionary of argument name") {
         Some(LLAMA3_JSON)
     } else {
         None
+    }
+}
+
+/// The regular expression of a choice's calls in `format`, marker included, each call matching
+/// `call` (the regex of one `{"name", <arguments key>}` object); `several`: one or more calls,
+/// else exactly one. The call's regex appears once where the layout allows (Hermes blocks
+/// repeat as a group), twice for a list (`[C(, C)*]`), which at most doubles the automaton.
+pub fn calls_regex(format: CallFormat, call: &str, several: bool) -> String {
+    let marker = escape_text(format.marker);
+    match format.layout {
+        Layout::Tagged { close } => {
+            let block = format!("{marker}\\n?(?:{call})\\n?{}\\n?", escape_text(close));
+            if several {
+                format!("(?:{block})+")
+            } else {
+                block
+            }
+        }
+        // The marker is the call's own `{`.
+        Layout::Bare | Layout::Refused => call.to_string(),
+        Layout::List => {
+            let more = if several {
+                format!("(?:, ?(?:{call}))*")
+            } else {
+                String::new()
+            };
+            format!("{marker}\\[(?:{call}){more}\\]")
+        }
+    }
+}
+
+/// `text` as a regex literal.
+fn escape_text(text: &str) -> String {
+    orcd_constraint::schema::escape(text)
+}
+
+/// The calls in a finished calls text (`calls_regex`'s language), as `(name, arguments as
+/// JSON text)`; `None` when the text is not whole calls (cut by `max_tokens`).
+pub fn read_calls(text: &str, format: CallFormat) -> Option<Vec<(String, String)>> {
+    let key = format.arguments_key;
+    let call = |v: &Value| -> Option<(String, String)> {
+        Some((
+            v.get("name")?.as_str()?.to_string(),
+            v.get(key)?.to_string(),
+        ))
+    };
+    match format.layout {
+        Layout::Bare | Layout::Refused => chosen_call(text, key).map(|c| vec![c]),
+        Layout::List => {
+            let list: Value = serde_json::from_str(text.strip_prefix(format.marker)?).ok()?;
+            let calls = list
+                .as_array()?
+                .iter()
+                .map(call)
+                .collect::<Option<Vec<_>>>()?;
+            (!calls.is_empty()).then_some(calls)
+        }
+        Layout::Tagged { close } => {
+            let mut calls = Vec::new();
+            let mut rest = text.trim_start();
+            while !rest.is_empty() {
+                rest = rest.strip_prefix(format.marker)?;
+                let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+                let v = values.next()?.ok()?;
+                calls.push(call(&v)?);
+                rest = rest[values.byte_offset()..]
+                    .trim_start()
+                    .strip_prefix(close)?
+                    .trim_start();
+            }
+            (!calls.is_empty()).then_some(calls)
+        }
     }
 }
 
@@ -110,16 +235,33 @@ fn escape(c: char) -> String {
     }
 }
 
-/// How a choice's output becomes a tool call.
+/// How a choice's output becomes tool calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolCallMode {
-    /// The output is the arguments of a call of this function.
+    /// The output is the arguments of one call of this function.
     Named(String),
-    /// The output is `{"name", "arguments"}` of a call of any listed function.
+    /// The output is `{"name", "arguments"}` of one call of any listed function (`required`
+    /// under a template with no known format).
     Choose,
-    /// `tool_choice: "auto"`: text, or (the job's `tool_call` tokens) a call
-    /// `{"name", <format's arguments key>}` of any listed function.
+    /// `required` under a template with a known format: the output is the model's calls
+    /// (`calls_regex`), the marker first.
+    Calls(CallFormat),
+    /// `tool_choice: "auto"`: text, or (the job's `tool_call` tokens) the model's calls.
     Auto(CallFormat),
+}
+
+impl ToolCallMode {
+    /// The id of a call this mode produced: `call_` and 24 hex digits (OpenAI's form), or 9
+    /// letters and digits for Mistral's list form (its template refuses any other id when the
+    /// call comes back in the conversation).
+    pub fn call_id(&self) -> String {
+        match self {
+            ToolCallMode::Calls(f) | ToolCallMode::Auto(f) if f.layout == Layout::List => {
+                short_call_id()
+            }
+            _ => call_id(),
+        }
+    }
 }
 
 /// A request's tools, checked.
@@ -129,7 +271,7 @@ pub struct Tools {
     pub list: Vec<Value>,
     /// `None`: plain text.
     pub mode: Option<ToolCallMode>,
-    /// The constraint that produces the call.
+    /// The constraint that produces the calls.
     pub constraint: Option<ConstraintSpec>,
     /// `auto`: the trigger before which the output is free.
     pub trigger: Option<ToolTrigger>,
@@ -249,11 +391,32 @@ fn constraint(schema: &Value) -> ConstraintSpec {
     }
 }
 
-/// Check `tools` and `tool_choice` and decide how the answer is produced; `format` is the chat
-/// template's tool-call format (for `auto`).
+/// The constraint of a choice's calls in `format` (see [`calls_regex`]): the tools' choice
+/// schema compiled to a regex by the built-in constraint plugin's library (a schema it cannot
+/// enforce is a 400 naming `tools`, as the plugin's own refusal would be).
+fn calls_constraint(
+    tools: &[(String, Value)],
+    format: CallFormat,
+    several: bool,
+) -> Result<ConstraintSpec, AppError> {
+    let schema = choose_schema(tools, format.arguments_key)?;
+    let call = orcd_constraint::schema::schema_regex(&schema)
+        .map_err(|e| AppError::invalid(FIELD, e.to_string()))?;
+    Ok(ConstraintSpec {
+        plugin: BUILTIN_CONSTRAINT.into(),
+        kind: "regex".into(),
+        spec: calls_regex(format, &call, several),
+        field: FIELD.into(),
+    })
+}
+
+/// Check `tools` and `tool_choice` and decide how the answer is produced; `several`:
+/// `parallel_tool_calls` (more than one call allowed where the format has them); `format` is
+/// the chat template's tool-call format.
 pub fn parse(
     tools: Option<&Value>,
     choice: Option<&Value>,
+    several: bool,
     format: Option<CallFormat>,
 ) -> Result<Tools, AppError> {
     let list: Vec<Value> = match tools {
@@ -281,21 +444,35 @@ pub fn parse(
         }
     }
     let choice_field = "tool_choice";
+    let refused = |f: CallFormat| {
+        AppError::invalid(
+            choice_field,
+            format!(
+                "this model's chat template writes tool calls in the {} form, which this \
+                 worker does not produce: send a named function \
+                 ({{\"type\": \"function\", \"function\": {{\"name\": ...}}}}) or `none`",
+                f.family
+            ),
+        )
+    };
     let auto = || -> Result<Tools, AppError> {
         let Some(format) = format else {
             return Err(AppError::invalid(
                 choice_field,
                 "`auto` (the default when tools are given) needs the model's tool-call marker, \
                  and this model's chat template shows none this worker knows (Hermes/Qwen \
-                 `<tool_call>`, Llama 3.x JSON): send `required`, a named function \
-                 ({\"type\": \"function\", \"function\": {\"name\": ...}}) or `none`",
+                 `<tool_call>`, Mistral `[TOOL_CALLS]` list, Llama 3.x JSON): send `required`, \
+                 a named function ({\"type\": \"function\", \"function\": {\"name\": ...}}) \
+                 or `none`",
             ));
         };
+        if format.layout == Layout::Refused {
+            return Err(refused(format));
+        }
         Ok(Tools {
-            constraint: Some(constraint(&choose_schema(&parsed, format.arguments_key)?)),
+            constraint: Some(calls_constraint(&parsed, format, several)?),
             trigger: Some(ToolTrigger {
                 marker: format.marker.to_string(),
-                marker_in_call: format.marker_in_call,
                 regex: trigger_regex(format.marker),
             }),
             list: list.clone(),
@@ -329,17 +506,23 @@ pub fn parse(
             choice_field,
             "asks for a tool call but `tools` lists none",
         )),
-        Some(Value::String(s)) if s == "required" => {
-            if parsed.len() == 1 {
-                return named(&parsed[0].0);
-            }
-            Ok(Tools {
+        Some(Value::String(s)) if s == "required" => match format {
+            Some(f) if f.layout == Layout::Refused => Err(refused(f)),
+            // The model's own calls, from the marker on.
+            Some(f) => Ok(Tools {
+                constraint: Some(calls_constraint(&parsed, f, several)?),
+                list,
+                mode: Some(ToolCallMode::Calls(f)),
+                trigger: None,
+            }),
+            None if parsed.len() == 1 => named(&parsed[0].0),
+            None => Ok(Tools {
                 constraint: Some(constraint(&choose_schema(&parsed, "arguments")?)),
                 list,
                 mode: Some(ToolCallMode::Choose),
                 trigger: None,
-            })
-        }
+            }),
+        },
         Some(Value::Object(o)) => {
             let name = (o.get("type").and_then(Value::as_str) == Some("function"))
                 .then(|| o.get("function")?.get("name")?.as_str())
@@ -359,9 +542,53 @@ pub fn parse(
     }
 }
 
+/// Refuse a format whose marker the output cannot show: the trigger and the calls'
+/// constraint read the output's text, and a control token (Mistral Nemo's vocabulary holds
+/// `[TOOL_CALLS]` as one) streams as nothing, so the model's calls would come out as text.
+/// The marker must tokenize (special tokens parsed, as a model writes them) into tokens whose
+/// pieces spell it.
+pub async fn check_marker_shows(
+    tokenizer: std::sync::Arc<dyn crate::plugins::Tokenizer>,
+    tools: &Tools,
+) -> Result<(), AppError> {
+    let format = match &tools.mode {
+        Some(ToolCallMode::Auto(f) | ToolCallMode::Calls(f)) => *f,
+        _ => return Ok(()),
+    };
+    let shown = tokio::task::spawn_blocking(move || {
+        let mut spelled = Vec::new();
+        for id in tokenizer.encode_with(format.marker, true, false)? {
+            spelled.extend(tokenizer.piece(id)?);
+        }
+        Ok::<_, crate::plugins::PluginFailure>(spelled == format.marker.as_bytes())
+    })
+    .await
+    .map_err(|e| AppError::new(ErrorCode::Internal, format!("tokenizer task failed: {e}")))??;
+    if shown {
+        return Ok(());
+    }
+    Err(AppError::invalid(
+        "tool_choice",
+        format!(
+            "this model's vocabulary holds the {} marker `{}` as a control token, which its \
+             output stream does not show, so its calls cannot be read: send a named function \
+             ({{\"type\": \"function\", \"function\": {{\"name\": ...}}}}) or `none`",
+            format.family, format.marker
+        ),
+    ))
+}
+
 /// A fresh tool-call id (`call_` and 24 hex digits, OpenAI's form).
 pub fn call_id() -> String {
     format!("call_{:024x}", rand::random::<u128>() >> 32)
+}
+
+/// A fresh 9-character id of letters and digits (the form Mistral's templates require).
+fn short_call_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    (0..9)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// The call a finished `Choose` (or `Auto`) output names: `(name, arguments as JSON text)`,
@@ -391,19 +618,20 @@ mod tests {
     #[test]
     fn modes_follow_tool_choice() {
         let tools = json!([weather(), time()]);
-        assert!(parse(None, None, None).unwrap().mode.is_none());
-        let none = parse(Some(&tools), Some(&json!("none")), None).unwrap();
+        assert!(parse(None, None, true, None).unwrap().mode.is_none());
+        let none = parse(Some(&tools), Some(&json!("none")), true, None).unwrap();
         assert!(none.mode.is_none() && none.constraint.is_none() && none.list.len() == 2);
         let named = parse(
             Some(&tools),
             Some(&json!({"type": "function", "function": {"name": "get_weather"}})),
+            true,
             None,
         )
         .unwrap();
         assert_eq!(named.mode, Some(ToolCallMode::Named("get_weather".into())));
         let spec: Value = serde_json::from_str(&named.constraint.unwrap().spec).unwrap();
         assert_eq!(spec["required"], json!(["city"]));
-        let req = parse(Some(&tools), Some(&json!("required")), None).unwrap();
+        let req = parse(Some(&tools), Some(&json!("required")), true, None).unwrap();
         assert_eq!(req.mode, Some(ToolCallMode::Choose));
         let spec: Value = serde_json::from_str(&req.constraint.unwrap().spec).unwrap();
         assert_eq!(spec["anyOf"].as_array().unwrap().len(), 2);
@@ -413,7 +641,13 @@ mod tests {
                 .get("$defs")
                 .is_none()
         );
-        let one = parse(Some(&json!([weather()])), Some(&json!("required")), None).unwrap();
+        let one = parse(
+            Some(&json!([weather()])),
+            Some(&json!("required")),
+            true,
+            None,
+        )
+        .unwrap();
         assert_eq!(one.mode, Some(ToolCallMode::Named("get_weather".into())));
     }
 
@@ -451,7 +685,7 @@ mod tests {
                 "tools[0].function.params",
             ),
         ] {
-            let e = parse(t.as_ref(), c.as_ref(), None).unwrap_err();
+            let e = parse(t.as_ref(), c.as_ref(), true, None).unwrap_err();
             assert_eq!(
                 e.field.as_deref(),
                 Some(field),
@@ -465,23 +699,26 @@ mod tests {
     fn auto_follows_the_templates_format() {
         let tools = json!([weather(), time()]);
         for choice in [None, Some(json!("auto"))] {
-            let auto = parse(Some(&tools), choice.as_ref(), Some(LLAMA3_JSON)).unwrap();
+            let auto = parse(Some(&tools), choice.as_ref(), true, Some(LLAMA3_JSON)).unwrap();
             assert_eq!(auto.mode, Some(ToolCallMode::Auto(LLAMA3_JSON)));
             let trigger = auto.trigger.unwrap();
-            assert_eq!(
-                (trigger.marker.as_str(), trigger.marker_in_call),
-                ("{", true)
+            assert_eq!(trigger.marker, "{");
+            let spec = auto.constraint.unwrap();
+            assert_eq!(spec.kind, "regex");
+            assert!(matches(
+                &spec.spec,
+                r#"{"name":"get_weather","parameters":{"city":"Oslo"}}"#
+            ));
+            assert!(
+                !matches(
+                    &spec.spec,
+                    r#"{"name":"get_weather","arguments":{"city":"Oslo"}}"#
+                ),
+                "the family's key"
             );
-            let spec: Value = serde_json::from_str(&auto.constraint.unwrap().spec).unwrap();
-            let keys: Vec<&String> = spec["anyOf"][0]["properties"]
-                .as_object()
-                .unwrap()
-                .keys()
-                .collect();
-            assert_eq!(keys, ["name", "parameters"], "the family's key, name first");
         }
         // No tools: `auto` is plain text.
-        let none = parse(None, Some(&json!("auto")), None).unwrap();
+        let none = parse(None, Some(&json!("auto")), true, None).unwrap();
         assert!(none.mode.is_none() && none.trigger.is_none());
         let t = "{% for m in messages %}<tool_call>{% endfor %}";
         assert_eq!(call_format(t), Some(HERMES));
@@ -518,6 +755,173 @@ mod tests {
         let re = trigger_regex("<|python_tag|>");
         assert!(matches(&re, "<|python") && matches(&re, "<|python_tag|>"));
         assert!(!matches(&re, "<|python_tag|>x"));
+    }
+
+    /// The calls' regex of `format` over the weather and time tools.
+    fn calls_spec(choice: &str, several: bool, format: CallFormat) -> ConstraintSpec {
+        let tools = json!([weather(), time()]);
+        let t = parse(Some(&tools), Some(&json!(choice)), several, Some(format)).unwrap();
+        t.constraint.unwrap()
+    }
+
+    const PARIS: &str = r#"{"name":"get_weather","arguments":{"city":"Paris"}}"#;
+    const UTC: &str = r#"{"name":"get_time","arguments":{"tz":"UTC"}}"#;
+
+    #[test]
+    fn hermes_calls_are_tagged_blocks_one_or_several() {
+        let several = calls_spec("auto", true, HERMES);
+        assert_eq!(several.kind, "regex");
+        let one = calls_spec("auto", false, HERMES);
+        let block = |c: &str| format!("<tool_call>\n{c}\n</tool_call>");
+        let two = format!("{}\n{}", block(PARIS), block(UTC));
+        for (text, in_several, in_one) in [
+            (block(PARIS), true, true),
+            (format!("<tool_call>{PARIS}</tool_call>"), true, true),
+            (two.clone(), true, false),
+            (format!("{two}\n{}", block(PARIS)), true, false),
+            // The closing tag is part of each call.
+            (format!("<tool_call>{PARIS}"), false, false),
+            // Each call follows its own tool's schema.
+            (
+                block(r#"{"name":"get_time","arguments":{"tz":"PST"}}"#),
+                false,
+                false,
+            ),
+            (String::new(), false, false),
+        ] {
+            assert_eq!(matches(&several.spec, &text), in_several, "{text:?}");
+            assert_eq!(matches(&one.spec, &text), in_one, "{text:?}");
+        }
+        let calls = read_calls(&two, HERMES).unwrap();
+        assert_eq!(
+            calls,
+            [
+                ("get_weather".to_string(), r#"{"city":"Paris"}"#.to_string()),
+                ("get_time".to_string(), r#"{"tz":"UTC"}"#.to_string())
+            ]
+        );
+        assert_eq!(read_calls(&format!("<tool_call>{PARIS}"), HERMES), None);
+        assert_eq!(read_calls("<tool_call>{\"name\":", HERMES), None);
+        // `required` under a known format: the same calls, no trigger.
+        let tools = json!([weather(), time()]);
+        let req = parse(Some(&tools), Some(&json!("required")), true, Some(HERMES)).unwrap();
+        assert_eq!(req.mode, Some(ToolCallMode::Calls(HERMES)));
+        assert!(req.trigger.is_none());
+        assert_eq!(req.constraint.unwrap().spec, several.spec);
+    }
+
+    #[test]
+    fn mistral_calls_are_one_list() {
+        let several = calls_spec("auto", true, MISTRAL_LIST);
+        let one = calls_spec("required", false, MISTRAL_LIST);
+        for (text, in_several, in_one) in [
+            (format!("[TOOL_CALLS][{PARIS}]"), true, true),
+            (format!("[TOOL_CALLS][{PARIS}, {UTC}]"), true, false),
+            (format!("[TOOL_CALLS][{PARIS},{UTC},{PARIS}]"), true, false),
+            ("[TOOL_CALLS][]".to_string(), false, false),
+            (format!("[{PARIS}]"), false, false),
+        ] {
+            assert_eq!(matches(&several.spec, &text), in_several, "{text:?}");
+            assert_eq!(matches(&one.spec, &text), in_one, "{text:?}");
+        }
+        let calls = read_calls(&format!("[TOOL_CALLS][{PARIS}, {UTC}]"), MISTRAL_LIST).unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[1].0, "get_time");
+        assert_eq!(read_calls("[TOOL_CALLS][]", MISTRAL_LIST), None);
+        let id = ToolCallMode::Auto(MISTRAL_LIST).call_id();
+        assert!(
+            id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{id}"
+        );
+        assert!(ToolCallMode::Auto(HERMES).call_id().starts_with("call_"));
+    }
+
+    #[test]
+    fn formats_are_read_off_templates_and_unproduced_ones_refused_by_name() {
+        assert_eq!(
+            call_format("{{ '[TOOL_CALLS][' }}{{ tool_call.function|tojson }}"),
+            Some(MISTRAL_LIST)
+        );
+        let later = "[TOOL_CALLS]{{ name }}[ARGS]{{ arguments }}";
+        assert_eq!(call_format(later), Some(MISTRAL_ARGS));
+        let tools = json!([weather()]);
+        for choice in ["auto", "required"] {
+            let e =
+                parse(Some(&tools), Some(&json!(choice)), true, Some(MISTRAL_ARGS)).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("tool_choice"));
+            assert!(e.message.contains("[ARGS]"), "{}", e.message);
+        }
+        // A named function still works: it needs no format.
+        let named = json!({"type": "function", "function": {"name": "get_weather"}});
+        assert!(parse(Some(&tools), Some(&named), true, Some(MISTRAL_ARGS)).is_ok());
+        // Llama 3.x takes one call per turn whatever `parallel_tool_calls` says.
+        let llama = parse(Some(&tools), None, true, Some(LLAMA3_JSON)).unwrap();
+        let re = llama.constraint.unwrap().spec;
+        let call = r#"{"name":"get_weather","parameters":{"city":"Oslo"}}"#;
+        assert!(matches(&re, call) && !matches(&re, &format!("{call}{call}")));
+    }
+
+    /// A vocabulary with `[TOOL_CALLS]` as one token (id 5) whose piece is `shown`, every
+    /// other byte a token of its own.
+    struct Vocab {
+        shown: &'static str,
+    }
+    impl crate::plugins::Tokenizer for Vocab {
+        fn encode(&self, text: &str) -> Result<Vec<u32>, crate::plugins::PluginFailure> {
+            self.encode_with(text, true, false)
+        }
+        fn encode_with(
+            &self,
+            text: &str,
+            _: bool,
+            _: bool,
+        ) -> Result<Vec<u32>, crate::plugins::PluginFailure> {
+            Ok(match text {
+                "[TOOL_CALLS]" => vec![5],
+                t => t.bytes().map(|b| 256 + b as u32).collect(),
+            })
+        }
+        fn decode(&self, _: &[u32]) -> Result<Vec<u8>, crate::plugins::PluginFailure> {
+            unreachable!("not used")
+        }
+        fn piece(&self, id: u32) -> Result<Vec<u8>, crate::plugins::PluginFailure> {
+            Ok(match id {
+                5 => self.shown.as_bytes().to_vec(),
+                b => vec![(b - 256) as u8],
+            })
+        }
+        fn decoder(
+            &self,
+        ) -> Result<Box<dyn crate::plugins::StreamDecoder>, crate::plugins::PluginFailure> {
+            unreachable!("not used")
+        }
+        fn is_end_of_generation(&self, _: u32) -> bool {
+            false
+        }
+        fn kind(&self) -> String {
+            "test".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_marker_the_output_cannot_show_is_refused() {
+        let tools = json!([weather()]);
+        let auto = |f| parse(Some(&tools), None, true, Some(f)).unwrap();
+        // Mistral Nemo: `[TOOL_CALLS]` is a control token, streamed as nothing.
+        let hidden = std::sync::Arc::new(Vocab { shown: "" });
+        let e = check_marker_shows(hidden.clone(), &auto(MISTRAL_LIST))
+            .await
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("tool_choice"));
+        assert!(e.message.contains("[TOOL_CALLS]"), "{}", e.message);
+        // Hermes' marker is spelled byte by byte here: shown.
+        check_marker_shows(hidden, &auto(HERMES)).await.unwrap();
+        let shown = std::sync::Arc::new(Vocab {
+            shown: "[TOOL_CALLS]",
+        });
+        check_marker_shows(shown, &auto(MISTRAL_LIST))
+            .await
+            .unwrap();
     }
 
     #[test]
