@@ -157,17 +157,24 @@ pub fn matmul(
     dst.par_chunks_mut(per_task * n_tok)
         .enumerate()
         .try_for_each_init(Vec::new, |wrow: &mut Vec<f32>, (c, chunk)| {
+            // several tokens: each weight block unpacked once per tile of tokens; tile by
+            // tile, so that one tile's activations stay in L1 while the task's rows pass
+            if let (Acts::Q8(_), false) = (&acts, direct) {
+                for (ti, tile) in tiles.iter().enumerate() {
+                    let cols = ti * quant::DOT_TILE..ti * quant::DOT_TILE + tile.len();
+                    for (i, row_out) in chunk.chunks_mut(n_tok).enumerate() {
+                        let r = c * per_task + i;
+                        quant::dot_rows_q8(w.ty, w.row(r), tile, &mut row_out[cols.clone()]);
+                    }
+                }
+                return Ok(());
+            }
             for (i, row_out) in chunk.chunks_mut(n_tok).enumerate() {
                 let r = c * per_task + i;
                 match &acts {
                     // one token's quantized row against the weight row's blocks
                     Acts::Q8(q) if direct => row_out[0] = quant::dot_row_q8(w.ty, w.row(r), &q[0]),
-                    // several tokens: each weight block unpacked once per tile of tokens
-                    Acts::Q8(_) => {
-                        for (tile, o) in tiles.iter().zip(row_out.chunks_mut(quant::DOT_TILE)) {
-                            quant::dot_rows_q8(w.ty, w.row(r), tile, o);
-                        }
-                    }
+                    Acts::Q8(_) => unreachable!("tiles are handled above"),
                     // the weight row dequantized once, dotted with every token in f32
                     Acts::Exact(x) => {
                         wrow.resize(w.cols, 0.0);

@@ -57,34 +57,95 @@ static SPREAD: [u64; 256] = {
 
 /// Signed-byte dot products on lanes (bytes of `w` and `x` read as `i8`).
 pub(super) trait Kernel: Copy {
+    /// 32 weight bytes as the multi-token dots hold them (two lanes, or one AVX2 register).
+    type W: Copy;
+
     /// `sum_i w_i * x_i` over the 16 bytes of one lane.
     fn dot16(self, w: u128, x: u128) -> i32;
     /// `sum_i w_i * x_i` over two lanes (32 bytes).
     fn dot32(self, w: [u128; 2], x: [u128; 2]) -> i32;
 
+    /// Two lanes as a weight register.
+    fn weights(self, w: [u128; 2]) -> Self::W;
+
+    /// Q5_0's 32 weights in 0..=31 from its 16 nibble bytes and 32 high bits: weight `j < 16`
+    /// is `(qs[j] & 15) | bit j of qh << 4`, weight `16 + j` takes the high nibble and bit
+    /// `16 + j`.
+    #[inline(always)]
+    fn q5_0_weights(self, qs: &[u8; 16], qh: u32) -> Self::W {
+        let v = lane(qs);
+        self.weights([
+            (v & LOW_NIBBLES) | spread_bit4(qh as u16),
+            ((v >> 4) & LOW_NIBBLES) | spread_bit4((qh >> 16) as u16),
+        ])
+    }
+
+    /// 32 of Q6_K's weights made signed: byte `i` is
+    /// `((ql[i] >> LO) & 15 | ((qh[i] >> HI) & 3) << 4) - 32` as an `i8` in -32..=31.
+    #[inline(always)]
+    fn q6_k_weights<const LO: i32, const HI: i32>(self, ql: &[u8; 32], qh: &[u8; 32]) -> Self::W {
+        self.weights(q6_k_lanes::<LO, HI>(ql, qh))
+    }
+
     /// [`Kernel::dot32`] of one 32-byte weight block with each of `N` activation blocks
     /// (the multi-token path, `multi.rs`): the same integers, the weights prepared once.
     /// Activations must be in `-127..=127`.
-    #[inline(always)]
-    fn dot32_multi<const N: usize>(self, w: [u128; 2], x: &[[i8; 32]; N]) -> [i32; N] {
-        std::array::from_fn(|t| self.dot32(w, act_lanes(&x[t])))
-    }
+    fn dot32_multi<const N: usize>(self, w: Self::W, x: &[[i8; 32]; N]) -> [i32; N];
 
-    /// `sc[0] * dot16(w[0], x_lo) + sc[1] * dot16(w[1], x_hi)` for each of `N` activation
+    /// `sc[0] * dot16(w_lo, x_lo) + sc[1] * dot16(w_hi, x_hi)` for each of `N` activation
     /// blocks (Q6_K's two scaled sub-blocks of 16). `|w| <= 32`, `sc` in `i8` range and
     /// activations in `-127..=127`.
-    #[inline(always)]
     fn dot16x2_scaled_multi<const N: usize>(
         self,
-        w: [u128; 2],
+        w: Self::W,
         sc: [i32; 2],
         x: &[[i8; 32]; N],
-    ) -> [i32; N] {
-        std::array::from_fn(|t| {
-            let x = act_lanes(&x[t]);
-            sc[0] * self.dot16(w[0], x[0]) + sc[1] * self.dot16(w[1], x[1])
-        })
-    }
+    ) -> [i32; N];
+}
+
+/// The two lanes of 32 bytes.
+#[inline(always)]
+fn lanes32(b: &[u8; 32]) -> [u128; 2] {
+    let (lo, hi) = b.as_chunks::<16>().0.split_at(1);
+    [lane(&lo[0]), lane(&hi[0])]
+}
+
+/// [`Kernel::q6_k_weights`] as two lanes.
+#[inline(always)]
+pub(super) fn q6_k_lanes<const LO: i32, const HI: i32>(ql: &[u8; 32], qh: &[u8; 32]) -> [u128; 2] {
+    let (l, h) = (lanes32(ql), lanes32(qh));
+    std::array::from_fn(|i| {
+        let lo = (l[i] >> LO) & LOW_NIBBLES;
+        minus_32(lo | (((h[i] >> HI) & LOW_2_BITS) << 4))
+    })
+}
+
+/// Each byte `q` (6 bits, 0..=63) of a lane replaced by the `i8` `q - 32`: flip bit 5, and
+/// where bit 5 was clear (the result is negative) set bits 6 and 7.
+#[inline(always)]
+fn minus_32(q: u128) -> u128 {
+    let clear5 = ((q >> 5) & LOW_BITS) ^ LOW_BITS;
+    q ^ (LOW_BITS << 5) ^ (clear5 << 7) ^ (clear5 << 6)
+}
+
+/// [`Kernel::dot32_multi`] from a lane kernel's `dot32`.
+#[inline(always)]
+fn dot32_multi_lanes<K: Kernel, const N: usize>(k: K, w: [u128; 2], x: &[[i8; 32]; N]) -> [i32; N] {
+    std::array::from_fn(|t| k.dot32(w, act_lanes(&x[t])))
+}
+
+/// [`Kernel::dot16x2_scaled_multi`] from a lane kernel's `dot16`.
+#[inline(always)]
+fn dot16x2_scaled_multi_lanes<K: Kernel, const N: usize>(
+    k: K,
+    w: [u128; 2],
+    sc: [i32; 2],
+    x: &[[i8; 32]; N],
+) -> [i32; N] {
+    std::array::from_fn(|t| {
+        let x = act_lanes(&x[t]);
+        sc[0] * k.dot16(w[0], x[0]) + sc[1] * k.dot16(w[1], x[1])
+    })
 }
 
 /// Plain Rust: the reference the SIMD kernels are tested against.
@@ -92,6 +153,8 @@ pub(super) trait Kernel: Copy {
 pub struct Scalar;
 
 impl Kernel for Scalar {
+    type W = [u128; 2];
+
     #[inline(always)]
     fn dot16(self, w: u128, x: u128) -> i32 {
         w.to_le_bytes()
@@ -105,6 +168,26 @@ impl Kernel for Scalar {
     fn dot32(self, w: [u128; 2], x: [u128; 2]) -> i32 {
         self.dot16(w[0], x[0]) + self.dot16(w[1], x[1])
     }
+
+    #[inline(always)]
+    fn weights(self, w: [u128; 2]) -> [u128; 2] {
+        w
+    }
+
+    #[inline(always)]
+    fn dot32_multi<const N: usize>(self, w: [u128; 2], x: &[[i8; 32]; N]) -> [i32; N] {
+        dot32_multi_lanes(self, w, x)
+    }
+
+    #[inline(always)]
+    fn dot16x2_scaled_multi<const N: usize>(
+        self,
+        w: [u128; 2],
+        sc: [i32; 2],
+        x: &[[i8; 32]; N],
+    ) -> [i32; N] {
+        dot16x2_scaled_multi_lanes(self, w, sc, x)
+    }
 }
 
 /// SSE2, part of every x86-64 CPU: bytes sign-extended to `i16`, `pmaddwd`.
@@ -114,6 +197,8 @@ pub struct Sse2;
 
 #[cfg(target_arch = "x86_64")]
 impl Kernel for Sse2 {
+    type W = [u128; 2];
+
     #[inline(always)]
     fn dot16(self, w: u128, x: u128) -> i32 {
         // SAFETY: SSE2 is part of the x86-64 baseline: every x86_64 CPU has it.
@@ -129,6 +214,26 @@ impl Kernel for Sse2 {
                 madd16_sse2(w[1], x[1]),
             ))
         }
+    }
+
+    #[inline(always)]
+    fn weights(self, w: [u128; 2]) -> [u128; 2] {
+        w
+    }
+
+    #[inline(always)]
+    fn dot32_multi<const N: usize>(self, w: [u128; 2], x: &[[i8; 32]; N]) -> [i32; N] {
+        dot32_multi_lanes(self, w, x)
+    }
+
+    #[inline(always)]
+    fn dot16x2_scaled_multi<const N: usize>(
+        self,
+        w: [u128; 2],
+        sc: [i32; 2],
+        x: &[[i8; 32]; N],
+    ) -> [i32; N] {
+        dot16x2_scaled_multi_lanes(self, w, sc, x)
     }
 }
 
@@ -148,6 +253,8 @@ impl Avx2 {
 
 #[cfg(target_arch = "x86_64")]
 impl Kernel for Avx2 {
+    type W = __m256i;
+
     #[inline(always)]
     fn dot16(self, w: u128, x: u128) -> i32 {
         // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU.
@@ -166,7 +273,41 @@ impl Kernel for Avx2 {
     }
 
     #[inline(always)]
-    fn dot32_multi<const N: usize>(self, w: [u128; 2], x: &[[i8; 32]; N]) -> [i32; N] {
+    fn weights(self, w: [u128; 2]) -> __m256i {
+        // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU.
+        unsafe { _mm256_set_m128i(reg(w[1]), reg(w[0])) }
+    }
+
+    #[inline(always)]
+    fn q5_0_weights(self, qs: &[u8; 16], qh: u32) -> __m256i {
+        // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU; `qs` is 16
+        // readable bytes, loaded unaligned.
+        unsafe {
+            let v = _mm_loadu_si128(qs.as_ptr().cast::<__m128i>());
+            let nib = _mm_set1_epi8(0x0F);
+            let lo = _mm_and_si128(v, nib);
+            let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
+            _mm256_or_si256(_mm256_set_m128i(hi, lo), bits_to_0x10(qh))
+        }
+    }
+
+    #[inline(always)]
+    fn q6_k_weights<const LO: i32, const HI: i32>(self, ql: &[u8; 32], qh: &[u8; 32]) -> __m256i {
+        // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU; `ql` and `qh`
+        // are 32 readable bytes each, loaded unaligned. The 16-bit shifts move bits across
+        // byte boundaries only into bits the masks then clear.
+        unsafe {
+            let l = _mm256_loadu_si256(ql.as_ptr().cast::<__m256i>());
+            let h = _mm256_loadu_si256(qh.as_ptr().cast::<__m256i>());
+            let lo = _mm256_and_si256(_mm256_srli_epi16::<LO>(l), _mm256_set1_epi8(0x0F));
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<HI>(h), _mm256_set1_epi8(0x03));
+            let q = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(hi));
+            _mm256_sub_epi8(q, _mm256_set1_epi8(32))
+        }
+    }
+
+    #[inline(always)]
+    fn dot32_multi<const N: usize>(self, w: __m256i, x: &[[i8; 32]; N]) -> [i32; N] {
         // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU.
         unsafe { dot32_multi_avx2(w, [1, 1], x) }
     }
@@ -174,7 +315,7 @@ impl Kernel for Avx2 {
     #[inline(always)]
     fn dot16x2_scaled_multi<const N: usize>(
         self,
-        w: [u128; 2],
+        w: __m256i,
         sc: [i32; 2],
         x: &[[i8; 32]; N],
     ) -> [i32; N] {
@@ -183,44 +324,82 @@ impl Kernel for Avx2 {
     }
 }
 
-/// For each activation block `x[t]`: `sc[0] * sum(w[0] * x_lo) + sc[1] * sum(w[1] * x_hi)`
-/// (signed bytes), as `vpmaddubsw(|w|, sign(x, w))` then `vpmaddwd` by the scales. The `i16`
-/// pair sums cannot saturate: activations are in `-127..=127` (the caller's promise), so a
-/// pair is at most `2 * 128 * 127`; with a scale other than 1, `|w| <= 32` and `|sc| <= 128`
-/// keep each `i32` within range. Sums are exact, so the result equals the scalar kernel's.
+/// Byte `j` of the result is `0x10` where bit `j` of `bits` is set (Q5_0's fifth bits,
+/// [`spread_bit4`] for all 32 at once): each byte gets the `bits` byte holding its bit, then a
+/// compare against that bit's mask.
+///
+/// # Safety
+/// The CPU must have AVX2 (only called from an [`Avx2`] kernel).
 #[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2")]
-fn dot32_multi_avx2<const N: usize>(w: [u128; 2], sc: [i16; 2], x: &[[i8; 32]; N]) -> [i32; N] {
-    let w = _mm256_set_m128i(reg(w[1]), reg(w[0]));
-    let abs_w = _mm256_abs_epi8(w);
-    let scales = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
-    let mut sums = [_mm256_setzero_si256(); N];
-    for (s, x) in sums.iter_mut().zip(x) {
-        // SAFETY: `x` is 32 readable bytes, loaded unaligned.
-        let x = unsafe { _mm256_loadu_si256(x.as_ptr().cast::<__m256i>()) };
-        let pairs = _mm256_maddubs_epi16(abs_w, _mm256_sign_epi8(x, w));
-        *s = _mm256_madd_epi16(pairs, scales);
+#[inline(always)]
+unsafe fn bits_to_0x10(bits: u32) -> __m256i {
+    // SAFETY: the caller's promise: AVX2 is present.
+    unsafe {
+        let v = _mm256_set1_epi32(bits as i32);
+        // byte j takes byte j / 8 of `bits` (the shuffle stays within each 16-byte half, and
+        // both halves hold all four bytes)
+        let which = _mm256_setr_epi64x(
+            0,
+            0x0101_0101_0101_0101,
+            0x0202_0202_0202_0202,
+            0x0303_0303_0303_0303,
+        );
+        let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+        let b = _mm256_and_si256(_mm256_shuffle_epi8(v, which), bit);
+        _mm256_and_si256(_mm256_cmpeq_epi8(b, bit), _mm256_set1_epi8(0x10))
     }
-    let mut out = [0i32; N];
-    let mut t = 0;
-    // four blocks reduced together: pairwise hadds, then the two 128-bit halves
-    while t + 4 <= N {
-        let a = _mm256_hadd_epi32(sums[t], sums[t + 1]);
-        let b = _mm256_hadd_epi32(sums[t + 2], sums[t + 3]);
-        let ab = _mm256_hadd_epi32(a, b);
-        let r = _mm_add_epi32(_mm256_castsi256_si128(ab), _mm256_extracti128_si256(ab, 1));
-        let mut four = [0i32; 4];
-        // SAFETY: `four` is 16 writable bytes.
-        unsafe { _mm_storeu_si128(four.as_mut_ptr().cast::<__m128i>(), r) };
-        out[t..t + 4].copy_from_slice(&four);
-        t += 4;
+}
+
+/// For each activation block `x[t]`: `sc[0] * sum(w_lo * x_lo) + sc[1] * sum(w_hi * x_hi)`
+/// (signed bytes; `w_lo` the low 16 bytes of `w`), as `vpmaddubsw(|w|, sign(x, w))` then
+/// `vpmaddwd` by the scales. The `i16` pair sums cannot saturate: activations are in
+/// `-127..=127` (the caller's promise), so a pair is at most `2 * 128 * 127`; with a scale
+/// other than 1, `|w| <= 32` and `|sc| <= 128` keep each `i32` within range. Sums are exact,
+/// so the result equals the scalar kernel's.
+///
+/// # Safety
+/// The CPU must have AVX2 (only called from an [`Avx2`] kernel).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn dot32_multi_avx2<const N: usize>(
+    w: __m256i,
+    sc: [i16; 2],
+    x: &[[i8; 32]; N],
+) -> [i32; N] {
+    // SAFETY: the caller's promise: AVX2 is present. Each `x[t]` is 32 readable bytes and
+    // `out[t..t + 8]` 32 writable bytes, accessed unaligned.
+    unsafe {
+        let abs_w = _mm256_abs_epi8(w);
+        let scales = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
+        let mut sums = [_mm256_setzero_si256(); N];
+        for (s, x) in sums.iter_mut().zip(x) {
+            let x = _mm256_loadu_si256(x.as_ptr().cast::<__m256i>());
+            let pairs = _mm256_maddubs_epi16(abs_w, _mm256_sign_epi8(x, w));
+            *s = _mm256_madd_epi16(pairs, scales);
+        }
+        let mut out = [0i32; N];
+        let mut t = 0;
+        // eight blocks reduced together: three rounds of pairwise hadds leave each block's
+        // two half sums in the two 128-bit halves, which one cross-half add joins in order
+        while t + 8 <= N {
+            let a = _mm256_hadd_epi32(sums[t], sums[t + 1]);
+            let b = _mm256_hadd_epi32(sums[t + 2], sums[t + 3]);
+            let c = _mm256_hadd_epi32(sums[t + 4], sums[t + 5]);
+            let d = _mm256_hadd_epi32(sums[t + 6], sums[t + 7]);
+            let (ab, cd) = (_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+            let r = _mm256_add_epi32(
+                _mm256_permute2x128_si256::<0x20>(ab, cd),
+                _mm256_permute2x128_si256::<0x31>(ab, cd),
+            );
+            _mm256_storeu_si256(out[t..t + 8].as_mut_ptr().cast::<__m256i>(), r);
+            t += 8;
+        }
+        while t < N {
+            out[t] = hsum_avx2(sums[t]);
+            t += 1;
+        }
+        out
     }
-    while t < N {
-        out[t] = hsum_avx2(sums[t]);
-        t += 1;
-    }
-    out
 }
 
 /// A lane as an SSE register.
@@ -256,22 +435,30 @@ fn hsum_sse2(v: __m128i) -> i32 {
 }
 
 /// Eight `i32` partial sums of the 16 byte products of `w` and `x`.
+///
+/// # Safety
+/// The CPU must have AVX2 (only called from an [`Avx2`] kernel).
 #[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2")]
-fn madd16_avx2(w: u128, x: u128) -> __m256i {
-    _mm256_madd_epi16(_mm256_cvtepi8_epi16(reg(w)), _mm256_cvtepi8_epi16(reg(x)))
+#[inline(always)]
+unsafe fn madd16_avx2(w: u128, x: u128) -> __m256i {
+    // SAFETY: the caller's promise: AVX2 is present.
+    unsafe { _mm256_madd_epi16(_mm256_cvtepi8_epi16(reg(w)), _mm256_cvtepi8_epi16(reg(x))) }
 }
 
 /// The sum of eight `i32`s.
+///
+/// # Safety
+/// The CPU must have AVX2 (only called from an [`Avx2`] kernel).
 #[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2")]
-fn hsum_avx2(v: __m256i) -> i32 {
-    hsum_sse2(_mm_add_epi32(
-        _mm256_castsi256_si128(v),
-        _mm256_extracti128_si256(v, 1),
-    ))
+#[inline(always)]
+unsafe fn hsum_avx2(v: __m256i) -> i32 {
+    // SAFETY: the caller's promise: AVX2 is present.
+    unsafe {
+        hsum_sse2(_mm_add_epi32(
+            _mm256_castsi256_si128(v),
+            _mm256_extracti128_si256(v, 1),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -337,7 +524,7 @@ mod tests {
         // activations in -127..=127 (as `QuantizedActs` makes them), with the extremes
         let act = |v: u128| v.to_le_bytes().map(|b| (b as i8).max(-127));
         for case in 0..300 {
-            let mut x = [[0i8; 32]; 5];
+            let mut x = [[0i8; 32]; 13];
             for (t, x) in x.iter_mut().enumerate() {
                 let (lo, hi) = (act(next()), act(next()));
                 x[..16].copy_from_slice(&lo);
@@ -359,10 +546,70 @@ mod tests {
             let want6 = Scalar.dot16x2_scaled_multi(w6, sc, &x);
             #[cfg(target_arch = "x86_64")]
             if let Some(avx2) = Avx2::detect() {
-                assert_eq!(avx2.dot32_multi(w, &x), want);
+                assert_eq!(avx2.dot32_multi(avx2.weights(w), &x), want);
+                let w6 = avx2.weights(w6);
                 assert_eq!(avx2.dot16x2_scaled_multi(w6, sc, &x), want6);
             }
             let _ = (want, want6);
+        }
+    }
+
+    #[test]
+    fn avx2_weight_unpacking_equals_the_lane_one() {
+        let mut r = lanes(11);
+        let mut next = || r.next().unwrap_or(0);
+        for case in 0..300 {
+            let bytes32 = |a: u128, b: u128| {
+                let mut v = [0u8; 32];
+                v[..16].copy_from_slice(&a.to_le_bytes());
+                v[16..].copy_from_slice(&b.to_le_bytes());
+                v
+            };
+            let (qs, qh) = (next().to_le_bytes(), next() as u32);
+            let qh = [qh, 0, u32::MAX, 0x8000_0001][case % 4];
+            let (ql, h) = (bytes32(next(), next()), bytes32(next(), next()));
+            let want5 = Scalar.q5_0_weights(&qs, qh);
+            let want6 = [
+                Scalar.q6_k_weights::<0, 0>(&ql, &h),
+                Scalar.q6_k_weights::<0, 2>(&ql, &h),
+                Scalar.q6_k_weights::<4, 4>(&ql, &h),
+                Scalar.q6_k_weights::<4, 6>(&ql, &h),
+            ];
+            // the lane forms: Q5_0 values in 0..=31, Q6_K's in -32..=31
+            assert!(
+                want5
+                    .iter()
+                    .all(|l| l.to_le_bytes().iter().all(|&b| b < 32))
+            );
+            for w in want6.iter().flatten() {
+                assert!(
+                    w.to_le_bytes()
+                        .iter()
+                        .all(|&b| (-32..32).contains(&(b as i8)))
+                );
+            }
+            #[cfg(target_arch = "x86_64")]
+            if let Some(avx2) = Avx2::detect() {
+                let bytes = |v: __m256i| {
+                    let mut out = [0u8; 32];
+                    // SAFETY: `out` is 32 writable bytes.
+                    unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast::<__m256i>(), v) };
+                    out
+                };
+                assert_eq!(
+                    bytes(avx2.q5_0_weights(&qs, qh)),
+                    bytes32(want5[0], want5[1])
+                );
+                let got6 = [
+                    avx2.q6_k_weights::<0, 0>(&ql, &h),
+                    avx2.q6_k_weights::<0, 2>(&ql, &h),
+                    avx2.q6_k_weights::<4, 4>(&ql, &h),
+                    avx2.q6_k_weights::<4, 6>(&ql, &h),
+                ];
+                for (g, w) in got6.into_iter().zip(want6) {
+                    assert_eq!(bytes(g), bytes32(w[0], w[1]));
+                }
+            }
         }
     }
 
