@@ -132,7 +132,7 @@ fn q4_0<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
         let v = lane(&b.qs);
         let w = k.weights([v & LOW_NIBBLES, (v >> 4) & LOW_NIBBLES]);
         let d = f16_to_f32(b.d);
-        let dots = k.dot32_multi(w, &x.qs[i]);
+        let dots = k.dot32_multi_unsigned(w, &x.qs[i]);
         let (dx, sum) = (&x.d[i], &x.sum[i]);
         for t in 0..TILE {
             let isum = dots[t] - 8 * sum[t];
@@ -151,7 +151,7 @@ fn q4_1<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
         let v = lane(&b.qs);
         let w = k.weights([v & LOW_NIBBLES, (v >> 4) & LOW_NIBBLES]);
         let (d, m) = (f16_to_f32(b.d), f16_to_f32(b.m));
-        let dots = k.dot32_multi(w, &x.qs[i]);
+        let dots = k.dot32_multi_unsigned(w, &x.qs[i]);
         let (dx, sx) = (&x.d[i], &x.s[i]);
         for t in 0..TILE {
             acc[t] += d * dx[t] * dots[t] as f32 + m * sx[t];
@@ -168,7 +168,7 @@ fn q5_0<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
         let b = BlockQ5_0::from_bytes(b);
         let w = k.q5_0_weights(&b.qs, u32::from_le_bytes(b.qh));
         let d = f16_to_f32(b.d);
-        let dots = k.dot32_multi(w, &x.qs[i]);
+        let dots = k.dot32_multi_unsigned(w, &x.qs[i]);
         let (dx, sum) = (&x.d[i], &x.sum[i]);
         for t in 0..TILE {
             let isum = dots[t] - 16 * sum[t];
@@ -236,7 +236,7 @@ fn q4_k<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
                 let w = k.weights([(v[0] >> shift) & LOW_NIBBLES, (v[1] >> shift) & LOW_NIBBLES]);
                 let (sc, m) = (d * f32::from(scales[j].0), dmin * f32::from(scales[j].1));
                 let xj = SUBS * i + j;
-                let dots = k.dot32_multi(w, &x.qs[xj]);
+                let dots = k.dot32_multi_unsigned(w, &x.qs[xj]);
                 let (dx, sx) = (&x.d[xj], &x.s[xj]);
                 for t in 0..TILE {
                     acc[t] += sc * dx[t] * dots[t] as f32 - m * sx[t];

@@ -80,8 +80,8 @@ pub(super) trait Kernel: Copy {
         ])
     }
 
-    /// 32 of Q6_K's weights made signed: byte `i` is
-    /// `((ql[i] >> LO) & 15 | ((qh[i] >> HI) & 3) << 4) - 32` as an `i8` in -32..=31.
+    /// 32 of Q6_K's 6-bit weights, unsigned (0..=63): byte `i` is
+    /// `(ql[i] >> LO) & 15 | ((qh[i] >> HI) & 3) << 4`.
     #[inline(always)]
     fn q6_k_weights<const LO: i32, const HI: i32>(self, ql: &[u8; 32], qh: &[u8; 32]) -> Self::W {
         self.weights(q6_k_lanes::<LO, HI>(ql, qh))
@@ -91,6 +91,13 @@ pub(super) trait Kernel: Copy {
     /// (the multi-token path, `multi.rs`): the same integers, the weights prepared once.
     /// Activations must be in `-127..=127`.
     fn dot32_multi<const N: usize>(self, w: Self::W, x: &[[i8; 32]; N]) -> [i32; N];
+
+    /// [`Kernel::dot32_multi`] for weights known to be in `0..=127` (the unsigned 4- and
+    /// 5-bit values), which need no sign handling: the same integers.
+    #[inline(always)]
+    fn dot32_multi_unsigned<const N: usize>(self, w: Self::W, x: &[[i8; 32]; N]) -> [i32; N] {
+        self.dot32_multi(w, x)
+    }
 
     /// `sc[0] * dot16(w_lo, x_lo) + sc[1] * dot16(w_hi, x_hi)` for each of `N` activation
     /// blocks (Q6_K's two scaled sub-blocks of 16). `|w| <= 32`, `sc` in `i8` range and
@@ -309,7 +316,13 @@ impl Kernel for Avx2 {
     #[inline(always)]
     fn dot32_multi<const N: usize>(self, w: __m256i, x: &[[i8; 32]; N]) -> [i32; N] {
         // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU.
-        unsafe { dot32_multi_avx2(w, [1, 1], x) }
+        unsafe { dot32_multi_avx2::<N, true>(w, [1, 1], x) }
+    }
+
+    #[inline(always)]
+    fn dot32_multi_unsigned<const N: usize>(self, w: __m256i, x: &[[i8; 32]; N]) -> [i32; N] {
+        // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU.
+        unsafe { dot32_multi_avx2::<N, false>(w, [1, 1], x) }
     }
 
     #[inline(always)]
@@ -320,7 +333,7 @@ impl Kernel for Avx2 {
         x: &[[i8; 32]; N],
     ) -> [i32; N] {
         // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU.
-        unsafe { dot32_multi_avx2(w, sc.map(|s| s as i16), x) }
+        unsafe { dot32_multi_avx2::<N, true>(w, sc.map(|s| s as i16), x) }
     }
 }
 
@@ -355,13 +368,14 @@ unsafe fn bits_to_0x10(bits: u32) -> __m256i {
 /// `vpmaddwd` by the scales. The `i16` pair sums cannot saturate: activations are in
 /// `-127..=127` (the caller's promise), so a pair is at most `2 * 128 * 127`; with a scale
 /// other than 1, `|w| <= 32` and `|sc| <= 128` keep each `i32` within range. Sums are exact,
-/// so the result equals the scalar kernel's.
+/// so the result equals the scalar kernel's. Without `SIGNED` the weights must be in
+/// `0..=127` and go to `vpmaddubsw` as they are.
 ///
 /// # Safety
 /// The CPU must have AVX2 (only called from an [`Avx2`] kernel).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn dot32_multi_avx2<const N: usize>(
+unsafe fn dot32_multi_avx2<const N: usize, const SIGNED: bool>(
     w: __m256i,
     sc: [i16; 2],
     x: &[[i8; 32]; N],
@@ -369,13 +383,15 @@ unsafe fn dot32_multi_avx2<const N: usize>(
     // SAFETY: the caller's promise: AVX2 is present. Each `x[t]` is 32 readable bytes and
     // `out[t..t + 8]` 32 writable bytes, accessed unaligned.
     unsafe {
-        let abs_w = _mm256_abs_epi8(w);
+        let abs_w = if SIGNED { _mm256_abs_epi8(w) } else { w };
         let scales = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
         let mut sums = [_mm256_setzero_si256(); N];
         for (s, x) in sums.iter_mut().zip(x) {
-            let x = _mm256_loadu_si256(x.as_ptr().cast::<__m256i>());
-            let pairs = _mm256_maddubs_epi16(abs_w, _mm256_sign_epi8(x, w));
-            *s = _mm256_madd_epi16(pairs, scales);
+            let mut x = _mm256_loadu_si256(x.as_ptr().cast::<__m256i>());
+            if SIGNED {
+                x = _mm256_sign_epi8(x, w);
+            }
+            *s = _mm256_madd_epi16(_mm256_maddubs_epi16(abs_w, x), scales);
         }
         let mut out = [0i32; N];
         let mut t = 0;
@@ -543,14 +559,17 @@ mod tests {
             });
             let sc = [(next() as i8).into(), -128];
             let want = Scalar.dot32_multi(w, &x);
+            let wu = w.map(|v| v & u128::from_ne_bytes([0x7F; 16]));
+            let want_u = Scalar.dot32_multi(wu, &x);
             let want6 = Scalar.dot16x2_scaled_multi(w6, sc, &x);
             #[cfg(target_arch = "x86_64")]
             if let Some(avx2) = Avx2::detect() {
                 assert_eq!(avx2.dot32_multi(avx2.weights(w), &x), want);
+                assert_eq!(avx2.dot32_multi_unsigned(avx2.weights(wu), &x), want_u);
                 let w6 = avx2.weights(w6);
                 assert_eq!(avx2.dot16x2_scaled_multi(w6, sc, &x), want6);
             }
-            let _ = (want, want6);
+            let _ = (want, want6, want_u);
         }
     }
 
