@@ -4,7 +4,7 @@
 use super::float::{f16_to_f32, f32_to_f16};
 use super::q4_k::QK_K;
 use super::q8_act::QuantizedActs;
-use super::simd::{Kernel, act_lanes, q6_k_lanes};
+use super::simd::Kernel;
 use super::{dot_f32, field};
 
 /// Weights per sub-block (one scale each).
@@ -99,8 +99,8 @@ pub(super) fn dot(row: &[u8], x: &[f32]) -> f32 {
 }
 
 /// Per group of 32 `d * dx * (sc_lo * sum_lo(q * qx) + sc_hi * sum_hi(q * qx))`, the
-/// 6-bit values built as two lanes (one per sub-block) and made signed in place
-/// ([`q6_k_lanes`]). The four groups of each 128 are spelled out so that every shift is a
+/// 6-bit values built and made signed in the kernel's weight register
+/// ([`Kernel::q6_k_weights`]). The four groups of each 128 are spelled out so that every shift is a
 /// constant.
 #[inline(always)]
 pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
@@ -118,17 +118,16 @@ pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
             // and bits 2 k4.. of qh[n]
             let (l, h) = ((&ql[2 * n], &ql[2 * n + 1]), &qh[n]);
             let w = [
-                q6_k_lanes::<0, 0>(l.0, h),
-                q6_k_lanes::<0, 2>(l.1, h),
-                q6_k_lanes::<4, 4>(l.0, h),
-                q6_k_lanes::<4, 6>(l.1, h),
+                k.q6_k_weights::<0, 0>(l.0, h),
+                k.q6_k_weights::<0, 2>(l.1, h),
+                k.q6_k_weights::<4, 4>(l.0, h),
+                k.q6_k_weights::<4, 6>(l.1, h),
             ];
             for (k4, w) in w.into_iter().enumerate() {
                 let g = 4 * n + k4;
-                let x = act_lanes(&qx[g]);
                 let sc_lo = i32::from(b.scales[2 * g] as i8);
                 let sc_hi = i32::from(b.scales[2 * g + 1] as i8);
-                let isum = sc_lo * k.dot16(w[0], x[0]) + sc_hi * k.dot16(w[1], x[1]);
+                let isum = k.dot16x2_scaled_w(w, [sc_lo, sc_hi], &qx[g]);
                 acc += d * dx[g] * isum as f32;
             }
         }

@@ -92,6 +92,22 @@ pub(super) trait Kernel: Copy {
     /// Activations must be in `-127..=127`.
     fn dot32_multi<const N: usize>(self, w: Self::W, x: &[[i8; 32]; N]) -> [i32; N];
 
+    /// [`Kernel::dot32_multi_unsigned`] of one activation block (the one-token dots of the
+    /// types whose weights a kernel unpacks in registers of its own). Any activations: the
+    /// one-token path takes -128 too (from subnormal inputs), which the unsigned weights'
+    /// pair sums (at most `2 * 127 * 128`) hold.
+    #[inline(always)]
+    fn dot32_w_unsigned(self, w: Self::W, x: &[i8; 32]) -> i32 {
+        self.dot32_multi_unsigned(w, std::array::from_ref(x))[0]
+    }
+
+    /// [`Kernel::dot16x2_scaled_multi`] of one activation block, any activations (-128
+    /// included, as the one-token path may have them).
+    #[inline(always)]
+    fn dot16x2_scaled_w(self, w: Self::W, sc: [i32; 2], x: &[i8; 32]) -> i32 {
+        self.dot16x2_scaled_multi(w, sc, std::array::from_ref(x))[0]
+    }
+
     /// [`Kernel::dot32_multi`] for weights known to be in `0..=127` (the unsigned 4- and
     /// 5-bit values), which need no sign handling: the same integers.
     #[inline(always)]
@@ -335,6 +351,22 @@ impl Kernel for Avx2 {
         // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU.
         unsafe { dot32_multi_avx2::<N, true>(w, sc.map(|s| s as i16), x) }
     }
+
+    /// The sign moved onto the weights (`vpmaddubsw(|x|, sign(w, x))`), so that an activation
+    /// of -128 (|x| = 128 is a valid unsigned byte) is exact too; `|w| <= 32` keeps
+    /// `sign(w, x)` in range and a pair at most `2 * 128 * 32`.
+    #[inline(always)]
+    fn dot16x2_scaled_w(self, w: __m256i, sc: [i32; 2], x: &[i8; 32]) -> i32 {
+        // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU; `x` is 32
+        // readable bytes, loaded unaligned.
+        unsafe {
+            let x = _mm256_loadu_si256(x.as_ptr().cast::<__m256i>());
+            let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(w, x));
+            let scales =
+                _mm256_set_m128i(_mm_set1_epi16(sc[1] as i16), _mm_set1_epi16(sc[0] as i16));
+            hsum_avx2(_mm256_madd_epi16(pairs, scales))
+        }
+    }
 }
 
 /// Byte `j` of the result is `0x10` where bit `j` of `bits` is set (Q5_0's fifth bits,
@@ -566,8 +598,19 @@ mod tests {
             if let Some(avx2) = Avx2::detect() {
                 assert_eq!(avx2.dot32_multi(avx2.weights(w), &x), want);
                 assert_eq!(avx2.dot32_multi_unsigned(avx2.weights(wu), &x), want_u);
+                let w6_lanes = w6;
                 let w6 = avx2.weights(w6);
                 assert_eq!(avx2.dot16x2_scaled_multi(w6, sc, &x), want6);
+                // one block at a time, -128 included (the one-token path may have it)
+                let mut raw = [0i8; 32];
+                raw[..16].copy_from_slice(&next().to_le_bytes().map(|b| b as i8));
+                raw[16..].copy_from_slice(&next().to_le_bytes().map(|b| b as i8));
+                raw[case % 32] = i8::MIN;
+                let one = std::array::from_ref(&raw);
+                let want_w = Scalar.dot16x2_scaled_multi(w6_lanes, sc, one)[0];
+                assert_eq!(avx2.dot16x2_scaled_w(w6, sc, &raw), want_w);
+                let want_wu = Scalar.dot32_multi(wu, one)[0];
+                assert_eq!(avx2.dot32_w_unsigned(avx2.weights(wu), &raw), want_wu);
             }
             let _ = (want, want6, want_u);
         }
