@@ -228,12 +228,10 @@ fn q4_k<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
         let b = BlockQ4K::from_bytes(b);
         let (d, dmin) = (f16_to_f32(b.d), f16_to_f32(b.dmin));
         let scales: [(u8, u8); SUBS] = std::array::from_fn(|j| scale_min(j, &b.scales));
-        let chunks: &[[u8; 16]] = b.qs.as_chunks().0;
-        for c in 0..SUBS / 2 {
-            let v = [lane(&chunks[2 * c]), lane(&chunks[2 * c + 1])];
-            for (h, shift) in [(0, 0), (1, 4)] {
+        let chunks: &[[u8; 32]] = b.qs.as_chunks().0;
+        for (c, chunk) in chunks.iter().enumerate() {
+            for (h, w) in k.nibbles32(chunk).into_iter().enumerate() {
                 let j = 2 * c + h;
-                let w = k.weights([(v[0] >> shift) & LOW_NIBBLES, (v[1] >> shift) & LOW_NIBBLES]);
                 let (sc, m) = (d * f32::from(scales[j].0), dmin * f32::from(scales[j].1));
                 let xj = SUBS * i + j;
                 let dots = k.dot32_multi_unsigned(w, &x.qs[xj]);

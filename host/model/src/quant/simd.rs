@@ -80,8 +80,19 @@ pub(super) trait Kernel: Copy {
         ])
     }
 
-    /// 32 of Q6_K's 6-bit weights, unsigned (0..=63): byte `i` is
-    /// `(ql[i] >> LO) & 15 | ((qh[i] >> HI) & 3) << 4`.
+    /// The low and the high nibbles of 32 bytes as two weight registers (Q4_K's pairs of
+    /// sub-blocks), values in 0..=15.
+    #[inline(always)]
+    fn nibbles32(self, b: &[u8; 32]) -> [Self::W; 2] {
+        let v = lanes32(b);
+        [
+            self.weights(v.map(|v| v & LOW_NIBBLES)),
+            self.weights(v.map(|v| (v >> 4) & LOW_NIBBLES)),
+        ]
+    }
+
+    /// 32 of Q6_K's weights made signed: byte `i` is
+    /// `((ql[i] >> LO) & 15 | ((qh[i] >> HI) & 3) << 4) - 32` as an `i8` in -32..=31.
     #[inline(always)]
     fn q6_k_weights<const LO: i32, const HI: i32>(self, ql: &[u8; 32], qh: &[u8; 32]) -> Self::W {
         self.weights(q6_k_lanes::<LO, HI>(ql, qh))
@@ -311,6 +322,20 @@ impl Kernel for Avx2 {
             let lo = _mm_and_si128(v, nib);
             let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
             _mm256_or_si256(_mm256_set_m128i(hi, lo), bits_to_0x10(qh))
+        }
+    }
+
+    #[inline(always)]
+    fn nibbles32(self, b: &[u8; 32]) -> [__m256i; 2] {
+        // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU; `b` is 32
+        // readable bytes, loaded unaligned.
+        unsafe {
+            let v = _mm256_loadu_si256(b.as_ptr().cast::<__m256i>());
+            let nib = _mm256_set1_epi8(0x0F);
+            [
+                _mm256_and_si256(v, nib),
+                _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib),
+            ]
         }
     }
 
@@ -662,6 +687,10 @@ mod tests {
                     bytes(avx2.q5_0_weights(&qs, qh)),
                     bytes32(want5[0], want5[1])
                 );
+                let (got4, want4) = (avx2.nibbles32(&ql), Scalar.nibbles32(&ql));
+                for (g, w) in got4.into_iter().zip(want4) {
+                    assert_eq!(bytes(g), bytes32(w[0], w[1]));
+                }
                 let got6 = [
                     avx2.q6_k_weights::<0, 0>(&ql, &h),
                     avx2.q6_k_weights::<0, 2>(&ql, &h),
