@@ -97,19 +97,19 @@ fn quantize_block(x: &[f32; QK8]) -> (f32, [i8; QK8]) {
     (d, qs)
 }
 
-/// `v.round()` (half away from zero) for `|v| < 2^31` and NaN (which gives NaN), without the
-/// libm call `round` is on x86-64's baseline: truncate, then step away from zero where the
-/// dropped fraction (exact in f32 below 2^24; zero above) is at least a half.
+/// `v.round()` (half away from zero) for `|v| < 2^31`, without the libm call `round` is on
+/// x86-64's baseline and without branches (the data decides them at random): truncate, then
+/// step away from zero where the dropped fraction (exact in f32 below 2^24; zero above) is at
+/// least a half. NaN gives NaN or 0 and the infinities 2^31 in magnitude: the same byte as
+/// `round` once cast to `i8`.
 #[inline(always)]
 fn round_half_away(v: f32) -> f32 {
     let t = v as i32 as f32;
     let frac = v - t;
-    if frac.abs() >= 0.5 {
-        t + frac.signum()
-    } else if v.is_nan() {
-        v
+    t + if frac.abs() >= 0.5 {
+        frac.signum()
     } else {
-        t
+        0.0
     }
 }
 
