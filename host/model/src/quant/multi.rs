@@ -12,7 +12,7 @@ use super::float::f16_to_f32;
 use super::mxfp4::{self, BlockMxfp4, e8m0_to_f32_half};
 use super::q4_k::{QK_K, scale_min};
 use super::q8_act::QuantizedActs;
-use super::simd::{Kernel, LOW_NIBBLES, lane};
+use super::simd::{Kernel, lane};
 use super::{BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8_0, GgmlType};
 
 /// Tokens whose activations one pass over a weight row serves.
@@ -129,8 +129,7 @@ fn q4_0<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
     let mut acc = [0.0f32; TILE];
     for (i, b) in blocks::<{ BlockQ4_0::BYTES }>(row, x, 1).iter().enumerate() {
         let b = BlockQ4_0::from_bytes(b);
-        let v = lane(&b.qs);
-        let w = k.weights([v & LOW_NIBBLES, (v >> 4) & LOW_NIBBLES]);
+        let w = k.nibbles16(&b.qs);
         let d = f16_to_f32(b.d);
         let dots = k.dot32_multi_unsigned(w, &x.qs[i]);
         let (dx, sum) = (&x.d[i], &x.sum[i]);
@@ -148,8 +147,7 @@ fn q4_1<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
     let mut acc = [0.0f32; TILE];
     for (i, b) in blocks::<{ BlockQ4_1::BYTES }>(row, x, 1).iter().enumerate() {
         let b = BlockQ4_1::from_bytes(b);
-        let v = lane(&b.qs);
-        let w = k.weights([v & LOW_NIBBLES, (v >> 4) & LOW_NIBBLES]);
+        let w = k.nibbles16(&b.qs);
         let (d, m) = (f16_to_f32(b.d), f16_to_f32(b.m));
         let dots = k.dot32_multi_unsigned(w, &x.qs[i]);
         let (dx, sx) = (&x.d[i], &x.s[i]);

@@ -80,6 +80,14 @@ pub(super) trait Kernel: Copy {
         ])
     }
 
+    /// 16 bytes' low nibbles (weights 0..16), then their high nibbles (16..32), as one weight
+    /// register (Q4_0's and Q4_1's blocks), values in 0..=15.
+    #[inline(always)]
+    fn nibbles16(self, b: &[u8; 16]) -> Self::W {
+        let v = lane(b);
+        self.weights([v & LOW_NIBBLES, (v >> 4) & LOW_NIBBLES])
+    }
+
     /// The low and the high nibbles of 32 bytes as two weight registers (Q4_K's pairs of
     /// sub-blocks), values in 0..=15.
     #[inline(always)]
@@ -322,6 +330,21 @@ impl Kernel for Avx2 {
             let lo = _mm_and_si128(v, nib);
             let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
             _mm256_or_si256(_mm256_set_m128i(hi, lo), bits_to_0x10(qh))
+        }
+    }
+
+    #[inline(always)]
+    fn nibbles16(self, b: &[u8; 16]) -> __m256i {
+        // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU; `b` is 16
+        // readable bytes, loaded unaligned.
+        unsafe {
+            let v = _mm_loadu_si128(b.as_ptr().cast::<__m128i>());
+            let nib = _mm_set1_epi8(0x0F);
+            let (lo, hi) = (
+                _mm_and_si128(v, nib),
+                _mm_and_si128(_mm_srli_epi16::<4>(v), nib),
+            );
+            _mm256_set_m128i(hi, lo)
         }
     }
 
@@ -687,6 +710,8 @@ mod tests {
                     bytes(avx2.q5_0_weights(&qs, qh)),
                     bytes32(want5[0], want5[1])
                 );
+                let w4 = Scalar.nibbles16(&qs);
+                assert_eq!(bytes(avx2.nibbles16(&qs)), bytes32(w4[0], w4[1]));
                 let (got4, want4) = (avx2.nibbles32(&ql), Scalar.nibbles32(&ql));
                 for (g, w) in got4.into_iter().zip(want4) {
                     assert_eq!(bytes(g), bytes32(w[0], w[1]));
