@@ -93,12 +93,23 @@ fn smollm2_exact_path_matches_llama_cpp_greedy() {
 }
 
 /// Two sequences in one step give the same logits as each alone (one prefilling, one decoding
-/// after a prompt of its own).
+/// after a prompt of its own): SmolLM2's Q4_1 weights.
 #[test]
 fn batching_does_not_change_logits() {
-    let cases = TestModel::SmolLm2.cases();
+    batching_does_not_change(TestModel::SmolLm2);
+}
+
+/// The same on Gemma 3, whose weights are Q5_0, Q8_0 and the K-quants Q4_K and Q6_K (the
+/// one-token dots against the multi-token tiles of each).
+#[test]
+fn batching_does_not_change_gemma3_logits() {
+    batching_does_not_change(TestModel::Gemma3);
+}
+
+fn batching_does_not_change(model: TestModel) {
+    let cases = model.cases();
     let (a, b) = (&cases[0].prompt_tokens, &cases[1].prompt_tokens);
-    let mut dev = backend(TestModel::SmolLm2, false);
+    let mut dev = backend(model, false);
 
     // Alone: a's prompt; b's prompt then its first greedy token.
     let alone_a = {

@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use crate::kv_cache::{KvCache, SlotCache};
-use crate::matmul::{DotPath, QMatrix, matmul};
+use crate::matmul::{DotPath, Prepared, QMatrix, matmul, matmul_prepared};
 use crate::ops;
 use orcd_device::EngineError;
 use orcd_device::{LogitsWanted, SeqInput};
@@ -232,9 +232,11 @@ pub fn forward(
             let wq = required(&lw.attn_q)?;
             let wk = required(&lw.attn_k)?;
             let wv = required(&lw.attn_v)?;
-            matmul(&mut s.q, &s.xb, &mat(wq)?, path, &mut s.scratch)?;
-            matmul(&mut s.k, &s.xb, &mat(wk)?, path, &mut s.scratch)?;
-            matmul(&mut s.v, &s.xb, &mat(wv)?, path, &mut s.scratch)?;
+            // the normed rows quantized once for all three
+            let xb = Prepared::new(&s.xb, dim, path)?;
+            matmul_prepared(&mut s.q, &xb, &mat(wq)?, &mut s.scratch)?;
+            matmul_prepared(&mut s.k, &xb, &mat(wk)?, &mut s.scratch)?;
+            matmul_prepared(&mut s.v, &xb, &mat(wv)?, &mut s.scratch)?;
         }
         // projection biases (Qwen2)
         add_bias_rows(&mut s.q, lv.q_bias.as_deref());
@@ -298,9 +300,10 @@ pub fn forward(
             FfnKind::Gated => {
                 // gate and up projections, then act(gate) * up
                 let wg = required(&lw.ffn_gate)?;
-                matmul(&mut s.hb, &s.xb, &mat(wg)?, path, &mut s.scratch)?;
+                let xb = Prepared::new(&s.xb, dim, path)?;
+                matmul_prepared(&mut s.hb, &xb, &mat(wg)?, &mut s.scratch)?;
                 add_bias_rows(&mut s.hb, lv.gate_bias.as_deref());
-                matmul(&mut s.hb2, &s.xb, &mat(&lw.ffn_up)?, path, &mut s.scratch)?;
+                matmul_prepared(&mut s.hb2, &xb, &mat(&lw.ffn_up)?, &mut s.scratch)?;
                 add_bias_rows(&mut s.hb2, lv.up_bias.as_deref());
                 glu(&mut s.hb, &s.hb2, p.activation);
             }

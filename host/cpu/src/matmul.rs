@@ -98,12 +98,43 @@ impl<'a> QMatrix<'a> {
     }
 }
 
-/// The activations of one product, prepared for the chosen [`DotPath`].
+/// The activations of one or more products with the same input (q, k and v; gate and up),
+/// prepared once for the chosen [`DotPath`].
+pub struct Prepared<'x> {
+    /// Tokens (rows of the input).
+    n_tok: usize,
+    /// Elements per row.
+    cols: usize,
+    acts: Acts<'x>,
+}
+
 enum Acts<'x> {
     /// (n_tok) quantized rows.
     Q8(Vec<QuantizedActs>),
     /// (n_tok, cols) the f32 rows as given.
     Exact(&'x [f32]),
+}
+
+impl<'x> Prepared<'x> {
+    /// `x (n_tok, cols)` prepared for `path` (on the Q8 path: each row quantized, in parallel).
+    pub fn new(x: &'x [f32], cols: usize, path: DotPath) -> Result<Prepared<'x>, EngineError> {
+        let n_tok = x.len().checked_div(cols).unwrap_or(0);
+        if x.len() != n_tok * cols {
+            return Err(EngineError::InvalidInput(format!(
+                "activations of {} elements are not rows of {cols}",
+                x.len()
+            )));
+        }
+        let acts = match path {
+            DotPath::Q8 => Acts::Q8(
+                x.par_chunks(cols.max(1))
+                    .map(QuantizedActs::new)
+                    .collect::<Result<_, _>>()?,
+            ),
+            DotPath::Exact => Acts::Exact(x),
+        };
+        Ok(Prepared { n_tok, cols, acts })
+    }
 }
 
 /// `out (n_tok, w.rows) = x (n_tok, w.cols) · Wᵀ`, in parallel over weight rows on the current
@@ -116,11 +147,22 @@ pub fn matmul(
     path: DotPath,
     scratch: &mut Vec<f32>,
 ) -> Result<(), EngineError> {
-    let n_tok = x.len() / w.cols;
-    if x.len() != n_tok * w.cols || out.len() != n_tok * w.rows {
+    matmul_prepared(out, &Prepared::new(x, w.cols, path)?, w, scratch)
+}
+
+/// [`matmul`] of activations prepared once ([`Prepared`]) for several products: the same
+/// results as `matmul` of the rows they came from.
+pub fn matmul_prepared(
+    out: &mut [f32],
+    x: &Prepared<'_>,
+    w: &QMatrix<'_>,
+    scratch: &mut Vec<f32>,
+) -> Result<(), EngineError> {
+    let n_tok = x.n_tok;
+    if x.cols != w.cols || out.len() != n_tok * w.rows {
         return Err(EngineError::InvalidInput(format!(
-            "matmul shapes: x {} and out {} for a {}x{} matrix",
-            x.len(),
+            "matmul shapes: x ({n_tok}, {}) and out {} for a {}x{} matrix",
+            x.cols,
             out.len(),
             w.rows,
             w.cols
@@ -129,17 +171,10 @@ pub fn matmul(
     if n_tok == 0 {
         return Ok(());
     }
-    let acts = match path {
-        DotPath::Q8 => Acts::Q8(
-            x.par_chunks(w.cols)
-                .map(QuantizedActs::new)
-                .collect::<Result<_, _>>()?,
-        ),
-        DotPath::Exact => Acts::Exact(x),
-    };
+    let acts = &x.acts;
     // several tokens: their quantized rows interleaved in tiles, each weight block unpacked
     // once per tile
-    let tiles: Vec<ActsTile<'_>> = match &acts {
+    let tiles: Vec<ActsTile<'_>> = match acts {
         Acts::Q8(q) if n_tok > 1 => q.par_chunks(quant::DOT_TILE).map(ActsTile::new).collect(),
         _ => Vec::new(),
     };
@@ -157,17 +192,24 @@ pub fn matmul(
     dst.par_chunks_mut(per_task * n_tok)
         .enumerate()
         .try_for_each_init(Vec::new, |wrow: &mut Vec<f32>, (c, chunk)| {
+            // several tokens: each weight block unpacked once per tile of tokens; tile by
+            // tile, so that one tile's activations stay in L1 while the task's rows pass
+            if let (Acts::Q8(_), false) = (acts, direct) {
+                for (ti, tile) in tiles.iter().enumerate() {
+                    let cols = ti * quant::DOT_TILE..ti * quant::DOT_TILE + tile.len();
+                    for (i, row_out) in chunk.chunks_mut(n_tok).enumerate() {
+                        let r = c * per_task + i;
+                        quant::dot_rows_q8(w.ty, w.row(r), tile, &mut row_out[cols.clone()]);
+                    }
+                }
+                return Ok(());
+            }
             for (i, row_out) in chunk.chunks_mut(n_tok).enumerate() {
                 let r = c * per_task + i;
-                match &acts {
+                match acts {
                     // one token's quantized row against the weight row's blocks
                     Acts::Q8(q) if direct => row_out[0] = quant::dot_row_q8(w.ty, w.row(r), &q[0]),
-                    // several tokens: each weight block unpacked once per tile of tokens
-                    Acts::Q8(_) => {
-                        for (tile, o) in tiles.iter().zip(row_out.chunks_mut(quant::DOT_TILE)) {
-                            quant::dot_rows_q8(w.ty, w.row(r), tile, o);
-                        }
-                    }
+                    Acts::Q8(_) => unreachable!("tiles are handled above"),
                     // the weight row dequantized once, dotted with every token in f32
                     Acts::Exact(x) => {
                         wrow.resize(w.cols, 0.0);
@@ -239,6 +281,13 @@ mod tests {
                 matmul(&mut out, &x, &w, path, &mut scratch).unwrap();
                 for (a, b) in out.iter().zip(&want) {
                     assert!((a - b).abs() <= tol, "{ty:?} {path:?}: {a} vs {b}");
+                }
+                // Activations prepared once serve two products with the same results.
+                let prepared = Prepared::new(&x, cols, path).unwrap();
+                for _ in 0..2 {
+                    let mut again = vec![f32::NAN; n_tok * rows];
+                    matmul_prepared(&mut again, &prepared, &w, &mut scratch).unwrap();
+                    assert_eq!(again, out, "{ty:?} {path:?} prepared");
                 }
                 // One token at a time gives the same rows as the batch.
                 let mut single = vec![0.0; rows];

@@ -18,6 +18,8 @@
 //! copying their fields; the `#[repr(C)]` block structs document ggml's layouts and are
 //! size-checked at compile time.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod float;
 mod multi;
 mod mxfp4;

@@ -12,7 +12,7 @@ use super::float::f16_to_f32;
 use super::mxfp4::{self, BlockMxfp4, e8m0_to_f32_half};
 use super::q4_k::{QK_K, scale_min};
 use super::q8_act::QuantizedActs;
-use super::simd::{Kernel, LOW_2_BITS, LOW_BITS, LOW_NIBBLES, lane, spread_bit4};
+use super::simd::{Kernel, lane};
 use super::{BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8_0, GgmlType};
 
 /// Tokens whose activations one pass over a weight row serves.
@@ -129,10 +129,9 @@ fn q4_0<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
     let mut acc = [0.0f32; TILE];
     for (i, b) in blocks::<{ BlockQ4_0::BYTES }>(row, x, 1).iter().enumerate() {
         let b = BlockQ4_0::from_bytes(b);
-        let v = lane(&b.qs);
-        let w = [v & LOW_NIBBLES, (v >> 4) & LOW_NIBBLES];
+        let w = k.nibbles16(&b.qs);
         let d = f16_to_f32(b.d);
-        let dots = k.dot32_multi(w, &x.qs[i]);
+        let dots = k.dot32_multi_unsigned(w, &x.qs[i]);
         let (dx, sum) = (&x.d[i], &x.sum[i]);
         for t in 0..TILE {
             let isum = dots[t] - 8 * sum[t];
@@ -148,10 +147,9 @@ fn q4_1<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
     let mut acc = [0.0f32; TILE];
     for (i, b) in blocks::<{ BlockQ4_1::BYTES }>(row, x, 1).iter().enumerate() {
         let b = BlockQ4_1::from_bytes(b);
-        let v = lane(&b.qs);
-        let w = [v & LOW_NIBBLES, (v >> 4) & LOW_NIBBLES];
+        let w = k.nibbles16(&b.qs);
         let (d, m) = (f16_to_f32(b.d), f16_to_f32(b.m));
-        let dots = k.dot32_multi(w, &x.qs[i]);
+        let dots = k.dot32_multi_unsigned(w, &x.qs[i]);
         let (dx, sx) = (&x.d[i], &x.s[i]);
         for t in 0..TILE {
             acc[t] += d * dx[t] * dots[t] as f32 + m * sx[t];
@@ -166,13 +164,9 @@ fn q5_0<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
     let mut acc = [0.0f32; TILE];
     for (i, b) in blocks::<{ BlockQ5_0::BYTES }>(row, x, 1).iter().enumerate() {
         let b = BlockQ5_0::from_bytes(b);
-        let (v, qh) = (lane(&b.qs), u32::from_le_bytes(b.qh));
-        let w = [
-            (v & LOW_NIBBLES) | spread_bit4(qh as u16),
-            ((v >> 4) & LOW_NIBBLES) | spread_bit4((qh >> 16) as u16),
-        ];
+        let w = k.q5_0_weights(&b.qs, u32::from_le_bytes(b.qh));
         let d = f16_to_f32(b.d);
-        let dots = k.dot32_multi(w, &x.qs[i]);
+        let dots = k.dot32_multi_unsigned(w, &x.qs[i]);
         let (dx, sum) = (&x.d[i], &x.sum[i]);
         for t in 0..TILE {
             let isum = dots[t] - 16 * sum[t];
@@ -189,7 +183,7 @@ fn q8_0<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
     for (i, b) in blocks::<{ BlockQ8_0::BYTES }>(row, x, 1).iter().enumerate() {
         let b = BlockQ8_0::from_bytes(b);
         let (lo, hi) = b.qs.as_chunks::<16>().0.split_at(1);
-        let w = [lane(&lo[0]), lane(&hi[0])];
+        let w = k.weights([lane(&lo[0]), lane(&hi[0])]);
         let d = f16_to_f32(b.d);
         let dots = k.dot32_multi(w, &x.qs[i]);
         let dx = &x.d[i];
@@ -210,7 +204,7 @@ fn mxfp4_blocks<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
     {
         let b = BlockMxfp4::from_bytes(b);
         let d = e8m0_to_f32_half(b.e);
-        let dots = k.dot32_multi(mxfp4::lanes(&b), &x.qs[i]);
+        let dots = k.dot32_multi(k.weights(mxfp4::lanes(&b)), &x.qs[i]);
         let dx = &x.d[i];
         for t in 0..TILE {
             acc[t] += d * dx[t] * dots[t] as f32;
@@ -232,15 +226,13 @@ fn q4_k<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
         let b = BlockQ4K::from_bytes(b);
         let (d, dmin) = (f16_to_f32(b.d), f16_to_f32(b.dmin));
         let scales: [(u8, u8); SUBS] = std::array::from_fn(|j| scale_min(j, &b.scales));
-        let chunks: &[[u8; 16]] = b.qs.as_chunks().0;
-        for c in 0..SUBS / 2 {
-            let v = [lane(&chunks[2 * c]), lane(&chunks[2 * c + 1])];
-            for (h, shift) in [(0, 0), (1, 4)] {
+        let chunks: &[[u8; 32]] = b.qs.as_chunks().0;
+        for (c, chunk) in chunks.iter().enumerate() {
+            for (h, w) in k.nibbles32(chunk).into_iter().enumerate() {
                 let j = 2 * c + h;
-                let w = [(v[0] >> shift) & LOW_NIBBLES, (v[1] >> shift) & LOW_NIBBLES];
                 let (sc, m) = (d * f32::from(scales[j].0), dmin * f32::from(scales[j].1));
                 let xj = SUBS * i + j;
-                let dots = k.dot32_multi(w, &x.qs[xj]);
+                let dots = k.dot32_multi_unsigned(w, &x.qs[xj]);
                 let (dx, sx) = (&x.d[xj], &x.s[xj]);
                 for t in 0..TILE {
                     acc[t] += sc * dx[t] * dots[t] as f32 - m * sx[t];
@@ -263,19 +255,20 @@ fn q6_k<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
     {
         let b = BlockQ6K::from_bytes(b);
         let d = f16_to_f32(b.d);
-        let ql: &[[u8; 16]] = b.ql.as_chunks().0;
-        let qh: &[[u8; 16]] = b.qh.as_chunks().0;
+        let ql: &[[u8; 32]] = b.ql.as_chunks().0;
+        let qh: &[[u8; 32]] = b.qh.as_chunks().0;
         for n in 0..2 {
-            let l = [0, 1, 2, 3].map(|i| lane(&ql[4 * n + i]));
-            let h = [lane(&qh[2 * n]), lane(&qh[2 * n + 1])];
-            let mut group = |k4: usize, lo_shift: u32, hi_shift: u32| {
+            // group 4n + k4: the low nibbles of ql[2n + k4 % 2] (shifted by 4 for k4 >= 2) and
+            // bits 2 k4.. of qh[n]
+            let (l, h) = ((&ql[2 * n], &ql[2 * n + 1]), &qh[n]);
+            let w = [
+                k.q6_k_weights::<0, 0>(l.0, h),
+                k.q6_k_weights::<0, 2>(l.1, h),
+                k.q6_k_weights::<4, 4>(l.0, h),
+                k.q6_k_weights::<4, 6>(l.1, h),
+            ];
+            for (k4, w) in w.into_iter().enumerate() {
                 let g = 4 * n + k4;
-                let row = 2 * (k4 % 2);
-                let half = |i: usize| {
-                    let lo = (l[row + i] >> lo_shift) & LOW_NIBBLES;
-                    minus_32(lo | (((h[i] >> hi_shift) & LOW_2_BITS) << 4))
-                };
-                let w = [half(0), half(1)];
                 let sc_lo = i32::from(b.scales[2 * g] as i8);
                 let sc_hi = i32::from(b.scales[2 * g + 1] as i8);
                 let xg = GROUPS * i + g;
@@ -284,21 +277,10 @@ fn q6_k<K: Kernel>(k: K, row: &[u8], x: &ActsTile<'_>) -> [f32; TILE] {
                 for t in 0..TILE {
                     acc[t] += d * dx[t] * dots[t] as f32;
                 }
-            };
-            group(0, 0, 0);
-            group(1, 0, 2);
-            group(2, 4, 4);
-            group(3, 4, 6);
+            }
         }
     }
     acc
-}
-
-/// Each byte `q` (6 bits) of a lane replaced by the `i8` `q - 32` (as `q6_k.rs` does it).
-#[inline(always)]
-fn minus_32(q: u128) -> u128 {
-    let clear5 = ((q >> 5) & LOW_BITS) ^ LOW_BITS;
-    q ^ (LOW_BITS << 5) ^ (clear5 << 7) ^ (clear5 << 6)
 }
 
 #[cfg(test)]

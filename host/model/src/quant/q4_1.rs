@@ -3,7 +3,7 @@
 
 use super::float::{f16_to_f32, f32_to_f16};
 use super::q8_act::QuantizedActs;
-use super::simd::{Kernel, LOW_NIBBLES, act_lanes, lane};
+use super::simd::Kernel;
 use super::{dot_f32_32, field};
 
 /// Weights per block.
@@ -78,16 +78,15 @@ pub(super) fn dot(row: &[u8], x: &[f32]) -> f32 {
     acc
 }
 
-/// Per block `d * dx * sum(q * qx) + m * dx * sum(qx)`, the nibbles unpacked as two lanes.
+/// Per block `d * dx * sum(q * qx) + m * dx * sum(qx)`, the nibbles unpacked in the kernel's
+/// weight register ([`Kernel::nibbles16`]).
 #[inline(always)]
 pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
     let mut acc = 0.0f32;
     let x = acts.qs.iter().zip(&acts.d).zip(&acts.s);
     for (b, ((qx, &dx), &sx)) in row.as_chunks().0.iter().zip(x) {
         let b = BlockQ4_1::from_bytes(b);
-        let v = lane(&b.qs);
-        let w = [v & LOW_NIBBLES, (v >> 4) & LOW_NIBBLES];
-        let isum = k.dot32(w, act_lanes(qx));
+        let isum = k.dot32_w_unsigned(k.nibbles16(&b.qs), qx);
         acc += f16_to_f32(b.d) * dx * isum as f32 + f16_to_f32(b.m) * sx;
     }
     acc

@@ -6,7 +6,7 @@
 
 use super::float::{f16_to_f32, f32_to_f16};
 use super::q8_act::QuantizedActs;
-use super::simd::{Kernel, LOW_NIBBLES, act_lanes, lane};
+use super::simd::Kernel;
 use super::{dot_f32_32, field};
 
 /// Weights per super-block.
@@ -126,7 +126,7 @@ pub(super) fn dot(row: &[u8], x: &[f32]) -> f32 {
 }
 
 /// Per sub-block `d * sc * dx * sum(q * qx) - dmin * m * dx * sum(qx)`. Written as four
-/// chunks of two sub-blocks (low, high nibbles) so every shift is a constant.
+/// chunks of two sub-blocks (low, high nibbles, [`Kernel::nibbles32`]).
 #[inline(always)]
 pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
     const SUBS: usize = QK_K / SUB;
@@ -138,14 +138,12 @@ pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
         let b = BlockQ4K::from_bytes(b);
         let (d, dmin) = (f16_to_f32(b.d), f16_to_f32(b.dmin));
         let scales: [(u8, u8); SUBS] = std::array::from_fn(|j| scale_min(j, &b.scales));
-        let chunks: &[[u8; 16]] = b.qs.as_chunks().0;
-        for c in 0..SUBS / 2 {
-            let v = [lane(&chunks[2 * c]), lane(&chunks[2 * c + 1])];
-            for (h, shift) in [(0, 0), (1, 4)] {
+        let chunks: &[[u8; 32]] = b.qs.as_chunks().0;
+        for (c, chunk) in chunks.iter().enumerate() {
+            for (h, w) in k.nibbles32(chunk).into_iter().enumerate() {
                 let j = 2 * c + h;
-                let w = [(v[0] >> shift) & LOW_NIBBLES, (v[1] >> shift) & LOW_NIBBLES];
                 let (sc, m) = (d * f32::from(scales[j].0), dmin * f32::from(scales[j].1));
-                acc += sc * dx[j] * k.dot32(w, act_lanes(&qx[j])) as f32 - m * sx[j];
+                acc += sc * dx[j] * k.dot32_w_unsigned(w, &qx[j]) as f32 - m * sx[j];
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use super::float::{f16_to_f32, f32_to_f16};
 use super::q8_act::QuantizedActs;
-use super::simd::{Kernel, LOW_NIBBLES, act_lanes, lane, spread_bit4};
+use super::simd::Kernel;
 use super::{dot_f32_32, field};
 
 /// Weights per block.
@@ -78,19 +78,16 @@ pub(super) fn dot(row: &[u8], x: &[f32]) -> f32 {
     acc
 }
 
-/// Per block `d * dx * (sum(q * qx) - 16 * sum(qx))`, the 5-bit values built as two lanes.
+/// Per block `d * dx * (sum(q * qx) - 16 * sum(qx))`, the 5-bit values built in the
+/// kernel's weight register ([`Kernel::q5_0_weights`]).
 #[inline(always)]
 pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
     let mut acc = 0.0f32;
     let x = acts.qs.iter().zip(&acts.d).zip(&acts.sum);
     for (b, ((qx, &dx), &sx)) in row.as_chunks().0.iter().zip(x) {
         let b = BlockQ5_0::from_bytes(b);
-        let (v, qh) = (lane(&b.qs), u32::from_le_bytes(b.qh));
-        let w = [
-            (v & LOW_NIBBLES) | spread_bit4(qh as u16),
-            ((v >> 4) & LOW_NIBBLES) | spread_bit4((qh >> 16) as u16),
-        ];
-        let isum = k.dot32(w, act_lanes(qx)) - 16 * sx;
+        let w = k.q5_0_weights(&b.qs, u32::from_le_bytes(b.qh));
+        let isum = k.dot32_w_unsigned(w, qx) - 16 * sx;
         acc += f16_to_f32(b.d) * dx * isum as f32;
     }
     acc

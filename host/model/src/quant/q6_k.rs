@@ -4,7 +4,7 @@
 use super::float::{f16_to_f32, f32_to_f16};
 use super::q4_k::QK_K;
 use super::q8_act::QuantizedActs;
-use super::simd::{Kernel, LOW_2_BITS, LOW_BITS, LOW_NIBBLES, act_lanes, lane};
+use super::simd::Kernel;
 use super::{dot_f32, field};
 
 /// Weights per sub-block (one scale each).
@@ -99,8 +99,9 @@ pub(super) fn dot(row: &[u8], x: &[f32]) -> f32 {
 }
 
 /// Per group of 32 `d * dx * (sc_lo * sum_lo(q * qx) + sc_hi * sum_hi(q * qx))`, the
-/// 6-bit values built as two lanes (one per sub-block) and made signed in place. The four
-/// groups of each 128 are spelled out so that every shift is a constant.
+/// 6-bit values built and made signed in the kernel's weight register
+/// ([`Kernel::q6_k_weights`]). The four groups of each 128 are spelled out so that every shift is a
+/// constant.
 #[inline(always)]
 pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
     const GROUPS: usize = QK_K / G;
@@ -110,40 +111,28 @@ pub(super) fn dot_q8<K: Kernel>(k: K, row: &[u8], acts: &QuantizedActs) -> f32 {
     for (b, (qx, dx)) in row.as_chunks().0.iter().zip(x_blocks) {
         let b = BlockQ6K::from_bytes(b);
         let d = f16_to_f32(b.d);
-        let ql: &[[u8; 16]] = b.ql.as_chunks().0;
-        let qh: &[[u8; 16]] = b.qh.as_chunks().0;
+        let ql: &[[u8; G]] = b.ql.as_chunks().0;
+        let qh: &[[u8; G]] = b.qh.as_chunks().0;
         for n in 0..2 {
-            // lanes of this half: ql[4n..4n+4] (two 32-byte rows), qh[2n..2n+2]
-            let l = [0, 1, 2, 3].map(|i| lane(&ql[4 * n + i]));
-            let h = [lane(&qh[2 * n]), lane(&qh[2 * n + 1])];
-            let mut group = |k4: usize, lo_shift: u32, hi_shift: u32| {
+            // group 4n + k4: the low nibbles of ql[2n + k4 % 2] (the high ones for k4 >= 2)
+            // and bits 2 k4.. of qh[n]
+            let (l, h) = ((&ql[2 * n], &ql[2 * n + 1]), &qh[n]);
+            let w = [
+                k.q6_k_weights::<0, 0>(l.0, h),
+                k.q6_k_weights::<0, 2>(l.1, h),
+                k.q6_k_weights::<4, 4>(l.0, h),
+                k.q6_k_weights::<4, 6>(l.1, h),
+            ];
+            for (k4, w) in w.into_iter().enumerate() {
                 let g = 4 * n + k4;
-                let row = 2 * (k4 % 2);
-                let half = |i: usize| {
-                    let lo = (l[row + i] >> lo_shift) & LOW_NIBBLES;
-                    minus_32(lo | (((h[i] >> hi_shift) & LOW_2_BITS) << 4))
-                };
-                let x = act_lanes(&qx[g]);
                 let sc_lo = i32::from(b.scales[2 * g] as i8);
                 let sc_hi = i32::from(b.scales[2 * g + 1] as i8);
-                let isum = sc_lo * k.dot16(half(0), x[0]) + sc_hi * k.dot16(half(1), x[1]);
+                let isum = k.dot16x2_scaled_w(w, [sc_lo, sc_hi], &qx[g]);
                 acc += d * dx[g] * isum as f32;
-            };
-            group(0, 0, 0);
-            group(1, 0, 2);
-            group(2, 4, 4);
-            group(3, 4, 6);
+            }
         }
     }
     acc
-}
-
-/// Each byte `q` (6 bits, 0..=63) of a lane replaced by the `i8` `q - 32`: flip bit 5, and
-/// where bit 5 was clear (the result is negative) set bits 6 and 7.
-#[inline(always)]
-fn minus_32(q: u128) -> u128 {
-    let clear5 = ((q >> 5) & LOW_BITS) ^ LOW_BITS;
-    q ^ (LOW_BITS << 5) ^ (clear5 << 7) ^ (clear5 << 6)
 }
 
 /// A simple (not ggml's iterative) Q6_K quantizer: each sub-block's step is `max|x| / 31`,

@@ -3,12 +3,17 @@
 //!
 //! Weights arrive as 16-byte lanes in `u128`s: each type unpacks its bits with a few
 //! whole-register operations (SWAR: `(v >> 4) & 0x0F0F..`) rather than byte by byte, which the
-//! compiler does not vectorize. Three implementations of [`Kernel`] give identical results:
-//! [`Scalar`] (plain Rust, the reference, any target), [`Sse2`] (x86-64 baseline) and [`Avx2`]
-//! (only constructible once the CPU is known to have AVX2).
+//! compiler does not vectorize; a kernel may hold them in registers of its own
+//! ([`Kernel::W`]) and unpack the common layouts there (`q5_0_weights`, `nibbles16`, ...). Three
+//! implementations of [`Kernel`] give identical results: [`Scalar`] (plain Rust, the
+//! reference, any target), [`Sse2`] (x86-64 baseline) and [`Avx2`] (`avx2.rs`: `__m256i`
+//! weights, only constructible once the CPU is known to have AVX2).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
+
+#[cfg(target_arch = "x86_64")]
+pub use super::avx2::Avx2;
 
 /// Each byte `0x0F`: the low nibble of every byte of a lane.
 pub(super) const LOW_NIBBLES: u128 = u128::from_ne_bytes([0x0F; 16]);
@@ -57,34 +62,137 @@ static SPREAD: [u64; 256] = {
 
 /// Signed-byte dot products on lanes (bytes of `w` and `x` read as `i8`).
 pub(super) trait Kernel: Copy {
+    /// 32 weight bytes as the multi-token dots hold them (two lanes, or one AVX2 register).
+    type W: Copy;
+
     /// `sum_i w_i * x_i` over the 16 bytes of one lane.
     fn dot16(self, w: u128, x: u128) -> i32;
     /// `sum_i w_i * x_i` over two lanes (32 bytes).
     fn dot32(self, w: [u128; 2], x: [u128; 2]) -> i32;
 
+    /// Two lanes as a weight register.
+    fn weights(self, w: [u128; 2]) -> Self::W;
+
+    /// Q5_0's 32 weights in 0..=31 from its 16 nibble bytes and 32 high bits: weight `j < 16`
+    /// is `(qs[j] & 15) | bit j of qh << 4`, weight `16 + j` takes the high nibble and bit
+    /// `16 + j`.
+    #[inline(always)]
+    fn q5_0_weights(self, qs: &[u8; 16], qh: u32) -> Self::W {
+        let v = lane(qs);
+        self.weights([
+            (v & LOW_NIBBLES) | spread_bit4(qh as u16),
+            ((v >> 4) & LOW_NIBBLES) | spread_bit4((qh >> 16) as u16),
+        ])
+    }
+
+    /// 16 bytes' low nibbles (weights 0..16), then their high nibbles (16..32), as one weight
+    /// register (Q4_0's and Q4_1's blocks), values in 0..=15.
+    #[inline(always)]
+    fn nibbles16(self, b: &[u8; 16]) -> Self::W {
+        let v = lane(b);
+        self.weights([v & LOW_NIBBLES, (v >> 4) & LOW_NIBBLES])
+    }
+
+    /// The low and the high nibbles of 32 bytes as two weight registers (Q4_K's pairs of
+    /// sub-blocks), values in 0..=15.
+    #[inline(always)]
+    fn nibbles32(self, b: &[u8; 32]) -> [Self::W; 2] {
+        let v = lanes32(b);
+        [
+            self.weights(v.map(|v| v & LOW_NIBBLES)),
+            self.weights(v.map(|v| (v >> 4) & LOW_NIBBLES)),
+        ]
+    }
+
+    /// 32 of Q6_K's weights made signed: byte `i` is
+    /// `((ql[i] >> LO) & 15 | ((qh[i] >> HI) & 3) << 4) - 32` as an `i8` in -32..=31.
+    #[inline(always)]
+    fn q6_k_weights<const LO: i32, const HI: i32>(self, ql: &[u8; 32], qh: &[u8; 32]) -> Self::W {
+        self.weights(q6_k_lanes::<LO, HI>(ql, qh))
+    }
+
     /// [`Kernel::dot32`] of one 32-byte weight block with each of `N` activation blocks
     /// (the multi-token path, `multi.rs`): the same integers, the weights prepared once.
     /// Activations must be in `-127..=127`.
+    fn dot32_multi<const N: usize>(self, w: Self::W, x: &[[i8; 32]; N]) -> [i32; N];
+
+    /// [`Kernel::dot32_multi_unsigned`] of one activation block (the one-token dots of the
+    /// types whose weights a kernel unpacks in registers of its own). Any activations: the
+    /// one-token path takes -128 too (from subnormal inputs), which the unsigned weights'
+    /// pair sums (at most `2 * 127 * 128`) hold.
     #[inline(always)]
-    fn dot32_multi<const N: usize>(self, w: [u128; 2], x: &[[i8; 32]; N]) -> [i32; N] {
-        std::array::from_fn(|t| self.dot32(w, act_lanes(&x[t])))
+    fn dot32_w_unsigned(self, w: Self::W, x: &[i8; 32]) -> i32 {
+        self.dot32_multi_unsigned(w, std::array::from_ref(x))[0]
     }
 
-    /// `sc[0] * dot16(w[0], x_lo) + sc[1] * dot16(w[1], x_hi)` for each of `N` activation
+    /// [`Kernel::dot16x2_scaled_multi`] of one activation block, any activations (-128
+    /// included, as the one-token path may have them).
+    #[inline(always)]
+    fn dot16x2_scaled_w(self, w: Self::W, sc: [i32; 2], x: &[i8; 32]) -> i32 {
+        self.dot16x2_scaled_multi(w, sc, std::array::from_ref(x))[0]
+    }
+
+    /// [`Kernel::dot32_multi`] for weights known to be in `0..=127` (the unsigned 4- and
+    /// 5-bit values), which need no sign handling: the same integers.
+    #[inline(always)]
+    fn dot32_multi_unsigned<const N: usize>(self, w: Self::W, x: &[[i8; 32]; N]) -> [i32; N] {
+        self.dot32_multi(w, x)
+    }
+
+    /// `sc[0] * dot16(w_lo, x_lo) + sc[1] * dot16(w_hi, x_hi)` for each of `N` activation
     /// blocks (Q6_K's two scaled sub-blocks of 16). `|w| <= 32`, `sc` in `i8` range and
     /// activations in `-127..=127`.
-    #[inline(always)]
     fn dot16x2_scaled_multi<const N: usize>(
         self,
-        w: [u128; 2],
+        w: Self::W,
         sc: [i32; 2],
         x: &[[i8; 32]; N],
-    ) -> [i32; N] {
-        std::array::from_fn(|t| {
-            let x = act_lanes(&x[t]);
-            sc[0] * self.dot16(w[0], x[0]) + sc[1] * self.dot16(w[1], x[1])
-        })
-    }
+    ) -> [i32; N];
+}
+
+/// The two lanes of 32 bytes.
+#[inline(always)]
+fn lanes32(b: &[u8; 32]) -> [u128; 2] {
+    let (lo, hi) = b.as_chunks::<16>().0.split_at(1);
+    [lane(&lo[0]), lane(&hi[0])]
+}
+
+/// [`Kernel::q6_k_weights`] as two lanes.
+#[inline(always)]
+pub(super) fn q6_k_lanes<const LO: i32, const HI: i32>(ql: &[u8; 32], qh: &[u8; 32]) -> [u128; 2] {
+    let (l, h) = (lanes32(ql), lanes32(qh));
+    std::array::from_fn(|i| {
+        let lo = (l[i] >> LO) & LOW_NIBBLES;
+        minus_32(lo | (((h[i] >> HI) & LOW_2_BITS) << 4))
+    })
+}
+
+/// Each byte `q` (6 bits, 0..=63) of a lane replaced by the `i8` `q - 32`: flip bit 5, and
+/// where bit 5 was clear (the result is negative) set bits 6 and 7.
+#[inline(always)]
+fn minus_32(q: u128) -> u128 {
+    let clear5 = ((q >> 5) & LOW_BITS) ^ LOW_BITS;
+    q ^ (LOW_BITS << 5) ^ (clear5 << 7) ^ (clear5 << 6)
+}
+
+/// [`Kernel::dot32_multi`] from a lane kernel's `dot32`.
+#[inline(always)]
+fn dot32_multi_lanes<K: Kernel, const N: usize>(k: K, w: [u128; 2], x: &[[i8; 32]; N]) -> [i32; N] {
+    std::array::from_fn(|t| k.dot32(w, act_lanes(&x[t])))
+}
+
+/// [`Kernel::dot16x2_scaled_multi`] from a lane kernel's `dot16`.
+#[inline(always)]
+fn dot16x2_scaled_multi_lanes<K: Kernel, const N: usize>(
+    k: K,
+    w: [u128; 2],
+    sc: [i32; 2],
+    x: &[[i8; 32]; N],
+) -> [i32; N] {
+    std::array::from_fn(|t| {
+        let x = act_lanes(&x[t]);
+        sc[0] * k.dot16(w[0], x[0]) + sc[1] * k.dot16(w[1], x[1])
+    })
 }
 
 /// Plain Rust: the reference the SIMD kernels are tested against.
@@ -92,6 +200,8 @@ pub(super) trait Kernel: Copy {
 pub struct Scalar;
 
 impl Kernel for Scalar {
+    type W = [u128; 2];
+
     #[inline(always)]
     fn dot16(self, w: u128, x: u128) -> i32 {
         w.to_le_bytes()
@@ -105,6 +215,26 @@ impl Kernel for Scalar {
     fn dot32(self, w: [u128; 2], x: [u128; 2]) -> i32 {
         self.dot16(w[0], x[0]) + self.dot16(w[1], x[1])
     }
+
+    #[inline(always)]
+    fn weights(self, w: [u128; 2]) -> [u128; 2] {
+        w
+    }
+
+    #[inline(always)]
+    fn dot32_multi<const N: usize>(self, w: [u128; 2], x: &[[i8; 32]; N]) -> [i32; N] {
+        dot32_multi_lanes(self, w, x)
+    }
+
+    #[inline(always)]
+    fn dot16x2_scaled_multi<const N: usize>(
+        self,
+        w: [u128; 2],
+        sc: [i32; 2],
+        x: &[[i8; 32]; N],
+    ) -> [i32; N] {
+        dot16x2_scaled_multi_lanes(self, w, sc, x)
+    }
 }
 
 /// SSE2, part of every x86-64 CPU: bytes sign-extended to `i16`, `pmaddwd`.
@@ -114,6 +244,8 @@ pub struct Sse2;
 
 #[cfg(target_arch = "x86_64")]
 impl Kernel for Sse2 {
+    type W = [u128; 2];
+
     #[inline(always)]
     fn dot16(self, w: u128, x: u128) -> i32 {
         // SAFETY: SSE2 is part of the x86-64 baseline: every x86_64 CPU has it.
@@ -130,45 +262,15 @@ impl Kernel for Sse2 {
             ))
         }
     }
-}
-
-/// AVX2: 16 bytes sign-extended to 16 `i16` in one register, `vpmaddwd`.
-#[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy, Debug)]
-pub struct Avx2(());
-
-#[cfg(target_arch = "x86_64")]
-impl Avx2 {
-    /// The AVX2 kernel, if this CPU has AVX2.
-    #[inline]
-    pub fn detect() -> Option<Avx2> {
-        std::arch::is_x86_feature_detected!("avx2").then_some(Avx2(()))
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Kernel for Avx2 {
-    #[inline(always)]
-    fn dot16(self, w: u128, x: u128) -> i32 {
-        // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU.
-        unsafe { hsum_avx2(madd16_avx2(w, x)) }
-    }
 
     #[inline(always)]
-    fn dot32(self, w: [u128; 2], x: [u128; 2]) -> i32 {
-        // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU.
-        unsafe {
-            hsum_avx2(_mm256_add_epi32(
-                madd16_avx2(w[0], x[0]),
-                madd16_avx2(w[1], x[1]),
-            ))
-        }
+    fn weights(self, w: [u128; 2]) -> [u128; 2] {
+        w
     }
 
     #[inline(always)]
     fn dot32_multi<const N: usize>(self, w: [u128; 2], x: &[[i8; 32]; N]) -> [i32; N] {
-        // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU.
-        unsafe { dot32_multi_avx2(w, [1, 1], x) }
+        dot32_multi_lanes(self, w, x)
     }
 
     #[inline(always)]
@@ -178,56 +280,15 @@ impl Kernel for Avx2 {
         sc: [i32; 2],
         x: &[[i8; 32]; N],
     ) -> [i32; N] {
-        // SAFETY: an `Avx2` exists only when `detect` found AVX2 on this CPU.
-        unsafe { dot32_multi_avx2(w, sc.map(|s| s as i16), x) }
+        dot16x2_scaled_multi_lanes(self, w, sc, x)
     }
-}
-
-/// For each activation block `x[t]`: `sc[0] * sum(w[0] * x_lo) + sc[1] * sum(w[1] * x_hi)`
-/// (signed bytes), as `vpmaddubsw(|w|, sign(x, w))` then `vpmaddwd` by the scales. The `i16`
-/// pair sums cannot saturate: activations are in `-127..=127` (the caller's promise), so a
-/// pair is at most `2 * 128 * 127`; with a scale other than 1, `|w| <= 32` and `|sc| <= 128`
-/// keep each `i32` within range. Sums are exact, so the result equals the scalar kernel's.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2")]
-fn dot32_multi_avx2<const N: usize>(w: [u128; 2], sc: [i16; 2], x: &[[i8; 32]; N]) -> [i32; N] {
-    let w = _mm256_set_m128i(reg(w[1]), reg(w[0]));
-    let abs_w = _mm256_abs_epi8(w);
-    let scales = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
-    let mut sums = [_mm256_setzero_si256(); N];
-    for (s, x) in sums.iter_mut().zip(x) {
-        // SAFETY: `x` is 32 readable bytes, loaded unaligned.
-        let x = unsafe { _mm256_loadu_si256(x.as_ptr().cast::<__m256i>()) };
-        let pairs = _mm256_maddubs_epi16(abs_w, _mm256_sign_epi8(x, w));
-        *s = _mm256_madd_epi16(pairs, scales);
-    }
-    let mut out = [0i32; N];
-    let mut t = 0;
-    // four blocks reduced together: pairwise hadds, then the two 128-bit halves
-    while t + 4 <= N {
-        let a = _mm256_hadd_epi32(sums[t], sums[t + 1]);
-        let b = _mm256_hadd_epi32(sums[t + 2], sums[t + 3]);
-        let ab = _mm256_hadd_epi32(a, b);
-        let r = _mm_add_epi32(_mm256_castsi256_si128(ab), _mm256_extracti128_si256(ab, 1));
-        let mut four = [0i32; 4];
-        // SAFETY: `four` is 16 writable bytes.
-        unsafe { _mm_storeu_si128(four.as_mut_ptr().cast::<__m128i>(), r) };
-        out[t..t + 4].copy_from_slice(&four);
-        t += 4;
-    }
-    while t < N {
-        out[t] = hsum_avx2(sums[t]);
-        t += 1;
-    }
-    out
 }
 
 /// A lane as an SSE register.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "sse2")]
-fn reg(v: u128) -> __m128i {
+pub(super) fn reg(v: u128) -> __m128i {
     _mm_set_epi64x((v >> 64) as i64, v as i64)
 }
 
@@ -249,29 +310,10 @@ fn madd16_sse2(w: u128, x: u128) -> __m128i {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "sse2")]
-fn hsum_sse2(v: __m128i) -> i32 {
+pub(super) fn hsum_sse2(v: __m128i) -> i32 {
     let v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0b01_00_11_10));
     let v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0b10_11_00_01));
     _mm_cvtsi128_si32(v)
-}
-
-/// Eight `i32` partial sums of the 16 byte products of `w` and `x`.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2")]
-fn madd16_avx2(w: u128, x: u128) -> __m256i {
-    _mm256_madd_epi16(_mm256_cvtepi8_epi16(reg(w)), _mm256_cvtepi8_epi16(reg(x)))
-}
-
-/// The sum of eight `i32`s.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2")]
-fn hsum_avx2(v: __m256i) -> i32 {
-    hsum_sse2(_mm_add_epi32(
-        _mm256_castsi256_si128(v),
-        _mm256_extracti128_si256(v, 1),
-    ))
 }
 
 #[cfg(test)]
@@ -337,7 +379,7 @@ mod tests {
         // activations in -127..=127 (as `QuantizedActs` makes them), with the extremes
         let act = |v: u128| v.to_le_bytes().map(|b| (b as i8).max(-127));
         for case in 0..300 {
-            let mut x = [[0i8; 32]; 5];
+            let mut x = [[0i8; 32]; 13];
             for (t, x) in x.iter_mut().enumerate() {
                 let (lo, hi) = (act(next()), act(next()));
                 x[..16].copy_from_slice(&lo);
@@ -356,13 +398,93 @@ mod tests {
             });
             let sc = [(next() as i8).into(), -128];
             let want = Scalar.dot32_multi(w, &x);
+            let wu = w.map(|v| v & u128::from_ne_bytes([0x7F; 16]));
+            let want_u = Scalar.dot32_multi(wu, &x);
             let want6 = Scalar.dot16x2_scaled_multi(w6, sc, &x);
             #[cfg(target_arch = "x86_64")]
             if let Some(avx2) = Avx2::detect() {
-                assert_eq!(avx2.dot32_multi(w, &x), want);
+                assert_eq!(avx2.dot32_multi(avx2.weights(w), &x), want);
+                assert_eq!(avx2.dot32_multi_unsigned(avx2.weights(wu), &x), want_u);
+                let w6_lanes = w6;
+                let w6 = avx2.weights(w6);
                 assert_eq!(avx2.dot16x2_scaled_multi(w6, sc, &x), want6);
+                // one block at a time, -128 included (the one-token path may have it)
+                let mut raw = [0i8; 32];
+                raw[..16].copy_from_slice(&next().to_le_bytes().map(|b| b as i8));
+                raw[16..].copy_from_slice(&next().to_le_bytes().map(|b| b as i8));
+                raw[case % 32] = i8::MIN;
+                let one = std::array::from_ref(&raw);
+                let want_w = Scalar.dot16x2_scaled_multi(w6_lanes, sc, one)[0];
+                assert_eq!(avx2.dot16x2_scaled_w(w6, sc, &raw), want_w);
+                let want_wu = Scalar.dot32_multi(wu, one)[0];
+                assert_eq!(avx2.dot32_w_unsigned(avx2.weights(wu), &raw), want_wu);
             }
-            let _ = (want, want6);
+            let _ = (want, want6, want_u);
+        }
+    }
+
+    #[test]
+    fn avx2_weight_unpacking_equals_the_lane_one() {
+        let mut r = lanes(11);
+        let mut next = || r.next().unwrap_or(0);
+        for case in 0..300 {
+            let bytes32 = |a: u128, b: u128| {
+                let mut v = [0u8; 32];
+                v[..16].copy_from_slice(&a.to_le_bytes());
+                v[16..].copy_from_slice(&b.to_le_bytes());
+                v
+            };
+            let (qs, qh) = (next().to_le_bytes(), next() as u32);
+            let qh = [qh, 0, u32::MAX, 0x8000_0001][case % 4];
+            let (ql, h) = (bytes32(next(), next()), bytes32(next(), next()));
+            let want5 = Scalar.q5_0_weights(&qs, qh);
+            let want6 = [
+                Scalar.q6_k_weights::<0, 0>(&ql, &h),
+                Scalar.q6_k_weights::<0, 2>(&ql, &h),
+                Scalar.q6_k_weights::<4, 4>(&ql, &h),
+                Scalar.q6_k_weights::<4, 6>(&ql, &h),
+            ];
+            // the lane forms: Q5_0 values in 0..=31, Q6_K's in -32..=31
+            assert!(
+                want5
+                    .iter()
+                    .all(|l| l.to_le_bytes().iter().all(|&b| b < 32))
+            );
+            for w in want6.iter().flatten() {
+                assert!(
+                    w.to_le_bytes()
+                        .iter()
+                        .all(|&b| (-32..32).contains(&(b as i8)))
+                );
+            }
+            #[cfg(target_arch = "x86_64")]
+            if let Some(avx2) = Avx2::detect() {
+                let bytes = |v: __m256i| {
+                    let mut out = [0u8; 32];
+                    // SAFETY: `out` is 32 writable bytes.
+                    unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast::<__m256i>(), v) };
+                    out
+                };
+                assert_eq!(
+                    bytes(avx2.q5_0_weights(&qs, qh)),
+                    bytes32(want5[0], want5[1])
+                );
+                let w4 = Scalar.nibbles16(&qs);
+                assert_eq!(bytes(avx2.nibbles16(&qs)), bytes32(w4[0], w4[1]));
+                let (got4, want4) = (avx2.nibbles32(&ql), Scalar.nibbles32(&ql));
+                for (g, w) in got4.into_iter().zip(want4) {
+                    assert_eq!(bytes(g), bytes32(w[0], w[1]));
+                }
+                let got6 = [
+                    avx2.q6_k_weights::<0, 0>(&ql, &h),
+                    avx2.q6_k_weights::<0, 2>(&ql, &h),
+                    avx2.q6_k_weights::<4, 4>(&ql, &h),
+                    avx2.q6_k_weights::<4, 6>(&ql, &h),
+                ];
+                for (g, w) in got6.into_iter().zip(want6) {
+                    assert_eq!(bytes(g), bytes32(w[0], w[1]));
+                }
+            }
         }
     }
 
