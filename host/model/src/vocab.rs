@@ -198,10 +198,74 @@ fn bad(key: &str, problem: impl Into<String>) -> EngineError {
     }
 }
 
+/// The tokens that end a generation: `extra` (the model config's EOS ids), the vocabulary's EOS
+/// and end-of-turn tokens, and for GPT-OSS's harmony vocabulary (`<|return|>`, `<|call|>` and
+/// `<|end|>` all present) `<|return|>` and `<|call|>` but not `<|end|>`, which there closes one
+/// message of an answer (its reasoning) and not the answer: llama.cpp's workaround in
+/// `llama_vocab::impl::load`. Sorted, without repeats.
+pub fn end_of_generation(vocab: &Vocab, extra: &[u32]) -> Vec<u32> {
+    let mut ids: Vec<u32> = extra
+        .iter()
+        .copied()
+        .chain(vocab.eos)
+        .chain(vocab.eot)
+        .collect();
+    let find = |t: &str| {
+        vocab
+            .tokens
+            .iter()
+            .position(|s| s == t.as_bytes())
+            .map(|i| i as u32)
+    };
+    if let (Some(end), Some(ret), Some(call)) =
+        (find("<|end|>"), find("<|return|>"), find("<|call|>"))
+    {
+        ids.retain(|&id| id != end);
+        ids.extend([ret, call]);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::gguf::GgufWriter;
+
+    #[test]
+    fn harmony_ends_at_return_and_call_but_not_at_end() {
+        let f = file(vec![
+            ("tokenizer.ggml.model", MetaValue::Str("gpt2".into())),
+            ("tokenizer.ggml.pre", MetaValue::Str("gpt-4o".into())),
+            (
+                "tokenizer.ggml.tokens",
+                strs(&[
+                    "a",
+                    "<|endoftext|>",
+                    "<|return|>",
+                    "<|end|>",
+                    "<|call|>",
+                    "<|start|>",
+                ]),
+            ),
+            ("tokenizer.ggml.eos_token_id", MetaValue::U32(2)),
+        ]);
+        let v = from_gguf(&f).unwrap();
+        // The end-of-turn token found by its text is `<|end|>`, as llama.cpp finds it.
+        assert_eq!((v.eos, v.eot), (Some(2), Some(3)));
+        assert_eq!(end_of_generation(&v, &[1, 2]), [1, 2, 4]);
+        // Without `<|call|>` it is not harmony: `<|end|>` ends the generation.
+        let f = file(vec![
+            ("tokenizer.ggml.model", MetaValue::Str("gpt2".into())),
+            (
+                "tokenizer.ggml.tokens",
+                strs(&["a", "<|end|>", "<|return|>"]),
+            ),
+        ]);
+        let v = from_gguf(&f).unwrap();
+        assert_eq!(end_of_generation(&v, &[]), [1]);
+    }
 
     fn file(meta: Vec<(&str, MetaValue)>) -> GgufFile {
         let mut w = GgufWriter::new();

@@ -15,6 +15,7 @@
 //! an H200 machine: Llama-3-8B Q4_0 (Q8_0 embeddings, 5.05 GB) in 11.7 s with 235 MB peak RSS,
 //! Llama-3-8B Q8_0 (8.54 GB) in 13.5 s, Qwen2.5-7B Q4_K (4.29 GB) in 14.9 s.
 
+pub mod harmony;
 mod layout;
 pub mod shapes;
 

@@ -501,9 +501,10 @@ pub fn load_cached(
     // Fail at startup, not at the first request, when a role has no plugin.
     drop(host.tokenizer().map_err(failure)?);
     drop(host.request_handler().map_err(failure)?);
-    let mut end_of_generation: HashSet<u32> = model.config.eos_token_ids.iter().copied().collect();
-    end_of_generation.extend(vocab.eos);
-    end_of_generation.extend(vocab.eot);
+    let end_of_generation: HashSet<u32> =
+        orcd_model::vocab::end_of_generation(&vocab, &model.config.eos_token_ids)
+            .into_iter()
+            .collect();
     let kind = match vocab.model.as_str() {
         "gpt2" => "bpe".to_string(),
         "llama" => "spm".to_string(),

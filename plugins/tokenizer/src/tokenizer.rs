@@ -196,10 +196,20 @@ impl Tokenizer {
                 attrs[id as usize] |= attr::CONTROL;
             }
         }
+        // GPT-OSS's harmony markup is always rendered, so that the answer's channels can be
+        // told apart in its text (llama.cpp's `llama_vocab::impl::load` does the same).
         for text in ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"] {
             if let Some(&id) = token_id.get(text.as_bytes()) {
                 attrs[id as usize] = attr::USER_DEFINED;
             }
+        }
+        // With `<|return|>` and `<|call|>` present (o200k_harmony), `<|end|>` only closes one
+        // message of an answer: llama.cpp takes it out of the end-of-generation tokens and
+        // renders it too.
+        let has = |t: &str| token_id.get(t.as_bytes()).copied();
+        if let (Some(end), Some(_), Some(_)) = (has("<|end|>"), has("<|return|>"), has("<|call|>"))
+        {
+            attrs[end as usize] = attr::USER_DEFINED;
         }
         let scores = if spec.scores.is_empty() {
             vec![0.0; n]

@@ -5,6 +5,11 @@
 //!     --vocab-from ggml-vocab-llama-bpe.gguf --out llama3-8b-synth.gguf [--seed N]
 //! ```
 //!
+//! With `--harmony-template FILE` (for `gpt-oss-20b`) the borrowed vocabulary gets GPT-OSS's
+//! harmony special tokens and FILE as its chat template (see [`orcd_tools::synth::harmony`]),
+//! e.g. llama.cpp's `models/templates/openai-gpt-oss-120b.jinja` (`scripts/fetch-models.sh
+//! templates` extracts it).
+//!
 //! The work is [`orcd_tools::synth`]; this file parses the flags and reports what was written.
 
 use std::path::PathBuf;
@@ -51,6 +56,11 @@ pub struct SynthArgs {
     /// e.g. 0.1 spreads the logits so that comparisons see real top-2 margins.
     #[arg(long)]
     output_std: Option<f32>,
+    /// Chat template in GPT-OSS's harmony format: the vocabulary gets harmony's special tokens
+    /// (those it lacks, as control tokens after its own; `<|return|>` becomes EOS) and this
+    /// file as `tokenizer.chat_template`.
+    #[arg(long)]
+    harmony_template: Option<PathBuf>,
 }
 
 fn parse_type(s: &str) -> Result<GgmlType, String> {
@@ -65,6 +75,15 @@ pub fn run(args: SynthArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("unknown shape `{}` (known: {})", args.shape, shape_names()))?;
     let vocab = GgufFile::open(&args.vocab_from)
         .with_context(|| format!("reading the vocabulary from {}", args.vocab_from.display()))?;
+    let vocab = match &args.harmony_template {
+        None => vocab,
+        Some(path) => {
+            let template = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            orcd_tools::synth::harmony::with_harmony(&vocab, &template)
+                .context("adding harmony's tokens and template to the vocabulary")?
+        }
+    };
     let opts = SynthOptions {
         shape,
         ty: args.ty,

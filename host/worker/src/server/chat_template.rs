@@ -1,7 +1,9 @@
 //! Chat templates: the model's `tokenizer.chat_template` (a Hugging Face Jinja template) rendered
 //! with `minijinja`, with the globals HF templates expect (`messages`, `add_generation_prompt`,
-//! `bos_token`, `eos_token`, `raise_exception`, `strftime_now`) and Python string methods
-//! (`.strip()`, `.startswith()`, ...) through `minijinja-contrib`'s pycompat layer.
+//! `bos_token`, `eos_token`, `raise_exception`, `strftime_now`), Python string methods
+//! (`.strip()`, `.startswith()`, ...) through `minijinja-contrib`'s pycompat layer, maps in
+//! their given order (a tool's parameters render in the order the request lists them) and
+//! `tojson` as Python's `json.dumps` ([`super::template_json`]).
 //!
 //! A request's `chat_template_kwargs` (vLLM's and llama-server's field) become template
 //! variables; `enable_thinking` is `false` unless the request sets it, so Qwen3-style templates
@@ -87,6 +89,8 @@ pub struct ChatTemplate {
     eos_token: String,
     /// How the template's model writes a tool call (`tool_choice: "auto"`), when known.
     call_format: Option<super::openai_tools::CallFormat>,
+    /// The template prompts GPT-OSS's harmony format (its answers come as channel messages).
+    harmony: bool,
     /// Set once a render ran past its deadline; every later render is refused.
     stalled: AtomicBool,
 }
@@ -198,6 +202,8 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
+        // `json.dumps`, as the Python renderers templates are written for.
+        env.add_filter("tojson", super::template_json::tojson);
         env.add_template_owned("chat", source.to_string())
             .map_err(|e| TemplateError::Compile(e.to_string()))?;
         Ok(ChatTemplate {
@@ -205,6 +211,7 @@ impl ChatTemplate {
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
             call_format: super::openai_tools::call_format(source),
+            harmony: source.contains("<|start|>assistant") && source.contains("<|channel|>"),
             stalled: AtomicBool::new(false),
         })
     }
@@ -327,6 +334,12 @@ impl ChatTemplate {
     /// [`super::openai_tools::call_format`]).
     pub fn call_format(&self) -> Option<super::openai_tools::CallFormat> {
         self.call_format
+    }
+
+    /// Whether the template prompts GPT-OSS's harmony format, whose answers are split into
+    /// reasoning and content (see [`super::harmony`]).
+    pub fn is_harmony(&self) -> bool {
+        self.harmony
     }
 
     /// Whether the template reads the top-level variable `name` (e.g. `tools`).

@@ -9,6 +9,7 @@ pub mod connections;
 mod control;
 mod error;
 mod execute;
+pub mod harmony;
 mod health;
 mod job_id;
 mod metrics;
@@ -23,6 +24,7 @@ mod response_format;
 mod sse;
 mod state;
 mod submit;
+mod template_json;
 mod tokenize;
 
 pub use app::{OPENAPI_YAML, app};

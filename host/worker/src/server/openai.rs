@@ -371,6 +371,7 @@ pub async fn completions(
         include_usage,
         logprobs: logprobs.is_some(),
         tool: None,
+        harmony: false,
         tokenizer: state.plugins.tokenizer.clone(),
     };
     respond(reply, subs).await
@@ -394,6 +395,20 @@ pub async fn chat_completions(
         }
         Some(Ok(template)) => Arc::clone(template),
     };
+    let lists_tools = req
+        .tools
+        .as_ref()
+        .and_then(Value::as_array)
+        .is_some_and(|l| !l.is_empty());
+    let no_call = req.tool_choice.as_ref().and_then(Value::as_str) == Some("none");
+    if template.is_harmony() && lists_tools && !no_call {
+        return Err(AppError::invalid(
+            "tools",
+            "tool calls in GPT-OSS's harmony format (`to=functions.NAME`) are not supported yet: \
+             send `tool_choice: \"none\"` (the tools are then only shown to the model)",
+        )
+        .into());
+    }
     let tools = openai_tools::parse(
         req.tools.as_ref(),
         req.tool_choice.as_ref(),
@@ -481,6 +496,7 @@ pub async fn chat_completions(
         stream: req.stream,
         include_usage,
         logprobs: logprobs.is_some(),
+        harmony: template.is_harmony() && tools.mode.is_none(),
         tool: tools.mode,
         tokenizer: state.plugins.tokenizer.clone(),
     };

@@ -3,6 +3,9 @@
 //! calls, see `openai_tools`), its `logprobs` when asked for, and its finish reason; `usage`
 //! counts the prompt once and every choice's tokens. With `stream_options.include_usage` the
 //! stream's last chunk before `[DONE]` has `"choices": []` and the usage, as OpenAI sends it.
+//! A chat answer in GPT-OSS's harmony format is split as it streams (see `harmony`): its
+//! reasoning goes out as `reasoning_content`, its answer as `content`, as llama.cpp's server
+//! sends them.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{Map, Value, json};
 
 use super::error::AppError;
+use super::harmony::{Channel, HarmonySplitter};
 use super::openai::{OpenAiError, error_json};
 use super::openai_logprobs::{LegacyLogprobs, Pieces, chat_content};
 use super::openai_tools::{ToolCallMode, chosen_call, read_calls};
@@ -42,6 +46,9 @@ pub struct Reply {
     pub logprobs: bool,
     /// How a chat choice's output becomes tool calls (`None`: text).
     pub tool: Option<ToolCallMode>,
+    /// A chat answer in GPT-OSS's harmony format: split into `reasoning_content` and `content`
+    /// (never with `tool`).
+    pub harmony: bool,
     pub tokenizer: Arc<dyn Tokenizer>,
 }
 
@@ -58,12 +65,19 @@ struct Choice {
     logprobs: Vec<TokenLogprob>,
     legacy: LegacyLogprobs,
     tokens_out: u32,
+    /// A harmony answer's splitter, and its reasoning and answer so far.
+    harmony: Option<HarmonySplitter>,
+    reasoning: String,
+    content: String,
 }
 
 impl Choice {
-    fn new(index: usize) -> Choice {
+    fn new(index: usize, harmony: bool) -> Choice {
         Choice {
             index,
+            harmony: harmony.then(HarmonySplitter::new),
+            reasoning: String::new(),
+            content: String::new(),
             text: String::new(),
             call_id: None,
             called: false,
@@ -72,6 +86,29 @@ impl Choice {
             legacy: LegacyLogprobs::default(),
             tokens_out: 0,
         }
+    }
+
+    /// Adds a harmony split's deltas to the reasoning and the answer; returns them as one
+    /// chat delta's fields (`reasoning_content`, `content`), empty when there were none.
+    fn take_harmony(&mut self, parts: Vec<(Channel, String)>) -> Map<String, Value> {
+        let mut reasoning = String::new();
+        let mut content = String::new();
+        for (channel, text) in parts {
+            match channel {
+                Channel::Reasoning => reasoning.push_str(&text),
+                Channel::Content => content.push_str(&text),
+            }
+        }
+        self.reasoning.push_str(&reasoning);
+        self.content.push_str(&content);
+        let mut delta = Map::new();
+        if !reasoning.is_empty() {
+            delta.insert("reasoning_content".into(), json!(reasoning));
+        }
+        if !content.is_empty() {
+            delta.insert("content".into(), json!(content));
+        }
+        delta
     }
 }
 
@@ -138,6 +175,13 @@ impl Reply {
 
     /// The whole message of a finished chat choice.
     fn message(&self, choice: &Choice) -> (Value, bool) {
+        if choice.harmony.is_some() {
+            let mut m = json!({"role": "assistant", "content": choice.content});
+            if !choice.reasoning.is_empty() {
+                m["reasoning_content"] = json!(choice.reasoning);
+            }
+            return (m, false);
+        }
         match &self.tool {
             None => (json!({"role": "assistant", "content": choice.text}), true),
             Some(ToolCallMode::Auto(_)) if !choice.called => {
@@ -190,7 +234,7 @@ async fn whole(reply: Reply, subs: Vec<Submitted>) -> Result<Response, OpenAiErr
     // Every job runs concurrently in the scheduler; reading them in turn waits for the last.
     let mut subs = subs;
     for (index, sub) in subs.iter_mut().enumerate() {
-        let mut choice = Choice::new(index);
+        let mut choice = Choice::new(index, reply.harmony && reply.flavour == Flavour::Chat);
         let stop = loop {
             match sub.events.recv().await {
                 Some(JobEvent::Token {
@@ -225,6 +269,12 @@ async fn whole(reply: Reply, subs: Vec<Submitted>) -> Result<Response, OpenAiErr
                 }
             }
         };
+        if let Some(mut h) = choice.harmony.take() {
+            let mut parts = h.push(&choice.text);
+            parts.extend(h.finish());
+            choice.take_harmony(parts);
+            choice.harmony = Some(h);
+        }
         let lps = std::mem::take(&mut choice.logprobs);
         let logprobs = reply.logprobs_value(&mut pieces, &mut choice, &lps)?;
         let value = match reply.flavour {
@@ -313,6 +363,10 @@ impl Streaming {
     ) -> Result<(), AppError> {
         self.choices[i].called |= tool_call;
         self.choices[i].text.push_str(&t);
+        if let Some(h) = self.choices[i].harmony.as_mut() {
+            let parts = h.push(&t);
+            return self.harmony_chunk(i, parts, lps, None);
+        }
         let buffered = self.reply.buffered(&self.choices[i]);
         if buffered && lps.is_empty() {
             return Ok(());
@@ -336,12 +390,51 @@ impl Streaming {
         Ok(())
     }
 
+    /// A harmony choice's chunk: the split's deltas (and the token's logprobs); none when
+    /// there is nothing to send. With `finish`, the choice's last chunk (always sent).
+    fn harmony_chunk(
+        &mut self,
+        i: usize,
+        parts: Vec<(Channel, String)>,
+        lps: Vec<TokenLogprob>,
+        finish: Option<&str>,
+    ) -> Result<(), AppError> {
+        let mut delta = self.choices[i].take_harmony(parts);
+        if delta.is_empty() && lps.is_empty() && finish.is_none() {
+            return Ok(());
+        }
+        let logprobs = if lps.is_empty() && finish.is_some() {
+            Value::Null
+        } else {
+            let reply = &self.reply;
+            reply.logprobs_value(&mut self.pieces, &mut self.choices[i], &lps)?
+        };
+        if !self.choices[i].role_sent {
+            self.choices[i].role_sent = true;
+            delta.insert("role".into(), json!("assistant"));
+        }
+        let index = self.choices[i].index;
+        let line = self.chunk(json!({"index": index, "delta": delta, "logprobs": logprobs,
+            "finish_reason": finish}));
+        self.out.push_back(line);
+        Ok(())
+    }
+
     fn on_end(&mut self, i: usize, stop: StopReason, tokens_in: u32, tokens_out: u32) {
         self.guards[i].disarm();
         self.prompt_tokens = tokens_in;
         self.choices[i].tokens_out = tokens_out;
         let index = self.choices[i].index;
         let mut finish = stop.openai_finish_reason();
+        if let Some(h) = self.choices[i].harmony.as_mut() {
+            let parts = h.finish();
+            if let Err(e) = self.harmony_chunk(i, parts, Vec::new(), Some(finish)) {
+                self.fail(e.code, &e.message);
+                return;
+            }
+            self.finish_choice();
+            return;
+        }
         let value = match self.reply.flavour {
             Flavour::Completion => {
                 json!({"index": index, "text": "", "logprobs": null, "finish_reason": finish})
@@ -386,6 +479,11 @@ impl Streaming {
         };
         let line = self.chunk(value);
         self.out.push_back(line);
+        self.finish_choice();
+    }
+
+    /// One more choice has ended; after the last, the usage chunk and `[DONE]`.
+    fn finish_choice(&mut self) {
         self.finished += 1;
         if self.finished == self.choices.len() {
             if self.reply.include_usage {
@@ -458,12 +556,13 @@ fn stream(
             }));
         streams.push(s);
     }
+    let harmony = reply.harmony && reply.flavour == Flavour::Chat;
     let mut state = Streaming {
         pieces: Pieces::new(reply.tokenizer.clone()),
         reply,
         events: futures_util::stream::select_all(streams),
         guards,
-        choices: (0..n).map(Choice::new).collect(),
+        choices: (0..n).map(|i| Choice::new(i, harmony)).collect(),
         out: std::collections::VecDeque::new(),
         finished: 0,
         prompt_tokens: 0,

@@ -1,7 +1,7 @@
 //! Shared helpers of the tokenizer tests: where llama.cpp's suites and the real models are,
 //! and a native tokenizer for a GGUF file's vocabulary.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 
