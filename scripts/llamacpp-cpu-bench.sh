@@ -3,7 +3,7 @@
 # pp512 (one forward of 512 seeded random prompt tokens) and tg128 (128 greedy decode steps at
 # batch 1 after a warm-up, median over repeats), through `llama-cpp-python` built from source.
 #
-#   scripts/llamacpp-cpu-bench.sh [MODEL] [THREADS] [REPEATS]
+#   scripts/llamacpp-cpu-bench.sh [MODEL] [THREADS] [REPEATS] [PP TG]
 #   scripts/llamacpp-cpu-bench.sh --install-only
 #
 # The first run installs llama-cpp-python from PyPI into the git-ignored venv
@@ -30,4 +30,4 @@ model="${1:-$root/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 threads="${2:-2}"
 repeats="${3:-3}"
 echo "load: $(uptime | sed 's/.*load average/load average/')" >&2
-exec "$venv/bin/python" "$root/scripts/llamacpp_cpu_bench.py" "$model" "$threads" "$repeats"
+exec "$venv/bin/python" "$root/scripts/llamacpp_cpu_bench.py" "$model" "$threads" "$repeats" ${4:+"$4"} ${5:+"$5"}

@@ -1,6 +1,7 @@
-"""Times llama.cpp (through llama-cpp-python) on the CPU: pp512 and tg128, greedy, batch 1.
+"""Times llama.cpp (through llama-cpp-python) on the CPU: ppN and tgM (default pp512 and tg128,
+as `worker-orcd bench`), greedy, batch 1.
 
-Usage: llamacpp_cpu_bench.py MODEL THREADS REPEATS. Called by llamacpp-cpu-bench.sh.
+Usage: llamacpp_cpu_bench.py MODEL THREADS REPEATS [PP TG]. Called by llamacpp-cpu-bench.sh.
 """
 
 import json
@@ -12,8 +13,8 @@ import time
 import numpy as np
 from llama_cpp import Llama
 
-PP = 512
-TG = 128
+PP = int(sys.argv[4]) if len(sys.argv) > 4 else 512
+TG = int(sys.argv[5]) if len(sys.argv) > 5 else 128
 
 
 def main() -> None:
@@ -60,8 +61,8 @@ def main() -> None:
         "model": model,
         "threads": threads,
         "repeats": repeats,
-        "pp512_tok_s": {"median": statistics.median(pp), "best": max(pp), "all": pp},
-        "tg128_tok_s": {"median": statistics.median(tg), "best": max(tg), "all": tg},
+        f"pp{PP}_tok_s": {"median": statistics.median(pp), "best": max(pp), "all": pp},
+        f"tg{TG}_tok_s": {"median": statistics.median(tg), "best": max(tg), "all": tg},
     }
     print(f"pp{PP}: median {statistics.median(pp):.1f} tok/s, best {max(pp):.1f}")
     print(f"tg{TG}: median {statistics.median(tg):.1f} tok/s, best {max(tg):.1f}")
