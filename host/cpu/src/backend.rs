@@ -1,3 +1,6 @@
+//! Longer than 600 lines with its unit tests (the code is the first 300): the tests drive the
+//! backend through the `Device` trait next to the code they check.
+//!
 //! [`CpuBackend`]: the reference implementation of [`Device`], running the quantized weights in
 //! place from the mapped GGUF file on a rayon pool of its own.
 

@@ -1,3 +1,6 @@
+//! Longer than 600 lines with its unit tests (the code is the first 275): the stop-sequence
+//! hold-back and the tool-call switch are tested here against the private state they drive.
+//!
 //! One running sequence: a job that holds a KV-cache slot, its prefill progress, its sampler and
 //! detokenizer sessions, and the text it has streamed.
 
