@@ -24,7 +24,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use layout::{Fill, TensorPlan, plan_metadata, plan_tensors};
+use layout::{Fill, Sizes, TensorPlan, plan_metadata, plan_tensors};
 use orcd_common::SplitMix64;
 pub use shapes::{SHAPES, Shape, shape, shape_names};
 
@@ -145,15 +145,12 @@ fn plan(
             )));
         }
     };
-    let tensors = plan_tensors(
-        opts.shape,
+    let sizes = Sizes {
         n_layer,
         n_expert,
-        n_vocab as u64,
-        opts.ty,
-        embed_ty,
-        output_fill,
-    );
+        n_vocab: n_vocab as u64,
+    };
+    let tensors = plan_tensors(opts.shape, sizes, opts.ty, embed_ty, output_fill);
     let mut w = GgufWriter::new();
     for (key, value) in plan_metadata(opts, n_layer, n_expert, vocab, n_vocab) {
         w.add_metadata(key, value)?;

@@ -45,18 +45,28 @@ fn file_type(ty: GgmlType) -> u32 {
     }
 }
 
-/// The tensors of `shape` with `n_layer` layers (and `n_expert` experts, for a mixture of
-/// experts), in the order llama.cpp writes them.
-#[allow(clippy::too_many_arguments)]
+/// How much of a shape a file holds: its layers, experts (a mixture of experts) and tokens.
+#[derive(Copy, Clone, Debug)]
+pub(super) struct Sizes {
+    pub n_layer: u32,
+    pub n_expert: u32,
+    pub n_vocab: u64,
+}
+
+/// The tensors of `shape` at `sizes`, in the order llama.cpp writes them: the layer matrices
+/// in `ty`, the embedding and output in `embed_ty`.
 pub(super) fn plan_tensors(
     shape: &Shape,
-    n_layer: u32,
-    n_expert: u32,
-    n_vocab: u64,
+    sizes: Sizes,
     ty: GgmlType,
     embed_ty: GgmlType,
     output_fill: Fill,
 ) -> Vec<TensorPlan> {
+    let Sizes {
+        n_layer,
+        n_expert,
+        n_vocab,
+    } = sizes;
     let (d, ff) = (shape.n_embd as u64, shape.n_ff as u64);
     let q_dim = (shape.n_head * shape.head_dim) as u64;
     let kv_dim = (shape.n_head_kv * shape.head_dim) as u64;
