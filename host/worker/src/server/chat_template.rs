@@ -88,7 +88,7 @@ pub struct ChatTemplate {
     bos_token: String,
     eos_token: String,
     /// How the template's model writes a tool call (`tool_choice: "auto"`), when known.
-    call_format: Option<super::openai_tools::CallFormat>,
+    call_format: Option<super::tool_formats::CallFormat>,
     /// The template prompts GPT-OSS's harmony format (its answers come as channel messages).
     harmony: bool,
     /// Set once a render ran past its deadline; every later render is refused.
@@ -210,7 +210,7 @@ impl ChatTemplate {
             env,
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
-            call_format: super::openai_tools::call_format(source),
+            call_format: super::tool_formats::call_format(source),
             harmony: source.contains("<|start|>assistant") && source.contains("<|channel|>"),
             stalled: AtomicBool::new(false),
         })
@@ -331,8 +331,8 @@ impl ChatTemplate {
     }
 
     /// How the template's model writes a tool call, read off the template's text (see
-    /// [`super::openai_tools::call_format`]).
-    pub fn call_format(&self) -> Option<super::openai_tools::CallFormat> {
+    /// [`super::tool_formats::call_format`]).
+    pub fn call_format(&self) -> Option<super::tool_formats::CallFormat> {
         self.call_format
     }
 

@@ -26,6 +26,7 @@ mod state;
 mod submit;
 mod template_json;
 mod tokenize;
+mod tool_formats;
 
 pub use app::{OPENAPI_YAML, app};
 pub use auth::ApiKey;
