@@ -6,8 +6,8 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use orcd_common::vocab_import::{self, Packed, VocabImport, VocabSizes};
-use orcd_common::{TokenType, Vocab};
+use orcd_common::Vocab;
+use orcd_common::vocab_import;
 
 use crate::{Compiled, ConstraintError, Kind, Session, Vocabulary};
 
@@ -19,7 +19,7 @@ wit_bindgen::generate!({
 use exports::worker::plugin::constraint_plugin::{Guest, GuestConstraint};
 use worker::plugin::host;
 use worker::plugin::types::{Error, PluginInfo};
-use worker::plugin::vocab::{self, PackedBytes};
+use worker::plugin::vocab;
 
 /// Compiled constraints kept per instance.
 const COMPILED_CACHE: usize = 32;
@@ -39,58 +39,8 @@ impl From<ConstraintError> for Error {
     }
 }
 
-/// The host's `vocab` import, for the shared reader.
-struct Import;
-
-impl VocabImport for Import {
-    fn header(&self) -> (Vocab, VocabSizes) {
-        let info = vocab::info();
-        let sizes = VocabSizes {
-            tokens: info.size,
-            merges: info.merges_count,
-            has_scores: info.has_scores,
-        };
-        let header = Vocab {
-            model: info.model,
-            pre: info.pre,
-            name: host::model().name,
-            add_bos: info.add_bos,
-            add_eos: info.add_eos,
-            add_space_prefix: info.add_space_prefix,
-            bos: info.bos,
-            eos: info.eos,
-            eot: info.eot,
-            unk: info.unk,
-            pad: info.pad,
-            ..Vocab::default()
-        };
-        (header, sizes)
-    }
-    fn tokens(&self, start: u32, count: u32) -> Packed {
-        packed(vocab::tokens(start, count))
-    }
-    fn scores(&self, start: u32, count: u32) -> Vec<f32> {
-        vocab::scores(start, count)
-    }
-    fn token_types(&self, start: u32, count: u32) -> Vec<TokenType> {
-        // The WIT enum lists the types in llama.cpp's numbering.
-        let types = vocab::token_types(start, count);
-        types
-            .into_iter()
-            .map(|t| TokenType::from_i32(t as i32))
-            .collect()
-    }
-    fn merges(&self, start: u32, count: u32) -> Packed {
-        packed(vocab::merges(start, count))
-    }
-}
-
-fn packed(p: PackedBytes) -> Packed {
-    Packed {
-        data: p.data,
-        lengths: p.lengths,
-    }
-}
+// `struct Import`: the host's `vocab` import, for the shared reader.
+orcd_common::vocab_import_over_bindings!(vocab, host);
 
 /// Reads the whole vocabulary from the host.
 fn read_vocab() -> Result<Vocab, ConstraintError> {
